@@ -1,0 +1,160 @@
+# vmgate: one non-recursive Makefile. Everything it makes goes under build/.
+#
+#   make            build build/vmgate (installs missing Debian packages)
+#   make run        build, make a self-signed demo certificate if there is
+#                   none, and run on $(CONFIG)
+#   make test       unit tests (cmocka) and end-to-end tests (pytest)
+#   make unit       only the unit tests
+#   make e2e        only the end-to-end tests (E2E_ARGS passes pytest flags)
+#   make check-config   vmgate --check on $(CONFIG)
+#   make defconfig / menuconfig   compile-time options (Kconfig)
+#   make clean
+#
+# User-facing variables:
+#   V=1          print every command
+#   CONFIG=FILE  the appliance.yaml for `make run` (default: appliance.yaml)
+#   CC, CFLAGS, LDFLAGS   the usual
+#   E2E_ARGS     extra pytest arguments, e.g. E2E_ARGS="-k ssh -x"
+
+CONFIG   ?= appliance.yaml
+BUILD    := build
+CC       ?= cc
+PYTHON   := /usr/bin/python3
+
+BSSL_INC := /usr/include/android
+BSSL_LIB := /usr/lib/x86_64-linux-gnu/android
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
+            -Wstrict-prototypes -fno-strict-aliasing -pthread \
+            -D_GNU_SOURCE -I. -I$(BUILD) -isystem $(BSSL_INC) -MMD -MP
+LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
+            -luring -lyaml -lpthread
+
+ifeq ($(V),1)
+Q :=
+msg = @true
+else
+Q := @
+msg = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
+# Debian packages: what building needs, and what the tests add to it.
+DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
+             python3-kconfiglib openssl
+DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
+             python3-h2 openssh-server openssh-client curl nghttp2-client \
+             nghttp2-server iproute2 procps util-linux
+
+# Library objects: everything but main.c. Tests link against these.
+LIB_SRCS := $(wildcard tls/*.c route/*.c) \
+            $(filter-out core/main.c,$(wildcard core/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB      := $(BUILD)/libvmgate.a
+BIN      := $(BUILD)/vmgate
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all run test unit e2e check-config defconfig menuconfig clean \
+        deps-build deps-test
+.DEFAULT_GOAL := all
+
+all: deps-build $(BIN)
+
+# apt-get update once, then install only what is missing.
+define apt_install
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "  APT   $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null \
+	    || { echo "apt-get install failed:$$missing" >&2; exit 1; }; \
+	fi
+endef
+
+deps-build:
+	$(call apt_install,$(DEB_BUILD))
+
+deps-test:
+	$(call apt_install,$(DEB_TEST))
+
+# Kconfig -> build/.config -> build/config.h
+KCONFIG_ENV := KCONFIG_CONFIG=$(BUILD)/.config
+
+$(BUILD)/.config: Kconfig | deps-build
+	@mkdir -p $(BUILD)
+	$(call msg,KCONFIG,$@)
+	$(Q)if [ -f $@ ]; then $(KCONFIG_ENV) $(PYTHON) -m olddefconfig Kconfig >/dev/null; \
+	    else $(KCONFIG_ENV) $(PYTHON) -m alldefconfig Kconfig >/dev/null; fi
+	$(Q)touch $@
+
+$(BUILD)/config.h: $(BUILD)/.config
+	$(call msg,GEN,$@)
+	$(Q)$(KCONFIG_ENV) $(PYTHON) -m genconfig --header-path $@ Kconfig
+	$(Q)touch $@
+
+defconfig: deps-build
+	@mkdir -p $(BUILD)
+	$(Q)$(KCONFIG_ENV) $(PYTHON) -m alldefconfig Kconfig
+	$(Q)$(KCONFIG_ENV) $(PYTHON) -m genconfig --header-path $(BUILD)/config.h Kconfig
+
+menuconfig: deps-build
+	@mkdir -p $(BUILD)
+	$(KCONFIG_ENV) $(PYTHON) -m menuconfig Kconfig
+	$(KCONFIG_ENV) $(PYTHON) -m genconfig --header-path $(BUILD)/config.h Kconfig
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/config.h
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/core/main.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests: one program per tests/unit/test_NAME.c, linked with the library.
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(BUILD)/config.h
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+
+unit: deps-test $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do \
+	  echo "== $$t"; (cd tests/unit && ../../$$t) || fail=1; done; \
+	exit $$fail
+
+e2e: deps-test $(BIN)
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
+
+test: deps-test
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory e2e
+
+# A demo certificate for the shipped appliance.yaml, made once, kept under
+# build/ so the tree stays clean.
+DEMO_CERT := $(BUILD)/demo/fullchain.pem
+$(DEMO_CERT): | deps-build
+	@mkdir -p $(dir $@)
+	$(call msg,CERT,$@)
+	$(Q)openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	  -days 825 -subj "/CN=vm.vers.sh" \
+	  -addext "subjectAltName=DNS:*.vm.vers.sh,DNS:vm.vers.sh" \
+	  -keyout $(BUILD)/demo/key.pem -out $@ 2>/dev/null
+
+run: all $(DEMO_CERT)
+	$(BIN) -c $(CONFIG)
+
+check-config: all
+	$(BIN) --check -c $(CONFIG)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

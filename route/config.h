@@ -1,0 +1,124 @@
+/* route/config.h: appliance.yaml, parsed and validated.
+ *
+ * config_load() turns the file into a struct config, or into a list of
+ * errors, each with the line and column (1-based) it was found at. It checks
+ * everything that can be checked without TLS: types, ranges, unknown keys,
+ * duplicates, hostnames, IPv6 addresses, that certificate and key files are
+ * readable. A config that loaded is complete: every default is filled in.
+ *
+ * Relative paths in the file are relative to the file's directory; the
+ * loaded paths are already resolved against it.
+ */
+#ifndef VMGATE_ROUTE_CONFIG_H
+#define VMGATE_ROUTE_CONFIG_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Defaults, documented in README.md. */
+#define CONFIG_DEFAULT_MAX_CONNECTIONS 100000
+#define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define CONFIG_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define CONFIG_DEFAULT_IDLE_TIMEOUT_MS 300000
+#define CONFIG_DEFAULT_BUFFER_BYTES 65536
+
+enum config_log_level {
+	CONFIG_LOG_ERROR,
+	CONFIG_LOG_WARN,
+	CONFIG_LOG_INFO, /* default */
+	CONFIG_LOG_DEBUG,
+};
+
+struct config_cert {
+	char *cert_path; /* PEM chain, leaf first; resolved path */
+	char *key_path;  /* PEM private key (ECDSA or RSA); resolved path */
+	unsigned line, col; /* where the entry starts, for later errors */
+};
+
+struct config_port_map {
+	uint16_t listen_port;
+	uint16_t vm_port;
+};
+
+struct config_domain {
+	char *suffix; /* lowercase, validated, no leading "*." or dot */
+	struct config_port_map *port_map;
+	size_t port_map_len;
+	/* allowed listener ports; only meaningful when has_allowed_ports */
+	uint16_t *allowed_ports;
+	size_t allowed_ports_len;
+	bool has_allowed_ports;
+};
+
+struct config_vm {
+	char *id; /* lowercase, one valid DNS label */
+	struct in6_addr addr;
+};
+
+struct config_limits {
+	uint32_t max_connections;
+	uint32_t handshake_timeout_ms;
+	uint32_t connect_timeout_ms;
+	uint32_t idle_timeout_ms;
+	uint32_t buffer_bytes;
+};
+
+struct config {
+	char *path; /* the file as given */
+	char *dir;  /* its directory, base of relative paths */
+
+	unsigned workers; /* 0 = one per CPU */
+	enum config_log_level log_level;
+
+	struct in6_addr listen_addr; /* "::" by default */
+	uint16_t *ports;             /* sorted, no duplicates, non-empty */
+	size_t ports_len;
+
+	struct config_cert *certs; /* non-empty */
+	size_t certs_len;
+	char **alpn; /* protocol names in preference order; may be empty */
+	size_t alpn_len;
+
+	struct config_domain *domains;
+	size_t domains_len;
+	struct config_vm *vms;
+	size_t vms_len;
+
+	struct config_limits limits;
+};
+
+struct config_error {
+	unsigned line, col; /* 1-based; 0:0 when not tied to a place */
+	char msg[240];
+};
+
+struct config_errors {
+	const char *file; /* as given to config_load; borrowed */
+	struct config_error *v;
+	size_t len;
+};
+
+/* config_load reads and validates |path|. On success it fills |out| and
+ * returns true; on failure |out| is left all-zero, |errs| holds one entry
+ * per problem found (the loader goes on after an error where it can, so
+ * one run reports many) and it returns false. Free both with the
+ * functions below in either case. */
+bool config_load(struct config *out, struct config_errors *errs,
+		 const char *path);
+
+/* config_load_buf is config_load on bytes already in memory: |name| is used
+ * in messages and |dir| resolves relative paths. For tests and fuzzing. */
+bool config_load_buf(struct config *out, struct config_errors *errs,
+		     const char *name, const char *dir, const uint8_t *buf,
+		     size_t buf_len);
+
+/* config_errors_print writes each error as "FILE:LINE:COL: message\n". */
+void config_errors_print(FILE *f, const struct config_errors *errs);
+
+void config_free(struct config *c);         /* NULL and zero are fine */
+void config_errors_free(struct config_errors *errs);
+
+#endif

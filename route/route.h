@@ -1,0 +1,64 @@
+/* route/route.h: the route table and the one question core/ asks of it.
+ *
+ * A route table is built from a loaded config and is immutable afterwards:
+ * any number of threads may call route_lookup() on it at once. Lookup walks
+ * a trie of reversed DNS labels to the longest matching domain suffix, takes
+ * the label in front of it as the vmId, finds that VM and applies the
+ * domain's port policy. It never allocates and is O(labels).
+ */
+#ifndef VMGATE_ROUTE_ROUTE_H
+#define VMGATE_ROUTE_ROUTE_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "route/config.h"
+
+struct route_table;
+
+enum route_verdict {
+	ROUTE_OK,
+	ROUTE_NO_SNI,         /* host_len == 0 */
+	ROUTE_BAD_HOST,       /* not a valid hostname (route_host_normalize) */
+	ROUTE_UNKNOWN_DOMAIN, /* no configured suffix matches, or nothing or
+	                       * more than one label in front of it */
+	ROUTE_UNKNOWN_VM,     /* the suffix matches, the vmId is not known */
+	ROUTE_PORT_DENIED,    /* the domain does not allow the listener port */
+};
+
+struct route_match {
+	const char *vm_id;           /* NUL-terminated, owned by the table */
+	const struct in6_addr *addr; /* owned by the table */
+	uint16_t vm_port;            /* port_map[listen_port] or listen_port */
+};
+
+/* route_table_new builds a table from |cfg| (domains and vms). It returns
+ * NULL only when out of memory; |cfg| was validated by config_load, and the
+ * table does not keep pointers into it. */
+struct route_table *route_table_new(const struct config *cfg);
+void route_table_free(struct route_table *t); /* NULL is fine */
+
+/* route_lookup answers for a client that sent SNI |host| (|host_len| bytes,
+ * as received: any case, not NUL-terminated) to listener port
+ * |listen_port|. On ROUTE_OK |out| is filled and its pointers live as long
+ * as |t|; otherwise |out| is untouched. */
+enum route_verdict route_lookup(const struct route_table *t,
+				struct route_match *out, const uint8_t *host,
+				size_t host_len, uint16_t listen_port);
+
+/* route_verdict_str returns a static reason for logs: "ok", "no_sni",
+ * "bad_host", "unknown_domain", "unknown_vm", "port_denied". */
+const char *route_verdict_str(enum route_verdict v);
+
+/* route_host_normalize validates |in| as a hostname (RFC 1123 labels of
+ * letters, digits and hyphens, 1-63 bytes each, no leading or trailing
+ * hyphen, at most 253 bytes, no trailing dot, no NUL) and writes it
+ * lowercased to |out| (|out_cap| >= 254 holds any valid name), NUL-
+ * terminated, length in |*out_len|. Returns false, writing nothing
+ * meaningful, if it is not valid. Also used by the config loader. */
+bool route_host_normalize(char *out, size_t *out_len, size_t out_cap,
+			  const uint8_t *in, size_t in_len);
+
+#endif
