@@ -1,0 +1,77 @@
+/* core/conn-t.h: the connection object (types only).
+ *
+ * A connection is one client socket, at most one VM socket, one TLS
+ * session and two directions of pending bytes:
+ *   up:   client ciphertext -> TLS -> up.data -> send to the VM
+ *   down: VM bytes -> TLS -> ciphertext -> down.data -> send to the client
+ * Each direction holds a buffer from the worker's pool only while it has
+ * bytes to send, and never more than limits.buffer_bytes.
+ *
+ * Progress that is independent (the VM connect beside the TLS handshake,
+ * the two directions of the relay) is kept as CF_* flags; the state says
+ * which do_<state>() decides what to do next.
+ */
+#ifndef VMGATE_CORE_CONN_T_H
+#define VMGATE_CORE_CONN_T_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+
+#include "core/timer.h"
+#include "tls/session.h"
+
+enum conn_state {
+	CONN_FREE,
+	CONN_HELLO,     /* collecting the ClientHello, then routing */
+	CONN_HANDSHAKE, /* TLS handshake and VM connect under way */
+	CONN_RELAY,     /* relaying, possibly half-closed */
+	CONN_LINGER,    /* flushing a last alert to the client, then close */
+	CONN_CLOSING,   /* cancelled; waiting for in-flight operations */
+};
+
+enum conn_flag {
+	CF_CLIENT_RECV = 1u << 0, /* operations in flight */
+	CF_CLIENT_SEND = 1u << 1,
+	CF_VM_RECV = 1u << 2,
+	CF_VM_SEND = 1u << 3,
+	CF_VM_CONNECTING = 1u << 4,
+	CF_VM_CONNECTED = 1u << 5,
+	CF_HS_DONE = 1u << 6,
+	CF_CLIENT_FIN = 1u << 7,  /* the client's TCP stream ended */
+	CF_CLIENT_EOF = 1u << 8,  /* no more plaintext from the client */
+	CF_VM_EOF = 1u << 9,      /* the VM's TCP stream ended */
+	CF_VM_SHUT = 1u << 10,    /* shutdown(SHUT_WR) toward the VM sent */
+	CF_NOTIFY = 1u << 11,     /* close_notify queued toward the client */
+	CF_CLIENT_SHUT = 1u << 12, /* shutdown(SHUT_WR) toward the client */
+	CF_STARVED = 1u << 13,    /* a recv found no buffer; retry later */
+	CF_LOGGED = 1u << 14,     /* the connection's one line is written */
+};
+
+struct dirbuf {
+	uint8_t *data; /* from the worker's pool, or NULL */
+	uint32_t off;  /* first unsent byte */
+	uint32_t len;  /* unsent bytes */
+};
+
+struct conn {
+	struct timer_node timer; /* handshake or idle deadline */
+	struct conn *next;       /* free list or starved list */
+	uint32_t slot;
+	uint32_t gen;
+	enum conn_state state;
+	uint32_t flags;
+	uint32_t inflight; /* SQEs submitted and not yet completed */
+	int cfd;           /* client socket */
+	int vfd;           /* VM socket, or -1 */
+	uint16_t listen_port;
+	uint16_t vm_port;
+	uint16_t hello_version; /* record version for pre-TLS alerts */
+	struct tls_conn tls;
+	struct dirbuf up, down;
+	uint64_t up_bytes, down_bytes; /* plaintext relayed each way */
+	uint64_t start_ms, active_ms;
+	struct sockaddr_in6 peer;
+	struct sockaddr_in6 vm;
+};
+
+#endif

@@ -1,0 +1,510 @@
+/* core/conn.c: the connection state machine (see conn.h).
+ *
+ *   HELLO ----route ok----> HANDSHAKE --tls done + vm connected--> RELAY
+ *     |  \--reject--> LINGER --alert flushed--> CLOSING <----done---/
+ *     |                 ^                           ^
+ *     \--timeout--------+--connect error / tls error+--- errors, timeouts
+ *
+ * CLOSING cancels what is in flight and frees the slot when the last
+ * completion is in; a completion that names an older generation of the
+ * slot is dropped by conn_complete.
+ */
+#include "core/conn.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/kconfig.h"
+#include "core/log.h"
+#include "route/route.h"
+#include "tls/alert.h"
+#include "tls/ctx.h"
+#include "tls/hello.h"
+
+/* A ClientHello split into many small records carries 5 bytes of record
+ * header per fragment: allow some of that, then call it too large. */
+#define HELLO_INPUT_MAX (2 * CONFIG_MAX_CLIENTHELLO_BYTES + 4096)
+
+struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c,
+			      enum ring_op op)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&w->ring);
+
+	io_uring_sqe_set_data64(sqe, ring_ud(op, c->slot, c->gen));
+	c->inflight++;
+	return sqe;
+}
+
+const char *conn_vm_id(const struct conn *c, char *out, size_t cap)
+{
+	const char *sni = c->tls.sni;
+	size_t n;
+
+	if (!sni)
+		return "-";
+	n = strcspn(sni, ".");
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, sni, n);
+	out[n] = '\0';
+	return out;
+}
+
+/* An SNI that failed validation may hold any byte: log it escaped. */
+static const char *printable(char *out, size_t cap, const uint8_t *in,
+			     size_t len)
+{
+	size_t i, o = 0;
+
+	if (!in || !len)
+		return "-";
+	for (i = 0; i < len && o + 5 < cap; i++) {
+		uint8_t ch = in[i];
+
+		if (ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+			out[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static void log_close(struct worker *w, struct conn *c, const char *reason)
+{
+	char peer[LOG_ADDR_MAX], vm[64], tlsinfo[128];
+	enum log_level level = LOG_INFO;
+
+	c->flags |= CF_LOGGED;
+	log_fmt_addr(peer, &c->peer);
+	if (!c->tls.sni) {
+		/* Never got as far as a routed hello: scanners and probes.
+		 * Keep them out of the default log. */
+		log_debug("close", "peer=%s port=%u ms=%llu reason=%s", peer,
+			  c->listen_port,
+			  (unsigned long long)(w->now_ms - c->start_ms),
+			  reason);
+		return;
+	}
+	tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
+	log_msg(level, "close",
+		"peer=%s sni=%s vm=%s vm_port=%u up=%llu down=%llu ms=%llu "
+		"reason=%s %s",
+		peer, c->tls.sni, conn_vm_id(c, vm, sizeof(vm)), c->vm_port,
+		(unsigned long long)c->up_bytes,
+		(unsigned long long)c->down_bytes,
+		(unsigned long long)(w->now_ms - c->start_ms), reason,
+		tlsinfo);
+}
+
+static void conn_release(struct worker *w, struct conn *c)
+{
+	uint32_t slot = c->slot, gen = c->gen;
+	struct io_uring_sqe *sqe;
+
+	/* Nothing is in flight on the fds any more: close them through the
+	 * ring; those completions are not the connection's. */
+	if (c->cfd >= 0) {
+		sqe = ring_sqe(&w->ring);
+		io_uring_prep_close(sqe, c->cfd);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
+	}
+	if (c->vfd >= 0) {
+		sqe = ring_sqe(&w->ring);
+		io_uring_prep_close(sqe, c->vfd);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
+	}
+	timer_disarm(&c->timer);
+	tls_conn_free(&c->tls);
+	relay_release_buffers(w, c);
+	memset(c, 0, sizeof(*c));
+	c->slot = slot;
+	c->gen = (gen + 1) & 0xffffff;
+	c->state = CONN_FREE;
+	c->next = w->free_conns;
+	w->free_conns = c;
+	w->conns_live--;
+}
+
+static void cancel_fd(struct worker *w, struct conn *c, int fd)
+{
+	struct io_uring_sqe *sqe = conn_sqe(w, c, OP_CANCEL);
+
+	io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+}
+
+void conn_close(struct worker *w, struct conn *c, const char *reason)
+{
+	if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+		return;
+	if (!(c->flags & CF_LOGGED))
+		log_close(w, c, reason);
+	c->state = CONN_CLOSING;
+	timer_disarm(&c->timer);
+	if (c->inflight) {
+		cancel_fd(w, c, c->cfd);
+		if (c->vfd >= 0)
+			cancel_fd(w, c, c->vfd);
+	}
+}
+
+void conn_linger(struct worker *w, struct conn *c, uint8_t desc)
+{
+	if (desc)
+		tls_conn_alert(&c->tls, desc, c->hello_version);
+	c->flags |= CF_LOGGED;
+	c->state = CONN_LINGER;
+	if (c->vfd >= 0 &&
+	    (c->flags & (CF_VM_CONNECTING | CF_VM_RECV | CF_VM_SEND)))
+		cancel_fd(w, c, c->vfd);
+}
+
+static void reject(struct worker *w, struct conn *c, const char *reason,
+		   const char *detail, const struct tls_hello *h, uint8_t desc)
+{
+	char peer[LOG_ADDR_MAX], sni[4 * 255 + 8];
+
+	log_fmt_addr(peer, &c->peer);
+	log_warn("reject", "peer=%s port=%u sni=%s reason=%s%s%s%s", peer,
+		 c->listen_port,
+		 printable(sni, sizeof(sni), h ? h->sni : NULL,
+			   h ? h->sni_len : 0),
+		 reason, detail ? " detail=\"" : "", detail ? detail : "",
+		 detail ? "\"" : "");
+	conn_linger(w, c, desc);
+}
+
+static void route(struct worker *w, struct conn *c, const struct tls_hello *h)
+{
+	const struct route_table *t = atomic_load(&w->shared->routes);
+	struct route_match m;
+	enum route_verdict v;
+	char name[256];
+	size_t name_len;
+
+	c->hello_version = h->legacy_version;
+	v = route_lookup(t, &m, h->sni, h->sni_len, c->listen_port);
+	if (v != ROUTE_OK) {
+		reject(w, c, route_verdict_str(v), NULL, h,
+		       TLS_ALERT_UNRECOGNIZED_NAME);
+		return;
+	}
+	if (!route_host_normalize(name, &name_len, sizeof(name), h->sni,
+				  h->sni_len) ||
+	    !tls_conn_start(&c->tls,
+			    tls_ctx_get0_for_name(w->shared->tls, name),
+			    name)) {
+		conn_close(w, c, "out_of_memory");
+		return;
+	}
+	memset(&c->vm, 0, sizeof(c->vm));
+	c->vm.sin6_family = AF_INET6;
+	c->vm.sin6_port = htons(m.vm_port);
+	c->vm.sin6_addr = *m.addr;
+	c->vm_port = m.vm_port;
+	c->state = CONN_HANDSHAKE;
+	backend_connect(w, c);
+}
+
+static void do_hello(struct worker *w, struct conn *c)
+{
+	struct tls_hello h;
+	const uint8_t *in;
+	size_t in_len;
+
+	tls_conn_input(&c->tls, &in, &in_len);
+	if (!in_len) {
+		if (c->flags & CF_CLIENT_FIN)
+			conn_close(w, c, "client_eof");
+		else
+			relay_arm_client_recv(w, c);
+		return;
+	}
+	switch (tls_hello_peek(&h, w->hello_scratch,
+			       CONFIG_MAX_CLIENTHELLO_BYTES, in, in_len)) {
+	case TLS_HELLO_NEED_MORE:
+		if (in_len > HELLO_INPUT_MAX)
+			reject(w, c, "too_large", "ClientHello records too large",
+			       NULL, TLS_ALERT_DECODE_ERROR);
+		else if (c->flags & CF_CLIENT_FIN)
+			conn_close(w, c, "client_eof");
+		else
+			relay_arm_client_recv(w, c);
+		return;
+	case TLS_HELLO_NOT_TLS:
+		reject(w, c, "not_tls", "first bytes are not a TLS handshake",
+		       NULL, 0);
+		return;
+	case TLS_HELLO_TOO_LARGE:
+		reject(w, c, "too_large", h.error, NULL,
+		       TLS_ALERT_DECODE_ERROR);
+		return;
+	case TLS_HELLO_BAD:
+		reject(w, c, "bad_hello", h.error, NULL,
+		       TLS_ALERT_DECODE_ERROR);
+		return;
+	case TLS_HELLO_OK:
+		if (!h.sni)
+			reject(w, c, "no_sni", NULL, &h,
+			       TLS_ALERT_UNRECOGNIZED_NAME);
+		else
+			route(w, c, &h);
+		return;
+	}
+}
+
+static void tls_failed(struct worker *w, struct conn *c)
+{
+	char peer[LOG_ADDR_MAX], vm[64];
+
+	log_fmt_addr(peer, &c->peer);
+	log_warn("close", "peer=%s sni=%s vm=%s vm_port=%u up=%llu down=%llu "
+		 "ms=%llu reason=tls_error detail=\"%s\"",
+		 peer, c->tls.sni ? c->tls.sni : "-",
+		 conn_vm_id(c, vm, sizeof(vm)), c->vm_port,
+		 (unsigned long long)c->up_bytes,
+		 (unsigned long long)c->down_bytes,
+		 (unsigned long long)(w->now_ms - c->start_ms),
+		 tls_conn_error_str(&c->tls));
+	/* BoringSSL queued its alert: send it, then close. */
+	conn_linger(w, c, 0);
+}
+
+static void do_handshake(struct worker *w, struct conn *c)
+{
+	uint32_t cap = w->shared->cfg->limits.buffer_bytes;
+
+	if (!(c->flags & CF_HS_DONE)) {
+		switch (tls_conn_handshake(&c->tls)) {
+		case TLS_IO_DONE:
+			c->flags |= CF_HS_DONE;
+			break;
+		case TLS_IO_WANT_READ:
+			if (c->flags & CF_CLIENT_FIN) {
+				conn_close(w, c, "client_eof_in_handshake");
+				return;
+			}
+			relay_arm_client_recv(w, c);
+			break;
+		case TLS_IO_CLOSED:
+		case TLS_IO_ERROR:
+			tls_failed(w, c);
+			return;
+		}
+	} else if (tls_conn_input_len(&c->tls) < cap) {
+		/* Waiting for the VM: take what the client sends meanwhile,
+		 * up to one buffer. */
+		relay_arm_client_recv(w, c);
+	}
+	relay_flush_client(w, c);
+	if ((c->flags & (CF_HS_DONE | CF_VM_CONNECTED)) ==
+	    (CF_HS_DONE | CF_VM_CONNECTED)) {
+		c->state = CONN_RELAY;
+		c->active_ms = w->now_ms;
+		timer_arm(&w->idle_timers, &c->timer, w->now_ms);
+	}
+}
+
+static void do_linger(struct worker *w, struct conn *c)
+{
+	relay_flush_client(w, c);
+	if (!(c->flags & CF_CLIENT_SEND) && !c->down.len &&
+	    !tls_conn_out_len(&c->tls))
+		conn_close(w, c, "linger");
+}
+
+static void conn_run(struct worker *w, struct conn *c)
+{
+	enum conn_state s;
+
+	do {
+		s = c->state;
+		switch (s) {
+		case CONN_HELLO:
+			do_hello(w, c);
+			break;
+		case CONN_HANDSHAKE:
+			do_handshake(w, c);
+			break;
+		case CONN_RELAY:
+			relay_run(w, c);
+			break;
+		case CONN_LINGER:
+			do_linger(w, c);
+			break;
+		case CONN_CLOSING:
+			/* A starved connection is still on the starved list:
+			 * conn_retry_starved takes it off, then frees it. */
+			if (!c->inflight && !(c->flags & CF_STARVED))
+				conn_release(w, c);
+			return;
+		case CONN_FREE:
+			return;
+		}
+	} while (c->state != s);
+}
+
+static void log_pool_full(struct worker *w)
+{
+	w->dropped_full++;
+	if (w->now_ms - w->full_logged_ms < 1000)
+		return;
+	w->full_logged_ms = w->now_ms;
+	log_warn("overload", "worker=%u reason=max_connections live=%u "
+		 "dropped=%llu", w->id, w->conns_live,
+		 (unsigned long long)w->dropped_full);
+}
+
+static struct conn *conn_alloc(struct worker *w)
+{
+	struct conn *c = w->free_conns;
+
+	if (c) {
+		w->free_conns = c->next;
+		c->next = NULL;
+	} else if (w->conns_used < w->conns_cap) {
+		/* Slots are handed out in order the first time, so the pool
+		 * touches no memory it has not needed yet. */
+		c = &w->conns[w->conns_used];
+		c->slot = w->conns_used++;
+	} else {
+		return NULL;
+	}
+	w->conns_live++;
+	return c;
+}
+
+void conn_accept(struct worker *w, int fd, uint16_t listen_port)
+{
+	struct conn *c = conn_alloc(w);
+	socklen_t len = sizeof(struct sockaddr_in6);
+	struct io_uring_sqe *sqe;
+	int one = 1;
+
+	if (!c) {
+		log_pool_full(w);
+		sqe = ring_sqe(&w->ring);
+		io_uring_prep_close(sqe, fd);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
+		return;
+	}
+	c->state = CONN_HELLO;
+	c->cfd = fd;
+	c->vfd = -1;
+	c->listen_port = listen_port;
+	c->start_ms = c->active_ms = w->now_ms;
+	getpeername(fd, (struct sockaddr *)&c->peer, &len);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	timer_arm(&w->hs_timers, &c->timer, w->now_ms);
+	conn_run(w, c);
+}
+
+void conn_complete(struct worker *w, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	uint32_t slot = ring_ud_slot(ud);
+	struct conn *c = slot < w->conns_cap ? &w->conns[slot] : NULL;
+
+	if (!c || c->state == CONN_FREE || c->gen != ring_ud_gen(ud)) {
+		/* Stale: the connection is gone. Only its buffer matters. */
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			ring_buf_put(&w->bufs,
+				     cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		return;
+	}
+	c->inflight--;
+	if (c->state == CONN_CLOSING) {
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			ring_buf_put(&w->bufs,
+				     cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		conn_run(w, c);
+		return;
+	}
+	switch (ring_ud_op(ud)) {
+	case OP_CLIENT_RECV:
+		c->flags &= ~CF_CLIENT_RECV;
+		relay_on_client_recv(w, c, cqe);
+		break;
+	case OP_CLIENT_SEND:
+		c->flags &= ~CF_CLIENT_SEND;
+		relay_on_client_send(w, c, cqe->res);
+		break;
+	case OP_VM_RECV:
+		c->flags &= ~CF_VM_RECV;
+		relay_on_vm_recv(w, c, cqe);
+		break;
+	case OP_VM_SEND:
+		c->flags &= ~CF_VM_SEND;
+		relay_on_vm_send(w, c, cqe->res);
+		break;
+	case OP_VM_CONNECT:
+		backend_on_connect(w, c, cqe->res);
+		break;
+	default: /* timeouts, shutdowns, cancels: only counted */
+		break;
+	}
+	conn_run(w, c);
+}
+
+void conn_expire_timers(struct worker *w)
+{
+	struct timer_node *n;
+
+	while ((n = timer_pop_expired(&w->hs_timers, w->now_ms))) {
+		struct conn *c = (struct conn *)n;
+
+		conn_close(w, c, "handshake_timeout");
+		conn_run(w, c);
+	}
+	while ((n = timer_pop_expired(&w->idle_timers, w->now_ms))) {
+		struct conn *c = (struct conn *)n;
+
+		if (w->now_ms - c->active_ms < w->idle_timers.duration_ms) {
+			/* Active since it was armed: arm again from the
+			 * last activity rather than touching the list on
+			 * every byte. */
+			timer_arm(&w->idle_timers, n, c->active_ms);
+			continue;
+		}
+		conn_close(w, c, "idle_timeout");
+		conn_run(w, c);
+	}
+}
+
+void conn_retry_starved(struct worker *w)
+{
+	struct conn *list = w->starved, *c;
+
+	w->starved = NULL;
+	while ((c = list)) {
+		list = c->next;
+		c->next = NULL;
+		c->flags &= ~CF_STARVED;
+		conn_run(w, c);
+	}
+}
+
+void conn_abort_all(struct worker *w)
+{
+	uint32_t i;
+
+	/* The process is exiting: close and free without the ring. */
+	for (i = 0; i < w->conns_used; i++) {
+		struct conn *c = &w->conns[i];
+
+		if (c->state == CONN_FREE)
+			continue;
+		if (c->cfd >= 0)
+			close(c->cfd);
+		if (c->vfd >= 0)
+			close(c->vfd);
+		c->cfd = c->vfd = -1;
+		tls_conn_free(&c->tls);
+		relay_release_buffers(w, c);
+		c->state = CONN_FREE;
+	}
+}

@@ -1,0 +1,56 @@
+/* core/conn.h: the connection state machine.
+ *
+ * conn_accept() takes a new client socket; every completion of one of the
+ * connection's operations goes to conn_complete(), which updates buffers
+ * and flags and then runs the connection: one do_<state>() per state,
+ * called until the state stops changing, each deciding which operations
+ * to put in flight next. relay.c and backend.c hold the per-direction
+ * pumps and the VM connect; they are part of this state machine.
+ */
+#ifndef VMGATE_CORE_CONN_H
+#define VMGATE_CORE_CONN_H
+
+#include "core/worker.h"
+
+void conn_accept(struct worker *w, int fd, uint16_t listen_port);
+void conn_complete(struct worker *w, struct io_uring_cqe *cqe);
+void conn_expire_timers(struct worker *w);
+void conn_retry_starved(struct worker *w);
+void conn_abort_all(struct worker *w);
+
+/* Internal to the state machine (conn.c, relay.c, backend.c). */
+
+/* conn_sqe returns an SQE whose user_data names |op| on |c|, and counts
+ * it in flight. */
+struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c,
+			      enum ring_op op);
+
+/* conn_close logs the connection's line (unless already logged) with
+ * |reason| and tears it down: in-flight operations are cancelled and the
+ * slot is freed when the last one completes. */
+void conn_close(struct worker *w, struct conn *c, const char *reason);
+
+/* conn_linger queues alert |desc| (0: none) for the client, sends what is
+ * pending, then closes without logging again. */
+void conn_linger(struct worker *w, struct conn *c, uint8_t desc);
+
+/* conn_vm_id writes the VM id of |c| (the first label of its SNI). */
+const char *conn_vm_id(const struct conn *c, char *out, size_t cap);
+
+/* relay.c */
+void relay_arm_client_recv(struct worker *w, struct conn *c);
+void relay_flush_client(struct worker *w, struct conn *c);
+void relay_run(struct worker *w, struct conn *c);
+void relay_release_buffers(struct worker *w, struct conn *c);
+void relay_on_client_recv(struct worker *w, struct conn *c,
+			  const struct io_uring_cqe *cqe);
+void relay_on_client_send(struct worker *w, struct conn *c, int res);
+void relay_on_vm_recv(struct worker *w, struct conn *c,
+		      const struct io_uring_cqe *cqe);
+void relay_on_vm_send(struct worker *w, struct conn *c, int res);
+
+/* backend.c */
+void backend_connect(struct worker *w, struct conn *c);
+void backend_on_connect(struct worker *w, struct conn *c, int res);
+
+#endif

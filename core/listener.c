@@ -1,0 +1,88 @@
+/* core/listener.c: see listener.h. */
+#include "core/listener.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "core/log.h"
+
+/* After an accept error such as EMFILE, wait this long before accepting
+ * again, so a full fd table does not spin the worker. */
+#define ACCEPT_BACKOFF_MS 100
+
+int listener_open(const struct in6_addr *addr, uint16_t port)
+{
+	struct sockaddr_in6 sa;
+	int fd, one = 1, zero = 0, err;
+
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin6_family = AF_INET6;
+	sa.sin6_addr = *addr;
+	sa.sin6_port = htons(port);
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    listen(fd, 4096)) {
+		err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
+void listener_arm(struct worker *w)
+{
+	unsigned i;
+
+	for (i = 0; i < w->listeners_len; i++) {
+		struct listener *l = &w->listeners[i];
+		struct io_uring_sqe *sqe;
+
+		if (l->armed || w->now_ms < l->retry_ms)
+			continue;
+		sqe = ring_sqe(&w->ring);
+		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL,
+					       SOCK_CLOEXEC);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_ACCEPT, i, 0));
+		l->armed = true;
+	}
+}
+
+void listener_complete(struct worker *w, const struct io_uring_cqe *cqe)
+{
+	uint32_t i = ring_ud_slot(io_uring_cqe_get_data64(cqe));
+	struct listener *l;
+
+	if (i >= w->listeners_len)
+		return;
+	l = &w->listeners[i];
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		l->armed = false;
+	if (cqe->res >= 0) {
+		conn_accept(w, cqe->res, l->port);
+		return;
+	}
+	if (cqe->res == -ECANCELED)
+		return;
+	l->retry_ms = w->now_ms + ACCEPT_BACKOFF_MS;
+	if (w->now_ms - l->error_logged_ms >= 1000) {
+		l->error_logged_ms = w->now_ms;
+		log_warn("accept_error", "worker=%u port=%u errno=%d error=\"%s\"",
+			 w->id, l->port, -cqe->res, strerror(-cqe->res));
+	}
+	if (l->armed) {
+		/* Multishot goes on after errors it can survive; make it stop
+		 * for the backoff by cancelling it. */
+		struct io_uring_sqe *sqe = ring_sqe(&w->ring);
+
+		io_uring_prep_cancel64(sqe, io_uring_cqe_get_data64(cqe), 0);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
+	}
+}

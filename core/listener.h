@@ -1,0 +1,27 @@
+/* core/listener.h: listening sockets and multishot accept.
+ *
+ * Every worker has its own socket per port, all bound to the same
+ * [address]:port with SO_REUSEPORT, so the kernel spreads new connections
+ * over the workers. Sockets are dual-stack: IPv4 clients arrive as
+ * v4-mapped addresses.
+ */
+#ifndef VMGATE_CORE_LISTENER_H
+#define VMGATE_CORE_LISTENER_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+
+#include "core/worker.h"
+
+/* listener_open binds and listens on [|addr|]:|port|. Returns the fd or
+ * -errno. */
+int listener_open(const struct in6_addr *addr, uint16_t port);
+
+/* listener_arm puts a multishot accept in flight on every listener of |w|
+ * that has none (the first time, and after the kernel ended one). */
+void listener_arm(struct worker *w);
+
+/* listener_complete handles an accept completion. */
+void listener_complete(struct worker *w, const struct io_uring_cqe *cqe);
+
+#endif

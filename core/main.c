@@ -1,0 +1,237 @@
+/* core/main.c: command line, configuration, workers, signals.
+ *
+ *   vmgate -c FILE            run in the foreground
+ *   vmgate --check -c FILE    validate FILE (and its certificates), exit
+ *   vmgate --version
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core/kconfig.h"
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "route/config.h"
+#include "route/route.h"
+#include "tls/ctx.h"
+
+#define VMGATE_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vmgate -c FILE [-v]     run the appliance in the foreground\n"
+		"       vmgate --check -c FILE  validate FILE and its certificates\n"
+		"       vmgate --version\n"
+		"  -c, --config FILE  appliance.yaml to use\n"
+		"  -v, --verbose      log at debug level (overrides log_level)\n");
+}
+
+static bool load(struct config *cfg, struct tls_ctx **tls, const char *path)
+{
+	struct config_errors errs = {0};
+	char err[512];
+
+	if (!config_load(cfg, &errs, path)) {
+		config_errors_print(stderr, &errs);
+		fprintf(stderr, "%s: %zu error%s, not started\n", path,
+			errs.len, errs.len == 1 ? "" : "s");
+		config_errors_free(&errs);
+		return false;
+	}
+	config_errors_free(&errs);
+	*tls = tls_ctx_new(cfg, err, sizeof(err));
+	if (!*tls) {
+		fprintf(stderr, "%s\n", err);
+		return false;
+	}
+	return true;
+}
+
+static unsigned worker_count(const struct config *cfg)
+{
+	long n = cfg->workers;
+
+	if (!n)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	if (n > CONFIG_MAX_WORKERS)
+		n = CONFIG_MAX_WORKERS;
+	return (unsigned)n;
+}
+
+/* Connections hold file descriptors: take every one we are allowed. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static const char *ports_str(const struct config *cfg, char *out, size_t cap)
+{
+	size_t i, o = 0;
+
+	out[0] = '\0';
+	for (i = 0; i < cfg->ports_len && o + 8 < cap; i++)
+		o += (size_t)snprintf(out + o, cap - o, "%s%u", i ? "," : "",
+				      cfg->ports[i]);
+	return out;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct shared shared = {0};
+	struct config cfg = {0};
+	struct tls_ctx *tls = NULL;
+	struct worker *workers = NULL;
+	const char *path = NULL;
+	bool check = false, verbose = false;
+	unsigned nworkers = 0, started = 0, i;
+	int opt, sig, status = 1;
+	char ports[256];
+	sigset_t sigs;
+
+	while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'V':
+			printf("vmgate %s (BoringSSL API %d)\n", VMGATE_VERSION,
+			       BORINGSSL_API_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (!load(&cfg, &tls, path))
+		goto out;
+	if (check) {
+		printf("%s: ok (%zu ports, %zu domains, %zu vms, %zu names "
+		       "on %zu certificates)\n",
+		       path, cfg.ports_len, cfg.domains_len, cfg.vms_len,
+		       tls_ctx_count_names(tls), cfg.certs_len);
+		status = 0;
+		goto out;
+	}
+	log_set_level(verbose ? LOG_DEBUG : (enum log_level)cfg.log_level);
+	raise_nofile();
+	signal(SIGPIPE, SIG_IGN);
+
+	shared.cfg = &cfg;
+	shared.tls = tls;
+	shared.routes = route_table_new(&cfg);
+	if (!shared.routes) {
+		log_error("startup", "out of memory building the route table");
+		goto out;
+	}
+
+	nworkers = worker_count(&cfg);
+	workers = calloc(nworkers, sizeof(*workers));
+	if (!workers)
+		goto out;
+	for (i = 0; i < nworkers; i++) {
+		uint32_t cap = (cfg.limits.max_connections + nworkers - 1) /
+			       nworkers;
+		int fds[cfg.ports_len];
+		size_t p;
+		int ret;
+
+		for (p = 0; p < cfg.ports_len; p++) {
+			fds[p] = listener_open(&cfg.listen_addr, cfg.ports[p]);
+			if (fds[p] < 0) {
+				log_error("startup", "cannot listen on port %u: %s",
+					  cfg.ports[p], strerror(-fds[p]));
+				while (p--)
+					close(fds[p]);
+				goto out;
+			}
+		}
+		ret = worker_init(&workers[i], i, &shared, cap, fds, cfg.ports,
+				  (unsigned)cfg.ports_len);
+		if (ret) {
+			log_error("startup", "worker %u: %s", i, strerror(-ret));
+			for (p = 0; p < cfg.ports_len; p++)
+				close(fds[p]);
+			goto out;
+		}
+	}
+
+	/* Signals go to this thread only, through sigwait. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	for (; started < nworkers; started++) {
+		int ret = worker_start(&workers[started]);
+
+		if (ret) {
+			log_error("startup", "cannot start worker: %s",
+				  strerror(-ret));
+			goto stop;
+		}
+	}
+	log_info("ready", "version=%s ports=%s workers=%u vms=%zu domains=%zu "
+		 "certificates=%zu", VMGATE_VERSION,
+		 ports_str(&cfg, ports, sizeof(ports)), nworkers, cfg.vms_len,
+		 cfg.domains_len, cfg.certs_len);
+	for (;;) {
+		if (sigwait(&sigs, &sig))
+			continue;
+		if (sig == SIGHUP) {
+			log_warn("reload", "SIGHUP: live reload is not "
+				 "implemented yet; restart to apply changes");
+			continue;
+		}
+		break;
+	}
+	log_info("shutdown", "signal=%s", strsignal(sig));
+	status = atomic_load(&shared.stop) ? 1 : 0;
+stop:
+	atomic_store(&shared.stop, true);
+	for (i = 0; i < started; i++)
+		worker_join(&workers[i]);
+out:
+	if (workers)
+		for (i = 0; i < nworkers; i++)
+			worker_free(&workers[i]);
+	free(workers);
+	route_table_free(shared.routes);
+	tls_ctx_free(tls);
+	config_free(&cfg);
+	return status;
+}

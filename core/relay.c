@@ -1,0 +1,311 @@
+/* core/relay.c: the two directions of an established connection.
+ *
+ *   up:   client --recv--> TLS input --SSL_read--> up.data --send--> VM
+ *   down: VM --recv--> SSL_write --> TLS output --> down.data --send--> client
+ *
+ * Receives land in the worker's provided buffers and are handed to TLS at
+ * once, so the buffer goes back to the ring in the same batch. What waits
+ * is bounded per direction by limits.buffer_bytes: a side is read only
+ * while the other side's pending bytes are under the cap, so a slow
+ * reader pauses its peer instead of growing memory. At most one recv and
+ * one send are in flight per direction.
+ *
+ * Half-close: the client's close_notify or FIN ends "up" (shutdown toward
+ * the VM once up.data is sent); the VM's FIN ends "down" (close_notify,
+ * then shutdown toward the client once everything is sent). The
+ * connection is done when both are.
+ */
+#include "core/conn.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+
+#include "core/log.h"
+
+static uint32_t buffer_cap(const struct worker *w)
+{
+	return w->shared->cfg->limits.buffer_bytes;
+}
+
+static void put_dirbuf(struct worker *w, struct dirbuf *d)
+{
+	if (d->data) {
+		bufpool_put(&w->pool, d->data);
+		d->data = NULL;
+	}
+	d->off = d->len = 0;
+}
+
+void relay_release_buffers(struct worker *w, struct conn *c)
+{
+	put_dirbuf(w, &c->up);
+	put_dirbuf(w, &c->down);
+}
+
+static void starve(struct worker *w, struct conn *c)
+{
+	if (c->flags & CF_STARVED)
+		return;
+	c->flags |= CF_STARVED;
+	c->next = w->starved;
+	w->starved = c;
+}
+
+/* Hands a provided buffer back; returns its bytes' address for |res|. */
+static const uint8_t *cqe_buffer(struct worker *w,
+				 const struct io_uring_cqe *cqe,
+				 unsigned *bid)
+{
+	if (!(cqe->flags & IORING_CQE_F_BUFFER))
+		return NULL;
+	*bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+	return ring_buf_addr(&w->bufs, *bid);
+}
+
+static const char *error_reason(int res, const char *reset,
+				const char *other)
+{
+	return res == -ECONNRESET || res == -EPIPE ? reset : other;
+}
+
+void relay_arm_client_recv(struct worker *w, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->flags & (CF_CLIENT_RECV | CF_CLIENT_FIN | CF_STARVED))
+		return;
+	sqe = conn_sqe(w, c, OP_CLIENT_RECV);
+	io_uring_prep_recv(sqe, c->cfd, NULL, w->bufs.buf_size, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RING_BGID;
+	c->flags |= CF_CLIENT_RECV;
+}
+
+static void arm_vm_recv(struct worker *w, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->flags & (CF_VM_RECV | CF_VM_EOF | CF_STARVED))
+		return;
+	sqe = conn_sqe(w, c, OP_VM_RECV);
+	io_uring_prep_recv(sqe, c->vfd, NULL, w->bufs.buf_size, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RING_BGID;
+	c->flags |= CF_VM_RECV;
+}
+
+void relay_on_client_recv(struct worker *w, struct conn *c,
+			  const struct io_uring_cqe *cqe)
+{
+	const uint8_t *buf;
+	unsigned bid = 0;
+	bool fed = true;
+
+	buf = cqe_buffer(w, cqe, &bid);
+	if (buf) {
+		if (cqe->res > 0)
+			fed = tls_conn_feed(&c->tls, buf, (size_t)cqe->res);
+		ring_buf_put(&w->bufs, bid);
+	}
+	if (cqe->res > 0) {
+		c->active_ms = w->now_ms;
+		if (!fed)
+			conn_close(w, c, "out_of_memory");
+	} else if (cqe->res == 0) {
+		c->flags |= CF_CLIENT_FIN;
+	} else if (cqe->res == -ENOBUFS) {
+		starve(w, c);
+	} else {
+		conn_close(w, c, error_reason(cqe->res, "client_reset",
+					      "client_error"));
+	}
+}
+
+void relay_on_vm_recv(struct worker *w, struct conn *c,
+		      const struct io_uring_cqe *cqe)
+{
+	enum tls_io r = TLS_IO_DONE;
+	const uint8_t *buf;
+	unsigned bid = 0;
+
+	buf = cqe_buffer(w, cqe, &bid);
+	if (buf) {
+		if (cqe->res > 0)
+			r = tls_conn_write(&c->tls, buf, (size_t)cqe->res);
+		ring_buf_put(&w->bufs, bid);
+	}
+	if (cqe->res > 0) {
+		c->active_ms = w->now_ms;
+		c->down_bytes += (uint64_t)cqe->res;
+		if (r != TLS_IO_DONE)
+			conn_close(w, c, "tls_error");
+	} else if (cqe->res == 0) {
+		c->flags |= CF_VM_EOF;
+	} else if (cqe->res == -ENOBUFS) {
+		starve(w, c);
+	} else {
+		conn_close(w, c, error_reason(cqe->res, "vm_reset",
+					      "vm_error"));
+	}
+}
+
+static void on_sent(struct worker *w, struct conn *c, struct dirbuf *d,
+		    int res)
+{
+	d->off += (uint32_t)res;
+	d->len -= (uint32_t)res;
+	c->active_ms = w->now_ms;
+	if (!d->len)
+		put_dirbuf(w, d);
+}
+
+void relay_on_client_send(struct worker *w, struct conn *c, int res)
+{
+	if (res <= 0)
+		conn_close(w, c, error_reason(res, "client_reset",
+					      "client_error"));
+	else
+		on_sent(w, c, &c->down, res);
+}
+
+void relay_on_vm_send(struct worker *w, struct conn *c, int res)
+{
+	if (res <= 0)
+		conn_close(w, c, error_reason(res, "vm_reset", "vm_error"));
+	else
+		on_sent(w, c, &c->up, res);
+}
+
+/* Make sure |d| has a buffer; false (and the connection closed) if the
+ * pool cannot give one. */
+static bool hold_dirbuf(struct worker *w, struct conn *c, struct dirbuf *d)
+{
+	if (d->data)
+		return true;
+	d->data = bufpool_get(&w->pool);
+	d->off = d->len = 0;
+	if (!d->data)
+		conn_close(w, c, "out_of_memory");
+	return d->data != NULL;
+}
+
+void relay_flush_client(struct worker *w, struct conn *c)
+{
+	uint32_t cap = buffer_cap(w), tail;
+	struct io_uring_sqe *sqe;
+
+	if (c->flags & CF_CLIENT_SEND)
+		return;
+	if (!tls_conn_out_len(&c->tls) && !c->down.len)
+		return;
+	if (!hold_dirbuf(w, c, &c->down))
+		return;
+	/* Gather every TLS record waiting into one send. */
+	tail = c->down.off + c->down.len;
+	if (tail < cap)
+		c->down.len += (uint32_t)tls_conn_take_out(
+			&c->tls, c->down.data + tail, cap - tail);
+	sqe = conn_sqe(w, c, OP_CLIENT_SEND);
+	io_uring_prep_send(sqe, c->cfd, c->down.data + c->down.off,
+			   c->down.len, MSG_NOSIGNAL);
+	c->flags |= CF_CLIENT_SEND;
+}
+
+static void flush_vm(struct worker *w, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if ((c->flags & CF_VM_SEND) || !c->up.len)
+		return;
+	sqe = conn_sqe(w, c, OP_VM_SEND);
+	io_uring_prep_send(sqe, c->vfd, c->up.data + c->up.off, c->up.len,
+			   MSG_NOSIGNAL);
+	c->flags |= CF_VM_SEND;
+}
+
+static void shut_wr(struct worker *w, struct conn *c, int fd,
+		    enum ring_op op)
+{
+	struct io_uring_sqe *sqe = conn_sqe(w, c, op);
+
+	io_uring_prep_shutdown(sqe, fd, SHUT_WR);
+}
+
+/* Client -> VM: decrypt into up.data while there is room. Returns false
+ * if the connection was closed. */
+static bool pump_up(struct worker *w, struct conn *c)
+{
+	uint32_t cap = buffer_cap(w);
+	size_t n;
+
+	while (!(c->flags & CF_CLIENT_EOF)) {
+		uint32_t tail;
+
+		if (!hold_dirbuf(w, c, &c->up))
+			return false;
+		tail = c->up.off + c->up.len;
+		if (tail >= cap)
+			break;
+		switch (tls_conn_read(&c->tls, &n, c->up.data + tail,
+				      cap - tail)) {
+		case TLS_IO_DONE:
+			c->up.len += (uint32_t)n;
+			c->up_bytes += n;
+			continue;
+		case TLS_IO_WANT_READ:
+			/* A FIN without close_notify also ends the stream:
+			 * many clients never send close_notify. */
+			if (c->flags & CF_CLIENT_FIN)
+				c->flags |= CF_CLIENT_EOF;
+			break;
+		case TLS_IO_CLOSED:
+			c->flags |= CF_CLIENT_EOF;
+			break;
+		case TLS_IO_ERROR:
+			conn_close(w, c, "tls_error");
+			return false;
+		}
+		break;
+	}
+	if (!c->up.len && !(c->flags & CF_VM_SEND))
+		put_dirbuf(w, &c->up);
+	return true;
+}
+
+void relay_run(struct worker *w, struct conn *c)
+{
+	uint32_t cap = buffer_cap(w);
+
+	if (!pump_up(w, c))
+		return;
+	flush_vm(w, c);
+	if ((c->flags & CF_CLIENT_EOF) && !c->up.len &&
+	    !(c->flags & (CF_VM_SEND | CF_VM_SHUT))) {
+		shut_wr(w, c, c->vfd, OP_VM_SHUT);
+		c->flags |= CF_VM_SHUT;
+	}
+	if (!(c->flags & CF_CLIENT_EOF) && c->up.len < cap &&
+	    tls_conn_input_len(&c->tls) < cap)
+		relay_arm_client_recv(w, c);
+
+	if ((c->flags & CF_VM_EOF) && !(c->flags & CF_NOTIFY)) {
+		tls_conn_close_notify(&c->tls);
+		c->flags |= CF_NOTIFY;
+	}
+	relay_flush_client(w, c);
+	if (c->state != CONN_RELAY)
+		return;
+	if ((c->flags & CF_NOTIFY) && !c->down.len &&
+	    !tls_conn_out_len(&c->tls) &&
+	    !(c->flags & (CF_CLIENT_SEND | CF_CLIENT_SHUT))) {
+		shut_wr(w, c, c->cfd, OP_CLIENT_SHUT);
+		c->flags |= CF_CLIENT_SHUT;
+	}
+	if (!(c->flags & CF_VM_EOF) &&
+	    tls_conn_out_len(&c->tls) + c->down.len < cap)
+		arm_vm_recv(w, c);
+
+	if ((c->flags & (CF_VM_SHUT | CF_CLIENT_SHUT)) ==
+	    (CF_VM_SHUT | CF_CLIENT_SHUT))
+		conn_close(w, c, "done");
+}

@@ -1,0 +1,90 @@
+/* core/ring.h: io_uring helpers shared by the engine.
+ *
+ * Every SQE vmgate submits carries user_data = {op, generation, slot}: the
+ * operation, the connection's pool slot (or listener index) and the
+ * connection's generation when it was submitted. A completion whose
+ * generation no longer matches its slot belongs to a connection that is
+ * gone, and is dropped.
+ *
+ * Receives use one registered provided-buffer ring per worker: the kernel
+ * picks a buffer when data arrives, so an idle connection holds none.
+ */
+#ifndef VMGATE_CORE_RING_H
+#define VMGATE_CORE_RING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum ring_op {
+	OP_NONE,
+	OP_ACCEPT,      /* slot = listener index */
+	OP_CLIENT_RECV,
+	OP_CLIENT_SEND,
+	OP_CLIENT_SHUT, /* shutdown(SHUT_WR) toward the client */
+	OP_VM_CONNECT,
+	OP_VM_TIMEOUT,  /* the connect's linked timeout */
+	OP_VM_RECV,
+	OP_VM_SEND,
+	OP_VM_SHUT,
+	OP_CANCEL,
+	OP_CLOSE,       /* fire and forget: the completion is ignored */
+};
+
+static inline uint64_t ring_ud(enum ring_op op, uint32_t slot, uint32_t gen)
+{
+	return (uint64_t)op << 56 | (uint64_t)(gen & 0xffffff) << 32 | slot;
+}
+
+static inline enum ring_op ring_ud_op(uint64_t ud)
+{
+	return (enum ring_op)(ud >> 56);
+}
+
+static inline uint32_t ring_ud_slot(uint64_t ud)
+{
+	return (uint32_t)ud;
+}
+
+static inline uint32_t ring_ud_gen(uint64_t ud)
+{
+	return (uint32_t)(ud >> 32) & 0xffffff;
+}
+
+/* ring_setup creates |ring| for the calling thread, with SINGLE_ISSUER and
+ * DEFER_TASKRUN when CONFIG_RING_DEFER_TASKRUN and the kernel allow.
+ * Returns 0 or -errno. */
+int ring_setup(struct io_uring *ring, unsigned entries);
+
+/* ring_sqe returns a free SQE, submitting what is queued to make room
+ * when the submission queue is full. Never NULL. */
+struct io_uring_sqe *ring_sqe(struct io_uring *ring);
+
+struct buf_ring {
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;
+	unsigned entries;   /* power of two */
+	unsigned buf_size;
+	unsigned unpublished; /* buffers added but not yet made visible */
+	int bgid;
+};
+
+#define RING_BGID 0
+
+/* ring_buf_setup registers a ring of |entries| buffers of |buf_size|
+ * bytes as buffer group |bgid|. Returns 0 or -errno. */
+int ring_buf_setup(struct io_uring *ring, struct buf_ring *b,
+		   unsigned entries, unsigned buf_size, int bgid);
+void ring_buf_free(struct io_uring *ring, struct buf_ring *b);
+
+static inline uint8_t *ring_buf_addr(const struct buf_ring *b, unsigned bid)
+{
+	return b->bufs + (size_t)bid * b->buf_size;
+}
+
+/* ring_buf_put gives buffer |bid| back; ring_buf_publish makes every
+ * buffer put since the last call visible to the kernel at once. */
+void ring_buf_put(struct buf_ring *b, unsigned bid);
+void ring_buf_publish(struct buf_ring *b);
+
+#endif

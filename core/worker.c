@@ -1,0 +1,181 @@
+/* core/worker.c: the worker thread: submit, wait, dispatch completions in
+ * batches, then run timers. */
+#include "core/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "core/kconfig.h"
+#include "core/listener.h"
+#include "core/log.h"
+
+uint8_t *bufpool_get(struct bufpool *p)
+{
+	void *b = p->free;
+
+	if (b) {
+		p->free = *(void **)b;
+		p->cached--;
+		return b;
+	}
+	return malloc(p->size);
+}
+
+void bufpool_put(struct bufpool *p, uint8_t *buf)
+{
+	/* Keep enough for a busy moment; give the rest back, so a burst
+	 * does not pin its peak memory for ever. */
+	if (p->cached >= p->max_cached) {
+		free(buf);
+		return;
+	}
+	*(void **)buf = p->free;
+	p->free = buf;
+	p->cached++;
+}
+
+static void bufpool_drain(struct bufpool *p)
+{
+	void *b;
+
+	while ((b = p->free)) {
+		p->free = *(void **)b;
+		free(b);
+	}
+	p->cached = 0;
+}
+
+int worker_init(struct worker *w, unsigned id, struct shared *shared,
+		uint32_t conns_cap, const int *listen_fds,
+		const uint16_t *ports, unsigned listeners_len)
+{
+	const struct config_limits *lim = &shared->cfg->limits;
+	unsigned i;
+
+	memset(w, 0, sizeof(*w));
+	w->id = id;
+	w->shared = shared;
+	w->conns_cap = conns_cap;
+	/* calloc: the kernel backs the pool with memory only as slots are
+	 * first used. */
+	w->conns = calloc(conns_cap, sizeof(*w->conns));
+	w->listeners = calloc(listeners_len, sizeof(*w->listeners));
+	w->hello_scratch = malloc(CONFIG_MAX_CLIENTHELLO_BYTES);
+	if (!w->conns || !w->listeners || !w->hello_scratch) {
+		worker_free(w);
+		return -ENOMEM;
+	}
+	for (i = 0; i < listeners_len; i++) {
+		w->listeners[i].fd = listen_fds[i];
+		w->listeners[i].port = ports[i];
+	}
+	w->listeners_len = listeners_len;
+	w->pool.size = lim->buffer_bytes;
+	w->pool.max_cached = 256;
+	timer_list_init(&w->hs_timers, lim->handshake_timeout_ms);
+	timer_list_init(&w->idle_timers, lim->idle_timeout_ms);
+	w->connect_ts.tv_sec = lim->connect_timeout_ms / 1000;
+	w->connect_ts.tv_nsec = (long long)(lim->connect_timeout_ms % 1000) *
+				1000000;
+	return 0;
+}
+
+static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
+{
+	switch (ring_ud_op(io_uring_cqe_get_data64(cqe))) {
+	case OP_ACCEPT:
+		listener_complete(w, cqe);
+		break;
+	case OP_CLOSE:
+	case OP_NONE:
+		break;
+	default:
+		conn_complete(w, cqe);
+		break;
+	}
+}
+
+static void fail(struct worker *w, const char *what, int err)
+{
+	log_error("worker_error", "worker=%u %s: %s", w->id, what,
+		  strerror(-err));
+	/* The appliance cannot run short of a worker: stop it all. */
+	atomic_store(&w->shared->stop, true);
+	kill(getpid(), SIGTERM);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct __kernel_timespec tick = {
+		.tv_nsec = (long long)CONFIG_TIMER_TICK_MS * 1000000,
+	};
+	int ret;
+
+	ret = ring_setup(&w->ring, CONFIG_RING_ENTRIES);
+	if (ret) {
+		fail(w, "io_uring setup", ret);
+		return NULL;
+	}
+	ret = ring_buf_setup(&w->ring, &w->bufs, CONFIG_BUF_RING_ENTRIES,
+			     CONFIG_RECV_BUF_SIZE, RING_BGID);
+	if (ret) {
+		fail(w, "provided buffer ring", ret);
+		goto out_ring;
+	}
+	w->now_ms = timer_now_ms();
+	while (!atomic_load_explicit(&w->shared->stop, memory_order_relaxed)) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		listener_arm(w);
+		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1,
+						       &tick, NULL);
+		if (ret < 0 && ret != -ETIME && ret != -EINTR &&
+		    ret != -EBUSY && ret != -EAGAIN) {
+			fail(w, "io_uring_enter", ret);
+			break;
+		}
+		w->now_ms = timer_now_ms();
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			dispatch(w, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&w->ring, n);
+		ring_buf_publish(&w->bufs);
+		conn_retry_starved(w);
+		conn_expire_timers(w);
+	}
+	conn_abort_all(w);
+	ring_buf_free(&w->ring, &w->bufs);
+out_ring:
+	io_uring_queue_exit(&w->ring);
+	return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+	return -pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+void worker_free(struct worker *w)
+{
+	unsigned i;
+
+	for (i = 0; i < w->listeners_len; i++)
+		close(w->listeners[i].fd);
+	bufpool_drain(&w->pool);
+	free(w->listeners);
+	free(w->conns);
+	free(w->hello_scratch);
+	memset(w, 0, sizeof(*w));
+}

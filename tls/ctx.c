@@ -1,0 +1,274 @@
+/* tls/ctx.c: see ctx.h. */
+#include "tls/ctx.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bytestring.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "core/kconfig.h"
+#include "tls/session.h"
+
+/* TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 suites are all AEAD and not
+ * configurable in BoringSSL. */
+static const char tls12_ciphers[] =
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+static const char curves[] = "X25519:P-256:P-384";
+
+struct tls_name {
+	char *name;     /* lowercase; for a wildcard, the part after "*." */
+	bool wildcard;
+	SSL_CTX *ctx;   /* borrowed from tls_ctx.ctxs */
+};
+
+struct tls_ctx {
+	SSL_CTX **ctxs;
+	size_t ctxs_len;
+	struct tls_name *names;
+	size_t names_len;
+	uint8_t *alpn; /* server's list in wire form: u8-prefixed names */
+	size_t alpn_len;
+};
+
+/* Server preference: the first of our protocols that the client offers. */
+static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len,
+		       const uint8_t *in, unsigned in_len, void *arg)
+{
+	const struct tls_ctx *t = arg;
+	CBS ours, theirs, want, have;
+
+	CBS_init(&ours, t->alpn, t->alpn_len);
+	while (CBS_get_u8_length_prefixed(&ours, &want)) {
+		CBS_init(&theirs, in, in_len);
+		while (CBS_get_u8_length_prefixed(&theirs, &have)) {
+			if (CBS_len(&have) == CBS_len(&want) &&
+			    memcmp(CBS_data(&have), CBS_data(&want),
+				   CBS_len(&want)) == 0) {
+				*out = CBS_data(&want);
+				*out_len = (uint8_t)CBS_len(&want);
+				return SSL_TLSEXT_ERR_OK;
+			}
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+static void add_error(char *err, size_t err_len, const char *file,
+		      const char *what)
+{
+	unsigned long e = ERR_peek_last_error();
+	char reason[160] = "";
+
+	if (e)
+		ERR_error_string_n(e, reason, sizeof(reason));
+	snprintf(err, err_len, "%s: %s%s%s", file, what, e ? ": " : "",
+		 reason);
+	ERR_clear_error();
+}
+
+static bool add_name(struct tls_ctx *t, const char *name, size_t len,
+		     SSL_CTX *ctx)
+{
+	struct tls_name *n, *names;
+	bool wildcard = len > 2 && name[0] == '*' && name[1] == '.';
+	size_t i;
+
+	if (wildcard) {
+		name += 2;
+		len -= 2;
+	}
+	if (len == 0 || memchr(name, '\0', len))
+		return true; /* not a usable DNS name: ignore it */
+	names = realloc(t->names, (t->names_len + 1) * sizeof(*names));
+	if (!names)
+		return false;
+	t->names = names;
+	n = &names[t->names_len];
+	n->name = strndup(name, len);
+	if (!n->name)
+		return false;
+	for (i = 0; i < len; i++)
+		n->name[i] = (char)tolower((unsigned char)n->name[i]);
+	n->wildcard = wildcard;
+	n->ctx = ctx;
+	t->names_len++;
+	return true;
+}
+
+/* The names a certificate serves: its DNS SANs, or its CN if it has none. */
+static bool add_cert_names(struct tls_ctx *t, SSL_CTX *ctx)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	GENERAL_NAMES *sans;
+	bool ok = true;
+	size_t i;
+
+	sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	if (sans) {
+		for (i = 0; ok && i < sk_GENERAL_NAME_num(sans); i++) {
+			GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+
+			if (g->type != GEN_DNS)
+				continue;
+			ok = add_name(t, (const char *)ASN1_STRING_get0_data(
+						 g->d.dNSName),
+				      (size_t)ASN1_STRING_length(g->d.dNSName),
+				      ctx);
+		}
+		GENERAL_NAMES_free(sans);
+	} else {
+		char cn[256];
+		int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x),
+						  NID_commonName, cn,
+						  sizeof(cn));
+		if (n > 0)
+			ok = add_name(t, cn, (size_t)n, ctx);
+	}
+	return ok;
+}
+
+static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
+			    char *err, size_t err_len)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+
+	if (!ctx) {
+		add_error(err, err_len, c->cert_path, "SSL_CTX_new failed");
+		return NULL;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_strict_cipher_list(ctx, tls12_ciphers) ||
+	    !SSL_CTX_set1_curves_list(ctx, curves)) {
+		add_error(err, err_len, c->cert_path, "TLS policy rejected");
+		goto err_ctx;
+	}
+	if (!SSL_CTX_use_certificate_chain_file(ctx, c->cert_path)) {
+		add_error(err, err_len, c->cert_path,
+			  "cannot load certificate chain (PEM)");
+		goto err_ctx;
+	}
+	if (!SSL_CTX_use_PrivateKey_file(ctx, c->key_path, SSL_FILETYPE_PEM)) {
+		add_error(err, err_len, c->key_path,
+			  "cannot load private key (PEM)");
+		goto err_ctx;
+	}
+	if (!SSL_CTX_check_private_key(ctx)) {
+		add_error(err, err_len, c->key_path,
+			  "private key does not match the certificate");
+		goto err_ctx;
+	}
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (IS_ENABLED(CONFIG_TLS_SESSION_TICKETS))
+		SSL_CTX_set_num_tickets(ctx, 1);
+	else
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	if (t->alpn_len)
+		SSL_CTX_set_alpn_select_cb(ctx, select_alpn, t);
+	SSL_CTX_set_select_certificate_cb(ctx, tls_session_select_cert);
+	return ctx;
+
+err_ctx:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static bool build_alpn(struct tls_ctx *t, const struct config *cfg)
+{
+	size_t i, len = 0;
+
+	for (i = 0; i < cfg->alpn_len; i++)
+		len += 1 + strlen(cfg->alpn[i]);
+	if (!len)
+		return true;
+	t->alpn = malloc(len);
+	if (!t->alpn)
+		return false;
+	for (i = 0; i < cfg->alpn_len; i++) {
+		size_t n = strlen(cfg->alpn[i]);
+
+		t->alpn[t->alpn_len++] = (uint8_t)n;
+		memcpy(t->alpn + t->alpn_len, cfg->alpn[i], n);
+		t->alpn_len += n;
+	}
+	return true;
+}
+
+struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
+			    size_t err_len)
+{
+	struct tls_ctx *t = calloc(1, sizeof(*t));
+	size_t i;
+
+	if (!t || !build_alpn(t, cfg))
+		goto err_oom;
+	t->ctxs = calloc(cfg->certs_len, sizeof(*t->ctxs));
+	if (!t->ctxs && cfg->certs_len)
+		goto err_oom;
+	for (i = 0; i < cfg->certs_len; i++) {
+		SSL_CTX *ctx = new_ssl_ctx(t, &cfg->certs[i], err, err_len);
+
+		if (!ctx)
+			goto err_free;
+		t->ctxs[t->ctxs_len++] = ctx;
+		if (!add_cert_names(t, ctx))
+			goto err_oom;
+	}
+	if (!t->ctxs_len) {
+		snprintf(err, err_len, "%s: no certificate configured",
+			 cfg->path ? cfg->path : "config");
+		goto err_free;
+	}
+	return t;
+
+err_oom:
+	snprintf(err, err_len, "out of memory loading certificates");
+err_free:
+	tls_ctx_free(t);
+	return NULL;
+}
+
+void tls_ctx_free(struct tls_ctx *t)
+{
+	size_t i;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->ctxs_len; i++)
+		SSL_CTX_free(t->ctxs[i]);
+	for (i = 0; i < t->names_len; i++)
+		free(t->names[i].name);
+	free(t->ctxs);
+	free(t->names);
+	free(t->alpn);
+	free(t);
+}
+
+SSL_CTX *tls_ctx_get0_for_name(const struct tls_ctx *t, const char *name)
+{
+	const char *dot = strchr(name, '.');
+	size_t i;
+
+	for (i = 0; i < t->names_len; i++)
+		if (!t->names[i].wildcard && strcmp(t->names[i].name, name) == 0)
+			return t->names[i].ctx;
+	/* A wildcard covers exactly one label (RFC 6125 6.4.3). */
+	if (dot)
+		for (i = 0; i < t->names_len; i++)
+			if (t->names[i].wildcard &&
+			    strcmp(t->names[i].name, dot + 1) == 0)
+				return t->names[i].ctx;
+	return t->ctxs[0];
+}
+
+size_t tls_ctx_count_names(const struct tls_ctx *t)
+{
+	return t->names_len;
+}

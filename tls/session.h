@@ -1,0 +1,96 @@
+/* tls/session.h: one connection's TLS, through memory BIOs.
+ *
+ * struct tls_conn turns ciphertext into plaintext and back; it never sees
+ * a socket. core/ feeds it what the client sent (tls_conn_feed), asks it
+ * for what to send to the client (tls_conn_take_out), and moves plaintext
+ * with tls_conn_read / tls_conn_write. Each call says what it needs next
+ * as an enum tls_io.
+ *
+ * Before the handshake starts, the bytes fed are only collected, so core/
+ * can peek at the ClientHello (tls_conn_input) and route; tls_conn_start
+ * then replays them into a new SSL object. An all-zero tls_conn is valid,
+ * and tls_conn_free on it is a no-op.
+ */
+#ifndef VMGATE_TLS_SESSION_H
+#define VMGATE_TLS_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+enum tls_io {
+	TLS_IO_DONE,      /* the call did all it could do */
+	TLS_IO_WANT_READ, /* needs more bytes from the client first */
+	TLS_IO_CLOSED,    /* the client sent close_notify: no more input */
+	TLS_IO_ERROR,     /* fatal; tls_conn_error_str() says why; an alert
+	                   * may be waiting in the output */
+};
+
+struct tls_conn {
+	SSL *ssl;
+	BIO *in;  /* ciphertext from the client, not yet consumed */
+	BIO *out; /* ciphertext for the client, not yet taken */
+	char *sni; /* the name the router accepted; checked by the
+	            * select-certificate callback */
+	const char *error; /* static reason of the last TLS_IO_ERROR */
+};
+
+/* tls_conn_feed appends |len| bytes received from the client. Returns
+ * false when out of memory. */
+bool tls_conn_feed(struct tls_conn *t, const uint8_t *data, size_t len);
+
+/* tls_conn_input returns a view of the bytes fed and not yet consumed by
+ * TLS; valid until the next call on |t|. */
+void tls_conn_input(const struct tls_conn *t, const uint8_t **out,
+		    size_t *out_len);
+size_t tls_conn_input_len(const struct tls_conn *t);
+
+/* tls_conn_start creates the SSL object from |ctx| for a client the router
+ * accepted under |sni| (NUL-terminated, lowercase; copied). The bytes fed
+ * so far are its first input. Returns false when out of memory. */
+bool tls_conn_start(struct tls_conn *t, SSL_CTX *ctx, const char *sni);
+
+static inline bool tls_conn_started(const struct tls_conn *t)
+{
+	return t->ssl != NULL;
+}
+
+/* tls_conn_handshake advances the handshake: TLS_IO_DONE once complete. */
+enum tls_io tls_conn_handshake(struct tls_conn *t);
+
+/* tls_conn_read decrypts up to |cap| bytes of application data into |out|;
+ * |*out_len| is how many (0 with TLS_IO_WANT_READ/CLOSED/ERROR). */
+enum tls_io tls_conn_read(struct tls_conn *t, size_t *out_len, uint8_t *out,
+			  size_t cap);
+
+/* tls_conn_write encrypts all |len| bytes of |in| into the output. */
+enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len);
+
+/* tls_conn_close_notify queues a close_notify alert; reading goes on. */
+void tls_conn_close_notify(struct tls_conn *t);
+
+/* tls_conn_alert queues a fatal alert |desc| (RFC 8446 6.2): a plaintext
+ * record if no handshake was started (|record_version| then gives its
+ * version), else through the SSL object. Nothing more is written after. */
+void tls_conn_alert(struct tls_conn *t, uint8_t desc, uint16_t record_version);
+
+/* Output for the client: how many bytes wait, and take up to |cap| of them
+ * into |out| (returns how many were copied). */
+size_t tls_conn_out_len(const struct tls_conn *t);
+size_t tls_conn_take_out(struct tls_conn *t, uint8_t *out, size_t cap);
+
+/* tls_conn_describe writes "TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=h2
+ * resumed=0" style facts of a finished handshake into |out|. */
+void tls_conn_describe(const struct tls_conn *t, char *out, size_t cap);
+
+const char *tls_conn_error_str(const struct tls_conn *t);
+
+void tls_conn_free(struct tls_conn *t);
+
+/* Internal to tls/: the select-certificate callback ctx.c installs. It
+ * checks that the SNI BoringSSL parsed is the name the router used. */
+enum ssl_select_cert_result_t
+tls_session_select_cert(const SSL_CLIENT_HELLO *hello);
+
+#endif
