@@ -263,3 +263,102 @@ def curl(args, timeout=30):
     r = subprocess.run(["curl", "-sS", "--max-time", str(timeout)] + args,
                        capture_output=True, timeout=timeout + 5)
     return r
+
+
+class BioClient:
+    """A TLS client over a plain blocking socket and ssl.MemoryBIO, so a test
+    controls the TLS layer (close_notify) and the TCP layer (FIN) apart."""
+
+    def __init__(self, ctx, host, port, addr="127.0.0.1", timeout=10.0):
+        self.sock = socket.create_connection((addr, port), timeout=timeout)
+        self.local_port = self.sock.getsockname()[1]
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=host)
+        self.tcp_eof = False
+
+    def _flush(self):
+        d = self.out.read()
+        if d:
+            self.sock.sendall(d)
+
+    def _fill(self):
+        if self.tcp_eof:
+            return False
+        d = self.sock.recv(1 << 18)
+        if not d:
+            self.tcp_eof = True
+            self.inc.write_eof()
+            return False
+        self.inc.write(d)
+        return True
+
+    def handshake(self):
+        while True:
+            try:
+                self.obj.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill():
+                    raise ConnectionError("TCP EOF during the TLS handshake")
+
+    def send(self, data, chunk=1 << 16):
+        mv = memoryview(data)
+        for i in range(0, len(mv), chunk):
+            self.obj.write(mv[i:i + chunk])
+            self._flush()
+
+    def read(self, limit=None, sink=None):
+        """Read application data until the stream ends (or |limit| bytes).
+        Returns (data, end): end is "close_notify" (TLS closure alert),
+        "eof" (TCP FIN without close_notify), "limit", or "error:..."
+        (an alert or a reset). With |sink| (a callable) data is passed to it
+        instead of being kept."""
+        chunks, n = [], 0
+        while limit is None or n < limit:
+            try:
+                d = self.obj.read(1 << 16)
+                if not d:
+                    return b"".join(chunks), "close_notify"
+                n += len(d)
+                (sink or chunks.append)(d)
+            except ssl.SSLZeroReturnError:
+                return b"".join(chunks), "close_notify"
+            except ssl.SSLWantReadError:
+                self._flush()
+                try:
+                    self._fill()
+                except OSError as e:
+                    return b"".join(chunks), "error:%r" % e
+            except ssl.SSLEOFError:
+                return b"".join(chunks), "eof"
+            except ssl.SSLError as e:
+                return b"".join(chunks), "error:%s" % e
+        return b"".join(chunks), "limit"
+
+    def close_notify(self):
+        """Send our close_notify (TLS half-close); reading goes on."""
+        try:
+            self.obj.unwrap()
+        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            pass
+        self._flush()
+
+    def shutdown_tcp_write(self):
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def wait_tcp_eof(self, timeout=10.0):
+        """Drain the socket until the peer's FIN (True) or timeout (False)."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(1 << 16):
+                pass
+            return True
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+
+    def close(self):
+        self.sock.close()

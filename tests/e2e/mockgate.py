@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import errno
 import os
+import re
 import ssl
 import sys
 import time
@@ -120,7 +121,7 @@ class Gate:
             import subprocess
             san = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName",
                                   "-in", c["cert"]], capture_output=True, text=True).stdout
-            names = [s.strip()[4:] for s in san.split(",") if "DNS:" in s]
+            names = re.findall(r"DNS:([^,\s]+)", san)
             self.ctxs.append((names, ctx))
 
     def ctx_for(self, host):
@@ -136,6 +137,9 @@ class Gate:
         if not sni:
             return "no_sni", None
         host = sni.lower()
+        if not re.fullmatch(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", host) \
+                or len(host) > 253:
+            return "bad_host", None
         best = None
         for suffix, pm, allowed in self.domains:
             if host.endswith("." + suffix) and (best is None or len(suffix) > len(best[0])):

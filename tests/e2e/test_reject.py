@@ -1,0 +1,134 @@
+"""7. Rejections: an unrecognized_name alert before any certificate, then a
+close, and one `reject ... reason=X` log line; other connections are not
+disturbed."""
+
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+from e2e_util import peer_re, tls_connect
+
+CASES = [
+    # (sni, port, reason)
+    ("nope.vm.test", 3000, "unknown_vm"),
+    ("x.example.com", 3000, "unknown_domain"),
+    ("vm1.vm.test", 9000, "port_denied"),
+    (None, 3000, "no_sni"),
+    ("a.vm1.vm.test", 3000, "unknown_domain"),
+]
+
+
+def saw_unrecognized_name(out):
+    """openssl s_client's words for a received unrecognized_name(112) alert:
+    "alert unrecognized name" (1.1) or "tlsv1 unrecognized name ... SSL alert
+    number 112" (3.0)."""
+    return "alert unrecognized name" in out or (
+        "unrecognized name" in out and "alert number 112" in out)
+
+
+def python_attempt(certs, sni, port):
+    """Returns (local_port, exception) for a handshake that must fail."""
+    ctx = certs.client_ctx()
+    if sni is None:
+        ctx.check_hostname = False
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    lport = raw.getsockname()[1]
+    try:
+        s = ctx.wrap_socket(raw, server_hostname=sni)
+    except (ssl.SSLError, OSError) as e:
+        raw.close()
+        return lport, e
+    s.close()
+    return lport, None
+
+
+@pytest.mark.parametrize("sni,port,reason", CASES, ids=[c[2] + "-" + str(c[0]) for c in CASES])
+def test_reject_python(live_gate, certs, sni, port, reason):
+    mark = live_gate.mark()
+    lport, err = python_attempt(certs, sni, port)
+    assert err is not None, "handshake to %s:%d succeeded; expected a reject\n%s" % (
+        sni, port, live_gate.tail(since=mark))
+    assert isinstance(err, ssl.SSLError) and (
+        "UNRECOGNIZED_NAME" in str(err).upper() or "unrecognized name" in str(err)), (
+        "expected an unrecognized_name alert, got %r" % err, live_gate.tail(since=mark))
+    live_gate.wait_log(r"WARN reject .*%s.*reason=%s\b" % (peer_re(lport), reason),
+                       timeout=5, since=mark)
+
+
+@pytest.mark.parametrize("sni,port,reason", CASES[:4], ids=[c[2] for c in CASES[:4]])
+def test_reject_openssl_no_certificate(live_gate, certs, sni, port, reason):
+    """openssl s_client sees the alert and no certificate at all."""
+    mark = live_gate.mark()
+    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-CAfile", certs.ca]
+    argv += ["-noservername"] if sni is None else ["-servername", sni]
+    r = subprocess.run(argv, input="", capture_output=True, text=True, timeout=15)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert saw_unrecognized_name(out), (out, live_gate.tail(since=mark))
+    assert "BEGIN CERTIFICATE" not in out and "Server certificate" not in out, out
+    assert "no peer certificate available" in out, out
+    live_gate.wait_log(r"WARN reject .*reason=%s\b" % reason, timeout=5, since=mark)
+
+
+def test_bad_host_sni(live_gate, certs):
+    mark = live_gate.mark()
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:3000",
+                        "-servername", "bad_name!.vm.test"],
+                       input="", capture_output=True, text=True, timeout=15)
+    out = r.stdout + r.stderr
+    assert saw_unrecognized_name(out), (out, live_gate.tail(since=mark))
+    live_gate.wait_log(r"WARN reject .*reason=bad_host\b", timeout=5, since=mark)
+
+
+def test_not_tls(live_gate):
+    """Plain HTTP on a TLS port: closed, logged as not_tls, no HTTP answer."""
+    mark = live_gate.mark()
+    s = socket.create_connection(("127.0.0.1", 3000), timeout=10)
+    lport = s.getsockname()[1]
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: vm1.vm.test\r\n\r\n")
+    got = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        raise AssertionError("gate did not close a non-TLS connection in 10 s\n" +
+                             live_gate.tail(since=mark))
+    s.close()
+    assert b"HTTP/" not in got and b"ok vm1" not in got, got
+    live_gate.wait_log(r"WARN reject .*%s.*reason=not_tls\b" % peer_re(lport),
+                       timeout=5, since=mark)
+
+
+def test_port_9000_allowed_on_other_domain(live_gate, certs):
+    """Control for port_denied: the same VM and port through other.test
+    (no allowlist) reaches the echo on vm1:9000."""
+    with tls_connect(certs.client_ctx(), "vm1.other.test", 9000) as s:
+        s.sendall(b"via other.test")
+        s.settimeout(5)
+        assert s.recv(100) == b"via other.test", live_gate.tail()
+
+
+def test_rejects_do_not_disturb_others(live_gate, certs):
+    s = tls_connect(certs.client_ctx(), "vm1.vm.test", 8080)
+    s.settimeout(5)
+    try:
+        for i in range(30):
+            sni, port, _ = CASES[i % len(CASES)]
+            python_attempt(certs, sni, port)
+            msg = b"alive %d" % i
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                d = s.recv(100)
+                assert d, "established connection closed during rejects\n" + live_gate.tail()
+                got += d
+            assert got == msg
+    finally:
+        s.close()
