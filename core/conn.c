@@ -311,9 +311,7 @@ static void do_handshake(struct worker *w, struct conn *c)
 
 static void do_linger(struct worker *w, struct conn *c)
 {
-	relay_flush_client(w, c);
-	if (!(c->flags & CF_CLIENT_SEND) && !c->down.len &&
-	    !tls_conn_out_len(&c->tls))
+	if (relay_linger(w, c))
 		conn_close(w, c, "linger");
 }
 
@@ -471,6 +469,12 @@ void conn_expire_timers(struct worker *w)
 			continue;
 		}
 		conn_close(w, c, "idle_timeout");
+		conn_run(w, c);
+	}
+	while ((n = timer_pop_expired(&w->linger_timers, w->now_ms))) {
+		struct conn *c = (struct conn *)n;
+
+		conn_close(w, c, "linger_timeout");
 		conn_run(w, c);
 	}
 }

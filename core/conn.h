@@ -31,7 +31,9 @@ struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c,
 void conn_close(struct worker *w, struct conn *c, const char *reason);
 
 /* conn_linger queues alert |desc| (0: none) for the client, sends what is
- * pending, then closes without logging again. */
+ * pending, then closes without logging again: a lingering close, so the
+ * client reads the alert instead of a reset (see relay_linger). */
+#define CONN_LINGER_MS 1000
 void conn_linger(struct worker *w, struct conn *c, uint8_t desc);
 
 /* conn_vm_id writes the VM id of |c| (the first label of its SNI). */
@@ -42,6 +44,7 @@ void relay_arm_client_recv(struct worker *w, struct conn *c);
 void relay_flush_client(struct worker *w, struct conn *c);
 void relay_run(struct worker *w, struct conn *c);
 void relay_release_buffers(struct worker *w, struct conn *c);
+bool relay_linger(struct worker *w, struct conn *c);
 void relay_on_client_recv(struct worker *w, struct conn *c,
 			  const struct io_uring_cqe *cqe);
 void relay_on_client_send(struct worker *w, struct conn *c, int res);

@@ -103,7 +103,8 @@ void relay_on_client_recv(struct worker *w, struct conn *c,
 
 	buf = cqe_buffer(w, cqe, &bid);
 	if (buf) {
-		if (cqe->res > 0)
+		/* A lingering connection only drains what the client sends. */
+		if (cqe->res > 0 && c->state != CONN_LINGER)
 			fed = tls_conn_feed(&c->tls, buf, (size_t)cqe->res);
 		ring_buf_put(&w->bufs, bid);
 	}
@@ -270,6 +271,28 @@ static bool pump_up(struct worker *w, struct conn *c)
 	if (!c->up.len && !(c->flags & CF_VM_SEND))
 		put_dirbuf(w, &c->up);
 	return true;
+}
+
+/* Lingering close: send the last bytes (an alert), shut our side, and read
+ * and drop whatever the client still sends until its FIN or the linger
+ * timer. Closing with unread bytes would send a reset, and a reset can
+ * destroy the alert before the client reads it. Returns true when the
+ * connection can be closed. */
+bool relay_linger(struct worker *w, struct conn *c)
+{
+	relay_flush_client(w, c);
+	if ((c->flags & CF_CLIENT_SEND) || c->down.len ||
+	    tls_conn_out_len(&c->tls))
+		return c->state != CONN_LINGER;
+	if (!(c->flags & CF_CLIENT_SHUT)) {
+		shut_wr(w, c, c->cfd, OP_CLIENT_SHUT);
+		c->flags |= CF_CLIENT_SHUT;
+		timer_arm(&w->linger_timers, &c->timer, w->now_ms);
+	}
+	if (c->flags & CF_CLIENT_FIN)
+		return true;
+	relay_arm_client_recv(w, c);
+	return false;
 }
 
 void relay_run(struct worker *w, struct conn *c)

@@ -78,6 +78,7 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	w->pool.max_cached = 256;
 	timer_list_init(&w->hs_timers, lim->handshake_timeout_ms);
 	timer_list_init(&w->idle_timers, lim->idle_timeout_ms);
+	timer_list_init(&w->linger_timers, CONN_LINGER_MS);
 	w->connect_ts.tv_sec = lim->connect_timeout_ms / 1000;
 	w->connect_ts.tv_nsec = (long long)(lim->connect_timeout_ms % 1000) *
 				1000000;

@@ -64,6 +64,7 @@ struct worker {
 
 	struct timer_list hs_timers;   /* handshake_timeout_ms */
 	struct timer_list idle_timers; /* idle_timeout_ms */
+	struct timer_list linger_timers; /* CONN_LINGER_MS */
 	struct __kernel_timespec connect_ts;
 	uint64_t now_ms;
 	uint64_t full_logged_ms; /* rate limit of "pool full" lines */
