@@ -1,0 +1,482 @@
+/* tls/hello.c: ClientHello peek parser (contract in tls/hello.h).
+ *
+ * Every untrusted byte is read through BoringSSL's CBS cursor, so each read
+ * is bounds-checked by construction; the code below only does arithmetic on
+ * lengths that CBS has already vouched for.
+ */
+#include "tls/hello.h"
+
+#include <string.h>
+
+#include <openssl/bytestring.h>
+
+/* Wire grammar, as read below.
+ *
+ * Record layer (RFC 8446 5.1; RFC 5246 6.2.1 for the version field):
+ *
+ *	struct {
+ *		ContentType type;                  22 = handshake
+ *		ProtocolVersion legacy_record_version;  major 3, minor anything
+ *		uint16 length;                     1..2^14 for handshake records
+ *		opaque fragment[TLSPlaintext.length];
+ *	} TLSPlaintext;
+ *
+ *   "Handshake messages MAY be coalesced into a single TLSPlaintext record
+ *    or fragmented across several records", and "Implementations MUST NOT
+ *    send zero-length fragments of Handshake types". The ClientHello is the
+ *    client's first message and nothing may follow it before the server
+ *    answers, so its last record must end exactly where the message ends.
+ *
+ * Handshake layer (RFC 8446 4):
+ *
+ *	struct {
+ *		HandshakeType msg_type;            1 = client_hello
+ *		uint24 length;
+ *		ClientHello body;
+ *	} Handshake;
+ *
+ * ClientHello (RFC 8446 4.1.2; RFC 5246 7.4.1.2 allows the extensions
+ * block to be absent, or empty, in a TLS 1.2 hello):
+ *
+ *	struct {
+ *		ProtocolVersion legacy_version;
+ *		Random random;                               32 bytes
+ *		opaque legacy_session_id<0..32>;
+ *		CipherSuite cipher_suites<2..2^16-2>;        even length
+ *		opaque legacy_compression_methods<1..2^8-1>;
+ *		Extension extensions<8..2^16-1>;             optional in 1.2
+ *	} ClientHello;
+ *
+ *	struct {
+ *		ExtensionType extension_type;      uint16
+ *		opaque extension_data<0..2^16-1>;
+ *	} Extension;
+ *
+ *   "There MUST NOT be more than one extension of the same type in a given
+ *    extension block" (RFC 8446 4.2).
+ *
+ * server_name, type 0 (RFC 6066 3):
+ *
+ *	struct {
+ *		NameType name_type;                0 = host_name
+ *		select (name_type) {
+ *			case host_name: HostName;
+ *		} name;
+ *	} ServerName;
+ *	opaque HostName<1..2^16-1>;
+ *	struct {
+ *		ServerName server_name_list<1..2^16-1>
+ *	} ServerNameList;
+ *
+ *   "The ServerNameList MUST NOT contain more than one name of the same
+ *    name_type", and a DNS name is at most 255 bytes. We are stricter than
+ *    the RFC: any name_type but host_name is rejected, because an entry we
+ *    cannot read is an entry we cannot route on.
+ *
+ * application_layer_protocol_negotiation, type 16 (RFC 7301 3.1):
+ *
+ *	opaque ProtocolName<1..2^8-1>;
+ *	struct {
+ *		ProtocolName protocol_name_list<2..2^16-1>
+ *	} ProtocolNameList;
+ *
+ * supported_versions, type 43, in a ClientHello (RFC 8446 4.2.1):
+ *
+ *	struct {
+ *		ProtocolVersion versions<2..254>;
+ *	} SupportedVersions;
+ *
+ *   GREASE values (RFC 8701: 0x0a0a, 0x1a1a, ... 0xfafa) may appear in it
+ *   and must be ignored.
+ */
+
+enum {
+	REC_HANDSHAKE = 22,
+	REC_HEADER_LEN = 5,
+	REC_MAX_LEN = 16384,
+	HS_CLIENT_HELLO = 1,
+	HS_HEADER_LEN = 4,
+	RANDOM_LEN = 32,
+	SESSION_ID_MAX = 32,
+	HOST_NAME_MAX = 255,
+	EXT_SERVER_NAME = 0,
+	EXT_ALPN = 16,
+	EXT_SUPPORTED_VERSIONS = 43,
+	NAME_TYPE_HOST_NAME = 0,
+};
+
+static bool is_grease(uint16_t v)
+{
+	return (v & 0x0f0f) == 0x0a0a;
+}
+
+/* read_record reads one record header from |recs| and as much of its
+ * fragment as has arrived. On TLS_HELLO_OK the header was complete:
+ * |out_len| is its declared length, |out_frag| the bytes of the fragment
+ * received so far and |out_whole| whether that is all of them. Errors are
+ * decided on the earliest byte that shows them, so that an answer other
+ * than NEED_MORE never changes when more bytes arrive. On the first record
+ * a wrong type or version means "this is not TLS at all"; later, it means a
+ * broken TLS client. */
+static enum tls_hello_result read_record(const char **out_err, CBS *out_frag,
+					 size_t *out_len, bool *out_whole,
+					 CBS *recs, bool first)
+{
+	uint8_t type, major, minor;
+	uint16_t len;
+	size_t avail;
+
+	if (!CBS_get_u8(recs, &type))
+		return TLS_HELLO_NEED_MORE;
+	if (type != REC_HANDSHAKE) {
+		*out_err = "record is not a handshake record";
+		return first ? TLS_HELLO_NOT_TLS : TLS_HELLO_BAD;
+	}
+	if (!CBS_get_u8(recs, &major))
+		return TLS_HELLO_NEED_MORE;
+	if (major != 3) {
+		*out_err = "record version is not 3.x";
+		return first ? TLS_HELLO_NOT_TLS : TLS_HELLO_BAD;
+	}
+	if (!CBS_get_u8(recs, &minor) || !CBS_get_u16(recs, &len))
+		return TLS_HELLO_NEED_MORE;
+	if (len == 0) {
+		*out_err = "zero-length handshake record";
+		return TLS_HELLO_BAD;
+	}
+	if (len > REC_MAX_LEN) {
+		*out_err = "record longer than 2^14";
+		return TLS_HELLO_BAD;
+	}
+	avail = CBS_len(recs);
+	*out_len = len;
+	*out_whole = avail >= len;
+	if (!CBS_get_bytes(recs, out_frag, *out_whole ? len : avail))
+		return TLS_HELLO_NEED_MORE; /* cannot happen: avail checked */
+	return TLS_HELLO_OK;
+}
+
+/* parse_sni reads a server_name extension body into |out_name|, failing
+ * closed on anything but exactly one usable host_name. */
+static bool parse_sni(const char **out_err, CBS *out_name, CBS *ext)
+{
+	CBS list, name;
+	uint8_t name_type;
+	bool found = false;
+
+	if (!CBS_get_u16_length_prefixed(ext, &list) || CBS_len(ext) != 0) {
+		*out_err = "bad SNI extension length";
+		return false;
+	}
+	if (CBS_len(&list) == 0) {
+		*out_err = "empty SNI list";
+		return false;
+	}
+	while (CBS_len(&list) != 0) {
+		if (!CBS_get_u8(&list, &name_type) ||
+		    !CBS_get_u16_length_prefixed(&list, &name)) {
+			*out_err = "truncated SNI entry";
+			return false;
+		}
+		if (name_type != NAME_TYPE_HOST_NAME) {
+			*out_err = "unknown SNI name_type";
+			return false;
+		}
+		if (found) {
+			*out_err = "two host_name entries";
+			return false;
+		}
+		if (CBS_len(&name) == 0) {
+			*out_err = "empty SNI";
+			return false;
+		}
+		if (CBS_len(&name) > HOST_NAME_MAX) {
+			*out_err = "SNI longer than 255 bytes";
+			return false;
+		}
+		/* A NUL would let "a.com\0.evil" mean different names to the
+		 * router and to whoever prints or compares it as a C string. */
+		if (CBS_contains_zero_byte(&name)) {
+			*out_err = "SNI contains NUL";
+			return false;
+		}
+		*out_name = name;
+		found = true;
+	}
+	return true;
+}
+
+/* parse_alpn checks an ALPN extension body and returns the contents of its
+ * ProtocolNameList in |out_list|. */
+static bool parse_alpn(const char **out_err, CBS *out_list, CBS *ext)
+{
+	CBS list, names, name;
+
+	if (!CBS_get_u16_length_prefixed(ext, &list) || CBS_len(ext) != 0) {
+		*out_err = "bad ALPN extension length";
+		return false;
+	}
+	if (CBS_len(&list) == 0) {
+		*out_err = "empty ALPN list";
+		return false;
+	}
+	names = list;
+	while (CBS_len(&names) != 0) {
+		if (!CBS_get_u8_length_prefixed(&names, &name)) {
+			*out_err = "truncated ALPN protocol name";
+			return false;
+		}
+		if (CBS_len(&name) == 0) {
+			*out_err = "empty ALPN protocol name";
+			return false;
+		}
+	}
+	*out_list = list;
+	return true;
+}
+
+/* parse_versions reads a ClientHello supported_versions body and returns
+ * the highest non-GREASE version in |out_max|. */
+static bool parse_versions(const char **out_err, uint16_t *out_max, CBS *ext)
+{
+	CBS list;
+	uint16_t v, max = 0;
+	bool found = false;
+
+	if (!CBS_get_u8_length_prefixed(ext, &list) || CBS_len(ext) != 0) {
+		*out_err = "bad supported_versions length";
+		return false;
+	}
+	if (CBS_len(&list) == 0 || CBS_len(&list) % 2 != 0) {
+		*out_err = "bad supported_versions list";
+		return false;
+	}
+	while (CBS_get_u16(&list, &v)) {
+		if (is_grease(v))
+			continue;
+		if (!found || v > max)
+			max = v;
+		found = true;
+	}
+	if (!found) {
+		*out_err = "supported_versions has only GREASE";
+		return false;
+	}
+	*out_max = max;
+	return true;
+}
+
+/* parse_extensions walks the extension block, rejects duplicates and
+ * fills the SNI, ALPN and max_version fields of |out|. */
+static bool parse_extensions(struct tls_hello *out, CBS *exts)
+{
+	/* One bit per extension type: O(n) duplicate detection without
+	 * allocating, where comparing every pair would let a hello full of
+	 * empty extensions cost ~10^8 steps. */
+	uint64_t seen[65536 / 64];
+	CBS ext, sni, alpn;
+	uint16_t type;
+
+	memset(seen, 0, sizeof(seen));
+	while (CBS_len(exts) != 0) {
+		if (!CBS_get_u16(exts, &type) ||
+		    !CBS_get_u16_length_prefixed(exts, &ext)) {
+			out->error = "truncated extensions";
+			return false;
+		}
+		if (seen[type / 64] & (UINT64_C(1) << (type % 64))) {
+			out->error = "duplicate extension";
+			return false;
+		}
+		seen[type / 64] |= UINT64_C(1) << (type % 64);
+
+		switch (type) {
+		case EXT_SERVER_NAME:
+			if (!parse_sni(&out->error, &sni, &ext))
+				return false;
+			out->sni = CBS_data(&sni);
+			out->sni_len = CBS_len(&sni);
+			break;
+		case EXT_ALPN:
+			if (!parse_alpn(&out->error, &alpn, &ext))
+				return false;
+			out->alpn = CBS_data(&alpn);
+			out->alpn_len = CBS_len(&alpn);
+			break;
+		case EXT_SUPPORTED_VERSIONS:
+			if (!parse_versions(&out->error, &out->max_version,
+					    &ext))
+				return false;
+			break;
+		}
+	}
+	return true;
+}
+
+/* parse_client_hello parses a complete handshake message |msg| (header
+ * included) whose type and length were already checked. */
+static bool parse_client_hello(struct tls_hello *out, CBS *msg)
+{
+	CBS body, session_id, ciphers, compression, exts;
+	uint8_t type;
+
+	if (!CBS_get_u8(msg, &type) ||
+	    !CBS_get_u24_length_prefixed(msg, &body) || CBS_len(msg) != 0) {
+		out->error = "bad handshake header"; /* checked by caller */
+		return false;
+	}
+	if (!CBS_get_u16(&body, &out->legacy_version) ||
+	    !CBS_skip(&body, RANDOM_LEN)) {
+		out->error = "truncated ClientHello";
+		return false;
+	}
+	if (!CBS_get_u8_length_prefixed(&body, &session_id) ||
+	    CBS_len(&session_id) > SESSION_ID_MAX) {
+		out->error = "bad session_id";
+		return false;
+	}
+	if (!CBS_get_u16_length_prefixed(&body, &ciphers) ||
+	    CBS_len(&ciphers) == 0 || CBS_len(&ciphers) % 2 != 0) {
+		out->error = "bad cipher_suites";
+		return false;
+	}
+	if (!CBS_get_u8_length_prefixed(&body, &compression) ||
+	    CBS_len(&compression) == 0) {
+		out->error = "bad compression_methods";
+		return false;
+	}
+	out->max_version = out->legacy_version;
+
+	/* A hello that ends here is valid TLS 1.2-era syntax; it simply has
+	 * no SNI, and the router decides what that means. */
+	if (CBS_len(&body) == 0)
+		return true;
+	if (!CBS_get_u16_length_prefixed(&body, &exts)) {
+		out->error = "truncated extensions";
+		return false;
+	}
+	if (CBS_len(&body) != 0) {
+		out->error = "trailing bytes after extensions";
+		return false;
+	}
+	return parse_extensions(out, &exts);
+}
+
+enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
+				     size_t max_len, const uint8_t *in,
+				     size_t in_len)
+{
+	enum tls_hello_result r;
+	uint8_t hdr[HS_HEADER_LEN];
+	CBS recs, frag, first_frag, msg, part;
+	size_t rec_len, nrec = 0;
+	size_t hdr_have = 0;  /* handshake header bytes gathered in hdr */
+	size_t msg_seen = 0;  /* message bytes in complete records so far */
+	size_t msg_len = 0;   /* header + body, once the header is in */
+	bool whole;
+
+	memset(out, 0, sizeof(*out));
+	CBS_init(&recs, in, in_len);
+
+	/* Pass 1: walk the record headers until the records carry the whole
+	 * message, reading only the handshake header out of the fragments.
+	 * Every check happens in stream order, so a final answer depends only
+	 * on a prefix of the input and never changes as more arrives. */
+	for (;;) {
+		r = read_record(&out->error, &frag, &rec_len, &whole, &recs,
+				nrec == 0);
+		if (r != TLS_HELLO_OK)
+			return r;
+		if (nrec++ == 0)
+			first_frag = frag;
+
+		/* The header may itself be split across records. */
+		if (hdr_have < HS_HEADER_LEN) {
+			size_t n = HS_HEADER_LEN - hdr_have;
+			uint8_t type;
+			uint32_t body_len;
+			CBS h;
+
+			if (n > CBS_len(&frag))
+				n = CBS_len(&frag);
+			part = frag;
+			if (!CBS_copy_bytes(&part, hdr + hdr_have, n))
+				return TLS_HELLO_NEED_MORE; /* cannot happen */
+			hdr_have += n;
+			CBS_init(&h, hdr, hdr_have);
+			if (CBS_get_u8(&h, &type) && type != HS_CLIENT_HELLO) {
+				out->error = "handshake message is not a ClientHello";
+				return TLS_HELLO_BAD;
+			}
+			if (CBS_get_u24(&h, &body_len)) {
+				msg_len = HS_HEADER_LEN + (size_t)body_len;
+				if (msg_len > max_len) {
+					out->error = "ClientHello longer than max_len";
+					return TLS_HELLO_TOO_LARGE;
+				}
+			}
+		}
+		if (msg_len != 0 && rec_len > msg_len - msg_seen) {
+			out->error = "data after ClientHello in its record";
+			return TLS_HELLO_BAD;
+		}
+		if (!whole)
+			return TLS_HELLO_NEED_MORE;
+		msg_seen += rec_len;
+		if (msg_len != 0 && msg_seen == msg_len)
+			break;
+	}
+	out->records_len = in_len - CBS_len(&recs);
+
+	/* Pass 2: the message is in. One record: view it in place. Several:
+	 * join their fragments in scratch; msg_len <= max_len, so they fit.
+	 * (Not with CBB_init_fixed: this BoringSSL allocates the CBB's base.) */
+	if (nrec == 1) {
+		msg = first_frag;
+	} else {
+		size_t joined = 0;
+
+		CBS_init(&recs, in, out->records_len);
+		while (CBS_len(&recs) != 0) {
+			if (!CBS_skip(&recs, REC_HEADER_LEN - 2) ||
+			    !CBS_get_u16_length_prefixed(&recs, &part) ||
+			    CBS_len(&part) > max_len - joined) {
+				out->error = "record reassembly failed";
+				return TLS_HELLO_BAD; /* cannot happen */
+			}
+			rec_len = CBS_len(&part);
+			if (!CBS_copy_bytes(&part, scratch + joined, rec_len)) {
+				out->error = "record reassembly failed";
+				return TLS_HELLO_BAD; /* cannot happen */
+			}
+			joined += rec_len;
+		}
+		CBS_init(&msg, scratch, joined);
+	}
+
+	if (!parse_client_hello(out, &msg)) {
+		const char *err = out->error;
+
+		memset(out, 0, sizeof(*out));
+		out->error = err;
+		return TLS_HELLO_BAD;
+	}
+	return TLS_HELLO_OK;
+}
+
+const char *tls_hello_result_str(enum tls_hello_result r)
+{
+	switch (r) {
+	case TLS_HELLO_OK:
+		return "ok";
+	case TLS_HELLO_NEED_MORE:
+		return "need_more";
+	case TLS_HELLO_NOT_TLS:
+		return "not_tls";
+	case TLS_HELLO_TOO_LARGE:
+		return "too_large";
+	case TLS_HELLO_BAD:
+		return "bad";
+	}
+	return "unknown";
+}
