@@ -34,7 +34,7 @@ def test_check_shipped_appliance_yaml(real_bin):
     r = check(real_bin, path)
     if r.returncode != 0:
         out = r.stdout + r.stderr
-        errs = [l for l in out.splitlines() if l.startswith(path + ":")]
+        errs = [l for l in out.splitlines() if re.match(re.escape(path) + r":\d+:\d+: ", l)]
         assert errs and all("build/demo" in l or "No such file" in l or "readable" in l
                             or "cannot" in l.lower() for l in errs), out
 

@@ -96,7 +96,7 @@ def peer_cert_text(s):
 @pytest.mark.parametrize("host,port,san,keytype,tls12_cipher", [
     ("vm1.vm.test", 3000, "*.vm.test", "id-ecPublicKey", "ECDSA"),
     ("vm2.other.test", 3000, "*.other.test", "rsaEncryption", "RSA"),
-    ("vm3.other.test", 9000, "*.other.test", "rsaEncryption", "RSA"),
+    ("vm1.other.test", 9000, "*.other.test", "rsaEncryption", "RSA"),
 ], ids=["ecdsa-vm.test", "rsa-other.test", "rsa-other.test-9000"])
 def test_certificate_by_sni(live_gate, certs, host, port, san, keytype, tls12_cipher):
     for maxv in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
