@@ -1,0 +1,54 @@
+/* route/host.c: hostname validation and normalisation.
+ *
+ * The SNI a client sends is untrusted; the router only ever compares names
+ * that passed through here, so the trie and the VM table can use plain
+ * byte comparisons on lowercase LDH labels.
+ */
+#include "route/route.h"
+
+#define HOST_MAX 253  /* RFC 1035 2.3.4, without the trailing dot */
+#define LABEL_MAX 63
+
+/* Letters, digits and hyphen; '.' is handled by the caller. A table
+ * keeps the per-byte loop branch-light: SNI is checked on every connection
+ * before anything else is done with it. */
+static const bool host_ldh[256] = {
+	['a' ... 'z'] = true,
+	['A' ... 'Z'] = true,
+	['0' ... '9'] = true,
+	['-'] = true,
+};
+
+bool route_host_normalize(char *out, size_t *out_len, size_t out_cap,
+			  const uint8_t *in, size_t in_len)
+{
+	size_t i, label_start = 0;
+
+	if (in_len == 0 || in_len > HOST_MAX || out_cap < in_len + 1)
+		return false;
+
+	/* Labels are checked when their end ('.' or the end of the name) is
+	 * reached. Every valid byte already has bit 0x20 set except the
+	 * uppercase letters, so "| 0x20" lowercases without a branch.
+	 * Underscores are refused on purpose: RFC 1123 host names, not DNS
+	 * record names. */
+	for (i = 0; i < in_len; i++) {
+		uint8_t c = in[i];
+
+		if (c == '.') {
+			if (i == label_start || i - label_start > LABEL_MAX ||
+			    in[label_start] == '-' || in[i - 1] == '-')
+				return false;
+			label_start = i + 1;
+		} else if (!host_ldh[c]) {
+			return false;
+		}
+		out[i] = (char)(c | 0x20);
+	}
+	if (i == label_start || i - label_start > LABEL_MAX ||
+	    in[label_start] == '-' || in[i - 1] == '-')
+		return false;
+	out[in_len] = '\0';
+	*out_len = in_len;
+	return true;
+}

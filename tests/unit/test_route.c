@@ -1,0 +1,379 @@
+/* tests/unit/test_route.c: route/host.c and route/table.c: hostname
+ * normalisation, every route_lookup() verdict, port policy, nested
+ * domains, and a table of 100k VMs. Tables are built from hand-made
+ * struct config values, so no YAML is involved here. */
+#include <arpa/inet.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "route/route.h"
+
+/* Host normalisation */
+
+static bool norm(char *out, size_t *len, const char *in)
+{
+	return route_host_normalize(out, len, 254, (const uint8_t *)in,
+				    strlen(in));
+}
+
+static void test_host_valid(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "a", "a" },
+		{ "A.B.C", "a.b.c" },
+		{ "Vm-1.VM.Vers.SH", "vm-1.vm.vers.sh" },
+		{ "45a68069-defc-4233-9865-6298d87053af.vm.vers.sh",
+		  "45a68069-defc-4233-9865-6298d87053af.vm.vers.sh" },
+		{ "0.1.2.3", "0.1.2.3" },
+		{ "a--b.c", "a--b.c" },
+		{ "xn--bcher-kva.example", "xn--bcher-kva.example" },
+	};
+	char out[254];
+	size_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (!norm(out, &len, cases[i].in))
+			fail_msg("'%s' refused", cases[i].in);
+		assert_string_equal(out, cases[i].out);
+		assert_int_equal(len, strlen(cases[i].out));
+	}
+}
+
+static void test_host_lengths(void **state)
+{
+	char in[300], out[300];
+	size_t len;
+
+	(void)state;
+	/* A 63-byte label is fine, 64 is not. */
+	memset(in, 'a', 63);
+	in[63] = '\0';
+	assert_true(norm(out, &len, in));
+	memset(in, 'a', 64);
+	in[64] = '\0';
+	assert_false(norm(out, &len, in));
+
+	/* 253 bytes in total is fine, 254 is not: 4 x 63 + 3 dots = 255,
+	 * so build 63.63.63.61 = 253 and 63.63.63.62 = 254. */
+	memset(in, 'a', sizeof(in));
+	in[63] = in[127] = in[191] = '.';
+	in[253] = '\0';
+	assert_true(norm(out, &len, in));
+	assert_int_equal(len, 253);
+	in[253] = 'a';
+	in[254] = '\0';
+	assert_false(norm(out, &len, in));
+
+	/* The output buffer must hold the name and its NUL. */
+	assert_false(route_host_normalize(out, &len, 3,
+					  (const uint8_t *)"abc", 3));
+	assert_true(route_host_normalize(out, &len, 4,
+					 (const uint8_t *)"abc", 3));
+}
+
+static void test_host_invalid(void **state)
+{
+	static const char *const cases[] = {
+		"", ".", "a.", ".a", "a..b", "-a", "a-", "a.-b", "a.b-",
+		"a_b", "a b", "a/b", "a:443", "*.a", "a*", "\xc3\xa9.com",
+		"a\tb", "[::1]", "10.0.0.1.", "a.b.", "@",
+	};
+	char out[254];
+	size_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (norm(out, &len, cases[i]))
+			fail_msg("'%s' accepted", cases[i]);
+
+	/* A NUL inside the name. */
+	assert_false(route_host_normalize(out, &len, sizeof(out),
+					  (const uint8_t *)"a\0b", 3));
+}
+
+/* Tables built from a hand-made config */
+
+struct fixture {
+	struct config cfg;
+	struct route_table *t;
+};
+
+static struct config_port_map ssh_map[] = { { 443, 22 }, { 8443, 8080 } };
+static uint16_t allowed[] = { 8080, 443, 3000 };
+
+static struct config_domain domains[] = {
+	{ .suffix = "vm.vers.sh", .port_map = ssh_map, .port_map_len = 2,
+	  .allowed_ports = allowed, .allowed_ports_len = 3,
+	  .has_allowed_ports = true },
+	{ .suffix = "vers.sh" },           /* every port, no mapping */
+	{ .suffix = "Open.Example.COM" },  /* normalised by the table */
+	{ .suffix = "locked.example", .has_allowed_ports = true },
+};
+
+static struct config_vm vms[] = {
+	{ .id = "45a68069-defc-4233-9865-6298d87053af" },
+	{ .id = "web" },
+	{ .id = "vm" },
+	{ .id = "Upper" },
+	{ .id = "web" }, /* duplicate: the first one wins */
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	for (size_t i = 0; i < sizeof(vms) / sizeof(vms[0]); i++) {
+		memset(&vms[i].addr, 0, sizeof(vms[i].addr));
+		vms[i].addr.s6_addr[0] = 0xfd;
+		vms[i].addr.s6_addr[15] = (uint8_t)(i + 1);
+	}
+	f->cfg.domains = domains;
+	f->cfg.domains_len = sizeof(domains) / sizeof(domains[0]);
+	f->cfg.vms = vms;
+	f->cfg.vms_len = sizeof(vms) / sizeof(vms[0]);
+	f->t = route_table_new(&f->cfg);
+	if (!f->t) {
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	route_table_free(f->t);
+	free(f);
+	return 0;
+}
+
+static enum route_verdict look(const struct route_table *t,
+			       struct route_match *m, const char *host,
+			       uint16_t port)
+{
+	return route_lookup(t, m, (const uint8_t *)host, strlen(host), port);
+}
+
+#define assert_verdict(t, m, host, port, want)                               \
+	do {                                                                  \
+		enum route_verdict got_ = look(t, m, host, port);             \
+		if (got_ != (want))                                           \
+			fail_msg("%s:%u: got %s, want %s", host,              \
+				 (unsigned)(port), route_verdict_str(got_),   \
+				 route_verdict_str(want));                    \
+	} while (0)
+
+static void test_verdicts(void **state)
+{
+	struct fixture *f = *state;
+	struct route_match m;
+
+	assert_int_equal(route_lookup(f->t, &m, (const uint8_t *)"x", 0, 443),
+			 ROUTE_NO_SNI);
+	assert_verdict(f->t, &m, "bad_host.vm.vers.sh", 443, ROUTE_BAD_HOST);
+	assert_verdict(f->t, &m, "web.vm.vers.sh.", 443, ROUTE_BAD_HOST);
+	assert_verdict(f->t, &m, "web.example.org", 443,
+		       ROUTE_UNKNOWN_DOMAIN);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 443, ROUTE_OK);
+	assert_verdict(f->t, &m, "nope.vm.vers.sh", 443, ROUTE_UNKNOWN_VM);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 9999, ROUTE_PORT_DENIED);
+	/* Unknown VM is answered before the port policy. */
+	assert_verdict(f->t, &m, "nope.vm.vers.sh", 9999, ROUTE_UNKNOWN_VM);
+	/* Nothing, or more than one label, in front of the suffix. */
+	assert_verdict(f->t, &m, "open.example.com", 443,
+		       ROUTE_UNKNOWN_DOMAIN);
+	assert_verdict(f->t, &m, "a.web.open.example.com", 443,
+		       ROUTE_UNKNOWN_DOMAIN);
+	assert_verdict(f->t, &m, "sh", 443, ROUTE_UNKNOWN_DOMAIN);
+
+	assert_string_equal(route_verdict_str(ROUTE_OK), "ok");
+	assert_string_equal(route_verdict_str(ROUTE_NO_SNI), "no_sni");
+	assert_string_equal(route_verdict_str(ROUTE_BAD_HOST), "bad_host");
+	assert_string_equal(route_verdict_str(ROUTE_UNKNOWN_DOMAIN),
+			    "unknown_domain");
+	assert_string_equal(route_verdict_str(ROUTE_UNKNOWN_VM), "unknown_vm");
+	assert_string_equal(route_verdict_str(ROUTE_PORT_DENIED),
+			    "port_denied");
+}
+
+static void test_match_fields(void **state)
+{
+	struct fixture *f = *state;
+	struct route_match m;
+
+	assert_verdict(f->t, &m,
+		       "45a68069-defc-4233-9865-6298d87053af.vm.vers.sh", 3000,
+		       ROUTE_OK);
+	assert_string_equal(m.vm_id, "45a68069-defc-4233-9865-6298d87053af");
+	assert_memory_equal(m.addr, &vms[0].addr, sizeof(vms[0].addr));
+	assert_int_equal(m.vm_port, 3000);
+
+	/* The duplicate "web" kept the first address. */
+	assert_verdict(f->t, &m, "web.vers.sh", 5, ROUTE_OK);
+	assert_memory_equal(m.addr, &vms[1].addr, sizeof(vms[1].addr));
+}
+
+static void test_untouched_on_failure(void **state)
+{
+	struct fixture *f = *state;
+	struct route_match m, zero;
+
+	memset(&m, 0xa5, sizeof(m));
+	memcpy(&zero, &m, sizeof(m));
+	assert_verdict(f->t, &m, "nope.vm.vers.sh", 443, ROUTE_UNKNOWN_VM);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 1, ROUTE_PORT_DENIED);
+	assert_memory_equal(&m, &zero, sizeof(m));
+}
+
+static void test_case_insensitive(void **state)
+{
+	struct fixture *f = *state;
+	struct route_match m;
+
+	assert_verdict(f->t, &m, "WEB.VM.VERS.SH", 3000, ROUTE_OK);
+	assert_string_equal(m.vm_id, "web");
+	assert_verdict(f->t, &m, "wEb.Open.example.Com", 1, ROUTE_OK);
+	assert_string_equal(m.vm_id, "web");
+	/* The config said "Upper"; the table stores it lowercase. */
+	assert_verdict(f->t, &m, "uPPER.vers.sh", 1, ROUTE_OK);
+	assert_string_equal(m.vm_id, "upper");
+}
+
+static void test_ports(void **state)
+{
+	struct fixture *f = *state;
+	struct route_match m;
+
+	/* vm.vers.sh: 443 -> 22, allowlist 443, 3000, 8080. */
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 443, ROUTE_OK);
+	assert_int_equal(m.vm_port, 22);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 3000, ROUTE_OK);
+	assert_int_equal(m.vm_port, 3000);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 8080, ROUTE_OK);
+	assert_int_equal(m.vm_port, 8080);
+	/* Mapped but not allowed: the allowlist is about listener ports. */
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 8443, ROUTE_PORT_DENIED);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 22, ROUTE_PORT_DENIED);
+
+	/* vers.sh: every port, to itself. */
+	assert_verdict(f->t, &m, "web.vers.sh", 443, ROUTE_OK);
+	assert_int_equal(m.vm_port, 443);
+	assert_verdict(f->t, &m, "web.vers.sh", 65535, ROUTE_OK);
+	assert_int_equal(m.vm_port, 65535);
+
+	/* has_allowed_ports with an empty list denies everything. */
+	assert_verdict(f->t, &m, "web.locked.example", 443, ROUTE_PORT_DENIED);
+}
+
+static void test_nested(void **state)
+{
+	struct fixture *f = *state;
+	struct route_match m;
+
+	/* "vm" is both a VM and a label of the vm.vers.sh suffix. */
+	assert_verdict(f->t, &m, "vm.vers.sh", 443, ROUTE_OK);
+	assert_string_equal(m.vm_id, "vm");
+	assert_int_equal(m.vm_port, 443); /* vers.sh's policy, not vm's */
+	assert_verdict(f->t, &m, "vm.vm.vers.sh", 443, ROUTE_OK);
+	assert_int_equal(m.vm_port, 22);
+	/* The longest suffix decides; a shorter one is not a fallback. */
+	assert_verdict(f->t, &m, "web.x.vm.vers.sh", 443,
+		       ROUTE_UNKNOWN_DOMAIN);
+	assert_verdict(f->t, &m, "web.vm2.vers.sh", 443,
+		       ROUTE_UNKNOWN_DOMAIN);
+	assert_verdict(f->t, &m, "vm2.vers.sh", 443, ROUTE_UNKNOWN_VM);
+}
+
+static void test_empty_table(void **state)
+{
+	struct config cfg = { 0 };
+	struct route_table *t = route_table_new(&cfg);
+	struct route_match m;
+
+	(void)state;
+	assert_non_null(t);
+	assert_verdict(t, &m, "web.vm.vers.sh", 443, ROUTE_UNKNOWN_DOMAIN);
+	assert_verdict(t, &m, "", 443, ROUTE_NO_SNI);
+	route_table_free(t);
+	route_table_free(NULL);
+}
+
+/* 100k VMs: every one is found with its own address, none that is not
+ * there is found. */
+#define MANY 100000
+
+static void test_many_vms(void **state)
+{
+	struct config_domain d = { .suffix = "vm.vers.sh" };
+	struct config cfg = { .domains = &d, .domains_len = 1 };
+	struct config_vm *v = calloc(MANY, sizeof(*v));
+	char *ids = calloc(MANY, 40);
+	struct route_table *t;
+	struct route_match m;
+	char host[128];
+
+	(void)state;
+	assert_non_null(v);
+	assert_non_null(ids);
+	for (uint32_t i = 0; i < MANY; i++) {
+		v[i].id = ids + (size_t)i * 40;
+		snprintf(v[i].id, 40, "%08x-%04x-vm", i * 2654435761u, i);
+		v[i].addr.s6_addr[0] = 0xfd;
+		memcpy(&v[i].addr.s6_addr[12], &i, 4);
+	}
+	cfg.vms = v;
+	cfg.vms_len = MANY;
+	t = route_table_new(&cfg);
+	assert_non_null(t);
+
+	for (uint32_t i = 0; i < MANY; i++) {
+		snprintf(host, sizeof(host), "%s.vm.vers.sh", v[i].id);
+		if (look(t, &m, host, 443) != ROUTE_OK)
+			fail_msg("vm %u (%s) not found", i, v[i].id);
+		if (memcmp(m.addr, &v[i].addr, sizeof(v[i].addr)))
+			fail_msg("vm %u (%s): wrong address", i, v[i].id);
+		assert_string_equal(m.vm_id, v[i].id);
+
+		snprintf(host, sizeof(host), "%s-x.vm.vers.sh", v[i].id);
+		if (look(t, &m, host, 443) != ROUTE_UNKNOWN_VM)
+			fail_msg("%s found", host);
+	}
+	route_table_free(t);
+	free(ids);
+	free(v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_host_valid),
+		cmocka_unit_test(test_host_lengths),
+		cmocka_unit_test(test_host_invalid),
+		cmocka_unit_test_setup_teardown(test_verdicts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_match_fields, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_untouched_on_failure,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_case_insensitive, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nested, setup, teardown),
+		cmocka_unit_test(test_empty_table),
+		cmocka_unit_test(test_many_vms),
+	};
+
+	return cmocka_run_group_tests_name("route", tests, NULL, NULL);
+}
