@@ -66,6 +66,7 @@ struct conn {
 	uint16_t listen_port;
 	uint16_t vm_port;
 	uint16_t hello_version; /* record version for pre-TLS alerts */
+	uint32_t hello_need;    /* input length worth parsing the hello at */
 	struct tls_conn tls;
 	struct dirbuf up, down;
 	uint64_t up_bytes, down_bytes; /* plaintext relayed each way */

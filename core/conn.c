@@ -217,7 +217,10 @@ static void do_hello(struct worker *w, struct conn *c)
 	size_t in_len;
 
 	tls_conn_input(&c->tls, &in, &in_len);
-	if (!in_len) {
+	if (!in_len || in_len < c->hello_need) {
+		/* The parser said nothing can change before hello_need bytes:
+		 * a hello trickling in byte by byte is parsed once per
+		 * record, not once per byte. */
 		if (c->flags & CF_CLIENT_FIN)
 			conn_close(w, c, "client_eof");
 		else
@@ -227,6 +230,7 @@ static void do_hello(struct worker *w, struct conn *c)
 	switch (tls_hello_peek(&h, w->hello_scratch,
 			       CONFIG_MAX_CLIENTHELLO_BYTES, in, in_len)) {
 	case TLS_HELLO_NEED_MORE:
+		c->hello_need = (uint32_t)h.records_len;
 		if (in_len > HELLO_INPUT_MAX)
 			reject(w, c, "too_large", "ClientHello records too large",
 			       NULL, TLS_ALERT_DECODE_ERROR);

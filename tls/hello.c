@@ -385,10 +385,18 @@ enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
 	for (;;) {
 		r = read_record(&out->error, &frag, &rec_len, &whole, &recs,
 				nrec == 0);
+		if (r == TLS_HELLO_NEED_MORE)
+			out->records_len = in_len + 1; /* a header byte */
 		if (r != TLS_HELLO_OK)
 			return r;
 		if (nrec++ == 0)
 			first_frag = frag;
+		if (nrec > TLS_HELLO_MAX_RECORDS) {
+			/* Legal TLS, but only an attacker fragments a hello
+			 * this finely, and each record costs a re-parse. */
+			out->error = "ClientHello split over too many records";
+			return TLS_HELLO_BAD;
+		}
 
 		/* The header may itself be split across records. */
 		if (hdr_have < HS_HEADER_LEN) {
@@ -420,8 +428,11 @@ enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
 			out->error = "data after ClientHello in its record";
 			return TLS_HELLO_BAD;
 		}
-		if (!whole)
+		if (!whole) {
+			/* Nothing can change before this record is in. */
+			out->records_len = in_len + (rec_len - CBS_len(&frag));
 			return TLS_HELLO_NEED_MORE;
+		}
 		msg_seen += rec_len;
 		if (msg_len != 0 && msg_seen == msg_len)
 			break;

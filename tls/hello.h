@@ -20,6 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A ClientHello spread over more records than this is TLS_HELLO_BAD. */
+#define TLS_HELLO_MAX_RECORDS 128
+
 enum tls_hello_result {
 	TLS_HELLO_OK,        /* whole ClientHello parsed; out is filled */
 	TLS_HELLO_NEED_MORE, /* a valid prefix so far; call again with more */
@@ -49,9 +52,12 @@ struct tls_hello {
 	uint16_t legacy_version;
 	uint16_t max_version;
 
-	/* Number of input bytes that make up the records carrying the
-	 * ClientHello (record headers included). Bytes after it belong to the
-	 * next records and are left alone. */
+	/* On TLS_HELLO_OK: number of input bytes that make up the records
+	 * carrying the ClientHello (record headers included); bytes after it
+	 * belong to the next records and are left alone.
+	 * On TLS_HELLO_NEED_MORE: the input length at which the answer can
+	 * next change (> in_len). Calling again with fewer bytes is wasted
+	 * work: a caller receiving a hello in tiny segments waits for it. */
 	size_t records_len;
 
 	/* Static string naming the rule that failed, for TLS_HELLO_BAD and
@@ -64,7 +70,8 @@ struct tls_hello {
  * several records; |max_len| is also the largest handshake message accepted
  * (header included): a longer one is TLS_HELLO_TOO_LARGE, decided as soon
  * as its length field is read. |out| is zeroed first and filled on
- * TLS_HELLO_OK; on TLS_HELLO_BAD/TOO_LARGE only out->error is set. */
+ * TLS_HELLO_OK; on TLS_HELLO_NEED_MORE only out->records_len is set (the
+ * hint above); otherwise only out->error is set. */
 enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
 				     size_t max_len, const uint8_t *in,
 				     size_t in_len);

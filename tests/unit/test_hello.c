@@ -324,9 +324,15 @@ static void check_prefixes(const char *what, const struct buf *b)
 	struct tls_hello h;
 	size_t n;
 
-	for (n = 0; n < b->len; n++)
+	for (n = 0; n < b->len; n++) {
 		expect_result(peek(&h, b->data, n), TLS_HELLO_NEED_MORE,
 			      "%s: prefix of %zu/%zu bytes\n", what, n, b->len);
+		/* The "come back with this many bytes" hint is past what
+		 * was given and never past the point the answer changes. */
+		if (h.records_len <= n || h.records_len > b->len)
+			fail_msg("%s: prefix %zu/%zu: need hint %zu out of range",
+				 what, n, b->len, h.records_len);
+	}
 }
 
 static void test_fixtures_prefixes(void **state)
@@ -380,18 +386,27 @@ static void test_fixtures_one_byte_records(void **state)
 {
 	struct tls_hello h;
 	struct buf b, msg, framed;
-	size_t i;
+	size_t i, frag;
 
 	for (i = 0; i < NFIXTURES; i++) {
 		load(&b, fixtures[i].file);
 		records_to_msg(&msg, b.data, b.len);
-		frame(&framed, msg.data, msg.len, NULL, 0, 1);
-		assert_int_equal(framed.len, 6 * msg.len);
+		/* As finely as allowed: TLS_HELLO_MAX_RECORDS records. */
+		frag = (msg.len + TLS_HELLO_MAX_RECORDS - 1) /
+		       TLS_HELLO_MAX_RECORDS;
+		frame(&framed, msg.data, msg.len, NULL, 0, frag);
 		expect_result(peek_buf(&h, &framed), TLS_HELLO_OK,
-			      "%s: 1-byte records\n", fixtures[i].file);
-		check_fields(&fixtures[i], "1-byte records", &h);
+			      "%s: %zu-byte records\n", fixtures[i].file, frag);
+		check_fields(&fixtures[i], "finest records", &h);
 		assert_int_equal(h.records_len, framed.len);
 		check_prefixes(fixtures[i].file, &framed);
+		buf_free(&framed);
+		/* One byte per record: more records than allowed. */
+		assert_true(msg.len > TLS_HELLO_MAX_RECORDS);
+		frame(&framed, msg.data, msg.len, NULL, 0, 1);
+		assert_int_equal(framed.len, 6 * msg.len);
+		expect_result(peek_buf(&h, &framed), TLS_HELLO_BAD,
+			      "%s: 1-byte records\n", fixtures[i].file);
 		buf_free(&framed);
 		buf_free(&msg);
 		buf_free(&b);
@@ -1137,8 +1152,11 @@ static void test_too_large(void **state)
 		      TLS_HELLO_TOO_LARGE, "1-byte records, 4 records\n");
 	expect_result(peek_max(&h, 512, framed.data, 4 * 6 - 1),
 		      TLS_HELLO_NEED_MORE, "1-byte records, 3 records\n");
+	buf_free(&framed);
+	frame(&framed, msg.data, msg.len, NULL, 0,
+	      (msg.len + TLS_HELLO_MAX_RECORDS - 1) / TLS_HELLO_MAX_RECORDS);
 	expect_result(peek_max(&h, msg.len, framed.data, framed.len),
-		      TLS_HELLO_OK, "1-byte records, max_len == message\n");
+		      TLS_HELLO_OK, "finest records, max_len == message\n");
 	buf_free(&framed);
 	buf_free(&msg);
 	buf_free(&b);
