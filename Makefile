@@ -6,6 +6,7 @@
 #   make test       unit tests (cmocka) and end-to-end tests (pytest)
 #   make unit       only the unit tests
 #   make e2e        only the end-to-end tests (E2E_ARGS passes pytest flags)
+#   make fuzz / fuzz-replay / fuzz-run   libFuzzer targets (fuzz/fuzz.mk)
 #   make check-config   vmgate --check on $(CONFIG)
 #   make defconfig / menuconfig   compile-time options (Kconfig)
 #   make clean
@@ -44,7 +45,8 @@ DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
              python3-kconfiglib openssl
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
-             nghttp2-server iproute2 procps util-linux
+             nghttp2-server iproute2 procps util-linux clang \
+             libclang-rt-14-dev
 
 # Library objects: everything but main.c. Tests link against these.
 LIB_SRCS := $(wildcard tls/*.c route/*.c) \
@@ -135,6 +137,7 @@ e2e: deps-test $(BIN)
 
 test: deps-test
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory e2e
 
 # A demo certificate for the shipped appliance.yaml, made once, kept under
@@ -156,5 +159,7 @@ check-config: all
 
 clean:
 	rm -rf $(BUILD)
+
+include fuzz/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
