@@ -52,7 +52,14 @@ FLEET = {
 }
 
 
+def _sigterm(signum, frame):
+    # turn SIGTERM (e.g. from a CI timeout) into an orderly stop, so the
+    # session fixtures' teardown (namespaces, processes) still runs
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def pytest_configure(config):
+    signal.signal(signal.SIGTERM, _sigterm)
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "timeout(seconds): per-test watchdog")
 

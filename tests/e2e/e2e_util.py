@@ -70,7 +70,9 @@ class Certs:
 
 # ---------------------------------------------------------------- config
 
-def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2):
+def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
+                ports=GATE_PORTS, port_map="{ 443: 22 }",
+                allowed_ports="[443, 3000, 8080, 8443]"):
     """appliance.yaml text for the test fleet. |vms| is [(id, addr)]."""
     limits = {"handshake_timeout_ms": 5000, "connect_timeout_ms": 1500,
               "idle_timeout_ms": 60000}
@@ -81,7 +83,7 @@ def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2):
         "log_level: %s" % log_level,
         "listen:",
         '  address: "::"',
-        "  ports: [%s]" % ", ".join(str(p) for p in GATE_PORTS),
+        "  ports: [%s]" % ", ".join(str(p) for p in ports),
         "tls:",
         "  certificates:",
         "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
@@ -89,8 +91,8 @@ def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2):
         "  alpn: [h2, http/1.1]",
         "domains:",
         "  - suffix: %s" % VM_SUFFIX,
-        "    port_map: { 443: 22 }",
-        "    allowed_ports: [443, 3000, 8080, 8443]",
+        "    port_map: %s" % port_map,
+        "    allowed_ports: %s" % allowed_ports,
         "  - suffix: %s" % OTHER_SUFFIX,
         "vms:",
     ]
@@ -133,17 +135,19 @@ def listeners_on(ports):
 class Gate:
     """A running vmgate (or anything that speaks its command line)."""
 
-    def __init__(self, argv, cfg_path, log_path):
+    def __init__(self, argv, cfg_path, log_path, ports=GATE_PORTS, wait_port=3000):
+        self.ports = ports
+        self.wait_port = wait_port
         self.argv = argv
         self.cfg_path = cfg_path
         self.log_path = log_path
         self.proc = None
 
     def start(self, timeout=10.0):
-        busy = listeners_on(GATE_PORTS)
+        busy = listeners_on(self.ports)
         if busy:
             raise RuntimeError("gate ports %s already in use (another vmgate?):\n%s"
-                               % (GATE_PORTS, "\n".join(busy)))
+                               % (self.ports, "\n".join(busy)))
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv + ["-c", self.cfg_path],
                                      stdout=logf, stderr=subprocess.STDOUT,
@@ -151,7 +155,7 @@ class Gate:
                                      start_new_session=True, cwd=REPO)
         logf.close()
         try:
-            wait_tcp("127.0.0.1", 3000, timeout=timeout, proc=self.proc)
+            wait_tcp("127.0.0.1", self.wait_port, timeout=timeout, proc=self.proc)
         except Exception as e:
             self.stop()
             raise RuntimeError("vmgate did not come up: %s\n%s" % (e, self.tail()))

@@ -27,7 +27,13 @@ import yaml
 ALERT_UNRECOGNIZED_NAME = b"\x15\x03\x03\x00\x02\x02\x70"
 
 
+LEVELS = {"ERROR": 0, "WARN": 1, "INFO": 2, "DEBUG": 3}
+MAX_LEVEL = 3
+
+
 def log(level, event, **kv):
+    if LEVELS[level] > MAX_LEVEL:
+        return
     parts = []
     for k, v in kv.items():
         v = str(v)
@@ -62,6 +68,8 @@ def parse_hello(buf):
         if buf[i] != 0x16:
             return "bad", None
         ln = int.from_bytes(buf[i + 3:i + 5], "big")
+        if len(hs) == 0 and len(buf) >= i + 9 and int.from_bytes(buf[i + 6:i + 9], "big") > 65536:
+            return "too_large", None
         if len(buf) < i + 5 + ln:
             return "more", None
         hs += buf[i + 5:i + 5 + ln]
@@ -71,7 +79,7 @@ def parse_hello(buf):
             if len(hs) >= need:
                 break
             if need > 65536:
-                return "bad", None
+                return "too_large", None
     try:
         if hs[0] != 1:
             return "bad", None
@@ -175,7 +183,7 @@ class Gate:
             return
         if st != "ok":
             log("WARN", "reject", peer=peer, port=port, sni="-",
-                reason="not_tls" if st == "not_tls" else "bad_hello")
+                reason={"not_tls": "not_tls", "too_large": "too_large"}.get(st, "bad_hello"))
             writer.close()
             return
         verdict, m = self.route(sni, port)
@@ -318,6 +326,10 @@ def main():
         cfg = yaml.safe_load(f)
     if a.check:
         return 0
+    global MAX_LEVEL
+    MAX_LEVEL = LEVELS[str(cfg.get("log_level", "info")).upper().replace("WARNING", "WARN")]
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     try:
         asyncio.run(amain(cfg))
     except KeyboardInterrupt:
