@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "core/kconfig.h" /* CONFIG_MAX_CLIENTHELLO_BYTES */
 #include "route/config.h"
 #include "route/route.h"
 
@@ -26,7 +27,7 @@
 #define CONFIG_WORKERS_MAX 4096
 #define CONFIG_RANGE_MAX 1024
 #define CONFIG_ALPN_MAX 255
-#define CONFIG_KEYS_MAX 8
+#define CONFIG_KEYS_MAX 10
 
 struct ld {
 	yaml_document_t *doc;
@@ -543,9 +544,15 @@ static void key_cert_key(struct ld *ld, yaml_node_t *v)
 	get_file(ld, v, "key", &((struct config_cert *)ld->obj)->key_path);
 }
 
+static void key_cert_ocsp(struct ld *ld, yaml_node_t *v)
+{
+	get_file(ld, v, "ocsp", &((struct config_cert *)ld->obj)->ocsp_path);
+}
+
 static const struct config_key cert_keys[] = {
 	{ "cert", key_cert_cert, true },
 	{ "key", key_cert_key, true },
+	{ "ocsp", key_cert_ocsp, false },
 };
 
 static void key_tls_certificates(struct ld *ld, yaml_node_t *v)
@@ -945,8 +952,29 @@ static void key_buffer_bytes(struct ld *ld, yaml_node_t *v)
 	      &ld->c->limits.buffer_bytes);
 }
 
+static void key_max_connections_per_ip(struct ld *ld, yaml_node_t *v)
+{
+	limit(ld, v, "max_connections_per_ip", 0, 10000000,
+	      &ld->c->limits.max_connections_per_ip);
+}
+
+static void key_max_clienthello_bytes(struct ld *ld, yaml_node_t *v)
+{
+	limit(ld, v, "max_clienthello_bytes", 512, CONFIG_MAX_CLIENTHELLO_BYTES,
+	      &ld->c->limits.max_clienthello_bytes);
+}
+
+static void key_drain_timeout(struct ld *ld, yaml_node_t *v)
+{
+	limit(ld, v, "drain_timeout_ms", 0, 86400000,
+	      &ld->c->limits.drain_timeout_ms);
+}
+
 static const struct config_key limits_keys[] = {
 	{ "max_connections", key_max_connections, false },
+	{ "max_connections_per_ip", key_max_connections_per_ip, false },
+	{ "max_clienthello_bytes", key_max_clienthello_bytes, false },
+	{ "drain_timeout_ms", key_drain_timeout, false },
 	{ "handshake_timeout_ms", key_handshake_timeout, false },
 	{ "connect_timeout_ms", key_connect_timeout, false },
 	{ "idle_timeout_ms", key_idle_timeout, false },
@@ -959,6 +987,106 @@ static void key_limits(struct ld *ld, yaml_node_t *v)
 		 sizeof(limits_keys) / sizeof(limits_keys[0]), NULL);
 }
 
+/* admin */
+
+/* "[v6]:port" or "a.b.c.d:port" */
+static void key_admin_listen(struct ld *ld, yaml_node_t *v)
+{
+	struct sockaddr_in6 *sa = &ld->c->admin.listen;
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *s, *colon;
+	struct in_addr a4;
+	struct show_buf b;
+	long long port;
+	size_t hlen;
+
+	if (!get_str(ld, v, "admin.listen", &s))
+		return;
+	colon = strrchr(s, ':');
+	hlen = colon ? (size_t)(colon - s) : 0;
+	if (!colon || hlen == 0 || hlen >= sizeof(host) ||
+	    !parse_ll(colon + 1, strlen(colon + 1), &port) || port < 1 ||
+	    port > 65535)
+		goto bad;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	memset(sa, 0, sizeof(*sa));
+	sa->sin6_family = AF_INET6;
+	sa->sin6_port = htons((uint16_t)port);
+	if (host[0] == '[' && host[hlen - 1] == ']') {
+		host[hlen - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &sa->sin6_addr) != 1)
+			goto bad;
+	} else if (inet_pton(AF_INET, host, &a4) == 1) {
+		sa->sin6_addr.s6_addr[10] = 0xff;
+		sa->sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&sa->sin6_addr.s6_addr[12], &a4, 4);
+	} else {
+		goto bad;
+	}
+	ld->c->admin.has_listen = true;
+	return;
+bad:
+	ld_err(ld, v, "admin.listen: expected \"[ipv6]:port\" or "
+	       "\"a.b.c.d:port\", got '%s'", show(&b, s, slen(v)));
+}
+
+static void key_admin_unix(struct ld *ld, yaml_node_t *v)
+{
+	const char *s;
+
+	if (!get_str(ld, v, "admin.unix", &s))
+		return;
+	free(ld->c->admin.unix_path);
+	ld->c->admin.unix_path = resolve(ld->dir, s);
+	if (!ld->c->admin.unix_path)
+		ld_oom(ld);
+}
+
+static void key_admin_token_file(struct ld *ld, yaml_node_t *v)
+{
+	get_file(ld, v, "admin.token_file", &ld->c->admin.token_file);
+}
+
+static void key_admin_state_file(struct ld *ld, yaml_node_t *v)
+{
+	const char *s;
+
+	if (!get_str(ld, v, "admin.state_file", &s))
+		return;
+	free(ld->c->admin.state_file);
+	ld->c->admin.state_file = resolve(ld->dir, s);
+	if (!ld->c->admin.state_file)
+		ld_oom(ld);
+}
+
+static const struct config_key admin_keys[] = {
+	{ "listen", key_admin_listen, false },
+	{ "unix", key_admin_unix, false },
+	{ "token_file", key_admin_token_file, false },
+	{ "state_file", key_admin_state_file, false },
+};
+
+static void key_admin(struct ld *ld, yaml_node_t *v)
+{
+	struct config_admin *a = &ld->c->admin;
+
+	if (!walk_map(ld, v, "admin", admin_keys,
+		      sizeof(admin_keys) / sizeof(admin_keys[0]), NULL))
+		return;
+	a->enabled = true;
+	if (!a->has_listen && !a->unix_path)
+		ld_err(ld, v, "admin: needs listen or unix (or both)");
+	if (a->has_listen && !a->token_file)
+		ld_err(ld, v, "admin: a TCP listener needs token_file; without "
+		       "a token the admin API is only offered on a unix socket");
+	if (!a->state_file) {
+		a->state_file = resolve(ld->dir, CONFIG_DEFAULT_STATE_FILE);
+		if (!a->state_file)
+			ld_oom(ld);
+	}
+}
+
 static const struct config_key top_keys[] = {
 	{ "workers", key_workers, false },
 	{ "log_level", key_log_level, false },
@@ -967,6 +1095,7 @@ static const struct config_key top_keys[] = {
 	{ "domains", key_domains, false },
 	{ "vms", key_vms, false },
 	{ "limits", key_limits, false },
+	{ "admin", key_admin, false },
 };
 
 /* libyaml's own errors */
@@ -1014,6 +1143,9 @@ static void config_defaults(struct config *c)
 	c->limits.connect_timeout_ms = CONFIG_DEFAULT_CONNECT_TIMEOUT_MS;
 	c->limits.idle_timeout_ms = CONFIG_DEFAULT_IDLE_TIMEOUT_MS;
 	c->limits.buffer_bytes = CONFIG_DEFAULT_BUFFER_BYTES;
+	c->limits.max_connections_per_ip = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP;
+	c->limits.max_clienthello_bytes = CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES;
+	c->limits.drain_timeout_ms = CONFIG_DEFAULT_DRAIN_TIMEOUT_MS;
 }
 
 bool config_load_buf(struct config *out, struct config_errors *errs,
@@ -1179,6 +1311,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->certs_len; i++) {
 		free(c->certs[i].cert_path);
 		free(c->certs[i].key_path);
+		free(c->certs[i].ocsp_path);
 	}
 	free(c->certs);
 	for (size_t i = 0; i < c->alpn_len; i++)
@@ -1190,6 +1323,9 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->vms_len; i++)
 		free(c->vms[i].id);
 	free(c->vms);
+	free(c->admin.unix_path);
+	free(c->admin.token_file);
+	free(c->admin.state_file);
 	memset(c, 0, sizeof(*c));
 }
 

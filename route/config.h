@@ -24,6 +24,11 @@
 #define CONFIG_DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define CONFIG_DEFAULT_IDLE_TIMEOUT_MS 300000
 #define CONFIG_DEFAULT_BUFFER_BYTES 65536
+#define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP 1000
+#define CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES 16384
+#define CONFIG_DEFAULT_DRAIN_TIMEOUT_MS 30000
+#define CONFIG_DEFAULT_STATE_FILE "vmgate-state.json"
+#include <sys/socket.h>
 
 enum config_log_level {
 	CONFIG_LOG_ERROR,
@@ -35,6 +40,7 @@ enum config_log_level {
 struct config_cert {
 	char *cert_path; /* PEM chain, leaf first; resolved path */
 	char *key_path;  /* PEM private key (ECDSA or RSA); resolved path */
+	char *ocsp_path; /* DER OCSP response to staple, or NULL */
 	unsigned line, col; /* where the entry starts, for later errors */
 };
 
@@ -64,6 +70,24 @@ struct config_limits {
 	uint32_t connect_timeout_ms;
 	uint32_t idle_timeout_ms;
 	uint32_t buffer_bytes;
+	uint32_t max_connections_per_ip; /* IPv6 by /64; 0 = no limit */
+	uint32_t max_clienthello_bytes;  /* <= CONFIG_MAX_CLIENTHELLO_BYTES */
+	uint32_t drain_timeout_ms;       /* SIGTERM: time to finish */
+};
+
+/* The operators' API (admin: in appliance.yaml). Without a token it may
+ * only listen on a Unix socket: the loader refuses a TCP listener with no
+ * token_file. */
+struct config_admin {
+	bool enabled;               /* an admin: section is present */
+	bool has_listen;
+	struct sockaddr_in6 listen; /* from "[addr]:port" (or "a.b.c.d:port",
+	                             * stored v4-mapped) */
+	char *unix_path;            /* resolved, or NULL */
+	char *token_file;           /* resolved and readable, or NULL */
+	char *state_file;           /* resolved; where API changes persist.
+	                             * Default: CONFIG_DEFAULT_STATE_FILE next
+	                             * to the config file. Need not exist. */
 };
 
 struct config {
@@ -88,6 +112,7 @@ struct config {
 	size_t vms_len;
 
 	struct config_limits limits;
+	struct config_admin admin;
 };
 
 struct config_error {

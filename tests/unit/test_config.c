@@ -499,7 +499,7 @@ static const struct error_case error_cases[] = {
 	  "adir': not a regular file", 1 },
 	{ "cert unknown key", LISTEN "tls:\n  certificates:\n"
 	  "    - { cert: cert.pem, key: key.pem, chain: x }\n", 5, 39,
-	  "unknown key 'chain' in tls.certificates entry (expected cert, key)",
+	  "unknown key 'chain' in tls.certificates entry (expected cert, key, ocsp)",
 	  1 },
 	{ "cert null", LISTEN "tls:\n  certificates:\n"
 	  "    - { cert: , key: key.pem }\n", 5, 15,
@@ -615,6 +615,30 @@ static const struct error_case error_cases[] = {
 	  "got '16777217'", 1 },
 	{ "limits unknown", MIN "limits: { max_conns: 1 }\n", 6, 11,
 	  "unknown key 'max_conns' in limits", 1 },
+	{ "per ip negative", MIN "limits: { max_connections_per_ip: -1 }\n", 6,
+	  35, "max_connections_per_ip: expected an integer in 0..10000000", 1 },
+	{ "hello small", MIN "limits: { max_clienthello_bytes: 511 }\n", 6, 34,
+	  "max_clienthello_bytes: expected an integer in 512..", 1 },
+	{ "drain string", MIN "limits: { drain_timeout_ms: soon }\n", 6, 29,
+	  "drain_timeout_ms: expected an integer", 1 },
+
+	/* admin */
+	{ "admin scalar", MIN "admin: yes\n", 6, 8,
+	  "admin: expected a mapping", 1 },
+	{ "admin empty", MIN "admin: { state_file: s.json }\n", 6, 8,
+	  "admin: needs listen or unix", 1 },
+	{ "admin no token", MIN "admin: { listen: \"[::1]:9901\" }\n", 6, 8,
+	  "a TCP listener needs token_file", 1 },
+	{ "admin bad listen", MIN "admin: { unix: a.sock, listen: \"::1:9901\" }\n",
+	  6, 32, "admin.listen: expected \"[ipv6]:port\"", 1 },
+	{ "admin bad port", MIN "admin: { unix: a.sock, listen: \"[::1]:0\" }\n",
+	  6, 32, "admin.listen: expected", 1 },
+	{ "admin token missing", MIN "admin: { unix: a.sock, token_file: nope }\n",
+	  6, 36, "admin.token_file file", 1 },
+	{ "admin unknown", MIN "admin: { unix: a.sock, port: 1 }\n", 6, 24,
+	  "unknown key 'port' in admin", 1 },
+	{ "ocsp missing", LISTEN "tls:\n  certificates:\n    - { cert: cert.pem, "
+	  "key: key.pem, ocsp: o.der }\n", 5, 45, "ocsp file", 1 },
 
 	/* The loader goes on after an error. */
 	{ "many errors", "workers: x\nlog_level: y\nlisten: {ports: [0]}\n"
