@@ -40,6 +40,36 @@ struct route_match {
 struct route_table *route_table_new(const struct config *cfg);
 void route_table_free(struct route_table *t); /* NULL is fine */
 
+/* A change to the VMs of a table: set |id|'s address, or remove it. */
+struct route_vm_change {
+	const char *id; /* NUL-terminated; valid DNS label (any case) */
+	struct in6_addr addr;
+	bool removed;
+};
+
+/* route_table_derive returns a new table with the domains and VMs of
+ * |base| changed by |changes| (later entries win over earlier ones for the
+ * same id). It costs O(changes), not O(VMs): the new table shares |base|'s
+ * VMs (reference counted; |base| may be freed before or after the derived
+ * table). Used for changes made through the admin API. Returns NULL when
+ * out of memory or when a change's id is not a valid label. */
+struct route_table *route_table_derive(struct route_table *base,
+				       const struct route_vm_change *changes,
+				       size_t changes_len);
+
+/* route_vm_get finds VM |id| (|id_len| bytes, any case); on success it
+ * writes its address to |out| and returns true. */
+bool route_vm_get(const struct route_table *t, struct in6_addr *out,
+		  const char *id, size_t id_len);
+
+/* route_vm_count returns the number of VMs; route_vm_foreach calls |fn|
+ * once per VM (in no particular order) until it returns false. */
+size_t route_vm_count(const struct route_table *t);
+void route_vm_foreach(const struct route_table *t,
+		      bool (*fn)(void *arg, const char *id,
+				 const struct in6_addr *addr),
+		      void *arg);
+
 /* route_lookup answers for a client that sent SNI |host| (|host_len| bytes,
  * as received: any case, not NUL-terminated) to listener port
  * |listen_port|. On ROUTE_OK |out| is filled and its pointers live as long

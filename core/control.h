@@ -1,0 +1,69 @@
+/* core/control.h: the control plane: reloads, VM changes made through the
+ * admin API, their persistence, and the snapshots the workers route with.
+ *
+ * Workers route with an immutable snapshot {route table, certificate
+ * store}. A change builds a new snapshot off the data path and publishes it
+ * with one atomic pointer swap; a worker picks it up at the top of its next
+ * loop (within one timer tick), and the old snapshot is freed once every
+ * worker has moved past it. Established connections keep what they have.
+ *
+ * The VMs a snapshot routes to are the file's (appliance.yaml vms:) changed
+ * by the API's (PUT and DELETE), which take precedence and persist in
+ * admin.state_file: written to a temporary file, fsynced and renamed before
+ * a change is acknowledged, so an acknowledged change survives a crash.
+ *
+ * Every function here may be called from any thread; they are serialised by
+ * one mutex. All return 0 or -errno, with a message in |err| when they fail.
+ */
+#ifndef VMGATE_CORE_CONTROL_H
+#define VMGATE_CORE_CONTROL_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct control;
+struct shared;
+
+/* control_reload re-reads appliance.yaml (and the certificates it names)
+ * and the state file, and publishes the result. -EINVAL: the file is
+ * invalid; |err| holds its errors, one "FILE:LINE:COL: message" per line,
+ * and nothing changed. |why| names the trigger in the log line
+ * ("SIGHUP", "file", "api"). */
+int control_reload(struct control *ctl, const char *why, char *err,
+		   size_t err_len);
+
+/* control_vm_put sets VM |id| to |address| (an IPv6 literal), persists the
+ * change and publishes it. -EINVAL: |id| is not a valid label or |address|
+ * not an IPv6 address (|err| says which); -EIO: the state file could not
+ * be written (nothing changed). |*out_created| tells whether the VM was
+ * new to the routed set. */
+int control_vm_put(struct control *ctl, bool *out_created, const char *id,
+		   const char *address, char *err, size_t err_len);
+
+/* control_vm_delete removes VM |id| (whether it came from the file or the
+ * API), persists and publishes. -ENOENT: no such VM; -EIO as above. */
+int control_vm_delete(struct control *ctl, const char *id, char *err,
+		      size_t err_len);
+
+/* control_vm_get writes VM |id|'s address; -ENOENT if it is not routed. */
+int control_vm_get(struct control *ctl, struct in6_addr *out, const char *id);
+
+/* control_vm_foreach calls |fn| for every routed VM until it returns
+ * false, on the current snapshot (consistent, however long it takes). */
+void control_vm_foreach(struct control *ctl,
+			bool (*fn)(void *arg, const char *id,
+				   const struct in6_addr *addr),
+			void *arg);
+
+/* control_metrics returns the Prometheus text exposition of every counter
+ * (malloc'd, NUL-terminated, length in |*out_len|), or NULL when out of
+ * memory. */
+char *control_metrics(struct control *ctl, size_t *out_len);
+
+/* control_healthy tells whether every worker has turned its loop within
+ * the last two seconds. */
+bool control_healthy(struct control *ctl);
+
+#endif
