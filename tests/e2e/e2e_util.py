@@ -172,6 +172,16 @@ class Gate:
         except subprocess.TimeoutExpired:
             return stop_process(self.proc, grace=0)
 
+    def fd_count(self):
+        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 

@@ -2,6 +2,7 @@
 byte counts in vmgate's close log line."""
 
 import hashlib
+import time
 
 import pytest
 
@@ -55,3 +56,35 @@ def test_download_100mib(live_gate, certs):
     line = live_gate.wait_log(r"INFO close .*%s" % peer_re(c.local_port), timeout=10)[0]
     kv = parse_kv(line)
     assert int(kv["down"]) == SIZE and int(kv["up"]) == len(b"%d 12\n" % SIZE), line
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_backpressure_slow_reader(live_gate, certs):
+    """A client that stops reading while the VM sends 200 MiB: vmgate's
+    memory must stay bounded (it stops reading from the VM), and every byte
+    still arrives once the client reads again."""
+    size = 200 << 20
+    want = stream_sha256(13, size)
+    c = BioClient(certs.client_ctx(), "vm2.vm.test", 8443, timeout=60)
+    c.handshake()
+    rss0 = live_gate.rss_kib()
+    c.send(b"%d 13\n" % size)
+    time.sleep(3)  # not reading: kernel buffers fill, then vmgate must pause
+    rss1 = live_gate.rss_kib()
+    print("vmgate RSS %d KiB -> %d KiB while the client was not reading" % (rss0, rss1))
+    h = hashlib.sha256()
+    n = 0
+
+    def sink(d):
+        nonlocal n
+        n += len(d)
+        h.update(d)
+
+    _, end = c.read(sink=sink)
+    c.close()
+    assert n == size and h.hexdigest() == want, ("%d of %d bytes, end=%s" % (n, size, end),
+                                                 live_gate.tail())
+    assert rss1 - rss0 < 32 * 1024, (
+        "vmgate RSS grew by %d KiB while the client was not reading "
+        "(no backpressure?)" % (rss1 - rss0), live_gate.tail())

@@ -16,6 +16,7 @@ VMS = ["vm1", "vm2", "vm3", UUID_VM]
 @pytest.mark.timeout(90)
 def test_1000_concurrent(live_gate, certs):
     ctx = certs.client_ctx()
+    fds_before = live_gate.fd_count()
     errors = []
     opened = []
 
@@ -55,3 +56,10 @@ def test_1000_concurrent(live_gate, certs):
                         live_gate.tail())
     assert opened[0][0] == N, opened
     print("1000 connections open in %.2fs" % opened[0][1])
+    # every connection's client and VM sockets are given back
+    deadline = time.monotonic() + 10
+    while live_gate.fd_count() > fds_before + 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live_gate.fd_count() <= fds_before + 4, (
+        "vmgate holds %d fds after all 1000 connections closed (%d before)"
+        % (live_gate.fd_count(), fds_before), live_gate.tail())
