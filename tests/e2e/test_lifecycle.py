@@ -3,6 +3,7 @@ and a clean exit on SIGTERM with connections open."""
 
 import os
 import signal
+import ssl
 import subprocess
 import time
 
@@ -52,5 +53,51 @@ def test_log_level_warn_and_sigterm(gate_bin, certs, fleet, workdir):
             raise AssertionError("vmgate still running 5 s after SIGTERM\n" + g.tail())
         held.close()
         assert rc == 0, ("vmgate exit status %s after SIGTERM" % rc, g.tail())
+    finally:
+        g.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(40)
+def test_idle_timeout(gate_bin, certs, fleet, workdir):
+    """idle_timeout_ms closes a silent relayed connection, and only that one:
+    a connection that keeps talking stays open past the deadline."""
+    cfg = os.path.join(workdir, "idle.yaml")
+    with open(cfg, "w") as f:
+        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=PORTS,
+                            port_map="{ 13000: 8080, 13443: 8080 }",
+                            allowed_ports="[13000, 13443]",
+                            extra_limits={"idle_timeout_ms": 1500}))
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "idle.log"), ports=PORTS, wait_port=13000)
+    g.start()
+    try:
+        quiet = tls_connect(certs.client_ctx(), "vm1.vm.test", 13000)
+        busy = tls_connect(certs.client_ctx(), "vm1.vm.test", 13443)
+        quiet.settimeout(8)
+        busy.settimeout(5)
+        for s in (quiet, busy):
+            s.sendall(b"x")
+            assert s.recv(10) == b"x"
+        qport = quiet.getsockname()[1]
+        t0 = time.monotonic()
+        quiet_closed_at = None
+        while time.monotonic() - t0 < 4.0:
+            busy.sendall(b"tick")
+            got = b""
+            while len(got) < 4:
+                d = busy.recv(10)
+                assert d, "an active connection was closed by the idle timer\n" + g.tail()
+                got += d
+            time.sleep(0.4)
+        try:
+            d = quiet.recv(10)
+            assert d == b"", d
+            quiet_closed_at = time.monotonic() - t0
+        except (OSError, ssl.SSLError):  # an alert or a reset also closes it
+            quiet_closed_at = time.monotonic() - t0
+        assert quiet_closed_at is not None and quiet_closed_at <= 6.0, g.tail()
+        g.wait_log(r"close peer=\S*:%d .*reason=\S*idle" % qport, timeout=5)
+        quiet.close()
+        busy.close()
     finally:
         g.stop()

@@ -132,3 +132,29 @@ def test_rejects_do_not_disturb_others(live_gate, certs):
             assert got == msg
     finally:
         s.close()
+
+
+def test_reject_alert_bytes(live_gate, certs):
+    """On the wire: a real ClientHello for an unknown VM gets exactly one
+    fatal unrecognized_name alert record (15 03 0x 00 02 02 70), then EOF."""
+    ctx = certs.client_ctx()
+    out = ssl.MemoryBIO()
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="nope.vm.test")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    s = socket.create_connection(("127.0.0.1", 3000), timeout=10)
+    s.sendall(out.read())
+    got = b""
+    try:
+        while True:
+            d = s.recv(100)
+            if not d:
+                break
+            got += d
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert len(got) == 7 and got[:2] == b"\x15\x03" and got[3:] == b"\x00\x02\x02\x70", (
+        "expected one fatal unrecognized_name alert record, got %r" % got, live_gate.tail())
