@@ -10,7 +10,8 @@ ssl.SSLObject over memory BIOs, connects to the VM over IPv6 and relays
 bytes with half-close in both directions. It prints vmgate's log lines
 (ready, reject, connect_error, close). It is slow and is not vmgate: a test
 that passes here and fails against build/vmgate points at vmgate. It does
-not implement --check's file:line:col messages (those tests skip on it).
+not implement --check's file:line:col messages (those tests skip on it), and its
+idle timeout is a whole-connection deadline (test_idle_timeout fails on it).
 """
 
 import argparse
