@@ -1,0 +1,909 @@
+#!/usr/bin/python3
+"""vmgate benchmark: the same work through vmgate, HAProxy, nginx stream and
+hitch, on loopback, in one run.  `make bench` runs it; BENCH_QUICK=1 is the
+short version.  See bench/README.md.
+
+Environment:
+  BENCH_QUICK=1        short run (< 2 minutes)
+  BENCH_PROXIES=a,b    subset of vmgate,haproxy,nginx,hitch (default: all)
+  BENCH_KEEP=1         keep the temporary directory (configs, logs)
+"""
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.path.join(ROOT, "build", "bench")
+VMGATE = os.path.join(ROOT, "build", "vmgate")
+RESULTS = os.path.join(HERE, "results")
+
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+ALL_PROXIES = ["vmgate", "haproxy", "nginx", "hitch"]
+PROXIES = [p for p in os.environ.get("BENCH_PROXIES", ",".join(ALL_PROXIES)).split(",") if p]
+
+PROXY_CPU = "0"          # the proxy under test
+LOAD_CPU = "1"           # load generators and the backend
+BACKEND_PORT = 24080
+PROXY_PORT = 24443
+VM_ID = "vm1"
+SUFFIX = "bench.internal"
+SNI = f"{VM_ID}.{SUFFIX}"
+BIG_BYTES = 16 << 20      # W3 download: one response
+UPLOAD_BYTES = 1 << 20    # W3 upload: one request body
+IDLE_COUNTS = [1000, 9000]
+
+if QUICK:
+    REPS, DUR, FLOOR_SECS = 3, 1.0, 0.5
+else:
+    REPS, DUR, FLOOR_SECS = 5, 4.0, 2.0
+
+W1_CONC = 16     # handshakes in flight
+W2_CONC = 64     # keep-alive connections
+W3_CONC = 4
+W5_CONC = 16
+
+DEB_PACKAGES = ["haproxy", "nginx", "libnginx-mod-stream", "hitch", "wrk",
+                "nghttp2-client", "android-boringssl",
+                "android-libboringssl-dev", "openssl", "gcc", "util-linux",
+                "procps"]
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(*a):
+    print("[bench]", *a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------- setup
+
+def ensure_packages():
+    missing = []
+    for p in DEB_PACKAGES:
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", p],
+                           capture_output=True, text=True)
+        if "install ok installed" not in r.stdout:
+            missing.append(p)
+    if not missing:
+        return
+    log("installing:", " ".join(missing))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-q"] + missing, check=True,
+                   env=env, stdout=subprocess.DEVNULL)
+
+
+def build_tools():
+    os.makedirs(BUILD, exist_ok=True)
+    src = os.path.join(HERE, "tlsload.c")
+    out = os.path.join(BUILD, "tlsload")
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        lib = "/usr/lib/x86_64-linux-gnu/android"
+        subprocess.run(["gcc", "-O2", "-Wall", "-std=gnu11", "-D_GNU_SOURCE",
+                        "-isystem", "/usr/include/android", "-o", out, src,
+                        "-L" + lib, "-Wl,-rpath," + lib, "-lssl", "-lcrypto"],
+                       check=True)
+    if not os.access(VMGATE, os.X_OK):
+        sys.exit("bench: build/vmgate is missing: run `make` first")
+    return out
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def make_files(tmp):
+    """Certificate, backend docroot, client configs."""
+    key, cert = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                    "-subj", "/CN=" + SUFFIX, "-addext",
+                    f"subjectAltName=DNS:*.{SUFFIX},DNS:{SUFFIX}",
+                    "-keyout", key, "-out", cert], check=True,
+                   capture_output=True)
+    combined = os.path.join(tmp, "combined.pem")
+    write(combined, open(cert).read() + open(key).read())
+    www = os.path.join(tmp, "www")
+    os.makedirs(www)
+    with open(os.path.join(www, "big"), "wb") as f:
+        block = os.urandom(1 << 20)
+        for _ in range(BIG_BYTES >> 20):
+            f.write(block)
+    # What wrk (OpenSSL) offers: TLS 1.3, AES-128-GCM, X25519 only.
+    write(os.path.join(tmp, "openssl-client.cnf"), """\
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = TLSv1.3
+Ciphersuites = TLS_AES_128_GCM_SHA256
+Groups = X25519
+""")
+    write(os.path.join(tmp, "hosts"),
+          f"127.0.0.1 localhost\n::1 localhost {SNI}\n")
+    report = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'JSONRESULT {"requests":%d,"bytes":%d,"duration_us":%d,"errors":%d,' ..
+    '"status_errors":%d,"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.bytes, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+    write(os.path.join(tmp, "report.lua"), report)
+    write(os.path.join(tmp, "upload.lua"), f"""
+wrk.method = "POST"
+wrk.body = string.rep("u", {UPLOAD_BYTES})
+wrk.headers["Content-Type"] = "application/octet-stream"
+""" + report)
+    return {"cert": cert, "key": key, "combined": combined, "www": www}
+
+
+# ----------------------------------------------------------------- processes
+
+def proc_tree(pid):
+    """pid and all its descendants."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        ppid = int(s[s.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pids):
+    t = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        fields = s[s.rindex(")") + 2:].split()
+        t += int(fields[11]) + int(fields[12])   # utime, stime
+    return t / CLK_TCK
+
+
+def rss_kib(pids):
+    t = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        t += int(line.split()[1])
+        except OSError:
+            pass
+    return t
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def wait_port(port, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("::1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Daemon:
+    """A process we started, pinned to a CPU; stopped by its own pid."""
+
+    def __init__(self, name, argv, cpu, logpath, env=None):
+        self.name, self.logpath = name, logpath
+        self.logf = open(logpath, "ab")
+        self.p = subprocess.Popen(["taskset", "-c", cpu] + argv,
+                                  stdout=self.logf, stderr=self.logf,
+                                  stdin=subprocess.DEVNULL, env=env,
+                                  preexec_fn=raise_nofile)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def pids(self):
+        return proc_tree(self.p.pid) if self.alive() else []
+
+    def stop(self):
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                for q in reversed(proc_tree(self.p.pid)):
+                    try:
+                        os.kill(q, signal.SIGKILL)
+                    except OSError:
+                        pass
+                self.p.wait(5)
+        self.logf.close()
+        return self.p.returncode
+
+
+# ----------------------------------------------------------------- configs
+
+def backend_conf(tmp, www):
+    t = os.path.join(tmp, "backend")
+    os.makedirs(t, exist_ok=True)
+    return f"""\
+worker_processes 1;
+master_process off;
+daemon off;
+pid {t}/nginx.pid;
+error_log {t}/error.log warn;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 19500; }}
+http {{
+  access_log off;
+  client_body_temp_path {t}/body;
+  proxy_temp_path {t}/proxy;
+  fastcgi_temp_path {t}/fastcgi;
+  uwsgi_temp_path {t}/uwsgi;
+  scgi_temp_path {t}/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  sendfile on;
+  tcp_nopush on;
+  server {{
+    listen [::1]:{BACKEND_PORT} backlog=4096;
+    root {www};
+    location = /tiny   {{ default_type text/plain; return 200 "ok\\n"; }}
+    location = /big    {{ default_type application/octet-stream; }}
+    location = /upload {{ client_max_body_size 0; client_body_buffer_size 64k;
+                          default_type text/plain; return 200 "ok\\n"; }}
+  }}
+}}
+"""
+
+
+def proxy_setup(name, tmp, files):
+    """-> (argv, env) for the proxy `name`; configs written into tmp/name."""
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    if name == "vmgate":
+        cfg = os.path.join(d, "vmgate.yaml")
+        write(cfg, f"""\
+workers: 1
+log_level: {{level}}
+listen:
+  address: "::1"
+  ports: [{PROXY_PORT}]
+tls:
+  certificates:
+    - {{ cert: {files['cert']}, key: {files['key']} }}
+  alpn: [http/1.1]
+domains:
+  - suffix: {SUFFIX}
+    port_map: {{ {PROXY_PORT}: {BACKEND_PORT} }}
+vms:
+  - {{ id: {VM_ID}, address: "::1" }}
+limits:
+  max_connections: 20000
+  idle_timeout_ms: 600000
+""".replace("{level}", "warn"))
+        write(os.path.join(d, "vmgate-info.yaml"),
+              open(cfg).read().replace("log_level: warn", "log_level: info"))
+        return [VMGATE, "-c", cfg], None
+    if name == "haproxy":
+        cfg = os.path.join(d, "haproxy.cfg")
+        write(cfg, f"""\
+global
+  nbthread 1
+  maxconn 9900
+  pidfile {d}/haproxy.pid
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+  ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256
+  ssl-default-bind-curves X25519
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+frontend fe
+  bind [::1]:{PROXY_PORT} ssl crt {files['combined']} alpn http/1.1
+  default_backend be
+backend be
+  server vm1 [::1]:{BACKEND_PORT}
+""")
+        return ["haproxy", "-db", "-f", cfg], None
+    if name == "nginx":
+        cfg = os.path.join(d, "nginx.conf")
+        write(cfg, f"""\
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 19900; }}
+stream {{
+  server {{
+    listen [::1]:{PROXY_PORT} ssl backlog=4096;
+    ssl_certificate {files['cert']};
+    ssl_certificate_key {files['key']};
+    ssl_protocols TLSv1.3;
+    ssl_ecdh_curve X25519;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+    ssl_alpn http/1.1;
+    proxy_pass [::1]:{BACKEND_PORT};
+    proxy_timeout 600s;
+  }}
+}}
+""")
+        return ["nginx", "-p", d, "-e", os.path.join(d, "error.log"),
+                "-c", cfg], None
+    if name == "hitch":
+        cfg = os.path.join(d, "hitch.conf")
+        write(cfg, f"""\
+frontend = "[::1]:{PROXY_PORT}"
+backend = "[::1]:{BACKEND_PORT}"
+pem-file = "{files['combined']}"
+workers = 1
+daemon = off
+backlog = 4096
+tls-protos = TLSv1.3
+ciphersuites = "TLS_AES_128_GCM_SHA256"
+ecdh-curve = "X25519"
+alpn-protos = "http/1.1"
+syslog = off
+log-level = 0
+""")
+        return ["hitch", "--config=" + cfg], None
+    raise ValueError(name)
+
+
+# ----------------------------------------------------------------- load
+
+class Runner:
+    def __init__(self, tmp, tlsload):
+        self.tmp, self.tlsload = tmp, tlsload
+        self.client_env = dict(os.environ,
+                               OPENSSL_CONF=os.path.join(tmp, "openssl-client.cnf"))
+
+    def tls(self, mode, conc, dur, path="/tiny"):
+        argv = ["taskset", "-c", LOAD_CPU, self.tlsload, mode, "-a", "::1",
+                "-p", str(PROXY_PORT), "-s", SNI, "-c", str(conc),
+                "-d", str(dur), "-P", path]
+        r = subprocess.run(argv, capture_output=True, text=True,
+                           timeout=dur + 30)
+        try:
+            return json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            return {"ok": 0, "errors": 1, "rate": 0, "resumed": 0,
+                    "first_error": "tlsload failed: " + r.stderr[-300:]}
+
+    def wrk(self, path, conc, dur, script):
+        url = f"https://{SNI}:{PROXY_PORT}{path}"
+        argv = ["taskset", "-c", LOAD_CPU, "unshare", "--mount", "sh", "-c",
+                'mount --bind "$0" /etc/hosts && exec "$@"',
+                os.path.join(self.tmp, "hosts"),
+                "wrk", "-t1", f"-c{conc}", f"-d{max(1, int(round(dur)))}s", "--latency",
+                "--timeout", "10s", "-s", os.path.join(self.tmp, script), url]
+        r = subprocess.run(argv, capture_output=True, text=True,
+                           timeout=dur + 30, env=self.client_env)
+        m = re.search(r"JSONRESULT (\{.*\})", r.stdout)
+        if not m:
+            return {"requests": 0, "bytes": 0, "duration_us": 1, "errors": 1,
+                    "status_errors": 0, "p50_us": 0, "p99_us": 0,
+                    "first_error": (r.stdout + r.stderr)[-300:]}
+        return json.loads(m.group(1))
+
+    def probe_openssl(self):
+        """What an OpenSSL client (wrk's settings) negotiates."""
+        try:
+            r = subprocess.run(
+                ["openssl", "s_client", "-connect", f"[::1]:{PROXY_PORT}",
+                 "-servername", SNI, "-brief", "-alpn", "http/1.1"],
+                input="", capture_output=True, text=True, timeout=10,
+                env=self.client_env)
+        except subprocess.TimeoutExpired:
+            return "timeout"
+        out = r.stdout + r.stderr
+        v = re.search(r"Protocol version: (\S+)", out)
+        c = re.search(r"Ciphersuite: (\S+)", out)
+        k = re.search(r"(?:Server|Peer) Temp Key: ([^,\n]+)", out)
+        return " ".join(x.group(1) for x in (v, c, k) if x) or out[-200:]
+
+
+def measured(proxy, fn):
+    """Run fn() and return (result, cpu_seconds, wall_seconds)."""
+    pids = proxy.pids()
+    c0, t0 = cpu_seconds(pids), time.monotonic()
+    res = fn()
+    c1, t1 = cpu_seconds(proxy.pids() or pids), time.monotonic()
+    return res, c1 - c0, t1 - t0
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def run_proxy(name, tmp, files, runner, notes):
+    out = {"name": name}
+    argv, env = proxy_setup(name, tmp, files)
+    logpath = os.path.join(tmp, name, "stderr.log")
+
+    def start(argv=argv):
+        p = Daemon(name, argv, PROXY_CPU, logpath, env)
+        if not wait_port(PROXY_PORT) or not p.alive():
+            p.stop()
+            raise RuntimeError(f"{name} did not start; see {logpath}")
+        return p
+
+    def check(p, what):
+        if not p.alive():
+            notes.append(f"{name}: exited during {what} (status "
+                         f"{p.p.returncode}); log tail: " + tail(logpath))
+            return start()
+        return p
+
+    # Once at log level info (vmgate only): which cipher/group, and that
+    # resumption really happens.
+    if name == "vmgate":
+        p = start([VMGATE, "-c", os.path.join(tmp, name, "vmgate-info.yaml")])
+        runner.tls("hs", 1, 0.3)
+        runner.tls("resume", 1, 0.3)
+        p.stop()
+        text = open(logpath, errors="replace").read()
+        closes = [l for l in text.splitlines() if " close " in l]
+        out["info_check"] = {
+            "close_lines": len(closes),
+            "resumed_1": sum("resumed=1" in l for l in closes),
+            "sample": closes[-1][:400] if closes else tail(logpath)}
+        os.rename(logpath, logpath + ".info")
+
+    p = start()
+    out["version"] = proxy_version(name)
+    out["negotiated_openssl"] = runner.probe_openssl()
+    pr = runner.tls("hs", 1, 0.3)
+    out["negotiated_boringssl"] = {k: pr.get(k) for k in
+                                   ("version", "cipher", "group", "alpn")}
+    if not pr.get("ok"):
+        notes.append(f"{name}: probe failed: {pr.get('first_error')}")
+
+    # W1 full handshakes, W5 resumed handshakes
+    for key, mode, conc in (("w1", "hs", W1_CONC), ("w5", "resume", W5_CONC)):
+        reps = []
+        for _ in range(REPS):
+            r, cpu, wall = measured(p, lambda: runner.tls(mode, conc, DUR))
+            reps.append({"rate": r["rate"], "ok": r["ok"],
+                         "errors": r["errors"], "resumed": r.get("resumed", 0),
+                         "cpu_us_per": cpu * 1e6 / r["ok"] if r["ok"] else None,
+                         "cpu_busy": cpu / wall,
+                         "first_error": r.get("first_error", "")})
+            p = check(p, key)
+        out[key] = summarize(reps, ["rate", "cpu_us_per", "cpu_busy"])
+        out[key]["resumed_frac"] = (sum(x["resumed"] for x in reps) /
+                                    max(1, sum(x["ok"] for x in reps)))
+        errs = [x for x in reps if x["errors"]]
+        if errs:
+            out[key]["errors"] = sum(x["errors"] for x in reps)
+            out[key]["first_error"] = errs[0]["first_error"]
+
+    # W2 keep-alive small requests
+    reps = []
+    for _ in range(REPS):
+        r, cpu, wall = measured(p, lambda: runner.wrk("/tiny", W2_CONC, DUR,
+                                                      "report.lua"))
+        secs = r["duration_us"] / 1e6
+        reps.append({"rate": r["requests"] / secs,
+                     "p50_ms": r["p50_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3,
+                     "cpu_us_per": cpu * 1e6 / r["requests"] if r["requests"] else None,
+                     "cpu_busy": cpu / wall, "errors": r["errors"] + r["status_errors"],
+                     "first_error": r.get("first_error", "")})
+        p = check(p, "w2")
+    out["w2"] = summarize(reps, ["rate", "p50_ms", "p99_ms", "cpu_us_per", "cpu_busy"])
+    add_errors(out["w2"], reps)
+
+    # W3 bulk: download and upload
+    for key, path, script in (("w3_down", "/big", "report.lua"),
+                              ("w3_up", "/upload", "upload.lua")):
+        reps = []
+        for _ in range(REPS):
+            r, cpu, wall = measured(p, lambda: runner.wrk(path, W3_CONC, DUR,
+                                                          script))
+            secs = r["duration_us"] / 1e6
+            nbytes = r["bytes"] if key == "w3_down" else r["requests"] * UPLOAD_BYTES
+            reps.append({"mbps": nbytes / secs / 1e6,
+                         "cpu_s_per_gb": cpu / (nbytes / 1e9) if nbytes else None,
+                         "cpu_busy": cpu / wall,
+                         "errors": r["errors"] + r["status_errors"],
+                         "first_error": r.get("first_error", "")})
+            p = check(p, key)
+        out[key] = summarize(reps, ["mbps", "cpu_s_per_gb", "cpu_busy"])
+        add_errors(out[key], reps)
+    p.stop()
+    out["log_tail"] = log_summary(logpath)
+
+    # W4 idle connections, on a fresh process
+    p = start()
+    runner.tls("hs", 1, 0.2)
+    time.sleep(0.5)
+    base = rss_kib(p.pids())
+    out["w4"] = {"base_rss_kib": base, "points": []}
+    ll = subprocess.Popen(["taskset", "-c", LOAD_CPU, runner.tlsload, "idle",
+                           "-a", "::1", "-p", str(PROXY_PORT), "-s", SNI,
+                           "-c", "64", "-T", "150"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True, preexec_fn=raise_nofile)
+    try:
+        for n in IDLE_COUNTS:
+            c0 = cpu_seconds(p.pids())
+            ll.stdin.write(f"{n}\n")
+            ll.stdin.flush()
+            line = ll.stdout.readline()
+            c1 = cpu_seconds(p.pids())
+            try:
+                st = json.loads(line)
+            except ValueError:
+                st = {"target": n, "established": 0, "errors": -1,
+                      "first_error": "idle client died"}
+            time.sleep(1.0)   # let the proxy settle
+            rss = rss_kib(p.pids())
+            est = st.get("established", 0)
+            out["w4"]["points"].append({
+                "target": n, "established": est, "errors": st.get("errors"),
+                "first_error": st.get("first_error", ""),
+                "rss_kib": rss, "alive": p.alive(),
+                "kib_per_conn": (rss - base) / est if est else None,
+                "cpu_us_per_conn": ((c1 - c0) * 1e6 /
+                                    max(1, est - (out["w4"]["points"][-1]["established"]
+                                                  if out["w4"]["points"] else 0)))})
+            if not p.alive():
+                notes.append(f"{name}: exited during w4 at {n} connections; "
+                             "log tail: " + tail(logpath))
+                break
+        ll.stdin.write("q\n")
+        ll.stdin.flush()
+        ll.wait(30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        notes.append(f"{name}: w4 client: {e}")
+        ll.kill()
+        ll.wait()
+    p.stop()
+    out["log_tail_w4"] = log_summary(logpath)
+    return out
+
+
+def summarize(reps, keys):
+    s = {k: med([r.get(k) for r in reps]) for k in keys}
+    s["reps"] = reps
+    return s
+
+
+def add_errors(s, reps):
+    errs = [x for x in reps if x.get("errors")]
+    if errs:
+        s["errors"] = sum(x["errors"] for x in reps)
+        s["first_error"] = errs[0].get("first_error", "")
+
+
+def tail(path, n=5):
+    try:
+        lines = open(path, errors="replace").read().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])
+
+
+def log_summary(path):
+    """Warnings and errors a proxy logged (first few, and counts)."""
+    try:
+        lines = open(path, errors="replace").read().splitlines()
+    except OSError:
+        return {}
+    bad = [l for l in lines if re.search(r"\b(WARN|ERROR|warn|error|emerg|crit|alert)\b", l)]
+    return {"lines": len(lines), "warn_or_error": len(bad), "first": bad[:5]}
+
+
+def proxy_version(name):
+    cmd = {"vmgate": [VMGATE, "--version"], "haproxy": ["haproxy", "-v"],
+           "nginx": ["nginx", "-v"], "hitch": ["hitch", "--version"]}[name]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    return (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else "?"
+
+
+# ----------------------------------------------------------------- floor
+
+def crypto_floor():
+    """bssl-tool speed on the proxy's CPU: what the crypto alone costs."""
+    res = {}
+    for filt, chunks in (("AES-128-GCM", "256,16384"), ("P-256", None),
+                         ("Curve25519", None)):
+        argv = ["taskset", "-c", PROXY_CPU, "bssl-tool", "speed", "-filter",
+                filt, "-timeout", str(FLOOR_SECS), "-json"]
+        if chunks:
+            argv += ["-chunks", chunks]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        txt = r.stdout
+        for m in re.finditer(r"\{[^{}]*\}", txt):
+            try:
+                e = json.loads(m.group(0))
+            except ValueError:
+                continue
+            us = e.get("microseconds", e.get("timeInMicroseconds"))
+            res[e["description"]] = {"us_per_call": us / e["numCalls"],
+                                     "bytes": e.get("bytesPerCall")}
+    f = {}
+    try:
+        gcm16k = res["AES-128-GCM (16384 bytes) seal"]
+        gcm256 = res["AES-128-GCM (256 bytes) seal"]
+        sign = res["ECDSA P-256 signing"]["us_per_call"]
+        xbase = res["Curve25519 base-point multiplication"]["us_per_call"]
+        xarb = res["Curve25519 arbitrary point multiplication"]["us_per_call"]
+    except KeyError as e:
+        raise RuntimeError(f"bssl-tool speed: no figure for {e}; got {list(res)}")
+    f["aes128gcm_MBps"] = 16384 / gcm16k["us_per_call"]
+    f["ecdsa_p256_sign_us"] = sign
+    f["x25519_keygen_us"] = xbase
+    f["x25519_agree_us"] = xarb
+    # server side of a full TLS 1.3 handshake: X25519 keygen + agree + 1 sign
+    f["full_handshake_us"] = sign + xbase + xarb
+    # resumed (psk_dhe_ke): X25519 keygen + agree, no signature
+    f["resumed_handshake_us"] = xbase + xarb
+    # one small request/response: open one record, seal one (<= 256 bytes)
+    f["small_request_us"] = 2 * gcm256["us_per_call"]
+    # a GB relayed: every byte through AES-GCM once (decrypt or encrypt)
+    f["cpu_s_per_gb"] = 1e9 / (f["aes128gcm_MBps"] * 1e6)
+    f["raw"] = res
+    return f
+
+
+# ----------------------------------------------------------------- report
+
+def fmt(v, digits=0):
+    if v is None:
+        return "-"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+ROWS = [
+    # key path, label, digits, higher-is-better, floor key (cpu cost rows)
+    (("w1", "rate"), "W1 full handshakes/s", 0, True, None),
+    (("w1", "cpu_us_per"), "W1 proxy CPU-µs / handshake", 0, False, "full_handshake_us"),
+    (("w1", "cpu_busy"), "W1 proxy CPU busy (of 1 core)", 2, None, None),
+    (("w2", "rate"), f"W2 keep-alive requests/s (c={W2_CONC})", 0, True, None),
+    (("w2", "p50_ms"), "W2 latency p50 (ms)", 2, False, None),
+    (("w2", "p99_ms"), "W2 latency p99 (ms)", 2, False, None),
+    (("w2", "cpu_us_per"), "W2 proxy CPU-µs / request", 1, False, "small_request_us"),
+    (("w2", "cpu_busy"), "W2 proxy CPU busy", 2, None, None),
+    (("w3_down", "mbps"), f"W3 download MB/s ({BIG_BYTES >> 20} MiB responses, c={W3_CONC})", 0, True, None),
+    (("w3_down", "cpu_s_per_gb"), "W3 download proxy CPU-s / GB", 2, False, "cpu_s_per_gb"),
+    (("w3_down", "cpu_busy"), "W3 download proxy CPU busy", 2, None, None),
+    (("w3_up", "mbps"), f"W3 upload MB/s ({UPLOAD_BYTES >> 20} MiB bodies, c={W3_CONC})", 0, True, None),
+    (("w3_up", "cpu_s_per_gb"), "W3 upload proxy CPU-s / GB", 2, False, "cpu_s_per_gb"),
+    (("w3_up", "cpu_busy"), "W3 upload proxy CPU busy", 2, None, None),
+    (("w4", "base_rss_kib"), "W4 proxy RSS with no connections (KiB)", 0, False, None),
+    (("w4", 0, "kib_per_conn"), f"W4 KiB / idle TLS connection ({IDLE_COUNTS[0]:,})", 1, False, None),
+    (("w4", 1, "kib_per_conn"), f"W4 KiB / idle TLS connection ({IDLE_COUNTS[1]:,})", 1, False, None),
+    (("w4", 1, "rss_kib"), f"W4 proxy RSS at {IDLE_COUNTS[1]:,} (KiB)", 0, False, None),
+    (("w4", 1, "established"), f"W4 connections established (of {IDLE_COUNTS[1]:,})", 0, True, None),
+    (("w4", 0, "cpu_us_per_conn"), "W4 proxy CPU-µs / connection set up", 0, False, "full_handshake_us"),
+    (("w5", "rate"), "W5 resumed handshakes/s", 0, True, None),
+    (("w5", "resumed_frac"), "W5 fraction actually resumed", 3, True, None),
+    (("w5", "cpu_us_per"), "W5 proxy CPU-µs / resumed handshake", 0, False, "resumed_handshake_us"),
+    (("w5", "cpu_busy"), "W5 proxy CPU busy", 2, None, None),
+]
+
+
+def get(d, path):
+    for k in path:
+        if d is None:
+            return None
+        if isinstance(k, int):
+            pts = d.get("points", [])
+            d = pts[k] if k < len(pts) else None
+        else:
+            d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def render(results, floor, meta):
+    names = [r["name"] for r in results]
+    peers = [n for n in names if n != "vmgate"]
+    by = {r["name"]: r for r in results}
+    head = ["metric (median of %d)" % REPS] + names
+    if "vmgate" in by and peers:
+        head.append("vmgate / best peer")
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for path, label, digits, higher, fkey in ROWS:
+        vals = {n: get(by[n], path) for n in names}
+        cells = []
+        for n in names:
+            v = vals[n]
+            c = fmt(v, digits)
+            if fkey and v is not None:
+                c += f" ({v / floor[fkey]:.1f}×)"
+            cells.append(c)
+        if "vmgate" in by and peers:
+            pv = [vals[n] for n in peers if vals[n] is not None]
+            v = vals["vmgate"]
+            if higher is None or not pv or v is None:
+                cells.append("")
+            else:
+                best = max(pv) if higher else min(pv)
+                cells.append(f"{v / best:.2f}" if best else "-")
+        lines.append("| " + " | ".join([label] + cells) + " |")
+    table = "\n".join(lines)
+    fl = (f"Crypto floor (`bssl-tool speed`, CPU {PROXY_CPU}, same run): "
+          f"AES-128-GCM {floor['aes128gcm_MBps']:,.0f} MB/s "
+          f"({floor['cpu_s_per_gb']:.3f} CPU-s/GB), "
+          f"ECDSA P-256 sign {floor['ecdsa_p256_sign_us']:.1f} µs, "
+          f"X25519 keygen {floor['x25519_keygen_us']:.1f} µs + agree "
+          f"{floor['x25519_agree_us']:.1f} µs; floor per full handshake "
+          f"{floor['full_handshake_us']:.0f} µs, per resumed handshake "
+          f"{floor['resumed_handshake_us']:.0f} µs, per small request "
+          f"{floor['small_request_us']:.2f} µs. "
+          "(N×) after a CPU cost = that cost divided by its floor.")
+    neg = "; ".join(f"{r['name']}: {r.get('negotiated_openssl', '?')}"
+                    for r in results)
+    return f"""\
+## vmgate benchmark: {meta['date']}{' (BENCH_QUICK)' if QUICK else ''}
+
+Machine: {meta['machine']}
+
+{table}
+
+{fl}
+
+Negotiated (OpenSSL client = wrk's settings): {neg}.
+Versions: {"; ".join(f"{r['name']} {r.get('version', '?')}" for r in results)}.
+Proxy pinned to CPU {PROXY_CPU}, one worker; backend (nginx) and load generators on CPU {LOAD_CPU}.
+Load: W1/W5 bench/tlsload.c (BoringSSL client, c={W1_CONC}, a new connection per request),
+W2/W3 wrk -t1, W4 bench/tlsload.c idle. {REPS} repetitions of {DUR:g} s each.
+"""
+
+
+def machine():
+    cpu = "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    try:
+        deb = open("/etc/debian_version").read().strip()
+    except OSError:
+        deb = "?"
+    mem = 0
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemTotal"):
+            mem = int(line.split()[1]) // 1024
+    return (f"{cpu}, {os.cpu_count()} CPUs, {mem} MiB RAM, Linux "
+            f"{platform.release()}, Debian {deb}, load average at start "
+            f"{open('/proc/loadavg').read().split()[0]}")
+
+
+def update_readme(md):
+    path = os.path.join(HERE, "README.md")
+    try:
+        text = open(path).read()
+    except OSError:
+        return
+    b, e = "<!-- bench:latest:begin -->", "<!-- bench:latest:end -->"
+    if b in text and e in text:
+        text = text[:text.index(b) + len(b)] + "\n" + md + text[text.index(e):]
+        write(path, text)
+
+
+def main():
+    t_start = time.monotonic()
+    ensure_packages()
+    tlsload = build_tools()
+    raise_nofile()
+    tmp = tempfile.mkdtemp(prefix="vmgate-bench-")
+    notes = []
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc)
+            .strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+            "quick": QUICK, "reps": REPS, "duration_s": DUR}
+    log("machine:", meta["machine"])
+    log("temporary directory:", tmp)
+    for port in (BACKEND_PORT, PROXY_PORT):
+        if wait_port(port, 0.2):
+            sys.exit(f"bench: port {port} is already in use")
+    files = make_files(tmp)
+    runner = Runner(tmp, tlsload)
+    log("crypto floor (bssl-tool speed)")
+    floor = crypto_floor()
+    with open(os.path.join(tmp, "backend.conf"), "w") as f:
+        f.write(backend_conf(tmp, files["www"]))
+    backend = Daemon("backend", ["nginx", "-p", tmp, "-e",
+                                 os.path.join(tmp, "backend", "error.log"),
+                                 "-c", os.path.join(tmp, "backend.conf")],
+                     LOAD_CPU, os.path.join(tmp, "backend.stderr"))
+    results = []
+    try:
+        if not wait_port(BACKEND_PORT):
+            sys.exit("bench: backend nginx did not start: " +
+                     tail(os.path.join(tmp, "backend", "error.log")))
+        for name in PROXIES:
+            log(f"{name}: running")
+            t0 = time.monotonic()
+            try:
+                results.append(run_proxy(name, tmp, files, runner, notes))
+            except Exception as e:       # report, go on with the next proxy
+                notes.append(f"{name}: {type(e).__name__}: {e}")
+                log(f"{name}: failed: {e}")
+                results.append({"name": name, "failed": str(e)})
+            log(f"{name}: done in {time.monotonic() - t0:.0f} s")
+    finally:
+        backend.stop()
+    for r in results:
+        for key in ("w1", "w2", "w3_down", "w3_up", "w5"):
+            if r.get(key, {}).get("errors"):
+                notes.append(f"{r['name']} {key}: {r[key]['errors']} errors, "
+                             f"first: {r[key].get('first_error', '')[:200]}")
+        for pt in r.get("w4", {}).get("points", []):
+            if pt["established"] < pt["target"]:
+                notes.append(f"{r['name']} w4: {pt['established']} of "
+                             f"{pt['target']} established; first error: "
+                             f"{pt['first_error']}")
+        ic = r.get("info_check")
+        if ic and not ic["resumed_1"]:
+            notes.append(f"{r['name']}: no resumed=1 close line at log level info")
+        for k in ("log_tail", "log_tail_w4"):
+            lt = r.get(k) or {}
+            if lt.get("warn_or_error"):
+                notes.append(f"{r['name']} logged {lt['warn_or_error']} warning/error "
+                             f"lines ({k}); first: " + " | ".join(lt["first"][:2])[:300])
+    meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    md = render([r for r in results if "failed" not in r], floor, meta)
+    if notes:
+        md += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
+    md += f"\nRun time: {meta['elapsed_s']:.0f} s.\n"
+    print(md)
+    os.makedirs(RESULTS, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    suffix = "-quick" if QUICK else ""
+    doc = {"meta": meta, "floor": floor, "results": results, "notes": notes}
+    for base in ("latest" + suffix, stamp + suffix):
+        write(os.path.join(RESULTS, base + ".md"), md)
+        write(os.path.join(RESULTS, base + ".json"), json.dumps(doc, indent=1))
+    if not QUICK and set(PROXIES) == set(ALL_PROXIES):
+        update_readme(md)
+    log(f"results in {RESULTS}/latest{suffix}.md and .json")
+    if os.environ.get("BENCH_KEEP"):
+        log("kept", tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
