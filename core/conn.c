@@ -80,6 +80,7 @@ static void log_close(struct worker *w, struct conn *c, const char *reason)
 	enum log_level level = LOG_INFO;
 
 	c->flags |= CF_LOGGED;
+	metrics_close(&w->metrics, reason);
 	log_fmt_addr(peer, &c->peer);
 	if (!c->tls.sni) {
 		/* Never got as far as a routed hello: scanners and probes.
@@ -168,6 +169,7 @@ static void reject(struct worker *w, struct conn *c, const char *reason,
 {
 	char peer[LOG_ADDR_MAX], sni[4 * 255 + 8];
 
+	metrics_reject(&w->metrics, reason);
 	log_fmt_addr(peer, &c->peer);
 	log_warn("reject", "peer=%s port=%u sni=%s reason=%s%s%s%s", peer,
 		 c->listen_port,
@@ -180,7 +182,7 @@ static void reject(struct worker *w, struct conn *c, const char *reason,
 
 static void route(struct worker *w, struct conn *c, const struct tls_hello *h)
 {
-	const struct route_table *t = atomic_load(&w->shared->routes);
+	const struct route_table *t = w->snap->routes;
 	struct route_match m;
 	enum route_verdict v;
 	char name[256];
@@ -196,7 +198,7 @@ static void route(struct worker *w, struct conn *c, const struct tls_hello *h)
 	if (!route_host_normalize(name, &name_len, sizeof(name), h->sni,
 				  h->sni_len) ||
 	    !tls_conn_start(&c->tls,
-			    tls_ctx_get0_for_name(w->shared->tls, name),
+			    tls_ctx_get0_for_name(w->snap->tls, name),
 			    name)) {
 		conn_close(w, c, "out_of_memory");
 		return;
@@ -265,6 +267,7 @@ static void tls_failed(struct worker *w, struct conn *c)
 {
 	char peer[LOG_ADDR_MAX], vm[64];
 
+	metrics_close(&w->metrics, "tls_error");
 	log_fmt_addr(peer, &c->peer);
 	log_warn("close", "peer=%s sni=%s vm=%s vm_port=%u up=%llu down=%llu "
 		 "ms=%llu reason=tls_error detail=\"%s\"",
@@ -286,6 +289,10 @@ static void do_handshake(struct worker *w, struct conn *c)
 		switch (tls_conn_handshake(&c->tls)) {
 		case TLS_IO_DONE:
 			c->flags |= CF_HS_DONE;
+			metric_add(tls_conn_resumed(&c->tls)
+					   ? &w->metrics.handshakes_resumed
+					   : &w->metrics.handshakes_full,
+				   1);
 			break;
 		case TLS_IO_WANT_READ:
 			if (c->flags & CF_CLIENT_FIN) {
@@ -353,6 +360,7 @@ static void conn_run(struct worker *w, struct conn *c)
 static void log_pool_full(struct worker *w)
 {
 	w->dropped_full++;
+	metric_add(&w->metrics.overload_drops, 1);
 	if (w->now_ms - w->full_logged_ms < 1000)
 		return;
 	w->full_logged_ms = w->now_ms;
@@ -394,6 +402,7 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port)
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
 		return;
 	}
+	metric_add(&w->metrics.accepted, 1);
 	c->state = CONN_HELLO;
 	c->cfd = fd;
 	c->vfd = -1;

@@ -19,12 +19,24 @@
 #define VMGATE_CORE_CONTROL_H
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct control;
 struct shared;
+struct tls_ctx;
+
+/* For core/main.c: control_new takes |tls| (built from shared->cfg, the
+ * startup config) and publishes the first snapshot, applying the state
+ * file's changes; control_run is the main thread's loop until SIGTERM or
+ * SIGINT (returned), reloading on SIGHUP and on file changes; |sigs| are
+ * blocked in every thread. */
+int control_new(struct control **out, struct shared *shared, const char *path,
+		struct tls_ctx *tls, bool verbose, char *err, size_t err_len);
+int control_run(struct control *ctl, const sigset_t *sigs);
+void control_free(struct control *ctl); /* NULL is fine */
 
 /* control_reload re-reads appliance.yaml (and the certificates it names)
  * and the state file, and publishes the result. -EINVAL: the file is

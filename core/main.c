@@ -13,6 +13,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "core/admin.h"
+#include "core/control.h"
 #include "core/kconfig.h"
 #include "core/listener.h"
 #include "core/log.h"
@@ -102,12 +104,14 @@ int main(int argc, char **argv)
 	struct shared shared = {0};
 	struct config cfg = {0};
 	struct tls_ctx *tls = NULL;
+	struct control *ctl = NULL;
+	struct admin *admin = NULL;
 	struct worker *workers = NULL;
 	const char *path = NULL;
 	bool check = false, verbose = false;
 	unsigned nworkers = 0, started = 0, i;
-	int opt, sig, status = 1;
-	char ports[256];
+	int opt, sig, status = 1, ret;
+	char ports[256], err[1024];
 	sigset_t sigs;
 
 	while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -144,31 +148,38 @@ int main(int argc, char **argv)
 		       "on %zu certificates)\n",
 		       path, cfg.ports_len, cfg.domains_len, cfg.vms_len,
 		       tls_ctx_count_names(tls), cfg.certs_len);
+		tls_ctx_free(tls);
 		status = 0;
 		goto out;
 	}
 	log_set_level(verbose ? LOG_DEBUG : (enum log_level)cfg.log_level);
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
-
-	shared.cfg = &cfg;
-	shared.tls = tls;
-	shared.routes = route_table_new(&cfg);
-	if (!shared.routes) {
-		log_error("startup", "out of memory building the route table");
-		goto out;
-	}
+	/* Signals go to the main thread only, through control_run's
+	 * signalfd: block them before any thread starts. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	nworkers = worker_count(&cfg);
 	workers = calloc(nworkers, sizeof(*workers));
 	if (!workers)
 		goto out;
+	shared.cfg = &cfg;
+	shared.workers = workers;
+	shared.nworkers = nworkers;
+	ret = control_new(&ctl, &shared, path, tls, verbose, err, sizeof(err));
+	if (ret) {
+		log_error("startup", "%s", err);
+		goto out;
+	}
 	for (i = 0; i < nworkers; i++) {
 		uint32_t cap = (cfg.limits.max_connections + nworkers - 1) /
 			       nworkers;
 		int fds[cfg.ports_len];
 		size_t p;
-		int ret;
 
 		for (p = 0; p < cfg.ports_len; p++) {
 			fds[p] = listener_open(&cfg.listen_addr, cfg.ports[p]);
@@ -189,39 +200,29 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-
-	/* Signals go to this thread only, through sigwait. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	for (; started < nworkers; started++) {
-		int ret = worker_start(&workers[started]);
-
+		ret = worker_start(&workers[started]);
 		if (ret) {
 			log_error("startup", "cannot start worker: %s",
 				  strerror(-ret));
 			goto stop;
 		}
 	}
+	if (cfg.admin.enabled && admin_start(&admin, &cfg.admin, ctl))
+		goto stop;
 	log_info("ready", "version=%s ports=%s workers=%u vms=%zu domains=%zu "
-		 "certificates=%zu", VMGATE_VERSION,
+		 "certificates=%zu admin=%s", VMGATE_VERSION,
 		 ports_str(&cfg, ports, sizeof(ports)), nworkers, cfg.vms_len,
-		 cfg.domains_len, cfg.certs_len);
-	for (;;) {
-		if (sigwait(&sigs, &sig))
-			continue;
-		if (sig == SIGHUP) {
-			log_warn("reload", "SIGHUP: live reload is not "
-				 "implemented yet; restart to apply changes");
-			continue;
-		}
-		break;
+		 cfg.domains_len, cfg.certs_len, admin ? "on" : "off");
+	sig = control_run(ctl, &sigs);
+	if (sig < 0) {
+		log_error("control", "%s", strerror(-sig));
+		goto stop;
 	}
 	log_info("shutdown", "signal=%s", strsignal(sig));
 	status = atomic_load(&shared.stop) ? 1 : 0;
 stop:
+	admin_stop(admin);
 	atomic_store(&shared.stop, true);
 	for (i = 0; i < started; i++)
 		worker_join(&workers[i]);
@@ -230,8 +231,7 @@ out:
 		for (i = 0; i < nworkers; i++)
 			worker_free(&workers[i]);
 	free(workers);
-	route_table_free(shared.routes);
-	tls_ctx_free(tls);
+	control_free(ctl);
 	config_free(&cfg);
 	return status;
 }

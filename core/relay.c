@@ -138,6 +138,7 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 	if (cqe->res > 0) {
 		c->active_ms = w->now_ms;
 		c->down_bytes += (uint64_t)cqe->res;
+		metric_add(&w->metrics.bytes_down, (uint64_t)cqe->res);
 		if (r != TLS_IO_DONE)
 			conn_close(w, c, "tls_error");
 	} else if (cqe->res == 0) {
@@ -252,6 +253,7 @@ static bool pump_up(struct worker *w, struct conn *c)
 		case TLS_IO_DONE:
 			c->up.len += (uint32_t)n;
 			c->up_bytes += n;
+			metric_add(&w->metrics.bytes_up, n);
 			continue;
 		case TLS_IO_WANT_READ:
 			/* A FIN without close_notify also ends the stream:

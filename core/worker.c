@@ -129,6 +129,7 @@ static void *worker_main(void *arg)
 		goto out_ring;
 	}
 	w->now_ms = timer_now_ms();
+	w->snap = atomic_load(&w->shared->snap);
 	while (!atomic_load_explicit(&w->shared->stop, memory_order_relaxed)) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
@@ -142,6 +143,14 @@ static void *worker_main(void *arg)
 			break;
 		}
 		w->now_ms = timer_now_ms();
+		/* Quiescent point: nothing from the previous snapshot is
+		 * held across it (connections copy what they route with). */
+		w->snap = atomic_load_explicit(&w->shared->snap,
+					       memory_order_acquire);
+		atomic_store_explicit(&w->seen_epoch, w->snap->epoch,
+				      memory_order_release);
+		atomic_store_explicit(&w->turned_ms, w->now_ms,
+				      memory_order_relaxed);
 		io_uring_for_each_cqe(&w->ring, head, cqe) {
 			dispatch(w, cqe);
 			n++;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/conn-t.h"
+#include "core/metrics.h"
 #include "core/ring.h"
 #include "core/timer.h"
 #include "route/config.h"
@@ -20,12 +21,26 @@
 struct route_table;
 struct tls_ctx;
 
-/* What every worker reads: built before the workers start. */
+/* What a worker routes new connections with: immutable once published.
+ * core/control.c builds, publishes and frees them (see control.h). */
+struct snapshot {
+	struct route_table *routes;
+	struct tls_ctx *tls;
+	uint64_t epoch; /* publication order, from 1 */
+	void *owner;    /* control's bookkeeping */
+};
+
+struct worker;
+
+/* What every worker reads. cfg holds what a reload does not change
+ * (ports, workers, limits); snap is swapped by reloads. */
 struct shared {
 	const struct config *cfg;
-	struct route_table *_Atomic routes;
-	struct tls_ctx *tls;
+	struct snapshot *_Atomic snap;
 	atomic_bool stop;
+	atomic_bool draining; /* SIGTERM: stop accepting, let conns finish */
+	struct worker *workers;
+	unsigned nworkers;
 };
 
 struct listener {
@@ -47,6 +62,13 @@ struct worker {
 	unsigned id;
 	struct shared *shared;
 	pthread_t thread;
+
+	/* The snapshot this worker routes with, taken at the top of each
+	 * loop; seen_epoch tells control it is done with older ones. */
+	struct snapshot *snap;
+	_Atomic uint64_t seen_epoch;
+	_Atomic uint64_t turned_ms; /* last loop, for /health */
+	struct metrics metrics;
 
 	struct io_uring ring;
 	struct buf_ring bufs; /* provided receive buffers */

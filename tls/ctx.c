@@ -2,6 +2,8 @@
 #include "tls/ctx.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +39,39 @@ struct tls_ctx {
 	size_t alpn_len;
 };
 
+/* Each SSL_CTX carries its own copy of the ALPN list in ex_data, freed
+ * with the SSL_CTX: a handshake still running after a reload freed the
+ * store holds a reference to its SSL_CTX, never to the store. */
+struct alpn_list {
+	size_t len;
+	uint8_t wire[]; /* u8-prefixed names */
+};
+
+static int alpn_index = -1;
+static pthread_once_t alpn_once = PTHREAD_ONCE_INIT;
+
+static void alpn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index,
+		      long argl, void *argp)
+{
+	free(ptr);
+}
+
+static void alpn_init(void)
+{
+	alpn_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
+}
+
 /* Server preference: the first of our protocols that the client offers. */
 static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len,
 		       const uint8_t *in, unsigned in_len, void *arg)
 {
-	const struct tls_ctx *t = arg;
+	const struct alpn_list *l =
+		SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), alpn_index);
 	CBS ours, theirs, want, have;
 
-	CBS_init(&ours, t->alpn, t->alpn_len);
+	if (!l)
+		return SSL_TLSEXT_ERR_NOACK;
+	CBS_init(&ours, l->wire, l->len);
 	while (CBS_get_u8_length_prefixed(&ours, &want)) {
 		CBS_init(&theirs, in, in_len);
 		while (CBS_get_u8_length_prefixed(&theirs, &have)) {
@@ -134,6 +161,47 @@ static bool add_cert_names(struct tls_ctx *t, SSL_CTX *ctx)
 	return ok;
 }
 
+static bool load_ocsp(SSL_CTX *ctx, const char *path, char *err,
+		      size_t err_len)
+{
+	uint8_t *der = NULL;
+	size_t len = 0, cap = 0;
+	FILE *f = fopen(path, "rb");
+	bool ok = false;
+
+	if (!f) {
+		snprintf(err, err_len, "%s: cannot open OCSP response: %s",
+			 path, strerror(errno));
+		return false;
+	}
+	for (;;) {
+		if (len == cap) {
+			uint8_t *n = cap < (1u << 20) ? realloc(der, cap + 4096)
+						      : NULL;
+			if (!n) {
+				snprintf(err, err_len,
+					 "%s: OCSP response too large", path);
+				goto out;
+			}
+			der = n;
+			cap += 4096;
+		}
+		size_t got = fread(der + len, 1, cap - len, f);
+		if (!got)
+			break;
+		len += got;
+	}
+	if (!len || !SSL_CTX_set_ocsp_response(ctx, der, len)) {
+		add_error(err, err_len, path, "not a usable OCSP response");
+		goto out;
+	}
+	ok = true;
+out:
+	free(der);
+	fclose(f);
+	return ok;
+}
+
 static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 			    char *err, size_t err_len)
 {
@@ -160,6 +228,8 @@ static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 			  "cannot load private key (PEM)");
 		goto err_ctx;
 	}
+	if (c->ocsp_path && !load_ocsp(ctx, c->ocsp_path, err, err_len))
+		goto err_ctx;
 	if (!SSL_CTX_check_private_key(ctx)) {
 		add_error(err, err_len, c->key_path,
 			  "private key does not match the certificate");
@@ -170,8 +240,20 @@ static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 		SSL_CTX_set_num_tickets(ctx, 1);
 	else
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-	if (t->alpn_len)
-		SSL_CTX_set_alpn_select_cb(ctx, select_alpn, t);
+	if (t->alpn_len) {
+		struct alpn_list *l = malloc(sizeof(*l) + t->alpn_len);
+
+		pthread_once(&alpn_once, alpn_init);
+		if (!l || alpn_index < 0 ||
+		    !SSL_CTX_set_ex_data(ctx, alpn_index, l)) {
+			free(l);
+			snprintf(err, err_len, "out of memory setting ALPN");
+			goto err_ctx;
+		}
+		l->len = t->alpn_len;
+		memcpy(l->wire, t->alpn, t->alpn_len);
+		SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+	}
 	SSL_CTX_set_select_certificate_cb(ctx, tls_session_select_cert);
 	return ctx;
 

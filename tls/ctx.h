@@ -7,7 +7,13 @@
  * server. Certificates are chosen by the name the router accepted: an
  * exact SAN first, then a wildcard SAN, else the first certificate.
  *
- * The store is immutable after tls_ctx_new and shared by every worker.
+ * The store is immutable after tls_ctx_new and shared by every worker. It
+ * may be freed while handshakes that use its SSL_CTXs are still running:
+ * each SSL holds a reference to its SSL_CTX, and each SSL_CTX owns all it
+ * needs (certificate, key, ALPN list, OCSP response).
+ *
+ * A certificate entry with ocsp: staples that DER OCSP response to every
+ * handshake that asks for one (status_request).
  */
 #ifndef VMGATE_TLS_CTX_H
 #define VMGATE_TLS_CTX_H

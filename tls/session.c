@@ -204,6 +204,11 @@ void tls_conn_describe(const struct tls_conn *t, char *out, size_t cap)
 		 SSL_session_reused(t->ssl));
 }
 
+bool tls_conn_resumed(const struct tls_conn *t)
+{
+	return t->ssl && SSL_session_reused(t->ssl);
+}
+
 const char *tls_conn_error_str(const struct tls_conn *t)
 {
 	return t->error ? t->error : "TLS error";

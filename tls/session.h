@@ -86,6 +86,10 @@ void tls_conn_describe(const struct tls_conn *t, char *out, size_t cap);
 
 const char *tls_conn_error_str(const struct tls_conn *t);
 
+/* tls_conn_resumed tells whether the finished handshake resumed a
+ * session (a ticket). */
+bool tls_conn_resumed(const struct tls_conn *t);
+
 void tls_conn_free(struct tls_conn *t);
 
 /* Internal to tls/: the select-certificate callback ctx.c installs. It
