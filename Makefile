@@ -30,7 +30,7 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             -Wstrict-prototypes -fno-strict-aliasing -pthread \
             -D_GNU_SOURCE -I. -I$(BUILD) -isystem $(BSSL_INC) -MMD -MP
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
-            -luring -lyaml -lpthread
+            -luring -lyaml -ljansson -lhttp_parser -lpthread
 
 ifeq ($(V),1)
 Q :=
@@ -42,7 +42,7 @@ endif
 
 # Debian packages: what building needs, and what the tests add to it.
 DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
-             python3-kconfiglib openssl
+             libjansson-dev libhttp-parser-dev python3-kconfiglib openssl
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
