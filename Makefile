@@ -157,6 +157,12 @@ run: all $(DEMO_CERT)
 check-config: all
 	$(BIN) --check -c $(CONFIG)
 
+# The benchmark against HAProxy, nginx and hitch (bench/README.md);
+# BENCH_QUICK=1 for the short run.
+.PHONY: bench
+bench: all
+	$(PYTHON) bench/run.py
+
 clean:
 	rm -rf $(BUILD)
 

@@ -381,6 +381,8 @@ ecdh-curve = "X25519"
 alpn-protos = "http/1.1"
 syslog = off
 log-level = 0
+user = "nobody"
+group = "nogroup"
 """)
         return ["hitch", "--config=" + cfg], None
     raise ValueError(name)
