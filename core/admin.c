@@ -1,0 +1,1498 @@
+/* core/admin.c: see admin.h.
+ *
+ * One thread, one io_uring. Listeners take multishot accepts; every
+ * connection is a slot in a fixed table of ADMIN_MAX_CONNS with a
+ * generation, and its recv, send and shutdown go through the ring with
+ * user_data {op, generation, slot} (core/ring.h's encoding). A connection
+ * has one operation of each kind in flight at most, and is freed when the
+ * last one has completed.
+ *
+ * Requests are parsed by nodejs' http_parser, fed whatever arrived; it is
+ * paused at the end of each message so that a pipelined request waits
+ * until the answer to the one before it is sent. JSON goes through
+ * jansson both ways. Answers are built whole in memory (the VM listing
+ * too: ~70 bytes per VM) with room reserved in front for the status line
+ * and headers, so a large body is never copied.
+ *
+ * Limits, because the API may face a network: a request must be complete
+ * within ADMIN_REQUEST_MS of the connection opening or of the previous
+ * answer (408 otherwise, and an idle keep-alive connection is closed
+ * silently), headers are capped at 16 KiB and bodies at 64 KiB (413), at
+ * most ADMIN_MAX_CONNS connections are open at once (more are closed on
+ * accept), and answers held in memory across connections are capped
+ * (503 while over).
+ */
+#include "core/admin.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <openssl/mem.h>
+#include <openssl/sha.h>
+
+#include "core/log.h"
+#include "core/ring.h"
+#include "core/timer.h"
+
+#define ADMIN_MAX_CONNS 64
+#define ADMIN_MAX_BODY (64 * 1024)
+#define ADMIN_MAX_HEADERS (16 * 1024)
+#define ADMIN_MAX_URL 1024
+#define ADMIN_MAX_AUTH 1024    /* longer Authorization values never match */
+#define ADMIN_MAX_TOKEN 4096
+#define ADMIN_IN_BUF 8192
+#define ADMIN_REQUEST_MS 10000 /* to send a whole request */
+#define ADMIN_SEND_MS 10000    /* without any send progress */
+#define ADMIN_LINGER_MS 2000   /* reading after our FIN, before close */
+#define ADMIN_LINGER_BYTES (1024 * 1024)
+#define ADMIN_ACCEPT_BACKOFF_MS 100
+#define ADMIN_RING_ENTRIES 256
+#define ADMIN_HDR_RESERVE 512  /* room for the status line and headers */
+/* Answers held at once across connections: a new VM listing waits (503)
+ * while more than this is queued. */
+#define ADMIN_OUT_BUDGET ((size_t)128 << 20)
+#define ADMIN_LIST_MAX ((size_t)1 << 30)
+
+enum admin_op {
+	AOP_NONE,
+	AOP_ACCEPT, /* slot = listener index */
+	AOP_RECV,
+	AOP_SEND,
+	AOP_SHUT,
+	AOP_WAKE,   /* the eventfd admin_stop writes */
+	AOP_IGNORE, /* close, cancel: nothing to do on completion */
+};
+
+static inline uint64_t aud(enum admin_op op, uint32_t slot, uint32_t gen)
+{
+	return ring_ud((enum ring_op)op, slot, gen);
+}
+
+enum aconn_state {
+	AC_FREE,
+	AC_READ,    /* reading and parsing a request */
+	AC_WRITE,   /* sending an answer */
+	AC_LINGER,  /* answer sent, FIN sent: drain until EOF, then close */
+	AC_CLOSING, /* fd closed; waiting for in-flight operations */
+};
+
+struct obuf {
+	char *p;
+	size_t len, cap; /* len includes the reserved head */
+	size_t off;      /* first byte to send */
+};
+
+struct admin;
+
+struct aconn {
+	struct admin *a;
+	enum aconn_state state;
+	int fd;
+	uint32_t gen;
+	unsigned inflight;
+	bool recv_posted, send_posted;
+	bool served;      /* an answer went out: idle now, not slow */
+	bool close_after; /* close once the answer is sent */
+	uint64_t deadline_ms;
+	uint64_t started_ms;
+	char peer[LOG_ADDR_MAX];
+
+	http_parser parser;
+	uint8_t in[ADMIN_IN_BUF];
+	size_t in_off, in_len; /* unparsed bytes are in[in_off, in_len) */
+	size_t discarded;      /* while lingering */
+
+	/* the request being parsed */
+	bool in_request;
+	int fail_status;
+	const char *fail_msg;
+	size_t header_bytes;
+	char url[ADMIN_MAX_URL + 1];
+	size_t url_len;
+	bool url_long;
+	char hname[32];
+	size_t hname_len;
+	bool hname_long, last_was_value, in_auth;
+	char auth[ADMIN_MAX_AUTH + 1];
+	size_t auth_len;
+	bool auth_bad; /* too long, or given twice */
+	bool auth_seen;
+	uint8_t *body;
+	size_t body_len, body_cap;
+
+	struct obuf out;
+	size_t out_held; /* counted in admin.out_bytes */
+};
+
+struct admin_listener {
+	int fd;
+	bool armed;
+	uint64_t retry_ms;
+	const char *name; /* "tcp" or "unix" */
+};
+
+struct admin {
+	struct control *ctl;
+	pthread_t thread;
+	bool thread_started;
+	sem_t ready;
+	int setup_err;
+	atomic_bool stop;
+	int efd;
+	uint64_t efd_val;
+
+	struct io_uring ring;
+	bool ring_ok;
+	uint64_t now_ms;
+
+	struct admin_listener ls[2];
+	unsigned ls_len;
+	char *unix_path; /* to unlink on stop; NULL when none was made */
+
+	bool have_token;
+	uint8_t token_digest[SHA256_DIGEST_LENGTH];
+
+	struct aconn conns[ADMIN_MAX_CONNS];
+	unsigned live;
+	size_t out_bytes; /* answer bytes held by every connection */
+	uint64_t overload_logged_ms;
+};
+
+/* ------------------------------------------------------------ buffers */
+
+static bool obuf_reserve(struct obuf *b, size_t more)
+{
+	size_t need, cap;
+	char *p;
+
+	if (!b->p) {
+		b->len = ADMIN_HDR_RESERVE;
+		b->off = ADMIN_HDR_RESERVE;
+	}
+	need = b->len + more;
+	if (need <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 1024;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p)
+		return false;
+	b->p = p;
+	b->cap = cap;
+	return true;
+}
+
+static bool obuf_add(struct obuf *b, const void *data, size_t len)
+{
+	if (!obuf_reserve(b, len))
+		return false;
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return true;
+}
+
+static bool obuf_json(struct obuf *b, const json_t *j)
+{
+	size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	if (!n || !obuf_reserve(b, n))
+		return false;
+	json_dumpb(j, b->p + b->len, n, JSON_COMPACT | JSON_ENCODE_ANY);
+	b->len += n;
+	return true;
+}
+
+static void obuf_free(struct obuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ------------------------------------------------------------ ring */
+
+static void post_recv(struct admin *a, struct aconn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&a->ring);
+	uint32_t slot = (uint32_t)(c - a->conns);
+
+	io_uring_prep_recv(sqe, c->fd, c->in + c->in_len,
+			   sizeof(c->in) - c->in_len, 0);
+	io_uring_sqe_set_data64(sqe, aud(AOP_RECV, slot, c->gen));
+	c->recv_posted = true;
+	c->inflight++;
+}
+
+static void post_send(struct admin *a, struct aconn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&a->ring);
+	uint32_t slot = (uint32_t)(c - a->conns);
+	size_t left = c->out.len - c->out.off;
+
+	/* A send of more than 1 GiB at once is short anyway. */
+	if (left > (1u << 30))
+		left = 1u << 30;
+	io_uring_prep_send(sqe, c->fd, c->out.p + c->out.off, left,
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, aud(AOP_SEND, slot, c->gen));
+	c->send_posted = true;
+	c->inflight++;
+}
+
+static void out_free(struct admin *a, struct aconn *c)
+{
+	a->out_bytes -= c->out_held;
+	c->out_held = 0;
+	obuf_free(&c->out);
+}
+
+static void conn_release(struct admin *a, struct aconn *c)
+{
+	out_free(a, c);
+	free(c->body);
+	c->body = NULL;
+	c->body_len = c->body_cap = 0;
+	c->state = AC_FREE;
+	c->gen++;
+	a->live--;
+}
+
+/* conn_close closes the socket now (through the ring) and frees the slot
+ * once nothing of it is in flight. */
+static void conn_close(struct admin *a, struct aconn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->state == AC_CLOSING || c->state == AC_FREE)
+		return;
+	if (c->inflight) {
+		sqe = ring_sqe(&a->ring);
+		io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(sqe, aud(AOP_IGNORE, 0, 0));
+	}
+	sqe = ring_sqe(&a->ring);
+	io_uring_prep_close(sqe, c->fd);
+	io_uring_sqe_set_data64(sqe, aud(AOP_IGNORE, 0, 0));
+	c->fd = -1;
+	c->state = AC_CLOSING;
+	if (!c->inflight)
+		conn_release(a, c);
+}
+
+/* ------------------------------------------------------------ answers */
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 422: return "Unprocessable Entity";
+	case 503: return "Service Unavailable";
+	default: return "Internal Server Error";
+	}
+}
+
+/* log_safe copies |s| for a log line: printable, no quotes, capped. */
+static const char *log_safe(char *out, size_t cap, const char *s, size_t len)
+{
+	size_t i, n = len < cap - 1 ? len : cap - 1;
+
+	if (!len) {
+		snprintf(out, cap, "-");
+		return out;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		out[i] = (ch < 0x21 || ch > 0x7e || ch == '"') ? '?' : (char)ch;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* respond sends |c->out| (body already in it, possibly empty) with a
+ * status line and headers in front, and logs the request. */
+static void respond(struct admin *a, struct aconn *c, int status,
+		    const char *ctype, const char *extra)
+{
+	char head[ADMIN_HDR_RESERVE], path[256];
+	const char *method = "-";
+	size_t body_len, head_len;
+	int n;
+
+	if (!c->out.p && !obuf_reserve(&c->out, 0)) {
+		conn_close(a, c);
+		return;
+	}
+	body_len = c->out.len - ADMIN_HDR_RESERVE;
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 %d %s\r\n"
+		     "Content-Type: %s\r\n"
+		     "Content-Length: %zu\r\n"
+		     "Cache-Control: no-store\r\n"
+		     "%s%s\r\n",
+		     status, status_text(status), ctype, body_len,
+		     extra ? extra : "",
+		     c->close_after ? "Connection: close\r\n" : "");
+	head_len = (size_t)n;
+	if (n < 0 || head_len >= sizeof(head)) {
+		conn_close(a, c);
+		return;
+	}
+	c->out.off = ADMIN_HDR_RESERVE - head_len;
+	memcpy(c->out.p + c->out.off, head, head_len);
+	c->out_held = c->out.cap;
+	a->out_bytes += c->out_held;
+
+	/* The method is known once the request line has begun. */
+	if (c->url_len)
+		method = http_method_str((enum http_method)c->parser.method);
+	log_info("admin", "method=%s path=%s status=%d ms=%llu peer=%s",
+		 method, log_safe(path, sizeof(path), c->url, c->url_len),
+		 status,
+		 (unsigned long long)(a->now_ms - c->started_ms), c->peer);
+
+	c->state = AC_WRITE;
+	c->deadline_ms = a->now_ms + ADMIN_SEND_MS;
+	post_send(a, c);
+}
+
+static void respond_json(struct admin *a, struct aconn *c, int status,
+			 json_t *j, const char *extra)
+{
+	if (!j || !obuf_json(&c->out, j)) {
+		json_decref(j);
+		obuf_free(&c->out);
+		c->close_after = true;
+		respond(a, c, 500, "text/plain", NULL);
+		return;
+	}
+	json_decref(j);
+	respond(a, c, status, "application/json", extra);
+}
+
+static void respond_error(struct admin *a, struct aconn *c, int status,
+			  const char *msg, const char *extra)
+{
+	respond_json(a, c, status, json_pack("{s:s}", "error", msg), extra);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static struct aconn *pconn(http_parser *p)
+{
+	return p->data;
+}
+
+static int fail(struct aconn *c, int status, const char *msg)
+{
+	c->fail_status = status;
+	c->fail_msg = msg;
+	return -1;
+}
+
+static int count_header(struct aconn *c, size_t len)
+{
+	c->header_bytes += len;
+	if (c->header_bytes > ADMIN_MAX_HEADERS)
+		return fail(c, 413, "request headers larger than 16 KiB");
+	return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+	struct aconn *c = pconn(p);
+
+	c->in_request = true;
+	c->started_ms = c->a->now_ms;
+	c->header_bytes = 0;
+	c->url_len = 0;
+	c->url_long = false;
+	c->hname_len = 0;
+	c->hname_long = c->last_was_value = c->in_auth = false;
+	c->auth_len = 0;
+	c->auth_bad = c->auth_seen = false;
+	c->body_len = 0;
+	return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+	struct aconn *c = pconn(p);
+
+	if (c->url_len + len > ADMIN_MAX_URL)
+		c->url_long = true;
+	else {
+		memcpy(c->url + c->url_len, at, len);
+		c->url_len += len;
+	}
+	c->url[c->url_len] = '\0';
+	return count_header(c, len);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+	struct aconn *c = pconn(p);
+
+	if (c->last_was_value) {
+		c->last_was_value = false;
+		c->hname_len = 0;
+		c->hname_long = false;
+	}
+	if (c->hname_len + len >= sizeof(c->hname))
+		c->hname_long = true;
+	else {
+		memcpy(c->hname + c->hname_len, at, len);
+		c->hname_len += len;
+	}
+	/* 4: ": " and CRLF, which the parser does not hand us */
+	return count_header(c, len + 4);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+	struct aconn *c = pconn(p);
+
+	if (!c->last_was_value) {
+		c->last_was_value = true;
+		c->in_auth = !c->hname_long && c->hname_len == 13 &&
+			     !strncasecmp(c->hname, "authorization", 13);
+		if (c->in_auth) {
+			if (c->auth_seen)
+				c->auth_bad = true;
+			c->auth_seen = true;
+			c->auth_len = 0;
+		}
+	}
+	if (c->in_auth && !c->auth_bad) {
+		if (c->auth_len + len > ADMIN_MAX_AUTH)
+			c->auth_bad = true;
+		else {
+			memcpy(c->auth + c->auth_len, at, len);
+			c->auth_len += len;
+		}
+	}
+	return count_header(c, len);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+	struct aconn *c = pconn(p);
+
+	/* Refuse a declared oversized body before reading any of it. */
+	if ((p->flags & F_CONTENTLENGTH) && p->content_length > ADMIN_MAX_BODY)
+		return fail(c, 413, "request body larger than 64 KiB");
+	return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+	struct aconn *c = pconn(p);
+
+	if (c->body_len + len > ADMIN_MAX_BODY)
+		return fail(c, 413, "request body larger than 64 KiB");
+	if (c->body_len + len > c->body_cap) {
+		size_t cap = c->body_cap ? c->body_cap : 1024;
+		uint8_t *b;
+
+		while (cap < c->body_len + len)
+			cap *= 2;
+		b = realloc(c->body, cap);
+		if (!b)
+			return fail(c, 500, "out of memory");
+		c->body = b;
+		c->body_cap = cap;
+	}
+	memcpy(c->body + c->body_len, at, len);
+	c->body_len += len;
+	return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+	struct aconn *c = pconn(p);
+
+	c->in_request = false;
+	c->close_after = !http_should_keep_alive(p) || p->upgrade;
+	/* Stop here: the next pipelined request waits for this answer. */
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings parser_settings = {
+	.on_message_begin = on_message_begin,
+	.on_url = on_url,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
+	.on_headers_complete = on_headers_complete,
+	.on_body = on_body,
+	.on_message_complete = on_message_complete,
+};
+
+/* ------------------------------------------------------------ requests */
+
+/* authorized checks "Bearer <token>" in constant time: both sides are
+ * hashed first, so neither the length nor any prefix of the token shows
+ * in the time taken. */
+static bool authorized(const struct admin *a, const struct aconn *c)
+{
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+	const char *v = c->auth;
+	size_t len = c->auth_len;
+
+	if (!a->have_token)
+		return true;
+	if (!c->auth_seen || c->auth_bad)
+		return false;
+	while (len && (*v == ' ' || *v == '\t'))
+		v++, len--;
+	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	if (len < 7 || strncasecmp(v, "bearer", 6) || (v[6] != ' ' &&
+						       v[6] != '\t'))
+		return false;
+	v += 7;
+	len -= 7;
+	while (len && (*v == ' ' || *v == '\t'))
+		v++, len--;
+	SHA256((const uint8_t *)v, len, digest);
+	return CRYPTO_memcmp(digest, a->token_digest, sizeof(digest)) == 0;
+}
+
+static json_t *vm_json(const char *id, const struct in6_addr *addr)
+{
+	char s[INET6_ADDRSTRLEN];
+
+	inet_ntop(AF_INET6, addr, s, sizeof(s));
+	return json_pack("{s:s,s:s}", "id", id, "address", s);
+}
+
+struct listing {
+	struct obuf *b;
+	json_t *id; /* reused for every VM: escaping by jansson */
+	size_t n;
+	bool failed;
+};
+
+static bool list_one(void *arg, const char *id, const struct in6_addr *addr)
+{
+	struct listing *l = arg;
+	char s[INET6_ADDRSTRLEN + 16];
+	int n;
+
+	if (json_string_set(l->id, id) ||
+	    !obuf_add(l->b, l->n ? ",{\"id\":" : "{\"id\":", l->n ? 7 : 6) ||
+	    !obuf_json(l->b, l->id))
+		goto fail;
+	inet_ntop(AF_INET6, addr, s, INET6_ADDRSTRLEN);
+	n = (int)strlen(s);
+	/* inet_ntop's output never needs escaping */
+	if (!obuf_add(l->b, ",\"address\":\"", 12) ||
+	    !obuf_add(l->b, s, (size_t)n) || !obuf_add(l->b, "\"}", 2) ||
+	    l->b->len > ADMIN_LIST_MAX)
+		goto fail;
+	l->n++;
+	return true;
+fail:
+	l->failed = true;
+	return false;
+}
+
+static void do_list(struct admin *a, struct aconn *c)
+{
+	struct listing l = { .b = &c->out };
+
+	if (a->out_bytes > ADMIN_OUT_BUDGET) {
+		respond_error(a, c, 503, "busy: too many answers queued, retry",
+			      "Retry-After: 1\r\n");
+		return;
+	}
+	l.id = json_string("");
+	if (!l.id || !obuf_add(&c->out, "{\"vms\":[", 8)) {
+		json_decref(l.id);
+		respond_error(a, c, 500, "out of memory", NULL);
+		return;
+	}
+	control_vm_foreach(a->ctl, list_one, &l);
+	json_decref(l.id);
+	if (l.failed || !obuf_add(&c->out, "]}", 2)) {
+		obuf_free(&c->out);
+		respond_error(a, c, 500, "out of memory listing VMs", NULL);
+		return;
+	}
+	respond(a, c, 200, "application/json", NULL);
+}
+
+static void lowercase(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+static void do_vm_get(struct admin *a, struct aconn *c, char *id)
+{
+	struct in6_addr addr;
+	int ret = control_vm_get(a->ctl, &addr, id);
+
+	lowercase(id);
+	if (ret == -ENOENT)
+		respond_error(a, c, 404, "no such VM", NULL);
+	else if (ret)
+		respond_error(a, c, 400, strerror(-ret), NULL);
+	else
+		respond_json(a, c, 200, vm_json(id, &addr), NULL);
+}
+
+static void do_vm_put(struct admin *a, struct aconn *c, char *id)
+{
+	json_error_t jerr;
+	json_t *body, *jaddr;
+	const char *addr_s;
+	struct in6_addr addr;
+	char err[512] = "";
+	bool created = false;
+	int ret;
+
+	if (!c->body_len) {
+		respond_error(a, c, 400, "missing JSON body "
+			      "({\"address\": \"<IPv6>\"})", NULL);
+		return;
+	}
+	body = json_loadb((const char *)c->body, c->body_len,
+			  JSON_REJECT_DUPLICATES, &jerr);
+	if (!body) {
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "invalid JSON: %s", jerr.text);
+		respond_error(a, c, 400, msg, NULL);
+		return;
+	}
+	jaddr = json_is_object(body) ? json_object_get(body, "address") : NULL;
+	if (!json_is_object(body)) {
+		respond_error(a, c, 400, "the body must be a JSON object", NULL);
+		goto out;
+	}
+	if (!json_is_string(jaddr)) {
+		respond_error(a, c, 400, jaddr ?
+			      "\"address\" must be a string" :
+			      "missing \"address\"", NULL);
+		goto out;
+	}
+	addr_s = json_string_value(jaddr);
+	ret = control_vm_put(a->ctl, &created, id, addr_s, err, sizeof(err));
+	if (ret) {
+		if (!err[0])
+			snprintf(err, sizeof(err), "%s", strerror(-ret));
+		respond_error(a, c, ret == -EINVAL ? 400 : 500, err, NULL);
+		goto out;
+	}
+	/* Answer with the address as routed (normalised), when it still is. */
+	if (control_vm_get(a->ctl, &addr, id) &&
+	    inet_pton(AF_INET6, addr_s, &addr) != 1) {
+		lowercase(id);
+		respond_json(a, c, created ? 201 : 200,
+			     json_pack("{s:s,s:s}", "id", id, "address", addr_s),
+			     NULL);
+		goto out;
+	}
+	lowercase(id);
+	respond_json(a, c, created ? 201 : 200, vm_json(id, &addr), NULL);
+out:
+	json_decref(body);
+}
+
+static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
+{
+	char err[512] = "";
+	int ret = control_vm_delete(a->ctl, id, err, sizeof(err));
+
+	if (!err[0] && ret)
+		snprintf(err, sizeof(err), "%s", ret == -ENOENT ? "no such VM" :
+			 strerror(-ret));
+	lowercase(id);
+	if (ret == -ENOENT)
+		respond_error(a, c, 404, err, NULL);
+	else if (ret == -EINVAL)
+		respond_error(a, c, 400, err, NULL);
+	else if (ret)
+		respond_error(a, c, 500, err, NULL);
+	else
+		respond_json(a, c, 200, json_pack("{s:s}", "deleted", id),
+			     NULL);
+}
+
+static void do_reload(struct admin *a, struct aconn *c)
+{
+	size_t err_len = 16384;
+	char *err = calloc(1, err_len);
+	json_t *list, *j;
+	char *line, *save = NULL;
+	int ret;
+
+	if (!err) {
+		respond_error(a, c, 500, "out of memory", NULL);
+		return;
+	}
+	ret = control_reload(a->ctl, "api", err, err_len);
+	if (!ret) {
+		respond_json(a, c, 200, json_pack("{s:b}", "reloaded", 1),
+			     NULL);
+		goto out;
+	}
+	if (ret != -EINVAL) {
+		respond_error(a, c, 500, err[0] ? err : strerror(-ret), NULL);
+		goto out;
+	}
+	list = json_array();
+	for (line = strtok_r(err, "\n", &save); line && list;
+	     line = strtok_r(NULL, "\n", &save))
+		json_array_append_new(list, json_string(line));
+	j = list ? json_pack("{s:s,s:o}", "error",
+			     "invalid configuration; nothing changed",
+			     "errors", list) : NULL;
+	respond_json(a, c, 422, j, NULL);
+out:
+	free(err);
+}
+
+static void do_metrics(struct admin *a, struct aconn *c)
+{
+	size_t len = 0;
+	char *m = control_metrics(a->ctl, &len);
+
+	if (!m || !obuf_add(&c->out, m, len)) {
+		free(m);
+		obuf_free(&c->out);
+		respond_error(a, c, 500, "out of memory", NULL);
+		return;
+	}
+	free(m);
+	respond(a, c, 200, "text/plain; version=0.0.4", NULL);
+}
+
+static bool path_is(const char *path, size_t len, const char *want)
+{
+	return len == strlen(want) && !memcmp(path, want, len);
+}
+
+static void method_not_allowed(struct admin *a, struct aconn *c,
+			       const char *allow)
+{
+	char extra[64];
+
+	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+	respond_error(a, c, 405, "method not allowed", extra);
+}
+
+static void handle_request(struct admin *a, struct aconn *c)
+{
+	enum http_method m = (enum http_method)c->parser.method;
+	struct http_parser_url u;
+	const char *path;
+	size_t len;
+
+	if (c->url_long) {
+		c->close_after = true;
+		respond_error(a, c, 414, "request target too long", NULL);
+		return;
+	}
+	http_parser_url_init(&u);
+	if (http_parser_parse_url(c->url, c->url_len, m == HTTP_CONNECT, &u) ||
+	    !(u.field_set & (1 << UF_PATH))) {
+		respond_error(a, c, 404, "not found", NULL);
+		return;
+	}
+	path = c->url + u.field_data[UF_PATH].off;
+	len = u.field_data[UF_PATH].len;
+
+	if (path_is(path, len, "/health")) {
+		if (m != HTTP_GET)
+			method_not_allowed(a, c, "GET");
+		else if (control_healthy(a->ctl))
+			respond_json(a, c, 200,
+				     json_pack("{s:s}", "status", "ok"), NULL);
+		else
+			respond_json(a, c, 503,
+				     json_pack("{s:s}", "status", "stalled"),
+				     NULL);
+		return;
+	}
+	if (!authorized(a, c)) {
+		respond_error(a, c, 401, c->auth_seen ?
+			      "invalid bearer token" :
+			      "missing bearer token (Authorization: Bearer "
+			      "<token>)", "WWW-Authenticate: Bearer\r\n");
+		return;
+	}
+	if (path_is(path, len, "/vms")) {
+		if (m != HTTP_GET)
+			method_not_allowed(a, c, "GET");
+		else
+			do_list(a, c);
+	} else if (len > 5 && !memcmp(path, "/vms/", 5) &&
+		   !memchr(path + 5, '/', len - 5)) {
+		char id[ADMIN_MAX_URL + 1];
+
+		memcpy(id, path + 5, len - 5);
+		id[len - 5] = '\0';
+		if (m == HTTP_GET)
+			do_vm_get(a, c, id);
+		else if (m == HTTP_PUT)
+			do_vm_put(a, c, id);
+		else if (m == HTTP_DELETE)
+			do_vm_delete(a, c, id);
+		else
+			method_not_allowed(a, c, "GET, PUT, DELETE");
+	} else if (path_is(path, len, "/reload")) {
+		if (m != HTTP_POST)
+			method_not_allowed(a, c, "POST");
+		else
+			do_reload(a, c);
+	} else if (path_is(path, len, "/metrics")) {
+		if (m != HTTP_GET)
+			method_not_allowed(a, c, "GET");
+		else
+			do_metrics(a, c);
+	} else {
+		respond_error(a, c, 404, "not found", NULL);
+	}
+}
+
+/* conn_parse feeds the parser what is buffered; it answers a complete
+ * request or an error, or asks for more bytes. */
+static void conn_parse(struct admin *a, struct aconn *c)
+{
+	while (c->in_off < c->in_len) {
+		size_t n = http_parser_execute(&c->parser, &parser_settings,
+					       (const char *)c->in + c->in_off,
+					       c->in_len - c->in_off);
+		enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+
+		c->in_off += n;
+		if (c->fail_status) {
+			c->close_after = true;
+			respond_error(a, c, c->fail_status, c->fail_msg, NULL);
+			return;
+		}
+		if (err == HPE_PAUSED) {
+			handle_request(a, c);
+			c->body_len = c->body_cap = 0;
+			free(c->body);
+			c->body = NULL;
+			return;
+		}
+		if (err != HPE_OK) {
+			char msg[160];
+
+			snprintf(msg, sizeof(msg), "malformed request: %s",
+				 http_errno_description(err));
+			c->close_after = true;
+			respond_error(a, c, err == HPE_HEADER_OVERFLOW ? 413 :
+				      400, msg, NULL);
+			return;
+		}
+	}
+	c->in_off = c->in_len = 0;
+	post_recv(a, c);
+}
+
+/* ------------------------------------------------------------ events */
+
+static void conn_linger(struct admin *a, struct aconn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&a->ring);
+	uint32_t slot = (uint32_t)(c - a->conns);
+
+	/* FIN first, then read until the client closes: closing with unread
+	 * bytes would send a reset that can destroy our answer in flight. */
+	io_uring_prep_shutdown(sqe, c->fd, SHUT_WR);
+	io_uring_sqe_set_data64(sqe, aud(AOP_SHUT, slot, c->gen));
+	c->inflight++;
+	c->state = AC_LINGER;
+	c->deadline_ms = a->now_ms + ADMIN_LINGER_MS;
+	c->in_off = c->in_len = 0;
+	if (!c->recv_posted)
+		post_recv(a, c);
+}
+
+static void on_accept(struct admin *a, struct admin_listener *l, int fd)
+{
+	struct aconn *c = NULL;
+	struct sockaddr_in6 sa;
+	socklen_t sa_len = sizeof(sa);
+	unsigned i;
+
+	if (a->live < ADMIN_MAX_CONNS)
+		for (i = 0; i < ADMIN_MAX_CONNS; i++)
+			if (a->conns[i].state == AC_FREE) {
+				c = &a->conns[i];
+				break;
+			}
+	if (!c) {
+		struct io_uring_sqe *sqe = ring_sqe(&a->ring);
+
+		io_uring_prep_close(sqe, fd);
+		io_uring_sqe_set_data64(sqe, aud(AOP_IGNORE, 0, 0));
+		if (a->now_ms - a->overload_logged_ms >= 1000) {
+			a->overload_logged_ms = a->now_ms;
+			log_warn("admin_overload", "connections=%u: closing new "
+				 "admin connections", a->live);
+		}
+		return;
+	}
+	a->live++;
+	c->a = a;
+	c->fd = fd;
+	c->state = AC_READ;
+	c->inflight = 0;
+	c->recv_posted = c->send_posted = false;
+	c->served = c->close_after = false;
+	c->in_request = false;
+	c->fail_status = 0;
+	c->in_off = c->in_len = 0;
+	c->discarded = 0;
+	c->url_len = 0;
+	c->started_ms = a->now_ms;
+	c->deadline_ms = a->now_ms + ADMIN_REQUEST_MS;
+	if (!strcmp(l->name, "unix"))
+		snprintf(c->peer, sizeof(c->peer), "unix");
+	else if (getpeername(fd, (struct sockaddr *)&sa, &sa_len) == 0)
+		log_fmt_addr(c->peer, &sa);
+	else
+		snprintf(c->peer, sizeof(c->peer), "-");
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	post_recv(a, c);
+}
+
+static void on_recv(struct admin *a, struct aconn *c, int res)
+{
+	c->recv_posted = false;
+	if (c->state == AC_CLOSING)
+		return;
+	if (res <= 0) {
+		/* EOF between requests or mid-request, a reset: nothing
+		 * to answer. While an answer is being sent, let it finish
+		 * (the client may have only shut its side). */
+		if (c->state == AC_WRITE && res == 0)
+			c->close_after = true;
+		else
+			conn_close(a, c);
+		return;
+	}
+	switch (c->state) {
+	case AC_READ:
+		c->in_len += (size_t)res;
+		conn_parse(a, c);
+		break;
+	case AC_LINGER:
+		c->discarded += (size_t)res;
+		if (c->discarded > ADMIN_LINGER_BYTES)
+			conn_close(a, c);
+		else
+			post_recv(a, c);
+		break;
+	default:
+		/* A timed-out request still sending: dropped. */
+		break;
+	}
+}
+
+static void on_send(struct admin *a, struct aconn *c, int res)
+{
+	c->send_posted = false;
+	if (c->state == AC_CLOSING)
+		return;
+	if (res <= 0) {
+		conn_close(a, c);
+		return;
+	}
+	c->out.off += (size_t)res;
+	if (c->out.off < c->out.len) {
+		c->deadline_ms = a->now_ms + ADMIN_SEND_MS;
+		post_send(a, c);
+		return;
+	}
+	out_free(a, c);
+	if (c->close_after) {
+		conn_linger(a, c);
+		return;
+	}
+	c->served = true;
+	c->state = AC_READ;
+	c->deadline_ms = a->now_ms + ADMIN_REQUEST_MS;
+	http_parser_pause(&c->parser, 0);
+	if (c->recv_posted) /* cannot happen; never two recvs at once */
+		return;
+	conn_parse(a, c);
+}
+
+static void on_conn_cqe(struct admin *a, enum admin_op op, uint32_t slot,
+			uint32_t gen, int res)
+{
+	struct aconn *c;
+
+	if (slot >= ADMIN_MAX_CONNS)
+		return;
+	c = &a->conns[slot];
+	if (c->state == AC_FREE || (c->gen & 0xffffff) != gen ||
+	    !c->inflight)
+		return;
+	c->inflight--;
+	if (op == AOP_RECV)
+		on_recv(a, c, res);
+	else if (op == AOP_SEND)
+		on_send(a, c, res);
+	if (c->state == AC_CLOSING && !c->inflight)
+		conn_release(a, c);
+}
+
+static void expire(struct admin *a)
+{
+	unsigned i;
+
+	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
+		struct aconn *c = &a->conns[i];
+
+		if (c->state == AC_FREE || c->state == AC_CLOSING ||
+		    c->deadline_ms > a->now_ms)
+			continue;
+		if (c->state == AC_READ && (c->in_request || !c->served)) {
+			/* slowloris, or a client that never spoke */
+			c->close_after = true;
+			c->started_ms = a->now_ms - ADMIN_REQUEST_MS;
+			respond_error(a, c, 408, "request not complete within "
+				      "10 s", NULL);
+		} else {
+			conn_close(a, c);
+		}
+	}
+}
+
+static void arm_listeners(struct admin *a)
+{
+	unsigned i;
+
+	for (i = 0; i < a->ls_len; i++) {
+		struct admin_listener *l = &a->ls[i];
+		struct io_uring_sqe *sqe;
+
+		if (l->armed || a->now_ms < l->retry_ms)
+			continue;
+		sqe = ring_sqe(&a->ring);
+		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL,
+					       SOCK_CLOEXEC);
+		io_uring_sqe_set_data64(sqe, aud(AOP_ACCEPT, i, 0));
+		l->armed = true;
+	}
+}
+
+static void post_wake(struct admin *a)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&a->ring);
+
+	io_uring_prep_read(sqe, a->efd, &a->efd_val, sizeof(a->efd_val), 0);
+	io_uring_sqe_set_data64(sqe, aud(AOP_WAKE, 0, 0));
+}
+
+static void dispatch(struct admin *a, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum admin_op op = (enum admin_op)ring_ud_op(ud);
+	uint32_t slot = ring_ud_slot(ud);
+
+	switch (op) {
+	case AOP_ACCEPT: {
+		struct admin_listener *l;
+
+		if (slot >= a->ls_len)
+			break;
+		l = &a->ls[slot];
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			l->armed = false;
+		if (cqe->res >= 0) {
+			on_accept(a, l, cqe->res);
+		} else if (cqe->res != -ECANCELED) {
+			l->retry_ms = a->now_ms + ADMIN_ACCEPT_BACKOFF_MS;
+			if (l->armed) {
+				struct io_uring_sqe *sqe = ring_sqe(&a->ring);
+
+				io_uring_prep_cancel64(sqe, ud, 0);
+				io_uring_sqe_set_data64(sqe,
+							aud(AOP_IGNORE, 0, 0));
+			}
+			log_warn("admin_accept_error", "listener=%s errno=%d "
+				 "error=\"%s\"", l->name, -cqe->res,
+				 strerror(-cqe->res));
+		}
+		break;
+	}
+	case AOP_RECV:
+	case AOP_SEND:
+	case AOP_SHUT:
+		on_conn_cqe(a, op, slot, ring_ud_gen(ud), cqe->res);
+		break;
+	case AOP_WAKE:
+		if (!atomic_load(&a->stop))
+			post_wake(a);
+		break;
+	default:
+		break;
+	}
+}
+
+static uint64_t next_deadline(const struct admin *a)
+{
+	uint64_t next = a->now_ms + 1000;
+	unsigned i;
+
+	for (i = 0; i < a->ls_len; i++)
+		if (!a->ls[i].armed && a->ls[i].retry_ms < next)
+			next = a->ls[i].retry_ms;
+	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
+		const struct aconn *c = &a->conns[i];
+
+		if (c->state != AC_FREE && c->state != AC_CLOSING &&
+		    c->deadline_ms < next)
+			next = c->deadline_ms;
+	}
+	return next;
+}
+
+/* teardown: wake every pending recv (shutdown) and give the ring a moment
+ * to complete them, so no operation outlives the buffers it points to. */
+static void teardown_conns(struct admin *a)
+{
+	uint64_t until = timer_now_ms() + 500;
+	unsigned i, pending;
+
+	for (;;) {
+		struct __kernel_timespec ts = { .tv_nsec = 20 * 1000000 };
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		pending = 0;
+		for (i = 0; i < ADMIN_MAX_CONNS; i++) {
+			struct aconn *c = &a->conns[i];
+
+			if (c->state == AC_FREE)
+				continue;
+			if (c->fd >= 0) {
+				shutdown(c->fd, SHUT_RDWR);
+				close(c->fd);
+				c->fd = -1;
+				c->state = AC_CLOSING;
+			}
+			if (!c->inflight)
+				conn_release(a, c);
+			else
+				pending++;
+		}
+		if (!pending || timer_now_ms() > until)
+			break;
+		io_uring_submit_and_wait_timeout(&a->ring, &cqe, 1, &ts, NULL);
+		io_uring_for_each_cqe(&a->ring, head, cqe) {
+			uint64_t ud = io_uring_cqe_get_data64(cqe);
+			enum admin_op op = (enum admin_op)ring_ud_op(ud);
+
+			if (op == AOP_RECV || op == AOP_SEND || op == AOP_SHUT)
+				on_conn_cqe(a, op, ring_ud_slot(ud),
+					    ring_ud_gen(ud), cqe->res);
+			n++;
+		}
+		io_uring_cq_advance(&a->ring, n);
+	}
+}
+
+static void *admin_main(void *arg)
+{
+	struct admin *a = arg;
+	int ret;
+
+	ret = ring_setup(&a->ring, ADMIN_RING_ENTRIES);
+	a->setup_err = ret;
+	a->ring_ok = ret == 0;
+	sem_post(&a->ready);
+	if (ret)
+		return NULL;
+	a->now_ms = timer_now_ms();
+	post_wake(a);
+	while (!atomic_load(&a->stop)) {
+		struct __kernel_timespec ts;
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		uint64_t wait_ms;
+
+		arm_listeners(a);
+		wait_ms = next_deadline(a);
+		/* +1: wake just after a deadline, not just before it */
+		wait_ms = (wait_ms > a->now_ms ? wait_ms - a->now_ms : 0) + 1;
+		ts.tv_sec = (long long)(wait_ms / 1000);
+		ts.tv_nsec = (long long)(wait_ms % 1000) * 1000000;
+		ret = io_uring_submit_and_wait_timeout(&a->ring, &cqe, 1, &ts,
+						       NULL);
+		if (ret < 0 && ret != -ETIME && ret != -EINTR &&
+		    ret != -EBUSY && ret != -EAGAIN) {
+			log_error("admin_error", "io_uring_enter: %s; the "
+				  "admin API stops", strerror(-ret));
+			break;
+		}
+		a->now_ms = timer_now_ms();
+		io_uring_for_each_cqe(&a->ring, head, cqe) {
+			dispatch(a, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&a->ring, n);
+		expire(a);
+	}
+	teardown_conns(a);
+	/* Here: the ring's fd was registered by this thread. */
+	io_uring_queue_exit(&a->ring);
+	a->ring_ok = false;
+	return NULL;
+}
+
+/* ------------------------------------------------------------ setup */
+
+static int read_token(struct admin *a, const char *path)
+{
+	uint8_t buf[ADMIN_MAX_TOKEN + 1];
+	size_t len = 0;
+	ssize_t n;
+	int fd, err = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		log_error("admin", "token_file %s: %s", path, strerror(errno));
+		return err;
+	}
+	while (len < sizeof(buf) &&
+	       (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			break;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	if (!err && len > ADMIN_MAX_TOKEN)
+		err = -EFBIG;
+	while (!err && len && (buf[len - 1] == ' ' || buf[len - 1] == '\t' ||
+			       buf[len - 1] == '\r' || buf[len - 1] == '\n'))
+		len--;
+	if (!err && !len)
+		err = -EINVAL;
+	if (err) {
+		log_error("admin", "token_file %s: %s", path,
+			  err == -EINVAL ? "empty" : strerror(-err));
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return err;
+	}
+	SHA256(buf, len, a->token_digest);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	a->have_token = true;
+	return 0;
+}
+
+static int open_tcp(const struct sockaddr_in6 *sa)
+{
+	int fd, one = 1, zero = 0, err;
+
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)))
+		goto fail;
+	/* "::" and v4-mapped addresses take IPv4 clients too. */
+	if ((IN6_IS_ADDR_UNSPECIFIED(&sa->sin6_addr) ||
+	     IN6_IS_ADDR_V4MAPPED(&sa->sin6_addr)) &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)))
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) ||
+	    listen(fd, 128))
+		goto fail;
+	return fd;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+static int open_unix(const char *path)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int fd, err;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	/* A socket left by a previous run is stale; anything else at that
+	 * path is not ours to remove. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		if (unlink(path))
+			return -errno;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* chmod before listen: nobody can connect in between. */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		goto fail;
+	if (chmod(path, 0600) || listen(fd, 128)) {
+		err = -errno;
+		unlink(path);
+		close(fd);
+		return err;
+	}
+	return fd;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+static void admin_free(struct admin *a)
+{
+	unsigned i;
+
+	if (a->ring_ok)
+		io_uring_queue_exit(&a->ring);
+	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
+		if (a->conns[i].state != AC_FREE && a->conns[i].fd >= 0)
+			close(a->conns[i].fd);
+		obuf_free(&a->conns[i].out);
+		free(a->conns[i].body);
+	}
+	for (i = 0; i < a->ls_len; i++)
+		close(a->ls[i].fd);
+	if (a->unix_path) {
+		unlink(a->unix_path);
+		free(a->unix_path);
+	}
+	if (a->efd >= 0)
+		close(a->efd);
+	sem_destroy(&a->ready);
+	OPENSSL_cleanse(a->token_digest, sizeof(a->token_digest));
+	free(a);
+}
+
+int admin_start(struct admin **out, const struct config_admin *cfg,
+		struct control *ctl)
+{
+	char addr[LOG_ADDR_MAX] = "-";
+	struct admin *a;
+	int ret;
+
+	*out = NULL;
+	if (!cfg->enabled)
+		return 0;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->ctl = ctl;
+	a->efd = -1;
+	sem_init(&a->ready, 0, 0);
+
+	if (cfg->token_file) {
+		ret = read_token(a, cfg->token_file);
+		if (ret)
+			goto err;
+	} else if (cfg->has_listen) {
+		log_error("admin", "a TCP listener needs a token_file");
+		ret = -EINVAL;
+		goto err;
+	}
+	if (cfg->has_listen) {
+		ret = open_tcp(&cfg->listen);
+		log_fmt_addr(addr, &cfg->listen);
+		if (ret < 0) {
+			log_error("admin", "cannot listen on %s: %s", addr,
+				  strerror(-ret));
+			goto err;
+		}
+		a->ls[a->ls_len++] = (struct admin_listener){ .fd = ret,
+							      .name = "tcp" };
+	}
+	if (cfg->unix_path) {
+		ret = open_unix(cfg->unix_path);
+		if (ret < 0) {
+			log_error("admin", "cannot listen on %s: %s",
+				  cfg->unix_path, strerror(-ret));
+			goto err;
+		}
+		a->ls[a->ls_len++] = (struct admin_listener){ .fd = ret,
+							      .name = "unix" };
+		a->unix_path = strdup(cfg->unix_path);
+	}
+	if (!a->ls_len) {
+		log_error("admin", "admin: has neither listen nor unix");
+		ret = -EINVAL;
+		goto err;
+	}
+	a->efd = eventfd(0, EFD_CLOEXEC);
+	if (a->efd < 0) {
+		ret = -errno;
+		goto err;
+	}
+	ret = -pthread_create(&a->thread, NULL, admin_main, a);
+	if (ret)
+		goto err;
+	a->thread_started = true;
+	sem_wait(&a->ready);
+	if (a->setup_err) {
+		ret = a->setup_err;
+		log_error("admin", "io_uring setup: %s", strerror(-ret));
+		pthread_join(a->thread, NULL);
+		goto err;
+	}
+	log_info("admin_ready", "listen=%s unix=%s auth=%s", addr,
+		 cfg->unix_path ? cfg->unix_path : "-",
+		 a->have_token ? "token" : "none");
+	*out = a;
+	return 0;
+err:
+	admin_free(a);
+	return ret;
+}
+
+void admin_stop(struct admin *a)
+{
+	uint64_t one = 1;
+
+	if (!a)
+		return;
+	atomic_store(&a->stop, true);
+	(void)!write(a->efd, &one, sizeof(one));
+	pthread_join(a->thread, NULL);
+	admin_free(a);
+}
