@@ -429,8 +429,14 @@ enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
 			return TLS_HELLO_BAD;
 		}
 		if (!whole) {
-			/* Nothing can change before this record is in. */
-			out->records_len = in_len + (rec_len - CBS_len(&frag));
+			/* Until the handshake header is complete, each of its
+			 * bytes can decide (type, length); after it, nothing
+			 * can change before this record is in. */
+			if (hdr_have < HS_HEADER_LEN)
+				out->records_len = in_len + 1;
+			else
+				out->records_len =
+					in_len + (rec_len - CBS_len(&frag));
 			return TLS_HELLO_NEED_MORE;
 		}
 		msg_seen += rec_len;

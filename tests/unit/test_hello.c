@@ -1162,6 +1162,69 @@ static void test_too_large(void **state)
 	buf_free(&b);
 }
 
+/* The NEED_MORE hint (records_len) is what core/ waits for before parsing
+ * again, so an answer must never change before it: no prefix shorter than
+ * the hint may answer anything but NEED_MORE. Found by fuzz/clienthello: a
+ * long record whose first fragment byte is not ClientHello's type used to
+ * hint "the whole record", so a caller following the hint only rejected it
+ * once the whole record was in. */
+static void check_hint(const char *what, size_t max_len, const uint8_t *in,
+		       size_t in_len)
+{
+	struct tls_hello h;
+	size_t n, m;
+
+	for (n = 0; n < in_len; n++) {
+		if (peek_max(&h, max_len, in, n) != TLS_HELLO_NEED_MORE)
+			break;
+		if (h.records_len <= n)
+			fail_msg("%s: %zu bytes: hint %zu is not ahead", what, n,
+				 h.records_len);
+		for (m = n + 1; m < h.records_len && m <= in_len; m++)
+			expect_result(peek_max(&h, max_len, in, m),
+				      TLS_HELLO_NEED_MORE,
+				      "%s: %zu bytes, before the hint of %zu "
+				      "bytes\n", what, m, n);
+	}
+}
+
+static void test_need_more_hint(void **state)
+{
+	/* Type 2 (ServerHello) in a record announcing 64 bytes. */
+	static const uint8_t wrong_type[] = { 0x16, 0x03, 0x03, 0x00, 0x40,
+					      0x02, 0x00, 0x00, 0x3c };
+	static const uint8_t too_large[] = { 0x16, 0x03, 0x01, 0x40, 0x00,
+					     0x01, 0x00, 0x3f, 0xfc };
+	struct tls_hello h;
+	struct buf b, msg, framed;
+	size_t i;
+
+	expect_result(peek(&h, wrong_type, 5), TLS_HELLO_NEED_MORE,
+		      "record header only\n");
+	assert_int_equal(h.records_len, 6);
+	expect_result(peek(&h, wrong_type, 6), TLS_HELLO_BAD,
+		      "wrong type byte\n");
+	check_hint("wrong type", MAX_LEN, wrong_type, sizeof(wrong_type));
+	expect_result(peek_max(&h, 512, too_large, 8), TLS_HELLO_NEED_MORE,
+		      "three header bytes\n");
+	assert_int_equal(h.records_len, 9);
+	check_hint("too large", 512, too_large, sizeof(too_large));
+
+	for (i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++) {
+		load(&b, fixtures[i].file);
+		check_hint(fixtures[i].file, MAX_LEN, b.data, b.len);
+		check_hint(fixtures[i].file, 512, b.data, b.len);
+		records_to_msg(&msg, b.data, b.len);
+		frame(&framed, msg.data, msg.len, NULL, 0, 3);
+		if (framed.len <= 5 * 128 + msg.len)
+			check_hint(fixtures[i].file, MAX_LEN, framed.data,
+				   framed.len);
+		buf_free(&framed);
+		buf_free(&msg);
+		buf_free(&b);
+	}
+}
+
 static void test_result_str(void **state)
 {
 	assert_string_equal(tls_hello_result_str(TLS_HELLO_OK), "ok");
@@ -1192,6 +1255,7 @@ int main(void)
 		cmocka_unit_test(test_interleaved_record),
 		cmocka_unit_test(test_record_lengths),
 		cmocka_unit_test(test_too_large),
+		cmocka_unit_test(test_need_more_hint),
 		cmocka_unit_test(test_result_str),
 	};
 
