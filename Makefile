@@ -3,22 +3,40 @@
 #   make            build build/vmgate (installs missing Debian packages)
 #   make run        build, make a self-signed demo certificate if there is
 #                   none, and run on $(CONFIG)
-#   make test       unit tests (cmocka) and end-to-end tests (pytest)
+#   make test       unit tests (cmocka), the unit tests again under ASan +
+#                   UBSan, fuzz corpus replay, a bounded fuzzing run of
+#                   every target, then the end-to-end tests (pytest)
 #   make unit       only the unit tests
+#   make unit-asan  the unit tests built and run with ASan + UBSan (build/asan)
 #   make e2e        only the end-to-end tests (E2E_ARGS passes pytest flags)
-#   make fuzz / fuzz-replay / fuzz-run   libFuzzer targets (fuzz/fuzz.mk)
+#   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
+#                   (fuzz/fuzz.mk)
+#   make coverage   line coverage of tls/ and route/ from the fuzz corpora
 #   make check-config   vmgate --check on $(CONFIG)
 #   make defconfig / menuconfig   compile-time options (Kconfig)
 #   make clean
 #
 # User-facing variables:
 #   V=1          print every command
+#   SANITIZE=1   build everything (vmgate, unit tests) with AddressSanitizer,
+#                UndefinedBehaviorSanitizer and LeakSanitizer, under
+#                build/asan/; `make test SANITIZE=1` runs the suites on it
 #   CONFIG=FILE  the appliance.yaml for `make run` (default: appliance.yaml)
 #   CC, CFLAGS, LDFLAGS   the usual
 #   E2E_ARGS     extra pytest arguments, e.g. E2E_ARGS="-k ssh -x"
 
 CONFIG   ?= appliance.yaml
+# Kconfig output stays in build/ whatever the build flavour, so a sanitized
+# build uses the same compile-time options as the normal one.
+KBUILD   := build
+ifeq ($(SANITIZE),1)
+BUILD    := build/asan
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+             -fno-omit-frame-pointer
+else
 BUILD    := build
+SAN_FLAGS :=
+endif
 CC       ?= cc
 PYTHON   := /usr/bin/python3
 
@@ -28,7 +46,9 @@ BSSL_LIB := /usr/lib/x86_64-linux-gnu/android
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             -Wstrict-prototypes -fno-strict-aliasing -pthread \
-            -D_GNU_SOURCE -I. -I$(BUILD) -isystem $(BSSL_INC) -MMD -MP
+            -D_GNU_SOURCE -I. -I$(KBUILD) -isystem $(BSSL_INC) -MMD -MP \
+            $(SAN_FLAGS)
+LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
             -luring -lyaml -ljansson -lhttp_parser -lpthread
 
@@ -46,7 +66,7 @@ DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
-             libclang-rt-14-dev
+             libclang-rt-14-dev llvm-14
 
 # Library objects: everything but main.c. Tests link against these.
 LIB_SRCS := $(wildcard tls/*.c route/*.c) \
@@ -58,7 +78,7 @@ BIN      := $(BUILD)/vmgate
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test unit e2e check-config defconfig menuconfig clean \
+.PHONY: all run test unit unit-asan e2e check-config defconfig menuconfig clean \
         deps-build deps-test
 .DEFAULT_GOAL := all
 
@@ -84,31 +104,31 @@ deps-test:
 	$(call apt_install,$(DEB_TEST))
 
 # Kconfig -> build/.config -> build/config.h
-KCONFIG_ENV := KCONFIG_CONFIG=$(BUILD)/.config
+KCONFIG_ENV := KCONFIG_CONFIG=$(KBUILD)/.config
 
-$(BUILD)/.config: Kconfig | deps-build
-	@mkdir -p $(BUILD)
+$(KBUILD)/.config: Kconfig | deps-build
+	@mkdir -p $(KBUILD)
 	$(call msg,KCONFIG,$@)
 	$(Q)if [ -f $@ ]; then $(KCONFIG_ENV) $(PYTHON) -m olddefconfig Kconfig >/dev/null; \
 	    else $(KCONFIG_ENV) $(PYTHON) -m alldefconfig Kconfig >/dev/null; fi
 	$(Q)touch $@
 
-$(BUILD)/config.h: $(BUILD)/.config
+$(KBUILD)/config.h: $(KBUILD)/.config
 	$(call msg,GEN,$@)
 	$(Q)$(KCONFIG_ENV) $(PYTHON) -m genconfig --header-path $@ Kconfig
 	$(Q)touch $@
 
 defconfig: deps-build
-	@mkdir -p $(BUILD)
+	@mkdir -p $(KBUILD)
 	$(Q)$(KCONFIG_ENV) $(PYTHON) -m alldefconfig Kconfig
-	$(Q)$(KCONFIG_ENV) $(PYTHON) -m genconfig --header-path $(BUILD)/config.h Kconfig
+	$(Q)$(KCONFIG_ENV) $(PYTHON) -m genconfig --header-path $(KBUILD)/config.h Kconfig
 
 menuconfig: deps-build
-	@mkdir -p $(BUILD)
+	@mkdir -p $(KBUILD)
 	$(KCONFIG_ENV) $(PYTHON) -m menuconfig Kconfig
-	$(KCONFIG_ENV) $(PYTHON) -m genconfig --header-path $(BUILD)/config.h Kconfig
+	$(KCONFIG_ENV) $(PYTHON) -m genconfig --header-path $(KBUILD)/config.h Kconfig
 
-$(BUILD)/obj/%.o: %.c $(BUILD)/config.h
+$(BUILD)/obj/%.o: %.c $(KBUILD)/config.h
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
@@ -122,7 +142,7 @@ $(BIN): $(BUILD)/obj/core/main.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests: one program per tests/unit/test_NAME.c, linked with the library.
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(BUILD)/config.h
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(KBUILD)/config.h
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
@@ -132,24 +152,54 @@ unit: deps-test $(UNIT_BINS)
 	  echo "== $$t"; (cd tests/unit && ../../$$t) || fail=1; done; \
 	exit $$fail
 
-e2e: deps-test $(BIN)
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
+# The same unit tests, built a second time with the sanitizers into
+# build/asan/ (its own objects), and run. A report fails the run: ASan and
+# UBSan abort, LeakSanitizer makes the exit status non-zero.
+unit-asan: deps-test
+	@$(MAKE) --no-print-directory SANITIZE=1 unit
 
+# With SANITIZE=1 the tests run build/asan/vmgate; sanitizer reports go to
+# build/asan/san.* (vmgate's stderr is its log), and any such file fails
+# the run.
+SAN_LOG := $(abspath $(BUILD))/san
+e2e: deps-test $(BIN)
+ifeq ($(SANITIZE),1)
+	@rm -f $(SAN_LOG).*
+	VMGATE_BIN=$(abspath $(BIN)) \
+	ASAN_OPTIONS=log_path=$(SAN_LOG):detect_leaks=1 \
+	UBSAN_OPTIONS=log_path=$(SAN_LOG):print_stacktrace=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS); \
+	rc=$$?; if ls $(SAN_LOG).* >/dev/null 2>&1; then \
+	  cat $(SAN_LOG).*; echo "e2e: sanitizer reports in $(SAN_LOG).*" >&2; \
+	  exit 1; fi; exit $$rc
+else
+	VMGATE_BIN=$(abspath $(BIN)) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
+endif
+
+# CI: unit, sanitized unit, corpus + regression replay, a bounded fuzzing
+# run of each target (FUZZ_CI_SECONDS), end-to-end last so that pytest's
+# summary is the final line. With SANITIZE=1, `unit` already is the
+# sanitized build.
 test: deps-test
 	@$(MAKE) --no-print-directory unit
+ifneq ($(SANITIZE),1)
+	@$(MAKE) --no-print-directory unit-asan
+endif
 	@$(MAKE) --no-print-directory fuzz-replay
+	@$(MAKE) --no-print-directory fuzz-ci
 	@$(MAKE) --no-print-directory e2e
 
 # A demo certificate for the shipped appliance.yaml, made once, kept under
 # build/ so the tree stays clean.
-DEMO_CERT := $(BUILD)/demo/fullchain.pem
+DEMO_CERT := $(KBUILD)/demo/fullchain.pem
 $(DEMO_CERT): | deps-build
 	@mkdir -p $(dir $@)
 	$(call msg,CERT,$@)
 	$(Q)openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	  -days 825 -subj "/CN=vm.vers.sh" \
 	  -addext "subjectAltName=DNS:*.vm.vers.sh,DNS:vm.vers.sh" \
-	  -keyout $(BUILD)/demo/key.pem -out $@ 2>/dev/null
+	  -keyout $(KBUILD)/demo/key.pem -out $@ 2>/dev/null
 
 run: all $(DEMO_CERT)
 	$(BIN) -c $(CONFIG)

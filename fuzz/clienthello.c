@@ -15,6 +15,15 @@
  *     without NUL; the ALPN list is well formed with non-empty names;
  *     max_version is legacy_version or a non-GREASE value;
  *   - BAD and TOO_LARGE come with an error string.
+ *   - differential: whenever the parser answers OK, BoringSSL parses the
+ *     same records_len bytes (a server SSL object on memory BIOs with a
+ *     throwaway certificate). If it gets as far as its select-certificate
+ *     callback, its SSL_CLIENT_HELLO must agree with ours: legacy_version,
+ *     SSL_get_servername() against our SNI, and its extension lookup of
+ *     ALPN against our list; if it gets as far as ALPN selection, the list
+ *     it hands to the callback must be ours. If BoringSSL refuses the hello
+ *     before the callback, it must be for a reason that is not the SNI or
+ *     the ALPN (see bssl_refusal_ok).
  * Each prefix is copied to the end of an exactly sized heap buffer, and
  * scratch is exactly max_len bytes, so AddressSanitizer sees any read or
  * write past either.
@@ -22,13 +31,17 @@
  * Seed corpus: fuzz/corpus/clienthello/, the real ClientHellos of
  * tests/fixtures/hello behind a configuration byte.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bytestring.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
+#include "fuzz/testcert.h"
 #include "tls/hello.h"
 
 #define check(cond)                                                        \
@@ -39,6 +52,150 @@
 			abort();                                           \
 		}                                                          \
 	} while (0)
+
+/* What BoringSSL saw, filled by its callbacks. */
+struct bssl_view {
+	bool select_called, alpn_called;
+	uint16_t version;
+	bool has_sni;
+	char sni[256];
+	bool has_alpn_ext;
+	uint8_t alpn_ext[65536];
+	size_t alpn_ext_len;
+	uint8_t alpn_in[65536];
+	size_t alpn_in_len;
+};
+
+static SSL_CTX *bssl_ctx;
+static struct bssl_view view;
+
+static enum ssl_select_cert_result_t bssl_select(const SSL_CLIENT_HELLO *ch)
+{
+	const char *name = SSL_get_servername(ch->ssl, TLSEXT_NAMETYPE_host_name);
+	const uint8_t *ext;
+	size_t ext_len;
+
+	view.select_called = true;
+	view.version = ch->version;
+	if (name) {
+		view.has_sni = true;
+		snprintf(view.sni, sizeof(view.sni), "%s", name);
+	}
+	if (SSL_early_callback_ctx_extension_get(ch, TLSEXT_TYPE_application_layer_protocol_negotiation,
+						 &ext, &ext_len)) {
+		view.has_alpn_ext = true;
+		if (ext_len <= sizeof(view.alpn_ext)) {
+			memcpy(view.alpn_ext, ext, ext_len);
+			view.alpn_ext_len = ext_len;
+		}
+	}
+	return ssl_select_cert_success;
+}
+
+static int bssl_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len,
+		     const uint8_t *in, unsigned in_len, void *arg)
+{
+	view.alpn_called = true;
+	if (in_len <= sizeof(view.alpn_in)) {
+		memcpy(view.alpn_in, in, in_len);
+		view.alpn_in_len = in_len;
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	static const char *const sans[] = { "*.vm.vers.sh", "vm.vers.sh" };
+	EVP_PKEY *key;
+	X509 *cert;
+
+	bssl_ctx = SSL_CTX_new(TLS_method());
+	if (!bssl_ctx || !testcert_make(&key, &cert, false, "vm.vers.sh", sans, 2) ||
+	    !SSL_CTX_use_certificate(bssl_ctx, cert) ||
+	    !SSL_CTX_use_PrivateKey(bssl_ctx, key)) {
+		fprintf(stderr, "clienthello: cannot set up BoringSSL\n");
+		abort();
+	}
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	/* Everything BoringSSL can do, so that it refuses as little as
+	 * possible for reasons of policy. */
+	SSL_CTX_set_min_proto_version(bssl_ctx, TLS1_VERSION);
+	SSL_CTX_set_max_proto_version(bssl_ctx, TLS1_3_VERSION);
+	SSL_CTX_set_select_certificate_cb(bssl_ctx, bssl_select);
+	SSL_CTX_set_alpn_select_cb(bssl_ctx, bssl_alpn, NULL);
+	return 0;
+}
+
+/* BoringSSL refused a hello our parser accepted, before its
+ * select-certificate callback. That is fine where it is stricter than we
+ * are on purpose or on something we do not look at: record-layer details
+ * (we accept any 3.x record version), and the message length limit. It is
+ * a disagreement when the refusal is about the ClientHello syntax itself or
+ * its SNI, which we must read exactly as it does. */
+static bool bssl_refusal_ok(uint32_t packed)
+{
+	int lib = ERR_GET_LIB(packed), reason = ERR_GET_REASON(packed);
+
+	if (lib != ERR_LIB_SSL)
+		return true;
+	switch (reason) {
+	case SSL_R_CLIENTHELLO_PARSE_FAILED:
+	case SSL_R_PARSE_TLSEXT:
+	case SSL_R_DUPLICATE_EXTENSION:
+	case SSL_R_DECODE_ERROR:
+	case SSL_R_UNEXPECTED_MESSAGE:
+	case SSL_R_EXCESS_HANDSHAKE_DATA:
+		return false;
+	}
+	return true;
+}
+
+static void check_bssl(const struct tls_hello *h, const uint8_t *in,
+		       size_t len)
+{
+	SSL *ssl = SSL_new(bssl_ctx);
+	BIO *rbio = BIO_new_mem_buf(in, (long)len);
+	BIO *wbio = BIO_new(BIO_s_mem());
+	uint32_t err;
+	int ret;
+
+	check(ssl != NULL && rbio != NULL && wbio != NULL);
+	SSL_set_bio(ssl, rbio, wbio);
+	SSL_set_accept_state(ssl);
+	memset(&view, 0, offsetof(struct bssl_view, alpn_ext));
+	ERR_clear_error();
+	ret = SSL_do_handshake(ssl);
+	err = ERR_peek_error();
+
+	if (!view.select_called) {
+		check(ret != 1);
+		if (!bssl_refusal_ok(err)) {
+			fprintf(stderr, "clienthello: BoringSSL refused a hello we "
+				"accepted: %s\n", ERR_reason_error_string(err));
+			abort();
+		}
+	} else {
+		check(view.version == h->legacy_version);
+		check(view.has_sni == (h->sni != NULL));
+		if (h->sni) {
+			check(strlen(view.sni) == h->sni_len);
+			check(memcmp(view.sni, h->sni, h->sni_len) == 0);
+		}
+		check(view.has_alpn_ext == (h->alpn != NULL));
+		if (h->alpn) {
+			check(view.alpn_ext_len == h->alpn_len + 2);
+			check(memcmp(view.alpn_ext + 2, h->alpn, h->alpn_len) == 0);
+		}
+		if (view.alpn_called) {
+			check(h->alpn != NULL);
+			check(view.alpn_in_len == h->alpn_len);
+			check(memcmp(view.alpn_in, h->alpn, h->alpn_len) == 0);
+		}
+	}
+	ERR_clear_error();
+	SSL_free(ssl);
+}
 
 static int inside(const uint8_t *p, size_t len, const uint8_t *base,
 		  size_t base_len)
@@ -91,6 +248,20 @@ static int same_hello(const struct tls_hello *a, const struct tls_hello *b)
 		memcmp(a->alpn, b->alpn, a->alpn_len) == 0);
 }
 
+/* A prefix the hint says cannot have an answer yet. */
+static void check_need_more(const uint8_t *data, size_t len, uint8_t *scratch,
+			    size_t max_len)
+{
+	struct tls_hello h;
+	uint8_t *b = malloc(len);
+
+	check(b != NULL);
+	memcpy(b, data, len);
+	check(tls_hello_peek(&h, scratch, max_len, b, len) ==
+	      TLS_HELLO_NEED_MORE);
+	free(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	enum tls_hello_result r, final = TLS_HELLO_NEED_MORE;
@@ -123,6 +294,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(r == final);
 		if (r == TLS_HELLO_BAD || r == TLS_HELLO_TOO_LARGE)
 			check(h.error != NULL);
+		if (r == TLS_HELLO_NEED_MORE) {
+			/* The hint: nothing changes before records_len. */
+			check(h.records_len > len);
+			if (h.records_len - 1 > len && h.records_len - 1 <= size)
+				check_need_more(data, h.records_len - 1, scratch,
+						max_len);
+		}
 		if (r == TLS_HELLO_OK) {
 			check_ok(&h, in, len, scratch, max_len);
 			if (final == TLS_HELLO_NEED_MORE) {
@@ -152,6 +330,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(in, data, len - 1);
 		check(tls_hello_peek(&h, scratch, max_len, in, len - 1) ==
 		      TLS_HELLO_NEED_MORE);
+		/* Our views are gone with that call: parse once more. */
+		in = buf + (size - len);
+		memcpy(in, data, len);
+		check(tls_hello_peek(&h, scratch, max_len, in, len) ==
+		      TLS_HELLO_OK);
+		check_bssl(&h, in, len);
 	}
 
 	free(scratch);

@@ -2,44 +2,148 @@
 #
 #   make fuzz          build every target under build/fuzz/
 #   make fuzz-replay   run each target once over its seed corpus
-#                      (fuzz/corpus/NAME/); fails on any crash
-#   make fuzz-run      fuzz each target for FUZZ_SECONDS (default 60),
-#                      new inputs go to build/fuzz/corpus/NAME/
+#                      (fuzz/corpus/NAME/) and its regressions
+#                      (fuzz/regressions/NAME/); fails on any finding
+#   make fuzz-run      fuzz each target for FUZZ_SECONDS (default 60), one
+#                      after the other; new inputs go to
+#                      build/fuzz/corpus/NAME/, findings to
+#                      build/fuzz/artifacts/NAME/; fails on any crash, leak
+#                      or timeout (FUZZ_TARGETS=NAME for just one)
+#   make fuzz-ci       fuzz-run for FUZZ_CI_SECONDS (default 30) each: the
+#                      bounded run `make test` does
+#   make coverage      replay the corpora through clang source-coverage
+#                      builds and print line coverage of tls/ and route/;
+#                      fails if tls/hello.c or route/trie.c is under
+#                      COV_MIN percent (default 95)
 #
-# One target per parser: fuzz/NAME.c, built with the sources it exercises.
-# Variables here start with FUZZ_ so they cannot clash with the Makefile's.
-# Needs clang and libclang-rt-14-dev (libFuzzer and the sanitizers).
+# One target per parser or path: fuzz/NAME.c (its header comment says what
+# it checks), built with the sources it exercises, with an optional
+# dictionary fuzz/NAME.dict. A crashing input, once fixed, is kept in
+# fuzz/regressions/NAME/.
+# Variables here start with FUZZ_ or COV_ so they cannot clash with the
+# Makefile's. Needs clang, libclang-rt-14-dev (libFuzzer, sanitizers) and
+# llvm-14 (llvm-profdata-14, llvm-cov-14).
 
 FUZZ_CC      := clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 30
 FUZZ_BSSL    := /usr/lib/x86_64-linux-gnu/android
-FUZZ_CFLAGS  := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined \
-                -fno-sanitize-recover=undefined -I. -Ibuild \
+FUZZ_COMMON  := -g -std=gnu11 -D_GNU_SOURCE -I. -Ibuild \
                 -isystem /usr/include/android
-FUZZ_LDLIBS  := -L$(FUZZ_BSSL) -Wl,-rpath,$(FUZZ_BSSL) -lcrypto
+FUZZ_CFLAGS  := $(FUZZ_COMMON) -O1 -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_SSL     := -L$(FUZZ_BSSL) -Wl,-rpath,$(FUZZ_BSSL) -lssl -lcrypto
 
-FUZZ_TARGETS := clienthello
-FUZZ_SRCS_clienthello := tls/hello.c fuzz/clienthello.c
+FUZZ_TARGETS := clienthello route config front
+
+FUZZ_SRCS_clienthello := fuzz/clienthello.c fuzz/testcert.c tls/hello.c
+FUZZ_LIBS_clienthello := $(FUZZ_SSL)
+FUZZ_MAXLEN_clienthello := 20000
+
+FUZZ_SRCS_route := fuzz/route.c route/trie.c route/table.c route/host.c
+FUZZ_LIBS_route :=
+FUZZ_MAXLEN_route := 8192
+
+FUZZ_SRCS_config := fuzz/config.c fuzz/testcert.c route/config.c \
+                    route/table.c route/trie.c route/host.c
+FUZZ_LIBS_config := -lyaml $(FUZZ_SSL)
+FUZZ_MAXLEN_config := 16384
+
+FUZZ_SRCS_front := fuzz/front.c fuzz/testcert.c $(wildcard tls/*.c) \
+                   route/config.c route/table.c route/trie.c route/host.c
+FUZZ_LIBS_front := -lyaml $(FUZZ_SSL)
+FUZZ_MAXLEN_front := 20000
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+FUZZ_HDRS := $(wildcard tls/*.h route/*.h fuzz/*.h)
 
-.PHONY: fuzz fuzz-replay fuzz-run
+# For the shell loops: NAME:MAX_LEN of every target.
+FUZZ_SPECS = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))
+
+.PHONY: fuzz fuzz-replay fuzz-run fuzz-ci coverage
+.SECONDEXPANSION:
 
 fuzz: $(FUZZ_BINS)
 
-$(FUZZ_BUILD)/clienthello: $(FUZZ_SRCS_clienthello) tls/hello.h
+# The targets include build/config.h through tls/ and core/kconfig.h.
+$(FUZZ_BUILD)/%: $$(FUZZ_SRCS_$$*) $(FUZZ_HDRS) $(KBUILD)/config.h
 	@mkdir -p $(dir $@)
 	$(call msg,FUZZCC,$@)
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRCS_clienthello) $(FUZZ_LDLIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRCS_$*) $(FUZZ_LIBS_$*)
 
+# Each file on its own (not a corpus directory): deterministic, and the
+# log names the input that failed.
 fuzz-replay: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do \
-	  echo "== $$t"; \
-	  $(FUZZ_BUILD)/$$t -runs=0 fuzz/corpus/$$t || exit 1; done
+	  files=$$(find fuzz/corpus/$$t fuzz/regressions/$$t -type f 2>/dev/null | sort); \
+	  printf '  %-6s %s (%s inputs)\n' REPLAY $$t $$(echo "$$files" | grep -c .); \
+	  echo "$$files" | xargs -r $(FUZZ_BUILD)/$$t -runs=1 \
+	    > $(FUZZ_BUILD)/replay-$$t.log 2>&1 \
+	    || { tail -n 40 $(FUZZ_BUILD)/replay-$$t.log; \
+	         echo "fuzz-replay: $$t failed, log in $(FUZZ_BUILD)/replay-$$t.log" >&2; \
+	         exit 1; }; \
+	done
+
+# fuzz_loop,SECONDS: fuzz every target in turn. A slow input (10 s) is a
+# finding, and so is memory growth past 2 GB. Prints libFuzzer's final
+# stats and coverage for each.
+define fuzz_loop
+	@for spec in $(FUZZ_SPECS); do \
+	  t=$${spec%%:*}; maxlen=$${spec#*:}; log=$(FUZZ_BUILD)/run-$$t.log; \
+	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
+	  regr=; [ -d fuzz/regressions/$$t ] && regr=fuzz/regressions/$$t; \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  printf '  %-6s %s (%s s)\n' FUZZ $$t $(1); \
+	  $(FUZZ_BUILD)/$$t -max_total_time=$(1) -timeout=10 \
+	    -rss_limit_mb=2048 -max_len=$$maxlen -print_final_stats=1 $$dict \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ \
+	    $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t $$regr > $$log 2>&1 \
+	    || { tail -n 60 $$log; \
+	         echo "fuzz: $$t found something, log in $$log" >&2; exit 1; }; \
+	  printf '         %s\n' "$$(grep -Eo '#[0-9]+ +DONE +cov: [0-9]+ ft: [0-9]+ corp: [^ ]+' $$log) $$(grep -E '^stat::average_exec_per_sec' $$log)"; \
+	done
+endef
 
 fuzz-run: $(FUZZ_BINS)
+	$(call fuzz_loop,$(FUZZ_SECONDS))
+
+fuzz-ci: $(FUZZ_BINS)
+	$(call fuzz_loop,$(FUZZ_CI_SECONDS))
+
+# Coverage: the same targets built with clang's source-based coverage and
+# no sanitizers, run over corpus + regressions, profiles merged.
+COV_BUILD := build/cov
+COV_MIN   ?= 95
+COV_BINS  := $(FUZZ_TARGETS:%=$(COV_BUILD)/%)
+COV_FILES := $(wildcard tls/*.c route/*.c)
+
+$(COV_BUILD)/%: $$(FUZZ_SRCS_$$*) $(FUZZ_HDRS) $(KBUILD)/config.h
+	@mkdir -p $(dir $@)
+	$(call msg,COVCC,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_COMMON) -O0 -fsanitize=fuzzer \
+	  -fprofile-instr-generate -fcoverage-mapping \
+	  -o $@ $(FUZZ_SRCS_$*) $(FUZZ_LIBS_$*)
+
+coverage: deps-test $(COV_BINS)
+	@rm -f $(COV_BUILD)/*.profraw $(COV_BUILD)/all.profdata
 	@for t in $(FUZZ_TARGETS); do \
-	  echo "== $$t ($(FUZZ_SECONDS) s)"; mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
-	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=20000 \
-	    $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || exit 1; done
+	  printf '  %-6s %s\n' COVRUN $$t; \
+	  find fuzz/corpus/$$t fuzz/regressions/$$t -type f 2>/dev/null | \
+	    LLVM_PROFILE_FILE=$(COV_BUILD)/$$t-%p.profraw \
+	    xargs -r $(COV_BUILD)/$$t -runs=1 > $(COV_BUILD)/$$t.log 2>&1 \
+	    || { tail -n 20 $(COV_BUILD)/$$t.log; exit 1; }; \
+	done
+	$(Q)llvm-profdata-14 merge -sparse -o $(COV_BUILD)/all.profdata \
+	  $(COV_BUILD)/*.profraw
+	$(Q)llvm-cov-14 report $(firstword $(COV_BINS)) \
+	  $(patsubst %,-object %,$(wordlist 2,99,$(COV_BINS))) \
+	  -instr-profile=$(COV_BUILD)/all.profdata $(COV_FILES)
+	@llvm-cov-14 report $(firstword $(COV_BINS)) \
+	  $(patsubst %,-object %,$(wordlist 2,99,$(COV_BINS))) \
+	  -instr-profile=$(COV_BUILD)/all.profdata tls/hello.c route/trie.c | \
+	  awk -v min=$(COV_MIN) '$$1 ~ /\.c$$/ { l = $$(NF-3); sub("%", "", l); \
+	      printf "  line coverage %-14s %s%%\n", $$1, l; \
+	      if (l + 0 < min) bad = 1 } \
+	    END { if (bad) { print "coverage: under " min "%" > "/dev/stderr"; exit 1 } }'

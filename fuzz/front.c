@@ -1,0 +1,580 @@
+/* fuzz/front.c: libFuzzer target for the whole pre-relay path, without
+ * sockets: what core/conn.c does (do_hello -> route -> do_handshake, then
+ * relay's first tls_conn_read) for every stranger that connects.
+ *
+ *   bytes, in fuzzer-chosen chunks -> tls_conn_feed -> tls_conn_input ->
+ *   tls_hello_peek (re-parsed only once hello_need bytes are in, as core/
+ *   does) -> route_lookup on a fixed table loaded from an in-memory
+ *   appliance.yaml -> tls_conn_start with the tls_ctx_new certificate store
+ *   (a P-256 and an RSA certificate made at start-up) -> tls_conn_handshake
+ *   / tls_conn_take_out -> tls_conn_read, tls_conn_write, close_notify.
+ *   Rejections go through tls_conn_alert, like conn_linger.
+ *
+ * Input: byte 0 chooses the mode and the listener port, byte 1 the chunk
+ * size, the rest depends on the mode.
+ *   byte 0 bits 0-1: listener port 443 / 3000 / 8080 / 9000 (9000 is a
+ *                    listener the vm.vers.sh domain does not allow)
+ *          bit 2:    client mode (below) instead of raw mode
+ *   byte 1 bits 0-5: chunk size - 1 (1..64 bytes per "TCP segment");
+ *          bit 6:    chunks of 4096 instead
+ *   Raw mode: the rest is everything the client sends. Real ClientHellos
+ *     route and start a real handshake; whatever follows is handshake
+ *     records BoringSSL will most likely refuse.
+ *   Client mode: a BoringSSL client in this process talks to the path
+ *     above, so handshakes complete and application data flows. Byte 2:
+ *     bits 0-3 the server name (a table below), bit 4 TLS 1.2 only, bit 5
+ *     offer ALPN h2,http/1.1 (else http/1.1 only), bit 6 corrupt one byte
+ *     of the client's stream; bytes 3-4 that byte's offset, byte 5 the XOR
+ *     mask (not 0). The rest is the application data the client writes.
+ *
+ * Invariants checked (abort on violation):
+ *   - a rejected client gets exactly one alert record (7 bytes: 21, the
+ *     hello's record version, length 2, level fatal, the description the
+ *     engine uses) or nothing for NOT_TLS; a failed handshake leaves no
+ *     TLS_IO_DONE behind; SNI the router accepted is what the store and
+ *     BoringSSL's select-certificate callback see;
+ *   - client mode, nothing corrupted and the route accepted: the handshake
+ *     completes on both sides, the client's bytes arrive intact through
+ *     tls_conn_read, a reply written with tls_conn_write arrives intact at
+ *     the client, and close_notify reads as TLS_IO_CLOSED; a route that
+ *     rejects produces the alert the client then reads;
+ *   - memory: everything is freed (LeakSanitizer), input is bounded by
+ *     HELLO_INPUT_MAX before the hello is complete, as in core/.
+ *
+ * Seed corpus: fuzz/corpus/front/ (real ClientHellos in raw mode, and
+ * client-mode inputs for every name, version and ALPN choice).
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "core/kconfig.h"
+#include "fuzz/testcert.h"
+#include "route/config.h"
+#include "route/route.h"
+#include "tls/alert.h"
+#include "tls/ctx.h"
+#include "tls/hello.h"
+#include "tls/session.h"
+
+#define check(cond)                                                        \
+	do {                                                               \
+		if (!(cond)) {                                             \
+			fprintf(stderr, "front: %s:%d: %s\n", __FILE__,    \
+				__LINE__, #cond);                          \
+			abort();                                           \
+		}                                                          \
+	} while (0)
+
+/* As core/conn.c. */
+#define HELLO_INPUT_MAX (2 * CONFIG_MAX_CLIENTHELLO_BYTES + 4096)
+#define VM_ID "45a68069-defc-4233-9865-6298d87053af"
+
+static const uint16_t ports[4] = { 443, 3000, 8080, 9000 };
+
+/* Server names a client-mode input picks from: routed ones (both
+ * certificates, exact and wildcard SANs), and every kind of rejection. */
+static const char *const names[16] = {
+	VM_ID ".vm.vers.sh",      /* ok, P-256 wildcard SAN */
+	"vm1.vm.vers.sh",         /* ok */
+	"VM1.VM.Vers.SH",         /* ok, mixed case */
+	"host.vm.test",           /* ok, RSA certificate */
+	"vm1.alt.test",           /* ok, no SAN covers it: first cert */
+	"nope.vm.vers.sh",        /* unknown vm */
+	"vm1.unknown.example",    /* unknown domain */
+	"a.vm1.vm.vers.sh",       /* two labels in front */
+	"vm.vers.sh",             /* the suffix itself */
+	"bad_host.vm.vers.sh",    /* not a hostname */
+	"-vm1.vm.vers.sh",        /* not a hostname */
+	NULL,                     /* no SNI */
+	"vm1.vm.vers.sh",
+	"host.vm.test",
+	"x.y.z",
+	"vm1.vm.vers.sh.",        /* trailing dot */
+};
+
+static struct config cfg;
+static struct route_table *routes;
+static struct tls_ctx *store;
+static SSL_CTX *client_ctx_13, *client_ctx_12;
+static uint8_t hello_scratch[CONFIG_MAX_CLIENTHELLO_BYTES];
+
+static void write_cert(const char *dir, const char *base, bool rsa,
+		       const char *cn, const char *const *sans, int nsans)
+{
+	char cert_path[256], key_path[256];
+	EVP_PKEY *key;
+	X509 *cert;
+
+	snprintf(cert_path, sizeof(cert_path), "%s/%s.pem", dir, base);
+	snprintf(key_path, sizeof(key_path), "%s/%s.key", dir, base);
+	check(testcert_make(&key, &cert, rsa, cn, sans, nsans));
+	check(testcert_write(key, cert, cert_path, key_path));
+	EVP_PKEY_free(key);
+	X509_free(cert);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	static const char *const ec_sans[] = { "*.vm.vers.sh", "vm.vers.sh" };
+	static const char *const rsa_sans[] = { "host.vm.test",
+						"*.other.test" };
+	static const char yaml[] =
+		"listen: { ports: [443, 3000, 8080, 9000] }\n"
+		"tls:\n"
+		"  certificates:\n"
+		"    - { cert: ec.pem, key: ec.key }\n"
+		"    - { cert: rsa.pem, key: rsa.key }\n"
+		"  alpn: [h2, http/1.1]\n"
+		"domains:\n"
+		"  - suffix: vm.vers.sh\n"
+		"    port_map: { 443: 22 }\n"
+		"    allowed_ports: [443, 3000, 8080]\n"
+		"  - { suffix: vm.test }\n"
+		"  - { suffix: alt.test }\n"
+		"vms:\n"
+		"  - { id: " VM_ID ", address: \"fd00::10\" }\n"
+		"  - { id: vm1, address: \"fd00::1\" }\n"
+		"  - { id: host, address: \"fd00::2\" }\n";
+	struct config_errors errs;
+	const char *dir = testcert_tmpdir("front");
+	char err[256];
+
+	check(dir != NULL);
+	write_cert(dir, "ec", false, "vm.vers.sh", ec_sans, 2);
+	write_cert(dir, "rsa", true, "host.vm.test", rsa_sans, 2);
+	if (!config_load_buf(&cfg, &errs, "front.yaml", dir,
+			     (const uint8_t *)yaml, sizeof(yaml) - 1)) {
+		config_errors_print(stderr, &errs);
+		abort();
+	}
+	config_errors_free(&errs);
+	routes = route_table_new(&cfg);
+	store = tls_ctx_new(&cfg, err, sizeof(err));
+	if (!routes || !store) {
+		fprintf(stderr, "front: %s\n", err);
+		abort();
+	}
+
+	client_ctx_13 = SSL_CTX_new(TLS_method());
+	client_ctx_12 = SSL_CTX_new(TLS_method());
+	check(client_ctx_13 && client_ctx_12);
+	SSL_CTX_set_max_proto_version(client_ctx_12, TLS1_2_VERSION);
+	/* Each run is a fresh client: no session to resume. */
+	SSL_CTX_set_session_cache_mode(client_ctx_13, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_session_cache_mode(client_ctx_12, SSL_SESS_CACHE_OFF);
+	return 0;
+}
+
+/* ---- the server side: core/conn.c without the ring ------------------ */
+
+enum state { S_HELLO, S_HANDSHAKE, S_RELAY, S_LINGER, S_CLOSED };
+
+struct server {
+	struct tls_conn tls;
+	enum state state;
+	uint16_t port;
+	size_t hello_need;
+	uint16_t hello_version;
+	uint8_t alert; /* the alert rejected with; 0 = none */
+	bool routed;
+	bool hs_done;
+	bool closed_by_client;
+	uint8_t plain[65536]; /* application data read so far */
+	size_t plain_len;
+};
+
+static void reject(struct server *s, uint8_t desc)
+{
+	/* conn_linger: an alert if there is one, nothing more after it. */
+	if (desc)
+		tls_conn_alert(&s->tls, desc, s->hello_version);
+	s->alert = desc;
+	s->state = S_LINGER;
+}
+
+static void route(struct server *s, const struct tls_hello *h)
+{
+	struct route_match m;
+	enum route_verdict v;
+	char name[256];
+	size_t name_len;
+	SSL_CTX *ctx;
+
+	s->hello_version = h->legacy_version;
+	v = route_lookup(routes, &m, h->sni, h->sni_len, s->port);
+	if (v != ROUTE_OK) {
+		check(strcmp(route_verdict_str(v), "unknown") != 0);
+		reject(s, TLS_ALERT_UNRECOGNIZED_NAME);
+		return;
+	}
+	/* route_lookup accepted it, so it normalises. */
+	check(route_host_normalize(name, &name_len, sizeof(name), h->sni,
+				   h->sni_len));
+	/* Only vm.vers.sh maps a port: 443 -> 22. */
+	if (name_len > 11 && !strcmp(name + name_len - 11, ".vm.vers.sh") &&
+	    s->port == 443)
+		check(m.vm_port == 22);
+	else
+		check(m.vm_port == s->port);
+	ctx = tls_ctx_get0_for_name(store, name);
+	check(ctx != NULL);
+	check(tls_conn_start(&s->tls, ctx, name));
+	check(tls_conn_started(&s->tls));
+	check(strcmp(s->tls.sni, name) == 0);
+	s->routed = true;
+	s->state = S_HANDSHAKE;
+}
+
+static void do_hello(struct server *s)
+{
+	struct tls_hello h;
+	const uint8_t *in;
+	size_t in_len;
+
+	tls_conn_input(&s->tls, &in, &in_len);
+	check(in_len == tls_conn_input_len(&s->tls));
+	if (!in_len || in_len < s->hello_need)
+		return;
+	switch (tls_hello_peek(&h, hello_scratch, sizeof(hello_scratch), in,
+			       in_len)) {
+	case TLS_HELLO_NEED_MORE:
+		check(h.records_len > in_len);
+		s->hello_need = h.records_len;
+		if (in_len > HELLO_INPUT_MAX)
+			reject(s, TLS_ALERT_DECODE_ERROR);
+		return;
+	case TLS_HELLO_NOT_TLS:
+		reject(s, 0);
+		return;
+	case TLS_HELLO_TOO_LARGE:
+	case TLS_HELLO_BAD:
+		check(h.error != NULL);
+		reject(s, TLS_ALERT_DECODE_ERROR);
+		return;
+	case TLS_HELLO_OK:
+		if (!h.sni)
+			reject(s, TLS_ALERT_UNRECOGNIZED_NAME);
+		else
+			route(s, &h);
+		return;
+	}
+}
+
+static void do_handshake(struct server *s)
+{
+	switch (tls_conn_handshake(&s->tls)) {
+	case TLS_IO_DONE:
+		s->hs_done = true;
+		s->state = S_RELAY;
+		break;
+	case TLS_IO_WANT_READ:
+		break;
+	case TLS_IO_CLOSED:
+	case TLS_IO_ERROR:
+		check(tls_conn_error_str(&s->tls) != NULL);
+		s->state = S_LINGER; /* BoringSSL queued its alert */
+		break;
+	}
+}
+
+static void do_relay(struct server *s)
+{
+	for (;;) {
+		size_t n = 0, cap = sizeof(s->plain) - s->plain_len;
+
+		if (cap == 0)
+			return;
+		switch (tls_conn_read(&s->tls, &n, s->plain + s->plain_len,
+				      cap)) {
+		case TLS_IO_DONE:
+			check(n > 0 && n <= cap);
+			s->plain_len += n;
+			continue;
+		case TLS_IO_WANT_READ:
+			check(n == 0);
+			return;
+		case TLS_IO_CLOSED:
+			check(n == 0);
+			s->closed_by_client = true;
+			s->state = S_CLOSED;
+			return;
+		case TLS_IO_ERROR:
+			check(n == 0);
+			s->state = S_LINGER;
+			return;
+		}
+	}
+}
+
+/* Run the state machine as far as the bytes fed so far allow. */
+static void server_run(struct server *s)
+{
+	enum state before;
+
+	do {
+		before = s->state;
+		switch (s->state) {
+		case S_HELLO:
+			do_hello(s);
+			break;
+		case S_HANDSHAKE:
+			do_handshake(s);
+			break;
+		case S_RELAY:
+			do_relay(s);
+			break;
+		case S_LINGER:
+		case S_CLOSED:
+			break;
+		}
+	} while (s->state != before);
+}
+
+/* Feed |len| bytes in chunks; the server's answer accumulates in |out|. */
+static void server_feed(struct server *s, const uint8_t *p, size_t len,
+			size_t chunk, uint8_t *out, size_t *out_len,
+			size_t out_cap)
+{
+	for (size_t off = 0; off < len || len == 0;) {
+		size_t n = len - off < chunk ? len - off : chunk;
+
+		/* A lingering connection only drains what the client sends. */
+		if (n && s->state != S_LINGER && s->state != S_CLOSED)
+			check(tls_conn_feed(&s->tls, p + off, n));
+		off += n;
+		server_run(s);
+		for (;;) {
+			size_t got = tls_conn_take_out(&s->tls, out + *out_len,
+						       out_cap - *out_len);
+			if (!got)
+				break;
+			*out_len += got;
+			if (*out_len == out_cap)
+				*out_len = 0; /* raw mode: keep the tail only */
+		}
+		if (len == 0)
+			break;
+	}
+}
+
+static void check_alert(const struct server *s, const uint8_t *out,
+			size_t out_len)
+{
+	if (s->state != S_LINGER || s->routed)
+		return;
+	if (!s->alert) {
+		check(out_len == 0); /* NOT_TLS: just close */
+		return;
+	}
+	check(out_len == TLS_ALERT_RECORD_LEN);
+	check(out[0] == 21 && out[3] == 0 && out[4] == 2 && out[5] == 2 &&
+	      out[6] == s->alert);
+}
+
+/* ---- raw mode --------------------------------------------------------- */
+
+static void run_raw(uint16_t port, size_t chunk, const uint8_t *p, size_t len)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	static uint8_t out[1 << 16];
+	size_t out_len = 0;
+	char desc[128];
+
+	check(s != NULL);
+	s->port = port;
+	server_feed(s, p, len, chunk, out, &out_len, sizeof(out));
+	check_alert(s, out, out_len);
+	/* Pre-relay states never have plaintext. */
+	if (!s->hs_done)
+		check(s->plain_len == 0);
+	tls_conn_describe(&s->tls, desc, sizeof(desc));
+	check(memchr(desc, '\0', sizeof(desc)) != NULL);
+	if (s->state == S_RELAY) {
+		check(tls_conn_write(&s->tls, (const uint8_t *)"ok", 2) ==
+		      TLS_IO_DONE);
+		tls_conn_close_notify(&s->tls);
+	}
+	tls_conn_free(&s->tls);
+	tls_conn_free(&s->tls); /* all-zero again: a no-op */
+	free(s);
+}
+
+/* ---- client mode ------------------------------------------------------ */
+
+struct client {
+	SSL *ssl;
+	BIO *rbio, *wbio; /* borrowed: owned by ssl */
+	uint8_t sent[1 << 16]; /* client -> server stream so far */
+	size_t sent_len, delivered;
+	size_t corrupt_at; /* stream offset, or SIZE_MAX */
+	uint8_t corrupt_mask;
+};
+
+/* Move what the client wrote to the server, corrupting one byte on the
+ * way if asked, in chunks; then what the server wrote back to the client. */
+static void pump(struct client *c, struct server *s, size_t chunk,
+		 uint8_t *reply, size_t reply_cap)
+{
+	uint8_t buf[4096];
+	size_t out_len;
+	int n;
+
+	while ((n = BIO_read(c->wbio, buf, sizeof(buf))) > 0) {
+		check(c->sent_len + (size_t)n <= sizeof(c->sent));
+		memcpy(c->sent + c->sent_len, buf, (size_t)n);
+		c->sent_len += (size_t)n;
+	}
+	if (c->corrupt_at >= c->delivered && c->corrupt_at < c->sent_len)
+		c->sent[c->corrupt_at] ^= c->corrupt_mask;
+	out_len = 0;
+	server_feed(s, c->sent + c->delivered, c->sent_len - c->delivered,
+		    chunk, reply, &out_len, reply_cap);
+	c->delivered = c->sent_len;
+	if (out_len)
+		check(BIO_write(c->rbio, reply, (int)out_len) == (int)out_len);
+}
+
+static void run_client(uint16_t port, size_t chunk, const uint8_t *p,
+		       size_t len)
+{
+	static const uint8_t alpn_both[] = "\x02h2\x08http/1.1";
+	static const uint8_t alpn_h1[] = "\x08http/1.1";
+	static uint8_t reply[1 << 17], got[1 << 16];
+	struct server *s = calloc(1, sizeof(*s));
+	struct client *c = calloc(1, sizeof(*c));
+	const char *name;
+	const uint8_t *alpn;
+	unsigned alpn_len;
+	uint8_t opts;
+	bool corrupt, client_done = false;
+	size_t app_len, got_len = 0;
+	int ret;
+
+	check(s != NULL && c != NULL);
+	if (len < 4) {
+		free(s);
+		free(c);
+		return;
+	}
+	opts = p[0];
+	name = names[opts & 0x0f];
+	corrupt = (opts & 0x40) && p[3] != 0;
+	c->corrupt_at = corrupt ? (size_t)p[1] << 8 | p[2] : SIZE_MAX;
+	c->corrupt_mask = p[3];
+	p += 4;
+	len -= 4;
+	app_len = len < 16384 ? len : 16384;
+
+	s->port = port;
+	c->ssl = SSL_new((opts & 0x10) ? client_ctx_12 : client_ctx_13);
+	c->rbio = BIO_new(BIO_s_mem());
+	c->wbio = BIO_new(BIO_s_mem());
+	check(c->ssl && c->rbio && c->wbio);
+	SSL_set_bio(c->ssl, c->rbio, c->wbio);
+	SSL_set_connect_state(c->ssl);
+	if (name)
+		check(SSL_set_tlsext_host_name(c->ssl, name));
+	if (opts & 0x20)
+		check(SSL_set_alpn_protos(c->ssl, alpn_both,
+					  sizeof(alpn_both) - 1) == 0);
+	else
+		check(SSL_set_alpn_protos(c->ssl, alpn_h1,
+					  sizeof(alpn_h1) - 1) == 0);
+
+	/* Handshake: a few round trips at most. */
+	for (int round = 0; round < 8; round++) {
+		ret = SSL_do_handshake(c->ssl);
+		if (ret == 1)
+			client_done = true;
+		else if (SSL_get_error(c->ssl, ret) != SSL_ERROR_WANT_READ)
+			break;
+		pump(c, s, chunk, reply, sizeof(reply));
+		if (client_done)
+			break;
+	}
+	ERR_clear_error();
+
+	if (client_done && app_len) {
+		check(SSL_write(c->ssl, p, (int)app_len) == (int)app_len);
+		pump(c, s, chunk, reply, sizeof(reply));
+	}
+
+	/* Only what was delivered counts as corrupted. */
+	corrupt = c->corrupt_at < c->delivered;
+	if (!corrupt) {
+		if (!s->routed) {
+			/* Rejected by the router: the client reads the
+			 * alert and fails. */
+			check(s->state == S_LINGER && s->alert);
+			check(!client_done);
+		} else {
+			check(client_done && s->hs_done);
+			check(s->state == S_RELAY);
+			check(s->plain_len == app_len);
+			check(memcmp(s->plain, p, app_len) == 0);
+			/* Server preference: h2 if offered. */
+			SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+			if (opts & 0x20)
+				check(alpn_len == 2 && !memcmp(alpn, "h2", 2));
+			else
+				check(alpn_len == 8 &&
+				      !memcmp(alpn, "http/1.1", 8));
+		}
+	}
+
+	if (client_done && s->state == S_RELAY) {
+		/* VM -> client: what the relay would write back. */
+		const uint8_t *resp = app_len ? p : (const uint8_t *)"pong";
+		size_t resp_len = app_len ? app_len : 4, out_len;
+
+		check(tls_conn_write(&s->tls, resp, resp_len) == TLS_IO_DONE);
+		tls_conn_close_notify(&s->tls);
+		out_len = tls_conn_take_out(&s->tls, reply, sizeof(reply));
+		check(tls_conn_out_len(&s->tls) == 0);
+		check(BIO_write(c->rbio, reply, (int)out_len) == (int)out_len);
+		while ((ret = SSL_read(c->ssl, got + got_len,
+				       (int)(sizeof(got) - got_len))) > 0)
+			got_len += (size_t)ret;
+		if (!corrupt) {
+			check(got_len == resp_len);
+			check(memcmp(got, resp, resp_len) == 0);
+			check(SSL_get_error(c->ssl, ret) == SSL_ERROR_ZERO_RETURN);
+		}
+		/* And the client's close_notify ends the server's reading. */
+		ERR_clear_error();
+		SSL_shutdown(c->ssl);
+		pump(c, s, chunk, reply, sizeof(reply));
+		corrupt = c->corrupt_at < c->delivered;
+		if (!corrupt)
+			check(s->closed_by_client);
+	}
+	ERR_clear_error();
+
+	SSL_free(c->ssl);
+	tls_conn_free(&s->tls);
+	free(s);
+	free(c);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint16_t port;
+	size_t chunk;
+
+	if (size < 2)
+		return 0;
+	port = ports[data[0] & 3];
+	chunk = (data[1] & 0x40) ? 4096 : (size_t)(data[1] & 0x3f) + 1;
+	if (data[0] & 4)
+		run_client(port, chunk, data + 2, size - 2);
+	else
+		run_raw(port, chunk, data + 2, size - 2);
+	ERR_clear_error();
+	return 0;
+}

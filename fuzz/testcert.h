@@ -1,0 +1,28 @@
+/* fuzz/testcert.h: throwaway keys and self-signed certificates for the
+ * fuzz targets, made in memory with BoringSSL (no openssl(1), no files
+ * committed). Not for anything but tests.
+ */
+#ifndef VMGATE_FUZZ_TESTCERT_H
+#define VMGATE_FUZZ_TESTCERT_H
+
+#include <stdbool.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+/* testcert_make makes a P-256 (|rsa| false) or RSA-2048 key and a
+ * self-signed certificate for |cn| whose DNS SANs are the |nsans| names of
+ * |sans|. Returns false on failure; free both with EVP_PKEY_free and
+ * X509_free. */
+bool testcert_make(EVP_PKEY **out_key, X509 **out_cert, bool rsa,
+		   const char *cn, const char *const *sans, int nsans);
+
+/* testcert_write writes them as PEM to |cert_path| and |key_path|. */
+bool testcert_write(EVP_PKEY *key, X509 *cert, const char *cert_path,
+		    const char *key_path);
+
+/* testcert_tmpdir makes a fresh directory under /tmp (|tag| in its name),
+ * removed with everything in it (one level) at exit. Returns its path,
+ * static storage, or NULL. */
+const char *testcert_tmpdir(const char *tag);
+
+#endif
