@@ -45,6 +45,7 @@ enum conn_flag {
 	CF_CLIENT_SHUT = 1u << 12, /* shutdown(SHUT_WR) toward the client */
 	CF_STARVED = 1u << 13,    /* a recv found no buffer; retry later */
 	CF_LOGGED = 1u << 14,     /* the connection's one line is written */
+	CF_PEER = 1u << 15,       /* counted in shared->peers */
 };
 
 struct dirbuf {
@@ -67,6 +68,7 @@ struct conn {
 	uint16_t vm_port;
 	uint16_t hello_version; /* record version for pre-TLS alerts */
 	uint32_t hello_need;    /* input length worth parsing the hello at */
+	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
 	struct tls_conn tls;
 	struct dirbuf up, down;
 	uint64_t up_bytes, down_bytes; /* plaintext relayed each way */

@@ -25,9 +25,14 @@
 #include "tls/ctx.h"
 #include "tls/hello.h"
 
-/* A ClientHello split into many small records carries 5 bytes of record
- * header per fragment: allow some of that, then call it too large. */
-#define HELLO_INPUT_MAX (2 * CONFIG_MAX_CLIENTHELLO_BYTES + 4096)
+/* What a client that typed http:// gets on a TLS port. */
+static const char http_400[] =
+	"HTTP/1.1 400 Bad Request\r\n"
+	"Content-Type: text/plain; charset=utf-8\r\n"
+	"Content-Length: 67\r\n"
+	"Connection: close\r\n"
+	"\r\n"
+	"This port speaks TLS: use https:// instead of http:// to reach it.\n";
 
 struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c,
 			      enum ring_op op)
@@ -120,6 +125,8 @@ static void conn_release(struct worker *w, struct conn *c)
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
 	}
 	timer_disarm(&c->timer);
+	if (c->flags & CF_PEER)
+		peers_release(&w->shared->peers, c->peer_slot);
 	tls_conn_free(&c->tls);
 	relay_release_buffers(w, c);
 	memset(c, 0, sizeof(*c));
@@ -212,8 +219,19 @@ static void route(struct worker *w, struct conn *c, const struct tls_hello *h)
 	backend_connect(w, c);
 }
 
+/* A request line of plain HTTP: "GET /", "POST /", "OPTIONS *", ... */
+static bool looks_like_http(const uint8_t *in, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && i < 8 && in[i] >= 'A' && in[i] <= 'Z'; i++)
+		;
+	return i >= 3 && i < len && in[i] == ' ';
+}
+
 static void do_hello(struct worker *w, struct conn *c)
 {
+	uint32_t max_len = w->shared->cfg->limits.max_clienthello_bytes;
 	struct tls_hello h;
 	const uint8_t *in;
 	size_t in_len;
@@ -229,11 +247,12 @@ static void do_hello(struct worker *w, struct conn *c)
 			relay_arm_client_recv(w, c);
 		return;
 	}
-	switch (tls_hello_peek(&h, w->hello_scratch,
-			       CONFIG_MAX_CLIENTHELLO_BYTES, in, in_len)) {
+	switch (tls_hello_peek(&h, w->hello_scratch, max_len, in, in_len)) {
 	case TLS_HELLO_NEED_MORE:
 		c->hello_need = (uint32_t)h.records_len;
-		if (in_len > HELLO_INPUT_MAX)
+		/* The parser bounds the message; this bounds the record
+		 * headers around it (at most TLS_HELLO_MAX_RECORDS). */
+		if (in_len > (size_t)max_len + 5 * TLS_HELLO_MAX_RECORDS)
 			reject(w, c, "too_large", "ClientHello records too large",
 			       NULL, TLS_ALERT_DECODE_ERROR);
 		else if (c->flags & CF_CLIENT_FIN)
@@ -242,8 +261,14 @@ static void do_hello(struct worker *w, struct conn *c)
 			relay_arm_client_recv(w, c);
 		return;
 	case TLS_HELLO_NOT_TLS:
-		reject(w, c, "not_tls", "first bytes are not a TLS handshake",
-		       NULL, 0);
+		if (looks_like_http(in, in_len)) {
+			reject(w, c, "not_tls", "plain HTTP request", NULL, 0);
+			relay_queue_plain(w, c, (const uint8_t *)http_400,
+					  sizeof(http_400) - 1);
+		} else {
+			reject(w, c, "not_tls",
+			       "first bytes are not a TLS handshake", NULL, 0);
+		}
 		return;
 	case TLS_HELLO_TOO_LARGE:
 		reject(w, c, "too_large", h.error, NULL,
@@ -357,16 +382,22 @@ static void conn_run(struct worker *w, struct conn *c)
 	} while (c->state != s);
 }
 
-static void log_pool_full(struct worker *w)
+/* Over a limit: counted every time, logged at most once a second per
+ * worker with how many were dropped since the last line. */
+static void log_overload(struct worker *w, const char *reason,
+			 const struct sockaddr_in6 *peer)
 {
-	w->dropped_full++;
+	char addr[LOG_ADDR_MAX];
+
+	w->overload_dropped++;
 	metric_add(&w->metrics.overload_drops, 1);
-	if (w->now_ms - w->full_logged_ms < 1000)
+	if (w->now_ms - w->overload_logged_ms < 1000)
 		return;
-	w->full_logged_ms = w->now_ms;
-	log_warn("overload", "worker=%u reason=max_connections live=%u "
-		 "dropped=%llu", w->id, w->conns_live,
-		 (unsigned long long)w->dropped_full);
+	w->overload_logged_ms = w->now_ms;
+	log_warn("overload", "worker=%u reason=%s peer=%s live=%u dropped=%llu",
+		 w->id, reason, peer ? log_fmt_addr(addr, peer) : "-",
+		 w->conns_live, (unsigned long long)w->overload_dropped);
+	w->overload_dropped = 0;
 }
 
 static struct conn *conn_alloc(struct worker *w)
@@ -396,7 +427,7 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port)
 	int one = 1;
 
 	if (!c) {
-		log_pool_full(w);
+		log_overload(w, "max_connections", NULL);
 		sqe = ring_sqe(&w->ring);
 		io_uring_prep_close(sqe, fd);
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
@@ -411,6 +442,17 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port)
 	getpeername(fd, (struct sockaddr *)&c->peer, &len);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	timer_arm(&w->hs_timers, &c->timer, w->now_ms);
+	c->peer_slot = peers_slot(&w->shared->peers, &c->peer);
+	if (!peers_acquire(&w->shared->peers, c->peer_slot)) {
+		/* Answer before any work: an alert the client reads after its
+		 * hello, then the lingering close. */
+		log_overload(w, "max_connections_per_ip", &c->peer);
+		c->flags |= CF_LOGGED;
+		conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+		conn_run(w, c);
+		return;
+	}
+	c->flags |= CF_PEER;
 	conn_run(w, c);
 }
 

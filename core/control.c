@@ -986,9 +986,40 @@ static void post_read(struct io_uring *ring, int fd, void *buf, size_t len,
 	io_uring_sqe_set_data64(sqe, ud);
 }
 
+static uint32_t live_connections(const struct control *ctl)
+{
+	uint32_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < ctl->shared->nworkers; i++)
+		n += atomic_load_explicit(&ctl->shared->workers[i].live,
+					  memory_order_relaxed);
+	return n;
+}
+
+/* SIGTERM: stop accepting and give established connections up to
+ * limits.drain_timeout_ms to finish. Returns true when it is time to
+ * stop: nothing left, the deadline passed, or a second signal. */
+static bool drained(struct control *ctl, uint64_t deadline)
+{
+	uint32_t live = live_connections(ctl);
+
+	if (!live) {
+		log_info("shutdown", "drained");
+		return true;
+	}
+	if (timer_now_ms() >= deadline) {
+		log_warn("shutdown", "drain_timeout closing=%u", live);
+		return true;
+	}
+	return false;
+}
+
 int control_run(struct control *ctl, const sigset_t *sigs)
 {
 	struct __kernel_timespec tick = { .tv_nsec = 50 * 1000000 };
+	uint64_t term_ms = 0; /* when SIGTERM came */
+	int term = 0;
 	_Alignas(struct inotify_event) uint8_t ibuf[4096];
 	struct signalfd_siginfo si;
 	struct io_uring ring;
@@ -1028,11 +1059,25 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 
 				n++;
 				if (ud == CTL_SIGNAL && cqe->res == sizeof(si)) {
-					if (si.ssi_signo == SIGHUP)
+					if (si.ssi_signo == SIGHUP) {
 						control_reload(ctl, "SIGHUP", err,
 							       sizeof(err));
-					else
+					} else if (si.ssi_signo == SIGTERM &&
+						   !term) {
+						term = SIGTERM;
+						term_ms = timer_now_ms();
+						atomic_store(&ctl->shared->draining,
+							     true);
+						log_info("shutdown",
+							 "signal=SIGTERM "
+							 "draining=%u "
+							 "timeout_ms=%u",
+							 live_connections(ctl),
+							 ctl->shared->cfg->limits
+								 .drain_timeout_ms);
+					} else {
 						sig = (int)si.ssi_signo;
+					}
 					post_read(&ring, sfd, &si, sizeof(si),
 						  CTL_SIGNAL);
 				} else if (ud == CTL_INOTIFY && cqe->res > 0) {
@@ -1049,6 +1094,12 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		pthread_mutex_lock(&ctl->lock);
 		reclaim_locked(ctl);
 		pthread_mutex_unlock(&ctl->lock);
+		/* Workers stop accepting within one tick (100 ms); until all
+		 * have, a count of zero could still grow. */
+		if (term && !sig && timer_now_ms() >= term_ms + 200 &&
+		    drained(ctl, term_ms + ctl->shared->cfg->limits
+						   .drain_timeout_ms))
+			sig = term;
 	}
 	io_uring_queue_exit(&ring);
 	close(sfd);

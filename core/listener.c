@@ -45,13 +45,38 @@ void listener_arm(struct worker *w)
 		struct listener *l = &w->listeners[i];
 		struct io_uring_sqe *sqe;
 
-		if (l->armed || w->now_ms < l->retry_ms)
+		if (l->armed || l->fd < 0 || w->now_ms < l->retry_ms)
 			continue;
 		sqe = ring_sqe(&w->ring);
 		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL,
 					       SOCK_CLOEXEC);
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_ACCEPT, i, 0));
 		l->armed = true;
+	}
+}
+
+void listener_close_all(struct worker *w)
+{
+	unsigned i;
+
+	for (i = 0; i < w->listeners_len; i++) {
+		struct listener *l = &w->listeners[i];
+		struct io_uring_sqe *sqe;
+
+		if (l->fd < 0)
+			continue;
+		if (l->armed) {
+			sqe = ring_sqe(&w->ring);
+			io_uring_prep_cancel64(sqe, ring_ud(OP_ACCEPT, i, 0), 0);
+			io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
+		}
+		/* The kernel refuses new connections once the last socket
+		 * of the port is closed; the accept in flight keeps its own
+		 * reference until it is cancelled. */
+		sqe = ring_sqe(&w->ring);
+		io_uring_prep_close(sqe, l->fd);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
+		l->fd = -1;
 	}
 }
 

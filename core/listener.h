@@ -21,6 +21,10 @@ int listener_open(const struct in6_addr *addr, uint16_t port);
  * that has none (the first time, and after the kernel ended one). */
 void listener_arm(struct worker *w);
 
+/* listener_close_all stops accepting: cancels the accepts in flight and
+ * closes every listener of |w| (SIGTERM's drain). */
+void listener_close_all(struct worker *w);
+
 /* listener_complete handles an accept completion. */
 void listener_complete(struct worker *w, const struct io_uring_cqe *cqe);
 

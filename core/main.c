@@ -18,6 +18,7 @@
 #include "core/kconfig.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/peers.h"
 #include "core/worker.h"
 #include "route/config.h"
 #include "route/route.h"
@@ -170,6 +171,8 @@ int main(int argc, char **argv)
 	shared.cfg = &cfg;
 	shared.workers = workers;
 	shared.nworkers = nworkers;
+	if (peers_init(&shared.peers, cfg.limits.max_connections_per_ip))
+		goto out;
 	ret = control_new(&ctl, &shared, path, tls, verbose, err, sizeof(err));
 	if (ret) {
 		log_error("startup", "%s", err);
@@ -219,7 +222,8 @@ int main(int argc, char **argv)
 		log_error("control", "%s", strerror(-sig));
 		goto stop;
 	}
-	log_info("shutdown", "signal=%s", strsignal(sig));
+	log_info("shutdown", "signal=%s closing=%s", sigabbrev_np(sig),
+		 sig == SIGINT ? "now" : "remaining");
 	status = atomic_load(&shared.stop) ? 1 : 0;
 stop:
 	admin_stop(admin);
@@ -232,6 +236,7 @@ out:
 			worker_free(&workers[i]);
 	free(workers);
 	control_free(ctl);
+	peers_free(&shared.peers);
 	config_free(&cfg);
 	return status;
 }

@@ -18,6 +18,7 @@
 #include "core/conn.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "core/log.h"
@@ -189,6 +190,20 @@ static bool hold_dirbuf(struct worker *w, struct conn *c, struct dirbuf *d)
 	if (!d->data)
 		conn_close(w, c, "out_of_memory");
 	return d->data != NULL;
+}
+
+void relay_queue_plain(struct worker *w, struct conn *c, const uint8_t *data,
+		       size_t len)
+{
+	uint32_t room;
+
+	if (!hold_dirbuf(w, c, &c->down))
+		return;
+	room = buffer_cap(w) - (c->down.off + c->down.len);
+	if (len > room)
+		len = room;
+	memcpy(c->down.data + c->down.off + c->down.len, data, len);
+	c->down.len += (uint32_t)len;
 }
 
 void relay_flush_client(struct worker *w, struct conn *c)

@@ -151,6 +151,11 @@ static void *worker_main(void *arg)
 				      memory_order_release);
 		atomic_store_explicit(&w->turned_ms, w->now_ms,
 				      memory_order_relaxed);
+		if (!w->drained && atomic_load_explicit(&w->shared->draining,
+							memory_order_relaxed)) {
+			listener_close_all(w);
+			w->drained = true;
+		}
 		io_uring_for_each_cqe(&w->ring, head, cqe) {
 			dispatch(w, cqe);
 			n++;
@@ -159,6 +164,8 @@ static void *worker_main(void *arg)
 		ring_buf_publish(&w->bufs);
 		conn_retry_starved(w);
 		conn_expire_timers(w);
+		atomic_store_explicit(&w->live, w->conns_live,
+				      memory_order_relaxed);
 	}
 	conn_abort_all(w);
 	ring_buf_free(&w->ring, &w->bufs);
@@ -182,7 +189,8 @@ void worker_free(struct worker *w)
 	unsigned i;
 
 	for (i = 0; i < w->listeners_len; i++)
-		close(w->listeners[i].fd);
+		if (w->listeners[i].fd >= 0)
+			close(w->listeners[i].fd);
 	bufpool_drain(&w->pool);
 	free(w->listeners);
 	free(w->conns);

@@ -14,6 +14,7 @@
 
 #include "core/conn-t.h"
 #include "core/metrics.h"
+#include "core/peers.h"
 #include "core/ring.h"
 #include "core/timer.h"
 #include "route/config.h"
@@ -41,6 +42,7 @@ struct shared {
 	atomic_bool draining; /* SIGTERM: stop accepting, let conns finish */
 	struct worker *workers;
 	unsigned nworkers;
+	struct peers peers; /* limits.max_connections_per_ip */
 };
 
 struct listener {
@@ -68,6 +70,8 @@ struct worker {
 	struct snapshot *snap;
 	_Atomic uint64_t seen_epoch;
 	_Atomic uint64_t turned_ms; /* last loop, for /health */
+	_Atomic uint32_t live;      /* conns_live, for the drain */
+	bool drained;               /* listeners closed for the drain */
 	struct metrics metrics;
 
 	struct io_uring ring;
@@ -89,8 +93,8 @@ struct worker {
 	struct timer_list linger_timers; /* CONN_LINGER_MS */
 	struct __kernel_timespec connect_ts;
 	uint64_t now_ms;
-	uint64_t full_logged_ms; /* rate limit of "pool full" lines */
-	uint64_t dropped_full;
+	uint64_t overload_logged_ms; /* rate limit of "overload" lines */
+	uint64_t overload_dropped;   /* since the last such line */
 
 	uint8_t *hello_scratch; /* CONFIG_MAX_CLIENTHELLO_BYTES */
 };

@@ -1,5 +1,5 @@
 """A second, private vmgate on other ports: log_level filtering, `ready`,
-and a clean exit on SIGTERM with connections open."""
+and a clean exit on SIGTERM with connections open (after the drain)."""
 
 import os
 import signal
@@ -20,7 +20,8 @@ def test_log_level_warn_and_sigterm(gate_bin, certs, fleet, workdir):
     with open(cfg, "w") as f:
         f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], log_level="warn",
                             ports=PORTS, port_map="{ 13000: 3000, 13443: 8080 }",
-                            allowed_ports="[13000, 13443]"))
+                            allowed_ports="[13000, 13443]",
+                            extra_limits={"drain_timeout_ms": 1500}))
     g = Gate(gate_bin, cfg, os.path.join(workdir, "lifecycle.log"), ports=PORTS,
              wait_port=13000)
     g.start()
@@ -41,16 +42,26 @@ def test_log_level_warn_and_sigterm(gate_bin, certs, fleet, workdir):
         with pytest.raises(Exception):
             tls_connect(certs.client_ctx(), "nope.vm.test", 13000).close()
         g.wait_log(r" WARN reject .*reason=unknown_vm", timeout=5)
-        # an open connection at SIGTERM time must not keep vmgate alive
+        # an open connection at SIGTERM time gets drain_timeout_ms to
+        # finish, keeps working meanwhile, and then cannot keep vmgate alive
         held = tls_connect(certs.client_ctx(), "vm1.vm.test", 13443)
         time.sleep(0.3)
         assert not g.find(r" (INFO|DEBUG) "), (
             "log_level: warn printed INFO/DEBUG lines", g.tail())
+        t0 = time.monotonic()
         os.kill(g.proc.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        held.settimeout(5)
+        held.sendall(b"still here")
+        assert held.recv(64) == b"still here", g.tail()
         try:
-            rc = g.proc.wait(5)
+            rc = g.proc.wait(6)
         except subprocess.TimeoutExpired:
-            raise AssertionError("vmgate still running 5 s after SIGTERM\n" + g.tail())
+            raise AssertionError("vmgate still running 6 s after SIGTERM "
+                                 "(drain_timeout_ms 1500)\n" + g.tail())
+        assert time.monotonic() - t0 >= 1.4, ("exited before the drain "
+                                              "timeout", g.tail())
+        assert g.find(r" WARN shutdown drain_timeout closing=1"), g.tail()
         held.close()
         assert rc == 0, ("vmgate exit status %s after SIGTERM" % rc, g.tail())
     finally:

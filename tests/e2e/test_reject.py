@@ -83,7 +83,8 @@ def test_bad_host_sni(live_gate, certs):
 
 
 def test_not_tls(live_gate):
-    """Plain HTTP on a TLS port: closed, logged as not_tls, no HTTP answer."""
+    """Plain HTTP on a TLS port: a short plain-text 400 saying the port
+    speaks TLS, then a close; logged as not_tls. Nothing reaches the VM."""
     mark = live_gate.mark()
     s = socket.create_connection(("127.0.0.1", 3000), timeout=10)
     lport = s.getsockname()[1]
@@ -101,7 +102,9 @@ def test_not_tls(live_gate):
         raise AssertionError("gate did not close a non-TLS connection in 10 s\n" +
                              live_gate.tail(since=mark))
     s.close()
-    assert b"HTTP/" not in got and b"ok vm1" not in got, got
+    assert got.startswith(b"HTTP/1.1 400 Bad Request\r\n"), got
+    assert b"speaks TLS" in got and b"https://" in got, got
+    assert b"ok vm1" not in got, got
     live_gate.wait_log(r"WARN reject .*%s.*reason=not_tls\b" % peer_re(lport),
                        timeout=5, since=mark)
 
