@@ -251,3 +251,17 @@ def live_gate(gate):
     assert gate.alive(), "vmgate is not running\n" + gate.tail()
     yield gate
     assert gate.alive(), "vmgate died during the test\n" + gate.tail()
+
+
+@pytest.fixture
+def admin_gate(gate_bin, certs, fleet, tmp_path):
+    """A vmgate of its own with the admin API, fresh for each test (see
+    e2e_admin.py); vm1 and vm2 are in its appliance.yaml."""
+    from e2e_admin import AdminGate
+    g = AdminGate(gate_bin, str(tmp_path / "admin-gate"), certs,
+                  [("vm1", fleet.addr("vm1")), ("vm2", fleet.addr("vm2"))])
+    g.start()
+    yield g
+    rc = g.stop()
+    print("\nadmin vmgate stopped rc=%s; log at %s" % (rc, g.log_path))
+

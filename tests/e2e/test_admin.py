@@ -1,0 +1,492 @@
+"""Issue 4: the admin API (core/admin.c) against a real vmgate of its own
+(e2e_admin.AdminGate, ports 21080/21300, admin on 21901 and a unix socket):
+authentication, the VM endpoints and their effect on routing, persistence
+across SIGKILL, concurrent changes, and the answers to bad input, oversized
+and slow requests."""
+
+import http.client
+import json
+import os
+import socket
+import stat
+import threading
+import time
+
+import pytest
+
+from e2e_admin import (ADMIN_PORT, TOKEN, UnixHTTPConnection, echo_once,
+                       handshake_error, http_health, is_unrecognized_name)
+from e2e_util import peer_re
+
+
+def wait_until(fn, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+def raw_exchange(data, timeout=15, wait_close=True):
+    """Send |data| on a new admin connection; return (status, headers, body
+    bytes, closed) of the first answer. |closed|: the server closed after."""
+    s = socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=timeout)
+    try:
+        if data:
+            s.sendall(data)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                raise AssertionError("closed without an answer: %r" % buf)
+            buf += d
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        hdrs = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            hdrs[k.strip().lower()] = v.strip()
+        n = int(hdrs["content-length"])
+        while len(rest) < n:
+            d = s.recv(65536)
+            if not d:
+                break
+            rest += d
+        closed = None
+        if wait_close:
+            try:
+                closed = s.recv(1) == b""
+            except socket.timeout:
+                closed = False
+            except ConnectionResetError:
+                closed = True
+        return int(lines[0].split()[1]), hdrs, rest[:n], closed
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------- health, auth
+
+def test_health_at_startup(admin_gate):
+    """/health answers ok as soon as the gate says it is ready (the first
+    request is made right after the admin port accepts)."""
+    st, h, body = admin_gate.api("GET", "/health", token=None)
+    assert (st, body) == (200, {"status": "ok"}), (st, body, admin_gate.tail())
+
+
+def test_health_needs_no_token(admin_gate):
+    assert wait_until(lambda: admin_gate.api("GET", "/health", token=None)[0]
+                      == 200, 3)
+    st, h, body = admin_gate.api("GET", "/health", token=None)
+    assert (st, body) == (200, {"status": "ok"})
+    assert h["content-type"] == "application/json"
+    admin_gate.wait_log(r"INFO admin method=GET path=/health status=200 ms=\d+ "
+                        r"peer=\S+", timeout=3)
+
+
+def test_token_required(admin_gate):
+    for path in ("/vms", "/vms/vm1", "/metrics"):
+        st, h, body = admin_gate.api("GET", path, token=None)
+        assert st == 401, (path, st, body)
+        assert h.get("www-authenticate", "").startswith("Bearer"), h
+        assert "error" in body
+    st, h, body = admin_gate.api("POST", "/reload", token=None)
+    assert st == 401
+    st, h, body = admin_gate.api("PUT", "/vms/x", {"address": "fd00::1"},
+                                 token=None)
+    assert st == 401
+    st, h, body = admin_gate.api("GET", "/vms/x", token=None)
+    assert st == 401
+
+
+def test_wrong_token_refused(admin_gate):
+    for tok in ("nope", TOKEN + "x", TOKEN[:-1], "", TOKEN.upper()):
+        st, h, body = admin_gate.api("GET", "/vms", token=tok)
+        assert st == 401, (tok, st, body)
+        assert h.get("www-authenticate", "").startswith("Bearer")
+    st, h, body = admin_gate.api("GET", "/vms", token=None,
+                                 headers={"Authorization": "Basic " + TOKEN})
+    assert st == 401
+    # nothing changed behind a refused request
+    st, h, body = admin_gate.api("DELETE", "/vms/vm1", token="nope")
+    assert st == 401
+    assert http_health(admin_gate.certs, "vm1") == "ok vm1\n"
+    admin_gate.wait_log(r"INFO admin method=DELETE path=/vms/vm1 status=401 "
+                        r"ms=\d+ peer=", timeout=3)
+
+
+def test_unix_socket(admin_gate):
+    mode = os.stat(admin_gate.unix).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600, oct(mode)
+    st, h, body = admin_gate.api("GET", "/vms/vm1", unix=True)
+    assert st == 200 and body["id"] == "vm1", (st, body)
+    # the token is required there too when one is configured
+    st, h, body = admin_gate.api("GET", "/vms/vm1", unix=True, token=None)
+    assert st == 401
+
+
+# ---------------------------------------------------------------- VMs
+
+def test_list_and_get(admin_gate, fleet):
+    st, h, body = admin_gate.api("GET", "/vms")
+    assert st == 200, body
+    got = {v["id"]: v["address"] for v in body["vms"]}
+    assert got == {"vm1": fleet.addr("vm1"), "vm2": fleet.addr("vm2")}
+    st, h, body = admin_gate.api("GET", "/vms/vm2")
+    assert (st, body) == (200, {"id": "vm2", "address": fleet.addr("vm2")})
+    st, h, body = admin_gate.api("GET", "/vms/VM2")  # ids are case-insensitive
+    assert st == 200 and body["address"] == fleet.addr("vm2")
+
+
+def test_put_get_delete_roundtrip(admin_gate, fleet, certs):
+    g = admin_gate
+    mark = g.mark()
+    addr = fleet.addr("vm1")
+    st, h, body = g.api("PUT", "/vms/alias1", {"address": addr})
+    assert (st, body) == (201, {"id": "alias1", "address": addr}), body
+    g.wait_log(r"INFO admin method=PUT path=/vms/alias1 status=201 ms=\d+ "
+               r"peer=\S+", since=mark, timeout=3)
+    st, h, body = g.api("GET", "/vms/alias1")
+    assert (st, body) == (200, {"id": "alias1", "address": addr})
+    # reachable through vmgate at once: curl over TLS to vm1's http service
+    assert wait_until(lambda: http_health(certs, "alias1") == "ok vm1\n", 2), \
+        g.tail(since=mark)
+
+    # an update answers 200 and moves the VM
+    st, h, body = g.api("PUT", "/vms/alias1",
+                        {"address": fleet.addr("vm2")})
+    assert (st, body) == (200, {"id": "alias1", "address": fleet.addr("vm2")})
+    assert wait_until(lambda: echo_once(certs, "alias1") == b"ping\n", 2)
+    assert http_health(certs, "alias1") is None  # vm2 has no http on 3000
+
+    # the address comes back normalised
+    st, h, body = g.api("PUT", "/vms/alias2", {"address": "FD00:0::0:10"})
+    assert (st, body) == (201, {"id": "alias2", "address": "fd00::10"})
+
+    st, h, body = g.api("GET", "/vms")
+    ids = sorted(v["id"] for v in body["vms"])
+    assert ids == ["alias1", "alias2", "vm1", "vm2"]
+
+    st, h, body = g.api("DELETE", "/vms/alias1")
+    assert (st, body) == (200, {"deleted": "alias1"})
+    st, h, body = g.api("GET", "/vms/alias1")
+    assert st == 404 and "error" in body
+    st, h, body = g.api("DELETE", "/vms/alias1")
+    assert st == 404 and "error" in body
+
+
+def test_deleted_vm_is_rejected(admin_gate, certs):
+    g = admin_gate
+    assert echo_once(certs, "vm2") == b"ping\n"
+    # a VM from appliance.yaml can be deleted through the API too
+    st, h, body = g.api("DELETE", "/vms/vm2")
+    assert (st, body) == (200, {"deleted": "vm2"})
+    mark = g.mark()
+
+    def rejected():
+        lport, err = handshake_error(certs, "vm2")
+        return (lport, err) if err is not None else None
+
+    r = wait_until(rejected, 2)
+    assert r, "vm2 still routed after DELETE\n" + g.tail(since=mark)
+    lport, err = r
+    assert is_unrecognized_name(err), err
+    g.wait_log(r"WARN reject .*%s.*reason=unknown_vm\b" % peer_re(lport),
+               since=mark, timeout=3)
+    # vm1 is untouched
+    assert echo_once(certs, "vm1") == b"ping\n"
+
+
+def test_metrics(admin_gate, certs):
+    echo_once(certs, "vm1")
+    st, h, body = admin_gate.api("GET", "/metrics")
+    assert st == 200
+    assert h["content-type"] == "text/plain; version=0.0.4"
+    text = body.decode()
+    assert "# TYPE" in text and "vmgate_" in text, text[:500]
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("body,what", [
+    (b"{\"address\": ", "invalid JSON"),
+    (b"not json", "invalid JSON"),
+    (b"[\"fd00::1\"]", "object"),
+    (b"{}", "address"),
+    (b"{\"address\": 6}", "address"),
+    (b"{\"address\": null}", "address"),
+    (b"", "body"),
+], ids=["truncated", "garbage", "array", "missing", "number", "null", "empty"])
+def test_put_bad_json(admin_gate, body, what):
+    st, h, resp = admin_gate.api("PUT", "/vms/x1", body,
+                                 headers={"Content-Type": "application/json"})
+    assert st == 400, (st, resp)
+    assert h["content-type"] == "application/json"
+    assert what in resp["error"], resp
+    st, h, resp = admin_gate.api("GET", "/vms/x1")
+    assert st == 404
+
+
+@pytest.mark.parametrize("addr", ["10.0.0.1", "fd00::zz", "", "fd00::1/64",
+                                  "vm1.vm.test"])
+def test_put_bad_address(admin_gate, addr):
+    st, h, body = admin_gate.api("PUT", "/vms/x2", {"address": addr})
+    assert st == 400, (st, body)
+    assert "address" in body["error"] or "IPv6" in body["error"], body
+    assert admin_gate.api("GET", "/vms/x2")[0] == 404
+
+
+@pytest.mark.parametrize("vid", ["bad_id", "-x", "a" * 64, "%41b"])
+def test_put_bad_id(admin_gate, vid):
+    st, h, body = admin_gate.api("PUT", "/vms/" + vid, {"address": "fd00::1"})
+    assert st == 400, (vid, st, body)
+    assert body["error"], body
+
+
+def test_unknown_paths_and_methods(admin_gate):
+    g = admin_gate
+    st, h, body = g.api("GET", "/vms/nope-such-vm")
+    assert st == 404 and "error" in body
+    st, h, body = g.api("DELETE", "/vms/nope-such-vm")
+    assert st == 404 and "error" in body
+    for path in ("/", "/nope", "/vms/a/b", "/vms/", "/healthz"):
+        st, h, body = g.api("GET", path)
+        assert st == 404, (path, st, body)
+        assert "error" in body
+    for method, path, allow in (("POST", "/vms", "GET"),
+                                ("PATCH", "/vms/vm1", "GET, PUT, DELETE"),
+                                ("GET", "/reload", "POST"),
+                                ("DELETE", "/metrics", "GET"),
+                                ("POST", "/health", "GET")):
+        st, h, body = g.api(method, path)
+        assert st == 405, (method, path, st)
+        assert h.get("allow") == allow, h
+        assert "error" in body
+
+
+def test_malformed_http(admin_gate):
+    st, h, body, closed = raw_exchange(b"BLAH\x01 / HTTP/1.1\r\n\r\n")
+    assert st == 400 and "error" in json.loads(body)
+    assert closed
+    st, h, body, closed = raw_exchange(b"GET /health HTTP/1.1\r\n"
+                                       b"Content-Length: x\r\n\r\n")
+    assert st == 400 and closed
+
+
+def test_oversized_body(admin_gate):
+    big = {"address": "fd00::1", "pad": "x" * (70 * 1024)}
+    st, h, body = admin_gate.api("PUT", "/vms/big", big)
+    assert st == 413, (st, body)
+    assert "error" in body
+    assert h.get("connection") == "close"
+    # chunked, with no length announced: cut off at 64 KiB as well
+    req = (b"PUT /vms/big HTTP/1.1\r\nAuthorization: Bearer " +
+           TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           b"".join(b"1000\r\n" + b"x" * 4096 + b"\r\n" for _ in range(17)))
+    st, h, body, closed = raw_exchange(req)
+    assert st == 413 and closed
+    assert admin_gate.api("GET", "/vms/big")[0] == 404
+
+
+def test_oversized_headers(admin_gate):
+    req = (b"GET /vms HTTP/1.1\r\nAuthorization: Bearer " + TOKEN.encode() +
+           b"\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 1000)
+                              for i in range(20)) + b"\r\n")
+    st, h, body, closed = raw_exchange(req)
+    assert st == 413, st
+    assert "error" in json.loads(body)
+    assert closed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+def test_slow_client(admin_gate):
+    """A request trickled byte by byte is cut off with 408 after 10 s."""
+    g = admin_gate
+    s = socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=20)
+    t0 = time.monotonic()
+    s.sendall(b"GET /vms HTTP/1.1\r\nX-Slow: ")
+    buf = b""
+    try:
+        while time.monotonic() - t0 < 15:
+            try:
+                s.sendall(b"a")
+            except OSError:
+                break
+            s.settimeout(0.5)
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not d:
+                break
+            buf += d
+            if b"\r\n\r\n" in buf and buf.endswith(b"}"):
+                break
+        s.settimeout(3)
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d
+        except (socket.timeout, ConnectionResetError):
+            pass
+    finally:
+        s.close()
+    took = time.monotonic() - t0
+    assert buf.startswith(b"HTTP/1.1 408 "), buf[:200]
+    assert b"application/json" in buf and b"\"error\"" in buf
+    assert 9 <= took <= 14, took
+    # the API still serves others
+    assert g.api("GET", "/vms/vm1")[0] == 200
+
+
+def test_connection_limit(admin_gate):
+    """64 connections at most; the 65th is closed at once; service resumes
+    when they go."""
+    conns = [socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5)
+             for _ in range(64)]
+    try:
+        time.sleep(0.2)
+        x = socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5)
+        try:
+            t0 = time.monotonic()
+            try:
+                d = x.recv(10)
+            except ConnectionResetError:
+                d = b""
+            assert d == b"" and time.monotonic() - t0 < 2
+        finally:
+            x.close()
+    finally:
+        for c in conns:
+            c.close()
+    assert wait_until(lambda: admin_gate.api("GET", "/vms/vm1")[0] == 200, 3)
+
+
+def test_keep_alive_and_connection_close(admin_gate):
+    c = http.client.HTTPConnection("127.0.0.1", ADMIN_PORT, timeout=5)
+    auth = {"Authorization": "Bearer " + TOKEN}
+    try:
+        for i in range(5):
+            c.request("PUT", "/vms/ka%d" % i, body=json.dumps(
+                {"address": "fd00::%d" % (i + 1)}), headers=auth)
+            r = c.getresponse()
+            assert r.status == 201, r.read()
+            r.read()
+        sock = c.sock
+        c.request("GET", "/vms/ka3", headers=dict(auth, Connection="close"))
+        r = c.getresponse()
+        assert r.status == 200 and r.getheader("Connection") == "close"
+        assert json.loads(r.read())["address"] == "fd00::4"
+        assert sock is not None
+    finally:
+        c.close()
+    # pipelined requests on one connection are answered in order
+    req = b"".join(b"GET /vms/ka%d HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n"
+                   % (i, TOKEN.encode()) for i in range(5))
+    s = socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5)
+    try:
+        s.sendall(req)
+        buf = b""
+        while buf.count(b"HTTP/1.1 200") < 5 or not buf.endswith(b"}"):
+            d = s.recv(65536)
+            assert d, buf
+            buf += d
+    finally:
+        s.close()
+    order = [buf.find(b"fd00::%d\"" % (i + 1)) for i in range(5)]
+    assert order == sorted(order) and -1 not in order, buf
+
+
+# ---------------------------------------------------------------- persistence
+
+@pytest.mark.timeout(60)
+def test_sigkill_after_put_persists(admin_gate, fleet, certs):
+    g = admin_gate
+    st, h, body = g.api("PUT", "/vms/durable1", {"address": fleet.addr("vm1")})
+    assert st == 201, body
+    st, h, body = g.api("DELETE", "/vms/vm2")
+    assert st == 200, body
+    g.kill()  # right after the acknowledgement: no clean shutdown
+    mark = g.mark()
+    g.start()
+    assert g.wait_log(r"INFO ready ", since=mark, timeout=5)
+    st, h, body = g.api("GET", "/vms/durable1")
+    assert (st, body) == (200, {"id": "durable1",
+                                "address": fleet.addr("vm1")}), body
+    assert wait_until(lambda: http_health(certs, "durable1") == "ok vm1\n",
+                      2), g.tail(since=mark)
+    # the deletion of a file VM persisted too
+    assert g.api("GET", "/vms/vm2")[0] == 404
+    lport, err = handshake_error(certs, "vm2")
+    assert is_unrecognized_name(err), err
+
+
+@pytest.mark.timeout(90)
+def test_concurrent_puts(admin_gate, fleet):
+    """8 threads, 25 PUTs each on their own keep-alive connection: every
+    PUT acknowledged, the state file valid JSON holding all 200, and all of
+    them listed and still there after a restart."""
+    g = admin_gate
+    errors = []
+    addr = fleet.addr("vm3")
+
+    def worker(t):
+        c = http.client.HTTPConnection("127.0.0.1", ADMIN_PORT, timeout=30)
+        try:
+            for i in range(25):
+                c.request("PUT", "/vms/c%d-%d" % (t, i),
+                          body=json.dumps({"address": addr}),
+                          headers={"Authorization": "Bearer " + TOKEN})
+                r = c.getresponse()
+                r.read()
+                if r.status != 201:
+                    errors.append((t, i, r.status))
+        except Exception as e:  # noqa: BLE001
+            errors.append((t, repr(e)))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    want = {"c%d-%d" % (t, i) for t in range(8) for i in range(25)}
+    with open(g.state_file) as f:
+        state = json.load(f)
+    assert want <= set(state["vms"]), sorted(want - set(state["vms"]))[:10]
+    assert all(state["vms"][v] == addr for v in want)
+    st, h, body = g.api("GET", "/vms")
+    listed = {v["id"] for v in body["vms"]}
+    assert want | {"vm1", "vm2"} == listed
+    g.kill()
+    g.start()
+    st, h, body = g.api("GET", "/vms")
+    assert want | {"vm1", "vm2"} == {v["id"] for v in body["vms"]}
+
+
+def test_admin_errors_do_not_disturb_the_data_path(admin_gate, certs):
+    """A stream through vm1 keeps flowing while the API is hammered with
+    bad requests."""
+    from e2e_util import tls_connect
+    from e2e_admin import ECHO_PORT, host
+    s = tls_connect(certs.client_ctx(), host("vm1"), ECHO_PORT)
+    try:
+        for i in range(20):
+            raw_exchange(b"GARBAGE\r\n\r\n", timeout=5, wait_close=False)
+            admin_gate.api("PUT", "/vms/bad_id", {"address": "x"})
+            admin_gate.api("GET", "/vms", token="wrong")
+            msg = b"line %d\n" % i
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                got += s.recv(100)
+            assert got == msg
+    finally:
+        s.close()
+    assert admin_gate.alive()
