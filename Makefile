@@ -213,6 +213,22 @@ check-config: all
 bench: all
 	$(PYTHON) bench/run.py
 
+# The route table at fleet scale (bench/route_bench.c): load time, memory
+# per VM, lookup latency and derive time for 1M VMs.
+ROUTE_BENCH := $(BUILD)/bench/route_bench
+ROUTE_BENCH_YAML := $(BUILD)/bench/vms-1m.yaml
+
+$(ROUTE_BENCH): bench/route_bench.c $(LIB) $(BUILD)/config.h
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+.PHONY: bench-route
+bench-route: deps-build $(ROUTE_BENCH)
+	$(Q)test -f $(ROUTE_BENCH_YAML) || \
+	    $(ROUTE_BENCH) --gen $(ROUTE_BENCH_YAML) 1000000
+	$(ROUTE_BENCH) $(ROUTE_BENCH_YAML)
+
 clean:
 	rm -rf $(BUILD)
 

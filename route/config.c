@@ -29,12 +29,16 @@
 #define CONFIG_ALPN_MAX 255
 #define CONFIG_KEYS_MAX 10
 
+struct vms_fast;
+
 struct ld {
 	yaml_document_t *doc;
+	struct vms_fast *fast; /* the vms: list read without libyaml, or NULL */
 	struct config *c;
 	struct config_errors *errs;
 	const char *dir;
 	void *obj; /* what the current mapping fills, for its key handlers */
+	const yaml_node_t *key; /* the key whose handler runs */
 	bool oom;
 };
 
@@ -298,6 +302,7 @@ static bool walk_map(struct ld *ld, yaml_node_t *n, const char *what,
 		seen[i] = k;
 		saved = ld->obj;
 		ld->obj = obj;
+		ld->key = k;
 		keys[i].fn(ld, v);
 		ld->obj = saved;
 	}
@@ -747,7 +752,7 @@ static void domain_free(struct config_domain *d)
  * a million VMs cost n log n, and the first of a run is the earliest. */
 struct dup_ent {
 	const char *name;
-	const yaml_node_t *node;
+	unsigned line, col; /* 0-based, as in a yaml_mark_t */
 	size_t idx;
 };
 
@@ -761,21 +766,59 @@ static int dup_cmp(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+/* dups_none says, in O(n), that there is no duplicate (the usual case
+ * for a million VMs), so that the sort is left for when there is one. It
+ * answers false when unsure (out of memory). */
+static bool dups_none(const struct dup_ent *e, size_t n)
+{
+	size_t cap = 16, i;
+	uint64_t *set;
+	bool none = true;
+
+	while (cap < n * 2)
+		cap *= 2;
+	set = calloc(cap, sizeof(*set)); /* (hash << 32) | (index + 1) */
+	if (!set)
+		return false;
+	for (i = 0; i < n && none; i++) {
+		uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+		size_t j;
+
+		for (const char *p = e[i].name; *p; p++)
+			h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+		h ^= h >> 32;
+		for (j = (size_t)h & (cap - 1); set[j];
+		     j = (j + 1) & (cap - 1)) {
+			if ((uint32_t)(set[j] >> 32) == (uint32_t)h &&
+			    !strcmp(e[(uint32_t)set[j] - 1].name, e[i].name)) {
+				none = false;
+				break;
+			}
+		}
+		set[j] = (h << 32) | (uint32_t)(i + 1);
+	}
+	free(set);
+	return none;
+}
+
 static void check_dups(struct ld *ld, struct dup_ent *e, size_t n,
 		       const char *what)
 {
 	struct show_buf b;
 	size_t first = 0;
 
+	if (n < UINT32_MAX && dups_none(e, n))
+		return;
 	qsort(e, n, sizeof(*e), dup_cmp);
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(e[i].name, e[first].name)) {
 			first = i;
 			continue;
 		}
-		ld_err(ld, e[i].node, "duplicate %s '%s' (first at line %u)",
-		       what, show(&b, e[i].name, strlen(e[i].name)),
-		       (unsigned)e[first].node->start_mark.line + 1);
+		ld_err_at(ld, e[i].line + 1, e[i].col + 1,
+			  "duplicate %s '%s' (first at line %u)", what,
+			  show(&b, e[i].name, strlen(e[i].name)),
+			  e[first].line + 1);
 	}
 }
 
@@ -803,9 +846,10 @@ static void key_domains(struct ld *ld, yaml_node_t *v)
 			domain_free(&t.d);
 			continue;
 		}
-		dups[c->domains_len] = (struct dup_ent){ t.d.suffix,
-							 t.suffix_node,
-							 c->domains_len };
+		dups[c->domains_len] = (struct dup_ent){
+			t.d.suffix, (unsigned)t.suffix_node->start_mark.line,
+			(unsigned)t.suffix_node->start_mark.column,
+			c->domains_len };
 		c->domains[c->domains_len++] = t.d;
 	}
 	check_dups(ld, dups, c->domains_len, "domain suffix");
@@ -877,33 +921,342 @@ static const struct config_key vm_keys[] = {
 	{ "address", key_vm_address, true },
 };
 
+/* The vms: fast path.
+ *
+ * A fleet's appliance.yaml is mostly its vms: list, and libyaml takes
+ * seconds and a gigabyte to turn a million entries into nodes. So before
+ * libyaml sees the file, vms_fast_scan() looks for the common shape of a
+ * big list, a top-level "vms:" line followed by one flow mapping per line:
+ *
+ *   vms:
+ *     - { id: 45a68069-defc-4233-9865-6298d87053af, address: "fd00::10" }
+ *
+ * (keys id and address once each, in either order; values plain, "double"
+ * or 'single' quoted without escapes; blank and comment lines between;
+ * ASCII only). It records where each value is and hands libyaml the file
+ * with those lines emptied, so every other line and column is unchanged.
+ * The recorded entries are used only if libyaml then reports "vms" as a
+ * key of a block-style top-level mapping at exactly that line, with
+ * nothing after it; they then go through the same handlers as nodes
+ * would (key_vm_id, key_vm_address), with the same marks, so a config
+ * loads with the same result and the same errors either way. Anything
+ * that does not fit the shape, and any doubt (a YAML error, the entries
+ * not used), means the whole file is loaded again the slow way. */
+
+struct vms_fast_val {
+	uint32_t off;       /* into the original buffer */
+	uint16_t len, col;  /* col is 0-based, of the first byte or quote */
+	uint8_t style;      /* yaml_scalar_style_t */
+};
+
+struct vms_fast_ent {
+	uint32_t line;            /* 0-based, relative to the vms: line */
+	struct vms_fast_val v[2]; /* in file order */
+	bool addr_first;          /* v[0] is the address */
+};
+
+struct vms_fast {
+	const uint8_t *buf;     /* the original */
+	uint8_t *ybuf;          /* what libyaml reads instead */
+	size_t ybuf_len;
+	unsigned line;          /* of "vms:", 0-based */
+	struct vms_fast_ent *e;
+	size_t len;
+	bool used;
+};
+
+#define VMS_FAST_VAL_MAX 255
+
+static bool vf_plain(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+	       c == ':';
+}
+
+/* vf_value reads one scalar at |*p| (in a flow mapping, one line). */
+static bool vf_value(struct vms_fast_val *out, const uint8_t *buf,
+		     const uint8_t **p, const uint8_t *end,
+		     const uint8_t *line)
+{
+	const uint8_t *s = *p, *q;
+
+	if (s == end)
+		return false;
+	if (*s == '"' || *s == '\'') {
+		for (q = s + 1; q < end && *q != *s; q++)
+			if (*q < 0x20 || *q > 0x7e || *q == '\\')
+				return false;
+		/* '' inside single quotes is an escaped quote: not here. */
+		if (q == end || (q + 1 < end && q[1] == *s))
+			return false;
+		out->style = *s == '"' ? YAML_DOUBLE_QUOTED_SCALAR_STYLE :
+					 YAML_SINGLE_QUOTED_SCALAR_STYLE;
+		out->off = (uint32_t)(s + 1 - buf);
+		out->len = (uint16_t)(q - s - 1);
+		*p = q + 1;
+	} else {
+		/* Plain: not starting with an indicator ('-' and ':' can be
+		 * one), and not ending in ':' (":," and ": " end a key). */
+		if (*s == '-' || *s == ':')
+			return false;
+		for (q = s; q < end && vf_plain(*q); q++)
+			;
+		if (q == s || q[-1] == ':')
+			return false;
+		out->style = YAML_PLAIN_SCALAR_STYLE;
+		out->off = (uint32_t)(s - buf);
+		out->len = (uint16_t)(q - s);
+		*p = q;
+	}
+	if ((size_t)(*p - s) > VMS_FAST_VAL_MAX)
+		return false;
+	out->col = (uint16_t)(s - line);
+	return true;
+}
+
+static const uint8_t *vf_spaces(const uint8_t *p, const uint8_t *end)
+{
+	while (p < end && *p == ' ')
+		p++;
+	return p;
+}
+
+/* vf_entry parses "INDENT- { K: V, K: V }" plus an optional comment;
+ * |line|..|end| is one line without its newline. */
+static bool vf_entry(struct vms_fast_ent *e, const uint8_t *buf,
+		     const uint8_t *line, const uint8_t *end, size_t indent)
+{
+	const uint8_t *p = line + indent;
+	bool seen[2] = { false, false };
+
+	if (p + 2 > end || p[0] != '-' || p[1] != ' ')
+		return false;
+	p = vf_spaces(p + 1, end);
+	if (p == end || *p != '{')
+		return false;
+	p = vf_spaces(p + 1, end);
+	for (int i = 0; i < 2; i++) {
+		int k;
+
+		if ((size_t)(end - p) >= 4 && !memcmp(p, "id: ", 4)) {
+			k = 0;
+			p += 3;
+		} else if ((size_t)(end - p) >= 9 &&
+			   !memcmp(p, "address: ", 9)) {
+			k = 1;
+			p += 8;
+		} else {
+			return false;
+		}
+		if (seen[k])
+			return false;
+		seen[k] = true;
+		if (i == 0)
+			e->addr_first = k == 1;
+		p = vf_spaces(p, end);
+		if (!vf_value(&e->v[i], buf, &p, end, line))
+			return false;
+		p = vf_spaces(p, end);
+		if (p == end || *p != (i == 0 ? ',' : '}'))
+			return false;
+		p = vf_spaces(p + 1, end);
+	}
+	/* A comment needs a space in front of its '#'. */
+	return p == end || (p[-1] == ' ' && *p == '#');
+}
+
+static bool vf_blank(const uint8_t *p, const uint8_t *end)
+{
+	p = vf_spaces(p, end);
+	return p == end || *p == '#';
+}
+
+static void vms_fast_free(struct vms_fast *f)
+{
+	free(f->ybuf);
+	free(f->e);
+	memset(f, 0, sizeof(*f));
+}
+
+/* vms_fast_scan fills |f| and returns true when |buf| has a vms: list of
+ * the shape above. */
+static bool vms_fast_scan(struct vms_fast *f, const uint8_t *buf,
+			  size_t buf_len)
+{
+	const uint8_t *p = buf, *end = buf + buf_len, *nl, *block, *q;
+	size_t cap = 0, indent = SIZE_MAX, newlines = 0;
+	unsigned rel = 0;
+
+	memset(f, 0, sizeof(*f));
+	f->buf = buf;
+	if (buf_len > UINT32_MAX)
+		return false;
+	/* The "vms:" line. Lines are counted as libyaml counts them only
+	 * if '\n' is the one line break before it. */
+	for (;;) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			return false;
+		if ((size_t)(nl - p) >= 4 && !memcmp(p, "vms:", 4) &&
+		    vf_blank(p + 4, nl) && (p + 4 == nl || p[4] == ' '))
+			break;
+		f->line++;
+		p = nl + 1;
+	}
+	for (q = buf; q < p; q++)
+		if (*q == '\r' || *q == 0xc2 || *q == 0xe2)
+			return false;
+
+	block = nl + 1;
+	for (p = block; p < end; p = nl + 1, rel++) {
+		struct vms_fast_ent *e;
+		size_t sp;
+
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			nl = end;
+		for (q = p; q < nl; q++)
+			if (*q < 0x20 || *q > 0x7e)
+				goto fail;
+		sp = (size_t)(vf_spaces(p, nl) - p);
+		if (p + sp == nl || p[sp] == '#')
+			goto next; /* blank or comment */
+		if (sp == 0 && (p[0] != '-' || (indent != SIZE_MAX &&
+						indent != 0)))
+			break;     /* the next top-level key */
+		if (indent == SIZE_MAX)
+			indent = sp;
+		if (sp != indent)
+			goto fail;
+		if (f->len == cap) {
+			struct vms_fast_ent *ne;
+
+			cap = cap ? cap * 2 : 1024;
+			ne = realloc(f->e, cap * sizeof(*ne));
+			if (!ne)
+				goto fail;
+			f->e = ne;
+		}
+		e = &f->e[f->len];
+		memset(e, 0, sizeof(*e));
+		e->line = rel + 1;
+		if (!vf_entry(e, buf, p, nl, indent))
+			goto fail;
+		f->len++;
+next:
+		newlines += nl < end;
+		if (nl == end) {
+			p = end;
+			break;
+		}
+	}
+	if (f->len == 0)
+		goto fail;
+
+	/* Before the list, its lines' newlines, then the rest. */
+	f->ybuf_len = (size_t)(block - buf) + newlines + (size_t)(end - p);
+	f->ybuf = malloc(f->ybuf_len ? f->ybuf_len : 1);
+	if (!f->ybuf)
+		goto fail;
+	memcpy(f->ybuf, buf, (size_t)(block - buf));
+	memset(f->ybuf + (block - buf), '\n', newlines);
+	memcpy(f->ybuf + (block - buf) + newlines, p, (size_t)(end - p));
+	return true;
+
+fail:
+	vms_fast_free(f);
+	return false;
+}
+
+/* vms_fast_take says whether the recorded entries are this vms: key's. */
+static bool vms_fast_take(struct ld *ld, const yaml_node_t *v)
+{
+	const yaml_node_t *root = yaml_document_get_root_node(ld->doc);
+	struct vms_fast *f = ld->fast;
+
+	if (!f || f->used || !ld->key || !root ||
+	    root->data.mapping.style != YAML_BLOCK_MAPPING_STYLE ||
+	    ld->key->start_mark.line != f->line ||
+	    ld->key->start_mark.column != 0 ||
+	    ld->key->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+	    !is_null(v) || slen(v) != 0)
+		return false;
+	f->used = true;
+	return true;
+}
+
+/* vms_fast_node makes the node libyaml would have made for |fv|, its
+ * value copied to |s| and NUL-terminated. */
+static void vms_fast_node(yaml_node_t *n, char *s, const struct vms_fast *f,
+			  const struct vms_fast_ent *e,
+			  const struct vms_fast_val *fv)
+{
+	memcpy(s, f->buf + fv->off, fv->len);
+	s[fv->len] = '\0';
+	memset(n, 0, sizeof(*n));
+	n->type = YAML_SCALAR_NODE;
+	n->data.scalar.value = (yaml_char_t *)s;
+	n->data.scalar.length = fv->len;
+	n->data.scalar.style = (yaml_scalar_style_t)fv->style;
+	n->start_mark.line = f->line + e->line;
+	n->start_mark.column = fv->col;
+}
+
 static void key_vms(struct ld *ld, yaml_node_t *v)
 {
 	struct config *c = ld->c;
+	struct vms_fast *f = ld->fast;
 	struct dup_ent *dups;
 	yaml_node_item_t *it;
+	bool fast;
+	size_t n;
 
-	if (is_null(v) || !get_seq(ld, v, "vms") || seq_len(v) == 0)
-		return;
-	c->vms = calloc(seq_len(v), sizeof(*c->vms));
-	dups = calloc(seq_len(v), sizeof(*dups));
+	fast = vms_fast_take(ld, v);
+	if (fast) {
+		n = f->len;
+	} else {
+		if (is_null(v) || !get_seq(ld, v, "vms") || seq_len(v) == 0)
+			return;
+		n = seq_len(v);
+	}
+	c->vms = calloc(n, sizeof(*c->vms));
+	dups = calloc(n, sizeof(*dups));
 	if (!c->vms || !dups) {
 		ld_oom(ld);
 		goto out;
 	}
-	for (it = v->data.sequence.items.start; it < v->data.sequence.items.top;
-	     it++) {
+	for (size_t i = 0; i < n; i++) {
 		struct vm_tmp t = { 0 };
+		yaml_node_t nodes[2];
 
-		walk_map(ld, ld_node(ld, *it), "vms entry", vm_keys,
-			 sizeof(vm_keys) / sizeof(vm_keys[0]), &t);
+		if (fast) {
+			char s[2][VMS_FAST_VAL_MAX + 1];
+			const struct vms_fast_ent *e = &f->e[i];
+			void *saved = ld->obj;
+
+			ld->obj = &t;
+			for (int j = 0; j < 2; j++) {
+				vms_fast_node(&nodes[j], s[j], f, e, &e->v[j]);
+				if ((j == 0) == e->addr_first)
+					key_vm_address(ld, &nodes[j]);
+				else
+					key_vm_id(ld, &nodes[j]);
+			}
+			ld->obj = saved;
+		} else {
+			it = &v->data.sequence.items.start[i];
+			walk_map(ld, ld_node(ld, *it), "vms entry", vm_keys,
+				 sizeof(vm_keys) / sizeof(vm_keys[0]), &t);
+		}
 		if (!t.vm.id) {
 			continue;
 		}
 		/* An id without a valid address still takes part in the
 		 * duplicate check, so both problems show up in one run. */
-		dups[c->vms_len] = (struct dup_ent){ t.vm.id, t.id_node,
-						     c->vms_len };
+		dups[c->vms_len] = (struct dup_ent){
+			t.vm.id, (unsigned)t.id_node->start_mark.line,
+			(unsigned)t.id_node->start_mark.column, c->vms_len };
 		c->vms[c->vms_len++] = t.vm;
 	}
 	check_dups(ld, dups, c->vms_len, "vm id");
@@ -1148,14 +1501,19 @@ static void config_defaults(struct config *c)
 	c->limits.drain_timeout_ms = CONFIG_DEFAULT_DRAIN_TIMEOUT_MS;
 }
 
-bool config_load_buf(struct config *out, struct config_errors *errs,
-		     const char *name, const char *dir, const uint8_t *buf,
-		     size_t buf_len)
+/* config_parse loads |buf|; with |fast|, a buffer made by
+ * vms_fast_scan(). It returns false, with |out| and |errs| to be thrown
+ * away, when |fast| was not usable. */
+static bool config_parse(struct config *out, struct config_errors *errs,
+			 const char *name, const char *dir,
+			 const uint8_t *buf, size_t buf_len,
+			 struct vms_fast *fast)
 {
 	yaml_document_t doc, extra;
 	yaml_parser_t parser;
 	yaml_node_t *root;
-	struct ld ld = { .c = out, .errs = errs, .doc = &doc };
+	struct ld ld = { .c = out, .errs = errs, .doc = &doc, .fast = fast };
+	bool yaml_ok = false;
 
 	if (!name)
 		name = "<buffer>";
@@ -1182,6 +1540,7 @@ bool config_load_buf(struct config *out, struct config_errors *errs,
 		ld_yaml_error(&ld, &parser, buf, buf_len);
 		goto out_parser;
 	}
+	yaml_ok = true;
 
 	root = yaml_document_get_root_node(&doc);
 	if (!root) {
@@ -1198,6 +1557,7 @@ bool config_load_buf(struct config *out, struct config_errors *errs,
 	/* A second document would be silently ignored; say so instead. */
 	if (root && !yaml_parser_load(&parser, &extra)) {
 		ld_yaml_error(&ld, &parser, buf, buf_len);
+		yaml_ok = false;
 	} else if (root) {
 		yaml_node_t *r2 = yaml_document_get_root_node(&extra);
 
@@ -1210,10 +1570,32 @@ bool config_load_buf(struct config *out, struct config_errors *errs,
 out_parser:
 	yaml_parser_delete(&parser);
 out:
-	if (errs->len == 0 && !ld.oom)
-		return true;
-	config_free(out);
-	return false;
+	if (fast && (!yaml_ok || !fast->used))
+		return false;
+	if (errs->len || ld.oom)
+		config_free(out);
+	return true;
+}
+
+bool config_load_buf(struct config *out, struct config_errors *errs,
+		     const char *name, const char *dir, const uint8_t *buf,
+		     size_t buf_len)
+{
+	struct vms_fast fast;
+	bool done = false;
+
+	if (vms_fast_scan(&fast, buf, buf_len)) {
+		done = config_parse(out, errs, name, dir, fast.ybuf,
+				    fast.ybuf_len, &fast);
+		vms_fast_free(&fast);
+		if (!done) {
+			config_free(out);
+			config_errors_free(errs);
+		}
+	}
+	if (!done)
+		config_parse(out, errs, name, dir, buf, buf_len, NULL);
+	return errs->len == 0 && out->path != NULL;
 }
 
 bool config_load(struct config *out, struct config_errors *errs,

@@ -1,6 +1,7 @@
 /* tests/unit/test_route.c: route/host.c and route/table.c: hostname
  * normalisation, every route_lookup() verdict, port policy, nested
- * domains, and a table of 100k VMs. Tables are built from hand-made
+ * domains, a table of 100k VMs, and overlays (route_table_derive and the
+ * route_vm_* accessors), freed in every order. Tables are built from hand-made
  * struct config values, so no YAML is involved here. */
 #include <arpa/inet.h>
 #include <setjmp.h>
@@ -311,6 +312,329 @@ static void test_empty_table(void **state)
 	route_table_free(NULL);
 }
 
+/* Overlays: route_table_derive, route_vm_get, route_vm_count and
+ * route_vm_foreach. */
+
+static struct in6_addr addr_n(unsigned n)
+{
+	struct in6_addr a = { .s6_addr = { 0xfd, 0x01 } };
+
+	a.s6_addr[14] = (uint8_t)(n >> 8);
+	a.s6_addr[15] = (uint8_t)n;
+	return a;
+}
+
+/* The effective set a table should have, for checking foreach: up to 16
+ * ids, each visited exactly once with its address. */
+struct want_set {
+	const char *id[16];
+	struct in6_addr addr[16];
+	unsigned seen[16];
+	size_t len;
+	size_t visits;
+	size_t stop_after; /* 0 = never stop */
+};
+
+static bool visit(void *arg, const char *id, const struct in6_addr *addr)
+{
+	struct want_set *w = arg;
+	size_t i;
+
+	w->visits++;
+	for (i = 0; i < w->len; i++)
+		if (!strcmp(w->id[i], id))
+			break;
+	if (i == w->len)
+		fail_msg("foreach visited '%s', which should not be there", id);
+	if (memcmp(addr, &w->addr[i], sizeof(*addr)))
+		fail_msg("foreach: '%s' has the wrong address", id);
+	w->seen[i]++;
+	return w->stop_after == 0 || w->visits < w->stop_after;
+}
+
+static void check_set(const struct route_table *t, struct want_set *w)
+{
+	struct in6_addr a;
+
+	memset(w->seen, 0, sizeof(w->seen));
+	w->visits = 0;
+	route_vm_foreach(t, visit, w);
+	for (size_t i = 0; i < w->len; i++) {
+		if (w->seen[i] != 1)
+			fail_msg("foreach visited '%s' %u times", w->id[i],
+				 w->seen[i]);
+		if (!route_vm_get(t, &a, w->id[i], strlen(w->id[i])))
+			fail_msg("route_vm_get('%s') failed", w->id[i]);
+		assert_memory_equal(&a, &w->addr[i], sizeof(a));
+	}
+	assert_int_equal(route_vm_count(t), w->len);
+}
+
+static void want(struct want_set *w, const char *id, struct in6_addr a)
+{
+	w->id[w->len] = id;
+	w->addr[w->len++] = a;
+}
+
+static void test_vm_get_count(void **state)
+{
+	struct fixture *f = *state;
+	struct in6_addr a;
+
+	/* Five entries, one a duplicate. */
+	assert_int_equal(route_vm_count(f->t), 4);
+	assert_true(route_vm_get(f->t, &a, "web", 3));
+	assert_memory_equal(&a, &vms[1].addr, sizeof(a));
+	assert_true(route_vm_get(f->t, &a, "WEB", 3));
+	assert_true(route_vm_get(f->t, &a, "upper", 5));
+	assert_memory_equal(&a, &vms[3].addr, sizeof(a));
+	/* |id_len| bytes, not up to a NUL. */
+	assert_true(route_vm_get(f->t, &a, "webx", 3));
+	assert_false(route_vm_get(f->t, &a, "nope", 4));
+	assert_false(route_vm_get(f->t, &a, "", 0));
+	assert_false(route_vm_get(f->t, &a, "web.vm", 6));
+	assert_false(route_vm_get(f->t, &a, "we_b", 4));
+}
+
+static void test_derive(void **state)
+{
+	struct fixture *f = *state;
+	const char *uuid = "45a68069-defc-4233-9865-6298d87053af";
+	struct route_vm_change ch[] = {
+		{ .id = "new-1", .addr = addr_n(1) },         /* added */
+		{ .id = "WEB", .addr = addr_n(2) },           /* moved */
+		{ .id = "vm", .removed = true },              /* removed */
+		{ .id = "ghost", .removed = true },           /* never there */
+		{ .id = "new-2", .addr = addr_n(3) },
+		{ .id = "new-2", .removed = true },           /* later wins */
+		{ .id = "upper", .removed = true },
+		{ .id = "Upper", .addr = addr_n(4) },         /* back again */
+	};
+	struct want_set w = { .len = 0 };
+	struct route_table *d;
+	struct route_match m;
+
+	d = route_table_derive(f->t, ch, sizeof(ch) / sizeof(ch[0]));
+	assert_non_null(d);
+
+	want(&w, uuid, vms[0].addr);
+	want(&w, "web", addr_n(2));
+	want(&w, "upper", addr_n(4));
+	want(&w, "new-1", addr_n(1));
+	check_set(d, &w);
+
+	/* Lookups see the overlay first, then the base. */
+	assert_verdict(d, &m, "new-1.vm.vers.sh", 443, ROUTE_OK);
+	assert_string_equal(m.vm_id, "new-1");
+	assert_memory_equal(m.addr, &ch[0].addr, sizeof(*m.addr));
+	assert_int_equal(m.vm_port, 22);
+	assert_verdict(d, &m, "Web.vers.sh", 80, ROUTE_OK);
+	assert_memory_equal(m.addr, &ch[1].addr, sizeof(*m.addr));
+	assert_verdict(d, &m, "vm.vm.vers.sh", 443, ROUTE_UNKNOWN_VM);
+	assert_verdict(d, &m, "new-2.vm.vers.sh", 443, ROUTE_UNKNOWN_VM);
+	assert_verdict(d, &m, "ghost.vm.vers.sh", 443, ROUTE_UNKNOWN_VM);
+	assert_verdict(d, &m, "new-1.vm.vers.sh", 9999, ROUTE_PORT_DENIED);
+	assert_verdict(d, &m, "45a68069-defc-4233-9865-6298d87053af.vers.sh",
+		       1, ROUTE_OK);
+	assert_memory_equal(m.addr, &vms[0].addr, sizeof(*m.addr));
+
+	/* The base is unchanged. */
+	assert_int_equal(route_vm_count(f->t), 4);
+	assert_verdict(f->t, &m, "vm.vm.vers.sh", 443, ROUTE_OK);
+	assert_verdict(f->t, &m, "new-1.vm.vers.sh", 443, ROUTE_UNKNOWN_VM);
+	assert_verdict(f->t, &m, "web.vers.sh", 1, ROUTE_OK);
+	assert_memory_equal(m.addr, &vms[1].addr, sizeof(*m.addr));
+
+	/* foreach stops when told to. */
+	w.stop_after = 2;
+	w.visits = 0;
+	route_vm_foreach(d, visit, &w);
+	assert_int_equal(w.visits, 2);
+
+	route_table_free(d);
+}
+
+static void test_derive_bad_id(void **state)
+{
+	struct fixture *f = *state;
+	struct route_vm_change ok = { .id = "fine" };
+	static const char *const bad[] = {
+		"", "a.b", "a_b", "-a", "a-",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	};
+	struct route_vm_change ch[2];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ch[0] = ok;
+		ch[1] = (struct route_vm_change){ .id = bad[i] };
+		if (route_table_derive(f->t, ch, 2))
+			fail_msg("derive accepted id '%s'", bad[i]);
+	}
+	ch[1] = (struct route_vm_change){ .id = NULL };
+	assert_null(route_table_derive(f->t, ch, 2));
+	assert_null(route_table_derive(NULL, ch, 1));
+}
+
+static void test_derive_empty(void **state)
+{
+	struct fixture *f = *state;
+	struct route_table *d = route_table_derive(f->t, NULL, 0);
+	struct want_set w = { .len = 0 };
+	struct route_match m;
+
+	assert_non_null(d);
+	for (size_t i = 0; i < 4; i++)
+		want(&w, i == 3 ? "upper" : vms[i].id, vms[i].addr);
+	check_set(d, &w);
+	assert_verdict(d, &m, "web.vm.vers.sh", 443, ROUTE_OK);
+	route_table_free(d);
+}
+
+/* Derived of derived: changes pile up, the latest winning, and every
+ * table stays valid whatever order they are freed in. */
+static void test_derive_chain(void **state)
+{
+	struct fixture *f = *state;
+	const char *uuid = "45a68069-defc-4233-9865-6298d87053af";
+	struct route_vm_change c1[] = {
+		{ .id = "a", .addr = addr_n(1) },
+		{ .id = "web", .removed = true },
+	};
+	struct route_vm_change c2[] = {
+		{ .id = "b", .addr = addr_n(2) },
+		{ .id = "web", .addr = addr_n(3) },   /* back */
+		{ .id = "a", .removed = true },       /* gone again */
+		{ .id = uuid, .removed = true },
+	};
+	struct route_vm_change c3[] = {
+		{ .id = "a", .addr = addr_n(4) },
+	};
+	struct route_table *d1, *d2, *d3;
+	struct want_set w1 = { .len = 0 }, w2 = { .len = 0 },
+			w3 = { .len = 0 };
+	struct route_match m;
+
+	for (int order = 0; order < 3; order++) {
+		struct route_table *base;
+
+		assert_int_equal(setup((void **)&f), 0);
+		base = f->t;
+		d1 = route_table_derive(base, c1, 2);
+		d2 = route_table_derive(d1, c2, 4);
+		d3 = route_table_derive(d2, c3, 1);
+		assert_non_null(d1);
+		assert_non_null(d2);
+		assert_non_null(d3);
+
+		w1.len = w2.len = w3.len = 0;
+		want(&w1, uuid, vms[0].addr);
+		want(&w1, "vm", vms[2].addr);
+		want(&w1, "upper", vms[3].addr);
+		want(&w1, "a", addr_n(1));
+		want(&w2, "vm", vms[2].addr);
+		want(&w2, "upper", vms[3].addr);
+		want(&w2, "b", addr_n(2));
+		want(&w2, "web", addr_n(3));
+		want(&w3, "vm", vms[2].addr);
+		want(&w3, "upper", vms[3].addr);
+		want(&w3, "b", addr_n(2));
+		want(&w3, "web", addr_n(3));
+		want(&w3, "a", addr_n(4));
+
+		/* Free in three orders: base first, derived first, mixed;
+		 * the survivors must still answer (ASan checks the rest). */
+		if (order == 0) {
+			route_table_free(base);
+			f->t = NULL;
+			check_set(d1, &w1);
+			check_set(d2, &w2);
+			check_set(d3, &w3);
+			route_table_free(d2);
+			check_set(d3, &w3);
+			assert_verdict(d3, &m, "a.vm.vers.sh", 443, ROUTE_OK);
+			route_table_free(d1);
+			check_set(d3, &w3);
+			route_table_free(d3);
+		} else if (order == 1) {
+			check_set(d1, &w1);
+			check_set(d2, &w2);
+			check_set(d3, &w3);
+			route_table_free(d3);
+			route_table_free(d2);
+			route_table_free(d1);
+			assert_int_equal(route_vm_count(base), 4);
+			assert_verdict(base, &m, "web.vm.vers.sh", 443,
+				       ROUTE_OK);
+			assert_memory_equal(m.addr, &vms[1].addr,
+					    sizeof(*m.addr));
+		} else {
+			route_table_free(d2);
+			route_table_free(base);
+			f->t = NULL;
+			check_set(d1, &w1);
+			check_set(d3, &w3);
+			route_table_free(d1);
+			check_set(d3, &w3);
+			assert_verdict(d3, &m, "web.vers.sh", 1, ROUTE_OK);
+			assert_memory_equal(m.addr, &c2[1].addr,
+					    sizeof(*m.addr));
+			route_table_free(d3);
+		}
+		teardown((void **)&f);
+	}
+}
+
+/* Ids of every length up to 63, some kept inline in a slot and some not,
+ * in a base and in overlays. */
+static void test_long_ids(void **state)
+{
+	struct config_domain d = { .suffix = "vm.vers.sh" };
+	struct config_vm v[63];
+	char ids[63][64], host[80];
+	struct route_vm_change ch[63];
+	struct config cfg = { .domains = &d, .domains_len = 1, .vms = v };
+	struct route_table *t, *dt;
+	struct route_match m;
+	struct in6_addr a;
+
+	(void)state;
+	for (size_t i = 0; i < 63; i++) {
+		memset(ids[i], 'a' + (char)(i % 26), i + 1);
+		ids[i][i + 1] = '\0';
+		ids[i][0] = 'A';
+		v[i].id = ids[i];
+		v[i].addr = addr_n((unsigned)i);
+	}
+	cfg.vms_len = 63;
+	t = route_table_new(&cfg);
+	assert_non_null(t);
+	assert_int_equal(route_vm_count(t), 63);
+	for (size_t i = 0; i < 63; i++) {
+		ch[i] = (struct route_vm_change){ .id = ids[i],
+						  .addr = addr_n(100 + (unsigned)i),
+						  .removed = i % 2 };
+	}
+	dt = route_table_derive(t, ch, 63);
+	assert_non_null(dt);
+	route_table_free(t);
+	assert_int_equal(route_vm_count(dt), 32); /* odd ones removed */
+	for (size_t i = 0; i < 63; i++) {
+		memcpy(host, ids[i], i + 1);
+		memcpy(host + i + 1, ".vm.vers.sh", sizeof(".vm.vers.sh"));
+		if (i % 2) {
+			assert_verdict(dt, &m, host, 443, ROUTE_UNKNOWN_VM);
+			assert_false(route_vm_get(dt, &a, ids[i], i + 1));
+			continue;
+		}
+		assert_verdict(dt, &m, host, 443, ROUTE_OK);
+		assert_int_equal(strlen(m.vm_id), i + 1);
+		assert_true(m.vm_id[0] == 'a');
+		assert_memory_equal(m.vm_id + 1, ids[i] + 1, i);
+		assert_int_equal(m.addr->s6_addr[15], 100 + i);
+	}
+	route_table_free(dt);
+}
+
 /* 100k VMs: every one is found with its own address, none that is not
  * there is found. */
 #define MANY 100000
@@ -373,6 +697,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_nested, setup, teardown),
 		cmocka_unit_test(test_empty_table),
 		cmocka_unit_test(test_many_vms),
+		cmocka_unit_test_setup_teardown(test_vm_get_count, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_derive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_derive_bad_id, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_derive_empty, setup,
+						teardown),
+		cmocka_unit_test(test_derive_chain),
+		cmocka_unit_test(test_long_ids),
 	};
 
 	return cmocka_run_group_tests_name("route", tests, NULL, NULL);
