@@ -33,7 +33,10 @@ TOKEN = "e2e-admin-token-5f0c2b7d9a"
 class AdminGate(Gate):
     """A vmgate with the admin API, in directory |d|."""
 
-    def __init__(self, argv, d, certs, vms, log_level="info"):
+    def __init__(self, argv, d, certs, vms, log_level="info", hidden=False):
+        """|hidden|: appliance.yaml is a symlink to a file in a directory
+        the file watch does not see, so only SIGHUP or POST /reload can
+        make vmgate read an edit."""
         os.makedirs(d, exist_ok=True)
         self.dir = d
         self.certs = certs
@@ -49,9 +52,15 @@ class AdminGate(Gate):
         self.log_level = log_level
         self.vms = list(vms)
         cfg = os.path.join(d, "appliance.yaml")
+        self.real_cfg = cfg
+        if hidden:
+            os.makedirs(os.path.join(d, "hidden"), exist_ok=True)
+            self.real_cfg = os.path.join(d, "hidden", "appliance.yaml")
         Gate.__init__(self, argv, cfg, os.path.join(d, "vmgate.log"),
                       ports=DATA_PORTS + [ADMIN_PORT], wait_port=ECHO_PORT)
         self.write_config(self.vms)
+        if hidden:
+            os.symlink(self.real_cfg, cfg)
 
     # -- configuration
 
@@ -90,14 +99,22 @@ class AdminGate(Gate):
         ]
         return "\n".join(lines) + "\n"
 
-    def write_config(self, vms, broken=False):
+    def write_config(self, vms, broken=False, in_place=False):
         """Replace appliance.yaml the way deploy tools do: a new file renamed
-        over the old one (the file watch sees IN_MOVED_TO)."""
+        over the old one (the file watch sees IN_MOVED_TO), or, |in_place|,
+        the way an editor may: truncated and rewritten (IN_CLOSE_WRITE).
+        Returns the text written."""
         self.vms = list(vms)
-        tmp = self.cfg_path + ".new"
+        text = self.config_text(vms, broken)
+        if in_place:
+            with open(self.real_cfg, "w") as f:
+                f.write(text)
+            return text
+        tmp = self.real_cfg + ".new"
         with open(tmp, "w") as f:
-            f.write(self.config_text(vms, broken))
-        os.replace(tmp, self.cfg_path)
+            f.write(text)
+        os.replace(tmp, self.real_cfg)
+        return text
 
     # -- process
 

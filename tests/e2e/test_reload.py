@@ -1,0 +1,277 @@
+"""Issue 4: live reload against a real vmgate of its own (e2e_admin): an
+edit of appliance.yaml seen by the file watch, SIGHUP and POST /reload each
+add and remove VMs; an invalid edit is refused with FILE:LINE:COL and the
+old table keeps serving; a certificate swap reaches new handshakes; an
+established stream survives 100 reloads untouched."""
+
+import hashlib
+import os
+import re
+import socket
+import time
+
+import pytest
+
+from e2e_admin import (ECHO_PORT, AdminGate, echo_once, handshake_error,
+                       host, http_health, is_unrecognized_name, leaf_der,
+                       make_leaf)
+from e2e_util import peer_re, tls_connect
+
+
+def wait_until(fn, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
+@pytest.fixture
+def hidden_gate(gate_bin, certs, fleet, tmp_path):
+    """An AdminGate whose appliance.yaml is out of the file watch's sight:
+    only SIGHUP or POST /reload make it read an edit."""
+    g = AdminGate(gate_bin, str(tmp_path / "hidden-gate"), certs,
+                  [("vm1", fleet.addr("vm1")), ("vm2", fleet.addr("vm2"))],
+                  hidden=True)
+    g.start()
+    yield g
+    g.stop()
+
+
+@pytest.fixture
+def trigger_gate(request, gate_bin, certs, fleet, tmp_path):
+    """For tests parametrized by |how| (file, SIGHUP, api): the file-watched
+    gate for "file", the hidden one otherwise, so that each trigger is the
+    only one at work."""
+    how = request.node.callspec.params["how"]
+    g = AdminGate(gate_bin, str(tmp_path / "gate"), certs,
+                  [("vm1", fleet.addr("vm1")), ("vm2", fleet.addr("vm2"))],
+                  hidden=how != "file")
+    g.start()
+    yield g
+    g.stop()
+
+
+def trigger(g, how):
+    if how == "SIGHUP":
+        g.hup()
+    elif how == "api":
+        st, h, body = g.api("POST", "/reload")
+        return st, body
+    return None
+
+
+def routed(certs, vid):
+    return http_health(certs, vid, timeout=5) == "ok vm1\n"
+
+
+def assert_rejected(g, certs, vid, mark, timeout=3):
+    """|vid| gets an unrecognized_name alert and a reject reason=unknown_vm
+    line (waiting up to |timeout| for the change to reach the workers)."""
+    def attempt():
+        lport, err = handshake_error(certs, vid)
+        return (lport, err) if err is not None else None
+
+    r = wait_until(attempt, timeout)
+    assert r, "%s still routed\n%s" % (vid, g.tail(since=mark))
+    lport, err = r
+    assert is_unrecognized_name(err), err
+    g.wait_log(r"WARN reject .*%s.*reason=unknown_vm\b" % peer_re(lport),
+               since=mark, timeout=3)
+
+
+# ---------------------------------------------------------------- add / remove
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["rename", "in_place"])
+def test_file_edit_adds_vm(admin_gate, fleet, certs, in_place):
+    g = admin_gate
+    mark = g.mark()
+    assert not routed(certs, "added1")
+    g.write_config(g.vms + [("added1", fleet.addr("vm1"))], in_place=in_place)
+    t0 = time.monotonic()
+    assert wait_until(lambda: routed(certs, "added1"), 3), g.tail(since=mark)
+    took = time.monotonic() - t0
+    g.wait_log(r"INFO reload trigger=file ", since=mark, timeout=3)
+    assert took < 3, took
+    assert routed(certs, "vm1")
+
+
+def test_sighup_adds_vm(hidden_gate, fleet, certs):
+    g = hidden_gate
+    g.write_config(g.vms + [("added2", fleet.addr("vm1"))])
+    time.sleep(0.5)
+    # the file watch does not see this file: nothing until SIGHUP
+    assert not routed(certs, "added2"), "reloaded without a trigger"
+    mark = g.mark()
+    g.hup()
+    g.wait_log(r"INFO reload trigger=SIGHUP ", since=mark, timeout=3)
+    assert wait_until(lambda: routed(certs, "added2"), 2), g.tail(since=mark)
+
+
+def test_post_reload_adds_vm(hidden_gate, fleet, certs):
+    g = hidden_gate
+    g.write_config(g.vms + [("added3", fleet.addr("vm1"))])
+    assert not routed(certs, "added3")
+    mark = g.mark()
+    st, h, body = g.api("POST", "/reload")
+    assert (st, body) == (200, {"reloaded": True}), body
+    g.wait_log(r"INFO reload trigger=api ", since=mark, timeout=3)
+    # published when the answer comes: routed within a worker tick
+    assert wait_until(lambda: routed(certs, "added3"), 1), g.tail(since=mark)
+
+
+@pytest.mark.parametrize("how", ["file", "SIGHUP", "api"])
+def test_removed_vm_rejected(trigger_gate, certs, how):
+    g = trigger_gate
+    assert echo_once(certs, "vm2") == b"ping\n"
+    mark = g.mark()
+    g.write_config([v for v in g.vms if v[0] != "vm2"])
+    r = trigger(g, how)
+    assert r is None or r[0] == 200, r
+    g.wait_log(r"INFO reload trigger=%s .*vms=1\b" % how, since=mark,
+               timeout=3)
+    assert_rejected(g, certs, "vm2", mark)
+    assert echo_once(certs, "vm1") == b"ping\n"
+
+
+# ---------------------------------------------------------------- invalid edits
+
+def broken_line(text):
+    """1-based line number of the broken entry in |text|."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if "not-an-address" in line:
+            return i
+    raise AssertionError("no broken line")
+
+
+@pytest.mark.parametrize("how", ["file", "SIGHUP", "api"])
+def test_invalid_edit_ignored(trigger_gate, fleet, certs, how):
+    g = trigger_gate
+    mark = g.mark()
+    text = g.write_config(g.vms + [("added4", fleet.addr("vm1"))],
+                          broken=True)
+    line = broken_line(text)
+    want = r"%s:%d:\d+: \S.*" % (re.escape(g.cfg_path), line)
+    r = trigger(g, how)
+    if how == "api":
+        st, body = r
+        assert st == 422, (st, body)
+        assert body["error"]
+        assert any(re.fullmatch(want, e) for e in body["errors"]), body
+    found = g.wait_log(r"ERROR reload_error trigger=%s %s" % (how, want),
+                       since=mark, timeout=3)
+    assert found
+    # nothing changed: the old table keeps serving, the new VM is not there
+    assert routed(certs, "vm1")
+    assert echo_once(certs, "vm2") == b"ping\n"
+    lport, err = handshake_error(certs, "added4")
+    assert is_unrecognized_name(err), err
+    assert g.api("GET", "/vms/added4")[0] == 404
+    # fixing the file brings the change in
+    mark = g.mark()
+    g.write_config(g.vms)
+    r = trigger(g, how)
+    assert r is None or r[0] == 200, r
+    g.wait_log(r"INFO reload trigger=%s " % how, since=mark, timeout=3)
+    assert wait_until(lambda: routed(certs, "added4"), 2), g.tail(since=mark)
+
+
+# ---------------------------------------------------------------- certificates
+
+def test_certificate_swap(hidden_gate, certs, tmp_path):
+    g = hidden_gate
+    old = leaf_der(certs, host("vm1"))
+    d = str(tmp_path / "newcert")
+    os.makedirs(d)
+    cert, key, new = make_leaf(certs, d)
+    assert new != old
+    # a connection made before the swap keeps its session
+    before = tls_connect(certs.client_ctx(), host("vm1"), ECHO_PORT)
+    try:
+        # key first, then the certificate, each replaced atomically
+        os.replace(key, g.key)
+        os.replace(cert, g.cert)
+        mark = g.mark()
+        g.hup()
+        g.wait_log(r"INFO reload trigger=SIGHUP ", since=mark, timeout=3)
+        assert wait_until(lambda: leaf_der(certs, host("vm1")) == new, 2), \
+            g.tail(since=mark)
+        fp = hashlib.sha256(leaf_der(certs, host("vm2"))).hexdigest()
+        assert fp == hashlib.sha256(new).hexdigest()
+        before.sendall(b"still here\n")
+        got = b""
+        while len(got) < 11:
+            d = before.recv(100)
+            assert d
+            got += d
+        assert got == b"still here\n"
+    finally:
+        before.close()
+
+
+# ---------------------------------------------------------------- streams
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_stream_survives_100_reloads(admin_gate, certs):
+    """A TLS echo stream through vm1 runs while vmgate reloads 100 times on
+    SIGHUP: every byte comes back in order and the connection stays up.
+    (One thread drives the TLS socket: an SSL object is not for two.)"""
+    g = admin_gate
+    s = tls_connect(certs.client_ctx(), host("vm1"), ECHO_PORT, timeout=30)
+    sent, got = hashlib.sha256(), hashlib.sha256()
+    n = {"sent": 0, "got": 0, "chunk": 0}
+
+    def drain(t):
+        s.settimeout(t)
+        try:
+            while True:
+                d = s.recv(65536)
+                assert d, "the stream closed during the reloads"
+                got.update(d)
+                n["got"] += len(d)
+        except (TimeoutError, socket.timeout):
+            pass
+
+    def pump():
+        chunk = (b"%08d" % n["chunk"]) * 512  # 4 KiB, numbered
+        n["chunk"] += 1
+        s.settimeout(10)
+        s.sendall(chunk)
+        sent.update(chunk)
+        n["sent"] += len(chunk)
+        drain(0.002)
+
+    mark = g.mark()
+    try:
+        for i in range(100):
+            g.hup()
+            deadline = time.monotonic() + 5
+            while len(g.find(r"INFO reload trigger=SIGHUP ", since=mark)) \
+                    <= i:
+                assert time.monotonic() < deadline, g.tail(since=mark)
+                pump()
+            for _ in range(4):
+                pump()
+        deadline = time.monotonic() + 20
+        while n["got"] < n["sent"] and time.monotonic() < deadline:
+            drain(0.1)
+        assert n["got"] == n["sent"], n
+        assert got.digest() == sent.digest()
+        # still up after the last reload
+        s.settimeout(5)
+        s.sendall(b"end\n")
+        tail = b""
+        while len(tail) < 4:
+            d = s.recv(100)
+            assert d
+            tail += d
+        assert tail == b"end\n"
+    finally:
+        s.close()
+    assert n["sent"] >= 100 * 4 * 4096, n
+    assert len(g.find(r"INFO reload trigger=SIGHUP ", since=mark)) >= 100
+    assert not g.find(r"ERROR ", since=mark), g.tail(since=mark)
+    assert not g.find(r"close .*%s" % "reason=(?!done)", since=mark), \
+        g.tail(since=mark)
