@@ -45,7 +45,7 @@ UPLOAD_BYTES = 1 << 20    # W3 upload: one request body
 IDLE_COUNTS = [1000, 9000]
 
 if QUICK:
-    REPS, DUR, FLOOR_SECS = 3, 1.0, 0.5
+    REPS, DUR, FLOOR_SECS = 3, 1.0, 0.3
 else:
     REPS, DUR, FLOOR_SECS = 5, 4.0, 2.0
 
@@ -441,12 +441,28 @@ class Runner:
         return " ".join(x.group(1) for x in (v, c, k) if x) or out[-200:]
 
 
+def cpu_busy_total(cpu):
+    """Busy seconds of one CPU since boot (/proc/stat), all processes."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
+    return 0.0
+
+
+NOISE = []   # per measured run: CPU-0 busy fraction not spent in the proxy
+
+
 def measured(proxy, fn):
     """Run fn() and return (result, cpu_seconds, wall_seconds)."""
     pids = proxy.pids()
+    b0 = cpu_busy_total(PROXY_CPU)
     c0, t0 = cpu_seconds(pids), time.monotonic()
     res = fn()
     c1, t1 = cpu_seconds(proxy.pids() or pids), time.monotonic()
+    b1 = cpu_busy_total(PROXY_CPU)
+    NOISE.append(max(0.0, (b1 - b0) - (c1 - c0)) / (t1 - t0))
     return res, c1 - c0, t1 - t0
 
 
@@ -457,6 +473,7 @@ def med(xs):
 
 def run_proxy(name, tmp, files, runner, notes):
     out = {"name": name}
+    NOISE.clear()
     argv, env = proxy_setup(name, tmp, files)
     logpath = os.path.join(tmp, name, "stderr.log")
 
@@ -551,6 +568,7 @@ def run_proxy(name, tmp, files, runner, notes):
         add_errors(out[key], reps)
     p.stop()
     out["log_tail"] = log_summary(logpath)
+    out["cpu0_other_busy"] = med(NOISE)
 
     # W4 idle connections, on a fresh process
     p = start()
@@ -712,6 +730,7 @@ ROWS = [
     (("w3_up", "mbps"), f"W3 upload MB/s ({UPLOAD_BYTES >> 20} MiB bodies, c={W3_CONC})", 0, True, None),
     (("w3_up", "cpu_s_per_gb"), "W3 upload proxy CPU-s / GB", 2, False, "cpu_s_per_gb"),
     (("w3_up", "cpu_busy"), "W3 upload proxy CPU busy", 2, None, None),
+    (("cpu0_other_busy",), f"CPU {PROXY_CPU} busy outside the proxy (kernel softirq + other processes; median W1-W3, W5)", 2, None, None),
     (("w4", "base_rss_kib"), "W4 proxy RSS with no connections (KiB)", 0, False, None),
     (("w4", 0, "kib_per_conn"), f"W4 KiB / idle TLS connection ({IDLE_COUNTS[0]:,})", 1, False, None),
     (("w4", 1, "kib_per_conn"), f"W4 KiB / idle TLS connection ({IDLE_COUNTS[1]:,})", 1, False, None),
