@@ -215,7 +215,8 @@ int main(int argc, char **argv)
 		goto stop;
 	log_info("ready", "version=%s ports=%s workers=%u vms=%zu domains=%zu "
 		 "certificates=%zu admin=%s", VMGATE_VERSION,
-		 ports_str(&cfg, ports, sizeof(ports)), nworkers, cfg.vms_len,
+		 ports_str(&cfg, ports, sizeof(ports)), nworkers,
+		 route_vm_count(atomic_load(&shared.snap)->routes),
 		 cfg.domains_len, cfg.certs_len, admin ? "on" : "off");
 	sig = control_run(ctl, &sigs);
 	if (sig < 0) {
