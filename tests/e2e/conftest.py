@@ -265,3 +265,27 @@ def admin_gate(gate_bin, certs, fleet, tmp_path):
     rc = g.stop()
     print("\nadmin vmgate stopped rc=%s; log at %s" % (rc, g.log_path))
 
+
+
+@pytest.fixture
+def private_gate(gate_bin, certs, fleet, workdir):
+    """Factory for a second vmgate of the test's own: private_gate(name,
+    ports, port_map=..., extra_limits=..., vms=[...], wrap=[...], ...)
+    writes {name}.yaml, starts it (under |wrap|, e.g. prlimit) and stops it
+    after the test. Ports for these: 22000-22999."""
+    started = []
+
+    def make(name, ports, vms=("vm1", "vm2"), wrap=(), wait_port=None, **cfg_kw):
+        cfg = os.path.join(workdir, "%s.yaml" % name)
+        with open(cfg, "w") as f:
+            f.write(gate_config(certs, [(v, fleet.addr(v)) for v in vms],
+                                ports=ports, **cfg_kw))
+        g = Gate(list(wrap) + gate_bin, cfg, os.path.join(workdir, "%s.log" % name),
+                 ports=ports, wait_port=wait_port or ports[0])
+        started.append(g)
+        g.start(timeout=10)
+        return g
+
+    yield make
+    for g in started:
+        g.stop()

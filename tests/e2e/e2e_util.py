@@ -72,8 +72,9 @@ class Certs:
 
 def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
                 ports=GATE_PORTS, port_map="{ 443: 22 }",
-                allowed_ports="[443, 3000, 8080, 8443]"):
-    """appliance.yaml text for the test fleet. |vms| is [(id, addr)]."""
+                allowed_ports="[443, 3000, 8080, 8443]", vm_ocsp=None):
+    """appliance.yaml text for the test fleet. |vms| is [(id, addr)].
+    |vm_ocsp|: a DER OCSP response to staple with the *.vm.test certificate."""
     limits = {"handshake_timeout_ms": 5000, "connect_timeout_ms": 1500,
               "idle_timeout_ms": 60000}
     limits.update(extra_limits or {})
@@ -86,7 +87,8 @@ def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
         "  ports: [%s]" % ", ".join(str(p) for p in ports),
         "tls:",
         "  certificates:",
-        "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
+        "    - { cert: %s, key: %s%s }" % (certs.vm_cert, certs.vm_key,
+                                          ", ocsp: %s" % vm_ocsp if vm_ocsp else ""),
         "    - { cert: %s, key: %s }" % (certs.other_cert, certs.other_key),
         "  alpn: [h2, http/1.1]",
         "domains:",
@@ -376,3 +378,233 @@ class BioClient:
 
     def close(self):
         self.sock.close()
+
+
+# ---------------------------------------------------------------- hostile clients
+# (issue 6: crafted ClientHellos, wire-level answers, the gate's footprint)
+
+def raise_fd_limit(want=20000):
+    """Raise this process's soft RLIMIT_NOFILE (for thousands of sockets)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = min(want, hard) if hard != resource.RLIM_INFINITY else want
+    if soft < new:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _u16(n):
+    return n.to_bytes(2, "big")
+
+
+class Hello:
+    """A real ClientHello (python's, captured through a MemoryBIO), taken
+    apart so a test can change its version, extensions and framing and put
+    it back together with every length fixed up."""
+
+    def __init__(self, sni="vm1.vm.test", maxv=None):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if maxv:
+            ctx.maximum_version = maxv
+        out = ssl.MemoryBIO()
+        obj = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=sni)
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        rec = out.read()
+        assert rec[0] == 0x16 and rec[5] == 0x01, rec[:10]
+        n = int.from_bytes(rec[6:9], "big")
+        msg = rec[9:9 + n]
+        self.version = msg[0:2]
+        self.random = msg[2:34]
+        p = 34
+        sid_len = msg[p]
+        self.session_id = msg[p + 1:p + 1 + sid_len]
+        p += 1 + sid_len
+        cs_len = int.from_bytes(msg[p:p + 2], "big")
+        self.ciphers = msg[p + 2:p + 2 + cs_len]
+        p += 2 + cs_len
+        comp_len = msg[p]
+        self.compression = msg[p + 1:p + 1 + comp_len]
+        p += 1 + comp_len
+        ext_len = int.from_bytes(msg[p:p + 2], "big")
+        p += 2
+        end = p + ext_len
+        self.exts = []
+        while p < end:
+            t = int.from_bytes(msg[p:p + 2], "big")
+            ln = int.from_bytes(msg[p + 2:p + 4], "big")
+            self.exts.append([t, msg[p + 4:p + 4 + ln]])
+            p += 4 + ln
+
+    # -- edits
+
+    def drop(self, ext_type):
+        self.exts = [e for e in self.exts if e[0] != ext_type]
+        return self
+
+    def put(self, ext_type, data):
+        """Replace extension |ext_type| (or add it, before pre_shared_key)."""
+        for e in self.exts:
+            if e[0] == ext_type:
+                e[1] = data
+                return self
+        i = next((k for k, e in enumerate(self.exts) if e[0] == 41), len(self.exts))
+        self.exts.insert(i, [ext_type, data])
+        return self
+
+    def set_sni(self, *names, name_type=0):
+        """server_name with these host_name entries (bytes)."""
+        lst = b"".join(bytes([name_type]) + _u16(len(n)) + n for n in names)
+        return self.put(0, _u16(len(lst)) + lst)
+
+    def pad(self, total):
+        """Add a padding extension so the handshake message is |total| bytes."""
+        self.drop(21)
+        need = total - len(self.message()) - 4
+        assert need >= 0, (total, len(self.message()))
+        return self.put(21, b"\0" * need)
+
+    def only_version(self, v):
+        """A client that speaks only legacy version |v| (e.g. b'\\x03\\x01'):
+        legacy_version = v, no supported_versions, no TLS 1.3 key shares."""
+        self.version = v
+        for t in (43, 51, 45, 41, 42):
+            self.drop(t)
+        return self
+
+    # -- bytes
+
+    def message(self):
+        ext = b"".join(_u16(t) + _u16(len(d)) + d for t, d in self.exts)
+        body = (self.version + self.random + bytes([len(self.session_id)]) +
+                self.session_id + _u16(len(self.ciphers)) + self.ciphers +
+                bytes([len(self.compression)]) + self.compression +
+                _u16(len(ext)) + ext)
+        return b"\x01" + len(body).to_bytes(3, "big") + body
+
+    def records(self, chunk=16384, record_version=b"\x03\x01"):
+        """The handshake message framed in TLS records of at most |chunk|."""
+        m = self.message()
+        return b"".join(b"\x16" + record_version + _u16(len(m[i:i + chunk])) + m[i:i + chunk]
+                        for i in range(0, len(m), chunk))
+
+
+def read_answer(sock, timeout=10.0, limit=1 << 20):
+    """Read until EOF/reset/timeout. -> (data, how) with how one of
+    "eof", "reset", "timeout"."""
+    sock.settimeout(timeout)
+    data, how = b"", "eof"
+    deadline = time.monotonic() + timeout
+    try:
+        while len(data) < limit:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            d = sock.recv(65536)
+            if not d:
+                break
+            data += d
+    except socket.timeout:
+        how = "timeout"
+    except (ConnectionResetError, BrokenPipeError):
+        how = "reset"
+    return data, how
+
+
+def plaintext_alerts(data):
+    """[(level, description)] of the unencrypted alert records in |data|
+    (records before the first ChangeCipherSpec / encrypted record)."""
+    out = []
+    p = 0
+    while p + 5 <= len(data):
+        ctype = data[p]
+        ln = int.from_bytes(data[p + 3:p + 5], "big")
+        frag = data[p + 5:p + 5 + ln]
+        if ctype == 0x15 and len(frag) == 2:
+            out.append((frag[0], frag[1]))
+        elif ctype in (0x14, 0x17):
+            break
+        p += 5 + ln
+    return out
+
+
+def echo_roundtrip(certs, port=8080, host="vm1.vm.test", size=2048, timeout=10.0):
+    """A well-behaved client: new TLS connection, |size| random bytes through
+    an echo backend and back. Returns the seconds it took; raises on error."""
+    t0 = time.monotonic()
+    payload = os.urandom(size)
+    with tls_connect(certs.client_ctx(), host, port, timeout=timeout) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            d = s.recv(65536)
+            assert d, "echo connection closed after %d of %d bytes" % (len(got), size)
+            got += d
+        assert got == payload, "echo returned different bytes"
+    return time.monotonic() - t0
+
+
+def proc_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def proc_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Footprint:
+    """The gate's open fds and RSS, taken once it is quiet; check() waits
+    for the fd count to come back to it and the RSS to stay near it."""
+
+    def __init__(self, gate, settle=3.0):
+        self.gate = gate
+        deadline = time.monotonic() + settle
+        last = gate.fd_count()
+        # quiet = the same fd count for 0.3 s (connections of earlier tests
+        # may still be lingering out)
+        stable_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = gate.fd_count()
+            if now != last:
+                last, stable_since = now, time.monotonic()
+            elif time.monotonic() - stable_since >= 0.3:
+                break
+        self.fds = last
+        self.rss = gate.rss_kib()
+
+    def check(self, what="", timeout=8.0, rss_slack_kib=8192):
+        deadline = time.monotonic() + timeout
+        while True:
+            fds = self.gate.fd_count()
+            if fds <= self.fds or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        rss = self.gate.rss_kib()
+        assert fds <= self.fds, (
+            "%s: vmgate holds %d fds %.0fs after the attack; baseline %d\n%s" %
+            (what, fds, timeout, self.fds, fd_listing(self.gate.proc.pid)))
+        assert rss <= self.rss + rss_slack_kib, (
+            "%s: vmgate RSS %d KiB after the attack; baseline %d KiB (+%d allowed)" %
+            (what, rss, self.rss, rss_slack_kib))
+        return fds, rss
+
+
+def fd_listing(pid):
+    out = []
+    d = "/proc/%d/fd" % pid
+    try:
+        for n in sorted(os.listdir(d), key=int):
+            try:
+                out.append("%s -> %s" % (n, os.readlink(os.path.join(d, n))))
+            except OSError:
+                pass
+    except OSError:
+        return ""
+    return "\n".join(out[-40:])
