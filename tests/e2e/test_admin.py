@@ -346,10 +346,21 @@ def test_slow_client(admin_gate):
 def test_connection_limit(admin_gate):
     """64 connections at most; the 65th is closed at once; service resumes
     when they go."""
+    # connections from the fixture's start-up probe are closed by now
+    time.sleep(0.3)
     conns = [socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5)
              for _ in range(64)]
     try:
-        time.sleep(0.2)
+        # each of the 64 is served (keep-alive: they stay open)
+        for c in conns:
+            c.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        for i, c in enumerate(conns):
+            buf = b""
+            while not buf.endswith(b"}"):
+                d = c.recv(4096)
+                assert d, "connection %d of 64 closed: %r" % (i, buf)
+                buf += d
+            assert buf.startswith(b"HTTP/1.1 200 "), buf
         x = socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5)
         try:
             t0 = time.monotonic()
