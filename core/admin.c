@@ -363,6 +363,9 @@ static void respond(struct admin *a, struct aconn *c, int status,
 	}
 	c->out.off = ADMIN_HDR_RESERVE - head_len;
 	memcpy(c->out.p + c->out.off, head, head_len);
+	/* An answer to HEAD says how long the body is, without it. */
+	if (c->url_len && c->parser.method == HTTP_HEAD)
+		c->out.len = ADMIN_HDR_RESERVE;
 	c->out_held = c->out.cap;
 	a->out_bytes += c->out_held;
 
