@@ -266,7 +266,6 @@ def admin_gate(gate_bin, certs, fleet, tmp_path):
     print("\nadmin vmgate stopped rc=%s; log at %s" % (rc, g.log_path))
 
 
-
 @pytest.fixture
 def private_gate(gate_bin, certs, fleet, workdir):
     """Factory for a second vmgate of the test's own: private_gate(name,

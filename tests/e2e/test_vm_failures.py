@@ -1,0 +1,333 @@
+"""Issue 6 (hardening): failing VMs. A VM that refuses, one that black-holes
+SYNs, one that accepts and never reads, one that resets mid-stream, one
+that closes while the client is still sending. Each time the client gets
+a defined answer (an internal_error alert, a close: never a hang), memory
+stays bounded, a well-behaved client is served meanwhile and the gate's
+fds come back to their baseline.
+
+Refused and black-holed connects go through the shared gate (UUID VM port
+3000: nothing listens; ghost: no host). The misbehaving services run in
+vm2's namespace on ports 9101-9103 (started here) behind a private vmgate
+on ports 22100-22105."""
+
+import hashlib
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import PY, UUID_VM
+from e2e_backend import stream_sha256
+from e2e_net import stop_process, wait_tcp
+from e2e_util import (BioClient, Footprint, Gate, echo_roundtrip, gate_config,
+                      parse_kv, peer_re, tls_connect)
+
+CONNECT_TIMEOUT = 1.5   # the shared gate's limits.connect_timeout_ms
+# The private gate's idle timeout: a client that closes (FIN) while the VM
+# neither reads nor writes is only a half-close to the gate; the idle timer
+# is what frees such a connection.
+IDLE_TIMEOUT = 4.0
+ALERT_INTERNAL_ERROR = "INTERNAL_ERROR"
+
+VM_SCRIPT = r'''
+import socket, struct, sys, threading, time
+mode, port = sys.argv[1], int(sys.argv[2])
+ls = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("::", port))
+ls.listen(128)
+print("READY", mode, port, flush=True)
+held = []
+
+def handle(c):
+    if mode == "stall":          # accept, never read, never write
+        held.append(c)
+        return
+    if mode == "rst":            # answer a little, then reset
+        c.recv(100)
+        c.sendall(b"PARTIAL-RESPONSE\n")
+        time.sleep(0.3)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        return
+    if mode == "closer":         # read 100 kB of an upload, then close
+        n = 0
+        while n < 100000:
+            d = c.recv(65536)
+            if not d:
+                break
+            n += len(d)
+        print("closer: read %d, closing" % n, flush=True)
+        c.close()
+
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+'''
+
+SERVICES = {"stall": 9101, "rst": 9102, "closer": 9103}
+# gate port -> (vm, VM port)
+PORTS = {22100: ("vm2", 9101), 22101: ("vm2", 9102), 22102: ("vm2", 9103),
+         22103: ("vm2", 8443), 22104: ("vm1", 8080)}
+
+
+@pytest.fixture(scope="module")
+def bad_vm(fleet, workdir):
+    vm = fleet.vms["vm2"]
+    procs = []
+    for mode, port in SERVICES.items():
+        p = vm.spawn([PY, "-c", VM_SCRIPT, mode, str(port)],
+                     os.path.join(workdir, "backend-logs", "vm2-%d-%s.log" % (port, mode)))
+        procs.append(p)
+    for port in SERVICES.values():
+        wait_tcp(fleet.addr("vm2"), port, timeout=10)
+    yield
+    for p in procs:
+        stop_process(p)
+
+
+@pytest.fixture(scope="module")
+def fgate(gate_bin, certs, fleet, workdir, bad_vm):
+    """A private vmgate: {vm}.vm.test:2210x -> the services above."""
+    cfg = os.path.join(workdir, "vmfail.yaml")
+    port_map = "{ %s }" % ", ".join("%d: %d" % (gp, vp) for gp, (_, vp) in PORTS.items())
+    with open(cfg, "w") as f:
+        f.write(gate_config(certs, [(v, fleet.addr(v)) for v in ("vm1", "vm2")],
+                            ports=list(PORTS), port_map=port_map,
+                            allowed_ports="[%s]" % ", ".join(str(p) for p in PORTS),
+                            extra_limits={"buffer_bytes": 65536,
+                                          "idle_timeout_ms": int(IDLE_TIMEOUT * 1000)}))
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "vmfail.log"), ports=list(PORTS),
+             wait_port=22104)
+    g.start()
+    yield g
+    g.stop()
+
+
+def good(certs, port=8080):
+    secs = echo_roundtrip(certs, port=port)
+    assert secs < 3.0, "a normal client took %.1fs" % secs
+
+
+def outcome(certs, host, port, gate_port_timeout=10.0):
+    """Handshake, send a line, read to the end. -> (local_port, data, end, secs)
+    where end is "ok", "eof", "alert:<text>", "reset" or "timeout"."""
+    t0 = time.monotonic()
+    raw = socket.create_connection(("127.0.0.1", port), timeout=gate_port_timeout)
+    lport = raw.getsockname()[1]
+    data = b""
+    try:
+        s = certs.client_ctx().wrap_socket(raw, server_hostname=host)
+        s.sendall(b"hello?\n")
+        while True:
+            d = s.recv(4096)
+            if not d:
+                end = "eof"
+                break
+            data += d
+    except socket.timeout:
+        end = "timeout"
+    except ssl.SSLError as e:
+        end = "alert:%s" % e
+    except (ConnectionResetError, BrokenPipeError):
+        end = "reset"
+    raw.close()
+    return lport, data, end, time.monotonic() - t0
+
+
+# ---------------------------------------------------------------- connect failures
+
+def test_vm_refuses(live_gate, certs):
+    """Nothing listens on the VM port: internal_error alert, no data,
+    connect_error errno=111 with the '::' hint."""
+    good(certs)
+    fp = Footprint(live_gate)
+    mark = live_gate.mark()
+    lport, data, end, secs = outcome(certs, UUID_VM + ".vm.test", 3000)
+    good(certs)
+    assert data == b"" and ALERT_INTERNAL_ERROR in end.upper(), (
+        "expected an internal_error alert and no data, got %r end=%s" % (data, end),
+        live_gate.tail(since=mark))
+    assert secs < 3, secs
+    line = live_gate.wait_log(r"WARN connect_error .*%s" % peer_re(lport), timeout=5,
+                              since=mark)[0]
+    assert parse_kv(line).get("errno") == "111", line
+    fp.check("VM refused")
+
+
+@pytest.mark.timeout(30)
+def test_vm_blackholes_syns(live_gate, certs):
+    """SYNs vanish: after connect_timeout the client gets internal_error;
+    a normal client is served during the wait."""
+    good(certs)
+    fp = Footprint(live_gate)
+    mark = live_gate.mark()
+    res = []
+    t = threading.Thread(target=lambda: res.append(outcome(certs, "ghost.vm.test", 3000)),
+                         daemon=True)
+    t.start()
+    time.sleep(0.5)
+    good(certs)             # served while the connect to the ghost is pending
+    t.join(CONNECT_TIMEOUT + 8)
+    assert res, "no answer to a connection to a black-holed VM\n" + live_gate.tail(since=mark)
+    lport, data, end, secs = res[0]
+    assert data == b"" and ALERT_INTERNAL_ERROR in end.upper(), (data, end,
+                                                                 live_gate.tail(since=mark))
+    assert CONNECT_TIMEOUT - 0.3 <= secs <= CONNECT_TIMEOUT + 3, secs
+    line = live_gate.wait_log(r"WARN connect_error .*%s" % peer_re(lport), timeout=5,
+                              since=mark)[0]
+    assert parse_kv(line).get("errno") == "110", line
+    fp.check("VM black-holes SYNs")
+
+
+# ---------------------------------------------------------------- backpressure
+
+@pytest.mark.timeout(60)
+def test_vm_never_reads_backpressure(fgate, certs):
+    """The VM accepts and never reads: the client's upload stalls (the gate
+    stops reading once its capped buffer is full), the gate's RSS stays
+    flat, other connections are served, and closing the client frees all."""
+    good(certs, 22104)
+    fp = Footprint(fgate)
+    c = BioClient(certs.client_ctx(), "vm2.vm.test", 22100)
+    c.handshake()
+    c.sock.settimeout(2.0)
+    chunk = os.urandom(1 << 16)
+    sent = 0
+    t0 = time.monotonic()
+    stalled = False
+    try:
+        while sent < (256 << 20) and time.monotonic() - t0 < 30:
+            c.send(chunk)
+            sent += len(chunk)
+    except socket.timeout:
+        stalled = True
+    rss1 = fgate.rss_kib()
+    try:                      # still stalled a second later: nothing moves
+        c.sock.settimeout(1.0)
+        c.send(chunk)
+        moved = True
+    except socket.timeout:
+        moved = False
+    rss2 = fgate.rss_kib()
+    rss_growth = rss2 - fp.rss
+    good(certs, 22104)
+    c.close()
+    print("\nVM never reads: client upload stalled after %.1f MiB; gate RSS +%d KiB"
+          % (sent / 1048576, rss_growth))
+    assert not moved, "the stalled upload moved again"
+    assert rss2 - rss1 < 512, ("gate RSS still growing while stalled", rss1, rss2)
+    assert stalled, ("the upload never stalled: %d MiB accepted in %.0fs" %
+                     (sent >> 20, time.monotonic() - t0), fgate.tail())
+    assert sent < (64 << 20), "%.1f MiB went into a VM that reads nothing" % (sent / 1048576)
+    assert rss_growth < 8192, "gate RSS grew %d KiB for one stalled upload" % rss_growth
+    fp.check("VM never reads", timeout=IDLE_TIMEOUT + 4)
+
+
+@pytest.mark.timeout(60)
+def test_client_never_reads_backpressure(fgate, certs):
+    """The reverse: the VM sends 1 GiB, the client reads nothing; the gate
+    stops reading from the VM, RSS stays flat, closing frees all."""
+    good(certs, 22104)
+    fp = Footprint(fgate)
+    s = tls_connect(certs.client_ctx(), "vm2.vm.test", 22103)
+    s.sendall(b"%d 7\n" % (1 << 30))
+    time.sleep(1.0)
+    rss1 = fgate.rss_kib()
+    time.sleep(2.0)
+    rss2 = fgate.rss_kib()
+    rss_growth = rss2 - fp.rss
+    good(certs, 22104)
+    s.close()
+    print("\nclient never reads: gate RSS +%d KiB at 1 s, +%d KiB at 3 s"
+          % (rss1 - fp.rss, rss_growth))
+    assert rss2 - rss1 < 512, ("gate RSS still growing for an unread download", rss1, rss2)
+    assert rss_growth < 8192, "gate RSS grew %d KiB for one unread download" % rss_growth
+    fp.check("client never reads", timeout=IDLE_TIMEOUT + 4)
+
+
+# ---------------------------------------------------------------- VM resets / closes
+
+def test_vm_resets_mid_stream(fgate, certs):
+    """The VM answers a little, then resets: the client gets what was sent
+    and then a close (not a hang); logged as reason=vm_reset."""
+    good(certs, 22104)
+    fp = Footprint(fgate)
+    mark = fgate.mark()
+    c = BioClient(certs.client_ctx(), "vm2.vm.test", 22101)
+    c.handshake()
+    c.send(b"GO\n")
+    t0 = time.monotonic()
+    got, end = c.read(limit=1 << 20)
+    secs = time.monotonic() - t0
+    lport = c.local_port
+    c.close()
+    good(certs, 22104)
+    assert got == b"PARTIAL-RESPONSE\n", (got, end, fgate.tail(since=mark))
+    assert end != "limit" and secs < 5, (end, secs)
+    fgate.wait_log(r"close .*%s.*reason=vm_reset" % peer_re(lport), timeout=5, since=mark)
+    fp.check("VM reset")
+
+
+def test_vm_closes_while_client_sends(fgate, certs):
+    """The VM reads 100 kB of an upload and closes while the client is still
+    sending: the client's connection is closed within seconds."""
+    good(certs, 22104)
+    fp = Footprint(fgate)
+    mark = fgate.mark()
+    c = BioClient(certs.client_ctx(), "vm2.vm.test", 22102)
+    c.handshake()
+    c.sock.settimeout(10)
+    stop = threading.Event()
+    sent = [0, None]
+
+    def pump():
+        chunk = os.urandom(1 << 15)
+        try:
+            while not stop.is_set() and sent[0] < (512 << 20):
+                c.send(chunk)
+                sent[0] += len(chunk)
+                time.sleep(0.001)
+        except Exception as e:  # noqa: BLE001 -- any send error ends the upload
+            sent[1] = e
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    closed = c.wait_tcp_eof(timeout=8)
+    secs = time.monotonic() - t0
+    stop.set()
+    t.join(12)
+    lport = c.local_port
+    c.close()
+    good(certs, 22104)
+    assert closed and secs < 6, ("client still connected %.1fs after the VM closed "
+                                 "(sent %d bytes)" % (secs, sent[0]), fgate.tail(since=mark))
+    fgate.wait_log(r"close .*%s" % peer_re(lport), timeout=5, since=mark)
+    fp.check("VM closed during upload")
+
+
+def test_download_correct_after_failures(fgate, certs):
+    """Control: after all that, a 16 MiB download through the same gate is
+    byte-exact."""
+    size = 16 << 20
+    with tls_connect(certs.client_ctx(), "vm2.vm.test", 22103) as s:
+        s.sendall(b"%d 11\n" % size)
+        h = hashlib.sha256()
+        n = 0
+        s.settimeout(20)
+        while n < size:
+            d = s.recv(1 << 18)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+    assert n == size and h.hexdigest() == stream_sha256(11, size), (n, fgate.tail())
+
+
+if __name__ == "__main__":
+    sys.exit("run with pytest")
