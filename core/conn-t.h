@@ -3,9 +3,11 @@
  * A connection is one client socket, at most one VM socket, one TLS
  * session and two directions of pending bytes:
  *   up:   client ciphertext -> TLS -> up.data -> send to the VM
- *   down: VM bytes -> TLS -> ciphertext -> down.data -> send to the client
- * Each direction holds a buffer from the worker's pool only while it has
- * bytes to send, and never more than limits.buffer_bytes.
+ *   down: VM bytes -> TLS -> ciphertext in the TLS output -> send to the
+ *         client
+ * Each direction holds a buffer only while it has bytes to send (up.data
+ * from the worker's pool, the TLS output from tls/), and a side is read
+ * only while the other side's pending bytes are under limits.buffer_bytes.
  *
  * Progress that is independent (the VM connect beside the TLS handshake,
  * the two directions of the relay) is kept as CF_* flags; the state says
@@ -70,7 +72,7 @@ struct conn {
 	uint32_t hello_need;    /* input length worth parsing the hello at */
 	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
 	struct tls_conn tls;
-	struct dirbuf up, down;
+	struct dirbuf up;
 	uint64_t up_bytes, down_bytes; /* plaintext relayed each way */
 	uint64_t start_ms, active_ms;
 	struct sockaddr_in6 peer;

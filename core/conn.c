@@ -263,8 +263,8 @@ static void do_hello(struct worker *w, struct conn *c)
 	case TLS_HELLO_NOT_TLS:
 		if (looks_like_http(in, in_len)) {
 			reject(w, c, "not_tls", "plain HTTP request", NULL, 0);
-			relay_queue_plain(w, c, (const uint8_t *)http_400,
-					  sizeof(http_400) - 1);
+			tls_conn_queue_raw(&c->tls, (const uint8_t *)http_400,
+					   sizeof(http_400) - 1);
 		} else {
 			reject(w, c, "not_tls",
 			       "first bytes are not a TLS handshake", NULL, 0);
@@ -435,6 +435,7 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port)
 	}
 	metric_add(&w->metrics.accepted, 1);
 	c->state = CONN_HELLO;
+	tls_conn_init(&c->tls, w->shared->cfg->limits.buffer_bytes);
 	c->cfd = fd;
 	c->vfd = -1;
 	c->listen_port = listen_port;

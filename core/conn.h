@@ -42,10 +42,6 @@ const char *conn_vm_id(const struct conn *c, char *out, size_t cap);
 /* relay.c */
 void relay_arm_client_recv(struct worker *w, struct conn *c);
 void relay_flush_client(struct worker *w, struct conn *c);
-/* relay_queue_plain queues bytes for the client outside TLS (the HTTP 400
- * for plain HTTP on a TLS port). */
-void relay_queue_plain(struct worker *w, struct conn *c, const uint8_t *data,
-		       size_t len);
 void relay_run(struct worker *w, struct conn *c);
 void relay_release_buffers(struct worker *w, struct conn *c);
 bool relay_linger(struct worker *w, struct conn *c);

@@ -1,7 +1,7 @@
 /* core/relay.c: the two directions of an established connection.
  *
  *   up:   client --recv--> TLS input --SSL_read--> up.data --send--> VM
- *   down: VM --recv--> SSL_write --> TLS output --> down.data --send--> client
+ *   down: VM --recv--> SSL_write --> TLS output --send--> client
  *
  * Receives land in the worker's provided buffers and are handed to TLS at
  * once, so the buffer goes back to the ring in the same batch. What waits
@@ -18,7 +18,6 @@
 #include "core/conn.h"
 
 #include <errno.h>
-#include <string.h>
 #include <sys/socket.h>
 
 #include "core/log.h"
@@ -40,7 +39,6 @@ static void put_dirbuf(struct worker *w, struct dirbuf *d)
 void relay_release_buffers(struct worker *w, struct conn *c)
 {
 	put_dirbuf(w, &c->up);
-	put_dirbuf(w, &c->down);
 }
 
 static void starve(struct worker *w, struct conn *c)
@@ -164,11 +162,13 @@ static void on_sent(struct worker *w, struct conn *c, struct dirbuf *d,
 
 void relay_on_client_send(struct worker *w, struct conn *c, int res)
 {
-	if (res <= 0)
+	if (res <= 0) {
 		conn_close(w, c, error_reason(res, "client_reset",
 					      "client_error"));
-	else
-		on_sent(w, c, &c->down, res);
+		return;
+	}
+	tls_conn_out_consume(&c->tls, (size_t)res);
+	c->active_ms = w->now_ms;
 }
 
 void relay_on_vm_send(struct worker *w, struct conn *c, int res)
@@ -192,39 +192,21 @@ static bool hold_dirbuf(struct worker *w, struct conn *c, struct dirbuf *d)
 	return d->data != NULL;
 }
 
-void relay_queue_plain(struct worker *w, struct conn *c, const uint8_t *data,
-		       size_t len)
-{
-	uint32_t room;
-
-	if (!hold_dirbuf(w, c, &c->down))
-		return;
-	room = buffer_cap(w) - (c->down.off + c->down.len);
-	if (len > room)
-		len = room;
-	memcpy(c->down.data + c->down.off + c->down.len, data, len);
-	c->down.len += (uint32_t)len;
-}
-
+/* Every TLS record waiting goes out in one send, straight from the TLS
+ * output buffer, which stays pinned until the send completes. */
 void relay_flush_client(struct worker *w, struct conn *c)
 {
-	uint32_t cap = buffer_cap(w), tail;
 	struct io_uring_sqe *sqe;
+	const uint8_t *data;
+	size_t len;
 
 	if (c->flags & CF_CLIENT_SEND)
 		return;
-	if (!tls_conn_out_len(&c->tls) && !c->down.len)
+	tls_conn_out_peek(&c->tls, &data, &len);
+	if (!len)
 		return;
-	if (!hold_dirbuf(w, c, &c->down))
-		return;
-	/* Gather every TLS record waiting into one send. */
-	tail = c->down.off + c->down.len;
-	if (tail < cap)
-		c->down.len += (uint32_t)tls_conn_take_out(
-			&c->tls, c->down.data + tail, cap - tail);
 	sqe = conn_sqe(w, c, OP_CLIENT_SEND);
-	io_uring_prep_send(sqe, c->cfd, c->down.data + c->down.off,
-			   c->down.len, MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, c->cfd, data, len, MSG_NOSIGNAL);
 	c->flags |= CF_CLIENT_SEND;
 }
 
@@ -298,8 +280,7 @@ static bool pump_up(struct worker *w, struct conn *c)
 bool relay_linger(struct worker *w, struct conn *c)
 {
 	relay_flush_client(w, c);
-	if ((c->flags & CF_CLIENT_SEND) || c->down.len ||
-	    tls_conn_out_len(&c->tls))
+	if ((c->flags & CF_CLIENT_SEND) || tls_conn_out_len(&c->tls))
 		return c->state != CONN_LINGER;
 	if (!(c->flags & CF_CLIENT_SHUT)) {
 		shut_wr(w, c, c->cfd, OP_CLIENT_SHUT);
@@ -335,14 +316,14 @@ void relay_run(struct worker *w, struct conn *c)
 	relay_flush_client(w, c);
 	if (c->state != CONN_RELAY)
 		return;
-	if ((c->flags & CF_NOTIFY) && !c->down.len &&
-	    !tls_conn_out_len(&c->tls) &&
+	if ((c->flags & CF_NOTIFY) && !tls_conn_out_len(&c->tls) &&
 	    !(c->flags & (CF_CLIENT_SEND | CF_CLIENT_SHUT))) {
 		shut_wr(w, c, c->cfd, OP_CLIENT_SHUT);
 		c->flags |= CF_CLIENT_SHUT;
 	}
-	if (!(c->flags & CF_VM_EOF) &&
-	    tls_conn_out_len(&c->tls) + c->down.len < cap)
+	/* One more receive adds at most one buffer's worth of records:
+	 * TLS_OUT_SLACK covers what goes past the cap. */
+	if (!(c->flags & CF_VM_EOF) && tls_conn_out_len(&c->tls) < cap)
 		arm_vm_recv(w, c);
 
 	if ((c->flags & (CF_VM_SHUT | CF_CLIENT_SHUT)) ==

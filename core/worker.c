@@ -75,10 +75,15 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	}
 	w->listeners_len = listeners_len;
 	w->pool.size = lim->buffer_bytes;
-	w->pool.max_cached = 256;
+	/* Enough for a busy moment; past it buffers go back to malloc, so
+	 * idle connections do not keep a burst's peak. */
+	w->pool.max_cached = 16;
 	timer_list_init(&w->hs_timers, lim->handshake_timeout_ms);
 	timer_list_init(&w->idle_timers, lim->idle_timeout_ms);
 	timer_list_init(&w->linger_timers, CONN_LINGER_MS);
+	/* Healthy from the start: /health may be asked before the first
+	 * loop has turned. */
+	atomic_store(&w->turned_ms, timer_now_ms());
 	w->connect_ts.tv_sec = lim->connect_timeout_ms / 1000;
 	w->connect_ts.tv_nsec = (long long)(lim->connect_timeout_ms % 1000) *
 				1000000;

@@ -1,6 +1,7 @@
 /* tls/session.c: see session.h. */
 #include "tls/session.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,49 +11,232 @@
 
 #include "tls/alert.h"
 
-static bool ensure_bios(struct tls_conn *t)
+/* Buffers: allocated when the first byte comes, sized to what is pending,
+ * and freed when the last byte goes, so an idle connection holds none. */
+#define TLS_BUF_MIN 4096
+
+static void buf_release(struct tls_buf *b)
 {
-	if (!t->in && !(t->in = BIO_new(BIO_s_mem())))
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Appends to the input, growing it: core/ bounds how much it feeds. */
+static bool in_append(struct tls_buf *b, const uint8_t *data, size_t len)
+{
+	size_t need;
+
+	if (b->len && b->off && b->off + b->len + len > b->cap) {
+		memmove(b->data, b->data + b->off, b->len);
+		b->off = 0;
+	}
+	need = (size_t)b->off + b->len + len;
+	if (need > UINT32_MAX)
 		return false;
-	if (!t->out && !(t->out = BIO_new(BIO_s_mem())))
-		return false;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : TLS_BUF_MIN;
+		uint8_t *n;
+
+		while (cap < need)
+			cap *= 2;
+		n = realloc(b->data, cap);
+		if (!n)
+			return false;
+		b->data = n;
+		b->cap = (uint32_t)cap;
+	}
+	memcpy(b->data + b->off + b->len, data, len);
+	b->len += (uint32_t)len;
 	return true;
+}
+
+static size_t in_take(struct tls_buf *b, uint8_t *out, size_t cap)
+{
+	size_t n = b->len < cap ? b->len : cap;
+
+	memcpy(out, b->data + b->off, n);
+	b->off += (uint32_t)n;
+	b->len -= (uint32_t)n;
+	if (!b->len)
+		buf_release(b);
+	return n;
+}
+
+/* Makes room for |len| more output bytes. While a send is in flight the
+ * bytes must stay where they are, so growing then means a new block with
+ * the same bytes at the same offsets, the old one kept until the send
+ * completes. Returns false when the output is at its limit. */
+static bool out_reserve(struct tls_conn *t, size_t len)
+{
+	struct tls_buf *b = &t->out;
+	size_t limit = (t->out_cap ? t->out_cap : 65536) + TLS_OUT_SLACK;
+	size_t need = (size_t)b->off + b->len + len, cap;
+	uint8_t *n;
+
+	if (need <= b->cap)
+		return true;
+	if (!t->out_pinned && b->off) {
+		memmove(b->data, b->data + b->off, b->len);
+		b->off = 0;
+		need = (size_t)b->len + len;
+		if (need <= b->cap)
+			return true;
+	}
+	if (need > limit)
+		return false;
+	for (cap = b->cap ? b->cap : TLS_BUF_MIN; cap < need; cap *= 2)
+		;
+	if (cap > limit)
+		cap = limit;
+	n = malloc(cap);
+	if (!n)
+		return false;
+	if (b->len)
+		memcpy(n + b->off, b->data + b->off, b->len);
+	/* Only the block current when the send was posted is the kernel's;
+	 * one moved to since can go at once. */
+	if (t->out_pinned && !t->out_old)
+		t->out_old = b->data;
+	else
+		free(b->data);
+	b->data = n;
+	b->cap = (uint32_t)cap;
+	return true;
+}
+
+/* Appends to the output; returns how many bytes fitted. */
+static size_t out_append(struct tls_conn *t, const uint8_t *data, size_t len)
+{
+	struct tls_buf *b = &t->out;
+	size_t room;
+
+	if (!out_reserve(t, len) && !b->data)
+		return 0;
+	room = b->cap - (b->off + b->len);
+	if (len > room)
+		len = room;
+	memcpy(b->data + b->off + b->len, data, len);
+	b->len += (uint32_t)len;
+	return len;
+}
+
+void tls_conn_init(struct tls_conn *t, uint32_t out_max)
+{
+	t->out_cap = out_max;
+}
+
+/* The two BIOs the SSL object sees: reads come from t->in, writes go to
+ * t->out. Neither touches a socket. */
+static int bio_in_read(BIO *bio, char *out, int len)
+{
+	struct tls_conn *t = BIO_get_data(bio);
+
+	BIO_clear_retry_flags(bio);
+	if (len <= 0)
+		return 0;
+	if (!t->in.len) {
+		BIO_set_retry_read(bio);
+		return -1;
+	}
+	return (int)in_take(&t->in, (uint8_t *)out, (size_t)len);
+}
+
+static int bio_out_write(BIO *bio, const char *in, int len)
+{
+	struct tls_conn *t = BIO_get_data(bio);
+	size_t n;
+
+	BIO_clear_retry_flags(bio);
+	if (len <= 0)
+		return 0;
+	n = out_append(t, (const uint8_t *)in, (size_t)len);
+	if (!n) {
+		/* core/'s backpressure keeps this from happening; if it
+		 * does, TLS keeps the record and reports WANT_WRITE. */
+		BIO_set_retry_write(bio);
+		return -1;
+	}
+	return (int)n;
+}
+
+static long bio_ctrl(BIO *bio, int cmd, long larg, void *parg)
+{
+	struct tls_conn *t = BIO_get_data(bio);
+
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_PENDING:
+		return t ? (long)t->in.len : 0;
+	case BIO_CTRL_WPENDING:
+		return t ? (long)t->out.len : 0;
+	default:
+		return 0;
+	}
+}
+
+static BIO_METHOD *bio_in_method, *bio_out_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static void bio_methods_init(void)
+{
+	bio_in_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+				     "vmgate-in");
+	bio_out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+				      "vmgate-out");
+	if (!bio_in_method || !bio_out_method)
+		return;
+	BIO_meth_set_read(bio_in_method, bio_in_read);
+	BIO_meth_set_ctrl(bio_in_method, bio_ctrl);
+	BIO_meth_set_write(bio_out_method, bio_out_write);
+	BIO_meth_set_ctrl(bio_out_method, bio_ctrl);
+}
+
+static BIO *bio_new(BIO_METHOD *method, struct tls_conn *t)
+{
+	BIO *bio = method ? BIO_new(method) : NULL;
+
+	if (bio) {
+		BIO_set_data(bio, t);
+		BIO_set_init(bio, 1);
+	}
+	return bio;
 }
 
 bool tls_conn_feed(struct tls_conn *t, const uint8_t *data, size_t len)
 {
-	if (!ensure_bios(t))
-		return false;
-	return BIO_write(t->in, data, (int)len) == (int)len;
+	return in_append(&t->in, data, len);
 }
 
 void tls_conn_input(const struct tls_conn *t, const uint8_t **out,
 		    size_t *out_len)
 {
-	*out = NULL;
-	*out_len = 0;
-	if (t->in)
-		BIO_mem_contents(t->in, out, out_len);
+	*out = t->in.len ? t->in.data + t->in.off : NULL;
+	*out_len = t->in.len;
 }
 
 size_t tls_conn_input_len(const struct tls_conn *t)
 {
-	return t->in ? BIO_pending(t->in) : 0;
+	return t->in.len;
 }
 
 bool tls_conn_start(struct tls_conn *t, SSL_CTX *ctx, const char *sni)
 {
-	if (!ensure_bios(t))
-		return false;
+	BIO *in, *out;
+
+	pthread_once(&bio_once, bio_methods_init);
 	t->sni = strdup(sni);
 	t->ssl = SSL_new(ctx);
 	if (!t->sni || !t->ssl)
 		return false;
-	/* The SSL object owns the BIOs from here on; t->in and t->out stay
-	 * as borrowed views for tls_conn_input and tls_conn_take_out. */
-	BIO_up_ref(t->in);
-	BIO_up_ref(t->out);
-	SSL_set_bio(t->ssl, t->in, t->out);
+	in = bio_new(bio_in_method, t);
+	out = bio_new(bio_out_method, t);
+	if (!in || !out) {
+		BIO_free(in);
+		BIO_free(out);
+		return false;
+	}
+	SSL_set_bio(t->ssl, in, out); /* the SSL object owns them */
 	SSL_set_app_data(t->ssl, t);
 	SSL_set_accept_state(t->ssl);
 	/* Nothing renegotiates or re-handshakes as a server: the handshake
@@ -162,26 +346,39 @@ void tls_conn_alert(struct tls_conn *t, uint8_t desc, uint16_t record_version)
 		ERR_clear_error();
 		return;
 	}
-	if (ensure_bios(t) &&
-	    tls_alert_build(rec, &len, sizeof(rec), record_version, desc))
-		BIO_write(t->out, rec, (int)len);
+	if (tls_alert_build(rec, &len, sizeof(rec), record_version, desc))
+		out_append(t, rec, len);
+}
+
+bool tls_conn_queue_raw(struct tls_conn *t, const uint8_t *data, size_t len)
+{
+	return !t->ssl && out_append(t, data, len) == len;
 }
 
 size_t tls_conn_out_len(const struct tls_conn *t)
 {
-	return t->out ? BIO_pending(t->out) : 0;
+	return t->out.len;
 }
 
-size_t tls_conn_take_out(struct tls_conn *t, uint8_t *out, size_t cap)
+void tls_conn_out_peek(struct tls_conn *t, const uint8_t **out,
+		       size_t *out_len)
 {
-	int n;
+	*out = t->out.len ? t->out.data + t->out.off : NULL;
+	*out_len = t->out.len;
+	t->out_pinned = t->out.len != 0;
+}
 
-	if (!t->out || !cap)
-		return 0;
-	if (cap > INT32_MAX)
-		cap = INT32_MAX;
-	n = BIO_read(t->out, out, (int)cap);
-	return n > 0 ? (size_t)n : 0;
+void tls_conn_out_consume(struct tls_conn *t, size_t n)
+{
+	if (n > t->out.len)
+		n = t->out.len;
+	t->out.off += (uint32_t)n;
+	t->out.len -= (uint32_t)n;
+	t->out_pinned = false;
+	free(t->out_old);
+	t->out_old = NULL;
+	if (!t->out.len)
+		buf_release(&t->out);
 }
 
 void tls_conn_describe(const struct tls_conn *t, char *out, size_t cap)
@@ -216,11 +413,10 @@ const char *tls_conn_error_str(const struct tls_conn *t)
 
 void tls_conn_free(struct tls_conn *t)
 {
-	if (t->ssl) {
-		SSL_free(t->ssl); /* drops its references to the BIOs */
-	}
-	BIO_free(t->in);
-	BIO_free(t->out);
+	SSL_free(t->ssl); /* and its BIOs */
+	buf_release(&t->in);
+	buf_release(&t->out);
+	free(t->out_old);
 	free(t->sni);
 	memset(t, 0, sizeof(*t));
 }

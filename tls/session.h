@@ -10,6 +10,13 @@
  * can peek at the ClientHello (tls_conn_input) and route; tls_conn_start
  * then replays them into a new SSL object. An all-zero tls_conn is valid,
  * and tls_conn_free on it is a no-op.
+ *
+ * Memory: the SSL object reads and writes through two BIOs over buffers
+ * the tls_conn owns, each allocated when bytes arrive and freed as soon as
+ * it is empty, so an idle connection holds no buffer at all. The output
+ * buffer is also what core/ sends from (tls_conn_out_peek), so ciphertext
+ * is copied once on its way out. A tls_conn must not move in memory once
+ * started (the BIOs point at it).
  */
 #ifndef VMGATE_TLS_SESSION_H
 #define VMGATE_TLS_SESSION_H
@@ -27,14 +34,34 @@ enum tls_io {
 	                   * may be waiting in the output */
 };
 
+/* Bytes [off, off + len) of data (cap bytes), or nothing. */
+struct tls_buf {
+	uint8_t *data;
+	uint32_t off, len, cap;
+};
+
 struct tls_conn {
 	SSL *ssl;
-	BIO *in;  /* ciphertext from the client, not yet consumed */
-	BIO *out; /* ciphertext for the client, not yet taken */
+	struct tls_buf in;  /* ciphertext from the client, not yet read */
+	struct tls_buf out; /* bytes for the client, not yet sent */
+	uint32_t out_cap;   /* most bytes out may hold (tls_conn_init) */
+	bool out_pinned;    /* a send from out is in flight: it must not
+	                     * move or be freed */
+	uint8_t *out_old;   /* out's previous block, moved from while
+	                     * pinned: freed when the send completes */
 	char *sni; /* the name the router accepted; checked by the
 	            * select-certificate callback */
 	const char *error; /* static reason of the last TLS_IO_ERROR */
 };
+
+/* TLS_OUT_SLACK: room the output keeps beyond what core/ lets wait, for
+ * records TLS writes on its own (tickets, alerts, key updates). */
+#define TLS_OUT_SLACK 32768
+
+/* tls_conn_init sets how many bytes may wait for the client: core/ sends
+ * them before |out_max| is reached (its backpressure); the output grows as
+ * needed up to out_max + TLS_OUT_SLACK. Call on an all-zero tls_conn. */
+void tls_conn_init(struct tls_conn *t, uint32_t out_max);
 
 /* tls_conn_feed appends |len| bytes received from the client. Returns
  * false when out of memory. */
@@ -75,10 +102,19 @@ void tls_conn_close_notify(struct tls_conn *t);
  * version), else through the SSL object. Nothing more is written after. */
 void tls_conn_alert(struct tls_conn *t, uint8_t desc, uint16_t record_version);
 
-/* Output for the client: how many bytes wait, and take up to |cap| of them
- * into |out| (returns how many were copied). */
+/* Output for the client. tls_conn_out_peek returns the bytes waiting
+ * (|*out_len| 0: none) and pins them: they stay where they are until
+ * tls_conn_out_consume says how many were sent, while TLS may append more
+ * behind them. One pin at a time. */
 size_t tls_conn_out_len(const struct tls_conn *t);
-size_t tls_conn_take_out(struct tls_conn *t, uint8_t *out, size_t cap);
+void tls_conn_out_peek(struct tls_conn *t, const uint8_t **out,
+		       size_t *out_len);
+void tls_conn_out_consume(struct tls_conn *t, size_t n);
+
+/* tls_conn_queue_raw queues |len| bytes for the client outside TLS (the
+ * HTTP 400 for plain HTTP); only before tls_conn_start. False if they do
+ * not fit or memory is short. */
+bool tls_conn_queue_raw(struct tls_conn *t, const uint8_t *data, size_t len);
 
 /* tls_conn_describe writes "TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=h2
  * resumed=0" style facts of a finished handshake into |out|. */
