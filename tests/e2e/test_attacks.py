@@ -395,6 +395,16 @@ def _s_client(args, stdin_lines, wait_for=None, timeout=10.0):
             p.stdin.flush()
         except BrokenPipeError:
             break
+    # the last line's echo (or 2 s), then EOF on stdin ends s_client
+    last = stdin_lines[-1].strip().encode() if stdin_lines else b""
+    w_deadline = min(deadline, time.monotonic() + 2)
+    while last and buf.count(last) < 1 and time.monotonic() < w_deadline \
+            and p.poll() is None:
+        time.sleep(0.02)
+    try:
+        p.stdin.close()
+    except BrokenPipeError:
+        pass
     try:
         rc = p.wait(max(0.5, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
@@ -422,6 +432,8 @@ def test_renegotiation_refused_tls12(live_gate, certs, fp, tmp_path):
         "renegotiation seems to have succeeded:\n" + after_r[-1500:],
         live_gate.tail(since=mark))
     assert "Secure Renegotiation IS supported" in out, out[-2000:]
+    live_gate.wait_log(r"close .*sni=vm1\.vm\.test .*reason=tls_error .*tls=TLSv1\.2",
+                       timeout=5, since=mark)
     echo_roundtrip(certs)
 
 
@@ -496,6 +508,7 @@ def test_max_connections_per_ip(private_gate, certs, fleet):
     g = private_gate("perip", [22010], port_map="{ 22010: 8080 }", allowed_ports="[22010]",
                      extra_limits={"max_connections_per_ip": 20,
                                    "handshake_timeout_ms": 20000})
+    base = Footprint(g)
     mark = g.mark()
     established = [tls_connect(certs.client_ctx(), "vm1.vm.test", 22010) for _ in range(5)]
     idle = _idle(22010, 15)
@@ -514,6 +527,7 @@ def test_max_connections_per_ip(private_gate, certs, fleet):
                                  "\n".join(lines))
     for s in over + idle + established:
         s.close()
+    base.check("per-IP limit")
 
 
 def test_max_connections_per_ip_counts(private_gate, certs, fleet):
@@ -592,6 +606,7 @@ def test_max_connections_global(private_gate, certs, fleet):
     g = private_gate("maxconn", [22013], port_map="{ 22013: 8080 }",
                      allowed_ports="[22013]",
                      extra_limits={"max_connections": 4, "handshake_timeout_ms": 20000})
+    base = Footprint(g)
     mark = g.mark()
     est = tls_connect(certs.client_ctx(), "vm1.vm.test", 22013)
     est.settimeout(5)
@@ -609,6 +624,7 @@ def test_max_connections_global(private_gate, certs, fleet):
     est.close()
     time.sleep(0.3)
     assert echo_roundtrip(certs, port=22013) < 3, g.tail(since=mark)
+    base.check("max_connections")
 
 
 # ---------------------------------------------------------------- floods (private gates)
