@@ -817,7 +817,9 @@ def render(results, floor, meta):
                 cells.append("")
             else:
                 best = max(pv) if higher else min(pv)
-                cells.append(f"{v / best:.2f}" if best else "-")
+                r = v / best if best else None
+                cells.append("-" if r is None else
+                             "> 100" if r > 100 else f"{r:.2f}")
         lines.append("| " + " | ".join([label] + cells) + " |")
     table = "\n".join(lines)
     fl = (f"Crypto floor (`bssl-tool speed`, CPU {PROXY_CPU}, same run, best of before and after): "
