@@ -43,7 +43,8 @@ FUZZ_LIBS_clienthello := $(FUZZ_SSL)
 FUZZ_MAXLEN_clienthello := 20000
 
 FUZZ_SRCS_route := fuzz/route.c route/trie.c route/table.c route/host.c
-FUZZ_LIBS_route :=
+# Allocation failure injection (see fuzz/route.c).
+FUZZ_LIBS_route := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 FUZZ_MAXLEN_route := 8192
 
 FUZZ_SRCS_config := fuzz/config.c fuzz/testcert.c route/config.c \
@@ -102,7 +103,7 @@ define fuzz_loop
 	    $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t $$regr > $$log 2>&1 \
 	    || { tail -n 60 $$log; \
 	         echo "fuzz: $$t found something, log in $$log" >&2; exit 1; }; \
-	  printf '         %s\n' "$$(grep -Eo '#[0-9]+ +DONE +cov: [0-9]+ ft: [0-9]+ corp: [^ ]+' $$log) $$(grep -E '^stat::average_exec_per_sec' $$log)"; \
+	  printf '         %s\n' "$$(grep -Eo '#[0-9]+[[:space:]]+DONE +cov: [0-9]+ ft: [0-9]+ corp: [^ ]+' $$log) $$(grep -E '^stat::average_exec_per_sec' $$log)"; \
 	done
 endef
 

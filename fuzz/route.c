@@ -14,7 +14,13 @@
  *   v ID [ADDRBYTE]         a VM, address fd00::ADDRBYTE
  *   q HOST [PORT]           a lookup: route_lookup(HOST, PORT) on the table
  *                           and trie_lookup(HOST) on the trie
+ *   f N                     the Nth allocation (from 0) route/ makes while
+ *                           building (trie inserts, then the table) fails:
+ *                           the insert must say -ENOMEM and leave a trie
+ *                           that still answers like the reference; the
+ *                           table build must return NULL and free all
  *
+ * "x" or "w" alone inserts the empty name (-EINVAL).
  * Up to 64 of each; unknown lines are skipped. Every lookup is compared
  * with the reference; so is every trie_insert's return value. Any
  * difference aborts. Port maps are de-duplicated (first wins) as the
@@ -36,6 +42,39 @@
 
 #define MAXN 64
 #define FIELD_MAX 300
+
+/* Allocation failure injection: this target is linked with
+ * -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc (fuzz/fuzz.mk), so route/
+ * allocates through these. alloc_countdown < 0: never fail. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+
+static long alloc_countdown = -1;
+static bool alloc_failed;
+
+static bool alloc_fail(void)
+{
+	if (alloc_countdown < 0 || alloc_countdown-- != 0)
+		return false;
+	alloc_failed = true;
+	return true;
+}
+
+void *__wrap_malloc(size_t n)
+{
+	return alloc_fail() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	return alloc_fail() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return alloc_fail() ? NULL : __real_realloc(p, n);
+}
 
 #define check(cond)                                                        \
 	do {                                                               \
@@ -204,9 +243,10 @@ static long field_num(const uint8_t *p, size_t len)
 	return v;
 }
 
+/* The harness's own allocations never fail. */
 static char *field_str(const struct field *f)
 {
-	char *s = malloc(f->len + 1);
+	char *s = __real_malloc(f->len + 1);
 
 	check(s != NULL);
 	memcpy(s, f->p, f->len);
@@ -231,6 +271,7 @@ struct input {
 	struct field names[2 * MAXN];
 	enum trie_kind kinds[2 * MAXN];
 	size_t names_len;
+	long fail_at; /* -1: no injected failure */
 };
 
 static void parse_domain(struct input *in, const uint8_t **p,
@@ -294,6 +335,7 @@ static void parse(struct input *in, const uint8_t *data, size_t size)
 {
 	const uint8_t *line = data, *end = data + size;
 
+	in->fail_at = -1;
 	in->cfg.domains = calloc(MAXN, sizeof(*in->cfg.domains));
 	in->cfg.vms = calloc(MAXN, sizeof(*in->cfg.vms));
 	check(in->cfg.domains && in->cfg.vms);
@@ -311,7 +353,9 @@ static void parse(struct input *in, const uint8_t *data, size_t size)
 			break;
 		case 'x':
 		case 'w':
-			if (next_field(&f, &p, eol) && in->names_len < 2 * MAXN) {
+			if (!next_field(&f, &p, eol))
+				f = (struct field){ p, 0 };
+			if (in->names_len < 2 * MAXN) {
 				in->names[in->names_len] = f;
 				in->kinds[in->names_len++] =
 					op.p[0] == 'x' ? TRIE_EXACT : TRIE_WILDCARD;
@@ -329,6 +373,10 @@ static void parse(struct input *in, const uint8_t *data, size_t size)
 				vm->addr.s6_addr[0] = 0xfd;
 				vm->addr.s6_addr[15] = (uint8_t)(b < 0 ? 0 : b);
 			}
+			break;
+		case 'f':
+			if (next_field(&f, &p, eol))
+				in->fail_at = field_num(f.p, f.len);
 			break;
 		case 'q':
 			if (next_field(&f, &p, eol) && in->q_len < MAXN) {
@@ -438,10 +486,14 @@ static void check_trie(struct input *in, struct ref *ref)
 			exists |= ref->trie[j].kind == in->kinds[i] &&
 				  ref->trie[j].len == f->len &&
 				  memcmp(ref->trie[j].name, f->p, f->len) == 0;
+		alloc_failed = false;
 		ret = trie_insert(&trie, copy, f->len, in->kinds[i],
 				  (uint32_t)i);
 		free(copy);
-		if (!ok) {
+		if (alloc_failed) {
+			/* The trie stays valid; the name is not in it. */
+			check(ret == -ENOMEM);
+		} else if (!ok) {
 			check(ret == -EINVAL);
 		} else if (exists) {
 			check(ret == -EEXIST);
@@ -460,7 +512,7 @@ static void check_trie(struct input *in, struct ref *ref)
 		struct trie_match got, want;
 		const struct field *h = &in->q[i].host;
 		/* An exactly sized copy: ASan sees any read past the name. */
-		char *name = malloc(h->len ? h->len : 1);
+		char *name = __real_malloc(h->len ? h->len : 1);
 		bool g, w;
 
 		check(name != NULL);
@@ -482,12 +534,20 @@ static void check_trie(struct input *in, struct ref *ref)
 	}
 	trie_free(&trie);
 	trie_free(&trie); /* twice: a freed trie is an empty one */
+	trie_free(NULL);
 }
 
 static void check_table(struct input *in)
 {
-	struct route_table *t = route_table_new(&in->cfg);
+	struct route_table *t;
 
+	alloc_failed = false;
+	t = route_table_new(&in->cfg);
+	alloc_countdown = -1;
+	if (alloc_failed) {
+		check(t == NULL); /* and nothing leaked */
+		return;
+	}
 	check(t != NULL);
 	for (size_t i = 0; i < in->q_len; i++) {
 		const struct query *q = &in->q[i];
@@ -495,7 +555,7 @@ static void check_table(struct input *in)
 		struct route_match got;
 		uint16_t want_port = 0;
 		enum route_verdict g, w;
-		uint8_t *host = malloc(q->host.len ? q->host.len : 1);
+		uint8_t *host = __real_malloc(q->host.len ? q->host.len : 1);
 
 		check(host != NULL);
 		memcpy(host, q->host.p, q->host.len);
@@ -518,6 +578,7 @@ static void check_table(struct input *in)
 			check(!(*c >= 'A' && *c <= 'Z'));
 	}
 	route_table_free(t);
+	route_table_free(NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -528,6 +589,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(in != NULL);
 	parse(in, data, size);
 	ref.trie_len = 0;
+	alloc_countdown = in->fail_at;
 	check_trie(in, &ref);
 	check_table(in);
 	input_free(in);
