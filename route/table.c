@@ -459,13 +459,15 @@ struct route_table *route_table_derive(struct route_table *base,
 				       const struct route_vm_change *changes,
 				       size_t changes_len)
 {
-	const struct route_vms *old = &base->over, *core_vms;
+	const struct route_vms *old, *core_vms;
 	size_t n, long_cap = 0, len;
 	char id[ROUTE_HOST_CAP];
 	struct route_table *t;
 
+	/* &base->over on NULL is already undefined behaviour (UBSan). */
 	if (!base)
 		goto err;
+	old = &base->over;
 	/* Check every id first, and size the overlay for the old entries
 	 * plus the changes (duplicates only make it emptier). */
 	for (size_t i = 0; i < changes_len; i++) {
