@@ -14,13 +14,21 @@
  *   v ID [ADDRBYTE]         a VM, address fd00::ADDRBYTE
  *   q HOST [PORT]           a lookup: route_lookup(HOST, PORT) on the table
  *                           and trie_lookup(HOST) on the trie
+ *   + ID [ADDRBYTE]         a change for route_table_derive: VM ID added
+ *                           or moved to fd00::ADDRBYTE
+ *   - ID                    a change: VM ID removed
  *   f N                     the Nth allocation (from 0) route/ makes while
  *                           building (trie inserts, then the table) fails:
  *                           the insert must say -ENOMEM and leave a trie
  *                           that still answers like the reference; the
  *                           table build must return NULL and free all
  *
- * "x" or "w" alone inserts the empty name (-EINVAL).
+ * "x" or "w" alone inserts the empty name (-EINVAL). With any changes, the
+ * table is also derived (route_table_derive), the base freed first or last
+ * (the last change line's ADDRBYTE parity), and every query is asked of
+ * the derived table too, against the reference VM set with the changes
+ * applied; route_vm_get, route_vm_count and route_vm_foreach are checked on
+ * both tables.
  * Up to 64 of each; unknown lines are skipped. Every lookup is compared
  * with the reference; so is every trie_insert's return value. Any
  * difference aborts. Port maps are de-duplicated (first wins) as the
@@ -272,6 +280,21 @@ struct input {
 	enum trie_kind kinds[2 * MAXN];
 	size_t names_len;
 	long fail_at; /* -1: no injected failure */
+	struct route_vm_change ch[MAXN];
+	size_t ch_len;
+	bool free_base_first;
+};
+
+/* The reference VM set: valid one-label ids, lowercase. */
+struct ref_vm {
+	char id[64];
+	size_t len;
+	struct in6_addr addr;
+};
+
+struct ref_vms {
+	struct ref_vm v[2 * MAXN];
+	size_t len;
 };
 
 static void parse_domain(struct input *in, const uint8_t **p,
@@ -374,6 +397,22 @@ static void parse(struct input *in, const uint8_t *data, size_t size)
 				vm->addr.s6_addr[15] = (uint8_t)(b < 0 ? 0 : b);
 			}
 			break;
+		case '+':
+		case '-':
+			if (next_field(&f, &p, eol) && !has_nul(&f) &&
+			    in->ch_len < MAXN) {
+				struct route_vm_change *c = &in->ch[in->ch_len++];
+				long b = 0;
+
+				c->id = field_str(&f);
+				c->removed = op.p[0] == '-';
+				if (next_field(&g, &p, eol))
+					b = field_num(g.p, g.len);
+				c->addr.s6_addr[0] = 0xfd;
+				c->addr.s6_addr[15] = (uint8_t)(b < 0 ? 0 : b);
+				in->free_base_first = b > 0 && (b & 1);
+			}
+			break;
 		case 'f':
 			if (next_field(&f, &p, eol))
 				in->fail_at = field_num(f.p, f.len);
@@ -397,12 +436,71 @@ next:
 
 /* ---- the route table reference ------------------------------------- */
 
+/* One valid DNS label, lowercased into |out| (64 bytes). */
+static bool ref_label(char *out, size_t *out_len, const char *in, size_t len)
+{
+	if (len > 63 || !ref_normalize(out, (const uint8_t *)in, len) ||
+	    memchr(out, '.', len))
+		return false;
+	*out_len = len;
+	return true;
+}
+
+static struct ref_vm *ref_vm_find(struct ref_vms *r, const char *id,
+				  size_t len)
+{
+	for (size_t i = 0; i < r->len; i++)
+		if (r->v[i].len == len && memcmp(r->v[i].id, id, len) == 0)
+			return &r->v[i];
+	return NULL;
+}
+
+/* The base table's VMs: valid ids only, the first of duplicates. */
+static void ref_vms_base(struct ref_vms *r, const struct config *cfg)
+{
+	r->len = 0;
+	for (size_t i = 0; i < cfg->vms_len; i++) {
+		struct ref_vm *v = &r->v[r->len];
+
+		if (!ref_label(v->id, &v->len, cfg->vms[i].id,
+			       strlen(cfg->vms[i].id)) ||
+		    ref_vm_find(r, v->id, v->len))
+			continue;
+		v->addr = cfg->vms[i].addr;
+		r->len++;
+	}
+}
+
+/* Apply the changes in order; false if one has an invalid id. */
+static bool ref_vms_apply(struct ref_vms *r, const struct input *in)
+{
+	for (size_t i = 0; i < in->ch_len; i++) {
+		const struct route_vm_change *c = &in->ch[i];
+		struct ref_vm v, *old;
+
+		if (!ref_label(v.id, &v.len, c->id, strlen(c->id)))
+			return false;
+		old = ref_vm_find(r, v.id, v.len);
+		if (c->removed) {
+			if (old)
+				*old = r->v[--r->len];
+		} else if (old) {
+			old->addr = c->addr;
+		} else {
+			v.addr = c->addr;
+			r->v[r->len++] = v;
+		}
+	}
+	return true;
+}
+
 static enum route_verdict ref_route(const struct config *cfg,
-				    const struct config_vm **out_vm,
+				    struct ref_vms *vms,
+				    const struct ref_vm **out_vm,
 				    uint16_t *out_port, const uint8_t *host,
 				    size_t host_len, uint16_t port)
 {
-	char name[FIELD_MAX], suf[FIELD_MAX], id[FIELD_MAX];
+	char name[FIELD_MAX], suf[FIELD_MAX];
 	const struct config_domain *best = NULL;
 	size_t best_len = 0;
 	long prefix = -1;
@@ -430,20 +528,7 @@ static enum route_verdict ref_route(const struct config *cfg,
 	if (!best || memchr(name, '.', (size_t)prefix))
 		return ROUTE_UNKNOWN_DOMAIN;
 
-	*out_vm = NULL;
-	for (size_t i = 0; i < cfg->vms_len && !*out_vm; i++) {
-		size_t len = strlen(cfg->vms[i].id);
-
-		if (len != (size_t)prefix)
-			continue;
-		for (size_t j = 0; j <= len; j++) {
-			char c = cfg->vms[i].id[j];
-
-			id[j] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-		}
-		if (len == (size_t)prefix && memcmp(id, name, len) == 0)
-			*out_vm = &cfg->vms[i];
-	}
+	*out_vm = ref_vm_find(vms, name, (size_t)prefix);
 	if (!*out_vm)
 		return ROUTE_UNKNOWN_VM;
 
@@ -468,6 +553,8 @@ static void input_free(struct input *in)
 	}
 	for (size_t i = 0; i < in->cfg.vms_len; i++)
 		free(in->cfg.vms[i].id);
+	for (size_t i = 0; i < in->ch_len; i++)
+		free((char *)in->ch[i].id);
 	free(in->cfg.domains);
 	free(in->cfg.vms);
 }
@@ -537,32 +624,61 @@ static void check_trie(struct input *in, struct ref *ref)
 	trie_free(NULL);
 }
 
-static void check_table(struct input *in)
-{
-	struct route_table *t;
+struct seen {
+	struct ref_vms *vms;
+	bool hit[2 * MAXN];
+	size_t calls;
+};
 
-	alloc_failed = false;
-	t = route_table_new(&in->cfg);
-	alloc_countdown = -1;
-	if (alloc_failed) {
-		check(t == NULL); /* and nothing leaked */
-		return;
-	}
-	check(t != NULL);
+static bool foreach_cb(void *arg, const char *id, const struct in6_addr *addr)
+{
+	struct seen *s = arg;
+	struct ref_vm *v = ref_vm_find(s->vms, id, strlen(id));
+
+	check(v != NULL);
+	check(memcmp(&v->addr, addr, sizeof(*addr)) == 0);
+	check(!s->hit[v - s->vms->v]);
+	s->hit[v - s->vms->v] = true;
+	s->calls++;
+	return true;
+}
+
+static void check_lookups(const struct route_table *t, struct input *in,
+			  struct ref_vms *vms)
+{
+	struct seen seen = { .vms = vms };
+
+	check(route_vm_count(t) == vms->len);
+	route_vm_foreach(t, foreach_cb, &seen);
+	check(seen.calls == vms->len);
+
 	for (size_t i = 0; i < in->q_len; i++) {
 		const struct query *q = &in->q[i];
-		const struct config_vm *vm = NULL;
+		const struct ref_vm *vm = NULL, *want_vm;
 		struct route_match got;
+		struct in6_addr addr;
 		uint16_t want_port = 0;
 		enum route_verdict g, w;
+		char id[64];
+		size_t id_len;
 		uint8_t *host = __real_malloc(q->host.len ? q->host.len : 1);
+		bool found;
 
 		check(host != NULL);
 		memcpy(host, q->host.p, q->host.len);
 		g = route_lookup(t, &got, host, q->host.len, q->port);
-		w = ref_route(&in->cfg, &vm, &want_port, q->host.p,
+		w = ref_route(&in->cfg, vms, &vm, &want_port, q->host.p,
 			      q->host.len, q->port);
+		/* The query as a vm id, for route_vm_get. */
+		found = route_vm_get(t, &addr, (const char *)host, q->host.len);
 		free(host);
+		want_vm = ref_label(id, &id_len, (const char *)q->host.p,
+				    q->host.len) ?
+				  ref_vm_find(vms, id, id_len) :
+				  NULL;
+		check(found == (want_vm != NULL));
+		if (found)
+			check(memcmp(&addr, &want_vm->addr, sizeof(addr)) == 0);
 		if (g != w)
 			fprintf(stderr, "route: route_lookup query %zu: got %s, "
 				"reference %s\n", i, route_verdict_str(g),
@@ -573,12 +689,52 @@ static void check_table(struct input *in)
 			continue;
 		check(got.vm_port == want_port);
 		check(memcmp(got.addr, &vm->addr, sizeof(vm->addr)) == 0);
-		check(strcasecmp(got.vm_id, vm->id) == 0);
-		for (const char *c = got.vm_id; *c; c++)
-			check(!(*c >= 'A' && *c <= 'Z'));
+		check(strcmp(got.vm_id, vm->id) == 0);
 	}
-	route_table_free(t);
-	route_table_free(NULL);
+}
+
+static void check_table(struct input *in)
+{
+	static struct ref_vms base_vms, derived_vms;
+	struct route_table *t, *d;
+	bool valid;
+
+	alloc_failed = false;
+	t = route_table_new(&in->cfg);
+	if (alloc_failed) {
+		alloc_countdown = -1;
+		check(t == NULL); /* and nothing leaked */
+		return;
+	}
+	check(t != NULL);
+	ref_vms_base(&base_vms, &in->cfg);
+	check_lookups(t, in, &base_vms);
+	if (!in->ch_len) {
+		alloc_countdown = -1;
+		route_table_free(t);
+		route_table_free(NULL);
+		return;
+	}
+
+	derived_vms = base_vms;
+	valid = ref_vms_apply(&derived_vms, in);
+	alloc_failed = false;
+	d = route_table_derive(t, in->ch, in->ch_len);
+	alloc_countdown = -1;
+	if (alloc_failed || !valid) {
+		check(d == NULL);
+		route_table_free(t);
+		return;
+	}
+	check(d != NULL);
+	if (in->free_base_first)
+		route_table_free(t);
+	check_lookups(d, in, &derived_vms);
+	if (!in->free_base_first) {
+		check_lookups(t, in, &base_vms); /* untouched by the derive */
+		route_table_free(t);
+	}
+	route_table_free(d);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
