@@ -42,7 +42,7 @@ enum conn_flag {
 	CF_CLIENT_FIN = 1u << 7,  /* the client's TCP stream ended */
 	CF_CLIENT_EOF = 1u << 8,  /* no more plaintext from the client */
 	CF_VM_EOF = 1u << 9,      /* the VM's TCP stream ended */
-	CF_VM_SHUT = 1u << 10,    /* shutdown(SHUT_WR) toward the VM sent */
+	CF_VM_SHUT = 1u << 10,    /* shutdown(SHUT_WR) toward the VM done */
 	CF_NOTIFY = 1u << 11,     /* close_notify queued toward the client */
 	CF_CLIENT_SHUT = 1u << 12, /* shutdown(SHUT_WR) toward the client */
 	CF_STARVED = 1u << 13,    /* a recv found no buffer; retry later */

@@ -530,7 +530,7 @@ void conn_complete(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_VM_CONNECT:
 		backend_on_connect(w, c, cqe->res);
 		break;
-	default: /* timeouts, shutdowns, cancels: only counted */
+	default: /* timeouts and cancels: only counted */
 		break;
 	}
 run:

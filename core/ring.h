@@ -21,12 +21,10 @@ enum ring_op {
 	OP_ACCEPT,      /* slot = listener index */
 	OP_CLIENT_RECV,
 	OP_CLIENT_SEND,
-	OP_CLIENT_SHUT, /* shutdown(SHUT_WR) toward the client */
 	OP_VM_CONNECT,
 	OP_VM_TIMEOUT,  /* the connect's linked timeout */
 	OP_VM_RECV,
 	OP_VM_SEND,
-	OP_VM_SHUT,
 	OP_CANCEL,
 	OP_CLOSE,       /* fire and forget: the completion is ignored */
 };
