@@ -66,7 +66,7 @@ DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
-             libclang-rt-14-dev llvm-14
+             libclang-rt-14-dev llvm-14 testssl.sh
 
 # Library objects: everything but main.c. Tests link against these.
 LIB_SRCS := $(wildcard tls/*.c route/*.c) \

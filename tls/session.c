@@ -14,6 +14,7 @@
 /* Buffers: allocated when the first byte comes, sized to what is pending,
  * and freed when the last byte goes, so an idle connection holds none. */
 #define TLS_BUF_MIN 4096
+#define TLS_IN_MIN 512
 
 static void buf_release(struct tls_buf *b)
 {
@@ -34,7 +35,9 @@ static bool in_append(struct tls_buf *b, const uint8_t *data, size_t len)
 	if (need > UINT32_MAX)
 		return false;
 	if (need > b->cap) {
-		size_t cap = b->cap ? b->cap : TLS_BUF_MIN;
+		/* Sized to what is pending: a hello trickling in from 8,000
+		 * slow clients must not cost 8,000 full buffers. */
+		size_t cap = b->cap ? b->cap : TLS_IN_MIN;
 		uint8_t *n;
 
 		while (cap < need)
