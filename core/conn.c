@@ -12,7 +12,6 @@
 #include "core/conn.h"
 
 #include <errno.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -436,7 +435,6 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port)
 	struct conn *c = conn_alloc(w);
 	socklen_t len = sizeof(struct sockaddr_in6);
 	struct io_uring_sqe *sqe;
-	int one = 1;
 
 	if (!c) {
 		log_overload(w, "max_connections", NULL);
@@ -453,7 +451,6 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port)
 	c->listen_port = listen_port;
 	c->start_ms = c->active_ms = w->now_ms;
 	getpeername(fd, (struct sockaddr *)&c->peer, &len);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	timer_arm(&w->hs_timers, &c->timer, w->now_ms);
 	c->peer_slot = peers_slot(&w->shared->peers, &c->peer);
 	if (!peers_acquire(&w->shared->peers, c->peer_slot)) {
