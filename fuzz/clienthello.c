@@ -4,7 +4,13 @@
  *   bits 0-5: chunk size - 1 (1..64 bytes): the bytes arrive in chunks of
  *             this size, as TCP segments would, and the parser is called
  *             on every growing prefix, the way core/ calls it;
- *   bit 6:    max_len is 512 instead of 16384 (exercises TOO_LARGE).
+ *   bit 6:    max_len is 512 instead of 16384 (exercises TOO_LARGE);
+ *   bit 7:    template mode: the rest is only the contents of the
+ *             extensions block; the harness wraps it in a fixed ClientHello
+ *             (version 1.2, empty session_id, two suites, null compression)
+ *             with every outer length right, in records of (chunk * 61)
+ *             bytes (one record when chunk is 64). Mutations then reach
+ *             the extension parsers instead of breaking outer lengths.
  *
  * Invariants checked (abort on violation):
  *   - a final answer (OK, BAD, TOO_LARGE, NOT_TLS) never changes as more
@@ -235,6 +241,8 @@ static void check_ok(const struct tls_hello *h, const uint8_t *in,
 	      (h->max_version & 0x0f0f) != 0x0a0a);
 }
 
+static int test_one(const uint8_t *data, size_t size);
+
 static int same_hello(const struct tls_hello *a, const struct tls_hello *b)
 {
 	return a->records_len == b->records_len && a->sni_len == b->sni_len &&
@@ -262,7 +270,77 @@ static void check_need_more(const uint8_t *data, size_t len, uint8_t *scratch,
 	free(b);
 }
 
+/* Template mode: extensions block |ext| -> records, malloc'd. */
+static uint8_t *wrap_template(size_t *out_len, const uint8_t *ext,
+			     size_t ext_len, size_t frag)
+{
+	static const uint8_t head[] = {
+		0x03, 0x03, /* legacy_version */
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* random */
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		0x00,                               /* session_id */
+		0x00, 0x04, 0x13, 0x01, 0xc0, 0x2b, /* cipher_suites */
+		0x01, 0x00,                         /* compression */
+	};
+	size_t body_len = sizeof(head) + 2 + ext_len, msg_len = 4 + body_len;
+	size_t nrec = (msg_len + frag - 1) / frag, off = 0, o = 0;
+	uint8_t *msg = malloc(msg_len), *out = malloc(msg_len + 5 * nrec);
+
+	check(msg != NULL && out != NULL);
+	msg[0] = 1;
+	msg[1] = (uint8_t)(body_len >> 16);
+	msg[2] = (uint8_t)(body_len >> 8);
+	msg[3] = (uint8_t)body_len;
+	memcpy(msg + 4, head, sizeof(head));
+	msg[4 + sizeof(head)] = (uint8_t)(ext_len >> 8);
+	msg[5 + sizeof(head)] = (uint8_t)ext_len;
+	memcpy(msg + 6 + sizeof(head), ext, ext_len);
+	while (off < msg_len) {
+		size_t n = msg_len - off < frag ? msg_len - off : frag;
+
+		out[o++] = 0x16;
+		out[o++] = 0x03;
+		out[o++] = 0x01;
+		out[o++] = (uint8_t)(n >> 8);
+		out[o++] = (uint8_t)n;
+		memcpy(out + o, msg + off, n);
+		o += n;
+		off += n;
+	}
+	free(msg);
+	*out_len = o;
+	return out;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint8_t *wrapped = NULL;
+	int ret;
+
+	if (size >= 1 && (data[0] & 0x80)) {
+		size_t chunk = (data[0] & 0x3f) + 1, len;
+		uint8_t cfg = data[0] & 0x7f; /* the same, in raw mode */
+
+		/* Keep the extensions block within its u16 length. */
+		if (size - 1 > 65535 - 64)
+			return 0;
+		wrapped = wrap_template(&len, data + 1, size - 1,
+					chunk == 64 ? 16384 : chunk * 61);
+		data = wrapped;
+		size = len;
+		wrapped = realloc(wrapped, size + 1);
+		check(wrapped != NULL);
+		memmove(wrapped + 1, wrapped, size);
+		wrapped[0] = cfg;
+		data = wrapped;
+		size++;
+	}
+	ret = test_one(data, size);
+	free(wrapped);
+	return ret;
+}
+
+static int test_one(const uint8_t *data, size_t size)
 {
 	enum tls_hello_result r, final = TLS_HELLO_NEED_MORE;
 	struct tls_hello h, first_ok;
@@ -292,6 +370,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (final != TLS_HELLO_NEED_MORE)
 			check(r == final);
+		check(strcmp(tls_hello_result_str(r), "unknown") != 0);
 		if (r == TLS_HELLO_BAD || r == TLS_HELLO_TOO_LARGE)
 			check(h.error != NULL);
 		if (r == TLS_HELLO_NEED_MORE) {
