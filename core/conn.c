@@ -445,7 +445,8 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port)
 	}
 	metric_add(&w->metrics.accepted, 1);
 	c->state = CONN_HELLO;
-	tls_conn_init(&c->tls, w->shared->cfg->limits.buffer_bytes);
+	tls_conn_init(&c->tls, w->shared->cfg->limits.buffer_bytes,
+		      listen_port);
 	c->cfd = fd;
 	c->vfd = -1;
 	c->listen_port = listen_port;

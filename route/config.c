@@ -595,15 +595,15 @@ static void key_tls_certificates(struct ld *ld, yaml_node_t *v)
 	}
 }
 
-static void key_tls_alpn(struct ld *ld, yaml_node_t *v)
+static void alpn_list(struct ld *ld, yaml_node_t *v, const char *what,
+		      char ***out, size_t *out_len)
 {
-	struct config *c = ld->c;
 	yaml_node_item_t *it;
 
-	if (is_null(v) || !get_seq(ld, v, "tls.alpn") || seq_len(v) == 0)
+	if (is_null(v) || !get_seq(ld, v, what) || seq_len(v) == 0)
 		return;
-	c->alpn = calloc(seq_len(v), sizeof(*c->alpn));
-	if (!c->alpn) {
+	*out = calloc(seq_len(v), sizeof(**out));
+	if (!*out) {
 		ld_oom(ld);
 		return;
 	}
@@ -612,27 +612,82 @@ static void key_tls_alpn(struct ld *ld, yaml_node_t *v)
 		yaml_node_t *n = ld_node(ld, *it);
 		const char *s;
 
-		if (!get_str(ld, n, "tls.alpn", &s))
+		if (!get_str(ld, n, what, &s))
 			continue;
 		/* RFC 7301 3.1: a protocol name is 1..255 bytes. */
 		if (slen(n) == 0 || slen(n) > CONFIG_ALPN_MAX) {
-			ld_err(ld, n, "tls.alpn: a protocol name is 1..%d "
-			       "bytes, this one has %zu", CONFIG_ALPN_MAX,
-			       slen(n));
+			ld_err(ld, n, "%s: a protocol name is 1..%d bytes, this "
+			       "one has %zu", what, CONFIG_ALPN_MAX, slen(n));
 			continue;
 		}
-		c->alpn[c->alpn_len] = strdup(s);
-		if (!c->alpn[c->alpn_len]) {
+		(*out)[*out_len] = strdup(s);
+		if (!(*out)[*out_len]) {
 			ld_oom(ld);
 			return;
 		}
-		c->alpn_len++;
+		(*out_len)++;
 	}
+}
+
+static void key_tls_alpn(struct ld *ld, yaml_node_t *v)
+{
+	alpn_list(ld, v, "tls.alpn", &ld->c->alpn, &ld->c->alpn_len);
+}
+
+static int alpn_port_cmp(const void *a, const void *b)
+{
+	const struct config_alpn_port *x = a, *y = b;
+
+	return (int)x->port - (int)y->port;
+}
+
+static void key_tls_alpn_ports(struct ld *ld, yaml_node_t *v)
+{
+	struct config *c = ld->c;
+	yaml_node_pair_t *p;
+	size_t i;
+
+	if (v->type != YAML_MAPPING_NODE) {
+		ld_err(ld, v, "tls.alpn_ports: expected a mapping of port to "
+		       "list, got %s", kind(v));
+		return;
+	}
+	c->alpn_ports = calloc((size_t)(v->data.mapping.pairs.top -
+					v->data.mapping.pairs.start) + 1,
+			       sizeof(*c->alpn_ports));
+	if (!c->alpn_ports) {
+		ld_oom(ld);
+		return;
+	}
+	for (p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = ld_node(ld, p->key);
+		struct config_alpn_port *ap = &c->alpn_ports[c->alpn_ports_len];
+		long long port;
+
+		if (!get_int(ld, k, "tls.alpn_ports port", 1, 65535, &port))
+			continue;
+		for (i = 0; i < c->alpn_ports_len; i++)
+			if (c->alpn_ports[i].port == port)
+				break;
+		if (i < c->alpn_ports_len) {
+			ld_err(ld, k, "tls.alpn_ports: port %lld given twice",
+			       port);
+			continue;
+		}
+		ap->port = (uint16_t)port;
+		c->alpn_ports_len++;
+		alpn_list(ld, ld_node(ld, p->value), "tls.alpn_ports list",
+			  &ap->alpn, &ap->alpn_len);
+	}
+	qsort(c->alpn_ports, c->alpn_ports_len, sizeof(*c->alpn_ports),
+	      alpn_port_cmp);
 }
 
 static const struct config_key tls_keys[] = {
 	{ "certificates", key_tls_certificates, true },
 	{ "alpn", key_tls_alpn, false },
+	{ "alpn_ports", key_tls_alpn_ports, false },
 };
 
 static void key_tls(struct ld *ld, yaml_node_t *v)
@@ -1699,6 +1754,12 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->alpn_len; i++)
 		free(c->alpn[i]);
 	free(c->alpn);
+	for (size_t i = 0; i < c->alpn_ports_len; i++) {
+		for (size_t j = 0; j < c->alpn_ports[i].alpn_len; j++)
+			free(c->alpn_ports[i].alpn[j]);
+		free(c->alpn_ports[i].alpn);
+	}
+	free(c->alpn_ports);
 	for (size_t i = 0; i < c->domains_len; i++)
 		domain_free(&c->domains[i]);
 	free(c->domains);

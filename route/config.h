@@ -59,6 +59,14 @@ struct config_domain {
 	bool has_allowed_ports;
 };
 
+/* tls.alpn_ports: the ALPN list offered on one listener port, in place of
+ * tls.alpn (empty: offer none there). */
+struct config_alpn_port {
+	uint16_t port;
+	char **alpn;
+	size_t alpn_len;
+};
+
 struct config_vm {
 	char *id; /* lowercase, one valid DNS label */
 	struct in6_addr addr;
@@ -105,6 +113,8 @@ struct config {
 	size_t certs_len;
 	char **alpn; /* protocol names in preference order; may be empty */
 	size_t alpn_len;
+	struct config_alpn_port *alpn_ports; /* sorted by port */
+	size_t alpn_ports_len;
 
 	struct config_domain *domains;
 	size_t domains_len;

@@ -35,17 +35,32 @@ struct tls_ctx {
 	size_t ctxs_len;
 	struct tls_name *names;
 	size_t names_len;
-	uint8_t *alpn; /* server's list in wire form: u8-prefixed names */
-	size_t alpn_len;
+	struct alpn_set *alpn; /* copied into each SSL_CTX; NULL: no ALPN */
 };
 
 /* Each SSL_CTX carries its own copy of the ALPN list in ex_data, freed
  * with the SSL_CTX: a handshake still running after a reload freed the
  * store holds a reference to its SSL_CTX, never to the store. */
-struct alpn_list {
-	size_t len;
-	uint8_t wire[]; /* u8-prefixed names */
+struct alpn_port {
+	uint16_t port;
+	uint32_t off, len; /* into the wire bytes */
 };
+
+/* The default list and the per-port ones (tls.alpn_ports), as one block:
+ * the header, ports[nports] sorted by port, then the wire bytes (each list
+ * a run of u8-prefixed names). Offsets are relative, so a copy is a
+ * memcpy. */
+struct alpn_set {
+	size_t size;
+	uint32_t def_off, def_len;
+	size_t nports;
+	struct alpn_port ports[];
+};
+
+static const uint8_t *alpn_wire(const struct alpn_set *s)
+{
+	return (const uint8_t *)&s->ports[s->nports];
+}
 
 static int alpn_index = -1;
 static pthread_once_t alpn_once = PTHREAD_ONCE_INIT;
@@ -65,13 +80,25 @@ static void alpn_init(void)
 static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len,
 		       const uint8_t *in, unsigned in_len, void *arg)
 {
-	const struct alpn_list *l =
+	const struct alpn_set *l =
 		SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), alpn_index);
+	const struct tls_conn *conn = SSL_get_app_data(ssl);
+	uint32_t off, len;
 	CBS ours, theirs, want, have;
+	size_t i;
 
 	if (!l)
 		return SSL_TLSEXT_ERR_NOACK;
-	CBS_init(&ours, l->wire, l->len);
+	off = l->def_off;
+	len = l->def_len;
+	for (i = 0; conn && i < l->nports; i++) {
+		if (l->ports[i].port == conn->port) {
+			off = l->ports[i].off;
+			len = l->ports[i].len;
+			break;
+		}
+	}
+	CBS_init(&ours, alpn_wire(l) + off, len);
 	while (CBS_get_u8_length_prefixed(&ours, &want)) {
 		CBS_init(&theirs, in, in_len);
 		while (CBS_get_u8_length_prefixed(&theirs, &have)) {
@@ -240,8 +267,8 @@ static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 		SSL_CTX_set_num_tickets(ctx, 1);
 	else
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-	if (t->alpn_len) {
-		struct alpn_list *l = malloc(sizeof(*l) + t->alpn_len);
+	if (t->alpn) {
+		struct alpn_set *l = malloc(t->alpn->size);
 
 		pthread_once(&alpn_once, alpn_init);
 		if (!l || alpn_index < 0 ||
@@ -250,8 +277,7 @@ static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 			snprintf(err, err_len, "out of memory setting ALPN");
 			goto err_ctx;
 		}
-		l->len = t->alpn_len;
-		memcpy(l->wire, t->alpn, t->alpn_len);
+		memcpy(l, t->alpn, t->alpn->size);
 		SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
 	}
 	SSL_CTX_set_select_certificate_cb(ctx, tls_session_select_cert);
@@ -262,24 +288,60 @@ err_ctx:
 	return NULL;
 }
 
-static bool build_alpn(struct tls_ctx *t, const struct config *cfg)
+static size_t wire_len(char *const *names, size_t n)
 {
 	size_t i, len = 0;
 
-	for (i = 0; i < cfg->alpn_len; i++)
-		len += 1 + strlen(cfg->alpn[i]);
-	if (!len)
-		return true;
-	t->alpn = malloc(len);
-	if (!t->alpn)
-		return false;
-	for (i = 0; i < cfg->alpn_len; i++) {
-		size_t n = strlen(cfg->alpn[i]);
+	for (i = 0; i < n; i++)
+		len += 1 + strlen(names[i]);
+	return len;
+}
 
-		t->alpn[t->alpn_len++] = (uint8_t)n;
-		memcpy(t->alpn + t->alpn_len, cfg->alpn[i], n);
-		t->alpn_len += n;
+static uint32_t put_wire(uint8_t *wire, uint32_t off, char *const *names,
+			 size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		size_t len = strlen(names[i]);
+
+		wire[off++] = (uint8_t)len;
+		memcpy(wire + off, names[i], len);
+		off += (uint32_t)len;
 	}
+	return off;
+}
+
+static bool build_alpn(struct tls_ctx *t, const struct config *cfg)
+{
+	size_t i, wlen = wire_len(cfg->alpn, cfg->alpn_len), size;
+	struct alpn_set *s;
+	uint8_t *wire;
+	uint32_t off;
+
+	for (i = 0; i < cfg->alpn_ports_len; i++)
+		wlen += wire_len(cfg->alpn_ports[i].alpn,
+				 cfg->alpn_ports[i].alpn_len);
+	if (!cfg->alpn_len && !cfg->alpn_ports_len)
+		return true;
+	size = sizeof(*s) + cfg->alpn_ports_len * sizeof(s->ports[0]) + wlen;
+	s = calloc(1, size);
+	if (!s)
+		return false;
+	s->size = size;
+	s->nports = cfg->alpn_ports_len;
+	wire = (uint8_t *)&s->ports[s->nports];
+	s->def_len = put_wire(wire, 0, cfg->alpn, cfg->alpn_len);
+	off = s->def_len;
+	for (i = 0; i < cfg->alpn_ports_len; i++) {
+		const struct config_alpn_port *ap = &cfg->alpn_ports[i];
+
+		s->ports[i].port = ap->port;
+		s->ports[i].off = off;
+		off = put_wire(wire, off, ap->alpn, ap->alpn_len);
+		s->ports[i].len = off - s->ports[i].off;
+	}
+	t->alpn = s;
 	return true;
 }
 

@@ -2,8 +2,9 @@
  *
  * One SSL_CTX per configured certificate, each with the same policy: TLS
  * 1.2 and 1.3 only, AEAD suites only, X25519 then P-256, the configured
- * ALPN list (server preference), session tickets with BoringSSL's rotating
- * keys, no stateful session cache. BoringSSL never renegotiates as a
+ * ALPN list (server preference; tls.alpn_ports replaces it on the ports it
+ * names, chosen by tls_conn.port), session tickets with BoringSSL's
+ * rotating keys, no stateful session cache. BoringSSL never renegotiates as a
  * server. Certificates are chosen by the name the router accepted: an
  * exact SAN first, then a wildcard SAN, else the first certificate.
  *

@@ -123,9 +123,10 @@ static size_t out_append(struct tls_conn *t, const uint8_t *data, size_t len)
 	return len;
 }
 
-void tls_conn_init(struct tls_conn *t, uint32_t out_max)
+void tls_conn_init(struct tls_conn *t, uint32_t out_max, uint16_t port)
 {
 	t->out_cap = out_max;
+	t->port = port;
 }
 
 /* The two BIOs the SSL object sees: reads come from t->in, writes go to

@@ -45,6 +45,7 @@ struct tls_conn {
 	struct tls_buf in;  /* ciphertext from the client, not yet read */
 	struct tls_buf out; /* bytes for the client, not yet sent */
 	uint32_t out_cap;   /* most bytes out may hold (tls_conn_init) */
+	uint16_t port;      /* listener port: picks the ALPN list */
 	bool out_pinned;    /* a send from out is in flight: it must not
 	                     * move or be freed */
 	uint8_t *out_old;   /* out's previous block, moved from while
@@ -60,8 +61,9 @@ struct tls_conn {
 
 /* tls_conn_init sets how many bytes may wait for the client: core/ sends
  * them before |out_max| is reached (its backpressure); the output grows as
- * needed up to out_max + TLS_OUT_SLACK. Call on an all-zero tls_conn. */
-void tls_conn_init(struct tls_conn *t, uint32_t out_max);
+ * needed up to out_max + TLS_OUT_SLACK. |port| is the listener port the
+ * client came to (tls.alpn_ports). Call on an all-zero tls_conn. */
+void tls_conn_init(struct tls_conn *t, uint32_t out_max, uint16_t port);
 
 /* tls_conn_feed appends |len| bytes received from the client. Returns
  * false when out of memory. */

@@ -85,13 +85,21 @@ def test_keepalive_many_requests(live_gate, certs):
     assert r.returncode == 0 and r.stdout == b"ok vm1\n" * 20, (r, live_gate.tail())
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "product question, not a harness bug: with alpn [h2, http/1.1] the gate "
-    "selects h2 for curl's default offer, and an HTTP/1.1-only VM (the common "
-    "case) then answers an HTTP/2 preface with nothing sensible"))
 def test_curl_default_alpn_http11_vm(live_gate, certs):
     """What a user types first: plain `curl https://vm1.vm.test:3000/health`
-    (curl offers h2 and http/1.1) against a VM that speaks HTTP/1.1."""
+    (curl offers h2 and http/1.1) against a VM that speaks HTTP/1.1. The
+    fleet's config offers only http/1.1 on port 3000 (tls.alpn_ports), so
+    curl speaks HTTP/1.1 and the VM understands it."""
     r = curl(["--cacert", certs.ca, "--resolve", "vm1.vm.test:3000:127.0.0.1",
+              "-w", "|VER=%{http_version}",
               "https://vm1.vm.test:3000/health"], timeout=10)
-    assert r.returncode == 0 and r.stdout == b"ok vm1\n", r
+    assert r.returncode == 0 and r.stdout == b"ok vm1\n|VER=1.1", r
+
+
+def test_alpn_default_list_on_other_ports(live_gate, certs):
+    """Ports without an alpn_ports entry keep tls.alpn: h2 is chosen for a
+    client that offers h2 and http/1.1 (port 8443 runs an h2c VM)."""
+    r = curl(["--cacert", certs.ca, "--resolve", "vm1.vm.test:8443:127.0.0.1",
+              "-w", "|VER=%{http_version}",
+              "https://vm1.vm.test:8443/hello.txt"], timeout=10)
+    assert r.returncode == 0 and r.stdout.endswith(b"|VER=2"), r

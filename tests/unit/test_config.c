@@ -152,6 +152,11 @@ static void check_shipped(const struct config *c, const char *base)
 	assert_int_equal(c->alpn_len, 2);
 	assert_string_equal(c->alpn[0], "h2");
 	assert_string_equal(c->alpn[1], "http/1.1");
+	assert_int_equal(c->alpn_ports_len, 2);
+	assert_int_equal(c->alpn_ports[0].port, 3000);
+	assert_int_equal(c->alpn_ports[0].alpn_len, 1);
+	assert_string_equal(c->alpn_ports[0].alpn[0], "http/1.1");
+	assert_int_equal(c->alpn_ports[1].port, 8080);
 
 	assert_int_equal(c->domains_len, 1);
 	assert_string_equal(c->domains[0].suffix, "vm.vers.sh");
@@ -637,6 +642,14 @@ static const struct error_case error_cases[] = {
 	  6, 36, "admin.token_file file", 1 },
 	{ "admin unknown", MIN "admin: { unix: a.sock, port: 1 }\n", 6, 24,
 	  "unknown key 'port' in admin", 1 },
+	{ "alpn_ports list", MIN "  alpn_ports: [1]\n", 6, 15,
+	  "tls.alpn_ports: expected a mapping", 1 },
+	{ "alpn_ports port", MIN "  alpn_ports: { 0: [h2] }\n", 6, 17,
+	  "tls.alpn_ports port: expected an integer in 1..65535", 1 },
+	{ "alpn_ports twice", MIN "  alpn_ports: { 3000: [h2], 3000: [x] }\n", 6,
+	  29, "port 3000 given twice", 1 },
+	{ "alpn_ports name", MIN "  alpn_ports: { 3000: [\"\"] }\n", 6, 24,
+	  "tls.alpn_ports list: a protocol name is 1..255 bytes", 1 },
 	{ "ocsp missing", LISTEN "tls:\n  certificates:\n    - { cert: cert.pem, "
 	  "key: key.pem, ocsp: o.der }\n", 5, 45, "ocsp file", 1 },
 
