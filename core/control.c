@@ -560,13 +560,45 @@ out:
 	return ret;
 }
 
+/* Records an API change of VM |norm| (an address, or removed), persists
+ * it and publishes it. A change that could not be persisted is not
+ * acknowledged, so it is not applied either. Under the lock. */
+static int change_locked(struct control *ctl, const char *norm,
+			 const struct in6_addr *addr, char *err,
+			 size_t err_len)
+{
+	struct override *o = find_ov(ctl, norm), saved;
+	bool added = false;
+	int ret;
+
+	if (!o) {
+		o = add_ov(ctl, norm);
+		if (!o)
+			return -ENOMEM;
+		added = true;
+	}
+	saved = *o;
+	o->removed = !addr;
+	if (addr)
+		o->addr = *addr;
+	ret = persist_locked(ctl, err, err_len);
+	if (ret) {
+		if (added) {
+			free(o->id);
+			ctl->ov_len--;
+		} else {
+			*o = saved;
+		}
+		return ret;
+	}
+	return republish_locked(ctl);
+}
+
 int control_vm_put(struct control *ctl, bool *out_created, const char *id,
 		   const char *address, char *err, size_t err_len)
 {
-	struct override *o, saved;
 	struct in6_addr addr, old;
 	char norm[256];
-	bool added = false;
 	int ret;
 
 	if (!norm_id(norm, id)) {
@@ -580,45 +612,19 @@ int control_vm_put(struct control *ctl, bool *out_created, const char *id,
 	pthread_mutex_lock(&ctl->lock);
 	*out_created = !route_vm_get(current(ctl)->routes, &old, norm,
 				     strlen(norm));
-	o = find_ov(ctl, norm);
-	if (!o) {
-		o = add_ov(ctl, norm);
-		if (!o) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		added = true;
-	}
-	saved = *o;
-	o->addr = addr;
-	o->removed = false;
-	ret = persist_locked(ctl, err, err_len);
-	if (ret) {
-		/* Not acknowledged, so not applied either. */
-		if (added) {
-			free(o->id);
-			ctl->ov_len--;
-		} else {
-			*o = saved;
-		}
-		goto out;
-	}
-	ret = republish_locked(ctl);
+	ret = change_locked(ctl, norm, &addr, err, err_len);
+	pthread_mutex_unlock(&ctl->lock);
 	if (!ret)
 		log_info("vm_put", "vm=%s address=%s created=%d", norm, address,
 			 *out_created);
-out:
-	pthread_mutex_unlock(&ctl->lock);
 	return ret;
 }
 
 int control_vm_delete(struct control *ctl, const char *id, char *err,
 		      size_t err_len)
 {
-	struct override *o, saved;
 	struct in6_addr old;
 	char norm[256];
-	bool added = false;
 	int ret;
 
 	if (!norm_id(norm, id)) {
@@ -626,37 +632,15 @@ int control_vm_delete(struct control *ctl, const char *id, char *err,
 		return -ENOENT;
 	}
 	pthread_mutex_lock(&ctl->lock);
-	if (!route_vm_get(current(ctl)->routes, &old, norm, strlen(norm))) {
+	if (route_vm_get(current(ctl)->routes, &old, norm, strlen(norm))) {
+		ret = change_locked(ctl, norm, NULL, err, err_len);
+	} else {
 		snprintf(err, err_len, "no VM '%s'", norm);
 		ret = -ENOENT;
-		goto out;
 	}
-	o = find_ov(ctl, norm);
-	if (!o) {
-		o = add_ov(ctl, norm);
-		if (!o) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		added = true;
-	}
-	saved = *o;
-	o->removed = true;
-	ret = persist_locked(ctl, err, err_len);
-	if (ret) {
-		if (added) {
-			free(o->id);
-			ctl->ov_len--;
-		} else {
-			*o = saved;
-		}
-		goto out;
-	}
-	ret = republish_locked(ctl);
+	pthread_mutex_unlock(&ctl->lock);
 	if (!ret)
 		log_info("vm_delete", "vm=%s", norm);
-out:
-	pthread_mutex_unlock(&ctl->lock);
 	return ret;
 }
 
