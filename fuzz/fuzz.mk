@@ -103,7 +103,7 @@ define fuzz_loop
 	    $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t $$regr > $$log 2>&1 \
 	    || { tail -n 60 $$log; \
 	         echo "fuzz: $$t found something, log in $$log" >&2; exit 1; }; \
-	  printf '         %s\n' "$$(grep -Eo '#[0-9]+[[:space:]]+DONE +cov: [0-9]+ ft: [0-9]+ corp: [^ ]+' $$log) $$(grep -E '^stat::average_exec_per_sec' $$log)"; \
+	  printf '         %s\n' "$$(grep -aEo '#[0-9]+[[:space:]]+DONE +cov: [0-9]+ ft: [0-9]+ corp: [^ ]+' $$log) $$(grep -aE '^stat::average_exec_per_sec' $$log)"; \
 	done
 endef
 
