@@ -512,6 +512,8 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		ret = -ENOMEM;
 		goto err;
 	}
+	/* Before anything can fail: tls_ref_put on err frees it. */
+	tls->refs = 1;
 	tls->ctx = tls_ctx_new(cfg, msg, sizeof(msg));
 	if (!tls->ctx) {
 		log_error("reload_error", "trigger=%s %s", why, msg);
@@ -519,7 +521,6 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		ret = -EINVAL;
 		goto err;
 	}
-	tls->refs = 1;
 	base = base_ref_new(route_table_new(cfg));
 	if (!base || !base->t) {
 		ret = -ENOMEM;
