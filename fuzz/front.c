@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -142,8 +143,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		"  - { id: vm1, address: \"fd00::1\" }\n"
 		"  - { id: host, address: \"fd00::2\" }\n";
 	struct config_errors errs;
-	const char *dir = testcert_tmpdir("front");
-	char err[256];
+	const char *dir;
+	char err[256], tag[32];
+
+	/* Per process: removed as soon as the certificates are loaded. */
+	snprintf(tag, sizeof(tag), "front-%d", (int)getpid());
+	dir = testcert_tmpdir(tag);
 
 	check(dir != NULL);
 	write_cert(dir, "ec", false, "vm.vers.sh", ec_sans, 2);
@@ -160,6 +165,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "front: %s\n", err);
 		abort();
 	}
+	/* Everything is loaded: the files are not needed any more. */
+	testcert_tmpdir_remove();
 
 	client_ctx_13 = SSL_CTX_new(TLS_method());
 	client_ctx_12 = SSL_CTX_new(TLS_method());

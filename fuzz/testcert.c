@@ -2,9 +2,11 @@
 #include "fuzz/testcert.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/bn.h>
@@ -117,33 +119,38 @@ bool testcert_write(EVP_PKEY *key, X509 *cert, const char *cert_path,
 
 static char tmpdir[64];
 
-static void tmpdir_remove(void)
+void testcert_tmpdir_remove(void)
 {
 	DIR *d = opendir(tmpdir);
 	struct dirent *e;
 	char path[320];
 
+	if (!tmpdir[0])
+		return;
 	if (d) {
 		while ((e = readdir(d))) {
 			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 				continue;
 			snprintf(path, sizeof(path), "%s/%s", tmpdir, e->d_name);
-			unlink(path);
+			if (unlink(path) != 0)
+				rmdir(path);
 		}
 		closedir(d);
 	}
 	rmdir(tmpdir);
 }
 
+/* One fixed directory per target and user, emptied and reused by every
+ * run: libFuzzer ends with _Exit, so nothing at exit would remove it. */
 const char *testcert_tmpdir(const char *tag)
 {
 	if (tmpdir[0])
 		return tmpdir;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/vmgate-fuzz-%s-XXXXXX", tag);
-	if (!mkdtemp(tmpdir)) {
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/vmgate-fuzz-%s-%u", tag,
+		 (unsigned)getuid());
+	if (mkdir(tmpdir, 0700) != 0 && errno != EEXIST) {
 		tmpdir[0] = '\0';
 		return NULL;
 	}
-	atexit(tmpdir_remove);
 	return tmpdir;
 }

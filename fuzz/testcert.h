@@ -20,9 +20,10 @@ bool testcert_make(EVP_PKEY **out_key, X509 **out_cert, bool rsa,
 bool testcert_write(EVP_PKEY *key, X509 *cert, const char *cert_path,
 		    const char *key_path);
 
-/* testcert_tmpdir makes a fresh directory under /tmp (|tag| in its name),
- * removed with everything in it (one level) at exit. Returns its path,
- * static storage, or NULL. */
+/* testcert_tmpdir returns /tmp/vmgate-fuzz-TAG-UID, made if missing and
+ * reused by later runs (static storage), or NULL. testcert_tmpdir_remove
+ * deletes it and what is in it (one level deep). */
 const char *testcert_tmpdir(const char *tag);
+void testcert_tmpdir_remove(void);
 
 #endif
