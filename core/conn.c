@@ -445,7 +445,13 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port)
 	}
 	metric_add(&w->metrics.accepted, 1);
 	c->state = CONN_HELLO;
-	tls_conn_init(&c->tls, w->shared->cfg->limits.buffer_bytes,
+	/* The relay reads the VM while fewer than buffer_bytes wait for the
+	 * client; one read adds at most a receive buffer's worth of records
+	 * (5 + 17 bytes of framing each, 16 KiB of data each), and TLS adds
+	 * tickets and alerts of its own: room for all of that. */
+	tls_conn_init(&c->tls,
+		      w->shared->cfg->limits.buffer_bytes +
+			      CONFIG_RECV_BUF_SIZE + 4096,
 		      listen_port);
 	c->cfd = fd;
 	c->vfd = -1;

@@ -323,8 +323,8 @@ void relay_run(struct worker *w, struct conn *c)
 		shut_wr(c->cfd);
 		c->flags |= CF_CLIENT_SHUT;
 	}
-	/* One more receive adds at most one buffer's worth of records:
-	 * TLS_OUT_SLACK covers what goes past the cap. */
+	/* One more receive adds at most one buffer's worth of records: the
+	 * TLS output has room for that past the cap (see conn_accept). */
 	if (!(c->flags & CF_VM_EOF) && tls_conn_out_len(&c->tls) < cap)
 		arm_vm_recv(w, c);
 

@@ -72,7 +72,7 @@ static size_t in_take(struct tls_buf *b, uint8_t *out, size_t cap)
 static bool out_reserve(struct tls_conn *t, size_t len)
 {
 	struct tls_buf *b = &t->out;
-	size_t limit = (t->out_cap ? t->out_cap : 65536) + TLS_OUT_SLACK;
+	size_t limit = t->out_cap ? t->out_cap : 65536 + 65536;
 	size_t need = (size_t)b->off + b->len + len, cap;
 	uint8_t *n;
 

@@ -55,14 +55,13 @@ struct tls_conn {
 	const char *error; /* static reason of the last TLS_IO_ERROR */
 };
 
-/* TLS_OUT_SLACK: room the output keeps beyond what core/ lets wait, for
- * records TLS writes on its own (tickets, alerts, key updates). */
-#define TLS_OUT_SLACK 32768
-
-/* tls_conn_init sets how many bytes may wait for the client: core/ sends
- * them before |out_max| is reached (its backpressure); the output grows as
- * needed up to out_max + TLS_OUT_SLACK. |port| is the listener port the
- * client came to (tls.alpn_ports). Call on an all-zero tls_conn. */
+/* tls_conn_init sets the most bytes that may wait for the client: the
+ * output grows as needed up to |out_max|, and a write that would pass it
+ * fails (the connection then ends with a TLS error). core/'s backpressure
+ * keeps below it: it must leave room for one more receive's worth of
+ * records and for what TLS writes on its own (tickets, alerts). |port| is
+ * the listener port the client came to (tls.alpn_ports). Call on an
+ * all-zero tls_conn. */
 void tls_conn_init(struct tls_conn *t, uint32_t out_max, uint16_t port);
 
 /* tls_conn_feed appends |len| bytes received from the client. Returns
