@@ -537,8 +537,25 @@ def test_max_connections_per_ip_counts(private_gate, certs, fleet):
                      extra_limits={"max_connections_per_ip": 20,
                                    "handshake_timeout_ms": 20000})
     mark = g.mark()
+    # The fixture's readiness probe was a connection from 127.0.0.1 too:
+    # start once the gate has let it go, so all 20 slots are free.
+    deadline = time.monotonic() + 10
+    fds0 = g.fd_count()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = g.fd_count()
+        if now == fds0:
+            break
+        fds0 = now
     idle = _idle(22011, 20)
-    time.sleep(0.3)
+    # The 20 land on two workers' accept queues: wait until the gate holds
+    # all of them, or the 21st could be accepted before one of the 20 (and
+    # that one refused instead) on a slow run.
+    deadline = time.monotonic() + 10
+    while g.fd_count() < fds0 + 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert g.fd_count() >= fds0 + 20, ("gate did not accept the 20 idle "
+                                       "connections", g.tail(since=mark))
     # 127.0.0.1 is full: a new client from there is closed at once
     extra = _idle(22011, 1)
     assert _closed_soon(extra), ("21st connection from 127.0.0.1 not closed",
