@@ -78,10 +78,11 @@ static const char *printable(char *out, size_t cap, const uint8_t *in,
 	return out;
 }
 
-static void log_close(struct worker *w, struct conn *c, const char *reason)
+/* The connection's one line. |detail| (or NULL) says more about |reason|. */
+static void log_close(struct worker *w, struct conn *c, enum log_level level,
+		      const char *reason, const char *detail)
 {
 	char peer[LOG_ADDR_MAX], vm[64], tlsinfo[128];
-	enum log_level level = LOG_INFO;
 
 	c->flags |= CF_LOGGED;
 	metrics_close(&w->metrics, reason);
@@ -98,12 +99,13 @@ static void log_close(struct worker *w, struct conn *c, const char *reason)
 	tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
 	log_msg(level, "close",
 		"peer=%s sni=%s vm=%s vm_port=%u up=%llu down=%llu ms=%llu "
-		"reason=%s %s",
+		"reason=%s%s%s%s %s",
 		peer, c->tls.sni, conn_vm_id(c, vm, sizeof(vm)), c->vm_port,
 		(unsigned long long)c->up_bytes,
 		(unsigned long long)c->down_bytes,
 		(unsigned long long)(w->now_ms - c->start_ms), reason,
-		tlsinfo);
+		detail ? " detail=\"" : "", detail ? detail : "",
+		detail ? "\"" : "", tlsinfo);
 }
 
 static void conn_release(struct worker *w, struct conn *c)
@@ -165,7 +167,7 @@ void conn_close(struct worker *w, struct conn *c, const char *reason)
 	if (c->state == CONN_CLOSING || c->state == CONN_FREE)
 		return;
 	if (!(c->flags & CF_LOGGED))
-		log_close(w, c, reason);
+		log_close(w, c, LOG_INFO, reason, NULL);
 	c->state = CONN_CLOSING;
 	timer_disarm(&c->timer);
 	cancel_op(w, c, CF_CLIENT_RECV, OP_CLIENT_RECV);
@@ -301,18 +303,7 @@ static void do_hello(struct worker *w, struct conn *c)
 
 static void tls_failed(struct worker *w, struct conn *c)
 {
-	char peer[LOG_ADDR_MAX], vm[64];
-
-	metrics_close(&w->metrics, "tls_error");
-	log_fmt_addr(peer, &c->peer);
-	log_warn("close", "peer=%s sni=%s vm=%s vm_port=%u up=%llu down=%llu "
-		 "ms=%llu reason=tls_error detail=\"%s\"",
-		 peer, c->tls.sni ? c->tls.sni : "-",
-		 conn_vm_id(c, vm, sizeof(vm)), c->vm_port,
-		 (unsigned long long)c->up_bytes,
-		 (unsigned long long)c->down_bytes,
-		 (unsigned long long)(w->now_ms - c->start_ms),
-		 tls_conn_error_str(&c->tls));
+	log_close(w, c, LOG_WARN, "tls_error", tls_conn_error_str(&c->tls));
 	/* BoringSSL queued its alert: send it, then close. */
 	conn_linger(w, c, 0);
 }

@@ -586,6 +586,7 @@ static void key_tls_certificates(struct ld *ld, yaml_node_t *v)
 		if (!cc->cert_path || !cc->key_path) {
 			free(cc->cert_path);
 			free(cc->key_path);
+			free(cc->ocsp_path);
 			memset(cc, 0, sizeof(*cc));
 			continue;
 		}

@@ -262,3 +262,12 @@ def make_leaf(certs, d, name="*.vm.test"):
     der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"],
                          capture_output=True, check=True).stdout
     return cert, key, der
+
+
+def wait_until(fn, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(step)

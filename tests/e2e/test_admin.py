@@ -14,18 +14,10 @@ import time
 
 import pytest
 
-from e2e_admin import (ADMIN_PORT, TOKEN, UnixHTTPConnection, echo_once,
-                       handshake_error, http_health, is_unrecognized_name)
+from e2e_admin import (ADMIN_PORT, TOKEN, echo_once,
+                       handshake_error, http_health, is_unrecognized_name,
+                       wait_until)
 from e2e_util import peer_re
-
-
-def wait_until(fn, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
 
 
 def raw_exchange(data, timeout=15, wait_close=True):

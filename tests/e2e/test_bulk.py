@@ -14,6 +14,18 @@ SIZE = 100 << 20
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+
+class HashSink:
+    """Counts and hashes what a BioClient reads."""
+
+    def __init__(self):
+        self.h = hashlib.sha256()
+        self.n = 0
+
+    def __call__(self, d):
+        self.n += len(d)
+        self.h.update(d)
+
 def test_upload_100mib(live_gate, certs):
     c = BioClient(certs.client_ctx(), "vm2.vm.test", 3000, timeout=60)
     c.handshake()
@@ -39,16 +51,10 @@ def test_download_100mib(live_gate, certs):
     c = BioClient(certs.client_ctx(), "vm2.vm.test", 8443, timeout=60)
     c.handshake()
     c.send(b"%d 12\n" % SIZE)
-    h = hashlib.sha256()
-    n = 0
-
-    def sink(d):
-        nonlocal n
-        n += len(d)
-        h.update(d)
-
+    sink = HashSink()
     _, end = c.read(sink=sink)
     c.close()
+    n, h = sink.n, sink.h
     assert n == SIZE, ("short download: %d of %d bytes, end=%s" % (n, SIZE, end),
                        live_gate.tail())
     assert h.hexdigest() == want, "downloaded bytes differ"
@@ -73,16 +79,10 @@ def test_backpressure_slow_reader(live_gate, certs):
     time.sleep(3)  # not reading: kernel buffers fill, then vmgate must pause
     rss1 = live_gate.rss_kib()
     print("vmgate RSS %d KiB -> %d KiB while the client was not reading" % (rss0, rss1))
-    h = hashlib.sha256()
-    n = 0
-
-    def sink(d):
-        nonlocal n
-        n += len(d)
-        h.update(d)
-
+    sink = HashSink()
     _, end = c.read(sink=sink)
     c.close()
+    n, h = sink.n, sink.h
     assert n == size and h.hexdigest() == want, ("%d of %d bytes, end=%s" % (n, size, end),
                                                  live_gate.tail())
     assert rss1 - rss0 < 32 * 1024, (

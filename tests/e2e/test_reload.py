@@ -14,17 +14,8 @@ import pytest
 
 from e2e_admin import (ECHO_PORT, AdminGate, echo_once, handshake_error,
                        host, http_health, is_unrecognized_name, leaf_der,
-                       make_leaf)
+                       make_leaf, wait_until)
 from e2e_util import peer_re, tls_connect
-
-
-def wait_until(fn, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
 
 
 @pytest.fixture

@@ -650,6 +650,8 @@ static const struct error_case error_cases[] = {
 	  29, "port 3000 given twice", 1 },
 	{ "alpn_ports name", MIN "  alpn_ports: { 3000: [\"\"] }\n", 6, 24,
 	  "tls.alpn_ports list: a protocol name is 1..255 bytes", 1 },
+	{ "ocsp without key", LISTEN "tls:\n  certificates:\n    - { cert: cert.pem, "
+	  "ocsp: cert.pem }\n", 5, 7, "missing required key 'key'", 1 },
 	{ "ocsp missing", LISTEN "tls:\n  certificates:\n    - { cert: cert.pem, "
 	  "key: key.pem, ocsp: o.der }\n", 5, 45, "ocsp file", 1 },
 
