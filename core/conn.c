@@ -301,7 +301,7 @@ static void do_hello(struct worker *w, struct conn *c)
 	}
 }
 
-static void tls_failed(struct worker *w, struct conn *c)
+void conn_tls_failed(struct worker *w, struct conn *c)
 {
 	log_close(w, c, LOG_WARN, "tls_error", tls_conn_error_str(&c->tls));
 	/* BoringSSL queued its alert: send it, then close. */
@@ -330,7 +330,7 @@ static void do_handshake(struct worker *w, struct conn *c)
 			break;
 		case TLS_IO_CLOSED:
 		case TLS_IO_ERROR:
-			tls_failed(w, c);
+			conn_tls_failed(w, c);
 			return;
 		}
 	} else if (tls_conn_input_len(&c->tls) < cap) {

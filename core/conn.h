@@ -36,6 +36,10 @@ void conn_close(struct worker *w, struct conn *c, const char *reason);
 #define CONN_LINGER_MS 1000
 void conn_linger(struct worker *w, struct conn *c, uint8_t desc);
 
+/* conn_tls_failed logs the close with TLS's reason and lingers, so the
+ * alert BoringSSL queued reaches the client. */
+void conn_tls_failed(struct worker *w, struct conn *c);
+
 /* conn_vm_id writes the VM id of |c| (the first label of its SNI). */
 const char *conn_vm_id(const struct conn *c, char *out, size_t cap);
 

@@ -139,7 +139,7 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 		c->down_bytes += (uint64_t)cqe->res;
 		metric_add(&w->metrics.bytes_down, (uint64_t)cqe->res);
 		if (r != TLS_IO_DONE)
-			conn_close(w, c, "tls_error");
+			conn_tls_failed(w, c);
 	} else if (cqe->res == 0) {
 		c->flags |= CF_VM_EOF;
 	} else if (cqe->res == -ENOBUFS) {
@@ -264,7 +264,7 @@ static bool pump_up(struct worker *w, struct conn *c)
 			c->flags |= CF_CLIENT_EOF;
 			break;
 		case TLS_IO_ERROR:
-			conn_close(w, c, "tls_error");
+			conn_tls_failed(w, c);
 			return false;
 		}
 		break;

@@ -65,10 +65,12 @@ static size_t in_take(struct tls_buf *b, uint8_t *out, size_t cap)
 	return n;
 }
 
-/* Makes room for |len| more output bytes. While a send is in flight the
- * bytes must stay where they are, so growing then means a new block with
- * the same bytes at the same offsets, the old one kept until the send
- * completes. Returns false when the output is at its limit. */
+/* Makes room for |len| more output bytes. The limit bounds the bytes
+ * pending, not where they sit. While a send is in flight its bytes must
+ * stay where they are, so then the pending bytes move to a new block
+ * (the send's completion consumes from whichever block is current) and
+ * the old one is kept until the send completes. Returns false when the
+ * output is at its limit. */
 static bool out_reserve(struct tls_conn *t, size_t len)
 {
 	struct tls_buf *b = &t->out;
@@ -78,10 +80,10 @@ static bool out_reserve(struct tls_conn *t, size_t len)
 
 	if (need <= b->cap)
 		return true;
+	need = (size_t)b->len + len;
 	if (!t->out_pinned && b->off) {
 		memmove(b->data, b->data + b->off, b->len);
 		b->off = 0;
-		need = (size_t)b->len + len;
 		if (need <= b->cap)
 			return true;
 	}
@@ -95,7 +97,8 @@ static bool out_reserve(struct tls_conn *t, size_t len)
 	if (!n)
 		return false;
 	if (b->len)
-		memcpy(n + b->off, b->data + b->off, b->len);
+		memcpy(n, b->data + b->off, b->len);
+	b->off = 0;
 	/* Only the block current when the send was posted is the kernel's;
 	 * one moved to since can go at once. */
 	if (t->out_pinned && !t->out_old)
@@ -272,6 +275,12 @@ static enum tls_io io_result(struct tls_conn *t, int ret)
 		return TLS_IO_WANT_READ;
 	case SSL_ERROR_ZERO_RETURN:
 		return TLS_IO_CLOSED;
+	case SSL_ERROR_WANT_WRITE:
+		/* The output is at its limit: core/'s backpressure is
+		 * meant to make this impossible. */
+		t->error = "TLS output over its limit";
+		ERR_clear_error();
+		return TLS_IO_ERROR;
 	case SSL_ERROR_SSL:
 		e = ERR_peek_error();
 		t->error = e ? ERR_reason_error_string(e) : NULL;
@@ -321,7 +330,8 @@ enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len)
 	if (!len)
 		return TLS_IO_DONE;
 	ERR_clear_error();
-	/* A memory BIO never pushes back, so SSL_write takes it all. */
+	/* The output BIO pushes back only at its limit, which core/'s
+	 * backpressure keeps clear of, so SSL_write takes it all. */
 	ret = SSL_write(t->ssl, in, (int)len);
 	if (ret == (int)len)
 		return TLS_IO_DONE;
@@ -356,7 +366,9 @@ void tls_conn_alert(struct tls_conn *t, uint8_t desc, uint16_t record_version)
 
 bool tls_conn_queue_raw(struct tls_conn *t, const uint8_t *data, size_t len)
 {
-	return !t->ssl && out_append(t, data, len) == len;
+	/* All or nothing: a partial HTTP answer or alert is worse than none. */
+	return !t->ssl && out_reserve(t, len) &&
+	       out_append(t, data, len) == len;
 }
 
 size_t tls_conn_out_len(const struct tls_conn *t)
