@@ -4,9 +4,12 @@ hitch, on loopback, in one run.  `make bench` runs it; BENCH_QUICK=1 is the
 short version.  See bench/README.md.
 
 Environment:
-  BENCH_QUICK=1        short run (< 2 minutes)
+  BENCH_QUICK=1        short run (about 2 minutes)
   BENCH_PROXIES=a,b    subset of vmgate,haproxy,nginx,hitch (default: all)
   BENCH_KEEP=1         keep the temporary directory (configs, logs)
+  BENCH_SCALE=0        skip the W4 scale step (vmgate only); BENCH_SCALE=N
+                       (N >= 1000) sets its target number of pairs
+  VMGATE_BIN=PATH      the vmgate binary to run (default: build/vmgate)
 """
 import datetime
 import json
@@ -14,6 +17,7 @@ import os
 import platform
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -26,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.path.join(ROOT, "build", "bench")
-VMGATE = os.path.join(ROOT, "build", "vmgate")
+VMGATE = os.environ.get("VMGATE_BIN") or os.path.join(ROOT, "build", "vmgate")
 RESULTS = os.path.join(HERE, "results")
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
@@ -53,6 +57,27 @@ W1_CONC = 16     # handshakes in flight
 W2_CONC = 64     # keep-alive connections
 W3_CONC = 4
 W5_CONC = 16
+
+# W4 scale (vmgate only): idle client+VM pairs held at once by a vmgate with
+# several workers, past what one process's 20,000 open files allow on plain
+# fds.  Its own vmgate and its own backend (a multi-worker nginx), on ports
+# of their own; several tlsload idle processes, each with its own fd cap.
+_scale_env = os.environ.get("BENCH_SCALE", "1").strip()
+SCALE = _scale_env not in ("", "0")
+SCALE_PROXY_PORT = 24444
+SCALE_BACKEND_PORT = 24081
+SCALE_WORKERS = 3
+SCALE_MAX_CONNECTIONS = 60000
+SCALE_BACKEND_WORKERS = 3  # nginx worker_connections 19500 each
+SCALE_CLIENTS = 3          # tlsload idle processes
+SCALE_CLIENT_MAX = 19000   # what one tlsload idle holds at most (fd cap)
+SCALE_STEP = 6000          # pairs added per step
+SCALE_TARGET = 12000 if QUICK else 24000
+if _scale_env.isdigit() and int(_scale_env) >= 1000:
+    SCALE_TARGET = min(int(_scale_env), SCALE_CLIENTS * SCALE_CLIENT_MAX)
+SCALE_STEP_S = 20 if QUICK else 40      # bound on one step (tlsload -g)
+SCALE_BUDGET_S = 60 if QUICK else 180   # bound on all the steps together
+ALL_CPUS = f"0-{(os.cpu_count() or 1) - 1}"
 
 DEB_PACKAGES = ["haproxy", "nginx", "libnginx-mod-stream", "hitch", "wrk",
                 "nghttp2-client", "android-boringssl",
@@ -96,7 +121,7 @@ def build_tools():
                         "-L" + lib, "-Wl,-rpath," + lib, "-lssl", "-lcrypto"],
                        check=True)
     if not os.access(VMGATE, os.X_OK):
-        sys.exit("bench: build/vmgate is missing: run `make` first")
+        sys.exit(f"bench: {VMGATE} is missing: run `make` first")
     return out
 
 
@@ -192,6 +217,20 @@ def cpu_seconds(pids):
     return t / CLK_TCK
 
 
+def cpu_user_sys(pids):
+    """(user, system) CPU seconds of pids."""
+    u = k = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        fields = s[s.rindex(")") + 2:].split()
+        u, k = u + int(fields[11]), k + int(fields[12])
+    return u / CLK_TCK, k / CLK_TCK
+
+
 def rss_kib(pids):
     t = 0
     for p in pids:
@@ -266,12 +305,16 @@ class Daemon:
 
 # ----------------------------------------------------------------- configs
 
-def backend_conf(tmp, www):
-    t = os.path.join(tmp, "backend")
+def backend_conf(tmp, www, port=BACKEND_PORT, sub="backend", workers=1):
+    """The nginx backend.  workers > 1 (the W4 scale backend): a master and
+    that many workers, each with its own reuseport listening socket."""
+    t = os.path.join(tmp, sub)
     os.makedirs(t, exist_ok=True)
+    master = "on" if workers > 1 else "off"
+    reuse = " reuseport" if workers > 1 else ""
     return f"""\
-worker_processes 1;
-master_process off;
+worker_processes {workers};
+master_process {master};
 daemon off;
 pid {t}/nginx.pid;
 error_log {t}/error.log warn;
@@ -289,7 +332,7 @@ http {{
   sendfile on;
   tcp_nopush on;
   server {{
-    listen [::1]:{BACKEND_PORT} backlog=4096;
+    listen [::1]:{port} backlog=4096{reuse};
     root {www};
     location = /tiny   {{ default_type text/plain; return 200 "ok\\n"; }}
     location = /big    {{ default_type application/octet-stream; }}
@@ -300,41 +343,49 @@ http {{
 """
 
 
-def proxy_setup(name, tmp, files):
-    """-> (argv, env) for the proxy `name`; configs written into tmp/name."""
-    d = os.path.join(tmp, name)
-    os.makedirs(d, exist_ok=True)
-    if name == "vmgate":
-        cfg = os.path.join(d, "vmgate.yaml")
-        write(cfg, f"""\
-workers: 1
+def vmgate_config(d, files, workers=1, max_connections=20000,
+                  port=PROXY_PORT, backend_port=BACKEND_PORT):
+    """Write d/vmgate.yaml; -> its path.  Keys an older build refuses
+    (--check) are dropped."""
+    cfg = os.path.join(d, "vmgate.yaml")
+    write(cfg, f"""\
+workers: {workers}
 log_level: {{level}}
 listen:
   address: "::1"
-  ports: [{PROXY_PORT}]
+  ports: [{port}]
 tls:
   certificates:
     - {{ cert: {files['cert']}, key: {files['key']} }}
   alpn: [http/1.1]
 domains:
   - suffix: {SUFFIX}
-    port_map: {{ {PROXY_PORT}: {BACKEND_PORT} }}
+    port_map: {{ {port}: {backend_port} }}
 vms:
   - {{ id: {VM_ID}, address: "::1" }}
 limits:
-  max_connections: 20000
+  max_connections: {max_connections}
   idle_timeout_ms: 600000
   max_connections_per_ip: 0     # all the load comes from ::1
   drain_timeout_ms: 2000
 """.replace("{level}", "warn"))
-        # Older vmgate builds lack some limits keys: drop what --check refuses.
-        for key in ("max_connections_per_ip", "drain_timeout_ms"):
-            r = subprocess.run([VMGATE, "--check", "-c", cfg],
-                               capture_output=True, text=True)
-            if r.returncode == 0:
-                break
-            if key in r.stdout + r.stderr:
-                write(cfg, "".join(l for l in open(cfg) if key not in l))
+    # Older vmgate builds lack some limits keys: drop what --check refuses.
+    for key in ("max_connections_per_ip", "drain_timeout_ms"):
+        r = subprocess.run([VMGATE, "--check", "-c", cfg],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+        if key in r.stdout + r.stderr:
+            write(cfg, "".join(l for l in open(cfg) if key not in l))
+    return cfg
+
+
+def proxy_setup(name, tmp, files):
+    """-> (argv, env) for the proxy `name`; configs written into tmp/name."""
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    if name == "vmgate":
+        cfg = vmgate_config(d, files)
         write(os.path.join(d, "vmgate-info.yaml"),
               open(cfg).read().replace("log_level: warn", "log_level: info"))
         return [VMGATE, "-c", cfg], None
@@ -416,9 +467,9 @@ class Runner:
         self.client_env = dict(os.environ,
                                OPENSSL_CONF=os.path.join(tmp, "openssl-client.cnf"))
 
-    def tls(self, mode, conc, dur, path="/tiny"):
+    def tls(self, mode, conc, dur, path="/tiny", port=PROXY_PORT):
         argv = ["taskset", "-c", LOAD_CPU, self.tlsload, mode, "-a", "::1",
-                "-p", str(PROXY_PORT), "-s", SNI, "-c", str(conc),
+                "-p", str(port), "-s", SNI, "-c", str(conc),
                 "-d", str(dur), "-P", path]
         r = subprocess.run(argv, capture_output=True, text=True,
                            timeout=dur + 30)
@@ -649,6 +700,299 @@ def run_proxy(name, tmp, files, runner, notes):
     return out
 
 
+# ----------------------------------------------------------------- W4 scale
+
+def tcp6_sockets(ports):
+    """Loopback TCP sockets by local port, from /proc/net/tcp6:
+    {port: {"established": n, "close_wait": n}}, or None if unreadable.
+    Both ends of a loopback connection are listed; the local port picks
+    the accepting end (vmgate's client sockets, nginx's VM-side sockets)."""
+    want = {f"{p:04X}": p for p in ports}
+    out = {p: {"established": 0, "close_wait": 0} for p in ports}
+    try:
+        with open("/proc/net/tcp6") as f:
+            next(f, None)
+            for line in f:
+                parts = line.split(None, 4)
+                if len(parts) < 4:
+                    continue
+                port = want.get(parts[1].rsplit(":", 1)[-1])
+                if port is None:
+                    continue
+                if parts[3] == "01":
+                    out[port]["established"] += 1
+                elif parts[3] == "08":
+                    out[port]["close_wait"] += 1
+    except OSError:
+        return None
+    return out
+
+
+def read_json_lines(procs, bufs, deadline):
+    """One JSON line from each process's stdout (binary, unbuffered), or
+    None for a process that gave none before the deadline (or ended)."""
+    got = [None] * len(procs)
+    pending = {p.stdout.fileno(): i for i, p in enumerate(procs)}
+    for fd, i in list(pending.items()):     # a line already buffered
+        if b"\n" in bufs[i]:
+            line, bufs[i] = bufs[i].split(b"\n", 1)
+            got[i] = parse_json(line)
+            del pending[fd]
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select(list(pending), [], [], left)
+        for fd in ready:
+            i = pending[fd]
+            chunk = os.read(fd, 65536)
+            if not chunk:                   # the process ended
+                del pending[fd]
+                continue
+            bufs[i] += chunk
+            if b"\n" in bufs[i]:
+                line, bufs[i] = bufs[i].split(b"\n", 1)
+                got[i] = parse_json(line)
+                del pending[fd]
+    return got
+
+
+def parse_json(line):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return {"established": 0, "errors": -1,
+                "first_error": "tlsload: not JSON: " +
+                line[:200].decode(errors="replace")}
+
+
+def run_scale(tmp, files, runner, notes):
+    """W4 scale: one vmgate with SCALE_WORKERS workers; idle client+VM
+    pairs added SCALE_STEP at a time up to SCALE_TARGET, by SCALE_CLIENTS
+    tlsload idle processes (each under its own open-file limit); after each
+    step the pairs held, the proxy's RSS and open fds.  Stops at the first
+    step that falls more than 1% short.  Every process it starts is stopped
+    by pid before it returns."""
+    out = {"vmgate": VMGATE, "workers": SCALE_WORKERS,
+           "max_connections": SCALE_MAX_CONNECTIONS,
+           "clients": SCALE_CLIENTS, "target": SCALE_TARGET,
+           "step": SCALE_STEP, "step_timeout_s": SCALE_STEP_S,
+           "budget_s": SCALE_BUDGET_S,
+           "nofile_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+           "steps": []}
+    try:
+        out["ephemeral_ports"] = open(
+            "/proc/sys/net/ipv4/ip_local_port_range").read().split()
+    except OSError:
+        pass
+    for port in (SCALE_BACKEND_PORT, SCALE_PROXY_PORT):
+        if wait_port(port, 0.2):
+            out["skipped"] = f"port {port} is already in use"
+            return out
+    d = os.path.join(tmp, "vmgate-scale")
+    os.makedirs(d, exist_ok=True)
+    cfg = vmgate_config(d, files, SCALE_WORKERS, SCALE_MAX_CONNECTIONS,
+                        SCALE_PROXY_PORT, SCALE_BACKEND_PORT)
+    r = subprocess.run([VMGATE, "--check", "-c", cfg], capture_output=True,
+                       text=True)
+    if r.returncode:
+        out["skipped"] = ("vmgate --check refused the config: " +
+                          (r.stdout + r.stderr).strip()[-300:])
+        return out
+    bconf = os.path.join(tmp, "backend-scale.conf")
+    berr = os.path.join(tmp, "backend-scale", "error.log")
+    write(bconf, backend_conf(tmp, files["www"], SCALE_BACKEND_PORT,
+                              "backend-scale", SCALE_BACKEND_WORKERS))
+    logpath = os.path.join(d, "stderr.log")
+    backend = vm = None
+    clients, client_logs = [], []
+    ports = [SCALE_PROXY_PORT, SCALE_BACKEND_PORT]
+    try:
+        backend = Daemon("backend-scale", ["nginx", "-p", tmp, "-e", berr,
+                                           "-c", bconf],
+                         ALL_CPUS, os.path.join(tmp, "backend-scale.stderr"))
+        if not wait_port(SCALE_BACKEND_PORT) or not backend.alive():
+            raise RuntimeError("scale backend (nginx) did not start: " +
+                               tail(berr))
+        vm = Daemon("vmgate-scale", [VMGATE, "-c", cfg], PROXY_CPU, logpath)
+        if not wait_port(SCALE_PROXY_PORT) or not vm.alive():
+            raise RuntimeError("vmgate did not start: " + tail(logpath))
+        pr = runner.tls("hs", 1, 0.2, port=SCALE_PROXY_PORT)
+        if not pr.get("ok"):
+            raise RuntimeError(f"probe failed: {pr.get('first_error')}")
+        time.sleep(0.5)
+        out["base_rss_kib"] = rss_kib(vm.pids())
+        out["base_fds"] = fd_count(vm.pids())
+        argv = ["taskset", "-c", ALL_CPUS, runner.tlsload, "idle",
+                "-a", "::1", "-p", str(SCALE_PROXY_PORT), "-s", SNI,
+                "-c", "64", "-g", str(SCALE_STEP_S),
+                "-T", str(SCALE_BUDGET_S + 60)]
+        for i in range(SCALE_CLIENTS):
+            lf = open(os.path.join(d, f"tlsload-{i}.stderr"), "ab")
+            client_logs.append(lf)
+            clients.append(subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=lf, bufsize=0, preexec_fn=raise_nofile))
+        bufs = [b""] * len(clients)
+        totals = list(range(SCALE_STEP, SCALE_TARGET, SCALE_STEP)) + [SCALE_TARGET]
+        t_begin = time.monotonic()
+        for total in totals:
+            if time.monotonic() - t_begin + SCALE_STEP_S > SCALE_BUDGET_S:
+                out["stopped"] = {"at": total, "reason":
+                                  f"time budget ({SCALE_BUDGET_S} s) spent"}
+                break
+            n = len(clients)
+            shares = [total // n + (1 if i < total % n else 0)
+                      for i in range(n)]
+            if max(shares) > SCALE_CLIENT_MAX:
+                out["stopped"] = {"at": total, "reason":
+                                  f"more than {SCALE_CLIENT_MAX} per client"}
+                break
+            t0, c0 = time.monotonic(), cpu_seconds(vm.pids())
+            cl0 = cpu_user_sys([cl.pid for cl in clients])
+            for cl, k in zip(clients, shares):
+                try:
+                    cl.stdin.write(f"{k}\n".encode())
+                    cl.stdin.flush()
+                except (OSError, ValueError):
+                    pass
+            lines = read_json_lines(clients, bufs, t0 + SCALE_STEP_S + 15)
+            wall = time.monotonic() - t0
+            c1 = cpu_seconds(vm.pids())
+            cl1 = cpu_user_sys([cl.pid for cl in clients])
+            time.sleep(1.0)                 # let the proxy settle
+            est = sum(x.get("established", 0) for x in lines if x)
+            errs = sum(max(0, x.get("errors", 0)) for x in lines if x)
+            first = next((x["first_error"] for x in lines
+                          if x and x.get("first_error")), "")
+            silent = [i for i, x in enumerate(lines) if x is None]
+            if silent:
+                first = (f"tlsload {silent} gave no answer within "
+                         f"{SCALE_STEP_S + 15} s" + ("; " + first if first else ""))
+            pids = vm.pids()
+            sk = tcp6_sockets(ports)
+            st = {"target": total, "established": est, "errors": errs,
+                  "first_error": first, "seconds": round(wall, 2),
+                  "per_client": [x.get("established") if x else None
+                                 for x in lines],
+                  "alive": vm.alive(), "rss_kib": rss_kib(pids),
+                  "fds": fd_count(pids),
+                  "cpu_s": round(c1 - c0, 2),
+                  "clients_user_s": round(cl1[0] - cl0[0], 2),
+                  "clients_sys_s": round(cl1[1] - cl0[1], 2)}
+            if sk:
+                st["proxy_client_sockets"] = sk[SCALE_PROXY_PORT]["established"]
+                st["backend_vm_sockets"] = sk[SCALE_BACKEND_PORT]["established"]
+                st["pairs"] = min(est, st["backend_vm_sockets"])
+            else:
+                st["pairs"] = est
+            out["steps"].append(st)
+            log(f"scale: {total:,} tried: {est:,} established, "
+                f"{st['pairs']:,} pairs, vmgate fds {st['fds']:,}, "
+                f"RSS {st['rss_kib'] / 1024:.1f} MiB, {wall:.1f} s"
+                + (f"; first error: {first}" if first else ""))
+            if not st["alive"]:
+                out["stopped"] = {"at": total, "reason":
+                                  f"vmgate exited (status {vm.p.returncode}); "
+                                  "log tail: " + tail(logpath)}
+                break
+            if st["pairs"] < total * 0.99:
+                out["stopped"] = {"at": total, "reason": first or
+                                  "fewer pairs than connections established "
+                                  f"({st['pairs']} of {est})"}
+                break
+        if out.get("stopped"):
+            # what vmgate said about it: its first warning or error
+            first_log = log_summary(logpath).get("first") or []
+            if first_log:
+                out["stopped"]["proxy_log"] = first_log[0][:300]
+        out["steps_s"] = round(time.monotonic() - t_begin, 1)
+        held = [x for x in out["steps"] if x["alive"]]
+        if held:
+            best = max(held, key=lambda x: x["pairs"])
+            out["pairs"] = best["pairs"]
+            out["rss_kib"] = best["rss_kib"]
+            out["fds"] = best["fds"]
+            out["kib_per_pair"] = ((best["rss_kib"] - out["base_rss_kib"]) /
+                                   best["pairs"] if best["pairs"] else None)
+    except Exception as e:               # report what was measured so far
+        out["failed"] = f"{type(e).__name__}: {e}"
+    finally:
+        # The clients close everything on "q" (else on EOF, else -T).
+        for cl in clients:
+            try:
+                cl.stdin.write(b"q\n")
+                cl.stdin.close()
+            except (OSError, ValueError):
+                pass
+        end = time.monotonic() + 30
+        for cl in clients:
+            try:
+                cl.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                cl.kill()
+                cl.wait()
+            cl.stdout.close()
+        for lf in client_logs:
+            lf.close()
+        # How long vmgate takes to close every client and VM socket once
+        # the clients have closed theirs (bounded: 30 s).
+        if out["steps"] and vm and vm.alive():
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 30 and vm.alive():
+                sk = tcp6_sockets(ports)
+                if not sk or (sk[SCALE_BACKEND_PORT]["established"] == 0 and
+                              sum(sk[SCALE_PROXY_PORT].values()) == 0):
+                    break
+                time.sleep(0.1)
+            out["teardown_s"] = round(time.monotonic() - t0, 2)
+        if vm:
+            out["exit_status"] = vm.stop()
+            out["log"] = log_summary(logpath)
+        if backend:
+            backend.stop()
+    if out.get("failed"):
+        notes.append(f"w4 scale: {out['failed']}")
+    if out.get("stopped"):
+        notes.append(f"w4 scale: stopped at the {out['stopped']['at']:,} step: "
+                     f"{out['stopped']['reason'][:300]}")
+    lg = out.get("log") or {}
+    if lg.get("warn_or_error"):
+        notes.append(f"w4 scale: vmgate logged {lg['warn_or_error']} "
+                     "warning/error lines; first: " +
+                     " | ".join(lg["first"][:2])[:300])
+    return out
+
+
+def render_scale(sc):
+    """The W4 scale paragraph under the table ("" if it did not run)."""
+    if not sc or sc.get("skipped"):
+        return ""
+    head = f"W4 scale (vmgate, {sc['workers']} workers): "
+    if sc.get("pairs") is None:
+        return head + "no result (" + (sc.get("failed") or
+                                       (sc.get("stopped") or {}).get("reason", "?")) + ").\n"
+    kib = sc.get("kib_per_pair")
+    txt = (head + f"{sc['pairs']:,} pairs held at once (target "
+           f"{sc['target']:,}); proxy fds: {sc['fds']:,} "
+           f"({sc['base_fds']:,} with none); RSS: "
+           f"{sc['rss_kib'] / 1024:.1f} MiB; "
+           f"{'-' if kib is None else f'{kib:.1f}'} KiB per pair.")
+    steps = ", ".join(f"{x['target']:,} → {x['pairs']:,} ({x['fds']:,} fds)"
+                      for x in sc["steps"])
+    txt += f" Steps (pairs tried → held): {steps}."
+    if sc.get("stopped"):
+        txt += (f" Stopped at {sc['stopped']['at']:,}: "
+                f"{sc['stopped']['reason'][:200]}")
+        pl = sc["stopped"].get("proxy_log")
+        if pl:     # without its timestamp
+            txt += "; vmgate logged: " + re.sub(r"^\S+Z ", "", pl)[:200]
+        txt += "."
+    if sc.get("failed"):
+        txt += f" Failed: {sc['failed'][:200]}."
+    return txt + "\n"
+
+
 def summarize(reps, keys):
     s = {k: med([r.get(k) for r in reps]) for k in keys}
     s["reps"] = reps
@@ -792,7 +1136,7 @@ def get(d, path):
     return d
 
 
-def render(results, floor, meta):
+def render(results, floor, meta, scale=None):
     names = [r["name"] for r in results]
     peers = [n for n in names if n != "vmgate"]
     by = {r["name"]: r for r in results}
@@ -832,6 +1176,8 @@ def render(results, floor, meta):
           f"{floor['resumed_handshake_us']:.0f} µs, per small request "
           f"{floor['small_request_us']:.2f} µs. "
           "(N×) after a CPU cost = that cost divided by its floor.")
+    sc = render_scale(scale)
+    sc = "\n" + sc if sc else ""
     neg = "; ".join(f"{r['name']}: {r.get('negotiated_openssl', '?')}"
                     for r in results)
     return f"""\
@@ -840,7 +1186,7 @@ def render(results, floor, meta):
 Machine: {meta['machine']}
 
 {table}
-
+{sc}
 {fl}
 
 Negotiated (OpenSSL client = wrk's settings): {neg}.
@@ -926,6 +1272,18 @@ def main():
         backend.stop()
     log("crypto floor again (the faster of the two is kept)")
     floor = crypto_floor(floor)
+    scale = None
+    if "vmgate" in PROXIES:
+        if not SCALE:
+            scale = {"skipped": "BENCH_SCALE=0"}
+        else:
+            log(f"w4 scale: vmgate, {SCALE_WORKERS} workers, up to "
+                f"{SCALE_TARGET:,} idle pairs")
+            t0 = time.monotonic()
+            scale = run_scale(tmp, files, runner, notes)
+            log(f"w4 scale: done in {time.monotonic() - t0:.0f} s")
+            if scale.get("skipped"):
+                notes.append(f"w4 scale: skipped: {scale['skipped']}")
     for r in results:
         for key in ("w1", "w2", "w3_down", "w3_up", "w5"):
             if r.get(key, {}).get("errors"):
@@ -945,7 +1303,7 @@ def main():
                 notes.append(f"{r['name']} logged {lt['warn_or_error']} warning/error "
                              f"lines ({k}); first: " + " | ".join(lt["first"][:2])[:300])
     meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
-    md = render([r for r in results if "failed" not in r], floor, meta)
+    md = render([r for r in results if "failed" not in r], floor, meta, scale)
     if notes:
         md += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
     md += f"\nRun time: {meta['elapsed_s']:.0f} s.\n"
@@ -954,6 +1312,8 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     suffix = "-quick" if QUICK else ""
     doc = {"meta": meta, "floor": floor, "results": results, "notes": notes}
+    if scale is not None:
+        doc["scale"] = scale
     for base in ("latest" + suffix, stamp + suffix):
         write(os.path.join(RESULTS, base + ".md"), md)
         write(os.path.join(RESULTS, base + ".json"), json.dumps(doc, indent=1))

@@ -11,11 +11,12 @@
  *   tlsload resume ... (same options)
  *       Same, but every connection offers the newest session ticket the
  *       client has received, so handshakes are resumed (PSK + X25519).
- *   tlsload idle   -a ADDR -p PORT -s SNI [-c CONC] [-T SECONDS]
+ *   tlsload idle   -a ADDR -p PORT -s SNI [-c CONC] [-T SECONDS] [-g SECONDS]
  *       Reads target counts from stdin, one per line: opens connections
  *       (handshake + one keep-alive request + its response, CONC at a time)
- *       until that many are established, prints one JSON line, and holds
- *       them. "q", EOF or -T SECONDS (total bound) closes everything.
+ *       until that many are established (or -g SECONDS, default 60, have
+ *       passed for that line), prints one JSON line, and holds them. "q",
+ *       EOF or -T SECONDS (total bound) closes everything.
  *
  * The hs/resume modes print one JSON line at the end:
  *   {"ok":N,"errors":N,"resumed":N,"seconds":S,"rate":R,"first_error":"..."}
@@ -61,7 +62,7 @@ static struct sockaddr_in6 dst;
 static const char *sni = "vm1.bench.internal";
 static const char *path = "/tiny";
 static int conc = 32;
-static double duration = 5, hold_max = 120;
+static double duration = 5, hold_max = 120, step_max = 60;
 static SSL_CTX *ctx;
 static SSL_SESSION *latest; /* newest ticket (resume mode) */
 static int ep;
@@ -368,7 +369,7 @@ static void run_idle(void)
 		target = atol(line);
 		if (target > nconns)
 			target = nconns;
-		give_up = t0 + 60;
+		give_up = t0 + step_max;
 		while (n_established < target && now() < give_up &&
 		       now() < deadline) {
 			while (n_established + n_inflight < target &&
@@ -406,7 +407,7 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: tlsload hs|resume|idle -a ADDR -p PORT "
-				"-s SNI [-c N] [-d S] [-T S] [-P PATH]\n");
+				"-s SNI [-c N] [-d S] [-T S] [-g S] [-P PATH]\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "hs"))
@@ -420,7 +421,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	optind = 2;
-	while ((opt = getopt(argc, argv, "a:p:s:c:d:T:P:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:p:s:c:d:T:g:P:")) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
 		case 'p': port = atoi(optarg); break;
@@ -428,6 +429,7 @@ int main(int argc, char **argv)
 		case 'c': conc = atoi(optarg); break;
 		case 'd': duration = atof(optarg); break;
 		case 'T': hold_max = atof(optarg); break;
+		case 'g': step_max = atof(optarg); break;
 		case 'P': path = optarg; break;
 		default: return 2;
 		}
