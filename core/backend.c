@@ -2,7 +2,8 @@
  *
  * One socket per connection, connected through the ring with a linked
  * timeout of limits.connect_timeout_ms: when it fires, the kernel cancels
- * the connect and it completes with -ECANCELED, which means timed out.
+ * the connect and it completes with -ECANCELED, which means timed out
+ * (unless making the socket failed first).
  */
 #include "core/conn.h"
 
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/kconfig.h"
 #include "core/log.h"
 #include "tls/alert.h"
 
@@ -34,23 +36,53 @@ static void connect_failed(struct worker *w, struct conn *c, int err)
 	conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
 }
 
+/* The VM socket as a direct descriptor: socket and TCP_NODELAY go
+ * through the ring, linked ahead of the connect, so the whole setup is one
+ * submission and no syscall of its own. They post a completion only if
+ * they fail (OP_VM_SOCKET records why; the connect then fails too). */
+static void vm_socket_direct(struct worker *w, struct conn *c)
+{
+	static const int one = 1;
+	const uint64_t ud = ring_ud(OP_VM_SOCKET, c->slot, c->gen);
+	struct io_uring_sqe *sqe;
+
+	c->vfd = (int)(w->vm_base + c->slot);
+	sqe = ring_sqe(&w->ring);
+	io_uring_prep_socket_direct(sqe, AF_INET6, SOCK_STREAM, 0,
+				    (unsigned)c->vfd, 0);
+	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, ud);
+	sqe = ring_sqe(&w->ring);
+	ring_prep_setsockopt(sqe, c->vfd, IPPROTO_TCP, TCP_NODELAY, &one,
+			     sizeof(one));
+	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, ud);
+}
+
 void backend_connect(struct worker *w, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 	int one = 1;
 
-	c->vfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->vfd < 0) {
-		connect_failed(w, c, errno);
-		return;
-	}
-	setsockopt(c->vfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* The connect and its linked timeout must go in one submission. */
-	if (io_uring_sq_space_left(&w->ring) < 2)
+	/* The chain up to the connect's linked timeout must go in one
+	 * submission. */
+	if (io_uring_sq_space_left(&w->ring) < 4)
 		io_uring_submit(&w->ring);
+	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)) {
+		vm_socket_direct(w, c);
+	} else {
+		c->vfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (c->vfd < 0) {
+			connect_failed(w, c, errno);
+			return;
+		}
+		setsockopt(c->vfd, IPPROTO_TCP, TCP_NODELAY, &one,
+			   sizeof(one));
+	}
 	sqe = conn_sqe(w, c, OP_VM_CONNECT);
 	io_uring_prep_connect(sqe, c->vfd, (struct sockaddr *)&c->vm,
 			      sizeof(c->vm));
+	ring_sock(sqe);
 	sqe->flags |= IOSQE_IO_LINK;
 	sqe = conn_sqe(w, c, OP_VM_TIMEOUT);
 	io_uring_prep_link_timeout(sqe, &w->connect_ts, 0);
@@ -64,5 +96,8 @@ void backend_on_connect(struct worker *w, struct conn *c, int res)
 		c->flags |= CF_VM_CONNECTED;
 		return;
 	}
-	connect_failed(w, c, res == -ECANCELED ? ETIMEDOUT : -res);
+	if (res == -ECANCELED)
+		/* The linked timeout fired, or the socket was never made. */
+		res = c->vm_errno ? -c->vm_errno : -ETIMEDOUT;
+	connect_failed(w, c, -res);
 }

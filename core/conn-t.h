@@ -71,6 +71,7 @@ struct conn {
 	uint16_t hello_version; /* record version for pre-TLS alerts */
 	uint32_t hello_need;    /* input length worth parsing the hello at */
 	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
+	int vm_errno;           /* why the VM socket could not be made */
 	struct tls_conn tls;
 	struct dirbuf up;
 	uint64_t up_bytes, down_bytes; /* plaintext relayed each way */

@@ -117,12 +117,12 @@ static void conn_release(struct worker *w, struct conn *c)
 	 * ring; those completions are not the connection's. */
 	if (c->cfd >= 0) {
 		sqe = ring_sqe(&w->ring);
-		io_uring_prep_close(sqe, c->cfd);
+		ring_prep_close_sock(sqe, c->cfd);
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
 	}
 	if (c->vfd >= 0) {
 		sqe = ring_sqe(&w->ring);
-		io_uring_prep_close(sqe, c->vfd);
+		ring_prep_close_sock(sqe, c->vfd);
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
 	}
 	timer_disarm(&c->timer);
@@ -421,16 +421,16 @@ static struct conn *conn_alloc(struct worker *w)
 	return c;
 }
 
-void conn_accept(struct worker *w, int fd, uint16_t listen_port)
+void conn_accept(struct worker *w, int fd, uint16_t listen_port,
+		 const struct sockaddr_in6 *peer)
 {
 	struct conn *c = conn_alloc(w);
-	socklen_t len = sizeof(struct sockaddr_in6);
 	struct io_uring_sqe *sqe;
 
 	if (!c) {
-		log_overload(w, "max_connections", NULL);
+		log_overload(w, "max_connections", peer);
 		sqe = ring_sqe(&w->ring);
-		io_uring_prep_close(sqe, fd);
+		ring_prep_close_sock(sqe, fd);
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
 		return;
 	}
@@ -448,7 +448,7 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port)
 	c->vfd = -1;
 	c->listen_port = listen_port;
 	c->start_ms = c->active_ms = w->now_ms;
-	getpeername(fd, (struct sockaddr *)&c->peer, &len);
+	c->peer = *peer;
 	timer_arm(&w->hs_timers, &c->timer, w->now_ms);
 	c->peer_slot = peers_slot(&w->shared->peers, &c->peer);
 	if (!peers_acquire(&w->shared->peers, c->peer_slot)) {
@@ -475,6 +475,12 @@ void conn_complete(struct worker *w, struct io_uring_cqe *cqe)
 		if (cqe->flags & IORING_CQE_F_BUFFER)
 			ring_buf_put(&w->bufs,
 				     cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		return;
+	}
+	if (ring_ud_op(ud) == OP_VM_SOCKET) {
+		/* Not counted in flight: it completes only when it fails,
+		 * and the connect linked after it then fails -ECANCELED. */
+		c->vm_errno = -cqe->res;
 		return;
 	}
 	c->inflight--;
@@ -586,9 +592,10 @@ void conn_abort_all(struct worker *w)
 
 		if (c->state == CONN_FREE)
 			continue;
-		if (c->cfd >= 0)
+		/* Direct descriptors go with the ring's file table. */
+		if (c->cfd >= 0 && !IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
 			close(c->cfd);
-		if (c->vfd >= 0)
+		if (c->vfd >= 0 && !IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
 			close(c->vfd);
 		c->cfd = c->vfd = -1;
 		tls_conn_free(&c->tls);

@@ -12,7 +12,10 @@
 
 #include "core/worker.h"
 
-void conn_accept(struct worker *w, int fd, uint16_t listen_port);
+/* |fd| is a socket (a direct descriptor with CONFIG_DIRECT_DESCRIPTORS)
+ * accepted on |listen_port| from |peer|. */
+void conn_accept(struct worker *w, int fd, uint16_t listen_port,
+		 const struct sockaddr_in6 *peer);
 void conn_complete(struct worker *w, struct io_uring_cqe *cqe);
 void conn_expire_timers(struct worker *w);
 void conn_retry_starved(struct worker *w);

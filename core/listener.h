@@ -1,4 +1,4 @@
-/* core/listener.h: listening sockets and multishot accept.
+/* core/listener.h: listening sockets and their accepts.
  *
  * Every worker has its own socket per port, all bound to the same
  * [address]:port with SO_REUSEPORT, so the kernel spreads new connections
@@ -17,8 +17,9 @@
  * -errno. */
 int listener_open(const struct in6_addr *addr, uint16_t port);
 
-/* listener_arm puts a multishot accept in flight on every listener of |w|
- * that has none (the first time, and after the kernel ended one). */
+/* listener_arm keeps LISTENER_ACCEPTS accepts in flight on every
+ * listener of |w| (unless it is backing off after an error). With
+ * CONFIG_DIRECT_DESCRIPTORS they accept into the ring's file table. */
 void listener_arm(struct worker *w);
 
 /* listener_close_all stops accepting: cancels the accepts in flight and

@@ -127,8 +127,11 @@ int main(int argc, char **argv)
 			verbose = true;
 			break;
 		case 'V':
-			printf("vmgate %s (BoringSSL API %d)\n", VMGATE_VERSION,
-			       BORINGSSL_API_VERSION);
+			printf("vmgate %s (BoringSSL API %d; sockets: %s)\n",
+			       VMGATE_VERSION, BORINGSSL_API_VERSION,
+			       IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)
+				       ? "direct descriptors"
+				       : "fds");
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <sys/socket.h>
 
+#include "core/kconfig.h"
 #include "core/log.h"
 
 static uint32_t buffer_cap(const struct worker *w)
@@ -75,6 +76,7 @@ void relay_arm_client_recv(struct worker *w, struct conn *c)
 		return;
 	sqe = conn_sqe(w, c, OP_CLIENT_RECV);
 	io_uring_prep_recv(sqe, c->cfd, NULL, w->bufs.buf_size, 0);
+	ring_sock(sqe);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = RING_BGID;
 	c->flags |= CF_CLIENT_RECV;
@@ -88,6 +90,7 @@ static void arm_vm_recv(struct worker *w, struct conn *c)
 		return;
 	sqe = conn_sqe(w, c, OP_VM_RECV);
 	io_uring_prep_recv(sqe, c->vfd, NULL, w->bufs.buf_size, 0);
+	ring_sock(sqe);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = RING_BGID;
 	c->flags |= CF_VM_RECV;
@@ -207,6 +210,7 @@ void relay_flush_client(struct worker *w, struct conn *c)
 		return;
 	sqe = conn_sqe(w, c, OP_CLIENT_SEND);
 	io_uring_prep_send(sqe, c->cfd, data, len, MSG_NOSIGNAL);
+	ring_sock(sqe);
 	c->flags |= CF_CLIENT_SEND;
 }
 
@@ -219,17 +223,44 @@ static void flush_vm(struct worker *w, struct conn *c)
 	sqe = conn_sqe(w, c, OP_VM_SEND);
 	io_uring_prep_send(sqe, c->vfd, c->up.data + c->up.off, c->up.len,
 			   MSG_NOSIGNAL);
+	ring_sock(sqe);
 	c->flags |= CF_VM_SEND;
 }
 
-/* The one socket call not made through the ring, on purpose: the kernel
- * runs every IORING_OP_SHUTDOWN on an io-wq worker thread (measured: one
- * thread hand-off per half-close), while shutdown(SHUT_WR) on a TCP
- * socket only queues a FIN and never blocks. An error (the peer is gone)
- * shows up on the next receive or send. */
-static void shut_wr(int fd)
+/* shutdown(SHUT_WR) on socket |fd| of |c|. Through the ring only when it
+ * must be: the kernel runs every IORING_OP_SHUTDOWN on an io-wq worker
+ * thread (measured: one thread hand-off per half-close), while
+ * shutdown(2) on a TCP socket only queues a FIN and never blocks; a
+ * direct descriptor leaves no choice. io-wq looks the descriptor up only
+ * when it runs, so the shutdown counts as in flight: the connection (and
+ * its table slot, which a new connection could be given) is not released
+ * before it ran. An error (the peer is gone) shows up on the next receive
+ * or send. */
+static void shut_wr(struct worker *w, struct conn *c, int fd)
 {
-	shutdown(fd, SHUT_WR);
+	struct io_uring_sqe *sqe;
+
+	if (!IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)) {
+		shutdown(fd, SHUT_WR);
+		return;
+	}
+	sqe = conn_sqe(w, c, OP_SHUTDOWN);
+	io_uring_prep_shutdown(sqe, fd, SHUT_WR);
+	ring_sock(sqe);
+}
+
+/* The relay's half-close of one direction: |flag| (CF_VM_SHUT or
+ * CF_CLIENT_SHUT) on socket |fd|. When the other direction is already
+ * shut the connection closes at once, and close() sends the FIN: no
+ * shutdown then. */
+static void half_close(struct worker *w, struct conn *c, int fd,
+		       uint32_t flag)
+{
+	uint32_t other = flag == CF_VM_SHUT ? CF_CLIENT_SHUT : CF_VM_SHUT;
+
+	if (!(c->flags & other))
+		shut_wr(w, c, fd);
+	c->flags |= flag;
 }
 
 /* Client -> VM: decrypt into up.data while there is room. Returns false
@@ -285,7 +316,7 @@ bool relay_linger(struct worker *w, struct conn *c)
 	if ((c->flags & CF_CLIENT_SEND) || tls_conn_out_len(&c->tls))
 		return c->state != CONN_LINGER;
 	if (!(c->flags & CF_CLIENT_SHUT)) {
-		shut_wr(c->cfd);
+		shut_wr(w, c, c->cfd);
 		c->flags |= CF_CLIENT_SHUT;
 		timer_arm(&w->linger_timers, &c->timer, w->now_ms);
 	}
@@ -303,10 +334,8 @@ void relay_run(struct worker *w, struct conn *c)
 		return;
 	flush_vm(w, c);
 	if ((c->flags & CF_CLIENT_EOF) && !c->up.len &&
-	    !(c->flags & (CF_VM_SEND | CF_VM_SHUT))) {
-		shut_wr(c->vfd);
-		c->flags |= CF_VM_SHUT;
-	}
+	    !(c->flags & (CF_VM_SEND | CF_VM_SHUT)))
+		half_close(w, c, c->vfd, CF_VM_SHUT);
 	if (!(c->flags & CF_CLIENT_EOF) && c->up.len < cap &&
 	    tls_conn_input_len(&c->tls) < cap)
 		relay_arm_client_recv(w, c);
@@ -319,10 +348,8 @@ void relay_run(struct worker *w, struct conn *c)
 	if (c->state != CONN_RELAY)
 		return;
 	if ((c->flags & CF_NOTIFY) && !tls_conn_out_len(&c->tls) &&
-	    !(c->flags & (CF_CLIENT_SEND | CF_CLIENT_SHUT))) {
-		shut_wr(c->cfd);
-		c->flags |= CF_CLIENT_SHUT;
-	}
+	    !(c->flags & (CF_CLIENT_SEND | CF_CLIENT_SHUT)))
+		half_close(w, c, c->cfd, CF_CLIENT_SHUT);
 	/* One more receive adds at most one buffer's worth of records: the
 	 * TLS output has room for that past the cap (see conn_accept). */
 	if (!(c->flags & CF_VM_EOF) && tls_conn_out_len(&c->tls) < cap)

@@ -44,6 +44,34 @@ struct io_uring_sqe *ring_sqe(struct io_uring *ring)
 	return sqe;
 }
 
+/* include/uapi/linux/io_uring.h, Linux 6.7: the socket commands of
+ * IORING_OP_URING_CMD, and where setsockopt's arguments sit in the SQE. */
+#define RING_SOCKET_OP_SETSOCKOPT 3
+
+void ring_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level,
+			  int optname, const void *optval, uint32_t optlen)
+{
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = fd;
+	ring_sock(sqe);
+	sqe->cmd_op = RING_SOCKET_OP_SETSOCKOPT;
+	sqe->addr = (uint64_t)(uint32_t)level | (uint64_t)(uint32_t)optname
+							  << 32;
+	sqe->file_index = optlen;                  /* optlen */
+	sqe->addr3 = (uint64_t)(uintptr_t)optval;  /* optval */
+}
+
+int ring_files_setup(struct io_uring *ring, unsigned total,
+		     unsigned alloc_len)
+{
+	int ret = io_uring_register_files_sparse(ring, total);
+
+	if (ret == 0)
+		ret = io_uring_register_file_alloc_range(ring, 0, alloc_len);
+	return ret;
+}
+
 int ring_buf_setup(struct io_uring *ring, struct buf_ring *b,
 		   unsigned entries, unsigned buf_size, int bgid)
 {

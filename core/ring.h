@@ -16,15 +16,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/kconfig.h"
+
 enum ring_op {
 	OP_NONE,
-	OP_ACCEPT,      /* slot = listener index */
+	OP_ACCEPT,      /* slot = listener index x LISTENER_ACCEPTS + accept */
 	OP_CLIENT_RECV,
 	OP_CLIENT_SEND,
+	OP_VM_SOCKET,   /* socket + setsockopt before the connect (direct
+			 * descriptors): completes only if it fails */
 	OP_VM_CONNECT,
 	OP_VM_TIMEOUT,  /* the connect's linked timeout */
 	OP_VM_RECV,
 	OP_VM_SEND,
+	OP_SHUTDOWN,    /* of a direct descriptor */
 	OP_CANCEL,
 	OP_CLOSE,       /* fire and forget: the completion is ignored */
 };
@@ -57,6 +62,39 @@ int ring_setup(struct io_uring *ring, unsigned entries);
 /* ring_sqe returns a free SQE, submitting what is queued to make room
  * when the submission queue is full. Never NULL. */
 struct io_uring_sqe *ring_sqe(struct io_uring *ring);
+
+/* Connection sockets. With CONFIG_DIRECT_DESCRIPTORS an int naming one
+ * is an index into the worker ring's registered file table (a direct
+ * descriptor), not an fd: every SQE on it needs ring_sock(). */
+static inline void ring_sock(struct io_uring_sqe *sqe)
+{
+	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
+		sqe->flags |= IOSQE_FIXED_FILE;
+}
+
+/* ring_prep_close_sock closes connection socket |fd|. */
+static inline void ring_prep_close_sock(struct io_uring_sqe *sqe, int fd)
+{
+	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
+		io_uring_prep_close_direct(sqe, (unsigned)fd);
+	else
+		io_uring_prep_close(sqe, fd);
+}
+
+/* ring_prep_setsockopt: setsockopt(2) on socket |fd| through the ring
+ * (SOCKET_URING_OP_SETSOCKOPT, Linux 6.7; liburing 2.3 has no helper).
+ * |optval| must stay valid until the SQE is submitted. */
+void ring_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level,
+			  int optname, const void *optval, uint32_t optlen);
+
+/* The kernel's IORING_MAX_FIXED_FILES. */
+#define RING_MAX_FILES (1u << 20)
+
+/* ring_files_setup registers a table of |total| direct descriptors, the
+ * first |alloc_len| of which the kernel hands out to accepts
+ * (IORING_FILE_INDEX_ALLOC). Returns 0 or -errno. */
+int ring_files_setup(struct io_uring *ring, unsigned total,
+		     unsigned alloc_len);
 
 struct buf_ring {
 	struct io_uring_buf_ring *br;

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/conn.h"
@@ -49,6 +50,35 @@ static void bufpool_drain(struct bufpool *p)
 	p->cached = 0;
 }
 
+/* The kernel caps a ring's file table at RLIMIT_NOFILE (and at
+ * IORING_MAX_FIXED_FILES): 2 per connection and one per accept in flight.
+ * Returns how many connections fit; sets w->vm_base. */
+static uint32_t files_plan(struct worker *w, uint32_t conns_cap,
+			   unsigned listeners_len)
+{
+	const uint64_t accepts = (uint64_t)listeners_len * LISTENER_ACCEPTS;
+	uint64_t most = RING_MAX_FILES;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < most)
+		most = rl.rlim_cur;
+	if (2 * (uint64_t)conns_cap + accepts > most) {
+		uint32_t fit = most > accepts + 2 ? (uint32_t)((most - accepts) / 2)
+						  : 1;
+
+		if (w->id == 0)
+			log_info("startup",
+				 "each worker holds at most %u of its %u "
+				 "connections: a ring's direct descriptor "
+				 "table is capped by the open-file limit "
+				 "(%llu); more workers hold more",
+				 fit, conns_cap, (unsigned long long)most);
+		conns_cap = fit;
+	}
+	w->vm_base = (uint32_t)(conns_cap + accepts);
+	return conns_cap;
+}
+
 int worker_init(struct worker *w, unsigned id, struct shared *shared,
 		uint32_t conns_cap, const int *listen_fds,
 		const uint16_t *ports, unsigned listeners_len)
@@ -59,6 +89,8 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->shared = shared;
+	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
+		conns_cap = files_plan(w, conns_cap, listeners_len);
 	w->conns_cap = conns_cap;
 	/* calloc: the kernel backs the pool with memory only as slots are
 	 * first used. */
@@ -126,6 +158,14 @@ static void *worker_main(void *arg)
 	if (ret) {
 		fail(w, "io_uring setup", ret);
 		return NULL;
+	}
+	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)) {
+		ret = ring_files_setup(&w->ring, w->vm_base + w->conns_cap,
+				       w->vm_base);
+		if (ret) {
+			fail(w, "direct descriptor table", ret);
+			goto out_ring;
+		}
 	}
 	ret = ring_buf_setup(&w->ring, &w->bufs, CONFIG_BUF_RING_ENTRIES,
 			     CONFIG_RECV_BUF_SIZE, RING_BGID);

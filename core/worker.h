@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/conn-t.h"
 #include "core/metrics.h"
@@ -45,12 +46,21 @@ struct shared {
 	struct peers peers; /* limits.max_connections_per_ip */
 };
 
+/* Accepts in flight per listener. Each is a single-shot accept with its
+ * own address buffer, so the peer's address comes with the socket (a
+ * direct descriptor cannot be asked for it afterwards). */
+#define LISTENER_ACCEPTS 16
+
 struct listener {
 	int fd;
 	uint16_t port;
-	bool armed; /* a multishot accept is in flight */
+	uint32_t busy; /* bit j: accept j is in flight */
 	uint64_t retry_ms;        /* do not re-arm before (after errors) */
 	uint64_t error_logged_ms; /* rate limit of accept_error lines */
+	struct {
+		struct sockaddr_in6 peer;
+		socklen_t len;
+	} acc[LISTENER_ACCEPTS];
 };
 
 /* A free list of equal-sized buffers for the relay directions. */
@@ -80,6 +90,9 @@ struct worker {
 
 	struct conn *conns; /* the pool: conns_cap slots */
 	uint32_t conns_cap;
+	/* Direct descriptors: [0, vm_base) go to accepts, the VM socket of
+	 * slot s is vm_base + s. */
+	uint32_t vm_base;
 	uint32_t conns_used; /* slots ever handed out (high-water mark) */
 	uint32_t conns_live;
 	struct conn *free_conns;

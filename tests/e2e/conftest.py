@@ -232,7 +232,8 @@ def gate_config_path(workdir, certs, fleet):
     vms = [(vid, vm.addr) for vid, vm in fleet.vms.items()]
     path = os.path.join(workdir, "appliance.yaml")
     with open(path, "w") as f:
-        f.write(gate_config(certs, vms))
+        f.write(gate_config(certs, vms,
+                            admin_unix=os.path.join(workdir, "admin.sock")))
     return path
 
 
@@ -276,6 +277,8 @@ def private_gate(gate_bin, certs, fleet, workdir):
 
     def make(name, ports, vms=("vm1", "vm2"), wrap=(), wait_port=None, **cfg_kw):
         cfg = os.path.join(workdir, "%s.yaml" % name)
+        cfg_kw.setdefault("admin_unix",
+                          os.path.join(workdir, "%s.admin.sock" % name))
         with open(cfg, "w") as f:
             f.write(gate_config(certs, [(v, fleet.addr(v)) for v in vms],
                                 ports=ports, **cfg_kw))

@@ -72,9 +72,12 @@ class Certs:
 
 def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
                 ports=GATE_PORTS, port_map="{ 443: 22 }",
-                allowed_ports="[443, 3000, 8080, 8443]", vm_ocsp=None):
+                allowed_ports="[443, 3000, 8080, 8443]", vm_ocsp=None,
+                admin_unix=None):
     """appliance.yaml text for the test fleet. |vms| is [(id, addr)].
-    |vm_ocsp|: a DER OCSP response to staple with the *.vm.test certificate."""
+    |vm_ocsp|: a DER OCSP response to staple with the *.vm.test certificate.
+    |admin_unix|: a path for the admin API's unix socket (Gate.held() reads
+    the open connections there)."""
     limits = {"handshake_timeout_ms": 5000, "connect_timeout_ms": 1500,
               "idle_timeout_ms": 60000}
     limits.update(extra_limits or {})
@@ -104,6 +107,8 @@ def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
     lines.append("limits:")
     for k, v in limits.items():
         lines.append("  %s: %d" % (k, v))
+    if admin_unix:
+        lines += ["admin:", "  unix: %s" % admin_unix]
     return "\n".join(lines) + "\n"
 
 
@@ -133,6 +138,12 @@ def listeners_on(ports):
             if m and int(m.group(1)) in ports:
                 busy.append(line)
     return busy
+
+
+def direct_descriptors(gate_bin):
+    """True when the vmgate binary (argv |gate_bin|) keeps sockets as
+    io_uring direct descriptors: `vmgate --version` says which."""
+    return "direct descriptors" in run([gate_bin[0], "--version"]).stdout
 
 
 class Gate:
@@ -177,6 +188,47 @@ class Gate:
 
     def fd_count(self):
         return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+    def admin_socket(self):
+        """The admin API's unix socket named in the gate's config, or None."""
+        try:
+            with open(self.cfg_path) as f:
+                m = re.search(r"^admin:\n(?:  .*\n)*?  unix: (\S+)$", f.read(), re.M)
+        except OSError:
+            return None
+        return m.group(1) if m else None
+
+    def open_connections(self):
+        """vmgate_connections_open from the admin API's unix socket (None
+        when the gate has none): the connections the workers hold, as of
+        their last loop (at most one 100 ms tick old)."""
+        path = self.admin_socket()
+        if not path:
+            return None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(path)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: gate\r\n"
+                      b"Connection: close\r\n\r\n")
+            data = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                data += d
+        m = re.search(rb"^vmgate_connections_open (\d+)$", data, re.M)
+        assert m, "no vmgate_connections_open in /metrics:\n%r" % data[:300]
+        return int(m.group(1))
+
+    def held(self):
+        """What the gate holds for connections: its open fds plus the
+        connections open. With direct descriptors (the default build) a
+        connection's sockets live in the rings' file tables and are no
+        fds, so fds alone would miss them; with plain fds a connection
+        counts in both, which only makes the figure move further."""
+        fds = self.fd_count()
+        return fds + (self.open_connections() or 0)
+
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
@@ -560,19 +612,20 @@ def proc_rss_kib(pid):
 
 
 class Footprint:
-    """The gate's open fds and RSS, taken once it is quiet; check() waits
-    for the fd count to come back to it and the RSS to stay near it."""
+    """What the gate holds (Gate.held(): open fds plus open connections)
+    and its RSS, taken once it is quiet; check() waits for the holdings to
+    come back to it and the RSS to stay near it."""
 
     def __init__(self, gate, settle=3.0):
         self.gate = gate
         deadline = time.monotonic() + settle
-        last = gate.fd_count()
-        # quiet = the same fd count for 0.3 s (connections of earlier tests
+        last = gate.held()
+        # quiet = the same holdings for 0.3 s (connections of earlier tests
         # may still be lingering out)
         stable_since = time.monotonic()
         while time.monotonic() < deadline:
             time.sleep(0.05)
-            now = gate.fd_count()
+            now = gate.held()
             if now != last:
                 last, stable_since = now, time.monotonic()
             elif time.monotonic() - stable_since >= 0.3:
@@ -583,18 +636,19 @@ class Footprint:
     def check(self, what="", timeout=8.0, rss_slack_kib=8192):
         # AddressSanitizer keeps freed memory in its quarantine (16 MiB, see
         # the Makefile) and never gives heap back: RSS cannot come back to
-        # baseline under it. The fd check stays exact.
+        # baseline under it. The holdings check stays exact.
         if os.environ.get("VMGATE_SANITIZED"):
             rss_slack_kib += 40 * 1024
         deadline = time.monotonic() + timeout
         while True:
-            fds = self.gate.fd_count()
+            fds = self.gate.held()
             if fds <= self.fds or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         rss = self.gate.rss_kib()
         assert fds <= self.fds, (
-            "%s: vmgate holds %d fds %.0fs after the attack; baseline %d\n%s" %
+            "%s: vmgate holds %d (fds + open connections) %.0fs after the "
+            "attack; baseline %d\n%s" %
             (what, fds, timeout, self.fds, fd_listing(self.gate.proc.pid)))
         assert rss <= self.rss + rss_slack_kib, (
             "%s: vmgate RSS %d KiB after the attack; baseline %d KiB (+%d allowed)" %

@@ -21,8 +21,9 @@ import time
 
 import pytest
 
-from e2e_util import (BioClient, Footprint, Hello, echo_roundtrip, peer_re,
-                      plaintext_alerts, raise_fd_limit, read_answer, tls_connect)
+from e2e_util import (BioClient, Footprint, Hello, direct_descriptors, echo_roundtrip,
+                      fd_listing, peer_re, plaintext_alerts, raise_fd_limit, read_answer,
+                      tls_connect)
 
 HANDSHAKE_TIMEOUT = 5.0     # the shared gate's limits.handshake_timeout_ms
 ALERT_DECODE_ERROR = 50
@@ -474,7 +475,7 @@ def _idle(port, n, addr="127.0.0.1", src=None):
 
 
 def _closed_soon(socks, wait=1.5):
-    """How many of |socks| the gate closed within |wait| seconds."""
+    """The indices of |socks| the gate closed within |wait| seconds."""
     sel = selectors.DefaultSelector()
     for i, s in enumerate(socks):
         s.setblocking(False)
@@ -540,10 +541,10 @@ def test_max_connections_per_ip_counts(private_gate, certs, fleet):
     # The fixture's readiness probe was a connection from 127.0.0.1 too:
     # start once the gate has let it go, so all 20 slots are free.
     deadline = time.monotonic() + 10
-    fds0 = g.fd_count()
+    fds0 = g.held()
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        now = g.fd_count()
+        now = g.held()
         if now == fds0:
             break
         fds0 = now
@@ -552,9 +553,9 @@ def test_max_connections_per_ip_counts(private_gate, certs, fleet):
     # all of them, or the 21st could be accepted before one of the 20 (and
     # that one refused instead) on a slow run.
     deadline = time.monotonic() + 10
-    while g.fd_count() < fds0 + 20 and time.monotonic() < deadline:
+    while g.held() < fds0 + 20 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert g.fd_count() >= fds0 + 20, ("gate did not accept the 20 idle "
+    assert g.held() >= fds0 + 20, ("gate did not accept the 20 idle "
                                        "connections", g.tail(since=mark))
     # 127.0.0.1 is full: a new client from there is closed at once
     extra = _idle(22011, 1)
@@ -674,7 +675,7 @@ def test_5000_silent_connections(private_gate, certs, fleet):
         echo_roundtrip(certs, port=22020)
     base = Footprint(g)
     socks, open_secs = _open_many(22020, 5000)
-    peak_fds = g.fd_count()
+    peak_fds = g.held()
     good = echo_roundtrip(certs, port=22020)
     sel = selectors.EpollSelector()
     for i, (s, _) in enumerate(socks):
@@ -728,10 +729,10 @@ def test_8000_idle_handshakes_rss(private_gate, certs, fleet):
     partial = Hello().records()[:200]
     socks, open_secs = _open_many(22021, 8000, payload=partial)
     deadline = time.monotonic() + 10
-    while g.fd_count() < base.fds + 8000 and time.monotonic() < deadline:
+    while g.held() < base.fds + 8000 and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
-    peak_fds = g.fd_count()
+    peak_fds = g.held()
     peak_rss = g.rss_kib()
     good = echo_roundtrip(certs, port=22021)
     for s, _ in socks:
@@ -750,20 +751,69 @@ def test_8000_idle_handshakes_rss(private_gate, certs, fleet):
 
 
 @pytest.mark.timeout(60)
-def test_fd_exhaustion_recovers(private_gate, certs, fleet):
-    """vmgate under `prlimit --nofile=200:200`: idle clients use up its fds;
-    it logs accept_error errno=24 (rate-limited), keeps relaying an
-    established connection, and accepts again on its own once fds free up
-    (a client that connected during the exhaustion is served then)."""
+def test_fd_exhaustion_recovers(private_gate, certs, fleet, gate_bin):
+    """vmgate under `prlimit --nofile=200:200`, whichever way it was built.
+
+    Direct descriptors (the default): connections use no fds at all, so
+    idle clients cannot exhaust them. With 4 workers (each ring's file
+    table is capped at the fd limit: 92 connections per worker here) it
+    holds 250 idle connections, more than its fd limit, with its fd count
+    unchanged; past its capacity new clients are closed at once with a
+    rate-limited overload line; an established connection keeps relaying
+    throughout, and once the idle clients go it serves again.
+
+    Plain fds: idle clients use up its fds; it logs accept_error errno=24
+    (rate-limited), keeps relaying an established connection, and accepts
+    again on its own once fds free up (a client that connected during the
+    exhaustion is served then)."""
     raise_fd_limit(20000)
+    direct = direct_descriptors(gate_bin)
     g = private_gate("emfile", [22030], wrap=["prlimit", "--nofile=200:200", "--"],
                      port_map="{ 22030: 8080 }", allowed_ports="[22030]",
+                     workers=4 if direct else 2,
                      extra_limits={"max_connections_per_ip": 20000,
                                    "handshake_timeout_ms": 30000})
     est = tls_connect(certs.client_ctx(), "vm1.vm.test", 22030)
     est.settimeout(5)
     base = Footprint(g)
+    fds0 = g.fd_count()
     mark = g.mark()
+    if direct:
+        g.wait_log(r"INFO startup each worker holds at most 92 ", timeout=1)
+        idle, _ = _open_many(22030, 250)
+        deadline = time.monotonic() + 10
+        while g.open_connections() < 251 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert g.open_connections() == 251, (
+            "250 idle + 1 established connections not all held",
+            g.open_connections(), g.tail(since=mark))
+        assert g.fd_count() <= fds0 + 2, ("connections cost fds", fds0, g.fd_count(),
+                                         fd_listing(g.proc.pid))
+        assert not g.find(r"WARN (overload|accept_error)", since=mark), g.tail(since=mark)
+        # Past 4 x 92: closed at once, counted, logged at most once a
+        # second per worker.
+        over, _ = _open_many(22030, 200)
+        g.wait_log(r"WARN overload .*reason=max_connections", timeout=5, since=mark)
+        closed = len(_closed_soon([s for s, _ in over]))
+        assert closed >= 200 + 251 - 4 * 92, ("%d of 200 past capacity closed" % closed,
+                                              g.tail(since=mark))
+        for i in range(3):
+            est.sendall(b"during %d" % i)
+            assert est.recv(100) == b"during %d" % i, g.tail(since=mark)
+            time.sleep(0.5)
+        assert len(g.find(r"WARN overload", since=mark)) <= 4 * 4
+        assert g.fd_count() <= fds0 + 2
+        for s, _ in idle + over:
+            s.close()
+        deadline = time.monotonic() + 10
+        while g.open_connections() > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert echo_roundtrip(certs, port=22030) < 3
+        est.sendall(b"after")
+        assert est.recv(100) == b"after"
+        est.close()
+        base.check("fd exhaustion", timeout=10)
+        return
     idle, _ = _open_many(22030, 250)
     g.wait_log(r"WARN accept_error .*errno=24\b", timeout=5, since=mark)
     at_limit = g.fd_count()
