@@ -994,6 +994,15 @@ static bool drained(struct control *ctl, uint64_t deadline)
 	return false;
 }
 
+static void wake_workers(struct control *ctl, struct io_uring *ring)
+{
+	unsigned i;
+
+	for (i = 0; i < ctl->shared->nworkers; i++)
+		worker_wake(&ctl->shared->workers[i], ring);
+	/* Submitted with the next wait; their completions are ignored. */
+}
+
 int control_run(struct control *ctl, const sigset_t *sigs)
 {
 	struct __kernel_timespec tick = { .tv_nsec = 50 * 1000000 };
@@ -1047,6 +1056,7 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 						term_ms = timer_now_ms();
 						atomic_store(&ctl->shared->draining,
 							     true);
+						wake_workers(ctl, &ring);
 						log_info("shutdown",
 							 "signal=SIGTERM "
 							 "draining=%u "
@@ -1073,8 +1083,9 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		pthread_mutex_lock(&ctl->lock);
 		reclaim_locked(ctl);
 		pthread_mutex_unlock(&ctl->lock);
-		/* Workers stop accepting within one tick (100 ms); until all
-		 * have, a count of zero could still grow. */
+		/* Workers stop accepting as soon as the wake-up reaches them
+		 * (and within one tick regardless); until all have, a count
+		 * of zero could still grow. */
 		if (term && !sig && timer_now_ms() >= term_ms + 200 &&
 		    drained(ctl, term_ms + ctl->shared->cfg->limits
 						   .drain_timeout_ms))

@@ -89,6 +89,7 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->shared = shared;
+	atomic_init(&w->wake_fd, -1);
 	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
 		conns_cap = files_plan(w, conns_cap, listeners_len);
 	w->conns_cap = conns_cap;
@@ -175,6 +176,7 @@ static void *worker_main(void *arg)
 	}
 	w->now_ms = timer_now_ms();
 	w->snap = atomic_load(&w->shared->snap);
+	atomic_store(&w->wake_fd, w->ring.ring_fd);
 	while (!atomic_load_explicit(&w->shared->stop, memory_order_relaxed)) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
@@ -212,11 +214,24 @@ static void *worker_main(void *arg)
 		atomic_store_explicit(&w->live, w->conns_live,
 				      memory_order_relaxed);
 	}
+	atomic_store(&w->wake_fd, -1);
 	conn_abort_all(w);
 	ring_buf_free(&w->ring, &w->bufs);
 out_ring:
 	io_uring_queue_exit(&w->ring);
 	return NULL;
+}
+
+void worker_wake(struct worker *w, struct io_uring *from)
+{
+	int fd = atomic_load(&w->wake_fd);
+	struct io_uring_sqe *sqe;
+
+	/* A ring gone meanwhile (or its fd reused) only fails the message. */
+	if (fd < 0 || !(sqe = io_uring_get_sqe(from)))
+		return;
+	io_uring_prep_msg_ring(sqe, fd, 0, ring_ud(OP_NONE, 0, 0), 0);
+	io_uring_sqe_set_data64(sqe, 0);
 }
 
 int worker_start(struct worker *w)

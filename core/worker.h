@@ -82,6 +82,7 @@ struct worker {
 	_Atomic uint64_t turned_ms; /* last loop, for /health */
 	_Atomic uint32_t live;      /* conns_live, for the drain */
 	bool drained;               /* listeners closed for the drain */
+	_Atomic int wake_fd;        /* the ring's fd while it runs, or -1 */
 	struct metrics metrics;
 
 	struct io_uring ring;
@@ -119,6 +120,11 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 		uint32_t conns_cap, const int *listen_fds,
 		const uint16_t *ports, unsigned listeners_len);
 int worker_start(struct worker *w);
+
+/* worker_wake makes |w| turn its loop now instead of at its next tick
+ * (a completion posted into its ring through |from|, submitted by the
+ * caller): SIGTERM's drain closes the listeners at once. */
+void worker_wake(struct worker *w, struct io_uring *from);
 void worker_join(struct worker *w);
 void worker_free(struct worker *w);
 
