@@ -204,19 +204,6 @@ def proc_tree(pid):
     return out
 
 
-def cpu_seconds(pids):
-    t = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        fields = s[s.rindex(")") + 2:].split()
-        t += int(fields[11]) + int(fields[12])   # utime, stime
-    return t / CLK_TCK
-
-
 def cpu_user_sys(pids):
     """(user, system) CPU seconds of pids."""
     u = k = 0
@@ -227,8 +214,12 @@ def cpu_user_sys(pids):
         except OSError:
             continue
         fields = s[s.rindex(")") + 2:].split()
-        u, k = u + int(fields[11]), k + int(fields[12])
+        u, k = u + int(fields[11]), k + int(fields[12])   # utime, stime
     return u / CLK_TCK, k / CLK_TCK
+
+
+def cpu_seconds(pids):
+    return sum(cpu_user_sys(pids))
 
 
 def rss_kib(pids):
