@@ -9,6 +9,8 @@
 #   make unit       only the unit tests
 #   make unit-asan  the unit tests built and run with ASan + UBSan (build/asan)
 #   make e2e        only the end-to-end tests (E2E_ARGS passes pytest flags)
+#   make e2e-fds    the end-to-end tests where sockets matter, on a build
+#                   without direct descriptors (build/fds/)
 #   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
 #                   (fuzz/fuzz.mk)
 #   make coverage   line coverage of tls/ and route/ from the fuzz corpora
@@ -29,7 +31,13 @@ CONFIG   ?= appliance.yaml
 # Kconfig output stays in build/ whatever the build flavour, so a sanitized
 # build uses the same compile-time options as the normal one.
 KBUILD   := build
-ifeq ($(SANITIZE),1)
+# FLAVOUR=fds: the build on plain fds (Kconfig DIRECT_DESCRIPTORS=n), with
+# its own .config, in build/fds/ (make e2e-fds).
+ifeq ($(FLAVOUR),fds)
+KBUILD   := build/fds
+BUILD    := build/fds
+SAN_FLAGS :=
+else ifeq ($(SANITIZE),1)
 BUILD    := build/asan
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
              -fno-omit-frame-pointer
@@ -78,7 +86,7 @@ BIN      := $(BUILD)/vmgate
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test unit unit-asan e2e check-config defconfig menuconfig clean \
+.PHONY: all run test unit unit-asan e2e e2e-fds check-config defconfig menuconfig clean \
         deps-build deps-test
 .DEFAULT_GOAL := all
 
@@ -111,6 +119,9 @@ $(KBUILD)/.config: Kconfig | deps-build
 	$(call msg,KCONFIG,$@)
 	$(Q)if [ -f $@ ]; then $(KCONFIG_ENV) $(PYTHON) -m olddefconfig Kconfig >/dev/null; \
 	    else $(KCONFIG_ENV) $(PYTHON) -m alldefconfig Kconfig >/dev/null; fi
+ifeq ($(FLAVOUR),fds)
+	$(Q)sed -i 's/^CONFIG_DIRECT_DESCRIPTORS=y$$/# CONFIG_DIRECT_DESCRIPTORS is not set/' $@
+endif
 	$(Q)touch $@
 
 $(KBUILD)/config.h: $(KBUILD)/.config
@@ -179,10 +190,21 @@ else
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
 endif
 
+# The other socket mode: the default build keeps sockets as io_uring
+# direct descriptors, this one as plain fds. The tests where that changes
+# what the code does: accepts and fd exhaustion, half-close, bulk and
+# backpressure, many connections.
+E2E_FDS_TESTS := tests/e2e/test_attacks.py tests/e2e/test_halfclose.py \
+                 tests/e2e/test_bulk.py tests/e2e/test_concurrency.py
+e2e-fds: deps-test
+	@$(MAKE) --no-print-directory FLAVOUR=fds all
+	VMGATE_BIN=$(abspath build/fds/vmgate) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
+
 # CI: unit, sanitized unit, corpus + regression replay, a bounded fuzzing
-# run of each target (FUZZ_CI_SECONDS), end-to-end last so that pytest's
-# summary is the final line. With SANITIZE=1, `unit` already is the
-# sanitized build.
+# run of each target (FUZZ_CI_SECONDS), the plain-fd build's socket tests,
+# end-to-end last so that pytest's summary is the final line. With
+# SANITIZE=1, `unit` already is the sanitized build.
 test: deps-test
 	@$(MAKE) --no-print-directory unit
 ifneq ($(SANITIZE),1)
@@ -190,6 +212,9 @@ ifneq ($(SANITIZE),1)
 endif
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory fuzz-ci
+ifneq ($(SANITIZE),1)
+	@$(MAKE) --no-print-directory e2e-fds
+endif
 	@$(MAKE) --no-print-directory e2e
 
 # A demo certificate for the shipped appliance.yaml, made once, kept under
