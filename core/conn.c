@@ -484,6 +484,15 @@ void conn_complete(struct worker *w, struct io_uring_cqe *cqe)
 		return;
 	}
 	c->inflight--;
+	switch (ring_ud_op(ud)) {
+	case OP_SHUT_CLIENT:
+	case OP_SHUT_VM:
+		/* In any state: an fd installed for it must be closed. */
+		relay_on_shut(w, c, ring_ud_op(ud), cqe->res);
+		goto run;
+	default:
+		break;
+	}
 	if (c->state == CONN_CLOSING) {
 		if (cqe->flags & IORING_CQE_F_BUFFER)
 			ring_buf_put(&w->bufs,

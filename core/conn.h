@@ -58,6 +58,8 @@ void relay_on_client_send(struct worker *w, struct conn *c, int res);
 void relay_on_vm_recv(struct worker *w, struct conn *c,
 		      const struct io_uring_cqe *cqe);
 void relay_on_vm_send(struct worker *w, struct conn *c, int res);
+void relay_on_shut(struct worker *w, struct conn *c, enum ring_op op,
+		   int res);
 
 /* backend.c */
 void backend_connect(struct worker *w, struct conn *c);

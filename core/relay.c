@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/kconfig.h"
 #include "core/log.h"
@@ -227,15 +228,15 @@ static void flush_vm(struct worker *w, struct conn *c)
 	c->flags |= CF_VM_SEND;
 }
 
-/* shutdown(SHUT_WR) on socket |fd| of |c|. Through the ring only when it
- * must be: the kernel runs every IORING_OP_SHUTDOWN on an io-wq worker
- * thread (measured: one thread hand-off per half-close), while
- * shutdown(2) on a TCP socket only queues a FIN and never blocks; a
- * direct descriptor leaves no choice. io-wq looks the descriptor up only
- * when it runs, so the shutdown counts as in flight: the connection (and
- * its table slot, which a new connection could be given) is not released
- * before it ran. An error (the peer is gone) shows up on the next receive
- * or send. */
+/* shutdown(SHUT_WR) on socket |fd| of |c|. shutdown(2) on a TCP socket
+ * only queues a FIN and never blocks, so it is the one socket call made
+ * outside the ring; the kernel would run every IORING_OP_SHUTDOWN on an
+ * io-wq worker thread (measured: one thread hand-off per half-close). A
+ * direct descriptor is first installed as an fd for the call
+ * (relay_on_shut); IORING_OP_SHUTDOWN is the fallback if that fails.
+ * Both count as in flight: io-wq looks the descriptor up only when it
+ * runs, and the connection's table slots must not be handed on before. An
+ * error (the peer is gone) shows up on the next receive or send. */
 static void shut_wr(struct worker *w, struct conn *c, int fd)
 {
 	struct io_uring_sqe *sqe;
@@ -244,8 +245,27 @@ static void shut_wr(struct worker *w, struct conn *c, int fd)
 		shutdown(fd, SHUT_WR);
 		return;
 	}
+	sqe = conn_sqe(w, c, fd == c->cfd ? OP_SHUT_CLIENT : OP_SHUT_VM);
+	ring_prep_fd_install(sqe, fd);
+}
+
+void relay_on_shut(struct worker *w, struct conn *c, enum ring_op op,
+		   int res)
+{
+	struct io_uring_sqe *sqe;
+
+	if (res >= 0) {
+		if (c->state != CONN_CLOSING)
+			shutdown(res, SHUT_WR);
+		close(res);
+		return;
+	}
+	if (c->state == CONN_CLOSING)
+		return;
+	/* No fd to spare (or a kernel before 6.8): the slow way. */
 	sqe = conn_sqe(w, c, OP_SHUTDOWN);
-	io_uring_prep_shutdown(sqe, fd, SHUT_WR);
+	io_uring_prep_shutdown(sqe, op == OP_SHUT_CLIENT ? c->cfd : c->vfd,
+			       SHUT_WR);
 	ring_sock(sqe);
 }
 

@@ -62,6 +62,14 @@ void ring_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level,
 	sqe->addr3 = (uint64_t)(uintptr_t)optval;  /* optval */
 }
 
+#define RING_OP_FIXED_FD_INSTALL 54
+
+void ring_prep_fd_install(struct io_uring_sqe *sqe, int fixed)
+{
+	io_uring_prep_rw(RING_OP_FIXED_FD_INSTALL, sqe, fixed, NULL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+}
+
 int ring_files_setup(struct io_uring *ring, unsigned total,
 		     unsigned alloc_len)
 {

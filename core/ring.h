@@ -29,7 +29,9 @@ enum ring_op {
 	OP_VM_TIMEOUT,  /* the connect's linked timeout */
 	OP_VM_RECV,
 	OP_VM_SEND,
-	OP_SHUTDOWN,    /* of a direct descriptor */
+	OP_SHUT_CLIENT, /* a direct descriptor installed as an fd, for */
+	OP_SHUT_VM,     /* shutdown(2): see relay.c's shut_wr */
+	OP_SHUTDOWN,    /* IORING_OP_SHUTDOWN, when that failed */
 	OP_CANCEL,
 	OP_CLOSE,       /* fire and forget: the completion is ignored */
 };
@@ -80,6 +82,11 @@ static inline void ring_prep_close_sock(struct io_uring_sqe *sqe, int fd)
 	else
 		io_uring_prep_close(sqe, fd);
 }
+
+/* ring_prep_fd_install: IORING_OP_FIXED_FD_INSTALL (Linux 6.8; liburing
+ * 2.3 has no helper) of direct descriptor |fixed|: completes with a new
+ * O_CLOEXEC fd for the same file, which the caller closes. */
+void ring_prep_fd_install(struct io_uring_sqe *sqe, int fixed);
 
 /* ring_prep_setsockopt: setsockopt(2) on socket |fd| through the ring
  * (SOCKET_URING_OP_SETSOCKOPT, Linux 6.7; liburing 2.3 has no helper).
