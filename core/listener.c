@@ -65,7 +65,7 @@ static void arm_accept(struct worker *w, struct listener *l, unsigned i,
 
 void listener_arm(struct worker *w)
 {
-	const uint32_t all = (uint32_t)((1ull << LISTENER_ACCEPTS) - 1);
+	const uint32_t all = (uint32_t)((1ull << w->accepts) - 1);
 	unsigned i, j;
 
 	for (i = 0; i < w->listeners_len; i++) {
@@ -73,7 +73,7 @@ void listener_arm(struct worker *w)
 
 		if (l->busy == all || l->fd < 0 || w->now_ms < l->retry_ms)
 			continue;
-		for (j = 0; j < LISTENER_ACCEPTS; j++)
+		for (j = 0; j < w->accepts; j++)
 			if (!(l->busy & (1u << j)))
 				arm_accept(w, l, i, j);
 	}

@@ -17,7 +17,7 @@
  * -errno. */
 int listener_open(const struct in6_addr *addr, uint16_t port);
 
-/* listener_arm keeps LISTENER_ACCEPTS accepts in flight on every
+/* listener_arm keeps w->accepts accepts in flight on every
  * listener of |w| (unless it is backing off after an error). With
  * CONFIG_DIRECT_DESCRIPTORS they accept into the ring's file table. */
 void listener_arm(struct worker *w);

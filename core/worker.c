@@ -56,7 +56,7 @@ static void bufpool_drain(struct bufpool *p)
 static uint32_t files_plan(struct worker *w, uint32_t conns_cap,
 			   unsigned listeners_len)
 {
-	const uint64_t accepts = (uint64_t)listeners_len * LISTENER_ACCEPTS;
+	const uint64_t accepts = (uint64_t)listeners_len * w->accepts;
 	uint64_t most = RING_MAX_FILES;
 	struct rlimit rl;
 
@@ -90,6 +90,11 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	w->id = id;
 	w->shared = shared;
 	atomic_init(&w->wake_fd, -1);
+	w->accepts = listeners_len ? WORKER_ACCEPTS / listeners_len : 1;
+	if (w->accepts > LISTENER_ACCEPTS)
+		w->accepts = LISTENER_ACCEPTS;
+	if (w->accepts < 1)
+		w->accepts = 1;
 	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
 		conns_cap = files_plan(w, conns_cap, listeners_len);
 	w->conns_cap = conns_cap;

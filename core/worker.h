@@ -46,10 +46,14 @@ struct shared {
 	struct peers peers; /* limits.max_connections_per_ip */
 };
 
-/* Accepts in flight per listener. Each is a single-shot accept with its
- * own address buffer, so the peer's address comes with the socket (a
- * direct descriptor cannot be asked for it afterwards). */
+/* Accepts in flight per listener, at most. Each is a single-shot accept
+ * with its own address buffer, so the peer's address comes with the
+ * socket (a direct descriptor cannot be asked for it afterwards). A
+ * worker keeps at most WORKER_ACCEPTS in flight over all its listeners
+ * (each may take a file table slot at once), so hundreds of ports get
+ * fewer each, and at least one. */
 #define LISTENER_ACCEPTS 16
+#define WORKER_ACCEPTS 256
 
 struct listener {
 	int fd;
@@ -101,6 +105,7 @@ struct worker {
 
 	struct listener *listeners;
 	unsigned listeners_len;
+	unsigned accepts; /* in flight per listener (1..LISTENER_ACCEPTS) */
 
 	struct timer_list hs_timers;   /* handshake_timeout_ms */
 	struct timer_list idle_timers; /* idle_timeout_ms */
