@@ -199,6 +199,23 @@ static void finish(struct conn *c)
 	conn_close(c);
 }
 
+/* An SSL call on |c| returned |r| (not done): wait for what it wants, or
+ * count the error |what| and close. */
+static void ssl_stalled(struct conn *c, int r, const char *what)
+{
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		want(c, EPOLLIN);
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		want(c, EPOLLOUT);
+		return;
+	default:
+		note_error(what);
+		conn_close(c);
+	}
+}
+
 static void step(struct conn *c, uint32_t ev)
 {
 	int r, err;
@@ -238,17 +255,7 @@ static void step(struct conn *c, uint32_t ev)
 	if (c->st == S_HANDSHAKE) {
 		r = SSL_do_handshake(c->ssl);
 		if (r != 1) {
-			err = SSL_get_error(c->ssl, r);
-			if (err == SSL_ERROR_WANT_READ) {
-				want(c, EPOLLIN);
-				return;
-			}
-			if (err == SSL_ERROR_WANT_WRITE) {
-				want(c, EPOLLOUT);
-				return;
-			}
-			note_error("handshake");
-			conn_close(c);
+			ssl_stalled(c, r, "handshake");
 			return;
 		}
 		c->st = S_WRITE;
@@ -256,17 +263,7 @@ static void step(struct conn *c, uint32_t ev)
 	if (c->st == S_WRITE) {
 		r = SSL_write(c->ssl, req, (int)req_len);
 		if (r <= 0) {
-			err = SSL_get_error(c->ssl, r);
-			if (err == SSL_ERROR_WANT_READ) {
-				want(c, EPOLLIN);
-				return;
-			}
-			if (err == SSL_ERROR_WANT_WRITE) {
-				want(c, EPOLLOUT);
-				return;
-			}
-			note_error("write");
-			conn_close(c);
+			ssl_stalled(c, r, "write");
 			return;
 		}
 		c->st = S_READ;

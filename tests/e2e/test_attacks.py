@@ -474,13 +474,14 @@ def _idle(port, n, addr="127.0.0.1", src=None):
     return out
 
 
-def _closed_soon(socks, wait=1.5):
-    """The indices of |socks| the gate closed within |wait| seconds."""
+def _closed_at(socks, wait):
+    """{index: when} for each of |socks| the gate closed within |wait|
+    seconds (time.monotonic() of the EOF or reset)."""
     sel = selectors.DefaultSelector()
     for i, s in enumerate(socks):
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ, i)
-    closed = set()
+    closed = {}
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and len(closed) < len(socks):
         for key, _ in sel.select(0.05):
@@ -491,12 +492,17 @@ def _closed_soon(socks, wait=1.5):
             except OSError:
                 d = b""
             if not d:
-                closed.add(key.data)
+                closed[key.data] = time.monotonic()
                 sel.unregister(key.fileobj)
     sel.close()
     for s in socks:
         s.setblocking(True)
     return closed
+
+
+def _closed_soon(socks, wait=1.5):
+    """The indices of |socks| the gate closed within |wait| seconds."""
+    return set(_closed_at(socks, wait))
 
 
 @pytest.mark.timeout(40)
@@ -677,24 +683,7 @@ def test_5000_silent_connections(private_gate, certs, fleet):
     socks, open_secs = _open_many(22020, 5000)
     peak_fds = g.held()
     good = echo_roundtrip(certs, port=22020)
-    sel = selectors.EpollSelector()
-    for i, (s, _) in enumerate(socks):
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, i)
-    closed_at = {}
-    deadline = time.monotonic() + T + 8
-    while len(closed_at) < len(socks) and time.monotonic() < deadline:
-        for key, _ in sel.select(0.2):
-            try:
-                d = key.fileobj.recv(64)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                d = b""
-            if not d:
-                closed_at[key.data] = time.monotonic()
-                sel.unregister(key.fileobj)
-    sel.close()
+    closed_at = _closed_at([s for s, _ in socks], T + 8)
     for s, _ in socks:
         s.close()
     assert good < 3.0, "a normal client took %.1fs among 5,000 idle connections" % good
