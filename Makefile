@@ -11,6 +11,8 @@
 #   make e2e        only the end-to-end tests (E2E_ARGS passes pytest flags)
 #   make e2e-fds    the end-to-end tests where sockets matter, on a build
 #                   without direct descriptors (build/fds/)
+#   make e2e-hello4k  the ClientHello-limit tests on a sanitized build with
+#                   MAX_CLIENTHELLO_BYTES=4096 (build/hello4k/)
 #   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
 #                   (fuzz/fuzz.mk)
 #   make coverage   line coverage of tls/ and route/ from the fuzz corpora
@@ -33,10 +35,18 @@ CONFIG   ?= appliance.yaml
 KBUILD   := build
 # FLAVOUR=fds: the build on plain fds (Kconfig DIRECT_DESCRIPTORS=n), with
 # its own .config, in build/fds/ (make e2e-fds).
+# FLAVOUR=hello4k: Kconfig MAX_CLIENTHELLO_BYTES=4096 with the sanitizers,
+# in build/hello4k/ (make e2e-hello4k): a build whose ClientHello cap is
+# below the 16 KiB runtime default.
 ifeq ($(FLAVOUR),fds)
 KBUILD   := build/fds
 BUILD    := build/fds
 SAN_FLAGS :=
+else ifeq ($(FLAVOUR),hello4k)
+KBUILD   := build/hello4k
+BUILD    := build/hello4k
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+             -fno-omit-frame-pointer
 else ifeq ($(SANITIZE),1)
 BUILD    := build/asan
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -86,7 +96,7 @@ BIN      := $(BUILD)/vmgate
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test unit unit-asan e2e e2e-fds check-config defconfig menuconfig clean \
+.PHONY: all run test unit unit-asan e2e e2e-fds e2e-hello4k check-config defconfig menuconfig clean \
         deps-build deps-test
 .DEFAULT_GOAL := all
 
@@ -121,6 +131,9 @@ $(KBUILD)/.config: Kconfig | deps-build
 	    else $(KCONFIG_ENV) $(PYTHON) -m alldefconfig Kconfig >/dev/null; fi
 ifeq ($(FLAVOUR),fds)
 	$(Q)sed -i 's/^CONFIG_DIRECT_DESCRIPTORS=y$$/# CONFIG_DIRECT_DESCRIPTORS is not set/' $@
+endif
+ifeq ($(FLAVOUR),hello4k)
+	$(Q)sed -i 's/^CONFIG_MAX_CLIENTHELLO_BYTES=.*/CONFIG_MAX_CLIENTHELLO_BYTES=4096/' $@
 endif
 	$(Q)touch $@
 
@@ -201,6 +214,24 @@ e2e-fds: deps-test
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
 
+# A build with a 4 KiB ClientHello cap, under the sanitizers: with no
+# limits: key its default limit must follow the cap (a 12 KiB hello once
+# overflowed the 4 KiB reassembly buffer). Any sanitizer report fails it.
+HELLO4K_SAN := $(abspath build/hello4k)/san
+E2E_HELLO4K_TESTS := tests/e2e/test_hello_limit.py \
+                     "tests/e2e/test_attacks.py::test_hello_over_max_clienthello_bytes" \
+                     "tests/e2e/test_attacks.py::test_max_clienthello_bytes_setting"
+e2e-hello4k: deps-test
+	@$(MAKE) --no-print-directory FLAVOUR=hello4k all
+	@rm -f $(HELLO4K_SAN).*
+	VMGATE_BIN=$(abspath build/hello4k/vmgate) VMGATE_SANITIZED=1 \
+	ASAN_OPTIONS=log_path=$(HELLO4K_SAN):detect_leaks=1:quarantine_size_mb=16 \
+	UBSAN_OPTIONS=log_path=$(HELLO4K_SAN):print_stacktrace=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_HELLO4K_TESTS) $(E2E_ARGS); \
+	rc=$$?; if ls $(HELLO4K_SAN).* >/dev/null 2>&1; then \
+	  cat $(HELLO4K_SAN).*; echo "e2e-hello4k: sanitizer reports in $(HELLO4K_SAN).*" >&2; \
+	  exit 1; fi; exit $$rc
+
 # CI: unit, sanitized unit, corpus + regression replay, a bounded fuzzing
 # run of each target (FUZZ_CI_SECONDS), the plain-fd build's socket tests,
 # end-to-end last so that pytest's summary is the final line. With
@@ -215,6 +246,7 @@ endif
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory e2e-fds
 endif
+	@$(MAKE) --no-print-directory e2e-hello4k
 	@$(MAKE) --no-print-directory e2e
 
 # A demo certificate for the shipped appliance.yaml, made once, kept under

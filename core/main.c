@@ -144,11 +144,13 @@ int main(int argc, char **argv)
 			verbose = true;
 			break;
 		case 'V':
-			printf("vmgate %s (BoringSSL API %d; sockets: %s)\n",
+			printf("vmgate %s (BoringSSL API %d; sockets: %s; "
+			       "max ClientHello %d bytes)\n",
 			       VMGATE_VERSION, BORINGSSL_API_VERSION,
 			       IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)
 				       ? "direct descriptors"
-				       : "fds");
+				       : "fds",
+			       CONFIG_MAX_CLIENTHELLO_BYTES);
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -102,7 +102,9 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	 * first used. */
 	w->conns = calloc(conns_cap, sizeof(*w->conns));
 	w->listeners = calloc(listeners_len, sizeof(*w->listeners));
-	w->hello_scratch = malloc(CONFIG_MAX_CLIENTHELLO_BYTES);
+	/* The parser joins at most max_clienthello_bytes into it: sized by
+	 * the same number it is handed with (core/conn.c). */
+	w->hello_scratch = malloc(lim->max_clienthello_bytes);
 	if (!w->conns || !w->listeners || !w->hello_scratch) {
 		worker_free(w);
 		return -ENOMEM;

@@ -115,7 +115,7 @@ struct worker {
 	uint64_t overload_logged_ms; /* rate limit of "overload" lines */
 	uint64_t overload_dropped;   /* since the last such line */
 
-	uint8_t *hello_scratch; /* CONFIG_MAX_CLIENTHELLO_BYTES */
+	uint8_t *hello_scratch; /* limits.max_clienthello_bytes */
 };
 
 /* worker_init prepares |w| (pool, timers) for |listeners_len| listener

@@ -1367,6 +1367,18 @@ static void key_max_connections_per_ip(struct ld *ld, yaml_node_t *v)
 	      &ld->c->limits.max_connections_per_ip);
 }
 
+/* Each worker's ClientHello reassembly scratch is sized to the runtime
+ * limit (core/worker.c), and the loader never lets that pass the build's
+ * CONFIG_MAX_CLIENTHELLO_BYTES: with no limits: key, an image built with a
+ * smaller cap must not get the 16 KiB default. */
+#define HELLO_DEFAULT                                                       \
+	(CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES < CONFIG_MAX_CLIENTHELLO_BYTES \
+		 ? CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES                        \
+		 : CONFIG_MAX_CLIENTHELLO_BYTES)
+_Static_assert(HELLO_DEFAULT >= 512 &&
+		       HELLO_DEFAULT <= CONFIG_MAX_CLIENTHELLO_BYTES,
+	       "max_clienthello_bytes default outside the loader's bounds");
+
 static void key_max_clienthello_bytes(struct ld *ld, yaml_node_t *v)
 {
 	limit(ld, v, "max_clienthello_bytes", 512, CONFIG_MAX_CLIENTHELLO_BYTES,
@@ -1553,7 +1565,7 @@ static void config_defaults(struct config *c)
 	c->limits.idle_timeout_ms = CONFIG_DEFAULT_IDLE_TIMEOUT_MS;
 	c->limits.buffer_bytes = CONFIG_DEFAULT_BUFFER_BYTES;
 	c->limits.max_connections_per_ip = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP;
-	c->limits.max_clienthello_bytes = CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES;
+	c->limits.max_clienthello_bytes = HELLO_DEFAULT;
 	c->limits.drain_timeout_ms = CONFIG_DEFAULT_DRAIN_TIMEOUT_MS;
 }
 

@@ -25,6 +25,8 @@
 #define CONFIG_DEFAULT_IDLE_TIMEOUT_MS 300000
 #define CONFIG_DEFAULT_BUFFER_BYTES 65536
 #define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP 1000
+/* The default max_clienthello_bytes: this, or the build's
+ * CONFIG_MAX_CLIENTHELLO_BYTES when that is smaller (config.c). */
 #define CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES 16384
 #define CONFIG_DEFAULT_DRAIN_TIMEOUT_MS 30000
 #define CONFIG_DEFAULT_STATE_FILE "vmgate-state.json"
