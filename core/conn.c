@@ -320,6 +320,12 @@ static void do_handshake(struct worker *w, struct conn *c)
 					   ? &w->metrics.handshakes_resumed
 					   : &w->metrics.handshakes_full,
 				   1);
+			/* Tickets go out with the handshake, not behind the
+			 * VM's first answer (or never, if it has none). */
+			if (tls_conn_flush(&c->tls) != TLS_IO_DONE) {
+				conn_tls_failed(w, c);
+				return;
+			}
 			break;
 		case TLS_IO_WANT_READ:
 			if (c->flags & CF_CLIENT_FIN) {

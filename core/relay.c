@@ -322,6 +322,12 @@ static bool pump_up(struct worker *w, struct conn *c)
 	}
 	if (!c->up.len && !(c->flags & CF_VM_SEND))
 		put_dirbuf(w, &c->up);
+	/* A KeyUpdate with update_requested is answered now, not when the
+	 * VM next speaks. */
+	if (tls_conn_flush(&c->tls) != TLS_IO_DONE) {
+		conn_tls_failed(w, c);
+		return false;
+	}
 	return true;
 }
 

@@ -338,6 +338,24 @@ enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len)
 	return io_result(t, ret);
 }
 
+enum tls_io tls_conn_flush(struct tls_conn *t)
+{
+	int ret;
+
+	/* After close_notify nothing more may be written, and there is
+	 * nothing to answer. */
+	if (!t->ssl || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
+		return TLS_IO_DONE;
+	ERR_clear_error();
+	/* BoringSSL keeps what it writes after the handshake (TLS 1.3
+	 * NewSessionTicket, the KeyUpdate answering update_requested) until
+	 * the next write: a write of nothing sends it now. */
+	ret = SSL_write(t->ssl, "", 0);
+	if (ret >= 0 && !ERR_peek_error())
+		return TLS_IO_DONE;
+	return io_result(t, ret);
+}
+
 void tls_conn_close_notify(struct tls_conn *t)
 {
 	if (!t->ssl)

@@ -95,6 +95,12 @@ enum tls_io tls_conn_read(struct tls_conn *t, size_t *out_len, uint8_t *out,
 /* tls_conn_write encrypts all |len| bytes of |in| into the output. */
 enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len);
 
+/* tls_conn_flush moves into the output what TLS holds back until the next
+ * write: the session tickets of a finished TLS 1.3 handshake, and the
+ * KeyUpdate that answers a client's update_requested. Call it when the
+ * handshake completes and after reading; cheap when nothing waits. */
+enum tls_io tls_conn_flush(struct tls_conn *t);
+
 /* tls_conn_close_notify queues a close_notify alert; reading goes on. */
 void tls_conn_close_notify(struct tls_conn *t);
 
