@@ -80,6 +80,12 @@
  *		ProtocolName protocol_name_list<2..2^16-1>
  *	} ProtocolNameList;
  *
+ * signature_algorithms, type 13 (RFC 8446 4.2.3):
+ *
+ *	struct {
+ *		SignatureScheme supported_signature_algorithms<2..2^16-2>;
+ *	} SignatureSchemeList;
+ *
  * supported_versions, type 43, in a ClientHello (RFC 8446 4.2.1):
  *
  *	struct {
@@ -100,6 +106,7 @@ enum {
 	SESSION_ID_MAX = 32,
 	HOST_NAME_MAX = 255,
 	EXT_SERVER_NAME = 0,
+	EXT_SIGNATURE_ALGORITHMS = 13,
 	EXT_ALPN = 16,
 	EXT_SUPPORTED_VERSIONS = 43,
 	NAME_TYPE_HOST_NAME = 0,
@@ -235,6 +242,24 @@ static bool parse_alpn(const char **out_err, CBS *out_list, CBS *ext)
 	return true;
 }
 
+/* parse_sigalgs checks a signature_algorithms body and returns the
+ * contents of its list in |out_list|. */
+static bool parse_sigalgs(const char **out_err, CBS *out_list, CBS *ext)
+{
+	CBS list;
+
+	if (!CBS_get_u16_length_prefixed(ext, &list) || CBS_len(ext) != 0) {
+		*out_err = "bad signature_algorithms length";
+		return false;
+	}
+	if (CBS_len(&list) == 0 || CBS_len(&list) % 2 != 0) {
+		*out_err = "bad signature_algorithms list";
+		return false;
+	}
+	*out_list = list;
+	return true;
+}
+
 /* parse_versions reads a ClientHello supported_versions body and returns
  * the highest non-GREASE version in |out_max|. */
 static bool parse_versions(const char **out_err, uint16_t *out_max, CBS *ext)
@@ -267,14 +292,14 @@ static bool parse_versions(const char **out_err, uint16_t *out_max, CBS *ext)
 }
 
 /* parse_extensions walks the extension block, rejects duplicates and
- * fills the SNI, ALPN and max_version fields of |out|. */
+ * fills the SNI, ALPN, signature_algorithms and max_version fields of |out|. */
 static bool parse_extensions(struct tls_hello *out, CBS *exts)
 {
 	/* One bit per extension type: O(n) duplicate detection without
 	 * allocating, where comparing every pair would let a hello full of
 	 * empty extensions cost ~10^8 steps. */
 	uint64_t seen[65536 / 64];
-	CBS ext, sni, alpn;
+	CBS ext, sni, alpn, sigalgs;
 	uint16_t type;
 
 	memset(seen, 0, sizeof(seen));
@@ -302,6 +327,12 @@ static bool parse_extensions(struct tls_hello *out, CBS *exts)
 				return false;
 			out->alpn = CBS_data(&alpn);
 			out->alpn_len = CBS_len(&alpn);
+			break;
+		case EXT_SIGNATURE_ALGORITHMS:
+			if (!parse_sigalgs(&out->error, &sigalgs, &ext))
+				return false;
+			out->sigalgs = CBS_data(&sigalgs);
+			out->sigalgs_len = CBS_len(&sigalgs);
 			break;
 		case EXT_SUPPORTED_VERSIONS:
 			if (!parse_versions(&out->error, &out->max_version,

@@ -46,6 +46,12 @@ struct tls_hello {
 	const uint8_t *alpn;
 	size_t alpn_len;
 
+	/* signature_algorithms list contents (RFC 8446 4.2.3), without its
+	 * own u16 length: a non-empty sequence of u16 SignatureScheme values,
+	 * in the client's order of preference. */
+	const uint8_t *sigalgs;
+	size_t sigalgs_len;
+
 	/* ClientHello.legacy_version, and the highest version offered: the
 	 * largest non-GREASE entry of supported_versions (RFC 8446 4.2.1) when
 	 * that extension is present, else legacy_version. */
