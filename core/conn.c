@@ -284,12 +284,10 @@ static void do_hello(struct worker *w, struct conn *c)
 		}
 		return;
 	case TLS_HELLO_TOO_LARGE:
-		reject(w, c, "too_large", h.error, NULL,
-		       TLS_ALERT_DECODE_ERROR);
+		reject(w, c, "too_large", h.error, NULL, h.alert);
 		return;
 	case TLS_HELLO_BAD:
-		reject(w, c, "bad_hello", h.error, NULL,
-		       TLS_ALERT_DECODE_ERROR);
+		reject(w, c, "bad_hello", h.error, NULL, h.alert);
 		return;
 	case TLS_HELLO_OK:
 		if (!h.sni)

@@ -6,6 +6,8 @@
  */
 #include "tls/hello.h"
 
+#include "tls/alert.h"
+
 #include <string.h>
 
 #include <openssl/bytestring.h>
@@ -393,9 +395,9 @@ static bool parse_client_hello(struct tls_hello *out, CBS *msg)
 	return parse_extensions(out, &exts);
 }
 
-enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
-				     size_t max_len, const uint8_t *in,
-				     size_t in_len)
+static enum tls_hello_result peek(struct tls_hello *out, uint8_t *scratch,
+				  size_t max_len, const uint8_t *in,
+				  size_t in_len)
 {
 	enum tls_hello_result r;
 	uint8_t hdr[HS_HEADER_LEN];
@@ -504,12 +506,27 @@ enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
 
 	if (!parse_client_hello(out, &msg)) {
 		const char *err = out->error;
+		uint8_t alert = out->alert;
 
 		memset(out, 0, sizeof(*out));
 		out->error = err;
+		out->alert = alert;
 		return TLS_HELLO_BAD;
 	}
 	return TLS_HELLO_OK;
+}
+
+enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
+				     size_t max_len, const uint8_t *in,
+				     size_t in_len)
+{
+	enum tls_hello_result r = peek(out, scratch, max_len, in, in_len);
+
+	/* A length that does not add up is the most common failure; the
+	 * rules with another alert set theirs where they fail. */
+	if ((r == TLS_HELLO_BAD || r == TLS_HELLO_TOO_LARGE) && !out->alert)
+		out->alert = TLS_ALERT_DECODE_ERROR;
+	return r;
 }
 
 const char *tls_hello_result_str(enum tls_hello_result r)

@@ -69,6 +69,12 @@ struct tls_hello {
 	/* Static string naming the rule that failed, for TLS_HELLO_BAD and
 	 * TLS_HELLO_TOO_LARGE ("empty SNI", "two host_name entries", ...). */
 	const char *error;
+
+	/* With |error|: the alert RFC 8446 6.2 names for that failure
+	 * (enum tls_alert_desc: decode_error for a bad length,
+	 * illegal_parameter for a field with a bad value, unexpected_message
+	 * for a message out of place). */
+	uint8_t alert;
 };
 
 /* tls_hello_peek parses the bytes received so far, |in| of |in_len| bytes.
@@ -77,7 +83,7 @@ struct tls_hello {
  * (header included): a longer one is TLS_HELLO_TOO_LARGE, decided as soon
  * as its length field is read. |out| is zeroed first and filled on
  * TLS_HELLO_OK; on TLS_HELLO_NEED_MORE only out->records_len is set (the
- * hint above); otherwise only out->error is set. */
+ * hint above); otherwise only out->error and out->alert are set. */
 enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
 				     size_t max_len, const uint8_t *in,
 				     size_t in_len);
