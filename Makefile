@@ -182,13 +182,23 @@ unit: deps-test $(UNIT_BINS)
 unit-asan: deps-test
 	@$(MAKE) --no-print-directory SANITIZE=1 unit
 
+# A BoringSSL client for the KeyUpdate tests (tests/e2e/test_keyupdate.py):
+# always the plain build, whatever flavour the gate is.
+KUCLIENT := build/tests/kuclient
+$(KUCLIENT): tests/e2e/kuclient.c | deps-build
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$<)
+	$(Q)$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
+	  -isystem $(BSSL_INC) -o $@ $< -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) \
+	  -lssl -lcrypto
+
 # With SANITIZE=1 the tests run build/asan/vmgate; sanitizer reports go to
 # build/asan/san.* (vmgate's stderr is its log), and any such file fails
 # the run. ASan keeps freed memory in quarantine to catch use after free
 # (256 MiB by default): 16 MiB still catches recent frees, and keeps the
 # tests that check vmgate's RSS stays bounded meaningful.
 SAN_LOG := $(abspath $(BUILD))/san
-e2e: deps-test $(BIN)
+e2e: deps-test $(BIN) $(KUCLIENT)
 ifeq ($(SANITIZE),1)
 	@rm -f $(SAN_LOG).*
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_SANITIZED=1 \
