@@ -73,7 +73,6 @@ enum admin_op {
 	AOP_ACCEPT, /* slot = listener index */
 	AOP_RECV,
 	AOP_SEND,
-	AOP_SHUT,
 	AOP_WAKE,   /* the eventfd admin_stop writes */
 	AOP_IGNORE, /* close, cancel: nothing to do on completion */
 };
@@ -959,14 +958,16 @@ static void conn_parse(struct admin *a, struct aconn *c)
 
 static void conn_linger(struct admin *a, struct aconn *c)
 {
-	struct io_uring_sqe *sqe = ring_sqe(&a->ring);
-	uint32_t slot = (uint32_t)(c - a->conns);
-
 	/* FIN first, then read until the client closes: closing with unread
-	 * bytes would send a reset that can destroy our answer in flight. */
-	io_uring_prep_shutdown(sqe, c->fd, SHUT_WR);
-	io_uring_sqe_set_data64(sqe, aud(AOP_SHUT, slot, c->gen));
-	c->inflight++;
+	 * bytes would send a reset that can destroy our answer in flight.
+	 * shutdown(2) here, not IORING_OP_SHUTDOWN: the kernel always runs
+	 * that on an io-wq thread, which looks the fd number up only when it
+	 * gets to it, and a cancel by fd cannot find it before then. A client
+	 * that closed at once let its fd be closed and reused by the next
+	 * accept, whose connection then got the FIN before its answer (CI:
+	 * test_admin_errors_do_not_disturb_the_data_path, RemoteDisconnected
+	 * on the PUT after a lingering 400). */
+	shutdown(c->fd, SHUT_WR);
 	c->state = AC_LINGER;
 	c->deadline_ms = a->now_ms + ADMIN_LINGER_MS;
 	c->in_off = c->in_len = 0;
@@ -1188,7 +1189,6 @@ static void dispatch(struct admin *a, const struct io_uring_cqe *cqe)
 	}
 	case AOP_RECV:
 	case AOP_SEND:
-	case AOP_SHUT:
 		on_conn_cqe(a, op, slot, ring_ud_gen(ud), cqe->res);
 		break;
 	case AOP_WAKE:
@@ -1254,7 +1254,7 @@ static void teardown_conns(struct admin *a)
 			uint64_t ud = io_uring_cqe_get_data64(cqe);
 			enum admin_op op = (enum admin_op)ring_ud_op(ud);
 
-			if (op == AOP_RECV || op == AOP_SEND || op == AOP_SHUT)
+			if (op == AOP_RECV || op == AOP_SEND)
 				on_conn_cqe(a, op, ring_ud_slot(ud),
 					    ring_ud_gen(ud), cqe->res);
 			n++;

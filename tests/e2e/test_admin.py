@@ -538,3 +538,22 @@ def test_admin_errors_do_not_disturb_the_data_path(admin_gate, certs):
     finally:
         s.close()
     assert admin_gate.alive()
+
+
+def test_lingering_close_does_not_touch_the_next_connection(admin_gate):
+    """A refused request lingers (FIN, then read until the client closes);
+    the client closes at once and its fd number goes to the next accept.
+    The FIN was once an IORING_OP_SHUTDOWN, which io-wq runs late and
+    resolves by number: it hit the next connection, which was closed
+    before its answer (failed within a few hundred rounds). Bounded: 1,500
+    rounds or 15 s."""
+    deadline = time.monotonic() + 15
+    for i in range(1500):
+        if time.monotonic() > deadline:
+            break
+        st, _, _, _ = raw_exchange(b"GARBAGE\r\n\r\n", timeout=5, wait_close=False)
+        assert st == 400, (i, st)
+        st, _, body = admin_gate.api("PUT", "/vms/bad_id", {"address": "x"})
+        assert st == 400, (i, st, body)
+    assert i >= 200, "too few rounds in the time allowed: %d" % i
+    assert admin_gate.alive()
