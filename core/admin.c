@@ -45,6 +45,7 @@
 #include <openssl/mem.h>
 #include <openssl/sha.h>
 
+#include "core/listener.h"
 #include "core/log.h"
 #include "core/ring.h"
 #include "core/timer.h"
@@ -1370,9 +1371,14 @@ static int open_tcp(const struct sockaddr_in6 *sa)
 	     IN6_IS_ADDR_V4MAPPED(&sa->sin6_addr)) &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)))
 		goto fail;
-	if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) ||
-	    listen(fd, 128))
-		goto fail;
+	/* No SO_REUSEPORT: a second vmgate must not share the API. After a
+	 * crash the port stays in use for a moment; listener_listen waits
+	 * it out (see there). */
+	err = listener_listen(fd, sa, 128, "listener=admin");
+	if (err) {
+		close(fd);
+		return err;
+	}
 	return fd;
 fail:
 	err = -errno;

@@ -17,6 +17,15 @@
  * -errno. */
 int listener_open(const struct in6_addr *addr, uint16_t port);
 
+/* listener_listen binds |fd| to |sa| and listens with |backlog|. While the
+ * address is in use (EADDRINUSE), it tries again with a back-off from 10
+ * to 200 ms for up to 5 s, logging once that it waits and what holds the
+ * port; after that it logs the holder again and returns -EADDRINUSE.
+ * |what| ("listener=data") starts those log lines. Blocks the caller.
+ * Returns 0 or -errno. */
+int listener_listen(int fd, const struct sockaddr_in6 *sa, int backlog,
+		    const char *what);
+
 /* listener_arm keeps w->accepts accepts in flight on every
  * listener of |w| (unless it is backing off after an error). With
  * CONFIG_DIRECT_DESCRIPTORS they accept into the ring's file table. */

@@ -21,7 +21,7 @@ import subprocess
 import time
 
 from e2e_net import run, stop_process, wait_tcp
-from e2e_util import Gate, curl, listeners_on, tls_connect
+from e2e_util import REPO, Gate, curl, listeners_on, tls_connect
 
 ADMIN_PORT = 21901
 ECHO_PORT = 21080  # -> VM port 8080 (echo)
@@ -122,13 +122,27 @@ class AdminGate(Gate):
         Gate.start(self, timeout)
         wait_tcp("127.0.0.1", ADMIN_PORT, timeout=timeout, proc=self.proc)
 
-    def kill(self):
+    def spawn(self):
+        """Start vmgate on the same command line and return at once: no
+        check that the ports are free and no wait for them (a supervisor's
+        restart; see kill(wait_gone=False))."""
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv + ["-c", self.cfg_path],
+                                     stdout=logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL,
+                                     start_new_session=True, cwd=REPO)
+        logf.close()
+
+    def kill(self, wait_gone=True):
         """SIGKILL: no chance to flush or clean anything up. Returns once
-        the listening sockets are gone too: the kernel tears down a dead
-        process's io_uring (and the sockets its accepts hold) a moment
-        after the process itself is reaped."""
+        the process is reaped and, |wait_gone|, once the listening sockets
+        are gone too: the kernel tears down a dead process's io_uring (and
+        the sockets its accepts hold) a moment after the process itself is
+        reaped."""
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(5)
+        if not wait_gone:
+            return
         t0 = time.monotonic()
         while listeners_on(self.ports) and time.monotonic() < t0 + 5:
             time.sleep(0.02)
