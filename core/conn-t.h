@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/timer.h"
+#include "tls/hello.h"
 #include "tls/session.h"
 
 enum conn_state {
@@ -70,6 +71,7 @@ struct conn {
 	uint16_t vm_port;
 	uint16_t hello_version; /* record version for pre-TLS alerts */
 	uint32_t hello_need;    /* input length worth parsing the hello at */
+	struct tls_hello_state hello; /* the records of it walked so far */
 	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
 	int vm_errno;           /* why the VM socket could not be made */
 	struct tls_conn tls;

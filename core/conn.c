@@ -260,12 +260,14 @@ static void do_hello(struct worker *w, struct conn *c)
 			relay_arm_client_recv(w, c);
 		return;
 	}
-	switch (tls_hello_peek(&h, w->hello_scratch, max_len, in, in_len)) {
+	switch (tls_hello_peek(&c->hello, &h, w->hello_scratch,
+			       w->hello_scratch_len, max_len, in, in_len)) {
 	case TLS_HELLO_NEED_MORE:
 		c->hello_need = (uint32_t)h.records_len;
-		/* The parser bounds the message; this bounds the record
-		 * headers around it (at most TLS_HELLO_MAX_RECORDS). */
-		if (in_len > (size_t)max_len + 5 * TLS_HELLO_MAX_RECORDS)
+		/* The parser never waits on more than this (the hello in
+		 * 1-byte records, 6 bytes of input per byte of message); the
+		 * check keeps the input buffer bounded all the same. */
+		if (in_len > TLS_HELLO_RECORDS_MAX(max_len))
 			reject(w, c, "too_large", "ClientHello records too large",
 			       NULL, TLS_ALERT_DECODE_ERROR);
 		else if (c->flags & CF_CLIENT_FIN)

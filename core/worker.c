@@ -102,9 +102,11 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	 * first used. */
 	w->conns = calloc(conns_cap, sizeof(*w->conns));
 	w->listeners = calloc(listeners_len, sizeof(*w->listeners));
-	/* The parser joins at most max_clienthello_bytes into it: sized by
-	 * the same number it is handed with (core/conn.c). */
-	w->hello_scratch = malloc(lim->max_clienthello_bytes);
+	/* The parser joins a hello of at most max_clienthello_bytes of body
+	 * into it, header included, and is handed this length with it
+	 * (core/conn.c). */
+	w->hello_scratch_len = TLS_HELLO_SCRATCH_LEN(lim->max_clienthello_bytes);
+	w->hello_scratch = malloc(w->hello_scratch_len);
 	if (!w->conns || !w->listeners || !w->hello_scratch) {
 		worker_free(w);
 		return -ENOMEM;

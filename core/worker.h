@@ -115,7 +115,8 @@ struct worker {
 	uint64_t overload_logged_ms; /* rate limit of "overload" lines */
 	uint64_t overload_dropped;   /* since the last such line */
 
-	uint8_t *hello_scratch; /* limits.max_clienthello_bytes */
+	uint8_t *hello_scratch;   /* where tls_hello_peek joins a hello */
+	size_t hello_scratch_len; /* TLS_HELLO_SCRATCH_LEN(max_clienthello_bytes) */
 };
 
 /* worker_init prepares |w| (pool, timers) for |listeners_len| listener

@@ -1,20 +1,38 @@
 /* fuzz/clienthello.c: libFuzzer target for tls_hello_peek (tls/hello.c).
  *
- * Input: byte 0 is configuration, the rest is what a client sent.
+ * Input: byte 0 is configuration, the rest depends on the mode.
  *   bits 0-5: chunk size - 1 (1..64 bytes): the bytes arrive in chunks of
  *             this size, as TCP segments would, and the parser is called
- *             on every growing prefix, the way core/ calls it;
- *   bit 6:    max_len is 512 instead of 16384 (exercises TOO_LARGE);
- *   bit 7:    template mode: the rest is only the contents of the
+ *             on every growing prefix with one kept struct tls_hello_state,
+ *             the way core/ calls it;
+ *   bits 6-7: the mode:
+ *     00, 01  raw mode: the rest is what a client sent; with bit 6,
+ *             max_len is 512 instead of 16384 (exercises TOO_LARGE);
+ *     10      template mode: the rest is only the contents of the
  *             extensions block; the harness wraps it in a fixed ClientHello
  *             (version 1.2, empty session_id, two suites, null compression)
  *             with every outer length right, in records of (chunk * 61)
  *             bytes (one record when chunk is 64). Mutations then reach
- *             the extension parsers instead of breaking outer lengths.
+ *             the extension parsers instead of breaking outer lengths;
+ *     11      framing mode: bytes 1-4 are four record sizes (each byte + 1,
+ *             1..256 bytes), the rest is what a client sent. The harness
+ *             takes the handshake message out of its records (the whole
+ *             handshake records at the start, cut to the length the
+ *             message's header announces), re-frames it into records of
+ *             those sizes in turn, and runs the raw-mode checks on that
+ *             (max_len 16384). Its final answer must be the one the same
+ *             message gets in 2^14-byte records, parsed in one call: the
+ *             same result, error, or hello.
  *
  * Invariants checked (abort on violation):
  *   - a final answer (OK, BAD, TOO_LARGE, NOT_TLS) never changes as more
  *     bytes arrive, and an OK answer stays the very same hello;
+ *   - the kept state changes no answer: a fresh parse (no state) of the
+ *     same prefix answers the same, with the same hint, error or hello
+ *     (at the first 64 calls, at every power of two, at the first final
+ *     answer and at the end: a fresh parse walks every record);
+ *   - NEED_MORE is never the answer to more than TLS_HELLO_RECORDS_MAX
+ *     bytes;
  *   - on OK: records_len <= bytes given, the records_len-byte prefix is
  *     also OK and one byte less is NEED_MORE; SNI and ALPN views lie
  *     inside the input (one record) or scratch; the SNI is 1..255 bytes
@@ -30,12 +48,14 @@
  *     it hands to the callback must be ours. If BoringSSL refuses the hello
  *     before the callback, it must be for a reason that is not the SNI or
  *     the ALPN (see bssl_refusal_ok).
- * Each prefix is copied to the end of an exactly sized heap buffer, and
- * scratch is exactly max_len bytes, so AddressSanitizer sees any read or
- * write past either.
+ * Each prefix is copied to the end of an exactly sized heap buffer (so it
+ * moves from call to call: the state must hold offsets, not pointers), and
+ * scratch is exactly TLS_HELLO_SCRATCH_LEN(max_len) bytes, so
+ * AddressSanitizer sees any read or write past either.
  *
  * Seed corpus: fuzz/corpus/clienthello/, the real ClientHellos of
- * tests/fixtures/hello behind a configuration byte.
+ * tests/fixtures/hello behind a configuration byte (and, as frame-*,
+ * behind a framing-mode header), and hand-made seeds (fuzz/mkseeds.py).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -136,9 +156,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* BoringSSL refused a hello our parser accepted, before its
  * select-certificate callback. That is fine where it is stricter than we
  * are on purpose or on something we do not look at: record-layer details
- * (we accept any 3.x record version), and the message length limit. It is
- * a disagreement when the refusal is about the ClientHello syntax itself or
- * its SNI, which we must read exactly as it does. */
+ * (we accept any 3.x record version). It is a disagreement when the
+ * refusal is about the ClientHello syntax itself, its SNI, which we must
+ * read exactly as it does, or its size, which we must cap no higher than
+ * it does. */
 static bool bssl_refusal_ok(uint32_t packed)
 {
 	int lib = ERR_GET_LIB(packed), reason = ERR_GET_REASON(packed);
@@ -152,6 +173,8 @@ static bool bssl_refusal_ok(uint32_t packed)
 	case SSL_R_DECODE_ERROR:
 	case SSL_R_UNEXPECTED_MESSAGE:
 	case SSL_R_EXCESS_HANDSHAKE_DATA:
+	/* max_len is at most BoringSSL's own cap, and counts what it does. */
+	case SSL_R_EXCESSIVE_MESSAGE_SIZE:
 		return false;
 	}
 	return true;
@@ -211,7 +234,7 @@ static int inside(const uint8_t *p, size_t len, const uint8_t *base,
 }
 
 static void check_ok(const struct tls_hello *h, const uint8_t *in,
-		     size_t in_len, const uint8_t *scratch, size_t max_len)
+		     size_t in_len, const uint8_t *scratch, size_t scratch_len)
 {
 	CBS list, name;
 
@@ -220,14 +243,14 @@ static void check_ok(const struct tls_hello *h, const uint8_t *in,
 	if (h->sni != NULL) {
 		check(h->sni_len >= 1 && h->sni_len <= 255);
 		check(inside(h->sni, h->sni_len, in, in_len) ||
-		      inside(h->sni, h->sni_len, scratch, max_len));
+		      inside(h->sni, h->sni_len, scratch, scratch_len));
 		check(memchr(h->sni, 0, h->sni_len) == NULL);
 	} else {
 		check(h->sni_len == 0);
 	}
 	if (h->alpn != NULL) {
 		check(inside(h->alpn, h->alpn_len, in, in_len) ||
-		      inside(h->alpn, h->alpn_len, scratch, max_len));
+		      inside(h->alpn, h->alpn_len, scratch, scratch_len));
 		check(h->alpn_len >= 2);
 		CBS_init(&list, h->alpn, h->alpn_len);
 		while (CBS_len(&list) != 0) {
@@ -241,19 +264,67 @@ static void check_ok(const struct tls_hello *h, const uint8_t *in,
 	      (h->max_version & 0x0f0f) != 0x0a0a);
 }
 
-static int test_one(const uint8_t *data, size_t size);
+/* An answer with copies of its views, which die with the next call
+ * (scratch is reused). */
+struct kept {
+	enum tls_hello_result r;
+	struct tls_hello h;
+	uint8_t sni[256], alpn[65536], sigalgs[65536];
+};
+
+static void keep(struct kept *k, enum tls_hello_result r,
+		 const struct tls_hello *h)
+{
+	k->r = r;
+	k->h = *h;
+	check(h->sni_len <= sizeof(k->sni));
+	memcpy(k->sni, h->sni ? h->sni : k->sni, h->sni_len);
+	memcpy(k->alpn, h->alpn ? h->alpn : k->alpn, h->alpn_len);
+	memcpy(k->sigalgs, h->sigalgs ? h->sigalgs : k->sigalgs,
+	       h->sigalgs_len);
+	k->h.sni = h->sni ? k->sni : NULL;
+	k->h.alpn = h->alpn ? k->alpn : NULL;
+	k->h.sigalgs = h->sigalgs ? k->sigalgs : NULL;
+}
+
+static int same_view(const uint8_t *a, size_t a_len, const uint8_t *b,
+		     size_t b_len)
+{
+	return (a == NULL) == (b == NULL) && a_len == b_len &&
+	       (a_len == 0 || memcmp(a, b, a_len) == 0);
+}
+
+/* The same hello, wherever it sits and however it was framed. */
+static int same_fields(const struct tls_hello *a, const struct tls_hello *b)
+{
+	return a->legacy_version == b->legacy_version &&
+	       a->max_version == b->max_version &&
+	       same_view(a->sni, a->sni_len, b->sni, b->sni_len) &&
+	       same_view(a->alpn, a->alpn_len, b->alpn, b->alpn_len) &&
+	       same_view(a->sigalgs, a->sigalgs_len, b->sigalgs,
+			 b->sigalgs_len);
+}
 
 static int same_hello(const struct tls_hello *a, const struct tls_hello *b)
 {
-	return a->records_len == b->records_len && a->sni_len == b->sni_len &&
-	       a->alpn_len == b->alpn_len &&
-	       a->legacy_version == b->legacy_version &&
-	       a->max_version == b->max_version &&
-	       (a->sni == NULL) == (b->sni == NULL) &&
-	       (a->alpn == NULL) == (b->alpn == NULL) &&
-	       (a->sni_len == 0 || memcmp(a->sni, b->sni, a->sni_len) == 0) &&
-	       (a->alpn_len == 0 ||
-		memcmp(a->alpn, b->alpn, a->alpn_len) == 0);
+	return a->records_len == b->records_len && same_fields(a, b);
+}
+
+/* The same answer: result, and hint, error and alert, or hello. */
+static int same_answer(enum tls_hello_result ra, const struct tls_hello *a,
+		       enum tls_hello_result rb, const struct tls_hello *b)
+{
+	if (ra != rb)
+		return 0;
+	switch (ra) {
+	case TLS_HELLO_NEED_MORE:
+		return a->records_len == b->records_len;
+	case TLS_HELLO_OK:
+		return same_hello(a, b);
+	default:
+		return a->error && b->error && !strcmp(a->error, b->error) &&
+		       a->alert == b->alert;
+	}
 }
 
 /* A prefix the hint says cannot have an answer yet. */
@@ -265,8 +336,8 @@ static void check_need_more(const uint8_t *data, size_t len, uint8_t *scratch,
 
 	check(b != NULL);
 	memcpy(b, data, len);
-	check(tls_hello_peek(&h, scratch, max_len, b, len) ==
-	      TLS_HELLO_NEED_MORE);
+	check(tls_hello_peek(NULL, &h, scratch, TLS_HELLO_SCRATCH_LEN(max_len),
+			     max_len, b, len) == TLS_HELLO_NEED_MORE);
 	free(b);
 }
 
@@ -312,14 +383,117 @@ static uint8_t *wrap_template(size_t *out_len, const uint8_t *ext,
 	return out;
 }
 
+/* frame_msg puts |msg| into handshake records whose fragments take
+ * sizes[0], sizes[1], ... sizes[3], sizes[0]... bytes; malloc'd. */
+static uint8_t *frame_msg(size_t *out_len, const uint8_t *msg, size_t msg_len,
+			  const size_t sizes[4])
+{
+	size_t off = 0, o = 0, i = 0, n, cap = msg_len * 6 + 1;
+	uint8_t *out = malloc(cap);
+
+	check(out != NULL);
+	while (off < msg_len) {
+		n = sizes[i++ % 4];
+		if (n > msg_len - off)
+			n = msg_len - off;
+		check(n >= 1 && n <= 16384 && o + 5 + n <= cap);
+		out[o++] = 0x16;
+		out[o++] = 0x03;
+		out[o++] = 0x01;
+		out[o++] = (uint8_t)(n >> 8);
+		out[o++] = (uint8_t)n;
+		memcpy(out + o, msg + off, n);
+		o += n;
+		off += n;
+	}
+	*out_len = o;
+	return out;
+}
+
+static int test_one(struct kept *out, const uint8_t *data, size_t size);
+
+/* Framing mode: the message of |raw|, re-framed, must parse as it does in
+ * 2^14-byte records. */
+static int test_framing(const uint8_t *data, size_t size)
+{
+	static struct kept whole, framed;
+	static const size_t big[4] = { 16384, 16384, 16384, 16384 };
+	size_t sizes[4], msg_len = 0, in_len, i;
+	uint8_t *msg, *in, *scratch;
+	struct tls_hello h;
+	enum tls_hello_result r;
+	CBS raw, frag;
+	uint8_t type;
+	uint16_t version;
+
+	if (size < 5)
+		return 0;
+	for (i = 0; i < 4; i++)
+		sizes[i] = (size_t)data[1 + i] + 1;
+	msg = malloc(size);
+	check(msg != NULL);
+	CBS_init(&raw, data + 5, size - 5);
+	while (CBS_get_u8(&raw, &type) && type == 0x16 &&
+	       CBS_get_u16(&raw, &version) &&
+	       CBS_get_u16_length_prefixed(&raw, &frag)) {
+		memcpy(msg + msg_len, CBS_data(&frag), CBS_len(&frag));
+		msg_len += CBS_len(&frag);
+	}
+	/* Bytes past the announced message would belong to the next
+	 * message in one framing and to the hello's record in another. */
+	if (msg_len >= 4) {
+		size_t announced = 4 + ((size_t)msg[1] << 16 |
+					(size_t)msg[2] << 8 | msg[3]);
+
+		if (msg_len > announced)
+			msg_len = announced;
+	}
+	if (msg_len == 0) {
+		free(msg);
+		return 0;
+	}
+
+	/* The reference: 2^14-byte records, one call, no state. */
+	in = frame_msg(&in_len, msg, msg_len, big);
+	scratch = malloc(TLS_HELLO_SCRATCH_LEN(16384));
+	check(scratch != NULL);
+	r = tls_hello_peek(NULL, &h, scratch, TLS_HELLO_SCRATCH_LEN(16384),
+			   16384, in, in_len);
+	keep(&whole, r, &h);
+	free(scratch);
+	free(in);
+
+	/* Re-framed, as raw input in chunks of the configured size. */
+	in = frame_msg(&in_len, msg, msg_len, sizes);
+	free(msg);
+	msg = malloc(in_len + 1);
+	check(msg != NULL);
+	msg[0] = data[0] & 0x3f; /* raw mode, max_len 16384 */
+	memcpy(msg + 1, in, in_len);
+	free(in);
+	test_one(&framed, msg, in_len + 1);
+	free(msg);
+
+	check(framed.r == whole.r);
+	if (whole.r == TLS_HELLO_OK)
+		check(same_fields(&framed.h, &whole.h));
+	if (whole.r == TLS_HELLO_BAD || whole.r == TLS_HELLO_TOO_LARGE)
+		check(!strcmp(framed.h.error, whole.h.error) &&
+		      framed.h.alert == whole.h.alert);
+	return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static struct kept final;
 	uint8_t *wrapped = NULL;
 	int ret;
 
+	if (size >= 1 && (data[0] & 0xc0) == 0xc0)
+		return test_framing(data, size);
 	if (size >= 1 && (data[0] & 0x80)) {
 		size_t chunk = (data[0] & 0x3f) + 1, len;
-		uint8_t cfg = data[0] & 0x7f; /* the same, in raw mode */
+		uint8_t cfg = data[0] & 0x3f; /* the same, in raw mode */
 
 		/* Keep the extensions block within its u16 length. */
 		if (size - 1 > 65535 - 64)
@@ -335,89 +509,128 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		data = wrapped;
 		size++;
 	}
-	ret = test_one(data, size);
+	ret = test_one(&final, data, size);
 	free(wrapped);
 	return ret;
 }
 
-static int test_one(const uint8_t *data, size_t size)
+/* Raw mode on |data| (configuration byte first); the final answer, kept,
+ * in |out|. */
+static int test_one(struct kept *out, const uint8_t *data, size_t size)
 {
-	enum tls_hello_result r, final = TLS_HELLO_NEED_MORE;
-	struct tls_hello h, first_ok;
-	/* Copies of the SNI and ALPN of the first OK, whose views die with
-	 * the next call (scratch is reused). */
-	uint8_t sni[256], alpn[16384];
-	uint8_t *buf, *scratch, *in;
-	size_t chunk, max_len, n, len;
+	static struct kept first_ok;
+	enum tls_hello_result r, r1, final = TLS_HELLO_NEED_MORE;
+	struct tls_hello_state st;
+	struct tls_hello h, h1;
+	uint8_t *buf, *whole, *scratch, *scratch1, *in;
+	size_t chunk, max_len, scratch_len, n, len, calls = 0, hint_checked = 0;
+	size_t hint_checks = 0;
+	bool sampled;
 
+	out->r = TLS_HELLO_NEED_MORE;
+	memset(&out->h, 0, sizeof(out->h));
 	if (size < 1)
 		return 0;
 	chunk = (data[0] & 0x3f) + 1;
 	max_len = (data[0] & 0x40) ? 512 : 16384;
+	scratch_len = TLS_HELLO_SCRATCH_LEN(max_len);
 	data++;
 	size--;
 
 	buf = malloc(size ? size : 1);
-	scratch = malloc(max_len);
-	check(buf != NULL && scratch != NULL);
-	memset(&first_ok, 0, sizeof(first_ok));
+	whole = malloc(size ? size : 1);
+	scratch = malloc(scratch_len);
+	scratch1 = malloc(scratch_len);
+	check(buf && whole && scratch && scratch1);
+	memcpy(whole, data, size);
+	memset(&st, 0, sizeof(st));
 
-	for (n = 0;; n += chunk) {
+	for (n = 0;; n += chunk, calls++) {
 		len = n < size ? n : size;
-		in = buf + (size - len);
-		memcpy(in, data, len);
-		r = tls_hello_peek(&h, scratch, max_len, in, len);
+		/* Long inputs in small chunks are many calls: only some get
+		 * a fresh parse to compare with, which walks every record,
+		 * and on long inputs only those get the copy that moves and
+		 * ends where the prefix ends. */
+		sampled = calls < 64 || !(calls & (calls - 1)) || len == size;
+		if (sampled || size <= 4096) {
+			in = buf + (size - len);
+			memcpy(in, data, len);
+		} else {
+			in = whole;
+		}
+		r = tls_hello_peek(&st, &h, scratch, scratch_len, max_len, in,
+				   len);
 
 		if (final != TLS_HELLO_NEED_MORE)
 			check(r == final);
 		check(strcmp(tls_hello_result_str(r), "unknown") != 0);
 		if (r == TLS_HELLO_BAD || r == TLS_HELLO_TOO_LARGE)
 			check(h.error != NULL);
+		if (sampled ||
+		    (r != TLS_HELLO_NEED_MORE && final == TLS_HELLO_NEED_MORE)) {
+			r1 = tls_hello_peek(NULL, &h1, scratch1, scratch_len,
+					    max_len, in, len);
+			check(same_answer(r, &h, r1, &h1));
+		}
 		if (r == TLS_HELLO_NEED_MORE) {
 			/* The hint: nothing changes before records_len. */
 			check(h.records_len > len);
-			if (h.records_len - 1 > len && h.records_len - 1 <= size)
-				check_need_more(data, h.records_len - 1, scratch,
+			check(len <= TLS_HELLO_RECORDS_MAX(max_len));
+			if (h.records_len - 1 > len && h.records_len - 1 <= size &&
+			    h.records_len != hint_checked &&
+			    (size <= 4096 || hint_checks++ < 64)) {
+				check_need_more(data, h.records_len - 1, scratch1,
 						max_len);
+				hint_checked = h.records_len;
+			}
 		}
 		if (r == TLS_HELLO_OK) {
-			check_ok(&h, in, len, scratch, max_len);
-			if (final == TLS_HELLO_NEED_MORE) {
-				check(h.alpn_len <= sizeof(alpn));
-				first_ok = h;
-				memcpy(sni, h.sni ? h.sni : sni, h.sni_len);
-				memcpy(alpn, h.alpn ? h.alpn : alpn, h.alpn_len);
-				first_ok.sni = h.sni ? sni : NULL;
-				first_ok.alpn = h.alpn ? alpn : NULL;
-			}
-			check(same_hello(&first_ok, &h));
+			check_ok(&h, in, len, scratch, scratch_len);
+			if (final == TLS_HELLO_NEED_MORE)
+				keep(&first_ok, r, &h);
+			check(same_hello(&first_ok.h, &h));
 		}
 		final = r;
 		if (len == size)
 			break;
 	}
+	keep(out, r, &h);
 
 	/* The hello ends exactly at records_len: one byte less is a prefix. */
 	if (final == TLS_HELLO_OK) {
-		len = first_ok.records_len;
+		len = first_ok.h.records_len;
 		in = buf + (size - len);
 		memcpy(in, data, len);
-		check(tls_hello_peek(&h, scratch, max_len, in, len) ==
-		      TLS_HELLO_OK);
-		check(same_hello(&first_ok, &h));
+		check(tls_hello_peek(NULL, &h, scratch, scratch_len, max_len, in,
+				     len) == TLS_HELLO_OK);
+		check(same_hello(&first_ok.h, &h));
 		in = buf + (size - (len - 1));
 		memcpy(in, data, len - 1);
-		check(tls_hello_peek(&h, scratch, max_len, in, len - 1) ==
-		      TLS_HELLO_NEED_MORE);
-		/* Our views are gone with that call: parse once more. */
+		check(tls_hello_peek(NULL, &h, scratch, scratch_len, max_len, in,
+				     len - 1) == TLS_HELLO_NEED_MORE);
+		/* A caller's mistakes fail closed: a scratch too small for
+		 * a hello in several records (one record is viewed in place),
+		 * an input shorter than what the state has walked. */
+		r = tls_hello_peek(NULL, &h, scratch, 3, max_len, in, len - 1);
+		check(r == TLS_HELLO_NEED_MORE);
 		in = buf + (size - len);
 		memcpy(in, data, len);
-		check(tls_hello_peek(&h, scratch, max_len, in, len) ==
-		      TLS_HELLO_OK);
+		r = tls_hello_peek(NULL, &h, scratch, 3, max_len, in, len);
+		check(r == TLS_HELLO_OK ||
+		      (r == TLS_HELLO_BAD &&
+		       !strcmp(h.error, "ClientHello larger than the scratch buffer")));
+		check(st.rec_off == len);
+		check(tls_hello_peek(&st, &h, scratch, scratch_len, max_len, in,
+				     len - 1) == TLS_HELLO_BAD);
+		/* Our views are gone with those calls: parse once more. */
+		check(tls_hello_peek(NULL, &h, scratch, scratch_len, max_len, in,
+				     len) == TLS_HELLO_OK);
 		check_bssl(&h, in, len);
 	}
 
+	free(scratch1);
 	free(scratch);
+	free(whole);
 	free(buf);
 	return 0;
 }

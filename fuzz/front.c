@@ -3,8 +3,8 @@
  * relay's first tls_conn_read) for every stranger that connects.
  *
  *   bytes, in fuzzer-chosen chunks -> tls_conn_feed -> tls_conn_input ->
- *   tls_hello_peek (re-parsed only once hello_need bytes are in, as core/
- *   does) -> route_lookup on a fixed table loaded from an in-memory
+ *   tls_hello_peek (resumed from a kept state, only once hello_need bytes
+ *   are in, as core/ does) -> route_lookup on a fixed table loaded from an in-memory
  *   appliance.yaml -> tls_conn_start with the tls_ctx_new certificate store
  *   (a P-256 and an RSA certificate made at start-up) -> tls_conn_handshake
  *   / tls_conn_out_peek+consume -> tls_conn_read, tls_conn_write, close_notify.
@@ -38,8 +38,9 @@
  *     tls_conn_read, a reply written with tls_conn_write arrives intact at
  *     the client, and close_notify reads as TLS_IO_CLOSED; a route that
  *     rejects produces the alert the client then reads;
- *   - memory: everything is freed (LeakSanitizer), input is bounded by
- *     HELLO_INPUT_MAX before the hello is complete, as in core/.
+ *   - memory: everything is freed (LeakSanitizer); before the hello is
+ *     complete the parser never waits on more than TLS_HELLO_RECORDS_MAX
+ *     bytes of input, the bound core/ holds it to.
  *
  * Seed corpus: fuzz/corpus/front/ (real ClientHellos in raw mode, and
  * client-mode inputs for every name, version and ALPN choice).
@@ -72,8 +73,6 @@
 		}                                                          \
 	} while (0)
 
-/* As core/conn.c. */
-#define HELLO_INPUT_MAX (2 * CONFIG_MAX_CLIENTHELLO_BYTES + 4096)
 #define VM_ID "45a68069-defc-4233-9865-6298d87053af"
 
 static const uint16_t ports[4] = { 443, 3000, 8080, 9000 };
@@ -103,7 +102,8 @@ static struct config cfg;
 static struct route_table *routes;
 static struct tls_ctx *store;
 static SSL_CTX *client_ctx_13, *client_ctx_12;
-static uint8_t hello_scratch[CONFIG_MAX_CLIENTHELLO_BYTES];
+/* As core/worker.c sizes it, for the largest limit the loader allows. */
+static uint8_t hello_scratch[TLS_HELLO_SCRATCH_LEN(CONFIG_MAX_CLIENTHELLO_BYTES)];
 
 static void write_cert(const char *dir, const char *base, bool rsa,
 		       const char *cn, const char *const *sans, int nsans)
@@ -187,6 +187,7 @@ struct server {
 	enum state state;
 	uint16_t port;
 	size_t hello_need;
+	struct tls_hello_state hello;
 	uint16_t hello_version;
 	uint8_t alert; /* the alert rejected with; 0 = none */
 	bool routed;
@@ -240,6 +241,7 @@ static void route(struct server *s, const struct tls_hello *h)
 
 static void do_hello(struct server *s)
 {
+	uint32_t max_len = cfg.limits.max_clienthello_bytes;
 	struct tls_hello h;
 	const uint8_t *in;
 	size_t in_len;
@@ -248,21 +250,22 @@ static void do_hello(struct server *s)
 	check(in_len == tls_conn_input_len(&s->tls));
 	if (!in_len || in_len < s->hello_need)
 		return;
-	switch (tls_hello_peek(&h, hello_scratch, sizeof(hello_scratch), in,
+	check(TLS_HELLO_SCRATCH_LEN(max_len) <= sizeof(hello_scratch));
+	switch (tls_hello_peek(&s->hello, &h, hello_scratch,
+			       TLS_HELLO_SCRATCH_LEN(max_len), max_len, in,
 			       in_len)) {
 	case TLS_HELLO_NEED_MORE:
 		check(h.records_len > in_len);
+		check(in_len <= TLS_HELLO_RECORDS_MAX(max_len));
 		s->hello_need = h.records_len;
-		if (in_len > HELLO_INPUT_MAX)
-			reject(s, TLS_ALERT_DECODE_ERROR);
 		return;
 	case TLS_HELLO_NOT_TLS:
 		reject(s, 0);
 		return;
 	case TLS_HELLO_TOO_LARGE:
 	case TLS_HELLO_BAD:
-		check(h.error != NULL);
-		reject(s, TLS_ALERT_DECODE_ERROR);
+		check(h.error != NULL && h.alert != 0);
+		reject(s, h.alert);
 		return;
 	case TLS_HELLO_OK:
 		if (!h.sni)

@@ -82,16 +82,45 @@ write("tmpl-versions-grease", b"\xbf" + versions(0x0a0a, 0xfafa))
 write("tmpl-versions-odd", b"\xbf" + ext(43, u8(b"\x03\x04\x03")))
 write("tmpl-versions-empty", b"\xbf" + ext(43, u8(b"")))
 write("tmpl-versions-trailing", b"\xbf" + ext(43, u8(b"\x03\x04") + b"x"))
+write("tmpl-sigalgs-odd", b"\xbf" + ext(13, u16(b"\x04\x03\x08")))
+write("tmpl-sigalgs-empty", b"\xbf" + ext(13, u16(b"")))
+write("tmpl-sigalgs-trailing", b"\xbf" + ext(13, u16(b"\x04\x03") + b"x"))
 write("tmpl-dup", b"\xbf" + sni(host) + sni(host))
 write("tmpl-ext-truncated", b"\xbf" + sni(host) + b"\x00\x10\x00")
 write("tmpl-empty", b"\xbf")
 
 # Raw mode.
 curl = records(open(os.path.join(FIX, "curl-h2.bin"), "rb").read())
-write("raw-records-129", b"\x3f" + frame(curl, 4))  # too many records
+# 4-byte records: 129 of them, once over a cap on the record count.
+write("raw-records-129", b"\x3f" + frame(curl, 4))
 write("raw-records-128", b"\x3f" + frame(curl, (len(curl) + 127) // 128))
 body = b"\x03\x03" + b"\x00" * 20
 write("raw-truncated-hello", b"\x3f" + frame(b"\x01" + struct.pack("!I", len(body))[1:] + body, 16384))
 write("raw-sslv2", b"\x3f\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10")
 write("raw-http", b"\x3fGET / HTTP/1.1\r\nHost: x\r\n\r\n")
 write("raw-max512", b"\x7f" + open(os.path.join(FIX, "openssl-big-alpn.bin"), "rb").read())
+
+
+def padded(body_len):
+    """A ClientHello whose body is |body_len| bytes (a padding extension)."""
+    head = (b"\x03\x03" + b"\x00" * 32 + b"\x00" + u16(b"\x13\x01\xc0\x2b") +
+            b"\x01\x00")
+    base = len(head) + 2 + len(sni(host)) + 4
+    body = head + u16(sni(host) + ext(21, b"\x00" * (body_len - base)))
+    assert len(body) == body_len
+    return b"\x01" + struct.pack("!I", body_len)[1:] + body
+
+
+# max_len counts the body, as BoringSSL does: 16,380 bytes fill one record,
+# 16,384 is the most it takes (two records), 16,385 is too large.
+write("raw-body-16380", b"\x3f" + frame(padded(16380), 16384))
+write("raw-body-16384", b"\x3f" + frame(padded(16384), 16384))
+write("raw-body-16385", b"\x3f" + frame(padded(16385), 16384))
+
+# Framing mode: byte 0 0xc0 | chunk - 1, then four record sizes - 1.
+for f in ("curl-h2.bin", "openssl-fragmented.bin", "gnutls-cli.bin"):
+    data = open(os.path.join(FIX, f), "rb").read()
+    write("frame-1-" + f, b"\xc0" + bytes([0, 0, 0, 0]) + data)
+    write("frame-mixed-" + f, b"\xc6" + bytes([0, 2, 1, 99]) + data)
+write("frame-body-16384", b"\xff" + bytes([255] * 4) +
+      frame(padded(16384), 16384))

@@ -1370,7 +1370,8 @@ static void key_max_connections_per_ip(struct ld *ld, yaml_node_t *v)
 /* Each worker's ClientHello reassembly scratch is sized to the runtime
  * limit (core/worker.c), and the loader never lets that pass the build's
  * CONFIG_MAX_CLIENTHELLO_BYTES: with no limits: key, an image built with a
- * smaller cap must not get the 16 KiB default. */
+ * smaller cap must not get the 16 KiB default. Nor past BoringSSL's cap
+ * (config.h): the default is also the largest value allowed. */
 #define HELLO_DEFAULT                                                       \
 	(CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES < CONFIG_MAX_CLIENTHELLO_BYTES \
 		 ? CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES                        \
@@ -1381,7 +1382,7 @@ _Static_assert(HELLO_DEFAULT >= 512 &&
 
 static void key_max_clienthello_bytes(struct ld *ld, yaml_node_t *v)
 {
-	limit(ld, v, "max_clienthello_bytes", 512, CONFIG_MAX_CLIENTHELLO_BYTES,
+	limit(ld, v, "max_clienthello_bytes", 512, HELLO_DEFAULT,
 	      &ld->c->limits.max_clienthello_bytes);
 }
 

@@ -25,8 +25,14 @@
 #define CONFIG_DEFAULT_IDLE_TIMEOUT_MS 300000
 #define CONFIG_DEFAULT_BUFFER_BYTES 65536
 #define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP 1000
-/* The default max_clienthello_bytes: this, or the build's
- * CONFIG_MAX_CLIENTHELLO_BYTES when that is smaller (config.c). */
+/* limits.max_clienthello_bytes counts the ClientHello's body: the value of
+ * its handshake header's uint24 length, the 4-byte header not counted.
+ * That is what BoringSSL caps (ssl_max_handshake_message_len: 16384 for a
+ * server that asks for no client certificate, compared with the body
+ * length), so the default and the largest value allowed are that cap, or
+ * the build's CONFIG_MAX_CLIENTHELLO_BYTES when that is smaller
+ * (config.c): the router never accepts a hello that BoringSSL then refuses
+ * for its size, and at the default refuses none that BoringSSL takes. */
 #define CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES 16384
 #define CONFIG_DEFAULT_DRAIN_TIMEOUT_MS 30000
 #define CONFIG_DEFAULT_STATE_FILE "vmgate-state.json"
@@ -81,7 +87,7 @@ struct config_limits {
 	uint32_t idle_timeout_ms;
 	uint32_t buffer_bytes;
 	uint32_t max_connections_per_ip; /* IPv6 by /64; 0 = no limit */
-	uint32_t max_clienthello_bytes;  /* <= CONFIG_MAX_CLIENTHELLO_BYTES */
+	uint32_t max_clienthello_bytes;  /* body bytes (see above) */
 	uint32_t drain_timeout_ms;       /* SIGTERM: time to finish */
 };
 

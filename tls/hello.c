@@ -395,111 +395,136 @@ static bool parse_client_hello(struct tls_hello *out, CBS *msg)
 	return parse_extensions(out, &exts);
 }
 
-static enum tls_hello_result peek(struct tls_hello *out, uint8_t *scratch,
-				  size_t max_len, const uint8_t *in,
-				  size_t in_len)
+/* walk_record reads the record at st->rec_off. When it is whole and
+ * passes every check, it is recorded in |st| (TLS_HELLO_OK). Otherwise
+ * |st| is left alone: an error, or NEED_MORE with out->records_len set. */
+static enum tls_hello_result walk_record(struct tls_hello_state *st,
+					 struct tls_hello *out, size_t max_len,
+					 const uint8_t *in, size_t in_len)
 {
 	enum tls_hello_result r;
 	uint8_t hdr[HS_HEADER_LEN];
-	CBS recs, frag, first_frag, msg, part;
-	size_t rec_len, nrec = 0;
-	size_t hdr_have = 0;  /* handshake header bytes gathered in hdr */
-	size_t msg_seen = 0;  /* message bytes in complete records so far */
-	size_t msg_len = 0;   /* header + body, once the header is in */
+	size_t hdr_len = st->hdr_len, msg_len = st->msg_len, rec_len;
+	CBS recs, frag;
 	bool whole;
 
-	memset(out, 0, sizeof(*out));
 	CBS_init(&recs, in, in_len);
+	if (!CBS_skip(&recs, st->rec_off))
+		return TLS_HELLO_NEED_MORE; /* cannot happen: peek checked */
+	r = read_record(&out->error, &frag, &rec_len, &whole, &recs,
+			st->rec_off == 0);
+	if (r == TLS_HELLO_NEED_MORE)
+		out->records_len = in_len + 1; /* a header byte */
+	if (r != TLS_HELLO_OK)
+		return r;
 
-	/* Pass 1: walk the record headers until the records carry the whole
-	 * message, reading only the handshake header out of the fragments.
-	 * Every check happens in stream order, so a final answer depends only
-	 * on a prefix of the input and never changes as more arrives. */
-	for (;;) {
-		r = read_record(&out->error, &frag, &rec_len, &whole, &recs,
-				nrec == 0);
-		if (r == TLS_HELLO_NEED_MORE)
-			out->records_len = in_len + 1; /* a header byte */
+	/* The handshake header may itself be split across records. */
+	memcpy(hdr, st->hdr, sizeof(hdr));
+	if (hdr_len < HS_HEADER_LEN) {
+		size_t n = HS_HEADER_LEN - hdr_len;
+		uint8_t type;
+		uint32_t body_len;
+		CBS part = frag, h;
+
+		if (n > CBS_len(&part))
+			n = CBS_len(&part);
+		if (!CBS_copy_bytes(&part, hdr + hdr_len, n))
+			return TLS_HELLO_NEED_MORE; /* cannot happen */
+		hdr_len += n;
+		CBS_init(&h, hdr, hdr_len);
+		if (CBS_get_u8(&h, &type) && type != HS_CLIENT_HELLO) {
+			out->error = "handshake message is not a ClientHello";
+			return TLS_HELLO_BAD;
+		}
+		if (CBS_get_u24(&h, &body_len)) {
+			if (body_len > max_len) {
+				out->error = "ClientHello longer than max_len";
+				return TLS_HELLO_TOO_LARGE;
+			}
+			msg_len = HS_HEADER_LEN + (size_t)body_len;
+		}
+	}
+	if (msg_len != 0 && rec_len > msg_len - st->msg_seen) {
+		out->error = "data after ClientHello in its record";
+		return TLS_HELLO_BAD;
+	}
+	if (!whole) {
+		/* Until the handshake header is complete, each of its bytes
+		 * can decide (type, length); after it, nothing can change
+		 * before this record is in. */
+		if (hdr_len < HS_HEADER_LEN)
+			out->records_len = in_len + 1;
+		else
+			out->records_len = in_len + (rec_len - CBS_len(&frag));
+		return TLS_HELLO_NEED_MORE;
+	}
+	/* Every record carries at least one message byte and the message
+	 * is at most 4 + 2^24 bytes, so these stay far below 2^32. */
+	memcpy(st->hdr, hdr, sizeof(hdr));
+	st->hdr_len = (uint8_t)hdr_len;
+	st->msg_len = (uint32_t)msg_len;
+	st->msg_seen += (uint32_t)rec_len;
+	st->rec_off += REC_HEADER_LEN + (uint32_t)rec_len;
+	return TLS_HELLO_OK;
+}
+
+static enum tls_hello_result peek(struct tls_hello_state *st,
+				  struct tls_hello *out, uint8_t *scratch,
+				  size_t scratch_len, size_t max_len,
+				  const uint8_t *in, size_t in_len)
+{
+	enum tls_hello_result r;
+	CBS recs, part, msg;
+
+	memset(out, 0, sizeof(*out));
+	if (st->rec_off > in_len) {
+		out->error = "input shorter than at the last call";
+		return TLS_HELLO_BAD; /* the caller broke the contract */
+	}
+
+	/* Pass 1: walk the record headers from where the last call stopped
+	 * until the records carry the whole message, reading only the
+	 * handshake header out of the fragments. Every check happens in
+	 * stream order, so a final answer depends only on a prefix of the
+	 * input and never changes as more arrives. A record is walked once,
+	 * when it is whole (one still arriving costs a header read per call),
+	 * so the calls together cost O(bytes received). */
+	while (st->msg_len == 0 || st->msg_seen != st->msg_len) {
+		r = walk_record(st, out, max_len, in, in_len);
 		if (r != TLS_HELLO_OK)
 			return r;
-		if (nrec++ == 0)
-			first_frag = frag;
-		if (nrec > TLS_HELLO_MAX_RECORDS) {
-			/* Legal TLS, but only an attacker fragments a hello
-			 * this finely, and each record costs a re-parse. */
-			out->error = "ClientHello split over too many records";
-			return TLS_HELLO_BAD;
-		}
-
-		/* The header may itself be split across records. */
-		if (hdr_have < HS_HEADER_LEN) {
-			size_t n = HS_HEADER_LEN - hdr_have;
-			uint8_t type;
-			uint32_t body_len;
-			CBS h;
-
-			if (n > CBS_len(&frag))
-				n = CBS_len(&frag);
-			part = frag;
-			if (!CBS_copy_bytes(&part, hdr + hdr_have, n))
-				return TLS_HELLO_NEED_MORE; /* cannot happen */
-			hdr_have += n;
-			CBS_init(&h, hdr, hdr_have);
-			if (CBS_get_u8(&h, &type) && type != HS_CLIENT_HELLO) {
-				out->error = "handshake message is not a ClientHello";
-				return TLS_HELLO_BAD;
-			}
-			if (CBS_get_u24(&h, &body_len)) {
-				msg_len = HS_HEADER_LEN + (size_t)body_len;
-				if (msg_len > max_len) {
-					out->error = "ClientHello longer than max_len";
-					return TLS_HELLO_TOO_LARGE;
-				}
-			}
-		}
-		if (msg_len != 0 && rec_len > msg_len - msg_seen) {
-			out->error = "data after ClientHello in its record";
-			return TLS_HELLO_BAD;
-		}
-		if (!whole) {
-			/* Until the handshake header is complete, each of its
-			 * bytes can decide (type, length); after it, nothing
-			 * can change before this record is in. */
-			if (hdr_have < HS_HEADER_LEN)
-				out->records_len = in_len + 1;
-			else
-				out->records_len =
-					in_len + (rec_len - CBS_len(&frag));
-			return TLS_HELLO_NEED_MORE;
-		}
-		msg_seen += rec_len;
-		if (msg_len != 0 && msg_seen == msg_len)
-			break;
 	}
-	out->records_len = in_len - CBS_len(&recs);
+	out->records_len = st->rec_off;
 
-	/* Pass 2: the message is in. One record: view it in place. Several:
-	 * join their fragments in scratch; msg_len <= max_len, so they fit.
+	/* Pass 2, once: the message is in. One record: view it in place.
+	 * Several: join their fragments in scratch.
 	 * (Not with CBB_init_fixed: this BoringSSL allocates the CBB's base.) */
-	if (nrec == 1) {
-		msg = first_frag;
+	if (out->records_len == REC_HEADER_LEN + st->msg_len) {
+		CBS_init(&msg, in, out->records_len);
+		if (!CBS_skip(&msg, REC_HEADER_LEN)) {
+			out->error = "record reassembly failed";
+			return TLS_HELLO_BAD; /* cannot happen */
+		}
+	} else if (st->msg_len > scratch_len) {
+		out->error = "ClientHello larger than the scratch buffer";
+		return TLS_HELLO_BAD; /* the caller broke the contract */
 	} else {
-		size_t joined = 0;
+		size_t joined = 0, n;
 
 		CBS_init(&recs, in, out->records_len);
 		while (CBS_len(&recs) != 0) {
 			if (!CBS_skip(&recs, REC_HEADER_LEN - 2) ||
 			    !CBS_get_u16_length_prefixed(&recs, &part) ||
-			    CBS_len(&part) > max_len - joined) {
+			    CBS_len(&part) > scratch_len - joined) {
 				out->error = "record reassembly failed";
 				return TLS_HELLO_BAD; /* cannot happen */
 			}
-			rec_len = CBS_len(&part);
-			if (!CBS_copy_bytes(&part, scratch + joined, rec_len)) {
+			n = CBS_len(&part);
+			if (!CBS_copy_bytes(&part, scratch + joined, n)) {
 				out->error = "record reassembly failed";
 				return TLS_HELLO_BAD; /* cannot happen */
 			}
-			joined += rec_len;
+			joined += n;
 		}
 		CBS_init(&msg, scratch, joined);
 	}
@@ -516,12 +541,16 @@ static enum tls_hello_result peek(struct tls_hello *out, uint8_t *scratch,
 	return TLS_HELLO_OK;
 }
 
-enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
-				     size_t max_len, const uint8_t *in,
-				     size_t in_len)
+enum tls_hello_result tls_hello_peek(struct tls_hello_state *st,
+				     struct tls_hello *out, uint8_t *scratch,
+				     size_t scratch_len, size_t max_len,
+				     const uint8_t *in, size_t in_len)
 {
-	enum tls_hello_result r = peek(out, scratch, max_len, in, in_len);
+	struct tls_hello_state fresh = { 0 };
+	enum tls_hello_result r;
 
+	r = peek(st ? st : &fresh, out, scratch, scratch_len, max_len, in,
+		 in_len);
 	/* A length that does not add up is the most common failure; the
 	 * rules with another alert set theirs where they fail. */
 	if ((r == TLS_HELLO_BAD || r == TLS_HELLO_TOO_LARGE) && !out->alert)

@@ -3,15 +3,25 @@
  * Reads the first bytes a client sends on a TLS port and, once the whole
  * ClientHello handshake message is in, reports the fields the router needs:
  * SNI host_name, ALPN protocol list and the versions offered. It is pure: it
- * never allocates, keeps no state between calls and never touches a socket.
- * It is resumable by re-parsing: call it again with every byte received so
- * far; until the message is complete it answers TLS_HELLO_NEED_MORE.
+ * never allocates and never touches a socket.
  *
- * The message may be split across several TLS records (RFC 8446 5.1) and
- * across any number of TCP segments. When it spans more than one record, the
- * fragments are joined in the caller's scratch buffer; otherwise the result
- * views point into the input. Either way every view in struct tls_hello is
- * valid only while both |in| and |scratch| are unchanged.
+ * It is resumable: call it again with every byte received so far (the same
+ * bytes, and more of them); until the message is complete it answers
+ * TLS_HELLO_NEED_MORE. The caller keeps a small struct tls_hello_state
+ * between those calls, so that each call walks only the records it has not
+ * walked yet: the work over a whole hello is linear in the bytes received,
+ * however finely it is framed. The state is only a memo: every answer is
+ * the one a fresh parse of the same bytes would give, and once an answer
+ * other than NEED_MORE is given, more bytes never change it.
+ *
+ * The message may be split across any number of TLS records of any
+ * non-zero size, its 4-byte header included (RFC 8446 5.1), and across any
+ * number of TCP segments. The input it accepts is bounded by bytes, not
+ * records: see TLS_HELLO_RECORDS_MAX. When the message spans more than one
+ * record, the fragments are joined in the caller's scratch buffer;
+ * otherwise the result views point into the input. Either way every view
+ * in struct tls_hello is valid only while both |in| and |scratch| are
+ * unchanged.
  */
 #ifndef VMGATE_TLS_HELLO_H
 #define VMGATE_TLS_HELLO_H
@@ -20,8 +30,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A ClientHello spread over more records than this is TLS_HELLO_BAD. */
-#define TLS_HELLO_MAX_RECORDS 128
+/* The scratch a ClientHello of up to |max_len| body bytes is joined in:
+ * the message with its 4-byte handshake header. */
+#define TLS_HELLO_SCRATCH_LEN(max_len) ((size_t)(max_len) + 4)
+
+/* The most input the records of a ClientHello of up to |max_len| body
+ * bytes can take: every byte of the message (header included) in a record
+ * of its own, behind a 5-byte record header, is 6 bytes per message byte.
+ * The parser never answers TLS_HELLO_NEED_MORE to more input than this. */
+#define TLS_HELLO_RECORDS_MAX(max_len) (6 * TLS_HELLO_SCRATCH_LEN(max_len))
 
 enum tls_hello_result {
 	TLS_HELLO_OK,        /* whole ClientHello parsed; out is filled */
@@ -77,16 +94,41 @@ struct tls_hello {
 	uint8_t alert;
 };
 
-/* tls_hello_peek parses the bytes received so far, |in| of |in_len| bytes.
- * |scratch| of |max_len| bytes is used to join a ClientHello split over
- * several records; |max_len| is also the largest handshake message accepted
- * (header included): a longer one is TLS_HELLO_TOO_LARGE, decided as soon
- * as its length field is read. |out| is zeroed first and filled on
- * TLS_HELLO_OK; on TLS_HELLO_NEED_MORE only out->records_len is set (the
- * hint above); otherwise only out->error and out->alert are set. */
-enum tls_hello_result tls_hello_peek(struct tls_hello *out, uint8_t *scratch,
-				     size_t max_len, const uint8_t *in,
-				     size_t in_len);
+/* Progress through the records received so far, kept by the caller from
+ * one tls_hello_peek call to the next for the same connection. Valid
+ * all-zero, which is the start. Only whole records that passed every check
+ * are recorded here: a record not yet whole, or one that is wrong, is read
+ * again from its header by the next call, which so comes to the same
+ * answer. */
+struct tls_hello_state {
+	uint32_t rec_off;  /* input offset of the first record not yet walked */
+	uint32_t msg_seen; /* message bytes in the records walked */
+	uint32_t msg_len;  /* header + body; 0 until the header is walked */
+	uint8_t hdr[4];    /* the handshake header bytes walked so far */
+	uint8_t hdr_len;
+};
+
+/* tls_hello_peek parses the bytes received so far, |in| of |in_len| bytes,
+ * resuming from |st| (NULL: parse from the first record, keeping nothing).
+ * Every call with the same |st| must see the same |max_len| and an input
+ * that begins with the bytes of the previous call (one shorter than the
+ * records |st| has walked is TLS_HELLO_BAD).
+ *
+ * |max_len| is the largest ClientHello body accepted: the value of the
+ * handshake header's uint24 length, the 4-byte header not counted (what
+ * BoringSSL's own cap on a handshake message counts). A longer body is
+ * TLS_HELLO_TOO_LARGE, decided as soon as the length field is read.
+ * |scratch| of |scratch_len| bytes is used to join a ClientHello split over
+ * several records; give it TLS_HELLO_SCRATCH_LEN(max_len) bytes (a message
+ * that does not fit is TLS_HELLO_BAD, never an overflow).
+ *
+ * |out| is zeroed first and filled on TLS_HELLO_OK; on TLS_HELLO_NEED_MORE
+ * only out->records_len is set (the hint above); otherwise only out->error
+ * and out->alert are set. */
+enum tls_hello_result tls_hello_peek(struct tls_hello_state *st,
+				     struct tls_hello *out, uint8_t *scratch,
+				     size_t scratch_len, size_t max_len,
+				     const uint8_t *in, size_t in_len);
 
 /* tls_hello_result_str returns a short static name for |r| ("ok",
  * "need_more", "not_tls", "too_large", "bad"). */

@@ -2,9 +2,12 @@
  *
  * Real ClientHellos from tests/fixtures/hello (see its README.md) must parse
  * to the expected SNI, ALPN and version, whole, as every prefix (NEED_MORE),
- * and re-framed into records split at every byte. Malformed hellos are built
- * with CBB from a valid template, one defect at a time. Run from
- * tests/unit (fixtures are opened as ../fixtures/hello/NAME).
+ * and re-framed into records of any size down to one byte, fed as a socket
+ * would (split at every byte, byte by byte, in segments) through a kept
+ * struct tls_hello_state, each answer the same as a fresh parse of the same
+ * bytes. Malformed hellos are built with CBB from a valid template, one
+ * defect at a time. Run from tests/unit (fixtures are opened as
+ * ../fixtures/hello/NAME).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,7 +28,7 @@
 #define MAX_LEN 16384
 
 /* Where multi-record hellos are joined; MAX_LEN is the default max_len. */
-static uint8_t scratch[MAX_LEN];
+static uint8_t scratch[TLS_HELLO_SCRATCH_LEN(MAX_LEN)];
 
 struct buf {
 	uint8_t *data;
@@ -65,8 +68,22 @@ static enum tls_hello_result peek_max(struct tls_hello *out, size_t max_len,
 {
 	enum tls_hello_result r;
 
-	assert_true(max_len <= sizeof(scratch));
-	r = tls_hello_peek(out, scratch, max_len, in, in_len);
+	assert_true(TLS_HELLO_SCRATCH_LEN(max_len) <= sizeof(scratch));
+	r = tls_hello_peek(NULL, out, scratch, sizeof(scratch), max_len, in,
+			   in_len);
+	last = *out;
+	return r;
+}
+
+/* The same, resuming from |st| (a caller's kept state). */
+static enum tls_hello_result peek_st(struct tls_hello_state *st,
+				     struct tls_hello *out, size_t max_len,
+				     const uint8_t *in, size_t in_len)
+{
+	enum tls_hello_result r;
+
+	r = tls_hello_peek(st, out, scratch, sizeof(scratch), max_len, in,
+			   in_len);
 	last = *out;
 	return r;
 }
@@ -380,34 +397,281 @@ static void test_fixtures_two_records(void **state)
 	}
 }
 
-/* One byte per record: the handshake header itself is split four ways.
- * It parses the same, and its every prefix answers NEED_MORE. */
-static void test_fixtures_one_byte_records(void **state)
+/* ---- incremental parsing ------------------------------------------- */
+
+/* An answer, with copies of what its views pointed at: scratch is reused
+ * by the next call. */
+struct answer {
+	enum tls_hello_result r;
+	size_t records_len;
+	const char *error;
+	uint8_t alert;
+	uint16_t legacy_version, max_version;
+	bool has_sni, has_alpn, has_sigalgs;
+	size_t sni_len, alpn_len, sigalgs_len;
+	uint8_t sni[256], alpn[65536], sigalgs[65536];
+};
+
+static void take(struct answer *a, enum tls_hello_result r,
+		 const struct tls_hello *h)
+{
+	a->r = r;
+	a->records_len = h->records_len;
+	a->error = h->error;
+	a->alert = h->alert;
+	a->legacy_version = h->legacy_version;
+	a->max_version = h->max_version;
+	a->has_sni = h->sni != NULL;
+	a->has_alpn = h->alpn != NULL;
+	a->has_sigalgs = h->sigalgs != NULL;
+	a->sni_len = h->sni_len;
+	a->alpn_len = h->alpn_len;
+	a->sigalgs_len = h->sigalgs_len;
+	assert_true(h->sni_len <= sizeof(a->sni));
+	if (h->sni_len)
+		memcpy(a->sni, h->sni, h->sni_len);
+	if (h->alpn_len)
+		memcpy(a->alpn, h->alpn, h->alpn_len);
+	if (h->sigalgs_len)
+		memcpy(a->sigalgs, h->sigalgs, h->sigalgs_len);
+}
+
+static bool same_view(bool has, const uint8_t *want, size_t want_len,
+		      const uint8_t *got, size_t got_len)
+{
+	return has == (got != NULL) && want_len == got_len &&
+	       (want_len == 0 || memcmp(want, got, want_len) == 0);
+}
+
+/* expect_same fails unless |r|, |h| is answer |a|: the same result, the
+ * same hint, the same error and alert, or the very same hello. */
+static void expect_same(const char *what, size_t n, const struct answer *a,
+			enum tls_hello_result r, const struct tls_hello *h)
+{
+	if (r != a->r)
+		fail_msg("%s, %zu bytes: %s (error: %s), a fresh parse says %s",
+			 what, n, res(r), h->error ? h->error : "-", res(a->r));
+	switch (r) {
+	case TLS_HELLO_NEED_MORE:
+		if (h->records_len != a->records_len)
+			fail_msg("%s, %zu bytes: hint %zu, a fresh parse says %zu",
+				 what, n, h->records_len, a->records_len);
+		break;
+	case TLS_HELLO_OK:
+		if (h->records_len != a->records_len ||
+		    h->legacy_version != a->legacy_version ||
+		    h->max_version != a->max_version ||
+		    !same_view(a->has_sni, a->sni, a->sni_len, h->sni,
+			       h->sni_len) ||
+		    !same_view(a->has_alpn, a->alpn, a->alpn_len, h->alpn,
+			       h->alpn_len) ||
+		    !same_view(a->has_sigalgs, a->sigalgs, a->sigalgs_len,
+			       h->sigalgs, h->sigalgs_len))
+			fail_msg("%s, %zu bytes: not the hello a fresh parse sees",
+				 what, n);
+		break;
+	default:
+		if (!h->error || strcmp(h->error, a->error) != 0 ||
+		    h->alert != a->alert)
+			fail_msg("%s, %zu bytes: error \"%s\" alert %u, a fresh "
+				 "parse says \"%s\" alert %u", what, n,
+				 h->error ? h->error : "-", h->alert, a->error,
+				 a->alert);
+		break;
+	}
+}
+
+/* The prefixes of an input that check_incremental compares: all of them
+ * up to 4 KiB (a 600-byte hello in 1-byte records); beyond, the first and
+ * the last 512 bytes and every 61st byte, since each costs a walk of the
+ * records (1-byte records of a 4 KiB hello are 24 KiB). */
+static bool probed(size_t n, size_t in_len)
+{
+	return in_len <= 4096 || n < 512 || in_len - n < 512 || n % 61 == 0;
+}
+
+/* A fresh parse of every probed prefix of the input: the reference
+ * answers. Only the first final answer is kept whole: the ones after it
+ * must be the same (an answer other than NEED_MORE never changes). */
+struct refs {
+	enum tls_hello_result *r;
+	size_t *hint;
+	size_t in_len;
+	size_t final_at; /* first prefix with a final answer, or SIZE_MAX */
+	struct answer final;
+};
+
+static struct answer ref_final;
+
+static void refs_make(struct refs *rf, const char *what, size_t max_len,
+		      const uint8_t *in, size_t in_len)
 {
 	struct tls_hello h;
+	enum tls_hello_result r;
+	size_t n;
+
+	rf->r = calloc(in_len + 1, sizeof(*rf->r));
+	rf->hint = calloc(in_len + 1, sizeof(*rf->hint));
+	assert_true(rf->r && rf->hint);
+	rf->in_len = in_len;
+	rf->final_at = SIZE_MAX;
+	for (n = 0; n <= in_len; n++) {
+		if (!probed(n, in_len))
+			continue;
+		r = peek_max(&h, max_len, in, n);
+		rf->r[n] = r;
+		rf->hint[n] = h.records_len;
+		if (rf->final_at != SIZE_MAX)
+			expect_same(what, n, &ref_final, r, &h);
+		else if (r != TLS_HELLO_NEED_MORE) {
+			rf->final_at = n;
+			take(&ref_final, r, &h);
+		}
+	}
+}
+
+static void refs_free(struct refs *rf)
+{
+	free(rf->r);
+	free(rf->hint);
+}
+
+static void expect_ref(const char *what, const struct refs *rf, size_t n,
+		       enum tls_hello_result r, const struct tls_hello *h)
+{
+	static struct answer a;
+
+	if (n < rf->final_at && !probed(n, rf->in_len)) {
+		/* No fresh parse to compare with: NEED_MORE with a hint
+		 * ahead, or the final answer the fresh parses came to. */
+		if (r == TLS_HELLO_NEED_MORE && h->records_len <= n)
+			fail_msg("%s, %zu bytes: hint %zu is not ahead", what,
+				 n, h->records_len);
+		if (r != TLS_HELLO_NEED_MORE && rf->final_at == SIZE_MAX)
+			fail_msg("%s, %zu bytes: %s, a fresh parse never is",
+				 what, n, res(r));
+		if (r != TLS_HELLO_NEED_MORE)
+			expect_same(what, n, &ref_final, r, h);
+		return;
+	}
+	if (n >= rf->final_at) {
+		expect_same(what, n, &ref_final, r, h);
+		return;
+	}
+	a.r = rf->r[n];
+	a.records_len = rf->hint[n];
+	expect_same(what, n, &a, r, h);
+}
+
+/* check_incremental feeds |in| to the parser as a socket would, keeping a
+ * struct tls_hello_state, and checks every answer against a fresh parse of
+ * the same bytes:
+ *   - byte by byte, calling on every prefix (and on after a final answer);
+ *   - split at every (probed) byte: one call with the first k bytes, then
+ *     one with all of them;
+ *   - in segments of a few sizes, calling only once the hint is reached,
+ *     as core/conn.c does. */
+static void check_incremental(const char *what, size_t max_len,
+			      const uint8_t *in, size_t in_len)
+{
+	static const size_t segs[] = { 2, 5, 7, 61, 1460 };
+	struct tls_hello_state st;
+	struct tls_hello h;
+	struct refs rf;
+	enum tls_hello_result r;
+	size_t n, k, i, need;
+	char how[160];
+
+	refs_make(&rf, what, max_len, in, in_len);
+	/* A whole hello: every strict prefix answers NEED_MORE, its hint
+	 * past what was given and never past the point the answer changes
+	 * (check_prefixes, without parsing every prefix again). */
+	if (rf.final_at != SIZE_MAX && ref_final.r == TLS_HELLO_OK &&
+	    ref_final.records_len == in_len)
+		for (n = 0; n < in_len; n++)
+			if (probed(n, in_len) &&
+			    (rf.hint[n] <= n || rf.hint[n] > in_len))
+				fail_msg("%s: prefix %zu/%zu: need hint %zu out "
+					 "of range", what, n, in_len, rf.hint[n]);
+
+	memset(&st, 0, sizeof(st));
+	snprintf(how, sizeof(how), "%s, byte by byte", what);
+	for (n = 0; n <= in_len; n++) {
+		r = peek_st(&st, &h, max_len, in, n);
+		expect_ref(how, &rf, n, r, &h);
+	}
+
+	for (k = 1; k < in_len; k++) {
+		if (!probed(k, in_len))
+			continue;
+		memset(&st, 0, sizeof(st));
+		snprintf(how, sizeof(how), "%s, split at %zu", what, k);
+		r = peek_st(&st, &h, max_len, in, k);
+		expect_ref(how, &rf, k, r, &h);
+		r = peek_st(&st, &h, max_len, in, in_len);
+		expect_ref(how, &rf, in_len, r, &h);
+	}
+
+	for (i = 0; i < sizeof(segs) / sizeof(segs[0]); i++) {
+		memset(&st, 0, sizeof(st));
+		snprintf(how, sizeof(how), "%s, %zu-byte segments", what,
+			 segs[i]);
+		need = 0;
+		for (n = 0;; n += segs[i]) {
+			if (n > in_len)
+				n = in_len;
+			if (n >= need) {
+				r = peek_st(&st, &h, max_len, in, n);
+				expect_ref(how, &rf, n, r, &h);
+				if (r != TLS_HELLO_NEED_MORE)
+					break;
+				need = h.records_len;
+			}
+			if (n == in_len)
+				break;
+		}
+	}
+	refs_free(&rf);
+}
+
+/* Every fixture re-framed into records of 1, 2, 3, 16, 100 and 1,000
+ * bytes (the handshake header itself split four ways in 1-byte records),
+ * and as captured: it parses the same, every strict prefix answers
+ * NEED_MORE with a hint within the input, and fed through a kept state
+ * every answer is a fresh parse's (check_incremental). */
+static void test_fixtures_reframed(void **state)
+{
+	static const size_t frags[] = { 0, 1, 2, 3, 16, 100, 1000 };
+	struct tls_hello h;
 	struct buf b, msg, framed;
-	size_t i, frag;
+	size_t i, j;
+	char how[128];
 
 	for (i = 0; i < NFIXTURES; i++) {
 		load(&b, fixtures[i].file);
 		records_to_msg(&msg, b.data, b.len);
-		/* As finely as allowed: TLS_HELLO_MAX_RECORDS records. */
-		frag = (msg.len + TLS_HELLO_MAX_RECORDS - 1) /
-		       TLS_HELLO_MAX_RECORDS;
-		frame(&framed, msg.data, msg.len, NULL, 0, frag);
-		expect_result(peek_buf(&h, &framed), TLS_HELLO_OK,
-			      "%s: %zu-byte records\n", fixtures[i].file, frag);
-		check_fields(&fixtures[i], "finest records", &h);
-		assert_int_equal(h.records_len, framed.len);
-		check_prefixes(fixtures[i].file, &framed);
-		buf_free(&framed);
-		/* One byte per record: more records than allowed. */
-		assert_true(msg.len > TLS_HELLO_MAX_RECORDS);
-		frame(&framed, msg.data, msg.len, NULL, 0, 1);
-		assert_int_equal(framed.len, 6 * msg.len);
-		expect_result(peek_buf(&h, &framed), TLS_HELLO_BAD,
-			      "%s: 1-byte records\n", fixtures[i].file);
-		buf_free(&framed);
+		for (j = 0; j < sizeof(frags) / sizeof(frags[0]); j++) {
+			if (frags[j] == 0) {
+				framed.data = OPENSSL_memdup(b.data, b.len);
+				assert_non_null(framed.data);
+				framed.len = b.len;
+				snprintf(how, sizeof(how), "%s as captured",
+					 fixtures[i].file);
+			} else {
+				frame(&framed, msg.data, msg.len, NULL, 0,
+				      frags[j]);
+				snprintf(how, sizeof(how), "%s in %zu-byte records",
+					 fixtures[i].file, frags[j]);
+			}
+			if (frags[j] == 1)
+				assert_int_equal(framed.len, 6 * msg.len);
+			expect_result(peek_buf(&h, &framed), TLS_HELLO_OK,
+				      "%s\n", how);
+			check_fields(&fixtures[i], how, &h);
+			assert_int_equal(h.records_len, framed.len);
+			check_incremental(how, MAX_LEN, framed.data, framed.len);
+			buf_free(&framed);
+		}
 		buf_free(&msg);
 		buf_free(&b);
 	}
@@ -1014,6 +1278,100 @@ static void test_fixed_fields(void **state)
 		    "bad compression_methods");
 }
 
+/* ---- framing and the size limit ---------------------------------- */
+
+/* build_padded makes a hello whose body is |body_len| bytes (a padding
+ * extension sizes it), framed in records of |frag| bytes. */
+static void build_padded(struct buf *out, size_t body_len, size_t frag)
+{
+	static uint8_t pad[65536];
+	struct ext e = { 21, pad, 0 };
+	struct spec s = { .exts = &e, .nexts = 1 };
+	struct buf msg;
+	size_t base;
+
+	build_msg(&msg, &s);
+	base = msg.len - 4;
+	buf_free(&msg);
+	assert_true(body_len >= base && body_len - base <= sizeof(pad));
+	e.len = body_len - base;
+	build_msg(&msg, &s);
+	assert_int_equal(msg.len, 4 + body_len);
+	frame(out, msg.data, msg.len, NULL, 0, frag);
+	buf_free(&msg);
+}
+
+/* max_len counts the body, as BoringSSL's cap does: a hello filling one
+ * 2^14-byte record (16,380 bytes of body) and one of 16,384 bytes of body
+ * (two records) are taken at 16384; one byte more is TOO_LARGE as soon as
+ * the length is read. The scratch needs the header too. */
+static void test_body_limit(void **state)
+{
+	struct tls_hello h;
+	struct buf b;
+	uint8_t *small;
+
+	build_padded(&b, 16380, 16384);
+	assert_int_equal(b.len, 5 + 16384);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "one full record\n");
+	assert_int_equal(h.records_len, b.len);
+	expect_result(peek_max(&h, 16379, b.data, b.len), TLS_HELLO_TOO_LARGE,
+		      "one full record, max_len one short\n");
+	buf_free(&b);
+
+	build_padded(&b, 16384, 16384);
+	assert_int_equal(b.len, 2 * 5 + 4 + 16384);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "16384-byte body\n");
+	buf_free(&b);
+
+	build_padded(&b, 16385, 16384);
+	expect_result(peek(&h, b.data, 5 + 4), TLS_HELLO_TOO_LARGE,
+		      "16385-byte body, headers only\n");
+	assert_string_equal(h.error, "ClientHello longer than max_len");
+	assert_int_equal(h.alert, 50); /* decode_error */
+
+	/* A scratch too small for the message: refused, not overflowed (an
+	 * exactly sized heap block, for the sanitizers). */
+	small = malloc(4 + 16384);
+	assert_non_null(small);
+	assert_int_equal(tls_hello_peek(NULL, &h, small, 4 + 16384, 16385,
+					b.data, b.len),
+			 TLS_HELLO_BAD);
+	assert_string_equal(h.error, "ClientHello larger than the scratch buffer");
+	free(small);
+	buf_free(&b);
+}
+
+/* The largest hello in 1-byte records takes TLS_HELLO_RECORDS_MAX bytes
+ * exactly. Fed byte by byte through a kept state, without following the
+ * hint, each call only looks at the bytes that are new: 98,328 calls cost
+ * about as much as one parse (re-parsing from the first record on every
+ * call would walk 8 * 10^8 record headers). */
+static void test_finest_framing_linear(void **state)
+{
+	struct tls_hello_state st = { 0 };
+	struct tls_hello h;
+	struct buf b;
+	size_t n;
+
+	build_padded(&b, MAX_LEN, 1);
+	assert_int_equal(b.len, TLS_HELLO_RECORDS_MAX(MAX_LEN));
+	for (n = 0; n < b.len; n++) {
+		expect_result(peek_st(&st, &h, MAX_LEN, b.data, n),
+			      TLS_HELLO_NEED_MORE, "%zu of %zu bytes\n", n, b.len);
+		assert_true(h.records_len > n);
+	}
+	expect_result(peek_st(&st, &h, MAX_LEN, b.data, b.len), TLS_HELLO_OK,
+		      "1-byte records, body of max_len\n");
+	assert_int_equal(h.records_len, b.len);
+	/* The same answer on a call after it, and from a fresh parse. */
+	expect_result(peek_st(&st, &h, MAX_LEN, b.data, b.len), TLS_HELLO_OK,
+		      "1-byte records, called again\n");
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK,
+		      "1-byte records, fresh parse\n");
+	buf_free(&b);
+}
+
 /* ---- record layer --------------------------------------------------- */
 
 static void test_not_tls(void **state)
@@ -1076,12 +1434,16 @@ static void test_interleaved_record(void **state)
 		assert_string_equal(h.error, "record is not a handshake record");
 		expect_result(peek_buf(&h, &bad), TLS_HELLO_BAD,
 			      "record type %#x, whole input\n", types[i]);
+		check_incremental("record not handshake after the first "
+				  "fragment", MAX_LEN, bad.data, bad.len);
 	}
 	/* Second record with version 2.x. */
 	memcpy(bad.data, framed.data, framed.len);
 	bad.data[5 + split + 1] = 2;
 	expect_result(peek_buf(&h, &bad), TLS_HELLO_BAD,
 		      "second record version 2.x\n");
+	check_incremental("second record version 2.x", MAX_LEN, bad.data,
+			  bad.len);
 	buf_free(&bad);
 	buf_free(&framed);
 	buf_free(&msg);
@@ -1126,20 +1488,22 @@ static void test_too_large(void **state)
 {
 	struct tls_hello h;
 	struct buf b, msg, framed;
+	size_t body_len;
 
 	load(&b, "openssl-big-alpn.bin");
 	records_to_msg(&msg, b.data, b.len);
+	body_len = msg.len - 4; /* max_len counts the body */
 
-	expect_result(peek_max(&h, msg.len, b.data, b.len), TLS_HELLO_OK,
-		      "max_len == message length\n");
-	expect_result(peek_max(&h, msg.len - 1, b.data, b.len),
+	expect_result(peek_max(&h, body_len, b.data, b.len), TLS_HELLO_OK,
+		      "max_len == body length\n");
+	expect_result(peek_max(&h, body_len - 1, b.data, b.len),
 		      TLS_HELLO_TOO_LARGE, "max_len one short\n");
 	assert_string_equal(h.error, "ClientHello longer than max_len");
 
 	/* Decided as soon as the record and handshake headers are in. */
-	expect_result(peek_max(&h, msg.len - 1, b.data, 5 + 4),
+	expect_result(peek_max(&h, body_len - 1, b.data, 5 + 4),
 		      TLS_HELLO_TOO_LARGE, "headers only, max_len one short\n");
-	expect_result(peek_max(&h, msg.len - 1, b.data, 5 + 3),
+	expect_result(peek_max(&h, body_len - 1, b.data, 5 + 3),
 		      TLS_HELLO_NEED_MORE, "length not yet readable\n");
 	expect_result(peek_max(&h, 512, b.data, 5 + 4), TLS_HELLO_TOO_LARGE,
 		      "headers only, max_len 512\n");
@@ -1152,11 +1516,10 @@ static void test_too_large(void **state)
 		      TLS_HELLO_TOO_LARGE, "1-byte records, 4 records\n");
 	expect_result(peek_max(&h, 512, framed.data, 4 * 6 - 1),
 		      TLS_HELLO_NEED_MORE, "1-byte records, 3 records\n");
-	buf_free(&framed);
-	frame(&framed, msg.data, msg.len, NULL, 0,
-	      (msg.len + TLS_HELLO_MAX_RECORDS - 1) / TLS_HELLO_MAX_RECORDS);
-	expect_result(peek_max(&h, msg.len, framed.data, framed.len),
-		      TLS_HELLO_OK, "finest records, max_len == message\n");
+	check_incremental("1-byte records, max_len 512", 512, framed.data,
+			  framed.len);
+	expect_result(peek_max(&h, body_len, framed.data, framed.len),
+		      TLS_HELLO_OK, "1-byte records, max_len == body\n");
 	buf_free(&framed);
 	buf_free(&msg);
 	buf_free(&b);
@@ -1216,9 +1579,7 @@ static void test_need_more_hint(void **state)
 		check_hint(fixtures[i].file, 512, b.data, b.len);
 		records_to_msg(&msg, b.data, b.len);
 		frame(&framed, msg.data, msg.len, NULL, 0, 3);
-		if (framed.len <= 5 * 128 + msg.len)
-			check_hint(fixtures[i].file, MAX_LEN, framed.data,
-				   framed.len);
+		check_hint(fixtures[i].file, MAX_LEN, framed.data, framed.len);
 		buf_free(&framed);
 		buf_free(&msg);
 		buf_free(&b);
@@ -1242,7 +1603,9 @@ int main(void)
 		cmocka_unit_test(test_fixtures_parse),
 		cmocka_unit_test(test_fixtures_prefixes),
 		cmocka_unit_test(test_fixtures_two_records),
-		cmocka_unit_test(test_fixtures_one_byte_records),
+		cmocka_unit_test(test_fixtures_reframed),
+		cmocka_unit_test(test_body_limit),
+		cmocka_unit_test(test_finest_framing_linear),
 		cmocka_unit_test(test_fixtures_bad_lengths),
 		cmocka_unit_test(test_fixture_outer_lengths),
 		cmocka_unit_test(test_sni_valid_and_absent),
