@@ -68,7 +68,7 @@ void backend_connect(struct worker *w, struct conn *c)
 	 * submission. */
 	if (io_uring_sq_space_left(&w->ring) < 4)
 		io_uring_submit(&w->ring);
-	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)) {
+	if (ring_direct) {
 		vm_socket_direct(w, c);
 	} else {
 		c->vfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -608,9 +608,9 @@ void conn_abort_all(struct worker *w)
 		if (c->state == CONN_FREE)
 			continue;
 		/* Direct descriptors go with the ring's file table. */
-		if (c->cfd >= 0 && !IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
+		if (c->cfd >= 0 && !ring_direct)
 			close(c->cfd);
-		if (c->vfd >= 0 && !IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
+		if (c->vfd >= 0 && !ring_direct)
 			close(c->vfd);
 		c->cfd = c->vfd = -1;
 		tls_conn_free(&c->tls);

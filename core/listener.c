@@ -200,7 +200,7 @@ static void arm_accept(struct worker *w, struct listener *l, unsigned i,
 	l->acc[j].len = sizeof(l->acc[j].peer);
 	/* liburing 2.3 adds 1 to the index it is given, ALLOC included
 	 * (its multishot variant passes ALLOC - 1 for that reason). */
-	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
+	if (ring_direct)
 		io_uring_prep_accept_direct(sqe, l->fd, peer, &l->acc[j].len,
 					    0, IORING_FILE_INDEX_ALLOC - 1);
 	else

@@ -28,7 +28,7 @@ int listener_listen(int fd, const struct sockaddr_in6 *sa, int backlog,
 
 /* listener_arm keeps w->accepts accepts in flight on every
  * listener of |w| (unless it is backing off after an error). With
- * CONFIG_DIRECT_DESCRIPTORS they accept into the ring's file table. */
+ * ring_direct they accept into the ring's file table. */
 void listener_arm(struct worker *w);
 
 /* listener_close_all stops accepting: cancels the accepts in flight and

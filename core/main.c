@@ -20,6 +20,8 @@
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/peers.h"
+#include "core/ring.h"
+#include "core/sockmode.h"
 #include "core/worker.h"
 #include "route/config.h"
 #include "route/route.h"
@@ -98,6 +100,37 @@ static void tune_malloc(void)
 	mallopt(M_TRIM_THRESHOLD, 1 << 20);
 }
 
+/* How this kernel lets connection sockets be held (core/sockmode.h).
+ * VMGATE_PROBE_KERNEL=MAJOR.MINOR, for tests only, makes the probe report
+ * no more than that Linux release has: `make e2e-oldkernel` runs the
+ * default build as on Debian 12's 6.1. Returns false if vmgate cannot
+ * run here (|out|->why says why); |out_forced| is the variable or NULL. */
+static bool sockets_choose(struct sockmode_choice *out,
+			   const char **out_forced)
+{
+	const struct sockmode_want want = {
+		.direct = IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS),
+		.defer_taskrun = IS_ENABLED(CONFIG_RING_DEFER_TASKRUN),
+	};
+	const char *forced = getenv("VMGATE_PROBE_KERNEL");
+	struct sockmode_kernel k;
+	unsigned major, minor;
+
+	*out_forced = forced;
+	ring_probe(&k);
+	if (forced) {
+		if (!sockmode_parse_version(&major, &minor, forced)) {
+			out->mode = SOCKMODE_FDS;
+			out->fd_install = false;
+			out->why = "VMGATE_PROBE_KERNEL is not a kernel "
+				   "release like 6.1";
+			return false;
+		}
+		sockmode_kernel_cap(&k, major, minor);
+	}
+	return sockmode_choose(out, &k, &want);
+}
+
 static const char *ports_str(const struct config *cfg, char *out, size_t cap)
 {
 	size_t i, o = 0;
@@ -122,6 +155,8 @@ int main(int argc, char **argv)
 	struct shared shared = {0};
 	struct config cfg = {0};
 	struct tls_ctx *tls = NULL;
+	struct sockmode_choice sockets;
+	const char *forced = NULL;
 	struct control *ctl = NULL;
 	struct admin *admin = NULL;
 	struct worker *workers = NULL;
@@ -148,9 +183,19 @@ int main(int argc, char **argv)
 			       "max ClientHello %d bytes)\n",
 			       VMGATE_VERSION, BORINGSSL_API_VERSION,
 			       IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)
-				       ? "direct descriptors"
+				       ? "direct descriptors where the kernel "
+					 "has them (Linux 6.7), else fds"
 				       : "fds",
 			       CONFIG_MAX_CLIENTHELLO_BYTES);
+			/* And what this kernel gives, as the startup line. */
+			if (sockets_choose(&sockets, &forced))
+				printf("this kernel: sockets mode=%s "
+				       "reason=\"%s\"\n",
+				       sockmode_name(sockets.mode),
+				       sockets.why);
+			else
+				printf("this kernel: cannot run: %s\n",
+				       sockets.why);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -176,6 +221,23 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	log_set_level(verbose ? LOG_DEBUG : (enum log_level)cfg.log_level);
+	/* Once, before any worker reads ring_direct. */
+	if (!sockets_choose(&sockets, &forced)) {
+		log_error("startup", "cannot run on this kernel: %s%s%s",
+			  sockets.why, forced ? "; VMGATE_PROBE_KERNEL=" : "",
+			  forced ? forced : "");
+		tls_ctx_free(tls);
+		goto out;
+	}
+	ring_direct = sockets.mode == SOCKMODE_DIRECT;
+	ring_fd_install = sockets.fd_install;
+	log_info("sockets", "mode=%s half_close=%s%s%s reason=\"%s\"",
+		 sockmode_name(sockets.mode),
+		 !ring_direct ? "shutdown"
+			      : ring_fd_install ? "fd_install"
+						: "io_uring_shutdown",
+		 forced ? " probe_kernel=" : "", forced ? forced : "",
+		 sockets.why);
 	raise_nofile();
 	tune_malloc();
 	signal(SIGPIPE, SIG_IGN);

@@ -228,21 +228,35 @@ static void flush_vm(struct worker *w, struct conn *c)
 	c->flags |= CF_VM_SEND;
 }
 
+/* IORING_OP_SHUTDOWN(SHUT_WR) on direct descriptor |fd| of |c|. */
+static void shut_wr_ring(struct worker *w, struct conn *c, int fd)
+{
+	struct io_uring_sqe *sqe = conn_sqe(w, c, OP_SHUTDOWN);
+
+	io_uring_prep_shutdown(sqe, fd, SHUT_WR);
+	ring_sock(sqe);
+}
+
 /* shutdown(SHUT_WR) on socket |fd| of |c|. shutdown(2) on a TCP socket
  * only queues a FIN and never blocks, so it is the one socket call made
  * outside the ring; the kernel would run every IORING_OP_SHUTDOWN on an
  * io-wq worker thread (measured: one thread hand-off per half-close). A
  * direct descriptor is first installed as an fd for the call
- * (relay_on_shut); IORING_OP_SHUTDOWN is the fallback if that fails.
- * Both count as in flight: io-wq looks the descriptor up only when it
- * runs, and the connection's table slots must not be handed on before. An
- * error (the peer is gone) shows up on the next receive or send. */
+ * (relay_on_shut); IORING_OP_SHUTDOWN is the fallback if that fails, and
+ * the only way on a kernel without IORING_OP_FIXED_FD_INSTALL (before
+ * 6.8). Both count as in flight: io-wq looks the descriptor up only when
+ * it runs, and the connection's table slots must not be handed on before.
+ * An error (the peer is gone) shows up on the next receive or send. */
 static void shut_wr(struct worker *w, struct conn *c, int fd)
 {
 	struct io_uring_sqe *sqe;
 
-	if (!IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)) {
+	if (!ring_direct) {
 		shutdown(fd, SHUT_WR);
+		return;
+	}
+	if (!ring_fd_install) {
+		shut_wr_ring(w, c, fd);
 		return;
 	}
 	sqe = conn_sqe(w, c, fd == c->cfd ? OP_SHUT_CLIENT : OP_SHUT_VM);
@@ -252,8 +266,6 @@ static void shut_wr(struct worker *w, struct conn *c, int fd)
 void relay_on_shut(struct worker *w, struct conn *c, enum ring_op op,
 		   int res)
 {
-	struct io_uring_sqe *sqe;
-
 	if (res >= 0) {
 		if (c->state != CONN_CLOSING)
 			shutdown(res, SHUT_WR);
@@ -262,11 +274,8 @@ void relay_on_shut(struct worker *w, struct conn *c, enum ring_op op,
 	}
 	if (c->state == CONN_CLOSING)
 		return;
-	/* No fd to spare (or a kernel before 6.8): the slow way. */
-	sqe = conn_sqe(w, c, OP_SHUTDOWN);
-	io_uring_prep_shutdown(sqe, op == OP_SHUT_CLIENT ? c->cfd : c->vfd,
-			       SHUT_WR);
-	ring_sock(sqe);
+	/* No fd to spare: the slow way. */
+	shut_wr_ring(w, c, op == OP_SHUT_CLIENT ? c->cfd : c->vfd);
 }
 
 /* The relay's half-close of one direction: |flag| (CF_VM_SHUT or

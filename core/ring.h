@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/kconfig.h"
+#include "core/sockmode.h"
 
 enum ring_op {
 	OP_NONE,
@@ -57,27 +58,39 @@ static inline uint32_t ring_ud_gen(uint64_t ud)
 }
 
 /* ring_setup creates |ring| for the calling thread, with SINGLE_ISSUER and
- * DEFER_TASKRUN when CONFIG_RING_DEFER_TASKRUN and the kernel allow.
- * Returns 0 or -errno. */
+ * DEFER_TASKRUN when CONFIG_RING_DEFER_TASKRUN (startup has checked that
+ * the kernel has them, see sockmode_choose). Returns 0 or -errno. */
 int ring_setup(struct io_uring *ring, unsigned entries);
 
 /* ring_sqe returns a free SQE, submitting what is queued to make room
  * when the submission queue is full. Never NULL. */
 struct io_uring_sqe *ring_sqe(struct io_uring *ring);
 
-/* Connection sockets. With CONFIG_DIRECT_DESCRIPTORS an int naming one
- * is an index into the worker ring's registered file table (a direct
- * descriptor), not an fd: every SQE on it needs ring_sock(). */
+/* How connection sockets are held (core/sockmode.h), set by main once
+ * before any worker starts and read-only after: with ring_direct an int
+ * naming a connection socket is an index into the worker ring's
+ * registered file table (a direct descriptor), not an fd; ring_fd_install
+ * says a half-close may borrow an fd with IORING_OP_FIXED_FD_INSTALL.
+ * Both false (plain fds) until set. */
+extern bool ring_direct;
+extern bool ring_fd_install;
+
+/* ring_probe fills |out_k| with what the running kernel offers: the probe
+ * opcode list, and real submissions on a scratch ring where the list
+ * cannot tell (setup flags, buffer rings, the socket commands). */
+void ring_probe(struct sockmode_kernel *out_k);
+
+/* Every SQE on a connection socket needs ring_sock(). */
 static inline void ring_sock(struct io_uring_sqe *sqe)
 {
-	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
+	if (ring_direct)
 		sqe->flags |= IOSQE_FIXED_FILE;
 }
 
 /* ring_prep_close_sock closes connection socket |fd|. */
 static inline void ring_prep_close_sock(struct io_uring_sqe *sqe, int fd)
 {
-	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
+	if (ring_direct)
 		io_uring_prep_close_direct(sqe, (unsigned)fd);
 	else
 		io_uring_prep_close(sqe, fd);
@@ -88,10 +101,10 @@ static inline void ring_prep_close_sock(struct io_uring_sqe *sqe, int fd)
  * O_CLOEXEC fd for the same file, which the caller closes. */
 void ring_prep_fd_install(struct io_uring_sqe *sqe, int fixed);
 
-/* ring_prep_setsockopt: setsockopt(2) on socket |fd| through the ring
- * (SOCKET_URING_OP_SETSOCKOPT, Linux 6.7; liburing 2.3 has no helper).
- * |optval| must stay valid until the SQE is submitted. */
-void ring_prep_setsockopt(struct io_uring_sqe *sqe, int fd, int level,
+/* ring_prep_setsockopt: setsockopt(2) on direct descriptor |fixed|
+ * through the ring (SOCKET_URING_OP_SETSOCKOPT, Linux 6.7; liburing 2.3
+ * has no helper). |optval| must stay valid until the SQE is submitted. */
+void ring_prep_setsockopt(struct io_uring_sqe *sqe, int fixed, int level,
 			  int optname, const void *optval, uint32_t optlen);
 
 /* The kernel's IORING_MAX_FIXED_FILES. */

@@ -95,7 +95,7 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 		w->accepts = LISTENER_ACCEPTS;
 	if (w->accepts < 1)
 		w->accepts = 1;
-	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS))
+	if (ring_direct)
 		conns_cap = files_plan(w, conns_cap, listeners_len);
 	w->conns_cap = conns_cap;
 	/* calloc: the kernel backs the pool with memory only as slots are
@@ -169,7 +169,7 @@ static void *worker_main(void *arg)
 		fail(w, "io_uring setup", ret);
 		return NULL;
 	}
-	if (IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)) {
+	if (ring_direct) {
 		ret = ring_files_setup(&w->ring, w->vm_base + w->conns_cap,
 				       w->vm_base);
 		if (ret) {

@@ -142,8 +142,9 @@ def listeners_on(ports):
 
 def direct_descriptors(gate_bin):
     """True when the vmgate binary (argv |gate_bin|) keeps sockets as
-    io_uring direct descriptors: `vmgate --version` says which."""
-    return "direct descriptors" in run([gate_bin[0], "--version"]).stdout
+    io_uring direct descriptors on this kernel (and VMGATE_PROBE_KERNEL,
+    if set): `vmgate --version` says which, as its startup line will."""
+    return "sockets mode=direct" in run([gate_bin[0], "--version"]).stdout
 
 
 class Gate:
