@@ -12,12 +12,12 @@ holds two), and requests, bulk bytes and a half-close go through to a VM.
 import hashlib
 import os
 import subprocess
-import time
 
-from e2e_util import BioClient, echo_roundtrip, tls_connect
+from e2e_util import BioClient, echo_roundtrip, gate_config, tls_connect
 
 PORT_ECHO = 22060  # -> 8080 (echo) on vm1
 PORT_SINK = 22061  # -> 3000 (sha sink) on vm2
+PORT_SPARE = 22062  # the gate that must not start
 
 FDS_REASON = ("kernel lacks the io_uring socket setsockopt command "
               "(SOCKET_URING_OP_SETSOCKOPT, Linux 6.7)")
@@ -31,14 +31,27 @@ def start(private_gate, name, kernel):
                         allowed_ports="[%d, %d]" % (PORT_ECHO, PORT_SINK))
 
 
-def kernel_has_direct(gate_bin):
-    """What the real kernel gives this build, the probe not capped."""
+def version(gate_bin):
+    """`vmgate --version`, the probe not capped."""
     env = dict(os.environ)
     env.pop("VMGATE_PROBE_KERNEL", None)
     out = subprocess.run(gate_bin + ["--version"], capture_output=True, text=True,
                          check=True, env=env).stdout
     assert "this kernel: sockets mode=" in out, out
-    return "this kernel: sockets mode=direct" in out
+    return out
+
+
+def kernel_has_direct(gate_bin):
+    """What the real kernel gives this build, the probe not capped."""
+    return "this kernel: sockets mode=direct" in version(gate_bin)
+
+
+def fds_reason(gate_bin):
+    """Why a gate capped at 6.1 is on fds: the kernel, or a build without
+    direct descriptors (FLAVOUR=fds, `sockets: fds;` in --version)."""
+    if "sockets: fds;" in version(gate_bin):
+        return "built with Kconfig DIRECT_DESCRIPTORS=n"
+    return FDS_REASON
 
 
 def sink_through(g, certs, host="vm2.vm.test"):
@@ -68,29 +81,34 @@ def hold(g, certs, n):
     return socks
 
 
-def wait_fds(g, cond, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        n = g.fd_count()
-        if cond(n) or time.monotonic() > deadline:
-            return n
-        time.sleep(0.05)
+def socket_fds(g):
+    """(client, vm): the gate's established TCP sockets that are fds of its
+    process (`ss -p` names the owner of an fd; a direct descriptor has
+    none), from clients on PORT_ECHO and to VM port 8080."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True,
+                         text=True, check=True).stdout
+    client = vm = 0
+    for line in out.splitlines():
+        f = line.split()
+        if "pid=%d," % g.proc.pid not in line or len(f) < 4:
+            continue
+        client += f[2].endswith(":%d" % PORT_ECHO)
+        vm += f[3].endswith(":8080")
+    return client, vm
 
 
-def test_kernel_6_1_runs_on_fds(private_gate, certs, fleet):
+def test_kernel_6_1_runs_on_fds(private_gate, certs, fleet, gate_bin):
+    reason = fds_reason(gate_bin)
     g = start(private_gate, "sockmode61", "6.1")
     line = g.wait_log(r"INFO sockets ", timeout=5)[0]
-    assert ('mode=fds half_close=shutdown probe_kernel=6.1 reason="%s"' % FDS_REASON
+    assert ('mode=fds half_close=shutdown probe_kernel=6.1 reason="%s"' % reason
             in line), line
     # Plain fds: a client socket and a VM socket per connection.
-    base = g.fd_count()
     socks = hold(g, certs, 20)
-    held = wait_fds(g, lambda n: n >= base + 40)
-    assert held >= base + 40, ("20 connections should hold 40 fds on plain fds",
-                               base, held)
+    assert socket_fds(g) == (20, 20), ("20 connections on plain fds: 20 client "
+                                       "and 20 VM sockets as fds", socket_fds(g))
     for s in socks:
         s.close()
-    assert wait_fds(g, lambda n: n <= base) <= base, g.tail()
     # Full TLS requests through to a VM, more than one per worker, and a
     # client half-close (shutdown(2) on the VM socket).
     for _ in range(4):
@@ -110,24 +128,28 @@ def test_kernel_6_7_half_close_through_the_ring(private_gate, certs, fleet, gate
         assert "mode=direct half_close=io_uring_shutdown probe_kernel=6.7" in line, line
     else:
         assert "mode=fds half_close=shutdown probe_kernel=6.7" in line, line
-    if direct:
-        base = g.fd_count()
-        socks = hold(g, certs, 20)
-        assert g.fd_count() <= base + 2, ("direct descriptors cost fds", base,
-                                          g.fd_count())
-        for s in socks:
-            s.close()
+    socks = hold(g, certs, 20)
+    want = (0, 0) if direct else (20, 20)
+    assert socket_fds(g) == want, ("20 connections: client and VM sockets held as "
+                                   "fds", socket_fds(g), "want", want)
+    for s in socks:
+        s.close()
     for _ in range(3):
         sink_through(g, certs)
     assert echo_roundtrip(certs, port=PORT_ECHO) < 3
     assert not g.find(r"connect_error|handshake_timeout|worker_error"), g.tail()
 
 
-def test_kernel_6_0_refuses_to_start(gate_bin, gate_config_path, workdir):
+def test_kernel_6_0_refuses_to_start(gate_bin, certs, fleet, workdir):
     """The default build asks for IORING_SETUP_DEFER_TASKRUN (6.1): on 6.0
     it says so and exits, instead of running without it."""
+    cfg = os.path.join(workdir, "sockmode60.yaml")
+    with open(cfg, "w") as f:
+        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[PORT_SPARE],
+                            port_map="{ %d: 8080 }" % PORT_SPARE,
+                            allowed_ports="[%d]" % PORT_SPARE))
     env = dict(os.environ, VMGATE_PROBE_KERNEL="6.0")
-    r = subprocess.run(gate_bin + ["-c", gate_config_path], capture_output=True,
+    r = subprocess.run(gate_bin + ["-c", cfg], capture_output=True,
                        text=True, timeout=10, env=env)
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
     assert ("ERROR startup cannot run on this kernel: kernel lacks "
