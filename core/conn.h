@@ -12,8 +12,8 @@
 
 #include "core/worker.h"
 
-/* |fd| is a socket (a direct descriptor with CONFIG_DIRECT_DESCRIPTORS)
- * accepted on |listen_port| from |peer|. */
+/* |fd| is a socket (a direct descriptor when ring_direct, see
+ * core/sockmode.h) accepted on |listen_port| from |peer|. */
 void conn_accept(struct worker *w, int fd, uint16_t listen_port,
 		 const struct sockaddr_in6 *peer);
 void conn_complete(struct worker *w, struct io_uring_cqe *cqe);
