@@ -341,48 +341,6 @@ static void check_need_more(const uint8_t *data, size_t len, uint8_t *scratch,
 	free(b);
 }
 
-/* Template mode: extensions block |ext| -> records, malloc'd. */
-static uint8_t *wrap_template(size_t *out_len, const uint8_t *ext,
-			     size_t ext_len, size_t frag)
-{
-	static const uint8_t head[] = {
-		0x03, 0x03, /* legacy_version */
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* random */
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-		0x00,                               /* session_id */
-		0x00, 0x04, 0x13, 0x01, 0xc0, 0x2b, /* cipher_suites */
-		0x01, 0x00,                         /* compression */
-	};
-	size_t body_len = sizeof(head) + 2 + ext_len, msg_len = 4 + body_len;
-	size_t nrec = (msg_len + frag - 1) / frag, off = 0, o = 0;
-	uint8_t *msg = malloc(msg_len), *out = malloc(msg_len + 5 * nrec);
-
-	check(msg != NULL && out != NULL);
-	msg[0] = 1;
-	msg[1] = (uint8_t)(body_len >> 16);
-	msg[2] = (uint8_t)(body_len >> 8);
-	msg[3] = (uint8_t)body_len;
-	memcpy(msg + 4, head, sizeof(head));
-	msg[4 + sizeof(head)] = (uint8_t)(ext_len >> 8);
-	msg[5 + sizeof(head)] = (uint8_t)ext_len;
-	memcpy(msg + 6 + sizeof(head), ext, ext_len);
-	while (off < msg_len) {
-		size_t n = msg_len - off < frag ? msg_len - off : frag;
-
-		out[o++] = 0x16;
-		out[o++] = 0x03;
-		out[o++] = 0x01;
-		out[o++] = (uint8_t)(n >> 8);
-		out[o++] = (uint8_t)n;
-		memcpy(out + o, msg + off, n);
-		o += n;
-		off += n;
-	}
-	free(msg);
-	*out_len = o;
-	return out;
-}
-
 /* frame_msg puts |msg| into handshake records whose fragments take
  * sizes[0], sizes[1], ... sizes[3], sizes[0]... bytes; malloc'd. */
 static uint8_t *frame_msg(size_t *out_len, const uint8_t *msg, size_t msg_len,
@@ -409,6 +367,38 @@ static uint8_t *frame_msg(size_t *out_len, const uint8_t *msg, size_t msg_len,
 	*out_len = o;
 	return out;
 }
+
+/* Template mode: extensions block |ext| -> records of |frag| bytes,
+ * malloc'd. */
+static uint8_t *wrap_template(size_t *out_len, const uint8_t *ext,
+			     size_t ext_len, size_t frag)
+{
+	static const uint8_t head[] = {
+		0x03, 0x03, /* legacy_version */
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* random */
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		0x00,                               /* session_id */
+		0x00, 0x04, 0x13, 0x01, 0xc0, 0x2b, /* cipher_suites */
+		0x01, 0x00,                         /* compression */
+	};
+	const size_t sizes[4] = { frag, frag, frag, frag };
+	size_t body_len = sizeof(head) + 2 + ext_len, msg_len = 4 + body_len;
+	uint8_t *msg = malloc(msg_len), *out;
+
+	check(msg != NULL);
+	msg[0] = 1;
+	msg[1] = (uint8_t)(body_len >> 16);
+	msg[2] = (uint8_t)(body_len >> 8);
+	msg[3] = (uint8_t)body_len;
+	memcpy(msg + 4, head, sizeof(head));
+	msg[4 + sizeof(head)] = (uint8_t)(ext_len >> 8);
+	msg[5 + sizeof(head)] = (uint8_t)ext_len;
+	memcpy(msg + 6 + sizeof(head), ext, ext_len);
+	out = frame_msg(out_len, msg, msg_len, sizes);
+	free(msg);
+	return out;
+}
+
 
 static int test_one(struct kept *out, const uint8_t *data, size_t size);
 
