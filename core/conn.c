@@ -23,6 +23,7 @@
 #include "tls/alert.h"
 #include "tls/ctx.h"
 #include "tls/hello.h"
+#include "tls/sigalg.h"
 
 /* What a client that typed http:// gets on a TLS port. */
 static const char http_400[] =
@@ -205,6 +206,7 @@ static void route(struct worker *w, struct conn *c, const struct tls_hello *h)
 	const struct route_table *t = w->snap->routes;
 	struct route_match m;
 	enum route_verdict v;
+	SSL_CTX *ctx;
 	char name[256];
 	size_t name_len;
 
@@ -216,10 +218,23 @@ static void route(struct worker *w, struct conn *c, const struct tls_hello *h)
 		return;
 	}
 	if (!route_host_normalize(name, &name_len, sizeof(name), h->sni,
-				  h->sni_len) ||
-	    !tls_conn_start(&c->tls,
-			    tls_ctx_get0_for_name(w->snap->tls, name),
-			    name)) {
+				  h->sni_len)) {
+		conn_close(w, c, "out_of_memory");
+		return;
+	}
+	/* BoringSSL would find no scheme to sign in only after its
+	 * ServerHello: refuse here, before any key work, as it would
+	 * (RFC 8446 4.4.3; handshake_failure is what BoringSSL sends). */
+	ctx = tls_ctx_get0_for_hello(
+		w->snap->tls, name, h->sigalgs, h->sigalgs_len,
+		tls_sigalg_version(h->legacy_version, h->max_version));
+	if (!ctx) {
+		reject(w, c, "no_common_sigalg",
+		       "no certificate can sign in a scheme offered", h,
+		       TLS_ALERT_HANDSHAKE_FAILURE);
+		return;
+	}
+	if (!tls_conn_start(&c->tls, ctx, name)) {
 		conn_close(w, c, "out_of_memory");
 		return;
 	}

@@ -14,7 +14,7 @@ static const char *const close_names[METRIC_CLOSE_REASONS] = {
 static const char *const reject_names[METRIC_REJECT_REASONS] = {
 	"no_sni", "bad_host", "unknown_domain", "unknown_vm", "port_denied",
 	"not_tls", "bad_hello", "too_large", "connect_error", "overload",
-	"other",
+	"no_common_sigalg", "other",
 };
 
 static const char *const connect_names[METRIC_CONNECT_ERRORS] = {

@@ -15,6 +15,7 @@
 
 #include "core/kconfig.h"
 #include "tls/session.h"
+#include "tls/sigalg.h"
 
 /* TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 suites are all AEAD and not
  * configurable in BoringSSL. */
@@ -28,10 +29,12 @@ struct tls_name {
 	char *name;     /* lowercase; for a wildcard, the part after "*." */
 	bool wildcard;
 	SSL_CTX *ctx;   /* borrowed from tls_ctx.ctxs */
+	const struct tls_sigalg_key *key; /* borrowed from tls_ctx.keys */
 };
 
 struct tls_ctx {
 	SSL_CTX **ctxs;
+	struct tls_sigalg_key *keys; /* keys[i]: ctxs[i]'s private key */
 	size_t ctxs_len;
 	struct tls_name *names;
 	size_t names_len;
@@ -128,7 +131,7 @@ static void add_error(char *err, size_t err_len, const char *file,
 }
 
 static bool add_name(struct tls_ctx *t, const char *name, size_t len,
-		     SSL_CTX *ctx)
+		     size_t idx)
 {
 	struct tls_name *n, *names;
 	bool wildcard = len > 2 && name[0] == '*' && name[1] == '.';
@@ -151,15 +154,18 @@ static bool add_name(struct tls_ctx *t, const char *name, size_t len,
 	for (i = 0; i < len; i++)
 		n->name[i] = (char)tolower((unsigned char)n->name[i]);
 	n->wildcard = wildcard;
-	n->ctx = ctx;
+	n->ctx = t->ctxs[idx];
+	n->key = &t->keys[idx];
 	t->names_len++;
 	return true;
 }
 
-/* The names a certificate serves: its DNS SANs, or its CN if it has none. */
-static bool add_cert_names(struct tls_ctx *t, SSL_CTX *ctx)
+/* The names a certificate serves: its DNS SANs, or its CN if it has none.
+ * Two certificates may serve the same name (an ECDSA one, and an RSA one
+ * for clients that cannot verify ECDSA): tls_ctx_get0_for_hello chooses. */
+static bool add_cert_names(struct tls_ctx *t, size_t idx)
 {
-	X509 *x = SSL_CTX_get0_certificate(ctx);
+	X509 *x = SSL_CTX_get0_certificate(t->ctxs[idx]);
 	GENERAL_NAMES *sans;
 	bool ok = true;
 	size_t i;
@@ -174,7 +180,7 @@ static bool add_cert_names(struct tls_ctx *t, SSL_CTX *ctx)
 			ok = add_name(t, (const char *)ASN1_STRING_get0_data(
 						 g->d.dNSName),
 				      (size_t)ASN1_STRING_length(g->d.dNSName),
-				      ctx);
+				      idx);
 		}
 		GENERAL_NAMES_free(sans);
 	} else {
@@ -183,7 +189,7 @@ static bool add_cert_names(struct tls_ctx *t, SSL_CTX *ctx)
 						  NID_commonName, cn,
 						  sizeof(cn));
 		if (n > 0)
-			ok = add_name(t, cn, (size_t)n, ctx);
+			ok = add_name(t, cn, (size_t)n, idx);
 	}
 	return ok;
 }
@@ -354,15 +360,18 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 	if (!t || !build_alpn(t, cfg))
 		goto err_oom;
 	t->ctxs = calloc(cfg->certs_len, sizeof(*t->ctxs));
-	if (!t->ctxs && cfg->certs_len)
+	t->keys = calloc(cfg->certs_len, sizeof(*t->keys));
+	if ((!t->ctxs || !t->keys) && cfg->certs_len)
 		goto err_oom;
 	for (i = 0; i < cfg->certs_len; i++) {
 		SSL_CTX *ctx = new_ssl_ctx(t, &cfg->certs[i], err, err_len);
 
 		if (!ctx)
 			goto err_free;
+		tls_sigalg_key_init(&t->keys[t->ctxs_len],
+				    SSL_CTX_get0_privatekey(ctx));
 		t->ctxs[t->ctxs_len++] = ctx;
-		if (!add_cert_names(t, ctx))
+		if (!add_cert_names(t, t->ctxs_len - 1))
 			goto err_oom;
 	}
 	if (!t->ctxs_len) {
@@ -390,26 +399,50 @@ void tls_ctx_free(struct tls_ctx *t)
 	for (i = 0; i < t->names_len; i++)
 		free(t->names[i].name);
 	free(t->ctxs);
+	free(t->keys);
 	free(t->names);
 	free(t->alpn);
 	free(t);
 }
 
-SSL_CTX *tls_ctx_get0_for_name(const struct tls_ctx *t, const char *name)
+SSL_CTX *tls_ctx_get0_for_hello(const struct tls_ctx *t, const char *name,
+				const uint8_t *sigalgs, size_t sigalgs_len,
+				uint16_t version)
 {
 	const char *dot = strchr(name, '.');
-	size_t i;
+	bool covered = false;
+	size_t i, pass;
 
-	for (i = 0; i < t->names_len; i++)
-		if (!t->names[i].wildcard && strcmp(t->names[i].name, name) == 0)
-			return t->names[i].ctx;
-	/* A wildcard covers exactly one label (RFC 6125 6.4.3). */
-	if (dot)
-		for (i = 0; i < t->names_len; i++)
-			if (t->names[i].wildcard &&
-			    strcmp(t->names[i].name, dot + 1) == 0)
-				return t->names[i].ctx;
-	return t->ctxs[0];
+	/* Exact SANs first, then wildcards: a wildcard covers exactly one
+	 * label (RFC 6125 6.4.3). Each in configuration order. */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < t->names_len; i++) {
+			const struct tls_name *n = &t->names[i];
+
+			if (pass == 0 ? n->wildcard || strcmp(n->name, name)
+				      : !n->wildcard || !dot ||
+						strcmp(n->name, dot + 1))
+				continue;
+			covered = true;
+			if (tls_sigalg_fits(n->key, version, sigalgs,
+					    sigalgs_len))
+				return n->ctx;
+		}
+	}
+	/* A certificate for the name that cannot sign for this client is
+	 * not traded for one the client would refuse for its name. */
+	if (covered)
+		return NULL;
+	for (i = 0; i < t->ctxs_len; i++)
+		if (tls_sigalg_fits(&t->keys[i], version, sigalgs, sigalgs_len))
+			return t->ctxs[i];
+	return NULL;
+}
+
+SSL_CTX *tls_ctx_get0_for_name(const struct tls_ctx *t, const char *name)
+{
+	/* Version 0: every certificate fits. */
+	return tls_ctx_get0_for_hello(t, name, NULL, 0, 0);
 }
 
 size_t tls_ctx_count_names(const struct tls_ctx *t)

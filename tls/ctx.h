@@ -6,7 +6,9 @@
  * names, chosen by tls_conn.port), session tickets with BoringSSL's
  * rotating keys, no stateful session cache. BoringSSL never renegotiates as a
  * server. Certificates are chosen by the name the router accepted: an
- * exact SAN first, then a wildcard SAN, else the first certificate.
+ * exact SAN first, then a wildcard SAN, else the first certificate; and,
+ * among those, by whether the key can sign in a scheme the client offered
+ * (tls/sigalg.h). Several certificates may cover one name.
  *
  * The store is immutable after tls_ctx_new and shared by every worker. It
  * may be freed while handshakes that use its SSL_CTXs are still running:
@@ -20,6 +22,7 @@
 #define VMGATE_TLS_CTX_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/ssl.h>
 
 #include "route/config.h"
@@ -32,8 +35,23 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 			    size_t err_len);
 void tls_ctx_free(struct tls_ctx *t); /* NULL is fine */
 
-/* tls_ctx_get0_for_name returns the SSL_CTX whose certificate covers
- * |name| (lowercase, NUL-terminated), borrowed from |t|. Never NULL. */
+/* tls_ctx_get0_for_hello returns the SSL_CTX to serve a ClientHello for
+ * |name| (lowercase, NUL-terminated) with, borrowed from |t|: the first
+ * certificate, in configuration order, with an exact SAN for |name|, else
+ * with a wildcard SAN covering it, whose key can sign in a scheme of
+ * |sigalgs| (signature_algorithms' list contents, |sigalgs_len| bytes;
+ * NULL, 0: the extension is absent) at |version| (tls_sigalg_version;
+ * tls_sigalg_fits says what fits). When no certificate covers |name|, the
+ * first certificate that fits. NULL when certificates cover |name| but
+ * none fits, or none covers it and none fits: BoringSSL would fail the
+ * handshake after its ServerHello. */
+SSL_CTX *tls_ctx_get0_for_hello(const struct tls_ctx *t, const char *name,
+				const uint8_t *sigalgs, size_t sigalgs_len,
+				uint16_t version);
+
+/* tls_ctx_get0_for_name is tls_ctx_get0_for_hello without the signature
+ * check: the first certificate that covers |name|, else the first one.
+ * Never NULL. */
 SSL_CTX *tls_ctx_get0_for_name(const struct tls_ctx *t, const char *name);
 
 /* tls_ctx_count_names returns how many SAN names the store knows, for the
