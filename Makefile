@@ -89,9 +89,10 @@ DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              nghttp2-server iproute2 procps util-linux clang \
              libclang-rt-14-dev llvm-14 testssl.sh
 
-# Library objects: everything but main.c. Tests link against these.
-LIB_SRCS := $(wildcard tls/*.c route/*.c) \
-            $(filter-out core/main.c,$(wildcard core/*.c))
+# Library objects: everything but main.c. Tests link against these. The
+# data plane is core/, tls/ and route/; the control plane is ctl/.
+LIB_SRCS := $(wildcard core/*.c tls/*.c route/*.c) \
+            $(filter-out ctl/main.c,$(wildcard ctl/*.c ctl/*/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmgate.a
 BIN      := $(BUILD)/vmgate
@@ -164,7 +165,7 @@ $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BIN): $(BUILD)/obj/core/main.o $(LIB)
+$(BIN): $(BUILD)/obj/ctl/main.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

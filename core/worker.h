@@ -24,7 +24,7 @@ struct route_table;
 struct tls_ctx;
 
 /* What a worker routes new connections with: immutable once published.
- * core/control.c builds, publishes and frees them (see control.h). */
+ * ctl/control.c builds, publishes and frees them (see ctl/control.h). */
 struct snapshot {
 	struct route_table *routes;
 	struct tls_ctx *tls;

@@ -1,4 +1,4 @@
-/* core/control.c: see control.h.
+/* ctl/control.c: see control.h.
  *
  * State: the last good appliance.yaml (cfg), the route table built from
  * its VMs (base), the certificate store built from it (tls), and the VM
@@ -10,7 +10,7 @@
  * (inotify on the directories of appliance.yaml and of the certificate
  * files) arrive through its own small io_uring.
  */
-#include "core/control.h"
+#include "ctl/control.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

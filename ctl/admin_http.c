@@ -1,4 +1,4 @@
-/* core/admin.c: see admin.h.
+/* ctl/admin_http.c: see admin.h.
  *
  * One thread, one io_uring. Listeners take multishot accepts; every
  * connection is a slot in a fixed table of ADMIN_MAX_CONNS with a
@@ -22,7 +22,7 @@
  * accept), and answers held in memory across connections are capped
  * (503 while over).
  */
-#include "core/admin.h"
+#include "ctl/admin.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

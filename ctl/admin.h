@@ -1,15 +1,15 @@
-/* core/admin.h: the operators' HTTP API (admin: in appliance.yaml).
+/* ctl/admin.h: the operators' HTTP API (admin: in appliance.yaml).
  *
  * Its own thread and its own io_uring serve plain HTTP/1.1 on a TCP
- * listener and/or a Unix socket; requests become calls into core/control.h.
+ * listener and/or a Unix socket; requests become calls into ctl/control.h.
  * GET /health needs no token; every other endpoint needs
  * "Authorization: Bearer <token>" (token_file's contents, trailing
  * whitespace removed), compared in constant time.
  */
-#ifndef VMGATE_CORE_ADMIN_H
-#define VMGATE_CORE_ADMIN_H
+#ifndef VMGATE_CTL_ADMIN_H
+#define VMGATE_CTL_ADMIN_H
 
-#include "core/control.h"
+#include "ctl/control.h"
 #include "route/config.h"
 
 struct admin;

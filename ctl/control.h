@@ -1,4 +1,4 @@
-/* core/control.h: the control plane: reloads, VM changes made through the
+/* ctl/control.h: the control plane: reloads, VM changes made through the
  * admin API, their persistence, and the snapshots the workers route with.
  *
  * Workers route with an immutable snapshot {route table, certificate
@@ -15,8 +15,8 @@
  * Every function here may be called from any thread; they are serialised by
  * one mutex. All return 0 or -errno, with a message in |err| when they fail.
  */
-#ifndef VMGATE_CORE_CONTROL_H
-#define VMGATE_CORE_CONTROL_H
+#ifndef VMGATE_CTL_CONTROL_H
+#define VMGATE_CTL_CONTROL_H
 
 #include <netinet/in.h>
 #include <signal.h>
@@ -28,7 +28,7 @@ struct control;
 struct shared;
 struct tls_ctx;
 
-/* For core/main.c: control_new takes |tls| (built from shared->cfg, the
+/* For ctl/main.c: control_new takes |tls| (built from shared->cfg, the
  * startup config) and publishes the first snapshot, applying the state
  * file's changes; control_run is the main thread's loop until SIGTERM or
  * SIGINT (returned), reloading on SIGHUP and on file changes; |sigs| are

@@ -1,4 +1,4 @@
-/* core/main.c: command line, configuration, workers, signals.
+/* ctl/main.c: command line, configuration, workers, signals.
  *
  *   vmgate -c FILE            run in the foreground
  *   vmgate --check -c FILE    validate FILE (and its certificates), exit
@@ -14,8 +14,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "core/admin.h"
-#include "core/control.h"
+#include "ctl/admin.h"
+#include "ctl/control.h"
 #include "core/kconfig.h"
 #include "core/listener.h"
 #include "core/log.h"
