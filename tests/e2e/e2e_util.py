@@ -211,12 +211,7 @@ class Gate:
             s.connect(path)
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: gate\r\n"
                       b"Connection: close\r\n\r\n")
-            data = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                data += d
+            data = recv_all(s)
         m = re.search(rb"^vmgate_connections_open (\d+)$", data, re.M)
         assert m, "no vmgate_connections_open in /metrics:\n%r" % data[:300]
         return int(m.group(1))
@@ -312,7 +307,9 @@ def tls_connect(ctx, host, port, addr="127.0.0.1", timeout=10.0, session=None,
         raise
 
 
-def recv_all(sock, limit=1 << 30, timeout=None):
+def recv_all(sock, limit=1 << 30, timeout=None, until=None):
+    """Read until EOF (or close_notify), |limit| bytes, or, with |until|,
+    until until(the bytes so far) is true. Timeouts and resets raise."""
     if timeout is not None:
         sock.settimeout(timeout)
     chunks = []
@@ -326,6 +323,8 @@ def recv_all(sock, limit=1 << 30, timeout=None):
             break
         chunks.append(d)
         n += len(d)
+        if until is not None and until(b"".join(chunks)):
+            break
     return b"".join(chunks)
 
 
@@ -591,11 +590,9 @@ def echo_roundtrip(certs, port=8080, host="vm1.vm.test", size=2048, timeout=10.0
     payload = os.urandom(size)
     with tls_connect(certs.client_ctx(), host, port, timeout=timeout) as s:
         s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            d = s.recv(65536)
-            assert d, "echo connection closed after %d of %d bytes" % (len(got), size)
-            got += d
+        got = recv_all(s, limit=len(payload))
+        assert len(got) >= len(payload), (
+            "echo connection closed after %d of %d bytes" % (len(got), size))
         assert got == payload, "echo returned different bytes"
     return time.monotonic() - t0
 
@@ -669,3 +666,58 @@ def fd_listing(pid):
     except OSError:
         return ""
     return "\n".join(out[-40:])
+
+
+# ---------------------------------------------------------------- conditions to poll
+# (issue 10: a test waits for something it can observe, never for a fixed
+# time; poll these with e2e_admin.wait_until)
+
+def tcp_sockets(filt=""):
+    """[(state, recv_q, send_q, local, peer)] of this namespace's TCP
+    sockets that `ss -Htan FILT` lists (|filt| in ss syntax, e.g.
+    "sport = :3000"). The kernel's view: it sees a gate's sockets whether
+    they are fds or direct descriptors, and a connection still in a
+    listener's accept queue."""
+    out = run(["ss", "-Htan"] + ([filt] if filt else []), check=False).stdout
+    socks = []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 5:
+            socks.append((f[0], int(f[1]), int(f[2]), f[3], f[4]))
+    return socks
+
+
+def gate_metric(gate, name):
+    """A value from the gate's /metrics (read on its admin unix socket),
+    |name| as printed, labels included (e.g.
+    'vmgate_bytes_total{direction="client_to_vm"}'); None if absent."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(gate.admin_socket())
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: gate\r\n"
+                  b"Connection: close\r\n\r\n")
+        data = recv_all(s).decode(errors="replace")
+    for line in data.splitlines():
+        k, _, v = line.rpartition(" ")
+        if k == name:
+            return int(v)
+    return None
+
+
+def inotify_watches(pid):
+    """{(st_dev, st_ino)} of what the inotify instances of process |pid|
+    watch (/proc/PID/fdinfo)."""
+    out = set()
+    d = "/proc/%d/fdinfo" % pid
+    for n in os.listdir(d):
+        try:
+            with open(os.path.join(d, n)) as f:
+                text = f.read()
+        except OSError:
+            continue
+        for m in re.finditer(r"^inotify wd:\S+ ino:([0-9a-f]+) sdev:([0-9a-f]+)",
+                             text, re.M):
+            sdev = int(m.group(2), 16)
+            # the kernel's dev_t: major in the top 12 bits, minor below
+            out.add((os.makedev(sdev >> 20, sdev & 0xfffff), int(m.group(1), 16)))
+    return out

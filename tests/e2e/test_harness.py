@@ -94,13 +94,7 @@ def test_greeter_direct(fleet):
     before = open(fleet.greeter_record).read()
     data = os.urandom(12345)
     with direct(fleet.addr("vm3"), 8443) as s:
-        s.settimeout(5)
-        got = b""
-        while True:
-            d = s.recv(100)
-            if not d:
-                break
-            got += d
+        got = recv_all(s, timeout=5)
         assert got == HELLO
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from e2e_util import Gate, gate_config, tls_connect
+from e2e_util import Gate, gate_config, recv_all, tls_connect
 
 PORTS = [13000, 13443]
 
@@ -29,13 +29,7 @@ def test_log_level_warn_and_sigterm(gate_bin, certs, fleet, workdir):
         # a relayed connection (INFO close: must not be printed at warn) ...
         s = tls_connect(certs.client_ctx(), "vm1.vm.test", 13000)
         s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        s.settimeout(5)
-        got = b""
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            got += d
+        got = recv_all(s, timeout=5)
         s.close()
         assert got.endswith(b"ok vm1\n"), (got, g.tail())
         # ... and a rejected one (WARN reject: printed)
@@ -94,11 +88,8 @@ def test_idle_timeout(gate_bin, certs, fleet, workdir):
         quiet_closed_at = None
         while time.monotonic() - t0 < 4.0:
             busy.sendall(b"tick")
-            got = b""
-            while len(got) < 4:
-                d = busy.recv(10)
-                assert d, "an active connection was closed by the idle timer\n" + g.tail()
-                got += d
+            got = recv_all(busy, limit=4)
+            assert len(got) >= 4, "an active connection was closed by the idle timer\n" + g.tail()
             time.sleep(0.4)
         try:
             d = quiet.recv(10)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from e2e_util import peer_re, tls_connect
+from e2e_util import peer_re, read_answer, recv_all, tls_connect
 
 CASES = [
     # (sni, port, reason)
@@ -89,16 +89,8 @@ def test_not_tls(live_gate):
     s = socket.create_connection(("127.0.0.1", 3000), timeout=10)
     lport = s.getsockname()[1]
     s.sendall(b"GET /health HTTP/1.1\r\nHost: vm1.vm.test\r\n\r\n")
-    got = b""
-    try:
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            got += d
-    except ConnectionResetError:
-        pass
-    except socket.timeout:
+    got, how = read_answer(s, timeout=10)
+    if how == "timeout":
         raise AssertionError("gate did not close a non-TLS connection in 10 s\n" +
                              live_gate.tail(since=mark))
     s.close()
@@ -127,11 +119,9 @@ def test_rejects_do_not_disturb_others(live_gate, certs):
             python_attempt(certs, sni, port)
             msg = b"alive %d" % i
             s.sendall(msg)
-            got = b""
-            while len(got) < len(msg):
-                d = s.recv(100)
-                assert d, "established connection closed during rejects\n" + live_gate.tail()
-                got += d
+            got = recv_all(s, limit=len(msg))
+            assert len(got) >= len(msg), ("established connection closed during rejects\n" +
+                                          live_gate.tail())
             assert got == msg
     finally:
         s.close()
@@ -149,15 +139,8 @@ def test_reject_alert_bytes(live_gate, certs):
         pass
     s = socket.create_connection(("127.0.0.1", 3000), timeout=10)
     s.sendall(out.read())
-    got = b""
-    try:
-        while True:
-            d = s.recv(100)
-            if not d:
-                break
-            got += d
-    except ConnectionResetError:
-        pass
+    got, how = read_answer(s, timeout=10)
+    assert how != "timeout", ("no close after the alert", got, live_gate.tail())
     s.close()
     assert len(got) == 7 and got[:2] == b"\x15\x03" and got[3:] == b"\x00\x02\x02\x70", (
         "expected one fatal unrecognized_name alert record, got %r" % got, live_gate.tail())

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from e2e_util import peer_re, tls_connect
+from e2e_util import peer_re, read_answer, recv_all, tls_connect
 
 HANDSHAKE_TIMEOUT = 5.0  # limits.handshake_timeout_ms in the generated config
 
@@ -22,17 +22,7 @@ def raw_exchange(payload, port=3000, budget=10.0):
     lport = s.getsockname()[1]
     if payload:
         s.sendall(payload)
-    data, how = b"", "eof"
-    try:
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            data += d
-    except socket.timeout:
-        how = "timeout"
-    except ConnectionResetError:
-        how = "reset"
+    data, how = read_answer(s, timeout=budget)
     s.close()
     return lport, data, time.monotonic() - t0, how
 
@@ -117,12 +107,9 @@ def test_scan_burst_does_not_disturb(live_gate, certs):
             if i % 50 == 0:
                 s.sendall(b"ping%d" % i)
                 want = b"ping%d" % i
-                got = b""
-                while len(got) < len(want):
-                    d = s.recv(100)
-                    assert d, "established connection closed during the burst\n" + \
-                        live_gate.tail()
-                    got += d
+                got = recv_all(s, limit=len(want))
+                assert len(got) >= len(want), "established connection closed during the burst\n" + \
+                    live_gate.tail()
                 assert got == want
     finally:
         s.close()

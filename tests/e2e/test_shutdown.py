@@ -16,7 +16,7 @@ import time
 import pytest
 
 from e2e_backend import stream_sha256
-from e2e_util import tls_connect
+from e2e_util import recv_all, tls_connect
 
 DRAIN = 3.0   # limits.drain_timeout_ms of these gates
 
@@ -140,8 +140,7 @@ def test_sigterm_drain_timeout_closes(private_gate, certs, fleet):
     assert got == b"during the drain", ("an established connection stopped working "
                                         "during the drain: %r" % got, g.tail(since=mark))
     try:
-        while s.recv(100):
-            pass
+        recv_all(s)
     except (ssl.SSLError, OSError):
         pass
     closed_after = time.monotonic() - t_sig

@@ -8,17 +8,14 @@ import warnings
 
 import pytest
 
-from e2e_util import curl, tls_connect
+from e2e_util import curl, recv_all, tls_connect
 
 
 def echo_once(s, msg=b"x"):
     s.settimeout(5)
     s.sendall(msg)
-    got = b""
-    while len(got) < len(msg):
-        d = s.recv(100)
-        assert d
-        got += d
+    got = recv_all(s, limit=len(msg))
+    assert len(got) >= len(msg), got
     return got
 
 

@@ -23,8 +23,9 @@ import pytest
 from conftest import PY, UUID_VM
 from e2e_backend import stream_sha256
 from e2e_net import stop_process, wait_tcp
+from e2e_admin import wait_until
 from e2e_util import (BioClient, Footprint, Gate, echo_roundtrip, gate_config,
-                      parse_kv, peer_re, tls_connect)
+                      parse_kv, peer_re, recv_all, tcp_sockets, tls_connect)
 
 CONNECT_TIMEOUT = 1.5   # the shared gate's limits.connect_timeout_ms
 # The private gate's idle timeout: a client that closes (FIN) while the VM
@@ -34,7 +35,7 @@ IDLE_TIMEOUT = 4.0
 ALERT_INTERNAL_ERROR = "INTERNAL_ERROR"
 
 VM_SCRIPT = r'''
-import socket, struct, sys, threading, time
+import fcntl, socket, struct, sys, termios, threading, time
 mode, port = sys.argv[1], int(sys.argv[2])
 ls = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,7 +51,11 @@ def handle(c):
     if mode == "rst":            # answer a little, then reset
         c.recv(100)
         c.sendall(b"PARTIAL-RESPONSE\n")
-        time.sleep(0.3)
+        # then: once the gate's end has all of it (nothing unacknowledged)
+        deadline = time.monotonic() + 5
+        while struct.unpack("i", fcntl.ioctl(c, termios.TIOCOUTQ, b"\0" * 4))[0] and \
+                time.monotonic() < deadline:
+            time.sleep(0.005)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
         return
@@ -160,18 +165,22 @@ def test_vm_refuses(live_gate, certs):
 
 
 @pytest.mark.timeout(30)
-def test_vm_blackholes_syns(live_gate, certs):
+def test_vm_blackholes_syns(live_gate, certs, fleet):
     """SYNs vanish: after connect_timeout the client gets internal_error;
     a normal client is served during the wait."""
     good(certs)
     fp = Footprint(live_gate)
     mark = live_gate.mark()
+    ghost = fleet.addr("ghost")
     res = []
     t = threading.Thread(target=lambda: res.append(outcome(certs, "ghost.vm.test", 3000)),
                          daemon=True)
     t.start()
-    time.sleep(0.5)
-    good(certs)             # served while the connect to the ghost is pending
+    # the gate's connect to the ghost is pending (its SYN unanswered) ...
+    assert wait_until(lambda: any(st == "SYN-SENT" and "[%s]" % ghost in peer for
+                                  st, _, _, _, peer in tcp_sockets("dport = :3000")), 3), (
+        "no connect to the black-holed VM", live_gate.tail(since=mark))
+    good(certs)             # ... and a normal client is served meanwhile
     t.join(CONNECT_TIMEOUT + 8)
     assert res, "no answer to a connection to a black-holed VM\n" + live_gate.tail(since=mark)
     lport, data, end, secs = res[0]
@@ -237,21 +246,34 @@ RSS_BOUND_KIB = 12 * 1024 + (24 * 1024 if os.environ.get("VMGATE_SANITIZED") els
 
 
 @pytest.mark.timeout(60)
-def test_client_never_reads_backpressure(fgate, certs):
+def test_client_never_reads_backpressure(fgate, certs, fleet):
     """The reverse: the VM sends 1 GiB, the client reads nothing; the gate
     stops reading from the VM, RSS stays flat, closing frees all."""
     good(certs, 22104)
     fp = Footprint(fgate)
     s = tls_connect(certs.client_ctx(), "vm2.vm.test", 22103)
     s.sendall(b"%d 7\n" % (1 << 30))
-    time.sleep(1.0)
-    rss1 = fgate.rss_kib()
-    time.sleep(2.0)
-    rss2 = fgate.rss_kib()
+    # Stalled: the gate holds bytes from the VM it does not read, and
+    # nothing moves on the path (the gate's sockets to the VM and to this
+    # client, and this client's) over three samples 0.2 s apart. The RSS
+    # is taken with each; the first and the last are compared.
+    vm = "[%s]:8443" % fleet.addr("vm2")
+    samples = []
+
+    def stalled():
+        q = sorted(x for x in tcp_sockets("( dport = :8443 or sport = :22103 or "
+                                          "dport = :22103 )") if x[0] == "ESTAB")
+        samples.append((q, fgate.rss_kib()))
+        del samples[:-3]
+        return (len(samples) == 3 and samples[0][0] == samples[1][0] == samples[2][0] and
+                any(rq for _, rq, _, _, peer in q if peer == vm))
+    assert wait_until(stalled, 15, step=0.2), ("the download never stalled", samples[-1][0],
+                                               fgate.tail())
+    rss1, rss2 = samples[0][1], samples[2][1]
     rss_growth = rss2 - fp.rss
     good(certs, 22104)
     s.close()
-    print("\nclient never reads: gate RSS +%d KiB at 1 s, +%d KiB at 3 s"
+    print("\nclient never reads: gate RSS +%d KiB at the stall, +%d KiB 0.4 s later"
           % (rss1 - fp.rss, rss_growth))
     assert rss2 - rss1 < 512, ("gate RSS still growing for an unread download", rss1, rss2)
     assert rss_growth < RSS_BOUND_KIB, ("gate RSS grew %d KiB for one unread download"
@@ -326,16 +348,10 @@ def test_download_correct_after_failures(fgate, certs):
     size = 16 << 20
     with tls_connect(certs.client_ctx(), "vm2.vm.test", 22103) as s:
         s.sendall(b"%d 11\n" % size)
-        h = hashlib.sha256()
-        n = 0
-        s.settimeout(20)
-        while n < size:
-            d = s.recv(1 << 18)
-            if not d:
-                break
-            h.update(d)
-            n += len(d)
-    assert n == size and h.hexdigest() == stream_sha256(11, size), (n, fgate.tail())
+        data = recv_all(s, limit=size, timeout=20)
+    n = len(data)
+    assert n == size and hashlib.sha256(data).hexdigest() == stream_sha256(11, size), (
+        n, fgate.tail())
 
 
 if __name__ == "__main__":
