@@ -122,17 +122,6 @@ class AdminGate(Gate):
         Gate.start(self, timeout)
         wait_tcp("127.0.0.1", ADMIN_PORT, timeout=timeout, proc=self.proc)
 
-    def spawn(self):
-        """Start vmgate on the same command line and return at once: no
-        check that the ports are free and no wait for them (a supervisor's
-        restart; see kill(wait_gone=False))."""
-        logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv + ["-c", self.cfg_path],
-                                     stdout=logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=REPO)
-        logf.close()
-
     def kill(self, wait_gone=True):
         """SIGKILL: no chance to flush or clean anything up. Returns once
         the process is reaped and, |wait_gone|, once the listening sockets

@@ -163,17 +163,23 @@ class Gate:
         if busy:
             raise RuntimeError("gate ports %s already in use (another vmgate?):\n%s"
                                % (self.ports, "\n".join(busy)))
+        self.spawn()
+        try:
+            wait_tcp("127.0.0.1", self.wait_port, timeout=timeout, proc=self.proc)
+        except Exception as e:
+            self.stop()
+            raise RuntimeError("vmgate did not come up: %s\n%s" % (e, self.tail()))
+
+    def spawn(self):
+        """Start vmgate on its command line and return at once: no check
+        that the ports are free and no wait for them (start does both; a
+        supervisor's restart after SIGKILL does neither)."""
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv + ["-c", self.cfg_path],
                                      stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL,
                                      start_new_session=True, cwd=REPO)
         logf.close()
-        try:
-            wait_tcp("127.0.0.1", self.wait_port, timeout=timeout, proc=self.proc)
-        except Exception as e:
-            self.stop()
-            raise RuntimeError("vmgate did not come up: %s\n%s" % (e, self.tail()))
 
     def stop(self):
         if self.proc is None or self.proc.poll() is not None:
