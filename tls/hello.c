@@ -75,6 +75,14 @@
  *    the RFC: any name_type but host_name is rejected, because an entry we
  *    cannot read is an entry we cannot route on.
  *
+ * Alerts (RFC 8446 6.2): bytes that do not fit the grammar, a length or a
+ * vector size out of its range included, are decode_error; bytes that fit
+ * it but break a rule in the RFCs' prose, or hold a value we refuse, are
+ * illegal_parameter ("errors which conform to the formal protocol syntax
+ * but are otherwise incorrect"). Where BoringSSL would refuse the same
+ * hello with another alert, the comment at the check says so. A duplicate
+ * extension is decode_error, as BoringSSL sends (ssl_client_hello_init).
+ *
  * application_layer_protocol_negotiation, type 16 (RFC 7301 3.1):
  *
  *	opaque ProtocolName<1..2^8-1>;
@@ -167,7 +175,8 @@ static enum tls_hello_result read_record(const char **out_err, CBS *out_frag,
 
 /* parse_sni reads a server_name extension body into |out_name|, failing
  * closed on anything but exactly one usable host_name. */
-static bool parse_sni(const char **out_err, CBS *out_name, CBS *ext)
+static bool parse_sni(const char **out_err, uint8_t *out_alert,
+		      CBS *out_name, CBS *ext)
 {
 	CBS list, name;
 	uint8_t name_type;
@@ -187,26 +196,34 @@ static bool parse_sni(const char **out_err, CBS *out_name, CBS *ext)
 			*out_err = "truncated SNI entry";
 			return false;
 		}
+		/* Well-formed entries that we refuse: illegal_parameter.
+		 * BoringSSL refuses the same with unrecognized_name, and two
+		 * entries with decode_error (it reads the list as exactly
+		 * one entry). */
 		if (name_type != NAME_TYPE_HOST_NAME) {
 			*out_err = "unknown SNI name_type";
+			*out_alert = TLS_ALERT_ILLEGAL_PARAMETER;
 			return false;
 		}
 		if (found) {
 			*out_err = "two host_name entries";
+			*out_alert = TLS_ALERT_ILLEGAL_PARAMETER;
 			return false;
 		}
 		if (CBS_len(&name) == 0) {
-			*out_err = "empty SNI";
+			*out_err = "empty SNI"; /* HostName<1..2^16-1> */
 			return false;
 		}
 		if (CBS_len(&name) > HOST_NAME_MAX) {
 			*out_err = "SNI longer than 255 bytes";
+			*out_alert = TLS_ALERT_ILLEGAL_PARAMETER;
 			return false;
 		}
 		/* A NUL would let "a.com\0.evil" mean different names to the
 		 * router and to whoever prints or compares it as a C string. */
 		if (CBS_contains_zero_byte(&name)) {
 			*out_err = "SNI contains NUL";
+			*out_alert = TLS_ALERT_ILLEGAL_PARAMETER;
 			return false;
 		}
 		*out_name = name;
@@ -264,7 +281,8 @@ static bool parse_sigalgs(const char **out_err, CBS *out_list, CBS *ext)
 
 /* parse_versions reads a ClientHello supported_versions body and returns
  * the highest non-GREASE version in |out_max|. */
-static bool parse_versions(const char **out_err, uint16_t *out_max, CBS *ext)
+static bool parse_versions(const char **out_err, uint8_t *out_alert,
+			   uint16_t *out_max, CBS *ext)
 {
 	CBS list;
 	uint16_t v, max = 0;
@@ -286,7 +304,10 @@ static bool parse_versions(const char **out_err, uint16_t *out_max, CBS *ext)
 		found = true;
 	}
 	if (!found) {
+		/* Well-formed, but no version to agree on: protocol_version,
+		 * as BoringSSL sends when nothing offered is one it speaks. */
 		*out_err = "supported_versions has only GREASE";
+		*out_alert = TLS_ALERT_PROTOCOL_VERSION;
 		return false;
 	}
 	*out_max = max;
@@ -319,7 +340,7 @@ static bool parse_extensions(struct tls_hello *out, CBS *exts)
 
 		switch (type) {
 		case EXT_SERVER_NAME:
-			if (!parse_sni(&out->error, &sni, &ext))
+			if (!parse_sni(&out->error, &out->alert, &sni, &ext))
 				return false;
 			out->sni = CBS_data(&sni);
 			out->sni_len = CBS_len(&sni);
@@ -337,8 +358,8 @@ static bool parse_extensions(struct tls_hello *out, CBS *exts)
 			out->sigalgs_len = CBS_len(&sigalgs);
 			break;
 		case EXT_SUPPORTED_VERSIONS:
-			if (!parse_versions(&out->error, &out->max_version,
-					    &ext))
+			if (!parse_versions(&out->error, &out->alert,
+					    &out->max_version, &ext))
 				return false;
 			break;
 		}
@@ -376,6 +397,14 @@ static bool parse_client_hello(struct tls_hello *out, CBS *msg)
 	if (!CBS_get_u8_length_prefixed(&body, &compression) ||
 	    CBS_len(&compression) == 0) {
 		out->error = "bad compression_methods";
+		return false;
+	}
+	/* Every version requires the null method (RFC 5246 7.4.1.2; RFC
+	 * 8446 4.1.2 allows only it), and BoringSSL refuses a list without
+	 * it with illegal_parameter: so do we. */
+	if (!memchr(CBS_data(&compression), 0, CBS_len(&compression))) {
+		out->error = "compression_methods without null";
+		out->alert = TLS_ALERT_ILLEGAL_PARAMETER;
 		return false;
 	}
 	out->max_version = out->legacy_version;

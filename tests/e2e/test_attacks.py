@@ -27,6 +27,7 @@ from e2e_util import (BioClient, Footprint, Hello, direct_descriptors, echo_roun
                       read_answer, tcp_sockets, tls_connect)
 
 HANDSHAKE_TIMEOUT = 5.0     # the shared gate's limits.handshake_timeout_ms
+ALERT_ILLEGAL_PARAMETER = 47
 ALERT_DECODE_ERROR = 50
 ALERT_PROTOCOL_VERSION = 70
 ALERT_UNRECOGNIZED_NAME = 112
@@ -135,14 +136,14 @@ HELLO_CASES = {
                r"WARN reject .*reason=no_sni\b"),
     "sni_empty": (lambda: Hello().set_sni(b""), ALERT_DECODE_ERROR,
                   r"WARN reject .*reason=bad_hello\b"),
-    "sni_over_255": (lambda: Hello().set_sni(LONG_SNI), ALERT_DECODE_ERROR,
+    "sni_over_255": (lambda: Hello().set_sni(LONG_SNI), ALERT_ILLEGAL_PARAMETER,
                      r"WARN reject .*reason=bad_hello\b"),
     "sni_not_hostname": (lambda: Hello().set_sni(b"bad_name!.vm.test"),
                          ALERT_UNRECOGNIZED_NAME, r"WARN reject .*reason=bad_host\b"),
-    "sni_nul": (lambda: Hello().set_sni(b"vm1\x00.vm.test"), ALERT_DECODE_ERROR,
+    "sni_nul": (lambda: Hello().set_sni(b"vm1\x00.vm.test"), ALERT_ILLEGAL_PARAMETER,
                 r"WARN reject .*reason=bad_hello\b"),
     "sni_two_names": (lambda: Hello().set_sni(b"vm1.vm.test", b"vm2.vm.test"),
-                      ALERT_DECODE_ERROR, r"WARN reject .*reason=bad_hello\b"),
+                      ALERT_ILLEGAL_PARAMETER, r"WARN reject .*reason=bad_hello\b"),
     "sslv3_only": (lambda: Hello().only_version(b"\x03\x00"), ALERT_PROTOCOL_VERSION,
                    r"WARN close .*reason=tls_error\b"),
     "tls1.0_only": (lambda: Hello().only_version(b"\x03\x01"), ALERT_PROTOCOL_VERSION,

@@ -1597,6 +1597,204 @@ static void test_result_str(void **state)
 	assert_string_equal(tls_hello_result_str(TLS_HELLO_BAD), "bad");
 }
 
+/* ---- alerts (RFC 8446 6.2) ----------------------------------------
+ *
+ * Each rule the parser refuses a hello by names its alert: decode_error
+ * for bytes that do not fit the grammar (a length, or a vector size out of
+ * its range), illegal_parameter for well-formed bytes the RFCs' prose
+ * forbids or we refuse, protocol_version for no version to agree on. */
+
+#define DECODE_ERROR 50
+#define ILLEGAL_PARAMETER 47
+#define PROTOCOL_VERSION 70
+
+static void expect_alert(const char *what, const struct buf *b,
+			 const char *want_err, uint8_t want_alert)
+{
+	struct tls_hello h;
+
+	expect_result(peek_buf(&h, b), TLS_HELLO_BAD, "%s\n", what);
+	if (!h.error || strcmp(h.error, want_err) != 0 ||
+	    h.alert != want_alert)
+		fail_msg("%s: error \"%s\" alert %u, want \"%s\" alert %u",
+			 what, h.error ? h.error : "(null)", h.alert, want_err,
+			 want_alert);
+}
+
+static void expect_alert_ext(const char *what, uint16_t type,
+			     const uint8_t *data, size_t len,
+			     const char *want_err, uint8_t want_alert)
+{
+	struct ext e = { type, data, len };
+	struct spec s = { .exts = &e, .nexts = 1 };
+	struct buf b;
+
+	build(&b, &s);
+	expect_alert(what, &b, want_err, want_alert);
+	buf_free(&b);
+}
+
+static void expect_alert_sni(const char *what, const struct sni_entry *e,
+			     size_t n, const char *want_err,
+			     uint8_t want_alert)
+{
+	struct buf sni;
+
+	sni_ext(&sni, e, n, NULL, 0);
+	expect_alert_ext(what, 0, sni.data, sni.len, want_err, want_alert);
+	buf_free(&sni);
+}
+
+static void test_alerts_sni(void **state)
+{
+	static const uint8_t nul_name[] = "a.vm.test\0.evil.test";
+	static const uint8_t list_and_byte[] = { 0, 4, 0, 0, 1, 'a', 0 };
+	uint8_t long_name[256];
+	struct sni_entry two[2] = {
+		{ 0, (const uint8_t *)"a.vm.test", 9 },
+		{ 0, (const uint8_t *)"b.vm.test", 9 },
+	};
+	struct sni_entry other = { 1, (const uint8_t *)"xyz", 3 };
+	struct sni_entry nul = { 0, nul_name, sizeof(nul_name) - 1 };
+	struct sni_entry empty = { 0, (const uint8_t *)"", 0 };
+	struct sni_entry longe = { 0, long_name, sizeof(long_name) };
+
+	memset(long_name, 'a', sizeof(long_name));
+	expect_alert_ext("SNI with no body", 0, NULL, 0,
+			 "bad SNI extension length", DECODE_ERROR);
+	expect_alert_ext("byte after server_name_list", 0, list_and_byte,
+			 sizeof(list_and_byte), "bad SNI extension length",
+			 DECODE_ERROR);
+	expect_alert_sni("empty server_name_list", NULL, 0, "empty SNI list",
+			 DECODE_ERROR);
+	/* HostName<1..2^16-1>: an empty one is out of its range. */
+	expect_alert_sni("empty host_name", &empty, 1, "empty SNI",
+			 DECODE_ERROR);
+	/* Well-formed, but forbidden (RFC 6066 3) or refused by us. */
+	expect_alert_sni("two host_name entries", two, 2,
+			 "two host_name entries", ILLEGAL_PARAMETER);
+	expect_alert_sni("unknown name_type", &other, 1,
+			 "unknown SNI name_type", ILLEGAL_PARAMETER);
+	expect_alert_sni("NUL in SNI", &nul, 1, "SNI contains NUL",
+			 ILLEGAL_PARAMETER);
+	expect_alert_sni("SNI of 256 bytes", &longe, 1,
+			 "SNI longer than 255 bytes", ILLEGAL_PARAMETER);
+}
+
+static void test_alerts_extensions(void **state)
+{
+	static const uint8_t alpn_trailing[] = { 0, 3, 2, 'h', '2', 0 };
+	static const uint8_t alpn_empty_list[] = { 0, 0 };
+	static const uint8_t alpn_empty_name[] = { 0, 4, 2, 'h', '2', 0 };
+	static const uint8_t sig_short[] = { 0, 4, 4, 3 };
+	static const uint8_t sig_empty[] = { 0, 0 };
+	static const uint8_t sig_odd[] = { 0, 3, 4, 3, 5 };
+	static const uint8_t ver_short[] = { 4, 3, 4 };
+	static const uint8_t ver_empty[] = { 0 };
+	static const uint8_t ver_odd[] = { 3, 3, 4, 3 };
+	static const uint8_t ver_grease[] = { 4, 0x0a, 0x0a, 0x2a, 0x2a };
+	static const uint8_t trailer[] = { 0 };
+	struct ext dup[2] = { { 21, NULL, 0 }, { 21, NULL, 0 } };
+	struct spec s = { .exts = dup, .nexts = 2 };
+	struct buf b;
+
+	expect_alert_ext("ALPN with a byte after its list", 16, alpn_trailing,
+			 sizeof(alpn_trailing), "bad ALPN extension length",
+			 DECODE_ERROR);
+	expect_alert_ext("empty ALPN list", 16, alpn_empty_list,
+			 sizeof(alpn_empty_list), "empty ALPN list",
+			 DECODE_ERROR);
+	expect_alert_ext("empty ALPN name", 16, alpn_empty_name,
+			 sizeof(alpn_empty_name), "empty ALPN protocol name",
+			 DECODE_ERROR);
+	expect_alert_ext("short signature_algorithms", 13, sig_short,
+			 sizeof(sig_short), "bad signature_algorithms length",
+			 DECODE_ERROR);
+	expect_alert_ext("empty signature_algorithms", 13, sig_empty,
+			 sizeof(sig_empty), "bad signature_algorithms list",
+			 DECODE_ERROR);
+	expect_alert_ext("odd signature_algorithms", 13, sig_odd,
+			 sizeof(sig_odd), "bad signature_algorithms list",
+			 DECODE_ERROR);
+	expect_alert_ext("short supported_versions", 43, ver_short,
+			 sizeof(ver_short), "bad supported_versions length",
+			 DECODE_ERROR);
+	expect_alert_ext("empty supported_versions", 43, ver_empty,
+			 sizeof(ver_empty), "bad supported_versions list",
+			 DECODE_ERROR);
+	expect_alert_ext("odd supported_versions", 43, ver_odd,
+			 sizeof(ver_odd), "bad supported_versions list",
+			 DECODE_ERROR);
+	/* Well-formed, with no version in it to agree on. */
+	expect_alert_ext("only GREASE versions", 43, ver_grease,
+			 sizeof(ver_grease), "supported_versions has only GREASE",
+			 PROTOCOL_VERSION);
+	/* What BoringSSL sends for a duplicate (ssl_client_hello_init). */
+	build(&b, &s);
+	expect_alert("duplicate extension", &b, "duplicate extension",
+		     DECODE_ERROR);
+	buf_free(&b);
+	s = (struct spec){ .trailer = trailer, .trailer_len = 1 };
+	build(&b, &s);
+	expect_alert("byte after the extensions", &b,
+		     "trailing bytes after extensions", DECODE_ERROR);
+	buf_free(&b);
+}
+
+/* The fixed fields, the message built as expect_body does. */
+static void body_alert(const char *what, size_t sid_len, size_t cs_len,
+		       const uint8_t *cm, size_t cm_len, const char *want_err,
+		       uint8_t want_alert)
+{
+	static const uint8_t zeros[64], cs[] = { 0x13, 0x01, 0xc0 };
+	struct buf msg, b;
+	CBB cbb, body, v;
+
+	assert_true(CBB_init(&cbb, 128));
+	assert_true(CBB_add_u8(&cbb, 1));
+	assert_true(CBB_add_u24_length_prefixed(&cbb, &body));
+	assert_true(CBB_add_u16(&body, 0x0303));
+	assert_true(CBB_add_bytes(&body, zeros, 32));
+	assert_true(CBB_add_u8_length_prefixed(&body, &v));
+	assert_true(CBB_add_bytes(&v, zeros, sid_len));
+	assert_true(CBB_add_u16_length_prefixed(&body, &v));
+	assert_true(CBB_add_bytes(&v, cs, cs_len));
+	assert_true(CBB_add_u8_length_prefixed(&body, &v));
+	assert_true(CBB_add_bytes(&v, cm, cm_len));
+	assert_true(CBB_finish(&cbb, &msg.data, &msg.len));
+	frame_one(&b, &msg);
+	if (want_err) {
+		expect_alert(what, &b, want_err, want_alert);
+	} else {
+		struct tls_hello h;
+
+		expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "%s\n", what);
+	}
+	buf_free(&b);
+	buf_free(&msg);
+}
+
+static void test_alerts_fixed_fields(void **state)
+{
+	static const uint8_t null_only[] = { 0 };
+	static const uint8_t deflate_null[] = { 1, 0 };
+	static const uint8_t deflate[] = { 1 };
+
+	body_alert("33-byte session_id", 33, 2, null_only, 1,
+		   "bad session_id", DECODE_ERROR);
+	body_alert("no cipher suites", 0, 0, null_only, 1,
+		   "bad cipher_suites", DECODE_ERROR);
+	body_alert("odd cipher_suites", 0, 3, null_only, 1,
+		   "bad cipher_suites", DECODE_ERROR);
+	body_alert("no compression methods", 0, 2, null_only, 0,
+		   "bad compression_methods", DECODE_ERROR);
+	/* RFC 5246 7.4.1.2, RFC 8446 4.1.2: null must be offered. */
+	body_alert("compression without null", 0, 2, deflate, 1,
+		   "compression_methods without null", ILLEGAL_PARAMETER);
+	body_alert("compression with null and another", 0, 2, deflate_null,
+		   2, NULL, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1620,6 +1818,10 @@ int main(void)
 		cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_need_more_hint),
 		cmocka_unit_test(test_result_str),
+		/* alerts (RFC 8446 6.2) */
+		cmocka_unit_test(test_alerts_sni),
+		cmocka_unit_test(test_alerts_extensions),
+		cmocka_unit_test(test_alerts_fixed_fields),
 	};
 
 	return cmocka_run_group_tests_name("tls_hello", tests, NULL, NULL);
