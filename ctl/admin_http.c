@@ -1,4 +1,5 @@
-/* ctl/admin_http.c: see admin.h.
+/* ctl/admin_http.c: the admin API's HTTP server (see admin.h); the
+ * handlers behind it are in admin_api.c (see admin_http.h).
  *
  * One thread, one io_uring. Listeners take multishot accepts; every
  * connection is a slot in a fixed table of ADMIN_MAX_CONNS with a
@@ -23,9 +24,9 @@
  * (503 while over).
  */
 #include "ctl/admin.h"
+#include "ctl/admin_http.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -42,139 +43,12 @@
 
 #include <http_parser.h>
 #include <jansson.h>
-#include <openssl/mem.h>
 #include <openssl/sha.h>
 
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/ring.h"
 #include "core/timer.h"
-
-#define ADMIN_MAX_CONNS 64
-#define ADMIN_MAX_BODY (64 * 1024)
-#define ADMIN_MAX_HEADERS (16 * 1024)
-#define ADMIN_MAX_URL 1024
-#define ADMIN_MAX_AUTH 1024    /* longer Authorization values never match */
-#define ADMIN_MAX_TOKEN 4096
-#define ADMIN_IN_BUF 8192
-#define ADMIN_REQUEST_MS 10000 /* to send a whole request */
-#define ADMIN_SEND_MS 10000    /* without any send progress */
-#define ADMIN_LINGER_MS 2000   /* reading after our FIN, before close */
-#define ADMIN_LINGER_BYTES (1024 * 1024)
-#define ADMIN_ACCEPT_BACKOFF_MS 100
-#define ADMIN_RING_ENTRIES 256
-#define ADMIN_HDR_RESERVE 512  /* room for the status line and headers */
-/* Answers held at once across connections: a new VM listing waits (503)
- * while more than this is queued. */
-#define ADMIN_OUT_BUDGET ((size_t)128 << 20)
-#define ADMIN_LIST_MAX ((size_t)1 << 30)
-
-enum admin_op {
-	AOP_NONE,
-	AOP_ACCEPT, /* slot = listener index */
-	AOP_RECV,
-	AOP_SEND,
-	AOP_WAKE,   /* the eventfd admin_stop writes */
-	AOP_IGNORE, /* close, cancel: nothing to do on completion */
-};
-
-static inline uint64_t aud(enum admin_op op, uint32_t slot, uint32_t gen)
-{
-	return ring_ud((enum ring_op)op, slot, gen);
-}
-
-enum aconn_state {
-	AC_FREE,
-	AC_READ,    /* reading and parsing a request */
-	AC_WRITE,   /* sending an answer */
-	AC_LINGER,  /* answer sent, FIN sent: drain until EOF, then close */
-	AC_CLOSING, /* fd closed; waiting for in-flight operations */
-};
-
-struct obuf {
-	char *p;
-	size_t len, cap; /* len includes the reserved head */
-	size_t off;      /* first byte to send */
-};
-
-struct admin;
-
-struct aconn {
-	struct admin *a;
-	enum aconn_state state;
-	int fd;
-	uint32_t gen;
-	unsigned inflight;
-	bool recv_posted, send_posted;
-	bool served;      /* an answer went out: idle now, not slow */
-	bool close_after; /* close once the answer is sent */
-	uint64_t deadline_ms;
-	uint64_t started_ms;
-	char peer[LOG_ADDR_MAX];
-
-	http_parser parser;
-	uint8_t in[ADMIN_IN_BUF];
-	size_t in_off, in_len; /* unparsed bytes are in[in_off, in_len) */
-	size_t discarded;      /* while lingering */
-
-	/* the request being parsed */
-	bool in_request;
-	int fail_status;
-	const char *fail_msg;
-	size_t header_bytes;
-	char url[ADMIN_MAX_URL + 1];
-	size_t url_len;
-	bool url_long;
-	char hname[32];
-	size_t hname_len;
-	bool hname_long, last_was_value, in_auth;
-	char auth[ADMIN_MAX_AUTH + 1];
-	size_t auth_len;
-	bool auth_bad; /* too long, or given twice */
-	bool auth_seen;
-	bool in_expect;      /* in an Expect: header's value */
-	char expect[16];     /* its value, if it fits */
-	size_t expect_len;
-	uint8_t *body;
-	size_t body_len, body_cap;
-
-	struct obuf out;
-	size_t out_held; /* counted in admin.out_bytes */
-};
-
-struct admin_listener {
-	int fd;
-	bool armed;
-	uint64_t retry_ms;
-	const char *name; /* "tcp" or "unix" */
-};
-
-struct admin {
-	struct control *ctl;
-	pthread_t thread;
-	bool thread_started;
-	sem_t ready;
-	int setup_err;
-	atomic_bool stop;
-	int efd;
-	uint64_t efd_val;
-
-	struct io_uring ring;
-	bool ring_ok;
-	uint64_t now_ms;
-
-	struct admin_listener ls[2];
-	unsigned ls_len;
-	char *unix_path; /* to unlink on stop; NULL when none was made */
-
-	bool have_token;
-	uint8_t token_digest[SHA256_DIGEST_LENGTH];
-
-	struct aconn conns[ADMIN_MAX_CONNS];
-	unsigned live;
-	size_t out_bytes; /* answer bytes held by every connection */
-	uint64_t overload_logged_ms;
-};
 
 /* ------------------------------------------------------------ buffers */
 
@@ -201,7 +75,7 @@ static bool obuf_reserve(struct obuf *b, size_t more)
 	return true;
 }
 
-static bool obuf_add(struct obuf *b, const void *data, size_t len)
+bool admin_obuf_add(struct obuf *b, const void *data, size_t len)
 {
 	if (!obuf_reserve(b, len))
 		return false;
@@ -210,7 +84,7 @@ static bool obuf_add(struct obuf *b, const void *data, size_t len)
 	return true;
 }
 
-static bool obuf_json(struct obuf *b, const json_t *j)
+bool admin_obuf_json(struct obuf *b, const json_t *j)
 {
 	size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
 
@@ -221,7 +95,7 @@ static bool obuf_json(struct obuf *b, const json_t *j)
 	return true;
 }
 
-static void obuf_free(struct obuf *b)
+void admin_obuf_free(struct obuf *b)
 {
 	free(b->p);
 	memset(b, 0, sizeof(*b));
@@ -261,7 +135,7 @@ static void out_free(struct admin *a, struct aconn *c)
 {
 	a->out_bytes -= c->out_held;
 	c->out_held = 0;
-	obuf_free(&c->out);
+	admin_obuf_free(&c->out);
 }
 
 static void conn_release(struct admin *a, struct aconn *c)
@@ -337,8 +211,8 @@ static const char *log_safe(char *out, size_t cap, const char *s, size_t len)
 
 /* respond sends |c->out| (body already in it, possibly empty) with a
  * status line and headers in front, and logs the request. */
-static void respond(struct admin *a, struct aconn *c, int status,
-		    const char *ctype, const char *extra)
+void admin_respond(struct admin *a, struct aconn *c, int status,
+			  const char *ctype, const char *extra)
 {
 	char head[ADMIN_HDR_RESERVE], path[256];
 	const char *method = "-";
@@ -385,24 +259,25 @@ static void respond(struct admin *a, struct aconn *c, int status,
 	post_send(a, c);
 }
 
-static void respond_json(struct admin *a, struct aconn *c, int status,
-			 json_t *j, const char *extra)
+void admin_respond_json(struct admin *a, struct aconn *c, int status,
+			       json_t *j, const char *extra)
 {
-	if (!j || !obuf_json(&c->out, j)) {
+	if (!j || !admin_obuf_json(&c->out, j)) {
 		json_decref(j);
-		obuf_free(&c->out);
+		admin_obuf_free(&c->out);
 		c->close_after = true;
-		respond(a, c, 500, "text/plain", NULL);
+		admin_respond(a, c, 500, "text/plain", NULL);
 		return;
 	}
 	json_decref(j);
-	respond(a, c, status, "application/json", extra);
+	admin_respond(a, c, status, "application/json", extra);
 }
 
-static void respond_error(struct admin *a, struct aconn *c, int status,
-			  const char *msg, const char *extra)
+void admin_respond_error(struct admin *a, struct aconn *c, int status,
+				const char *msg, const char *extra)
 {
-	respond_json(a, c, status, json_pack("{s:s}", "error", msg), extra);
+	admin_respond_json(a, c, status, json_pack("{s:s}", "error", msg),
+			   extra);
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -588,335 +463,6 @@ static const http_parser_settings parser_settings = {
 	.on_message_complete = on_message_complete,
 };
 
-/* ------------------------------------------------------------ requests */
-
-/* authorized checks "Bearer <token>" in constant time: both sides are
- * hashed first, so neither the length nor any prefix of the token shows
- * in the time taken. */
-static bool authorized(const struct admin *a, const struct aconn *c)
-{
-	uint8_t digest[SHA256_DIGEST_LENGTH];
-	const char *v = c->auth;
-	size_t len = c->auth_len;
-
-	if (!a->have_token)
-		return true;
-	if (!c->auth_seen || c->auth_bad)
-		return false;
-	while (len && (*v == ' ' || *v == '\t'))
-		v++, len--;
-	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
-		len--;
-	if (len < 7 || strncasecmp(v, "bearer", 6) || (v[6] != ' ' &&
-						       v[6] != '\t'))
-		return false;
-	v += 7;
-	len -= 7;
-	while (len && (*v == ' ' || *v == '\t'))
-		v++, len--;
-	SHA256((const uint8_t *)v, len, digest);
-	return CRYPTO_memcmp(digest, a->token_digest, sizeof(digest)) == 0;
-}
-
-static json_t *vm_json(const char *id, const struct in6_addr *addr)
-{
-	char s[INET6_ADDRSTRLEN];
-
-	inet_ntop(AF_INET6, addr, s, sizeof(s));
-	return json_pack("{s:s,s:s}", "id", id, "address", s);
-}
-
-struct listing {
-	struct obuf *b;
-	json_t *id; /* reused for every VM: escaping by jansson */
-	size_t n;
-	bool failed;
-};
-
-static bool list_one(void *arg, const char *id, const struct in6_addr *addr)
-{
-	struct listing *l = arg;
-	char s[INET6_ADDRSTRLEN + 16];
-	int n;
-
-	if (json_string_set(l->id, id) ||
-	    !obuf_add(l->b, l->n ? ",{\"id\":" : "{\"id\":", l->n ? 7 : 6) ||
-	    !obuf_json(l->b, l->id))
-		goto fail;
-	inet_ntop(AF_INET6, addr, s, INET6_ADDRSTRLEN);
-	n = (int)strlen(s);
-	/* inet_ntop's output never needs escaping */
-	if (!obuf_add(l->b, ",\"address\":\"", 12) ||
-	    !obuf_add(l->b, s, (size_t)n) || !obuf_add(l->b, "\"}", 2) ||
-	    l->b->len > ADMIN_LIST_MAX)
-		goto fail;
-	l->n++;
-	return true;
-fail:
-	l->failed = true;
-	return false;
-}
-
-static void do_list(struct admin *a, struct aconn *c)
-{
-	struct listing l = { .b = &c->out };
-
-	if (a->out_bytes > ADMIN_OUT_BUDGET) {
-		respond_error(a, c, 503, "busy: too many answers queued, retry",
-			      "Retry-After: 1\r\n");
-		return;
-	}
-	l.id = json_string("");
-	if (!l.id || !obuf_add(&c->out, "{\"vms\":[", 8)) {
-		json_decref(l.id);
-		respond_error(a, c, 500, "out of memory", NULL);
-		return;
-	}
-	control_vm_foreach(a->ctl, list_one, &l);
-	json_decref(l.id);
-	if (l.failed || !obuf_add(&c->out, "]}", 2)) {
-		obuf_free(&c->out);
-		respond_error(a, c, 500, "out of memory listing VMs", NULL);
-		return;
-	}
-	respond(a, c, 200, "application/json", NULL);
-}
-
-static void lowercase(char *s)
-{
-	for (; *s; s++)
-		*s = (char)tolower((unsigned char)*s);
-}
-
-static void do_vm_get(struct admin *a, struct aconn *c, char *id)
-{
-	struct in6_addr addr;
-	int ret = control_vm_get(a->ctl, &addr, id);
-
-	lowercase(id);
-	if (ret == -ENOENT)
-		respond_error(a, c, 404, "no such VM", NULL);
-	else if (ret)
-		respond_error(a, c, 400, strerror(-ret), NULL);
-	else
-		respond_json(a, c, 200, vm_json(id, &addr), NULL);
-}
-
-static void do_vm_put(struct admin *a, struct aconn *c, char *id)
-{
-	json_error_t jerr;
-	json_t *body, *jaddr;
-	const char *addr_s;
-	struct in6_addr addr;
-	char err[512] = "";
-	bool created = false;
-	int ret;
-
-	if (!c->body_len) {
-		respond_error(a, c, 400, "missing JSON body "
-			      "({\"address\": \"<IPv6>\"})", NULL);
-		return;
-	}
-	body = json_loadb((const char *)c->body, c->body_len,
-			  JSON_REJECT_DUPLICATES, &jerr);
-	if (!body) {
-		char msg[300];
-
-		snprintf(msg, sizeof(msg), "invalid JSON: %s", jerr.text);
-		respond_error(a, c, 400, msg, NULL);
-		return;
-	}
-	jaddr = json_is_object(body) ? json_object_get(body, "address") : NULL;
-	if (!json_is_object(body)) {
-		respond_error(a, c, 400, "the body must be a JSON object", NULL);
-		goto out;
-	}
-	if (!json_is_string(jaddr)) {
-		respond_error(a, c, 400, jaddr ?
-			      "\"address\" must be a string" :
-			      "missing \"address\"", NULL);
-		goto out;
-	}
-	addr_s = json_string_value(jaddr);
-	ret = control_vm_put(a->ctl, &created, id, addr_s, err, sizeof(err));
-	if (ret) {
-		if (!err[0])
-			snprintf(err, sizeof(err), "%s", strerror(-ret));
-		respond_error(a, c, ret == -EINVAL ? 400 : 500, err, NULL);
-		goto out;
-	}
-	/* Answer with the address as routed (normalised), when it still is. */
-	if (control_vm_get(a->ctl, &addr, id) &&
-	    inet_pton(AF_INET6, addr_s, &addr) != 1) {
-		lowercase(id);
-		respond_json(a, c, created ? 201 : 200,
-			     json_pack("{s:s,s:s}", "id", id, "address", addr_s),
-			     NULL);
-		goto out;
-	}
-	lowercase(id);
-	respond_json(a, c, created ? 201 : 200, vm_json(id, &addr), NULL);
-out:
-	json_decref(body);
-}
-
-static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
-{
-	char err[512] = "";
-	int ret = control_vm_delete(a->ctl, id, err, sizeof(err));
-
-	if (!err[0] && ret)
-		snprintf(err, sizeof(err), "%s", ret == -ENOENT ? "no such VM" :
-			 strerror(-ret));
-	lowercase(id);
-	if (ret == -ENOENT)
-		respond_error(a, c, 404, err, NULL);
-	else if (ret == -EINVAL)
-		respond_error(a, c, 400, err, NULL);
-	else if (ret)
-		respond_error(a, c, 500, err, NULL);
-	else
-		respond_json(a, c, 200, json_pack("{s:s}", "deleted", id),
-			     NULL);
-}
-
-static void do_reload(struct admin *a, struct aconn *c)
-{
-	size_t err_len = 16384;
-	char *err = calloc(1, err_len);
-	json_t *list, *j;
-	char *line, *save = NULL;
-	int ret;
-
-	if (!err) {
-		respond_error(a, c, 500, "out of memory", NULL);
-		return;
-	}
-	ret = control_reload(a->ctl, "api", err, err_len);
-	if (!ret) {
-		respond_json(a, c, 200, json_pack("{s:b}", "reloaded", 1),
-			     NULL);
-		goto out;
-	}
-	if (ret != -EINVAL) {
-		respond_error(a, c, 500, err[0] ? err : strerror(-ret), NULL);
-		goto out;
-	}
-	list = json_array();
-	for (line = strtok_r(err, "\n", &save); line && list;
-	     line = strtok_r(NULL, "\n", &save))
-		json_array_append_new(list, json_string(line));
-	j = list ? json_pack("{s:s,s:o}", "error",
-			     "invalid configuration; nothing changed",
-			     "errors", list) : NULL;
-	respond_json(a, c, 422, j, NULL);
-out:
-	free(err);
-}
-
-static void do_metrics(struct admin *a, struct aconn *c)
-{
-	size_t len = 0;
-	char *m = control_metrics(a->ctl, &len);
-
-	if (!m || !obuf_add(&c->out, m, len)) {
-		free(m);
-		obuf_free(&c->out);
-		respond_error(a, c, 500, "out of memory", NULL);
-		return;
-	}
-	free(m);
-	respond(a, c, 200, "text/plain; version=0.0.4", NULL);
-}
-
-static bool path_is(const char *path, size_t len, const char *want)
-{
-	return len == strlen(want) && !memcmp(path, want, len);
-}
-
-static void method_not_allowed(struct admin *a, struct aconn *c,
-			       const char *allow)
-{
-	char extra[64];
-
-	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
-	respond_error(a, c, 405, "method not allowed", extra);
-}
-
-static void handle_request(struct admin *a, struct aconn *c)
-{
-	enum http_method m = (enum http_method)c->parser.method;
-	struct http_parser_url u;
-	const char *path;
-	size_t len;
-
-	if (c->url_long) {
-		c->close_after = true;
-		respond_error(a, c, 414, "request target too long", NULL);
-		return;
-	}
-	http_parser_url_init(&u);
-	if (http_parser_parse_url(c->url, c->url_len, m == HTTP_CONNECT, &u) ||
-	    !(u.field_set & (1 << UF_PATH))) {
-		respond_error(a, c, 404, "not found", NULL);
-		return;
-	}
-	path = c->url + u.field_data[UF_PATH].off;
-	len = u.field_data[UF_PATH].len;
-
-	if (path_is(path, len, "/health")) {
-		if (m != HTTP_GET)
-			method_not_allowed(a, c, "GET");
-		else if (control_healthy(a->ctl))
-			respond_json(a, c, 200,
-				     json_pack("{s:s}", "status", "ok"), NULL);
-		else
-			respond_json(a, c, 503,
-				     json_pack("{s:s}", "status", "stalled"),
-				     NULL);
-		return;
-	}
-	if (!authorized(a, c)) {
-		respond_error(a, c, 401, c->auth_seen ?
-			      "invalid bearer token" :
-			      "missing bearer token (Authorization: Bearer "
-			      "<token>)", "WWW-Authenticate: Bearer\r\n");
-		return;
-	}
-	if (path_is(path, len, "/vms")) {
-		if (m != HTTP_GET)
-			method_not_allowed(a, c, "GET");
-		else
-			do_list(a, c);
-	} else if (len > 5 && !memcmp(path, "/vms/", 5) &&
-		   !memchr(path + 5, '/', len - 5)) {
-		char id[ADMIN_MAX_URL + 1];
-
-		memcpy(id, path + 5, len - 5);
-		id[len - 5] = '\0';
-		if (m == HTTP_GET)
-			do_vm_get(a, c, id);
-		else if (m == HTTP_PUT)
-			do_vm_put(a, c, id);
-		else if (m == HTTP_DELETE)
-			do_vm_delete(a, c, id);
-		else
-			method_not_allowed(a, c, "GET, PUT, DELETE");
-	} else if (path_is(path, len, "/reload")) {
-		if (m != HTTP_POST)
-			method_not_allowed(a, c, "POST");
-		else
-			do_reload(a, c);
-	} else if (path_is(path, len, "/metrics")) {
-		if (m != HTTP_GET)
-			method_not_allowed(a, c, "GET");
-		else
-			do_metrics(a, c);
-	} else {
-		respond_error(a, c, 404, "not found", NULL);
-	}
-}
-
 /* conn_parse feeds the parser what is buffered; it answers a complete
  * request or an error, or asks for more bytes. */
 static void conn_parse(struct admin *a, struct aconn *c)
@@ -930,11 +476,12 @@ static void conn_parse(struct admin *a, struct aconn *c)
 		c->in_off += n;
 		if (c->fail_status) {
 			c->close_after = true;
-			respond_error(a, c, c->fail_status, c->fail_msg, NULL);
+			admin_respond_error(a, c, c->fail_status, c->fail_msg,
+					    NULL);
 			return;
 		}
 		if (err == HPE_PAUSED) {
-			handle_request(a, c);
+			admin_handle_request(a, c);
 			c->body_len = c->body_cap = 0;
 			free(c->body);
 			c->body = NULL;
@@ -946,8 +493,8 @@ static void conn_parse(struct admin *a, struct aconn *c)
 			snprintf(msg, sizeof(msg), "malformed request: %s",
 				 http_errno_description(err));
 			c->close_after = true;
-			respond_error(a, c, err == HPE_HEADER_OVERFLOW ? 413 :
-				      400, msg, NULL);
+			admin_respond_error(a, c, err == HPE_HEADER_OVERFLOW ?
+					    413 : 400, msg, NULL);
 			return;
 		}
 	}
@@ -1122,8 +669,8 @@ static void expire(struct admin *a)
 			/* slowloris, or a client that never spoke */
 			c->close_after = true;
 			c->started_ms = a->now_ms - ADMIN_REQUEST_MS;
-			respond_error(a, c, 408, "request not complete within "
-				      "10 s", NULL);
+			admin_respond_error(a, c, 408, "request not complete "
+					    "within 10 s", NULL);
 		} else {
 			conn_close(a, c);
 		}
@@ -1433,7 +980,7 @@ static void admin_free(struct admin *a)
 	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
 		if (a->conns[i].state != AC_FREE && a->conns[i].fd >= 0)
 			close(a->conns[i].fd);
-		obuf_free(&a->conns[i].out);
+		admin_obuf_free(&a->conns[i].out);
 		free(a->conns[i].body);
 	}
 	for (i = 0; i < a->ls_len; i++)

@@ -1,4 +1,5 @@
-/* ctl/control.c: see control.h.
+/* ctl/control.c: see control.h; the module's files are listed in
+ * control_int.h.
  *
  * State: the last good appliance.yaml (cfg), the route table built from
  * its VMs (base), the certificate store built from it (tls), and the VM
@@ -11,12 +12,9 @@
  * files) arrive through its own small io_uring.
  */
 #include "ctl/control.h"
+#include "ctl/control_int.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <jansson.h>
-#include <libgen.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,75 +31,6 @@
 #include "route/config.h"
 #include "route/route.h"
 #include "tls/ctx.h"
-
-/* A certificate store shared by every snapshot built from one file load. */
-struct tls_ref {
-	struct tls_ctx *ctx;
-	unsigned refs; /* under control.lock */
-};
-
-/* A route table built from one file load, shared by every snapshot that
- * routes with it (directly, or under an overlay of API changes). */
-struct base_ref {
-	struct route_table *t;
-	unsigned refs; /* under control.lock */
-};
-
-/* What a snapshot owns, behind snapshot.owner. */
-struct snap_own {
-	struct tls_ref *tls;
-	struct base_ref *base;
-	struct route_table *derived; /* base + API changes, or NULL */
-};
-
-struct override {
-	char *id; /* normalised */
-	struct in6_addr addr;
-	bool removed;
-};
-
-#define WATCH_MAX 16
-
-struct watch {
-	int wd;
-	char *dir;
-	char *names[WATCH_MAX]; /* basenames that trigger a reload */
-	size_t names_len;
-};
-
-struct control {
-	pthread_mutex_t lock;
-	struct shared *shared;
-	const char *path;
-	bool verbose; /* -v: debug logging whatever the file says */
-
-	struct config *cfg; /* last good file; NULL: still the startup one */
-	struct base_ref *base;
-	struct tls_ref *tls;
-	struct override *ov;
-	size_t ov_len, ov_cap;
-	const char *state_file; /* NULL: API changes are not persisted */
-
-	uint64_t epoch;
-	struct snapshot **retired;
-	size_t retired_len, retired_cap;
-
-	uint64_t reloads_ok, reloads_failed;
-
-	int ifd; /* inotify */
-	struct watch watches[WATCH_MAX];
-	size_t watches_len;
-};
-
-static const struct config *file_cfg(const struct control *ctl)
-{
-	return ctl->cfg ? ctl->cfg : ctl->shared->cfg;
-}
-
-static struct snapshot *current(const struct control *ctl)
-{
-	return atomic_load(&ctl->shared->snap);
-}
 
 /* Snapshots */
 
@@ -242,214 +171,11 @@ static int publish_locked(struct control *ctl, struct snapshot *s)
 	return 0;
 }
 
-static int republish_locked(struct control *ctl)
+int control_republish_locked(struct control *ctl)
 {
 	struct snapshot *s = snap_new(ctl);
 
 	return s ? publish_locked(ctl, s) : -ENOMEM;
-}
-
-/* The state file: {"version": 1, "vms": {"id": "addr"}, "removed": [id]} */
-
-static int fsync_dir(const char *path)
-{
-	char *copy = strdup(path);
-	int fd, ret = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd))
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
-/* Written to a temporary file, fsynced and renamed over the old one, then
- * the directory fsynced: a crash leaves the old file or the new one. */
-static int persist_locked(struct control *ctl, char *err, size_t err_len)
-{
-	json_t *root = json_object(), *vms = json_object(),
-	       *removed = json_array();
-	char tmp[4096], addr[INET6_ADDRSTRLEN];
-	int fd = -1, ret = -ENOMEM;
-	size_t i;
-
-	if (!ctl->state_file)
-		return 0;
-	if (!root || !vms || !removed)
-		goto out;
-	for (i = 0; i < ctl->ov_len; i++) {
-		const struct override *o = &ctl->ov[i];
-
-		if (o->removed) {
-			if (json_array_append_new(removed, json_string(o->id)))
-				goto out;
-			continue;
-		}
-		inet_ntop(AF_INET6, &o->addr, addr, sizeof(addr));
-		if (json_object_set_new(vms, o->id, json_string(addr)))
-			goto out;
-	}
-	if (json_object_set_new(root, "version", json_integer(1)) ||
-	    json_object_set(root, "vms", vms) ||
-	    json_object_set(root, "removed", removed))
-		goto out;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", ctl->state_file);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || json_dumpfd(root, fd, JSON_INDENT(1) | JSON_SORT_KEYS) ||
-	    write(fd, "\n", 1) != 1 || fsync(fd)) {
-		ret = -errno ? -errno : -EIO;
-		goto out_err;
-	}
-	close(fd);
-	fd = -1;
-	if (rename(tmp, ctl->state_file) || (ret = fsync_dir(ctl->state_file))) {
-		ret = ret ? ret : -errno;
-		goto out_err;
-	}
-	ret = 0;
-	goto out;
-out_err:
-	snprintf(err, err_len, "cannot write state file %s: %s",
-		 ctl->state_file, strerror(-ret));
-	log_error("state_error", "file=%s error=\"%s\"", ctl->state_file,
-		  strerror(-ret));
-	ret = -EIO;
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-out:
-	json_decref(root);
-	json_decref(vms);
-	json_decref(removed);
-	return ret;
-}
-
-static struct override *find_ov(struct control *ctl, const char *id)
-{
-	size_t i;
-
-	for (i = 0; i < ctl->ov_len; i++)
-		if (!strcmp(ctl->ov[i].id, id))
-			return &ctl->ov[i];
-	return NULL;
-}
-
-static struct override *add_ov(struct control *ctl, const char *id)
-{
-	struct override *o;
-
-	if (ctl->ov_len == ctl->ov_cap) {
-		size_t cap = ctl->ov_cap ? 2 * ctl->ov_cap : 16;
-
-		o = realloc(ctl->ov, cap * sizeof(*o));
-		if (!o)
-			return NULL;
-		ctl->ov = o;
-		ctl->ov_cap = cap;
-	}
-	o = &ctl->ov[ctl->ov_len];
-	memset(o, 0, sizeof(*o));
-	o->id = strdup(id);
-	if (!o->id)
-		return NULL;
-	ctl->ov_len++;
-	return o;
-}
-
-/* A VM id: one valid DNS label, normalised to lowercase in |out|. */
-static bool norm_id(char out[256], const char *id)
-{
-	size_t len;
-
-	return route_host_normalize(out, &len, 256, (const uint8_t *)id,
-				    strlen(id)) &&
-	       !strchr(out, '.');
-}
-
-static bool parse_v6(struct in6_addr *out, const char *s, char *err,
-		     size_t err_len)
-{
-	struct in_addr a4;
-
-	if (inet_pton(AF_INET6, s, out) == 1 && !IN6_IS_ADDR_V4MAPPED(out))
-		return true;
-	if (inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, out) == 1)
-		snprintf(err, err_len, "address '%.64s' is not IPv6: vmgate "
-			 "reaches VMs over IPv6 only", s);
-	else
-		snprintf(err, err_len, "address '%.64s' is not an IPv6 address",
-			 s);
-	return false;
-}
-
-static int load_state(struct control *ctl, char *err, size_t err_len)
-{
-	json_error_t jerr;
-	json_t *root, *vms, *removed, *v;
-	const char *id;
-	char norm[256];
-	size_t i;
-	int ret = -EINVAL;
-
-	if (!ctl->state_file || access(ctl->state_file, F_OK) != 0)
-		return 0;
-	root = json_load_file(ctl->state_file, 0, &jerr);
-	if (!root) {
-		snprintf(err, err_len, "%s:%d:%d: %s", ctl->state_file,
-			 jerr.line, jerr.column, jerr.text);
-		return -EINVAL;
-	}
-	vms = json_object_get(root, "vms");
-	removed = json_object_get(root, "removed");
-	if ((vms && !json_is_object(vms)) ||
-	    (removed && !json_is_array(removed))) {
-		snprintf(err, err_len, "%s: expected {\"vms\": {...}, "
-			 "\"removed\": [...]}", ctl->state_file);
-		goto out;
-	}
-	json_object_foreach(vms, id, v) {
-		struct override *o;
-		struct in6_addr a;
-
-		if (!norm_id(norm, id) || !json_is_string(v) ||
-		    !parse_v6(&a, json_string_value(v), err, err_len)) {
-			snprintf(err, err_len, "%s: bad VM entry '%.64s'",
-				 ctl->state_file, id);
-			goto out;
-		}
-		o = find_ov(ctl, norm);
-		if (!o && !(o = add_ov(ctl, norm)))
-			goto oom;
-		o->addr = a;
-		o->removed = false;
-	}
-	json_array_foreach(removed, i, v) {
-		struct override *o;
-
-		if (!json_is_string(v) || !norm_id(norm, json_string_value(v))) {
-			snprintf(err, err_len, "%s: bad removed entry",
-				 ctl->state_file);
-			goto out;
-		}
-		o = find_ov(ctl, norm);
-		if (!o && !(o = add_ov(ctl, norm)))
-			goto oom;
-		o->removed = true;
-	}
-	ret = 0;
-	goto out;
-oom:
-	snprintf(err, err_len, "out of memory reading %s", ctl->state_file);
-	ret = -ENOMEM;
-out:
-	json_decref(root);
-	return ret;
 }
 
 /* The public operations */
@@ -470,8 +196,6 @@ static void warn_restart(const struct config *old, const struct config *new)
 		   sizeof(new->admin.listen)))
 		log_warn("reload", "admin: changed; restart to apply");
 }
-
-static void rewatch_locked(struct control *ctl);
 
 int control_reload(struct control *ctl, const char *why, char *err,
 		   size_t err_len)
@@ -540,10 +264,10 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	ctl->cfg = cfg;
 	if (!ctl->verbose)
 		log_set_level((enum log_level)cfg->log_level);
-	ret = republish_locked(ctl);
+	ret = control_republish_locked(ctl);
 	if (ret)
 		goto out;
-	rewatch_locked(ctl);
+	control_rewatch_locked(ctl);
 	ctl->reloads_ok++;
 	log_info("reload", "trigger=%s vms=%zu domains=%zu certificates=%zu "
 		 "api_changes=%zu", why, route_vm_count(current(ctl)->routes),
@@ -559,111 +283,6 @@ out:
 	config_errors_free(&errs);
 	pthread_mutex_unlock(&ctl->lock);
 	return ret;
-}
-
-/* Records an API change of VM |norm| (an address, or removed), persists
- * it and publishes it. A change that could not be persisted is not
- * acknowledged, so it is not applied either. Under the lock. */
-static int change_locked(struct control *ctl, const char *norm,
-			 const struct in6_addr *addr, char *err,
-			 size_t err_len)
-{
-	struct override *o = find_ov(ctl, norm), saved;
-	bool added = false;
-	int ret;
-
-	if (!o) {
-		o = add_ov(ctl, norm);
-		if (!o)
-			return -ENOMEM;
-		added = true;
-	}
-	saved = *o;
-	o->removed = !addr;
-	if (addr)
-		o->addr = *addr;
-	ret = persist_locked(ctl, err, err_len);
-	if (ret) {
-		if (added) {
-			free(o->id);
-			ctl->ov_len--;
-		} else {
-			*o = saved;
-		}
-		return ret;
-	}
-	return republish_locked(ctl);
-}
-
-int control_vm_put(struct control *ctl, bool *out_created, const char *id,
-		   const char *address, char *err, size_t err_len)
-{
-	struct in6_addr addr, old;
-	char norm[256];
-	int ret;
-
-	if (!norm_id(norm, id)) {
-		snprintf(err, err_len, "invalid VM id '%.64s': one DNS label "
-			 "of letters, digits and hyphens", id);
-		return -EINVAL;
-	}
-	if (!parse_v6(&addr, address, err, err_len))
-		return -EINVAL;
-
-	pthread_mutex_lock(&ctl->lock);
-	*out_created = !route_vm_get(current(ctl)->routes, &old, norm,
-				     strlen(norm));
-	ret = change_locked(ctl, norm, &addr, err, err_len);
-	pthread_mutex_unlock(&ctl->lock);
-	if (!ret)
-		log_info("vm_put", "vm=%s address=%s created=%d", norm, address,
-			 *out_created);
-	return ret;
-}
-
-int control_vm_delete(struct control *ctl, const char *id, char *err,
-		      size_t err_len)
-{
-	struct in6_addr old;
-	char norm[256];
-	int ret;
-
-	if (!norm_id(norm, id)) {
-		snprintf(err, err_len, "no VM '%.64s'", id);
-		return -ENOENT;
-	}
-	pthread_mutex_lock(&ctl->lock);
-	if (route_vm_get(current(ctl)->routes, &old, norm, strlen(norm))) {
-		ret = change_locked(ctl, norm, NULL, err, err_len);
-	} else {
-		snprintf(err, err_len, "no VM '%s'", norm);
-		ret = -ENOENT;
-	}
-	pthread_mutex_unlock(&ctl->lock);
-	if (!ret)
-		log_info("vm_delete", "vm=%s", norm);
-	return ret;
-}
-
-int control_vm_get(struct control *ctl, struct in6_addr *out, const char *id)
-{
-	bool found;
-
-	pthread_mutex_lock(&ctl->lock);
-	found = route_vm_get(current(ctl)->routes, out, id, strlen(id));
-	pthread_mutex_unlock(&ctl->lock);
-	return found ? 0 : -ENOENT;
-}
-
-void control_vm_foreach(struct control *ctl,
-			bool (*fn)(void *arg, const char *id,
-				   const struct in6_addr *addr),
-			void *arg)
-{
-	/* The lock keeps the snapshot from being reclaimed meanwhile. */
-	pthread_mutex_lock(&ctl->lock);
-	route_vm_foreach(current(ctl)->routes, fn, arg);
-	pthread_mutex_unlock(&ctl->lock);
 }
 
 bool control_healthy(struct control *ctl)
@@ -682,15 +301,7 @@ bool control_healthy(struct control *ctl)
 	return true;
 }
 
-static void sum(uint64_t *out, const metric_t *m, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		out[i] += metric_get(&m[i]);
-}
-
-static uint32_t live_connections(const struct control *ctl)
+uint32_t control_live_connections(const struct control *ctl)
 {
 	uint32_t n = 0;
 	unsigned i;
@@ -699,97 +310,6 @@ static uint32_t live_connections(const struct control *ctl)
 		n += atomic_load_explicit(&ctl->shared->workers[i].live,
 					  memory_order_relaxed);
 	return n;
-}
-
-char *control_metrics(struct control *ctl, size_t *out_len)
-{
-	uint64_t closes[METRIC_CLOSE_REASONS] = {0},
-		 rejects[METRIC_REJECT_REASONS] = {0},
-		 cerrs[METRIC_CONNECT_ERRORS] = {0}, v[8] = {0};
-	uint64_t open;
-	const char *name;
-	char *buf = NULL;
-	size_t i, len = 0;
-	FILE *f;
-
-	for (i = 0; i < ctl->shared->nworkers; i++) {
-		struct worker *w = &ctl->shared->workers[i];
-		const struct metrics *m = &w->metrics;
-
-		sum(closes, m->closes, METRIC_CLOSE_REASONS);
-		sum(rejects, m->rejects, METRIC_REJECT_REASONS);
-		sum(cerrs, m->connect_errors, METRIC_CONNECT_ERRORS);
-		v[0] += metric_get(&m->accepted);
-		v[1] += metric_get(&m->bytes_up);
-		v[2] += metric_get(&m->bytes_down);
-		v[3] += metric_get(&m->handshakes_full);
-		v[4] += metric_get(&m->handshakes_resumed);
-		v[5] += metric_get(&m->overload_drops);
-	}
-	/* What the workers hold, as of their last loop (not accepted minus
-	 * the ways connections end: not every end is counted as one, e.g. a
-	 * per-IP overload). */
-	open = live_connections(ctl);
-
-	f = open_memstream(&buf, &len);
-	if (!f)
-		return NULL;
-	fprintf(f, "# HELP vmgate_connections_open Client connections open.\n"
-		"# TYPE vmgate_connections_open gauge\n"
-		"vmgate_connections_open %llu\n", (unsigned long long)open);
-	fprintf(f, "# HELP vmgate_connections_accepted_total Client "
-		"connections accepted.\n"
-		"# TYPE vmgate_connections_accepted_total counter\n"
-		"vmgate_connections_accepted_total %llu\n",
-		(unsigned long long)v[0]);
-	fprintf(f, "# HELP vmgate_connections_closed_total Relayed or "
-		"half-made connections ended, by outcome.\n"
-		"# TYPE vmgate_connections_closed_total counter\n");
-	for (i = 0; (name = metrics_close_name(i)); i++)
-		fprintf(f, "vmgate_connections_closed_total{outcome=\"%s\"} "
-			"%llu\n", name, (unsigned long long)closes[i]);
-	fprintf(f, "# HELP vmgate_rejects_total Connections refused before "
-		"the handshake, by reason.\n"
-		"# TYPE vmgate_rejects_total counter\n");
-	for (i = 0; (name = metrics_reject_name(i)); i++)
-		fprintf(f, "vmgate_rejects_total{reason=\"%s\"} %llu\n", name,
-			(unsigned long long)rejects[i]);
-	fprintf(f, "# HELP vmgate_connect_errors_total Connects to VMs that "
-		"failed, by error.\n"
-		"# TYPE vmgate_connect_errors_total counter\n");
-	for (i = 0; (name = metrics_connect_error_name(i)); i++)
-		fprintf(f, "vmgate_connect_errors_total{error=\"%s\"} %llu\n",
-			name, (unsigned long long)cerrs[i]);
-	fprintf(f, "# HELP vmgate_bytes_total Plaintext bytes relayed.\n"
-		"# TYPE vmgate_bytes_total counter\n"
-		"vmgate_bytes_total{direction=\"client_to_vm\"} %llu\n"
-		"vmgate_bytes_total{direction=\"vm_to_client\"} %llu\n",
-		(unsigned long long)v[1], (unsigned long long)v[2]);
-	fprintf(f, "# HELP vmgate_handshakes_total TLS handshakes "
-		"completed.\n# TYPE vmgate_handshakes_total counter\n"
-		"vmgate_handshakes_total{kind=\"full\"} %llu\n"
-		"vmgate_handshakes_total{kind=\"resumed\"} %llu\n",
-		(unsigned long long)v[3], (unsigned long long)v[4]);
-	fprintf(f, "# HELP vmgate_overload_drops_total Connections closed at "
-		"once because max_connections was reached.\n"
-		"# TYPE vmgate_overload_drops_total counter\n"
-		"vmgate_overload_drops_total %llu\n", (unsigned long long)v[5]);
-	pthread_mutex_lock(&ctl->lock);
-	fprintf(f, "# HELP vmgate_reloads_total Configuration reloads.\n"
-		"# TYPE vmgate_reloads_total counter\n"
-		"vmgate_reloads_total{result=\"ok\"} %llu\n"
-		"vmgate_reloads_total{result=\"failed\"} %llu\n",
-		(unsigned long long)ctl->reloads_ok,
-		(unsigned long long)ctl->reloads_failed);
-	fprintf(f, "# HELP vmgate_vms VMs routed.\n# TYPE vmgate_vms gauge\n"
-		"vmgate_vms %zu\n", route_vm_count(current(ctl)->routes));
-	pthread_mutex_unlock(&ctl->lock);
-	if (fclose(f)) {
-		free(buf);
-		return NULL;
-	}
-	*out_len = len;
-	return buf;
 }
 
 /* Setup, the main thread's loop, teardown */
@@ -815,7 +335,7 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 	ctl->tls->refs = 1;
 	if (shared->cfg->admin.enabled)
 		ctl->state_file = shared->cfg->admin.state_file;
-	ret = load_state(ctl, err, err_len);
+	ret = control_load_state(ctl, err, err_len);
 	if (ret)
 		goto err;
 	ctl->base = base_ref_new(route_table_new(shared->cfg));
@@ -824,7 +344,7 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 		goto err;
 	}
 	pthread_mutex_lock(&ctl->lock);
-	ret = republish_locked(ctl);
+	ret = control_republish_locked(ctl);
 	pthread_mutex_unlock(&ctl->lock);
 	if (ret)
 		goto err;
@@ -873,98 +393,6 @@ void control_free(struct control *ctl)
 	free(ctl);
 }
 
-/* Watches: the directory of each file a reload reads, so that a file
- * replaced by rename (as editors and deploy tools do) is seen too. */
-static void watch_file(struct control *ctl, const char *path)
-{
-	char *dcopy = strdup(path), *bcopy = strdup(path);
-	const char *dir, *base;
-	struct watch *w = NULL;
-	size_t i;
-
-	if (!dcopy || !bcopy)
-		goto out;
-	dir = dirname(dcopy);
-	base = basename(bcopy);
-	for (i = 0; i < ctl->watches_len; i++)
-		if (!strcmp(ctl->watches[i].dir, dir))
-			w = &ctl->watches[i];
-	if (!w) {
-		if (ctl->watches_len == WATCH_MAX)
-			goto out;
-		w = &ctl->watches[ctl->watches_len];
-		w->wd = inotify_add_watch(ctl->ifd, dir,
-					  IN_CLOSE_WRITE | IN_MOVED_TO);
-		if (w->wd < 0) {
-			log_warn("watch", "dir=%s error=\"%s\": changes there "
-				 "need SIGHUP", dir, strerror(errno));
-			goto out;
-		}
-		w->dir = strdup(dir);
-		if (!w->dir)
-			goto out;
-		w->names_len = 0;
-		ctl->watches_len++;
-	}
-	for (i = 0; i < w->names_len; i++)
-		if (!strcmp(w->names[i], base))
-			goto out;
-	if (w->names_len < WATCH_MAX && (w->names[w->names_len] = strdup(base)))
-		w->names_len++;
-out:
-	free(dcopy);
-	free(bcopy);
-}
-
-static void rewatch_locked(struct control *ctl)
-{
-	const struct config *cfg = file_cfg(ctl);
-	size_t i, j;
-
-	if (ctl->ifd < 0)
-		return;
-	for (i = 0; i < ctl->watches_len; i++) {
-		inotify_rm_watch(ctl->ifd, ctl->watches[i].wd);
-		for (j = 0; j < ctl->watches[i].names_len; j++)
-			free(ctl->watches[i].names[j]);
-		free(ctl->watches[i].dir);
-	}
-	ctl->watches_len = 0;
-	watch_file(ctl, ctl->path);
-	for (i = 0; i < cfg->certs_len; i++) {
-		watch_file(ctl, cfg->certs[i].cert_path);
-		watch_file(ctl, cfg->certs[i].key_path);
-		if (cfg->certs[i].ocsp_path)
-			watch_file(ctl, cfg->certs[i].ocsp_path);
-	}
-}
-
-/* Does this batch of inotify events name a watched file? */
-static bool events_match(struct control *ctl, const uint8_t *buf, size_t len)
-{
-	size_t off = 0, i, j;
-	bool hit = false;
-
-	pthread_mutex_lock(&ctl->lock);
-	while (off + sizeof(struct inotify_event) <= len) {
-		const struct inotify_event *ev =
-			(const struct inotify_event *)(buf + off);
-
-		off += sizeof(*ev) + ev->len;
-		if (!ev->len || off > len)
-			continue;
-		for (i = 0; i < ctl->watches_len; i++) {
-			if (ctl->watches[i].wd != ev->wd)
-				continue;
-			for (j = 0; j < ctl->watches[i].names_len; j++)
-				if (!strcmp(ctl->watches[i].names[j], ev->name))
-					hit = true;
-		}
-	}
-	pthread_mutex_unlock(&ctl->lock);
-	return hit;
-}
-
 enum { CTL_SIGNAL = 1, CTL_INOTIFY = 2 };
 
 static void post_read(struct io_uring *ring, int fd, void *buf, size_t len,
@@ -981,7 +409,7 @@ static void post_read(struct io_uring *ring, int fd, void *buf, size_t len,
  * stop: nothing left, the deadline passed, or a second signal. */
 static bool drained(struct control *ctl, uint64_t deadline)
 {
-	uint32_t live = live_connections(ctl);
+	uint32_t live = control_live_connections(ctl);
 
 	if (!live) {
 		log_info("shutdown", "drained");
@@ -1026,7 +454,7 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		log_warn("watch", "inotify: %s: file changes need SIGHUP",
 			 strerror(errno));
 	pthread_mutex_lock(&ctl->lock);
-	rewatch_locked(ctl);
+	control_rewatch_locked(ctl);
 	pthread_mutex_unlock(&ctl->lock);
 
 	post_read(&ring, sfd, &si, sizeof(si), CTL_SIGNAL);
@@ -1061,7 +489,7 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 							 "signal=SIGTERM "
 							 "draining=%u "
 							 "timeout_ms=%u",
-							 live_connections(ctl),
+							 control_live_connections(ctl),
 							 ctl->shared->cfg->limits
 								 .drain_timeout_ms);
 					} else {
@@ -1070,8 +498,8 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 					post_read(&ring, sfd, &si, sizeof(si),
 						  CTL_SIGNAL);
 				} else if (ud == CTL_INOTIFY && cqe->res > 0) {
-					reload |= events_match(ctl, ibuf,
-							       (size_t)cqe->res);
+					reload |= control_events_match(
+						ctl, ibuf, (size_t)cqe->res);
 					post_read(&ring, ctl->ifd, ibuf,
 						  sizeof(ibuf), CTL_INOTIFY);
 				}

@@ -1,0 +1,354 @@
+/* ctl/admin_api.c: the admin API's handlers (see admin.h): /health, /vms,
+ * /vms/ID, /reload and /metrics, behind the HTTP server of admin_http.c.
+ * Each answers one complete request through admin_respond*().
+ */
+#include "ctl/admin_http.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/mem.h>
+#include <openssl/sha.h>
+
+#include "ctl/control.h"
+
+/* ------------------------------------------------------------ requests */
+
+/* authorized checks "Bearer <token>" in constant time: both sides are
+ * hashed first, so neither the length nor any prefix of the token shows
+ * in the time taken. */
+static bool authorized(const struct admin *a, const struct aconn *c)
+{
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+	const char *v = c->auth;
+	size_t len = c->auth_len;
+
+	if (!a->have_token)
+		return true;
+	if (!c->auth_seen || c->auth_bad)
+		return false;
+	while (len && (*v == ' ' || *v == '\t'))
+		v++, len--;
+	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	if (len < 7 || strncasecmp(v, "bearer", 6) || (v[6] != ' ' &&
+						       v[6] != '\t'))
+		return false;
+	v += 7;
+	len -= 7;
+	while (len && (*v == ' ' || *v == '\t'))
+		v++, len--;
+	SHA256((const uint8_t *)v, len, digest);
+	return CRYPTO_memcmp(digest, a->token_digest, sizeof(digest)) == 0;
+}
+
+static json_t *vm_json(const char *id, const struct in6_addr *addr)
+{
+	char s[INET6_ADDRSTRLEN];
+
+	inet_ntop(AF_INET6, addr, s, sizeof(s));
+	return json_pack("{s:s,s:s}", "id", id, "address", s);
+}
+
+struct listing {
+	struct obuf *b;
+	json_t *id; /* reused for every VM: escaping by jansson */
+	size_t n;
+	bool failed;
+};
+
+static bool list_one(void *arg, const char *id, const struct in6_addr *addr)
+{
+	struct listing *l = arg;
+	char s[INET6_ADDRSTRLEN + 16];
+	int n;
+
+	if (json_string_set(l->id, id) ||
+	    !admin_obuf_add(l->b, l->n ? ",{\"id\":" : "{\"id\":",
+			    l->n ? 7 : 6) ||
+	    !admin_obuf_json(l->b, l->id))
+		goto fail;
+	inet_ntop(AF_INET6, addr, s, INET6_ADDRSTRLEN);
+	n = (int)strlen(s);
+	/* inet_ntop's output never needs escaping */
+	if (!admin_obuf_add(l->b, ",\"address\":\"", 12) ||
+	    !admin_obuf_add(l->b, s, (size_t)n) ||
+	    !admin_obuf_add(l->b, "\"}", 2) ||
+	    l->b->len > ADMIN_LIST_MAX)
+		goto fail;
+	l->n++;
+	return true;
+fail:
+	l->failed = true;
+	return false;
+}
+
+static void do_list(struct admin *a, struct aconn *c)
+{
+	struct listing l = { .b = &c->out };
+
+	if (a->out_bytes > ADMIN_OUT_BUDGET) {
+		admin_respond_error(a, c, 503, "busy: too many answers "
+				    "queued, retry", "Retry-After: 1\r\n");
+		return;
+	}
+	l.id = json_string("");
+	if (!l.id || !admin_obuf_add(&c->out, "{\"vms\":[", 8)) {
+		json_decref(l.id);
+		admin_respond_error(a, c, 500, "out of memory", NULL);
+		return;
+	}
+	control_vm_foreach(a->ctl, list_one, &l);
+	json_decref(l.id);
+	if (l.failed || !admin_obuf_add(&c->out, "]}", 2)) {
+		admin_obuf_free(&c->out);
+		admin_respond_error(a, c, 500, "out of memory listing VMs",
+				    NULL);
+		return;
+	}
+	admin_respond(a, c, 200, "application/json", NULL);
+}
+
+static void lowercase(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+static void do_vm_get(struct admin *a, struct aconn *c, char *id)
+{
+	struct in6_addr addr;
+	int ret = control_vm_get(a->ctl, &addr, id);
+
+	lowercase(id);
+	if (ret == -ENOENT)
+		admin_respond_error(a, c, 404, "no such VM", NULL);
+	else if (ret)
+		admin_respond_error(a, c, 400, strerror(-ret), NULL);
+	else
+		admin_respond_json(a, c, 200, vm_json(id, &addr), NULL);
+}
+
+static void do_vm_put(struct admin *a, struct aconn *c, char *id)
+{
+	json_error_t jerr;
+	json_t *body, *jaddr;
+	const char *addr_s;
+	struct in6_addr addr;
+	char err[512] = "";
+	bool created = false;
+	int ret;
+
+	if (!c->body_len) {
+		admin_respond_error(a, c, 400, "missing JSON body "
+				    "({\"address\": \"<IPv6>\"})", NULL);
+		return;
+	}
+	body = json_loadb((const char *)c->body, c->body_len,
+			  JSON_REJECT_DUPLICATES, &jerr);
+	if (!body) {
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "invalid JSON: %s", jerr.text);
+		admin_respond_error(a, c, 400, msg, NULL);
+		return;
+	}
+	jaddr = json_is_object(body) ? json_object_get(body, "address") : NULL;
+	if (!json_is_object(body)) {
+		admin_respond_error(a, c, 400, "the body must be a JSON "
+				    "object", NULL);
+		goto out;
+	}
+	if (!json_is_string(jaddr)) {
+		admin_respond_error(a, c, 400, jaddr ?
+				    "\"address\" must be a string" :
+				    "missing \"address\"", NULL);
+		goto out;
+	}
+	addr_s = json_string_value(jaddr);
+	ret = control_vm_put(a->ctl, &created, id, addr_s, err, sizeof(err));
+	if (ret) {
+		if (!err[0])
+			snprintf(err, sizeof(err), "%s", strerror(-ret));
+		admin_respond_error(a, c, ret == -EINVAL ? 400 : 500, err,
+				    NULL);
+		goto out;
+	}
+	/* Answer with the address as routed (normalised), when it still is. */
+	if (control_vm_get(a->ctl, &addr, id) &&
+	    inet_pton(AF_INET6, addr_s, &addr) != 1) {
+		lowercase(id);
+		admin_respond_json(a, c, created ? 201 : 200,
+				   json_pack("{s:s,s:s}", "id", id, "address",
+					     addr_s), NULL);
+		goto out;
+	}
+	lowercase(id);
+	admin_respond_json(a, c, created ? 201 : 200, vm_json(id, &addr), NULL);
+out:
+	json_decref(body);
+}
+
+static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
+{
+	char err[512] = "";
+	int ret = control_vm_delete(a->ctl, id, err, sizeof(err));
+
+	if (!err[0] && ret)
+		snprintf(err, sizeof(err), "%s", ret == -ENOENT ? "no such VM" :
+			 strerror(-ret));
+	lowercase(id);
+	if (ret == -ENOENT)
+		admin_respond_error(a, c, 404, err, NULL);
+	else if (ret == -EINVAL)
+		admin_respond_error(a, c, 400, err, NULL);
+	else if (ret)
+		admin_respond_error(a, c, 500, err, NULL);
+	else
+		admin_respond_json(a, c, 200, json_pack("{s:s}", "deleted", id),
+				   NULL);
+}
+
+static void do_reload(struct admin *a, struct aconn *c)
+{
+	size_t err_len = 16384;
+	char *err = calloc(1, err_len);
+	json_t *list, *j;
+	char *line, *save = NULL;
+	int ret;
+
+	if (!err) {
+		admin_respond_error(a, c, 500, "out of memory", NULL);
+		return;
+	}
+	ret = control_reload(a->ctl, "api", err, err_len);
+	if (!ret) {
+		admin_respond_json(a, c, 200, json_pack("{s:b}", "reloaded", 1),
+				   NULL);
+		goto out;
+	}
+	if (ret != -EINVAL) {
+		admin_respond_error(a, c, 500, err[0] ? err : strerror(-ret),
+				    NULL);
+		goto out;
+	}
+	list = json_array();
+	for (line = strtok_r(err, "\n", &save); line && list;
+	     line = strtok_r(NULL, "\n", &save))
+		json_array_append_new(list, json_string(line));
+	j = list ? json_pack("{s:s,s:o}", "error",
+			     "invalid configuration; nothing changed",
+			     "errors", list) : NULL;
+	admin_respond_json(a, c, 422, j, NULL);
+out:
+	free(err);
+}
+
+static void do_metrics(struct admin *a, struct aconn *c)
+{
+	size_t len = 0;
+	char *m = control_metrics(a->ctl, &len);
+
+	if (!m || !admin_obuf_add(&c->out, m, len)) {
+		free(m);
+		admin_obuf_free(&c->out);
+		admin_respond_error(a, c, 500, "out of memory", NULL);
+		return;
+	}
+	free(m);
+	admin_respond(a, c, 200, "text/plain; version=0.0.4", NULL);
+}
+
+static bool path_is(const char *path, size_t len, const char *want)
+{
+	return len == strlen(want) && !memcmp(path, want, len);
+}
+
+static void method_not_allowed(struct admin *a, struct aconn *c,
+			       const char *allow)
+{
+	char extra[64];
+
+	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+	admin_respond_error(a, c, 405, "method not allowed", extra);
+}
+
+void admin_handle_request(struct admin *a, struct aconn *c)
+{
+	enum http_method m = (enum http_method)c->parser.method;
+	struct http_parser_url u;
+	const char *path;
+	size_t len;
+
+	if (c->url_long) {
+		c->close_after = true;
+		admin_respond_error(a, c, 414, "request target too long", NULL);
+		return;
+	}
+	http_parser_url_init(&u);
+	if (http_parser_parse_url(c->url, c->url_len, m == HTTP_CONNECT, &u) ||
+	    !(u.field_set & (1 << UF_PATH))) {
+		admin_respond_error(a, c, 404, "not found", NULL);
+		return;
+	}
+	path = c->url + u.field_data[UF_PATH].off;
+	len = u.field_data[UF_PATH].len;
+
+	if (path_is(path, len, "/health")) {
+		if (m != HTTP_GET)
+			method_not_allowed(a, c, "GET");
+		else if (control_healthy(a->ctl))
+			admin_respond_json(a, c, 200,
+					   json_pack("{s:s}", "status", "ok"),
+					   NULL);
+		else
+			admin_respond_json(a, c, 503,
+					   json_pack("{s:s}", "status",
+						     "stalled"), NULL);
+		return;
+	}
+	if (!authorized(a, c)) {
+		admin_respond_error(a, c, 401, c->auth_seen ?
+				    "invalid bearer token" :
+				    "missing bearer token (Authorization: "
+				    "Bearer <token>)",
+				    "WWW-Authenticate: Bearer\r\n");
+		return;
+	}
+	if (path_is(path, len, "/vms")) {
+		if (m != HTTP_GET)
+			method_not_allowed(a, c, "GET");
+		else
+			do_list(a, c);
+	} else if (len > 5 && !memcmp(path, "/vms/", 5) &&
+		   !memchr(path + 5, '/', len - 5)) {
+		char id[ADMIN_MAX_URL + 1];
+
+		memcpy(id, path + 5, len - 5);
+		id[len - 5] = '\0';
+		if (m == HTTP_GET)
+			do_vm_get(a, c, id);
+		else if (m == HTTP_PUT)
+			do_vm_put(a, c, id);
+		else if (m == HTTP_DELETE)
+			do_vm_delete(a, c, id);
+		else
+			method_not_allowed(a, c, "GET, PUT, DELETE");
+	} else if (path_is(path, len, "/reload")) {
+		if (m != HTTP_POST)
+			method_not_allowed(a, c, "POST");
+		else
+			do_reload(a, c);
+	} else if (path_is(path, len, "/metrics")) {
+		if (m != HTTP_GET)
+			method_not_allowed(a, c, "GET");
+		else
+			do_metrics(a, c);
+	} else {
+		admin_respond_error(a, c, 404, "not found", NULL);
+	}
+}

@@ -1,0 +1,117 @@
+/* ctl/control_int.h: what the files of the control module share (see
+ * control.h for its interface): its state, struct control, and the few
+ * functions one file calls in another.
+ *
+ *   control.c     snapshots and their publishing, reload, setup, and the
+ *                 main thread's loop (signals, drain on SIGTERM)
+ *   overlay.c     the API's VM changes and the state file they persist in
+ *   watch.c       inotify on the files a reload reads
+ *   prometheus.c  the Prometheus text exposition of the workers' counters
+ *
+ * Nothing outside ctl/control*.c, overlay.c, watch.c and prometheus.c
+ * includes it.
+ */
+#ifndef VMGATE_CTL_CONTROL_INT_H
+#define VMGATE_CTL_CONTROL_INT_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/worker.h"
+#include "ctl/control.h"
+
+/* A certificate store shared by every snapshot built from one file load. */
+struct tls_ref {
+	struct tls_ctx *ctx;
+	unsigned refs; /* under control.lock */
+};
+
+/* A route table built from one file load, shared by every snapshot that
+ * routes with it (directly, or under an overlay of API changes). */
+struct base_ref {
+	struct route_table *t;
+	unsigned refs; /* under control.lock */
+};
+
+/* What a snapshot owns, behind snapshot.owner. */
+struct snap_own {
+	struct tls_ref *tls;
+	struct base_ref *base;
+	struct route_table *derived; /* base + API changes, or NULL */
+};
+
+struct override {
+	char *id; /* normalised */
+	struct in6_addr addr;
+	bool removed;
+};
+
+#define WATCH_MAX 16
+
+struct watch {
+	int wd;
+	char *dir;
+	char *names[WATCH_MAX]; /* basenames that trigger a reload */
+	size_t names_len;
+};
+
+struct control {
+	pthread_mutex_t lock;
+	struct shared *shared;
+	const char *path;
+	bool verbose; /* -v: debug logging whatever the file says */
+
+	struct config *cfg; /* last good file; NULL: still the startup one */
+	struct base_ref *base;
+	struct tls_ref *tls;
+	struct override *ov;
+	size_t ov_len, ov_cap;
+	const char *state_file; /* NULL: API changes are not persisted */
+
+	uint64_t epoch;
+	struct snapshot **retired;
+	size_t retired_len, retired_cap;
+
+	uint64_t reloads_ok, reloads_failed;
+
+	int ifd; /* inotify */
+	struct watch watches[WATCH_MAX];
+	size_t watches_len;
+};
+
+static inline const struct config *file_cfg(const struct control *ctl)
+{
+	return ctl->cfg ? ctl->cfg : ctl->shared->cfg;
+}
+
+static inline struct snapshot *current(const struct control *ctl)
+{
+	return atomic_load(&ctl->shared->snap);
+}
+
+/* control.c: publishes a snapshot of the current base, certificates and
+ * API changes (-ENOMEM); under the lock. */
+int control_republish_locked(struct control *ctl);
+
+/* control.c: the client connections the workers hold, as of their last
+ * loop. */
+uint32_t control_live_connections(const struct control *ctl);
+
+/* overlay.c: reads the state file's VM changes into ctl->ov (0 when there
+ * is none; -EINVAL with |err| when it is invalid). */
+int control_load_state(struct control *ctl, char *err, size_t err_len);
+
+/* watch.c: watches the files the current config names (nothing when
+ * ctl->ifd < 0); under the lock. */
+void control_rewatch_locked(struct control *ctl);
+
+/* watch.c: does this batch of inotify events name a watched file? Takes
+ * the lock. */
+bool control_events_match(struct control *ctl, const uint8_t *buf,
+			  size_t len);
+
+#endif

@@ -1,0 +1,328 @@
+/* ctl/overlay.c: the VM changes made through the admin API (PUT and
+ * DELETE /vms/ID), which take precedence over the file's vms:, and the
+ * state file they persist in (see control.h).
+ */
+#include "ctl/control.h"
+#include "ctl/control_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "route/route.h"
+
+/* The state file: {"version": 1, "vms": {"id": "addr"}, "removed": [id]} */
+
+static int fsync_dir(const char *path)
+{
+	char *copy = strdup(path);
+	int fd, ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(copy);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* Written to a temporary file, fsynced and renamed over the old one, then
+ * the directory fsynced: a crash leaves the old file or the new one. */
+static int persist_locked(struct control *ctl, char *err, size_t err_len)
+{
+	json_t *root = json_object(), *vms = json_object(),
+	       *removed = json_array();
+	char tmp[4096], addr[INET6_ADDRSTRLEN];
+	int fd = -1, ret = -ENOMEM;
+	size_t i;
+
+	if (!ctl->state_file)
+		return 0;
+	if (!root || !vms || !removed)
+		goto out;
+	for (i = 0; i < ctl->ov_len; i++) {
+		const struct override *o = &ctl->ov[i];
+
+		if (o->removed) {
+			if (json_array_append_new(removed, json_string(o->id)))
+				goto out;
+			continue;
+		}
+		inet_ntop(AF_INET6, &o->addr, addr, sizeof(addr));
+		if (json_object_set_new(vms, o->id, json_string(addr)))
+			goto out;
+	}
+	if (json_object_set_new(root, "version", json_integer(1)) ||
+	    json_object_set(root, "vms", vms) ||
+	    json_object_set(root, "removed", removed))
+		goto out;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", ctl->state_file);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || json_dumpfd(root, fd, JSON_INDENT(1) | JSON_SORT_KEYS) ||
+	    write(fd, "\n", 1) != 1 || fsync(fd)) {
+		ret = -errno ? -errno : -EIO;
+		goto out_err;
+	}
+	close(fd);
+	fd = -1;
+	if (rename(tmp, ctl->state_file) || (ret = fsync_dir(ctl->state_file))) {
+		ret = ret ? ret : -errno;
+		goto out_err;
+	}
+	ret = 0;
+	goto out;
+out_err:
+	snprintf(err, err_len, "cannot write state file %s: %s",
+		 ctl->state_file, strerror(-ret));
+	log_error("state_error", "file=%s error=\"%s\"", ctl->state_file,
+		  strerror(-ret));
+	ret = -EIO;
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+out:
+	json_decref(root);
+	json_decref(vms);
+	json_decref(removed);
+	return ret;
+}
+
+static struct override *find_ov(struct control *ctl, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->ov_len; i++)
+		if (!strcmp(ctl->ov[i].id, id))
+			return &ctl->ov[i];
+	return NULL;
+}
+
+static struct override *add_ov(struct control *ctl, const char *id)
+{
+	struct override *o;
+
+	if (ctl->ov_len == ctl->ov_cap) {
+		size_t cap = ctl->ov_cap ? 2 * ctl->ov_cap : 16;
+
+		o = realloc(ctl->ov, cap * sizeof(*o));
+		if (!o)
+			return NULL;
+		ctl->ov = o;
+		ctl->ov_cap = cap;
+	}
+	o = &ctl->ov[ctl->ov_len];
+	memset(o, 0, sizeof(*o));
+	o->id = strdup(id);
+	if (!o->id)
+		return NULL;
+	ctl->ov_len++;
+	return o;
+}
+
+/* A VM id: one valid DNS label, normalised to lowercase in |out|. */
+static bool norm_id(char out[256], const char *id)
+{
+	size_t len;
+
+	return route_host_normalize(out, &len, 256, (const uint8_t *)id,
+				    strlen(id)) &&
+	       !strchr(out, '.');
+}
+
+static bool parse_v6(struct in6_addr *out, const char *s, char *err,
+		     size_t err_len)
+{
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET6, s, out) == 1 && !IN6_IS_ADDR_V4MAPPED(out))
+		return true;
+	if (inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, out) == 1)
+		snprintf(err, err_len, "address '%.64s' is not IPv6: vmgate "
+			 "reaches VMs over IPv6 only", s);
+	else
+		snprintf(err, err_len, "address '%.64s' is not an IPv6 address",
+			 s);
+	return false;
+}
+
+int control_load_state(struct control *ctl, char *err, size_t err_len)
+{
+	json_error_t jerr;
+	json_t *root, *vms, *removed, *v;
+	const char *id;
+	char norm[256];
+	size_t i;
+	int ret = -EINVAL;
+
+	if (!ctl->state_file || access(ctl->state_file, F_OK) != 0)
+		return 0;
+	root = json_load_file(ctl->state_file, 0, &jerr);
+	if (!root) {
+		snprintf(err, err_len, "%s:%d:%d: %s", ctl->state_file,
+			 jerr.line, jerr.column, jerr.text);
+		return -EINVAL;
+	}
+	vms = json_object_get(root, "vms");
+	removed = json_object_get(root, "removed");
+	if ((vms && !json_is_object(vms)) ||
+	    (removed && !json_is_array(removed))) {
+		snprintf(err, err_len, "%s: expected {\"vms\": {...}, "
+			 "\"removed\": [...]}", ctl->state_file);
+		goto out;
+	}
+	json_object_foreach(vms, id, v) {
+		struct override *o;
+		struct in6_addr a;
+
+		if (!norm_id(norm, id) || !json_is_string(v) ||
+		    !parse_v6(&a, json_string_value(v), err, err_len)) {
+			snprintf(err, err_len, "%s: bad VM entry '%.64s'",
+				 ctl->state_file, id);
+			goto out;
+		}
+		o = find_ov(ctl, norm);
+		if (!o && !(o = add_ov(ctl, norm)))
+			goto oom;
+		o->addr = a;
+		o->removed = false;
+	}
+	json_array_foreach(removed, i, v) {
+		struct override *o;
+
+		if (!json_is_string(v) || !norm_id(norm, json_string_value(v))) {
+			snprintf(err, err_len, "%s: bad removed entry",
+				 ctl->state_file);
+			goto out;
+		}
+		o = find_ov(ctl, norm);
+		if (!o && !(o = add_ov(ctl, norm)))
+			goto oom;
+		o->removed = true;
+	}
+	ret = 0;
+	goto out;
+oom:
+	snprintf(err, err_len, "out of memory reading %s", ctl->state_file);
+	ret = -ENOMEM;
+out:
+	json_decref(root);
+	return ret;
+}
+
+/* Records an API change of VM |norm| (an address, or removed), persists
+ * it and publishes it. A change that could not be persisted is not
+ * acknowledged, so it is not applied either. Under the lock. */
+static int change_locked(struct control *ctl, const char *norm,
+			 const struct in6_addr *addr, char *err,
+			 size_t err_len)
+{
+	struct override *o = find_ov(ctl, norm), saved;
+	bool added = false;
+	int ret;
+
+	if (!o) {
+		o = add_ov(ctl, norm);
+		if (!o)
+			return -ENOMEM;
+		added = true;
+	}
+	saved = *o;
+	o->removed = !addr;
+	if (addr)
+		o->addr = *addr;
+	ret = persist_locked(ctl, err, err_len);
+	if (ret) {
+		if (added) {
+			free(o->id);
+			ctl->ov_len--;
+		} else {
+			*o = saved;
+		}
+		return ret;
+	}
+	return control_republish_locked(ctl);
+}
+
+int control_vm_put(struct control *ctl, bool *out_created, const char *id,
+		   const char *address, char *err, size_t err_len)
+{
+	struct in6_addr addr, old;
+	char norm[256];
+	int ret;
+
+	if (!norm_id(norm, id)) {
+		snprintf(err, err_len, "invalid VM id '%.64s': one DNS label "
+			 "of letters, digits and hyphens", id);
+		return -EINVAL;
+	}
+	if (!parse_v6(&addr, address, err, err_len))
+		return -EINVAL;
+
+	pthread_mutex_lock(&ctl->lock);
+	*out_created = !route_vm_get(current(ctl)->routes, &old, norm,
+				     strlen(norm));
+	ret = change_locked(ctl, norm, &addr, err, err_len);
+	pthread_mutex_unlock(&ctl->lock);
+	if (!ret)
+		log_info("vm_put", "vm=%s address=%s created=%d", norm, address,
+			 *out_created);
+	return ret;
+}
+
+int control_vm_delete(struct control *ctl, const char *id, char *err,
+		      size_t err_len)
+{
+	struct in6_addr old;
+	char norm[256];
+	int ret;
+
+	if (!norm_id(norm, id)) {
+		snprintf(err, err_len, "no VM '%.64s'", id);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&ctl->lock);
+	if (route_vm_get(current(ctl)->routes, &old, norm, strlen(norm))) {
+		ret = change_locked(ctl, norm, NULL, err, err_len);
+	} else {
+		snprintf(err, err_len, "no VM '%s'", norm);
+		ret = -ENOENT;
+	}
+	pthread_mutex_unlock(&ctl->lock);
+	if (!ret)
+		log_info("vm_delete", "vm=%s", norm);
+	return ret;
+}
+
+int control_vm_get(struct control *ctl, struct in6_addr *out, const char *id)
+{
+	bool found;
+
+	pthread_mutex_lock(&ctl->lock);
+	found = route_vm_get(current(ctl)->routes, out, id, strlen(id));
+	pthread_mutex_unlock(&ctl->lock);
+	return found ? 0 : -ENOENT;
+}
+
+void control_vm_foreach(struct control *ctl,
+			bool (*fn)(void *arg, const char *id,
+				   const struct in6_addr *addr),
+			void *arg)
+{
+	/* The lock keeps the snapshot from being reclaimed meanwhile. */
+	pthread_mutex_lock(&ctl->lock);
+	route_vm_foreach(current(ctl)->routes, fn, arg);
+	pthread_mutex_unlock(&ctl->lock);
+}

@@ -1,0 +1,112 @@
+/* ctl/prometheus.c: control_metrics (see control.h), the Prometheus text
+ * exposition of the counters the workers keep (core/metrics.h), summed
+ * over workers, with the control plane's own (reloads, VMs routed).
+ */
+#include "ctl/control.h"
+#include "ctl/control_int.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/metrics.h"
+#include "route/route.h"
+
+static void sum(uint64_t *out, const metric_t *m, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		out[i] += metric_get(&m[i]);
+}
+
+char *control_metrics(struct control *ctl, size_t *out_len)
+{
+	uint64_t closes[METRIC_CLOSE_REASONS] = {0},
+		 rejects[METRIC_REJECT_REASONS] = {0},
+		 cerrs[METRIC_CONNECT_ERRORS] = {0}, v[8] = {0};
+	uint64_t open;
+	const char *name;
+	char *buf = NULL;
+	size_t i, len = 0;
+	FILE *f;
+
+	for (i = 0; i < ctl->shared->nworkers; i++) {
+		struct worker *w = &ctl->shared->workers[i];
+		const struct metrics *m = &w->metrics;
+
+		sum(closes, m->closes, METRIC_CLOSE_REASONS);
+		sum(rejects, m->rejects, METRIC_REJECT_REASONS);
+		sum(cerrs, m->connect_errors, METRIC_CONNECT_ERRORS);
+		v[0] += metric_get(&m->accepted);
+		v[1] += metric_get(&m->bytes_up);
+		v[2] += metric_get(&m->bytes_down);
+		v[3] += metric_get(&m->handshakes_full);
+		v[4] += metric_get(&m->handshakes_resumed);
+		v[5] += metric_get(&m->overload_drops);
+	}
+	/* What the workers hold, as of their last loop (not accepted minus
+	 * the ways connections end: not every end is counted as one, e.g. a
+	 * per-IP overload). */
+	open = control_live_connections(ctl);
+
+	f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	fprintf(f, "# HELP vmgate_connections_open Client connections open.\n"
+		"# TYPE vmgate_connections_open gauge\n"
+		"vmgate_connections_open %llu\n", (unsigned long long)open);
+	fprintf(f, "# HELP vmgate_connections_accepted_total Client "
+		"connections accepted.\n"
+		"# TYPE vmgate_connections_accepted_total counter\n"
+		"vmgate_connections_accepted_total %llu\n",
+		(unsigned long long)v[0]);
+	fprintf(f, "# HELP vmgate_connections_closed_total Relayed or "
+		"half-made connections ended, by outcome.\n"
+		"# TYPE vmgate_connections_closed_total counter\n");
+	for (i = 0; (name = metrics_close_name(i)); i++)
+		fprintf(f, "vmgate_connections_closed_total{outcome=\"%s\"} "
+			"%llu\n", name, (unsigned long long)closes[i]);
+	fprintf(f, "# HELP vmgate_rejects_total Connections refused before "
+		"the handshake, by reason.\n"
+		"# TYPE vmgate_rejects_total counter\n");
+	for (i = 0; (name = metrics_reject_name(i)); i++)
+		fprintf(f, "vmgate_rejects_total{reason=\"%s\"} %llu\n", name,
+			(unsigned long long)rejects[i]);
+	fprintf(f, "# HELP vmgate_connect_errors_total Connects to VMs that "
+		"failed, by error.\n"
+		"# TYPE vmgate_connect_errors_total counter\n");
+	for (i = 0; (name = metrics_connect_error_name(i)); i++)
+		fprintf(f, "vmgate_connect_errors_total{error=\"%s\"} %llu\n",
+			name, (unsigned long long)cerrs[i]);
+	fprintf(f, "# HELP vmgate_bytes_total Plaintext bytes relayed.\n"
+		"# TYPE vmgate_bytes_total counter\n"
+		"vmgate_bytes_total{direction=\"client_to_vm\"} %llu\n"
+		"vmgate_bytes_total{direction=\"vm_to_client\"} %llu\n",
+		(unsigned long long)v[1], (unsigned long long)v[2]);
+	fprintf(f, "# HELP vmgate_handshakes_total TLS handshakes "
+		"completed.\n# TYPE vmgate_handshakes_total counter\n"
+		"vmgate_handshakes_total{kind=\"full\"} %llu\n"
+		"vmgate_handshakes_total{kind=\"resumed\"} %llu\n",
+		(unsigned long long)v[3], (unsigned long long)v[4]);
+	fprintf(f, "# HELP vmgate_overload_drops_total Connections closed at "
+		"once because max_connections was reached.\n"
+		"# TYPE vmgate_overload_drops_total counter\n"
+		"vmgate_overload_drops_total %llu\n", (unsigned long long)v[5]);
+	pthread_mutex_lock(&ctl->lock);
+	fprintf(f, "# HELP vmgate_reloads_total Configuration reloads.\n"
+		"# TYPE vmgate_reloads_total counter\n"
+		"vmgate_reloads_total{result=\"ok\"} %llu\n"
+		"vmgate_reloads_total{result=\"failed\"} %llu\n",
+		(unsigned long long)ctl->reloads_ok,
+		(unsigned long long)ctl->reloads_failed);
+	fprintf(f, "# HELP vmgate_vms VMs routed.\n# TYPE vmgate_vms gauge\n"
+		"vmgate_vms %zu\n", route_vm_count(current(ctl)->routes));
+	pthread_mutex_unlock(&ctl->lock);
+	if (fclose(f)) {
+		free(buf);
+		return NULL;
+	}
+	*out_len = len;
+	return buf;
+}
