@@ -1,6 +1,8 @@
 # vmgate: one non-recursive Makefile. Everything it makes goes under build/.
 #
-#   make            build build/vmgate (installs missing Debian packages)
+#   make            build build/vmgate (installs missing Debian packages);
+#                   fails if core/, tls/ or route/ include a ctl/ header
+#   make check-planes  only that check (make test runs it first)
 #   make run        build, make a self-signed demo certificate if there is
 #                   none, and run on $(CONFIG)
 #   make test       unit tests (cmocka), the unit tests again under ASan +
@@ -100,11 +102,16 @@ BIN      := $(BUILD)/vmgate
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test unit unit-asan e2e e2e-fds e2e-oldkernel e2e-hello4k check-config defconfig menuconfig clean \
+.PHONY: all check-planes run test unit unit-asan e2e e2e-fds e2e-oldkernel e2e-hello4k check-config defconfig menuconfig clean \
         deps-build deps-test
 .DEFAULT_GOAL := all
 
-all: deps-build $(BIN)
+all: deps-build check-planes $(BIN)
+
+# The data plane (core/, tls/, route/) never includes a control-plane
+# (ctl/) header: make fails, naming the line.
+check-planes:
+	@! grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*["<]ctl/' core tls route || { echo "check-planes: core/, tls/ and route/ must not include ctl/ headers" >&2; exit 1; }
 
 # apt-get update once, then install only what is missing.
 define apt_install
@@ -266,6 +273,7 @@ e2e-hello4k: deps-test
 # end-to-end last so that pytest's summary is the final line. With
 # SANITIZE=1, `unit` already is the sanitized build.
 test: deps-test
+	@$(MAKE) --no-print-directory check-planes
 	@$(MAKE) --no-print-directory unit
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory unit-asan

@@ -13,7 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "core/kconfig.h"
+#include "core/kconfig.h" /* TLS_SESSION_TICKETS: build-time only */
 #include "tls/session.h"
 #include "tls/sigalg.h"
 
