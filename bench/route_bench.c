@@ -27,7 +27,7 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
-#include "route/config.h"
+#include "ctl/config.h"
 #include "route/route.h"
 
 #define HOST_CAP 64

@@ -18,7 +18,7 @@
 #include "core/peers.h"
 #include "core/ring.h"
 #include "core/timer.h"
-#include "route/config.h"
+#include "route/config-t.h"
 
 struct route_table;
 struct tls_ctx;

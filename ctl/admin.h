@@ -10,7 +10,7 @@
 #define VMGATE_CTL_ADMIN_H
 
 #include "ctl/control.h"
-#include "route/config.h"
+#include "route/config-t.h"
 
 struct admin;
 

@@ -28,7 +28,7 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "core/worker.h"
-#include "route/config.h"
+#include "ctl/config.h"
 #include "route/route.h"
 #include "tls/ctx.h"
 

@@ -23,7 +23,7 @@
 #include "core/ring.h"
 #include "core/sockmode.h"
 #include "core/worker.h"
-#include "route/config.h"
+#include "ctl/config.h"
 #include "route/route.h"
 #include "tls/ctx.h"
 

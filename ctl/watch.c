@@ -12,7 +12,7 @@
 #include <sys/inotify.h>
 
 #include "core/log.h"
-#include "route/config.h"
+#include "route/config-t.h"
 
 /* Watches: the directory of each file a reload reads, so that a file
  * replaced by rename (as editors and deploy tools do) is seen too. */

@@ -1,5 +1,5 @@
 /* fuzz/config.c: libFuzzer target for the appliance.yaml loader
- * (config_load_buf in route/config.c, libyaml underneath), and for
+ * (config_load_buf in ctl/config/, libyaml underneath), and for
  * route_table_new on whatever it accepts.
  *
  * Input: the YAML bytes, as they would be in the file. Relative paths in
@@ -32,7 +32,7 @@
 #include <sys/stat.h>
 
 #include "fuzz/testcert.h"
-#include "route/config.h"
+#include "ctl/config.h"
 #include "route/route.h"
 
 #define check(cond)                                                        \

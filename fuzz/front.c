@@ -57,7 +57,7 @@
 
 #include "core/kconfig.h"
 #include "fuzz/testcert.h"
-#include "route/config.h"
+#include "ctl/config.h"
 #include "route/route.h"
 #include "tls/alert.h"
 #include "tls/ctx.h"

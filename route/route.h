@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "route/config.h"
+#include "route/config-t.h"
 
 struct route_table;
 

@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
-#include "route/config.h"
+#include "route/config-t.h"
 
 struct tls_ctx;
 

@@ -1,4 +1,4 @@
-/* tests/unit/test_config.c: route/config.c, appliance.yaml loading: the
+/* tests/unit/test_config.c: ctl/config/, appliance.yaml loading: the
  * shipped file, defaults, normalisation, and every error path with its
  * line:col and message, table-driven.
  *
@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "route/config.h"
+#include "ctl/config.h"
 #include "route/route.h"
 
 #define SHIPPED "../../appliance.yaml"

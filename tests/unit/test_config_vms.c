@@ -1,4 +1,4 @@
-/* tests/unit/test_config_vms.c: the vms: fast path of route/config.c.
+/* tests/unit/test_config_vms.c: the vms: fast path (ctl/config/vms.c).
  *
  * A vms: list of one-line flow mappings is read without libyaml's node
  * tree; everything else goes through libyaml. The two must agree exactly:
@@ -18,7 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "route/config.h"
+#include "ctl/config.h"
 
 static char tmpdir[] = "/tmp/vmgate-test-config-vms-XXXXXX";
 static char cert_path[64];

@@ -1,4 +1,4 @@
-/* route/config.c: appliance.yaml -> struct config, with file:line:col
+/* ctl/config/load.c: appliance.yaml -> struct config, with file:line:col
  * errors.
  *
  * libyaml's document API loads the whole file into nodes that keep their
@@ -19,7 +19,7 @@
 #include <yaml.h>
 
 #include "core/kconfig.h" /* CONFIG_MAX_CLIENTHELLO_BYTES */
-#include "route/config.h"
+#include "ctl/config.h"
 #include "route/route.h"
 
 #define CONFIG_ERRORS_MAX 100

@@ -1,22 +1,19 @@
-/* route/config.h: appliance.yaml, parsed and validated.
+/* route/config-t.h: appliance.yaml, parsed and validated (types only).
  *
- * config_load() turns the file into a struct config, or into a list of
- * errors, each with the line and column (1-based) it was found at. It checks
- * everything that can be checked without TLS: types, ranges, unknown keys,
- * duplicates, hostnames, IPv6 addresses, that certificate and key files are
- * readable. A config that loaded is complete: every default is filled in.
- *
- * Relative paths in the file are relative to the file's directory; the
- * loaded paths are already resolved against it.
+ * What the data plane reads of a loaded config: the route table, the
+ * certificate store and the workers take a const struct config. The
+ * loader that makes one (config_load, config_free) is the control plane's,
+ * declared in ctl/config.h. A config that loaded is complete: every
+ * default is filled in, and its paths are resolved against the file's
+ * directory.
  */
-#ifndef VMGATE_ROUTE_CONFIG_H
-#define VMGATE_ROUTE_CONFIG_H
+#ifndef VMGATE_ROUTE_CONFIG_T_H
+#define VMGATE_ROUTE_CONFIG_T_H
 
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 /* Defaults, documented in README.md. */
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 100000
@@ -31,7 +28,7 @@
  * server that asks for no client certificate, compared with the body
  * length), so the default and the largest value allowed are that cap, or
  * the build's CONFIG_MAX_CLIENTHELLO_BYTES when that is smaller
- * (config.c): the router never accepts a hello that BoringSSL then refuses
+ * (ctl/config/): the router never accepts a hello that BoringSSL then refuses
  * for its size, and at the default refuses none that BoringSSL takes. */
 #define CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES 16384
 #define CONFIG_DEFAULT_DRAIN_TIMEOUT_MS 30000
@@ -132,36 +129,5 @@ struct config {
 	struct config_limits limits;
 	struct config_admin admin;
 };
-
-struct config_error {
-	unsigned line, col; /* 1-based; 0:0 when not tied to a place */
-	char msg[240];
-};
-
-struct config_errors {
-	const char *file; /* as given to config_load; borrowed */
-	struct config_error *v;
-	size_t len;
-};
-
-/* config_load reads and validates |path|. On success it fills |out| and
- * returns true; on failure |out| is left all-zero, |errs| holds one entry
- * per problem found (the loader goes on after an error where it can, so
- * one run reports many) and it returns false. Free both with the
- * functions below in either case. */
-bool config_load(struct config *out, struct config_errors *errs,
-		 const char *path);
-
-/* config_load_buf is config_load on bytes already in memory: |name| is used
- * in messages and |dir| resolves relative paths. For tests and fuzzing. */
-bool config_load_buf(struct config *out, struct config_errors *errs,
-		     const char *name, const char *dir, const uint8_t *buf,
-		     size_t buf_len);
-
-/* config_errors_print writes each error as "FILE:LINE:COL: message\n". */
-void config_errors_print(FILE *f, const struct config_errors *errs);
-
-void config_free(struct config *c);         /* NULL and zero are fine */
-void config_errors_free(struct config_errors *errs);
 
 #endif
