@@ -307,9 +307,9 @@ static void do_hello(struct worker *w, struct conn *c)
 		reject(w, c, "bad_hello", h.error, NULL, h.alert);
 		return;
 	case TLS_HELLO_OK:
-		if (!h.sni)
+		if (!h.sni) /* RFC 8446 9.2: a server that needs SNI */
 			reject(w, c, "no_sni", NULL, &h,
-			       TLS_ALERT_UNRECOGNIZED_NAME);
+			       TLS_ALERT_MISSING_EXTENSION);
 		else
 			route(w, c, &h);
 		return;

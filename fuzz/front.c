@@ -269,7 +269,7 @@ static void do_hello(struct server *s)
 		return;
 	case TLS_HELLO_OK:
 		if (!h.sni)
-			reject(s, TLS_ALERT_UNRECOGNIZED_NAME);
+			reject(s, TLS_ALERT_MISSING_EXTENSION);
 		else
 			route(s, &h);
 		return;

@@ -135,7 +135,8 @@ static bool is_grease(uint16_t v)
  * than NEED_MORE never changes when more bytes arrive. On the first record
  * a wrong type or version means "this is not TLS at all"; later, it means a
  * broken TLS client. */
-static enum tls_hello_result read_record(const char **out_err, CBS *out_frag,
+static enum tls_hello_result read_record(const char **out_err,
+					 uint8_t *out_alert, CBS *out_frag,
 					 size_t *out_len, bool *out_whole,
 					 CBS *recs, bool first)
 {
@@ -147,22 +148,28 @@ static enum tls_hello_result read_record(const char **out_err, CBS *out_frag,
 		return TLS_HELLO_NEED_MORE;
 	if (type != REC_HANDSHAKE) {
 		*out_err = "record is not a handshake record";
+		/* Not TLS at all on the first record; later, a message out of
+		 * place (RFC 8446 6.2), as BoringSSL answers it. */
+		*out_alert = TLS_ALERT_UNEXPECTED_MESSAGE;
 		return first ? TLS_HELLO_NOT_TLS : TLS_HELLO_BAD;
 	}
 	if (!CBS_get_u8(recs, &major))
 		return TLS_HELLO_NEED_MORE;
 	if (major != 3) {
 		*out_err = "record version is not 3.x";
+		*out_alert = TLS_ALERT_PROTOCOL_VERSION; /* as BoringSSL */
 		return first ? TLS_HELLO_NOT_TLS : TLS_HELLO_BAD;
 	}
 	if (!CBS_get_u8(recs, &minor) || !CBS_get_u16(recs, &len))
 		return TLS_HELLO_NEED_MORE;
 	if (len == 0) {
 		*out_err = "zero-length handshake record";
+		*out_alert = TLS_ALERT_UNEXPECTED_MESSAGE;
 		return TLS_HELLO_BAD;
 	}
 	if (len > REC_MAX_LEN) {
 		*out_err = "record longer than 2^14";
+		*out_alert = TLS_ALERT_RECORD_OVERFLOW; /* RFC 8446 6.2 */
 		return TLS_HELLO_BAD;
 	}
 	avail = CBS_len(recs);
@@ -440,8 +447,8 @@ static enum tls_hello_result walk_record(struct tls_hello_state *st,
 	CBS_init(&recs, in, in_len);
 	if (!CBS_skip(&recs, st->rec_off))
 		return TLS_HELLO_NEED_MORE; /* cannot happen: peek checked */
-	r = read_record(&out->error, &frag, &rec_len, &whole, &recs,
-			st->rec_off == 0);
+	r = read_record(&out->error, &out->alert, &frag, &rec_len, &whole,
+			&recs, st->rec_off == 0);
 	if (r == TLS_HELLO_NEED_MORE)
 		out->records_len = in_len + 1; /* a header byte */
 	if (r != TLS_HELLO_OK)
@@ -463,6 +470,7 @@ static enum tls_hello_result walk_record(struct tls_hello_state *st,
 		CBS_init(&h, hdr, hdr_len);
 		if (CBS_get_u8(&h, &type) && type != HS_CLIENT_HELLO) {
 			out->error = "handshake message is not a ClientHello";
+			out->alert = TLS_ALERT_UNEXPECTED_MESSAGE;
 			return TLS_HELLO_BAD;
 		}
 		if (CBS_get_u24(&h, &body_len)) {
@@ -475,6 +483,9 @@ static enum tls_hello_result walk_record(struct tls_hello_state *st,
 	}
 	if (msg_len != 0 && rec_len > msg_len - st->msg_seen) {
 		out->error = "data after ClientHello in its record";
+		/* The client may send nothing more before the server's
+		 * flight: a message out of place, as BoringSSL answers it. */
+		out->alert = TLS_ALERT_UNEXPECTED_MESSAGE;
 		return TLS_HELLO_BAD;
 	}
 	if (!whole) {

@@ -26,6 +26,7 @@ import time
 import yaml
 
 ALERT_UNRECOGNIZED_NAME = b"\x15\x03\x03\x00\x02\x02\x70"
+ALERT_MISSING_EXTENSION = b"\x15\x03\x03\x00\x02\x02\x6d"
 
 
 LEVELS = {"ERROR": 0, "WARN": 1, "INFO": 2, "DEBUG": 3}
@@ -190,7 +191,8 @@ class Gate:
         verdict, m = self.route(sni, port)
         if verdict != "ok":
             log("WARN", "reject", peer=peer, port=port, sni=sni or "-", reason=verdict)
-            writer.write(ALERT_UNRECOGNIZED_NAME)
+            writer.write(ALERT_MISSING_EXTENSION if verdict == "no_sni"
+                         else ALERT_UNRECOGNIZED_NAME)
             try:
                 await writer.drain()
             except OSError:

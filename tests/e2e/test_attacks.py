@@ -31,6 +31,7 @@ ALERT_ILLEGAL_PARAMETER = 47
 ALERT_DECODE_ERROR = 50
 ALERT_PROTOCOL_VERSION = 70
 ALERT_UNRECOGNIZED_NAME = 112
+ALERT_MISSING_EXTENSION = 109
 FATAL = 2
 
 
@@ -132,7 +133,7 @@ def test_hello_split_over_records(live_gate, certs, fp, chunk):
 LONG_SNI = (b"a" * 60 + b".") * 5 + b"vm.test"          # 312 bytes
 HELLO_CASES = {
     # id: (builder, alert description or None, log pattern)
-    "no_sni": (lambda: Hello().drop(0), ALERT_UNRECOGNIZED_NAME,
+    "no_sni": (lambda: Hello().drop(0), ALERT_MISSING_EXTENSION,
                r"WARN reject .*reason=no_sni\b"),
     "sni_empty": (lambda: Hello().set_sni(b""), ALERT_DECODE_ERROR,
                   r"WARN reject .*reason=bad_hello\b"),

@@ -26,6 +26,12 @@
 #define FIXTURE_DIR "../fixtures/hello/"
 #define VM_NAME "45a68069-defc-4233-9865-6298d87053af.vm.vers.sh"
 #define MAX_LEN 16384
+/* Alert descriptions, RFC 8446 6.2. */
+#define UNEXPECTED_MESSAGE 10
+#define RECORD_OVERFLOW 22
+#define DECODE_ERROR 50
+#define ILLEGAL_PARAMETER 47
+#define PROTOCOL_VERSION 70
 
 /* Where multi-record hellos are joined; MAX_LEN is the default max_len. */
 static uint8_t scratch[TLS_HELLO_SCRATCH_LEN(MAX_LEN)];
@@ -835,6 +841,7 @@ static void test_fixture_outer_lengths(void **state)
 	expect_result(peek_buf(&h, &framed), TLS_HELLO_BAD,
 		      "handshake length -1\n");
 	assert_string_equal(h.error, "data after ClientHello in its record");
+	assert_int_equal(h.alert, UNEXPECTED_MESSAGE);
 	buf_free(&framed);
 
 	/* One byte more: the message goes on in a record not yet received. */
@@ -856,6 +863,7 @@ static void test_fixture_outer_lengths(void **state)
 	expect_result(peek(&h, framed.data, b.len), TLS_HELLO_BAD,
 		      "record length +1, as sent\n");
 	assert_string_equal(h.error, "data after ClientHello in its record");
+	assert_int_equal(h.alert, UNEXPECTED_MESSAGE);
 	expect_result(peek(&h, framed.data, 5 + 4), TLS_HELLO_BAD,
 		      "record length +1, headers only\n");
 	expect_result(peek_buf(&h, &framed), TLS_HELLO_BAD,
@@ -1432,6 +1440,7 @@ static void test_interleaved_record(void **state)
 			      "record type %#x after the first fragment\n",
 			      types[i]);
 		assert_string_equal(h.error, "record is not a handshake record");
+		assert_int_equal(h.alert, UNEXPECTED_MESSAGE);
 		expect_result(peek_buf(&h, &bad), TLS_HELLO_BAD,
 			      "record type %#x, whole input\n", types[i]);
 		check_incremental("record not handshake after the first "
@@ -1442,6 +1451,7 @@ static void test_interleaved_record(void **state)
 	bad.data[5 + split + 1] = 2;
 	expect_result(peek_buf(&h, &bad), TLS_HELLO_BAD,
 		      "second record version 2.x\n");
+	assert_int_equal(h.alert, PROTOCOL_VERSION);
 	check_incremental("second record version 2.x", MAX_LEN, bad.data,
 			  bad.len);
 	buf_free(&bad);
@@ -1467,16 +1477,19 @@ static void test_record_lengths(void **state)
 	expect_result(peek(&h, zero, sizeof(zero)), TLS_HELLO_BAD,
 		      "zero-length record\n");
 	assert_string_equal(h.error, "zero-length handshake record");
+	assert_int_equal(h.alert, UNEXPECTED_MESSAGE);
 	expect_result(peek(&h, zero_second, sizeof(zero_second)),
 		      TLS_HELLO_BAD, "zero-length second record\n");
 	expect_result(peek(&h, big, sizeof(big)), TLS_HELLO_BAD,
 		      "record of 2^14+1 bytes\n");
 	assert_string_equal(h.error, "record longer than 2^14");
+	assert_int_equal(h.alert, RECORD_OVERFLOW);
 	expect_result(peek(&h, max, sizeof(max)), TLS_HELLO_NEED_MORE,
 		      "record of 2^14 bytes, header only\n");
 	expect_result(peek(&h, server_hello, sizeof(server_hello)),
 		      TLS_HELLO_BAD, "ServerHello instead of ClientHello\n");
 	assert_string_equal(h.error, "handshake message is not a ClientHello");
+	assert_int_equal(h.alert, UNEXPECTED_MESSAGE);
 	/* The message type is judged on its own byte. */
 	expect_result(peek(&h, server_hello, 6), TLS_HELLO_BAD,
 		      "ServerHello type byte alone\n");
@@ -1603,10 +1616,6 @@ static void test_result_str(void **state)
  * for bytes that do not fit the grammar (a length, or a vector size out of
  * its range), illegal_parameter for well-formed bytes the RFCs' prose
  * forbids or we refuse, protocol_version for no version to agree on. */
-
-#define DECODE_ERROR 50
-#define ILLEGAL_PARAMETER 47
-#define PROTOCOL_VERSION 70
 
 static void expect_alert(const char *what, const struct buf *b,
 			 const char *want_err, uint8_t want_alert)
