@@ -1,0 +1,149 @@
+/* ctl/config/domains.c: the domains: section (suffix, port_map,
+ * allowed_ports per entry). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/config/ld.h"
+#include "route/route.h"
+
+struct domain_tmp {
+	struct config_domain d;
+	const yaml_node_t *suffix_node;
+};
+
+static void key_domain_suffix(struct ld *ld, yaml_node_t *v)
+{
+	struct domain_tmp *t = ld->obj;
+	char name[254];
+	struct show_buf b;
+	const char *s;
+	size_t len, skip = 0;
+
+	if (!ld_get_str(ld, v, "suffix", &s))
+		return;
+	/* "*.vm.vers.sh" and ".vm.vers.sh" say the same as "vm.vers.sh": a
+	 * domain always means every name under it. */
+	if (!strncmp(s, "*.", 2))
+		skip = 2;
+	else if (s[0] == '.')
+		skip = 1;
+	if (!route_host_normalize(name, &len, sizeof(name),
+				  (const uint8_t *)s + skip,
+				  ld_slen(v) - skip)) {
+		ld_err(ld, v, "suffix '%s' is not a valid hostname (labels of "
+		       "1-63 letters, digits, hyphens; at most 253 bytes)",
+		       ld_show(&b, s, ld_slen(v)));
+		return;
+	}
+	t->d.suffix = strdup(name);
+	if (!t->d.suffix) {
+		ld_oom(ld);
+		return;
+	}
+	t->suffix_node = v;
+}
+
+static void key_domain_port_map(struct ld *ld, yaml_node_t *v)
+{
+	struct config_domain *d = &((struct domain_tmp *)ld->obj)->d;
+	struct port_set *seen;
+	yaml_node_pair_t *p;
+	size_t n;
+
+	if (v->type != YAML_MAPPING_NODE) {
+		ld_err(ld, v, "port_map: expected a mapping of listener port "
+		       "to VM port, got %s", ld_kind(v));
+		return;
+	}
+	n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+	if (n == 0)
+		return;
+	d->port_map = calloc(n, sizeof(*d->port_map));
+	seen = calloc(1, sizeof(*seen));
+	if (!d->port_map || !seen) {
+		ld_oom(ld);
+		goto out;
+	}
+	for (p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = ld_node(ld, p->key);
+		yaml_node_t *val = ld_node(ld, p->value);
+		long long from, to;
+		bool ok;
+
+		ok = ld_get_int(ld, k, "port_map key", 1, 65535, &from);
+		ok &= ld_get_int(ld, val, "port_map value", 1, 65535, &to);
+		if (!ok)
+			continue;
+		if (seen->bits[from / 64] & (1ULL << (from % 64))) {
+			ld_err(ld, k, "port_map: duplicate listener port %lld",
+			       from);
+			continue;
+		}
+		ld_port_set_add(seen, (unsigned)from);
+		d->port_map[d->port_map_len].listen_port = (uint16_t)from;
+		d->port_map[d->port_map_len].vm_port = (uint16_t)to;
+		d->port_map_len++;
+	}
+out:
+	free(seen);
+}
+
+static void key_domain_allowed(struct ld *ld, yaml_node_t *v)
+{
+	struct config_domain *d = &((struct domain_tmp *)ld->obj)->d;
+
+	if (ld_parse_ports(ld, v, "allowed_ports", &d->allowed_ports,
+			   &d->allowed_ports_len))
+		d->has_allowed_ports = true;
+}
+
+static const struct config_key domain_keys[] = {
+	{ "suffix", key_domain_suffix, true },
+	{ "port_map", key_domain_port_map, false },
+	{ "allowed_ports", key_domain_allowed, false },
+};
+
+void ld_domain_free(struct config_domain *d)
+{
+	free(d->suffix);
+	free(d->port_map);
+	free(d->allowed_ports);
+	memset(d, 0, sizeof(*d));
+}
+
+void ld_key_domains(struct ld *ld, yaml_node_t *v)
+{
+	struct config *c = ld->c;
+	struct dup_ent *dups;
+	yaml_node_item_t *it;
+
+	if (ld_is_null(v) || !ld_get_seq(ld, v, "domains") ||
+	    ld_seq_len(v) == 0)
+		return;
+	c->domains = calloc(ld_seq_len(v), sizeof(*c->domains));
+	dups = calloc(ld_seq_len(v), sizeof(*dups));
+	if (!c->domains || !dups) {
+		ld_oom(ld);
+		goto out;
+	}
+	for (it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		struct domain_tmp t = { 0 };
+
+		ld_walk_map(ld, ld_node(ld, *it), "domains entry", domain_keys,
+			    sizeof(domain_keys) / sizeof(domain_keys[0]), &t);
+		if (!t.d.suffix) {
+			ld_domain_free(&t.d);
+			continue;
+		}
+		dups[c->domains_len] = (struct dup_ent){
+			t.d.suffix, (unsigned)t.suffix_node->start_mark.line,
+			(unsigned)t.suffix_node->start_mark.column,
+			c->domains_len };
+		c->domains[c->domains_len++] = t.d;
+	}
+	ld_check_dups(ld, dups, c->domains_len, "domain suffix");
+out:
+	free(dups);
+}
