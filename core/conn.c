@@ -17,22 +17,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/front.h"
 #include "core/kconfig.h"
 #include "core/log.h"
-#include "route/route.h"
 #include "tls/alert.h"
 #include "tls/ctx.h"
 #include "tls/hello.h"
-#include "tls/sigalg.h"
-
-/* What a client that typed http:// gets on a TLS port. */
-static const char http_400[] =
-	"HTTP/1.1 400 Bad Request\r\n"
-	"Content-Type: text/plain; charset=utf-8\r\n"
-	"Content-Length: 67\r\n"
-	"Connection: close\r\n"
-	"\r\n"
-	"This port speaks TLS: use https:// instead of http:// to reach it.\n";
 
 struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c,
 			      enum ring_op op)
@@ -185,82 +175,43 @@ void conn_linger(struct worker *w, struct conn *c, uint8_t desc)
 	cancel_vm(w, c);
 }
 
-static void reject(struct worker *w, struct conn *c, const char *reason,
-		   const char *detail, const struct tls_hello *h, uint8_t desc)
+static void reject(struct worker *w, struct conn *c,
+		   const struct front_decision *d)
 {
 	char peer[LOG_ADDR_MAX], sni[4 * 255 + 8];
 
-	metrics_reject(&w->metrics, reason);
+	metrics_reject(&w->metrics, d->reason);
 	log_fmt_addr(peer, &c->peer);
 	log_warn("reject", "peer=%s port=%u sni=%s reason=%s%s%s%s", peer,
-		 c->listen_port,
-		 printable(sni, sizeof(sni), h ? h->sni : NULL,
-			   h ? h->sni_len : 0),
-		 reason, detail ? " detail=\"" : "", detail ? detail : "",
-		 detail ? "\"" : "");
-	conn_linger(w, c, desc);
+		 c->listen_port, printable(sni, sizeof(sni), d->sni, d->sni_len),
+		 d->reason, d->detail ? " detail=\"" : "",
+		 d->detail ? d->detail : "", d->detail ? "\"" : "");
+	conn_linger(w, c, d->alert);
+	if (d->send_len)
+		tls_conn_queue_raw(&c->tls, d->send, d->send_len);
 }
 
-static void route(struct worker *w, struct conn *c, const struct tls_hello *h)
+static void route(struct worker *w, struct conn *c,
+		  const struct front_decision *d)
 {
-	const struct route_table *t = w->snap->routes;
-	struct route_match m;
-	enum route_verdict v;
-	SSL_CTX *ctx;
-	char name[256];
-	size_t name_len;
-
-	c->hello_version = h->legacy_version;
-	v = route_lookup(t, &m, h->sni, h->sni_len, c->listen_port);
-	if (v != ROUTE_OK) {
-		reject(w, c, route_verdict_str(v), NULL, h,
-		       TLS_ALERT_UNRECOGNIZED_NAME);
-		return;
-	}
-	if (!route_host_normalize(name, &name_len, sizeof(name), h->sni,
-				  h->sni_len)) {
-		conn_close(w, c, "out_of_memory");
-		return;
-	}
-	/* BoringSSL would find no scheme to sign in only after its
-	 * ServerHello: refuse here, before any key work, as it would
-	 * (RFC 8446 4.4.3; handshake_failure is what BoringSSL sends). */
-	ctx = tls_ctx_get0_for_hello(
-		w->snap->tls, name, h->sigalgs, h->sigalgs_len,
-		tls_sigalg_version(h->legacy_version, h->max_version));
-	if (!ctx) {
-		reject(w, c, "no_common_sigalg",
-		       "no certificate can sign in a scheme offered", h,
-		       TLS_ALERT_HANDSHAKE_FAILURE);
-		return;
-	}
-	if (!tls_conn_start(&c->tls, ctx, name)) {
+	if (!tls_conn_start(&c->tls, d->ctx, d->name)) {
 		conn_close(w, c, "out_of_memory");
 		return;
 	}
 	memset(&c->vm, 0, sizeof(c->vm));
 	c->vm.sin6_family = AF_INET6;
-	c->vm.sin6_port = htons(m.vm_port);
-	c->vm.sin6_addr = *m.addr;
-	c->vm_port = m.vm_port;
+	c->vm.sin6_port = htons(d->vm_port);
+	c->vm.sin6_addr = *d->vm_addr;
+	c->vm_port = d->vm_port;
 	c->state = CONN_HANDSHAKE;
 	backend_connect(w, c);
 }
 
-/* A request line of plain HTTP: "GET /", "POST /", "OPTIONS *", ... */
-static bool looks_like_http(const uint8_t *in, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len && i < 8 && in[i] >= 'A' && in[i] <= 'Z'; i++)
-		;
-	return i >= 3 && i < len && in[i] == ' ';
-}
-
+/* The decision is core/front.c's; here is what it costs in I/O. */
 static void do_hello(struct worker *w, struct conn *c)
 {
-	uint32_t max_len = w->shared->cfg->limits.max_clienthello_bytes;
-	struct tls_hello h;
+	const struct snapshot *snap = w->snap;
+	struct front_decision d;
 	const uint8_t *in;
 	size_t in_len;
 
@@ -275,43 +226,24 @@ static void do_hello(struct worker *w, struct conn *c)
 			relay_arm_client_recv(w, c);
 		return;
 	}
-	switch (tls_hello_peek(&c->hello, &h, w->hello_scratch,
-			       w->hello_scratch_len, max_len, in, in_len)) {
-	case TLS_HELLO_NEED_MORE:
-		c->hello_need = (uint32_t)h.records_len;
-		/* The parser never waits on more than this (the hello in
-		 * 1-byte records, 6 bytes of input per byte of message); the
-		 * check keeps the input buffer bounded all the same. */
-		if (in_len > TLS_HELLO_RECORDS_MAX(max_len))
-			reject(w, c, "too_large", "ClientHello records too large",
-			       NULL, TLS_ALERT_DECODE_ERROR);
-		else if (c->flags & CF_CLIENT_FIN)
+	switch (front_decide(&d, &c->hello, w->hello_scratch,
+			     w->hello_scratch_len,
+			     w->shared->cfg->limits.max_clienthello_bytes, in,
+			     in_len, c->listen_port, snap->routes, snap->tls)) {
+	case FRONT_NEED_MORE:
+		c->hello_need = (uint32_t)d.need;
+		if (c->flags & CF_CLIENT_FIN)
 			conn_close(w, c, "client_eof");
 		else
 			relay_arm_client_recv(w, c);
 		return;
-	case TLS_HELLO_NOT_TLS:
-		if (looks_like_http(in, in_len)) {
-			reject(w, c, "not_tls", "plain HTTP request", NULL, 0);
-			tls_conn_queue_raw(&c->tls, (const uint8_t *)http_400,
-					   sizeof(http_400) - 1);
-		} else {
-			reject(w, c, "not_tls",
-			       "first bytes are not a TLS handshake", NULL, 0);
-		}
+	case FRONT_REJECT:
+		c->hello_version = d.hello_version;
+		reject(w, c, &d);
 		return;
-	case TLS_HELLO_TOO_LARGE:
-		reject(w, c, "too_large", h.error, NULL, h.alert);
-		return;
-	case TLS_HELLO_BAD:
-		reject(w, c, "bad_hello", h.error, NULL, h.alert);
-		return;
-	case TLS_HELLO_OK:
-		if (!h.sni) /* RFC 8446 9.2: a server that needs SNI */
-			reject(w, c, "no_sni", NULL, &h,
-			       TLS_ALERT_MISSING_EXTENSION);
-		else
-			route(w, c, &h);
+	case FRONT_TERMINATE:
+		c->hello_version = d.hello_version;
+		route(w, c, &d);
 		return;
 	}
 }

@@ -3,12 +3,14 @@
  * relay's first tls_conn_read) for every stranger that connects.
  *
  *   bytes, in fuzzer-chosen chunks -> tls_conn_feed -> tls_conn_input ->
- *   tls_hello_peek (resumed from a kept state, only once hello_need bytes
- *   are in, as core/ does) -> route_lookup on a fixed table loaded from an in-memory
- *   appliance.yaml -> tls_conn_start with the tls_ctx_new certificate store
- *   (a P-256 and an RSA certificate made at start-up) -> tls_conn_handshake
- *   / tls_conn_out_peek+consume -> tls_conn_read, tls_conn_write, close_notify.
- *   Rejections go through tls_conn_alert, like conn_linger.
+ *   front_decide (core/front.c, the function core/conn.c calls:
+ *   tls_hello_peek resumed from a kept state, only once hello_need bytes
+ *   are in, as core/ does; route_lookup on a fixed table loaded from an
+ *   in-memory appliance.yaml; tls_ctx_get0_for_hello on the tls_ctx_new
+ *   certificate store, a P-256 and an RSA certificate made at start-up)
+ *   -> tls_conn_start -> tls_conn_handshake / tls_conn_out_peek+consume
+ *   -> tls_conn_read, tls_conn_write, close_notify. Rejections go through
+ *   tls_conn_alert and tls_conn_queue_raw, like conn.c's reject.
  *
  * Input: byte 0 chooses the mode and the listener port, byte 1 the chunk
  * size, the rest depends on the mode.
@@ -30,9 +32,11 @@
  * Invariants checked (abort on violation):
  *   - a rejected client gets exactly one alert record (7 bytes: 21, the
  *     hello's record version, length 2, level fatal, the description the
- *     engine uses) or nothing for NOT_TLS; a failed handshake leaves no
- *     TLS_IO_DONE behind; SNI the router accepted is what the store and
- *     BoringSSL's select-certificate callback see;
+ *     engine uses), or for NOT_TLS the HTTP 400 text (plain HTTP) or
+ *     nothing; every reject reason is one of front.h's, with its alert;
+ *     a routed name is the SNI normalised, at the mapped port; a failed
+ *     handshake leaves no TLS_IO_DONE behind; SNI the router accepted is
+ *     what the store and BoringSSL's select-certificate callback see;
  *   - client mode, nothing corrupted and the route accepted: the handshake
  *     completes on both sides, the client's bytes arrive intact through
  *     tls_conn_read, a reply written with tls_conn_write arrives intact at
@@ -55,6 +59,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "core/front.h"
 #include "core/kconfig.h"
 #include "fuzz/testcert.h"
 #include "ctl/config.h"
@@ -190,6 +195,7 @@ struct server {
 	struct tls_hello_state hello;
 	uint16_t hello_version;
 	uint8_t alert; /* the alert rejected with; 0 = none */
+	size_t send_len; /* raw bytes rejected with (the HTTP 400) */
 	bool routed;
 	bool hs_done;
 	bool closed_by_client;
@@ -197,52 +203,77 @@ struct server {
 	size_t plain_len;
 };
 
-static void reject(struct server *s, uint8_t desc)
+/* The reasons front_decide gives, each with the one alert it goes with
+ * (-1: the hello's own, never 0). */
+static const struct {
+	const char *reason;
+	int alert;
+} reasons[] = {
+	{ "not_tls", 0 },
+	{ "too_large", -1 },
+	{ "bad_hello", -1 },
+	{ "no_sni", TLS_ALERT_MISSING_EXTENSION },
+	{ "bad_host", TLS_ALERT_UNRECOGNIZED_NAME },
+	{ "unknown_domain", TLS_ALERT_UNRECOGNIZED_NAME },
+	{ "unknown_vm", TLS_ALERT_UNRECOGNIZED_NAME },
+	{ "port_denied", TLS_ALERT_UNRECOGNIZED_NAME },
+	{ "no_common_sigalg", TLS_ALERT_HANDSHAKE_FAILURE },
+};
+
+static void reject(struct server *s, const struct front_decision *d)
 {
+	size_t i;
+
+	for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (!strcmp(d->reason, reasons[i].reason))
+			break;
+	check(i < sizeof(reasons) / sizeof(reasons[0]));
+	if (reasons[i].alert < 0)
+		check(d->detail != NULL && d->alert != 0);
+	else
+		check(d->alert == reasons[i].alert);
+	/* Only plain HTTP gets bytes outside TLS, and never an alert. */
+	check(!d->send_len || (!strcmp(d->reason, "not_tls") && d->send));
 	/* conn_linger: an alert if there is one, nothing more after it. */
-	if (desc)
-		tls_conn_alert(&s->tls, desc, s->hello_version);
-	s->alert = desc;
+	s->hello_version = d->hello_version;
+	if (d->alert)
+		tls_conn_alert(&s->tls, d->alert, s->hello_version);
+	if (d->send_len)
+		check(tls_conn_queue_raw(&s->tls, d->send, d->send_len));
+	s->alert = d->alert;
+	s->send_len = d->send_len;
 	s->state = S_LINGER;
 }
 
-static void route(struct server *s, const struct tls_hello *h)
+static void route(struct server *s, const struct front_decision *d)
 {
-	struct route_match m;
-	enum route_verdict v;
 	char name[256];
 	size_t name_len;
-	SSL_CTX *ctx;
 
-	s->hello_version = h->legacy_version;
-	v = route_lookup(routes, &m, h->sni, h->sni_len, s->port);
-	if (v != ROUTE_OK) {
-		check(strcmp(route_verdict_str(v), "unknown") != 0);
-		reject(s, TLS_ALERT_UNRECOGNIZED_NAME);
-		return;
-	}
-	/* route_lookup accepted it, so it normalises. */
-	check(route_host_normalize(name, &name_len, sizeof(name), h->sni,
-				   h->sni_len));
+	s->hello_version = d->hello_version;
+	/* The name is the SNI, normalised. */
+	check(route_host_normalize(name, &name_len, sizeof(name), d->sni,
+				   d->sni_len));
+	check(name_len == d->name_len && !strcmp(name, d->name));
 	/* Only vm.vers.sh maps a port: 443 -> 22. */
 	if (name_len > 11 && !strcmp(name + name_len - 11, ".vm.vers.sh") &&
 	    s->port == 443)
-		check(m.vm_port == 22);
+		check(d->vm_port == 22);
 	else
-		check(m.vm_port == s->port);
-	ctx = tls_ctx_get0_for_name(store, name);
-	check(ctx != NULL);
-	check(tls_conn_start(&s->tls, ctx, name));
+		check(d->vm_port == s->port);
+	check(d->ctx != NULL && d->vm_addr != NULL);
+	check(tls_conn_start(&s->tls, d->ctx, d->name));
 	check(tls_conn_started(&s->tls));
 	check(strcmp(s->tls.sni, name) == 0);
 	s->routed = true;
 	s->state = S_HANDSHAKE;
 }
 
+/* core/conn.c's do_hello: the decision is front_decide's. */
 static void do_hello(struct server *s)
 {
 	uint32_t max_len = cfg.limits.max_clienthello_bytes;
-	struct tls_hello h;
+	struct front_decision d;
 	const uint8_t *in;
 	size_t in_len;
 
@@ -251,29 +282,22 @@ static void do_hello(struct server *s)
 	if (!in_len || in_len < s->hello_need)
 		return;
 	check(TLS_HELLO_SCRATCH_LEN(max_len) <= sizeof(hello_scratch));
-	switch (tls_hello_peek(&s->hello, &h, hello_scratch,
-			       TLS_HELLO_SCRATCH_LEN(max_len), max_len, in,
-			       in_len)) {
-	case TLS_HELLO_NEED_MORE:
-		check(h.records_len > in_len);
+	switch (front_decide(&d, &s->hello, hello_scratch,
+			     TLS_HELLO_SCRATCH_LEN(max_len), max_len, in,
+			     in_len, s->port, routes, store)) {
+	case FRONT_NEED_MORE:
+		check(d.need > in_len);
 		check(in_len <= TLS_HELLO_RECORDS_MAX(max_len));
-		s->hello_need = h.records_len;
+		s->hello_need = d.need;
 		return;
-	case TLS_HELLO_NOT_TLS:
-		reject(s, 0);
+	case FRONT_REJECT:
+		reject(s, &d);
 		return;
-	case TLS_HELLO_TOO_LARGE:
-	case TLS_HELLO_BAD:
-		check(h.error != NULL && h.alert != 0);
-		reject(s, h.alert);
-		return;
-	case TLS_HELLO_OK:
-		if (!h.sni)
-			reject(s, TLS_ALERT_MISSING_EXTENSION);
-		else
-			route(s, &h);
+	case FRONT_TERMINATE:
+		route(s, &d);
 		return;
 	}
+	check(!"front_decide: not a verdict");
 }
 
 static void do_handshake(struct server *s)
@@ -395,7 +419,8 @@ static void check_alert(const struct server *s, const uint8_t *out,
 	if (s->state != S_LINGER || s->routed)
 		return;
 	if (!s->alert) {
-		check(out_len == 0); /* NOT_TLS: just close */
+		/* NOT_TLS: the HTTP 400 for plain HTTP, else just close. */
+		check(out_len == s->send_len);
 		return;
 	}
 	check(out_len == TLS_ALERT_RECORD_LEN);

@@ -55,13 +55,14 @@ FUZZ_SRCS_config := fuzz/config.c fuzz/testcert.c $(FUZZ_LOADER) \
 FUZZ_LIBS_config := -lyaml $(FUZZ_SSL)
 FUZZ_MAXLEN_config := 16384
 
-FUZZ_SRCS_front := fuzz/front.c fuzz/testcert.c $(wildcard tls/*.c) \
-                   $(FUZZ_LOADER) route/table.c route/trie.c route/host.c
+FUZZ_SRCS_front := fuzz/front.c fuzz/testcert.c core/front.c \
+                   $(wildcard tls/*.c) $(FUZZ_LOADER) route/table.c \
+                   route/trie.c route/host.c
 FUZZ_LIBS_front := -lyaml $(FUZZ_SSL)
 FUZZ_MAXLEN_front := 20000
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
-FUZZ_HDRS := $(wildcard tls/*.h route/*.h ctl/config.h ctl/config/*.h fuzz/*.h)
+FUZZ_HDRS := $(wildcard tls/*.h route/*.h core/front.h ctl/config.h ctl/config/*.h fuzz/*.h)
 
 # For the shell loops: NAME:MAX_LEN of every target.
 FUZZ_SPECS = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))

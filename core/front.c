@@ -1,0 +1,128 @@
+/* core/front.c: the front path's decision (see front.h).
+ *
+ *   bytes so far --tls_hello_peek--> NEED_MORE (unless over the bound)
+ *                                 \-> NOT_TLS, TOO_LARGE, BAD: reject
+ *                                 \-> OK: no SNI: reject
+ *                                         route_lookup: not ok: reject
+ *                                         no certificate signs: reject
+ *                                         else terminate
+ */
+#include "core/front.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "route/route.h"
+#include "tls/alert.h"
+#include "tls/ctx.h"
+#include "tls/sigalg.h"
+
+/* What a client that typed http:// gets on a TLS port. */
+static const char http_400[] =
+	"HTTP/1.1 400 Bad Request\r\n"
+	"Content-Type: text/plain; charset=utf-8\r\n"
+	"Content-Length: 67\r\n"
+	"Connection: close\r\n"
+	"\r\n"
+	"This port speaks TLS: use https:// instead of http:// to reach it.\n";
+
+/* A request line of plain HTTP: "GET /", "POST /", "OPTIONS *", ... */
+static bool looks_like_http(const uint8_t *in, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && i < 8 && in[i] >= 'A' && in[i] <= 'Z'; i++)
+		;
+	return i >= 3 && i < len && in[i] == ' ';
+}
+
+static enum front_verdict reject(struct front_decision *out,
+				 const char *reason, const char *detail,
+				 uint8_t alert)
+{
+	out->reason = reason;
+	out->detail = detail;
+	out->alert = alert;
+	return FRONT_REJECT;
+}
+
+static enum front_verdict route(struct front_decision *out,
+				const struct tls_hello *h,
+				uint16_t listen_port,
+				const struct route_table *routes,
+				const struct tls_ctx *tls_ctx)
+{
+	struct route_match m;
+	enum route_verdict v;
+
+	out->sni = h->sni;
+	out->sni_len = h->sni_len;
+	out->hello_version = h->legacy_version;
+	v = route_lookup(routes, &m, h->sni, h->sni_len, listen_port);
+	if (v != ROUTE_OK)
+		return reject(out, route_verdict_str(v), NULL,
+			      TLS_ALERT_UNRECOGNIZED_NAME);
+	/* route_lookup took the name, so it normalises: fail closed all the
+	 * same, as the name it could not take. */
+	if (!route_host_normalize(out->name, &out->name_len,
+				  sizeof(out->name), h->sni, h->sni_len))
+		return reject(out, route_verdict_str(ROUTE_BAD_HOST), NULL,
+			      TLS_ALERT_UNRECOGNIZED_NAME);
+	/* BoringSSL would find no scheme to sign in only after its
+	 * ServerHello: refuse here, before any key work, as it would
+	 * (RFC 8446 4.4.3; handshake_failure is what BoringSSL sends). */
+	out->ctx = tls_ctx_get0_for_hello(
+		tls_ctx, out->name, h->sigalgs, h->sigalgs_len,
+		tls_sigalg_version(h->legacy_version, h->max_version));
+	if (!out->ctx)
+		return reject(out, "no_common_sigalg",
+			      "no certificate can sign in a scheme offered",
+			      TLS_ALERT_HANDSHAKE_FAILURE);
+	out->vm_addr = m.addr;
+	out->vm_port = m.vm_port;
+	return FRONT_TERMINATE;
+}
+
+enum front_verdict front_decide(struct front_decision *out,
+				struct tls_hello_state *st, uint8_t *scratch,
+				size_t scratch_len, size_t max_len,
+				const uint8_t *in, size_t in_len,
+				uint16_t listen_port,
+				const struct route_table *routes,
+				const struct tls_ctx *tls_ctx)
+{
+	struct tls_hello h;
+
+	memset(out, 0, sizeof(*out));
+	switch (tls_hello_peek(st, &h, scratch, scratch_len, max_len, in,
+			       in_len)) {
+	case TLS_HELLO_NEED_MORE:
+		/* The parser never waits on more than this (the hello in
+		 * 1-byte records, 6 bytes of input per byte of message); the
+		 * check keeps the caller's input buffer bounded all the
+		 * same. */
+		if (in_len > TLS_HELLO_RECORDS_MAX(max_len))
+			return reject(out, "too_large",
+				      "ClientHello records too large",
+				      TLS_ALERT_DECODE_ERROR);
+		out->need = h.records_len;
+		return FRONT_NEED_MORE;
+	case TLS_HELLO_NOT_TLS:
+		if (!looks_like_http(in, in_len))
+			return reject(out, "not_tls",
+				      "first bytes are not a TLS handshake", 0);
+		out->send = (const uint8_t *)http_400;
+		out->send_len = sizeof(http_400) - 1;
+		return reject(out, "not_tls", "plain HTTP request", 0);
+	case TLS_HELLO_TOO_LARGE:
+		return reject(out, "too_large", h.error, h.alert);
+	case TLS_HELLO_BAD:
+		return reject(out, "bad_hello", h.error, h.alert);
+	case TLS_HELLO_OK:
+		break;
+	}
+	if (!h.sni) /* RFC 8446 9.2: a server that needs SNI */
+		return reject(out, "no_sni", NULL,
+			      TLS_ALERT_MISSING_EXTENSION);
+	return route(out, &h, listen_port, routes, tls_ctx);
+}
