@@ -11,6 +11,7 @@
  * goes on after a semantic error so that one run reports as much as it
  * can, and only a complete, error-free config is handed out.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -234,6 +235,9 @@ bool ld_walk_map(struct ld *ld, yaml_node_t *n, const char *what,
 	void *saved;
 	size_t i;
 
+	/* A key table longer than |seen| is a programming error: every
+	 * table is walked by the unit tests, which this stops. */
+	assert(nkeys <= CONFIG_KEYS_MAX);
 	if (n->type != YAML_MAPPING_NODE) {
 		ld_err(ld, n, "%s: expected a mapping, got %s", what,
 		       ld_kind(n));

@@ -1,4 +1,4 @@
-/* tests/unit/test_config_vms.c: the vms: fast path (ctl/config/load.c).
+/* tests/unit/test_config_vms.c: the vms: fast path (ctl/config/vms.c).
  *
  * A vms: list of one-line flow mappings is read without libyaml's node
  * tree; everything else goes through libyaml. The two must agree exactly:
