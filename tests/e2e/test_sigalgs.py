@@ -20,8 +20,8 @@ import subprocess
 
 import pytest
 
-from e2e_util import (Gate, Hello, echo_roundtrip, gate_config, peer_re,
-                      plaintext_alerts, read_answer, recv_all)
+from e2e_util import (Gate, Hello, echo_roundtrip, gate_config, gate_metric,
+                      peer_re, plaintext_alerts, read_answer)
 
 HANDSHAKE_FAILURE = 40
 REJECTS = 'vmgate_rejects_total{reason="no_common_sigalg"}'
@@ -33,19 +33,8 @@ RSA_ONLY = [0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0201]
 
 
 def reject_count(gate):
-    """vmgate_rejects_total{reason="no_common_sigalg"} from the gate's
-    /metrics (its admin unix socket); None if absent."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(gate.admin_socket())
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: gate\r\n"
-                  b"Connection: close\r\n\r\n")
-        data = recv_all(s).decode(errors="replace")
-    for line in data.splitlines():
-        k, _, v = line.rpartition(" ")
-        if k == REJECTS:
-            return int(v)
-    return None
+    """vmgate_rejects_total{reason="no_common_sigalg"}; None if absent."""
+    return gate_metric(gate, REJECTS)
 
 
 def with_sigalgs(hello, schemes):

@@ -1692,52 +1692,49 @@ static void test_alerts_sni(void **state)
 
 static void test_alerts_extensions(void **state)
 {
-	static const uint8_t alpn_trailing[] = { 0, 3, 2, 'h', '2', 0 };
-	static const uint8_t alpn_empty_list[] = { 0, 0 };
-	static const uint8_t alpn_empty_name[] = { 0, 4, 2, 'h', '2', 0 };
-	static const uint8_t sig_short[] = { 0, 4, 4, 3 };
-	static const uint8_t sig_empty[] = { 0, 0 };
-	static const uint8_t sig_odd[] = { 0, 3, 4, 3, 5 };
-	static const uint8_t ver_short[] = { 4, 3, 4 };
-	static const uint8_t ver_empty[] = { 0 };
-	static const uint8_t ver_odd[] = { 3, 3, 4, 3 };
-	static const uint8_t ver_grease[] = { 4, 0x0a, 0x0a, 0x2a, 0x2a };
+#define BYTES(...) (const uint8_t[]){ __VA_ARGS__ }, \
+		   sizeof((const uint8_t[]){ __VA_ARGS__ })
+	const struct {
+		const char *what;
+		uint16_t type;
+		const uint8_t *data;
+		size_t len;
+		const char *err;
+		uint8_t alert;
+	} cases[] = {
+		{ "ALPN with a byte after its list", 16,
+		  BYTES(0, 3, 2, 'h', '2', 0), "bad ALPN extension length",
+		  DECODE_ERROR },
+		{ "empty ALPN list", 16, BYTES(0, 0), "empty ALPN list",
+		  DECODE_ERROR },
+		{ "empty ALPN name", 16, BYTES(0, 4, 2, 'h', '2', 0),
+		  "empty ALPN protocol name", DECODE_ERROR },
+		{ "short signature_algorithms", 13, BYTES(0, 4, 4, 3),
+		  "bad signature_algorithms length", DECODE_ERROR },
+		{ "empty signature_algorithms", 13, BYTES(0, 0),
+		  "bad signature_algorithms list", DECODE_ERROR },
+		{ "odd signature_algorithms", 13, BYTES(0, 3, 4, 3, 5),
+		  "bad signature_algorithms list", DECODE_ERROR },
+		{ "short supported_versions", 43, BYTES(4, 3, 4),
+		  "bad supported_versions length", DECODE_ERROR },
+		{ "empty supported_versions", 43, BYTES(0),
+		  "bad supported_versions list", DECODE_ERROR },
+		{ "odd supported_versions", 43, BYTES(3, 3, 4, 3),
+		  "bad supported_versions list", DECODE_ERROR },
+		/* Well-formed, with no version in it to agree on. */
+		{ "only GREASE versions", 43, BYTES(4, 0x0a, 0x0a, 0x2a, 0x2a),
+		  "supported_versions has only GREASE", PROTOCOL_VERSION },
+	};
+#undef BYTES
 	static const uint8_t trailer[] = { 0 };
 	struct ext dup[2] = { { 21, NULL, 0 }, { 21, NULL, 0 } };
 	struct spec s = { .exts = dup, .nexts = 2 };
 	struct buf b;
+	size_t i;
 
-	expect_alert_ext("ALPN with a byte after its list", 16, alpn_trailing,
-			 sizeof(alpn_trailing), "bad ALPN extension length",
-			 DECODE_ERROR);
-	expect_alert_ext("empty ALPN list", 16, alpn_empty_list,
-			 sizeof(alpn_empty_list), "empty ALPN list",
-			 DECODE_ERROR);
-	expect_alert_ext("empty ALPN name", 16, alpn_empty_name,
-			 sizeof(alpn_empty_name), "empty ALPN protocol name",
-			 DECODE_ERROR);
-	expect_alert_ext("short signature_algorithms", 13, sig_short,
-			 sizeof(sig_short), "bad signature_algorithms length",
-			 DECODE_ERROR);
-	expect_alert_ext("empty signature_algorithms", 13, sig_empty,
-			 sizeof(sig_empty), "bad signature_algorithms list",
-			 DECODE_ERROR);
-	expect_alert_ext("odd signature_algorithms", 13, sig_odd,
-			 sizeof(sig_odd), "bad signature_algorithms list",
-			 DECODE_ERROR);
-	expect_alert_ext("short supported_versions", 43, ver_short,
-			 sizeof(ver_short), "bad supported_versions length",
-			 DECODE_ERROR);
-	expect_alert_ext("empty supported_versions", 43, ver_empty,
-			 sizeof(ver_empty), "bad supported_versions list",
-			 DECODE_ERROR);
-	expect_alert_ext("odd supported_versions", 43, ver_odd,
-			 sizeof(ver_odd), "bad supported_versions list",
-			 DECODE_ERROR);
-	/* Well-formed, with no version in it to agree on. */
-	expect_alert_ext("only GREASE versions", 43, ver_grease,
-			 sizeof(ver_grease), "supported_versions has only GREASE",
-			 PROTOCOL_VERSION);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		expect_alert_ext(cases[i].what, cases[i].type, cases[i].data,
+				 cases[i].len, cases[i].err, cases[i].alert);
 	/* What BoringSSL sends for a duplicate (ssl_client_hello_init). */
 	build(&b, &s);
 	expect_alert("duplicate extension", &b, "duplicate extension",
