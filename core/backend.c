@@ -22,6 +22,7 @@ static void connect_failed(struct worker *w, struct conn *c, int err)
 	char peer[LOG_ADDR_MAX], addr[INET6_ADDRSTRLEN], vm[64];
 
 	metrics_connect_error(&w->metrics, err);
+	metrics_count(&w->metrics, REASON_CONNECT_ERROR);
 	log_fmt_addr(peer, &c->peer);
 	inet_ntop(AF_INET6, &c->vm.sin6_addr, addr, sizeof(addr));
 	log_warn("connect_error",

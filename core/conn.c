@@ -69,14 +69,15 @@ static const char *printable(char *out, size_t cap, const uint8_t *in,
 	return out;
 }
 
-/* The connection's one line. |detail| (or NULL) says more about |reason|. */
-static void log_close(struct worker *w, struct conn *c, enum log_level level,
-		      const char *reason, const char *detail)
+/* The connection's one line, and its count. |detail| (or NULL) says more
+ * about |reason|. */
+static void log_close(struct worker *w, struct conn *c,
+		      enum conn_reason reason, const char *detail)
 {
 	char peer[LOG_ADDR_MAX], vm[64], tlsinfo[128];
 
 	c->flags |= CF_LOGGED;
-	metrics_close(&w->metrics, reason);
+	metrics_count(&w->metrics, reason);
 	log_fmt_addr(peer, &c->peer);
 	if (!c->tls.sni) {
 		/* Never got as far as a routed hello: scanners and probes.
@@ -84,19 +85,19 @@ static void log_close(struct worker *w, struct conn *c, enum log_level level,
 		log_debug("close", "peer=%s port=%u ms=%llu reason=%s", peer,
 			  c->listen_port,
 			  (unsigned long long)(w->now_ms - c->start_ms),
-			  reason);
+			  reason_name(reason));
 		return;
 	}
 	tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
-	log_msg(level, "close",
+	log_msg(reason_level(reason), "close",
 		"peer=%s sni=%s vm=%s vm_port=%u up=%llu down=%llu ms=%llu "
 		"reason=%s%s%s%s %s",
 		peer, c->tls.sni, conn_vm_id(c, vm, sizeof(vm)), c->vm_port,
 		(unsigned long long)c->up_bytes,
 		(unsigned long long)c->down_bytes,
-		(unsigned long long)(w->now_ms - c->start_ms), reason,
-		detail ? " detail=\"" : "", detail ? detail : "",
-		detail ? "\"" : "", tlsinfo);
+		(unsigned long long)(w->now_ms - c->start_ms),
+		reason_name(reason), detail ? " detail=\"" : "",
+		detail ? detail : "", detail ? "\"" : "", tlsinfo);
 }
 
 static void conn_release(struct worker *w, struct conn *c)
@@ -153,17 +154,25 @@ static void cancel_vm(struct worker *w, struct conn *c)
 	cancel_op(w, c, CF_VM_SEND, OP_VM_SEND);
 }
 
-void conn_close(struct worker *w, struct conn *c, const char *reason)
+/* The end of a connection whose line is logged. */
+static void teardown(struct worker *w, struct conn *c)
 {
 	if (c->state == CONN_CLOSING || c->state == CONN_FREE)
 		return;
-	if (!(c->flags & CF_LOGGED))
-		log_close(w, c, LOG_INFO, reason, NULL);
 	c->state = CONN_CLOSING;
 	timer_disarm(&c->timer);
 	cancel_op(w, c, CF_CLIENT_RECV, OP_CLIENT_RECV);
 	cancel_op(w, c, CF_CLIENT_SEND, OP_CLIENT_SEND);
 	cancel_vm(w, c);
+}
+
+void conn_close(struct worker *w, struct conn *c, enum conn_reason reason)
+{
+	if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+		return;
+	if (!(c->flags & CF_LOGGED))
+		log_close(w, c, reason, NULL);
+	teardown(w, c);
 }
 
 void conn_linger(struct worker *w, struct conn *c, uint8_t desc)
@@ -180,11 +189,11 @@ static void reject(struct worker *w, struct conn *c,
 {
 	char peer[LOG_ADDR_MAX], sni[4 * 255 + 8];
 
-	metrics_reject(&w->metrics, d->reason);
+	metrics_count(&w->metrics, d->reason);
 	log_fmt_addr(peer, &c->peer);
 	log_warn("reject", "peer=%s port=%u sni=%s reason=%s%s%s%s", peer,
 		 c->listen_port, printable(sni, sizeof(sni), d->sni, d->sni_len),
-		 d->reason, d->detail ? " detail=\"" : "",
+		 reason_name(d->reason), d->detail ? " detail=\"" : "",
 		 d->detail ? d->detail : "", d->detail ? "\"" : "");
 	conn_linger(w, c, d->alert);
 	if (d->send_len)
@@ -195,7 +204,7 @@ static void route(struct worker *w, struct conn *c,
 		  const struct front_decision *d)
 {
 	if (!tls_conn_start(&c->tls, d->ctx, d->name)) {
-		conn_close(w, c, "out_of_memory");
+		conn_close(w, c, REASON_OUT_OF_MEMORY);
 		return;
 	}
 	memset(&c->vm, 0, sizeof(c->vm));
@@ -221,7 +230,7 @@ static void do_hello(struct worker *w, struct conn *c)
 		 * a hello trickling in byte by byte is parsed once per
 		 * record, not once per byte. */
 		if (c->flags & CF_CLIENT_FIN)
-			conn_close(w, c, "client_eof");
+			conn_close(w, c, REASON_CLIENT_EOF);
 		else
 			relay_arm_client_recv(w, c);
 		return;
@@ -233,7 +242,7 @@ static void do_hello(struct worker *w, struct conn *c)
 	case FRONT_NEED_MORE:
 		c->hello_need = (uint32_t)d.need;
 		if (c->flags & CF_CLIENT_FIN)
-			conn_close(w, c, "client_eof");
+			conn_close(w, c, REASON_CLIENT_EOF);
 		else
 			relay_arm_client_recv(w, c);
 		return;
@@ -250,7 +259,7 @@ static void do_hello(struct worker *w, struct conn *c)
 
 void conn_tls_failed(struct worker *w, struct conn *c)
 {
-	log_close(w, c, LOG_WARN, "tls_error", tls_conn_error_str(&c->tls));
+	log_close(w, c, REASON_TLS_ERROR, tls_conn_error_str(&c->tls));
 	/* BoringSSL queued its alert: send it, then close. */
 	conn_linger(w, c, 0);
 }
@@ -276,7 +285,8 @@ static void do_handshake(struct worker *w, struct conn *c)
 			break;
 		case TLS_IO_WANT_READ:
 			if (c->flags & CF_CLIENT_FIN) {
-				conn_close(w, c, "client_eof_in_handshake");
+				conn_close(w, c,
+					   REASON_CLIENT_EOF_IN_HANDSHAKE);
 				return;
 			}
 			relay_arm_client_recv(w, c);
@@ -303,7 +313,7 @@ static void do_handshake(struct worker *w, struct conn *c)
 static void do_linger(struct worker *w, struct conn *c)
 {
 	if (relay_linger(w, c))
-		conn_close(w, c, "linger");
+		teardown(w, c);
 }
 
 static void conn_run(struct worker *w, struct conn *c)
@@ -339,19 +349,21 @@ static void conn_run(struct worker *w, struct conn *c)
 
 /* Over a limit: counted every time, logged at most once a second per
  * worker with how many were dropped since the last line. */
-static void log_overload(struct worker *w, const char *reason,
+static void log_overload(struct worker *w, enum conn_reason reason,
 			 const struct sockaddr_in6 *peer)
 {
 	char addr[LOG_ADDR_MAX];
 
 	w->overload_dropped++;
 	metric_add(&w->metrics.overload_drops, 1);
+	metrics_count(&w->metrics, reason);
 	if (w->now_ms - w->overload_logged_ms < 1000)
 		return;
 	w->overload_logged_ms = w->now_ms;
 	log_warn("overload", "worker=%u reason=%s peer=%s live=%u dropped=%llu",
-		 w->id, reason, peer ? log_fmt_addr(addr, peer) : "-",
-		 w->conns_live, (unsigned long long)w->overload_dropped);
+		 w->id, reason_name(reason),
+		 peer ? log_fmt_addr(addr, peer) : "-", w->conns_live,
+		 (unsigned long long)w->overload_dropped);
 	w->overload_dropped = 0;
 }
 
@@ -381,7 +393,7 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port,
 	struct io_uring_sqe *sqe;
 
 	if (!c) {
-		log_overload(w, "max_connections", peer);
+		log_overload(w, REASON_MAX_CONNECTIONS, peer);
 		sqe = ring_sqe(&w->ring);
 		ring_prep_close_sock(sqe, fd);
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
@@ -407,7 +419,7 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port,
 	if (!peers_acquire(&w->shared->peers, c->peer_slot)) {
 		/* Answer before any work: an alert the client reads after its
 		 * hello, then the lingering close. */
-		log_overload(w, "max_connections_per_ip", &c->peer);
+		log_overload(w, REASON_MAX_CONNECTIONS_PER_IP, &c->peer);
 		c->flags |= CF_LOGGED;
 		conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
 		conn_run(w, c);
@@ -507,7 +519,7 @@ void conn_expire_timers(struct worker *w)
 	while ((n = timer_pop_expired(&w->hs_timers, w->now_ms))) {
 		struct conn *c = (struct conn *)n;
 
-		conn_close(w, c, "handshake_timeout");
+		conn_close(w, c, REASON_HANDSHAKE_TIMEOUT);
 		conn_run(w, c);
 	}
 	while ((n = timer_pop_expired(&w->idle_timers, w->now_ms))) {
@@ -520,13 +532,14 @@ void conn_expire_timers(struct worker *w)
 			timer_arm(&w->idle_timers, n, c->active_ms);
 			continue;
 		}
-		conn_close(w, c, "idle_timeout");
+		conn_close(w, c, REASON_IDLE_TIMEOUT);
 		conn_run(w, c);
 	}
 	while ((n = timer_pop_expired(&w->linger_timers, w->now_ms))) {
 		struct conn *c = (struct conn *)n;
 
-		conn_close(w, c, "linger_timeout");
+		/* Only a lingering connection is on this list: logged. */
+		teardown(w, c);
 		conn_run(w, c);
 	}
 }
@@ -554,6 +567,8 @@ void conn_abort_all(struct worker *w)
 
 		if (c->state == CONN_FREE)
 			continue;
+		if (!(c->flags & CF_LOGGED))
+			log_close(w, c, REASON_SHUTDOWN, NULL);
 		/* Direct descriptors go with the ring's file table. */
 		if (c->cfd >= 0 && !ring_direct)
 			close(c->cfd);

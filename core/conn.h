@@ -28,10 +28,12 @@ void conn_abort_all(struct worker *w);
 struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c,
 			      enum ring_op op);
 
-/* conn_close logs the connection's line (unless already logged) with
- * |reason| and tears it down: in-flight operations are cancelled and the
- * slot is freed when the last one completes. */
-void conn_close(struct worker *w, struct conn *c, const char *reason);
+/* conn_close logs and counts the connection's close line with |reason|
+ * and tears it down: in-flight operations are cancelled and the slot is
+ * freed when the last one completes. A connection has one line: if it was
+ * logged already (rejected, tls_error, connect_error, overload: they
+ * linger), the first reason stands and |reason| is dropped. */
+void conn_close(struct worker *w, struct conn *c, enum conn_reason reason);
 
 /* conn_linger queues alert |desc| (0: none) for the client, sends what is
  * pending, then closes without logging again: a lingering close, so the

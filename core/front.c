@@ -37,13 +37,32 @@ static bool looks_like_http(const uint8_t *in, size_t len)
 }
 
 static enum front_verdict reject(struct front_decision *out,
-				 const char *reason, const char *detail,
+				 enum conn_reason reason, const char *detail,
 				 uint8_t alert)
 {
 	out->reason = reason;
 	out->detail = detail;
 	out->alert = alert;
 	return FRONT_REJECT;
+}
+
+/* The reject reason for a route verdict other than ROUTE_OK. */
+static enum conn_reason route_reason(enum route_verdict v)
+{
+	switch (v) {
+	case ROUTE_NO_SNI:
+		return REASON_NO_SNI;
+	case ROUTE_UNKNOWN_DOMAIN:
+		return REASON_UNKNOWN_DOMAIN;
+	case ROUTE_UNKNOWN_VM:
+		return REASON_UNKNOWN_VM;
+	case ROUTE_PORT_DENIED:
+		return REASON_PORT_DENIED;
+	case ROUTE_OK: /* not a rejection: fail closed all the same */
+	case ROUTE_BAD_HOST:
+		break;
+	}
+	return REASON_BAD_HOST;
 }
 
 static enum front_verdict route(struct front_decision *out,
@@ -60,13 +79,13 @@ static enum front_verdict route(struct front_decision *out,
 	out->hello_version = h->legacy_version;
 	v = route_lookup(routes, &m, h->sni, h->sni_len, listen_port);
 	if (v != ROUTE_OK)
-		return reject(out, route_verdict_str(v), NULL,
+		return reject(out, route_reason(v), NULL,
 			      TLS_ALERT_UNRECOGNIZED_NAME);
 	/* route_lookup took the name, so it normalises: fail closed all the
 	 * same, as the name it could not take. */
 	if (!route_host_normalize(out->name, &out->name_len,
 				  sizeof(out->name), h->sni, h->sni_len))
-		return reject(out, route_verdict_str(ROUTE_BAD_HOST), NULL,
+		return reject(out, REASON_BAD_HOST, NULL,
 			      TLS_ALERT_UNRECOGNIZED_NAME);
 	/* BoringSSL would find no scheme to sign in only after its
 	 * ServerHello: refuse here, before any key work, as it would
@@ -75,7 +94,7 @@ static enum front_verdict route(struct front_decision *out,
 		tls_ctx, out->name, h->sigalgs, h->sigalgs_len,
 		tls_sigalg_version(h->legacy_version, h->max_version));
 	if (!out->ctx)
-		return reject(out, "no_common_sigalg",
+		return reject(out, REASON_NO_COMMON_SIGALG,
 			      "no certificate can sign in a scheme offered",
 			      TLS_ALERT_HANDSHAKE_FAILURE);
 	out->vm_addr = m.addr;
@@ -102,27 +121,27 @@ enum front_verdict front_decide(struct front_decision *out,
 		 * check keeps the caller's input buffer bounded all the
 		 * same. */
 		if (in_len > TLS_HELLO_RECORDS_MAX(max_len))
-			return reject(out, "too_large",
+			return reject(out, REASON_TOO_LARGE,
 				      "ClientHello records too large",
 				      TLS_ALERT_DECODE_ERROR);
 		out->need = h.records_len;
 		return FRONT_NEED_MORE;
 	case TLS_HELLO_NOT_TLS:
 		if (!looks_like_http(in, in_len))
-			return reject(out, "not_tls",
+			return reject(out, REASON_NOT_TLS,
 				      "first bytes are not a TLS handshake", 0);
 		out->send = (const uint8_t *)http_400;
 		out->send_len = sizeof(http_400) - 1;
-		return reject(out, "not_tls", "plain HTTP request", 0);
+		return reject(out, REASON_NOT_TLS, "plain HTTP request", 0);
 	case TLS_HELLO_TOO_LARGE:
-		return reject(out, "too_large", h.error, h.alert);
+		return reject(out, REASON_TOO_LARGE, h.error, h.alert);
 	case TLS_HELLO_BAD:
-		return reject(out, "bad_hello", h.error, h.alert);
+		return reject(out, REASON_BAD_HELLO, h.error, h.alert);
 	case TLS_HELLO_OK:
 		break;
 	}
 	if (!h.sni) /* RFC 8446 9.2: a server that needs SNI */
-		return reject(out, "no_sni", NULL,
+		return reject(out, REASON_NO_SNI, NULL,
 			      TLS_ALERT_MISSING_EXTENSION);
 	return route(out, &h, listen_port, routes, tls_ctx);
 }

@@ -21,6 +21,7 @@
 
 #include <openssl/ssl.h>
 
+#include "core/reason.h"
 #include "tls/hello.h"
 
 struct route_table;
@@ -40,13 +41,13 @@ struct front_decision {
 	 * work. */
 	size_t need;
 
-	/* FRONT_REJECT: |reason| is a static name for logs and metrics
-	 * ("not_tls", "too_large", "bad_hello", "no_sni", a
-	 * route_verdict_str, "no_common_sigalg"); |detail| says more, or is
-	 * NULL; |alert| is the enum tls_alert_desc to send, 0 for none;
+	/* FRONT_REJECT: |reason| for logs and metrics (REASON_NOT_TLS,
+	 * _TOO_LARGE, _BAD_HELLO, _NO_SNI, one per route verdict, or
+	 * _NO_COMMON_SIGALG; REASON_NONE otherwise); |detail| says more, or
+	 * is NULL; |alert| is the enum tls_alert_desc to send, 0 for none;
 	 * |send|, |send_len| are raw bytes to send outside TLS (the HTTP 400
 	 * for plain HTTP), NULL, 0 for none. */
-	const char *reason;
+	enum conn_reason reason;
 	const char *detail;
 	uint8_t alert;
 	const uint8_t *send;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -59,6 +60,39 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 	 * pipe loses the rest of this line, never blocks the data path for
 	 * long (stderr is blocking, but lines are rare and small). */
 	(void)!write(STDERR_FILENO, line, len);
+}
+
+static size_t esc_width(uint8_t ch)
+{
+	return (ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\') ? 1 : 4;
+}
+
+char *log_escape(char *out, size_t cap, const void *in, size_t len)
+{
+	const uint8_t *p = in;
+	size_t i, o = 0, need = 0, room = cap - 1;
+
+	if (!p || !len) {
+		snprintf(out, cap, "-");
+		return out;
+	}
+	for (i = 0; i < len; i++)
+		need += esc_width(p[i]);
+	/* Cut: keep room for the "..." that says so. */
+	if (need > room)
+		room -= 3;
+	for (i = 0; i < len && o + esc_width(p[i]) <= room; i++) {
+		if (esc_width(p[i]) == 1)
+			out[o++] = (char)p[i];
+		else
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", p[i]);
+	}
+	if (i < len) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return out;
 }
 
 char *log_fmt_addr(char out[LOG_ADDR_MAX], const struct sockaddr_in6 *sa)

@@ -40,6 +40,14 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 			log_msg(LOG_DEBUG, ev, __VA_ARGS__);                 \
 	} while (0)
 
+/* log_escape writes |len| bytes of untrusted |in| into |out| (|cap| >= 5)
+ * so that they stay one token of one line: bytes outside 0x21..0x7e, '"'
+ * and '\\' become \xNN; nothing becomes "-". What does not fit in |cap|
+ * is cut at a whole byte and marked "...". Returns |out|. The one escaper
+ * for log lines and for values quoted in error messages. */
+#define LOG_ESCAPED_MAX(len) (4 * (len) + 4)
+char *log_escape(char *out, size_t cap, const void *in, size_t len);
+
 /* log_fmt_addr writes "[v6]:port", or "a.b.c.d:port" for a v4-mapped
  * address, into |out| and returns |out|. */
 #define LOG_ADDR_MAX 64

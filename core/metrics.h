@@ -3,8 +3,8 @@
  * Each worker writes only its own struct metrics; the control thread reads
  * all of them to answer GET /metrics. Counters are relaxed atomics written
  * by one thread, so an update is a plain load and store: no lock, no
- * read-modify-write on the data path. Reasons are the strings the log
- * lines use; metrics_close() and metrics_reject() map them to slots.
+ * read-modify-write on the data path. Closes and rejects count by enum
+ * conn_reason (core/reason.h), one slot per reason.
  */
 #ifndef VMGATE_CORE_METRICS_H
 #define VMGATE_CORE_METRICS_H
@@ -13,10 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum {
-	METRIC_CLOSE_REASONS = 16,
-	METRIC_REJECT_REASONS = 12,
-};
+#include "core/reason.h"
 
 enum metric_connect_error {
 	METRIC_CONNECT_REFUSED,
@@ -30,8 +27,7 @@ typedef _Atomic uint64_t metric_t;
 
 struct metrics {
 	metric_t accepted;
-	metric_t closes[METRIC_CLOSE_REASONS];
-	metric_t rejects[METRIC_REJECT_REASONS];
+	metric_t reasons[REASON_COUNT]; /* closes and rejects */
 	metric_t connect_errors[METRIC_CONNECT_ERRORS];
 	metric_t bytes_up, bytes_down;
 	metric_t handshakes_full, handshakes_resumed;
@@ -51,13 +47,18 @@ static inline uint64_t metric_get(const metric_t *m)
 	return atomic_load_explicit(m, memory_order_relaxed);
 }
 
-void metrics_close(struct metrics *m, const char *reason);
-void metrics_reject(struct metrics *m, const char *reason);
+/* One connection ended (or was refused) for |r|: the line that says so
+ * is logged where this is called. */
+static inline void metrics_count(struct metrics *m, enum conn_reason r)
+{
+	if (r > REASON_NONE && r < REASON_COUNT)
+		metric_add(&m->reasons[r], 1);
+}
+
 void metrics_connect_error(struct metrics *m, int err);
 
-/* The names behind the slots, for the exposition. NULL past the last. */
-const char *metrics_close_name(size_t i);
-const char *metrics_reject_name(size_t i);
+/* The names behind the connect error slots, for the exposition. NULL
+ * past the last. */
 const char *metrics_connect_error_name(size_t i);
 
 #endif

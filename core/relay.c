@@ -63,8 +63,8 @@ static const uint8_t *cqe_buffer(struct worker *w,
 	return ring_buf_addr(&w->bufs, *bid);
 }
 
-static const char *error_reason(int res, const char *reset,
-				const char *other)
+static enum conn_reason error_reason(int res, enum conn_reason reset,
+				     enum conn_reason other)
 {
 	return res == -ECONNRESET || res == -EPIPE ? reset : other;
 }
@@ -114,14 +114,14 @@ void relay_on_client_recv(struct worker *w, struct conn *c,
 	if (cqe->res > 0) {
 		c->active_ms = w->now_ms;
 		if (!fed)
-			conn_close(w, c, "out_of_memory");
+			conn_close(w, c, REASON_OUT_OF_MEMORY);
 	} else if (cqe->res == 0) {
 		c->flags |= CF_CLIENT_FIN;
 	} else if (cqe->res == -ENOBUFS) {
 		starve(w, c);
 	} else {
-		conn_close(w, c, error_reason(cqe->res, "client_reset",
-					      "client_error"));
+		conn_close(w, c, error_reason(cqe->res, REASON_CLIENT_RESET,
+					      REASON_CLIENT_ERROR));
 	}
 }
 
@@ -149,8 +149,8 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 	} else if (cqe->res == -ENOBUFS) {
 		starve(w, c);
 	} else {
-		conn_close(w, c, error_reason(cqe->res, "vm_reset",
-					      "vm_error"));
+		conn_close(w, c, error_reason(cqe->res, REASON_VM_RESET,
+					      REASON_VM_ERROR));
 	}
 }
 
@@ -167,8 +167,8 @@ static void on_sent(struct worker *w, struct conn *c, struct dirbuf *d,
 void relay_on_client_send(struct worker *w, struct conn *c, int res)
 {
 	if (res <= 0) {
-		conn_close(w, c, error_reason(res, "client_reset",
-					      "client_error"));
+		conn_close(w, c, error_reason(res, REASON_CLIENT_RESET,
+					      REASON_CLIENT_ERROR));
 		return;
 	}
 	tls_conn_out_consume(&c->tls, (size_t)res);
@@ -178,7 +178,8 @@ void relay_on_client_send(struct worker *w, struct conn *c, int res)
 void relay_on_vm_send(struct worker *w, struct conn *c, int res)
 {
 	if (res <= 0)
-		conn_close(w, c, error_reason(res, "vm_reset", "vm_error"));
+		conn_close(w, c,
+			   error_reason(res, REASON_VM_RESET, REASON_VM_ERROR));
 	else
 		on_sent(w, c, &c->up, res);
 }
@@ -192,7 +193,7 @@ static bool hold_dirbuf(struct worker *w, struct conn *c, struct dirbuf *d)
 	d->data = bufpool_get(&w->pool);
 	d->off = d->len = 0;
 	if (!d->data)
-		conn_close(w, c, "out_of_memory");
+		conn_close(w, c, REASON_OUT_OF_MEMORY);
 	return d->data != NULL;
 }
 
@@ -394,5 +395,5 @@ void relay_run(struct worker *w, struct conn *c)
 
 	if ((c->flags & (CF_VM_SHUT | CF_CLIENT_SHUT)) ==
 	    (CF_VM_SHUT | CF_CLIENT_SHUT))
-		conn_close(w, c, "done");
+		conn_close(w, c, REASON_DONE);
 }

@@ -191,24 +191,6 @@ static const char *status_text(int status)
 	}
 }
 
-/* log_safe copies |s| for a log line: printable, no quotes, capped. */
-static const char *log_safe(char *out, size_t cap, const char *s, size_t len)
-{
-	size_t i, n = len < cap - 1 ? len : cap - 1;
-
-	if (!len) {
-		snprintf(out, cap, "-");
-		return out;
-	}
-	for (i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		out[i] = (ch < 0x21 || ch > 0x7e || ch == '"') ? '?' : (char)ch;
-	}
-	out[n] = '\0';
-	return out;
-}
-
 /* respond sends |c->out| (body already in it, possibly empty) with a
  * status line and headers in front, and logs the request. */
 void admin_respond(struct admin *a, struct aconn *c, int status,
@@ -250,7 +232,7 @@ void admin_respond(struct admin *a, struct aconn *c, int status,
 	if (c->url_len)
 		method = http_method_str((enum http_method)c->parser.method);
 	log_info("admin", "method=%s path=%s status=%d ms=%llu peer=%s",
-		 method, log_safe(path, sizeof(path), c->url, c->url_len),
+		 method, log_escape(path, sizeof(path), c->url, c->url_len),
 		 status,
 		 (unsigned long long)(a->now_ms - c->started_ms), c->peer);
 

@@ -22,21 +22,20 @@ static void sum(uint64_t *out, const metric_t *m, size_t n)
 
 char *control_metrics(struct control *ctl, size_t *out_len)
 {
-	uint64_t closes[METRIC_CLOSE_REASONS] = {0},
-		 rejects[METRIC_REJECT_REASONS] = {0},
+	uint64_t reasons[REASON_COUNT] = {0},
 		 cerrs[METRIC_CONNECT_ERRORS] = {0}, v[8] = {0};
 	uint64_t open;
 	const char *name;
 	char *buf = NULL;
 	size_t i, len = 0;
+	enum conn_reason r;
 	FILE *f;
 
 	for (i = 0; i < ctl->shared->nworkers; i++) {
 		struct worker *w = &ctl->shared->workers[i];
 		const struct metrics *m = &w->metrics;
 
-		sum(closes, m->closes, METRIC_CLOSE_REASONS);
-		sum(rejects, m->rejects, METRIC_REJECT_REASONS);
+		sum(reasons, m->reasons, REASON_COUNT);
 		sum(cerrs, m->connect_errors, METRIC_CONNECT_ERRORS);
 		v[0] += metric_get(&m->accepted);
 		v[1] += metric_get(&m->bytes_up);
@@ -46,8 +45,9 @@ char *control_metrics(struct control *ctl, size_t *out_len)
 		v[5] += metric_get(&m->overload_drops);
 	}
 	/* What the workers hold, as of their last loop (not accepted minus
-	 * the ways connections end: not every end is counted as one, e.g. a
-	 * per-IP overload). */
+	 * the ways connections end: those are summed over workers read at
+	 * different moments, and a max_connections reject was never
+	 * accepted). */
 	open = control_live_connections(ctl);
 
 	f = open_memstream(&buf, &len);
@@ -64,15 +64,19 @@ char *control_metrics(struct control *ctl, size_t *out_len)
 	fprintf(f, "# HELP vmgate_connections_closed_total Relayed or "
 		"half-made connections ended, by outcome.\n"
 		"# TYPE vmgate_connections_closed_total counter\n");
-	for (i = 0; (name = metrics_close_name(i)); i++)
-		fprintf(f, "vmgate_connections_closed_total{outcome=\"%s\"} "
-			"%llu\n", name, (unsigned long long)closes[i]);
+	for (r = REASON_NONE + 1; r < REASON_COUNT; r++)
+		if (reason_family(r) == REASON_CLOSE)
+			fprintf(f, "vmgate_connections_closed_total"
+				"{outcome=\"%s\"} %llu\n", reason_name(r),
+				(unsigned long long)reasons[r]);
 	fprintf(f, "# HELP vmgate_rejects_total Connections refused before "
-		"the handshake, by reason.\n"
+		"the relay (the hello, the route, the VM connect, a limit), "
+		"by reason.\n"
 		"# TYPE vmgate_rejects_total counter\n");
-	for (i = 0; (name = metrics_reject_name(i)); i++)
-		fprintf(f, "vmgate_rejects_total{reason=\"%s\"} %llu\n", name,
-			(unsigned long long)rejects[i]);
+	for (r = REASON_NONE + 1; r < REASON_COUNT; r++)
+		if (reason_family(r) == REASON_REJECT)
+			fprintf(f, "vmgate_rejects_total{reason=\"%s\"} %llu\n",
+				reason_name(r), (unsigned long long)reasons[r]);
 	fprintf(f, "# HELP vmgate_connect_errors_total Connects to VMs that "
 		"failed, by error.\n"
 		"# TYPE vmgate_connect_errors_total counter\n");

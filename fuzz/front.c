@@ -206,18 +206,18 @@ struct server {
 /* The reasons front_decide gives, each with the one alert it goes with
  * (-1: the hello's own, never 0). */
 static const struct {
-	const char *reason;
+	enum conn_reason reason;
 	int alert;
 } reasons[] = {
-	{ "not_tls", 0 },
-	{ "too_large", -1 },
-	{ "bad_hello", -1 },
-	{ "no_sni", TLS_ALERT_MISSING_EXTENSION },
-	{ "bad_host", TLS_ALERT_UNRECOGNIZED_NAME },
-	{ "unknown_domain", TLS_ALERT_UNRECOGNIZED_NAME },
-	{ "unknown_vm", TLS_ALERT_UNRECOGNIZED_NAME },
-	{ "port_denied", TLS_ALERT_UNRECOGNIZED_NAME },
-	{ "no_common_sigalg", TLS_ALERT_HANDSHAKE_FAILURE },
+	{ REASON_NOT_TLS, 0 },
+	{ REASON_TOO_LARGE, -1 },
+	{ REASON_BAD_HELLO, -1 },
+	{ REASON_NO_SNI, TLS_ALERT_MISSING_EXTENSION },
+	{ REASON_BAD_HOST, TLS_ALERT_UNRECOGNIZED_NAME },
+	{ REASON_UNKNOWN_DOMAIN, TLS_ALERT_UNRECOGNIZED_NAME },
+	{ REASON_UNKNOWN_VM, TLS_ALERT_UNRECOGNIZED_NAME },
+	{ REASON_PORT_DENIED, TLS_ALERT_UNRECOGNIZED_NAME },
+	{ REASON_NO_COMMON_SIGALG, TLS_ALERT_HANDSHAKE_FAILURE },
 };
 
 static void reject(struct server *s, const struct front_decision *d)
@@ -225,7 +225,7 @@ static void reject(struct server *s, const struct front_decision *d)
 	size_t i;
 
 	for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-		if (!strcmp(d->reason, reasons[i].reason))
+		if (d->reason == reasons[i].reason)
 			break;
 	check(i < sizeof(reasons) / sizeof(reasons[0]));
 	if (reasons[i].alert < 0)
@@ -233,7 +233,7 @@ static void reject(struct server *s, const struct front_decision *d)
 	else
 		check(d->alert == reasons[i].alert);
 	/* Only plain HTTP gets bytes outside TLS, and never an alert. */
-	check(!d->send_len || (!strcmp(d->reason, "not_tls") && d->send));
+	check(!d->send_len || (d->reason == REASON_NOT_TLS && d->send));
 	/* conn_linger: an alert if there is one, nothing more after it. */
 	s->hello_version = d->hello_version;
 	if (d->alert)

@@ -62,7 +62,7 @@ FUZZ_LIBS_front := -lyaml $(FUZZ_SSL)
 FUZZ_MAXLEN_front := 20000
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
-FUZZ_HDRS := $(wildcard tls/*.h route/*.h core/front.h ctl/config.h ctl/config/*.h fuzz/*.h)
+FUZZ_HDRS := $(wildcard tls/*.h route/*.h core/front.h core/reason.h ctl/config.h ctl/config/*.h fuzz/*.h)
 
 # For the shell loops: NAME:MAX_LEN of every target.
 FUZZ_SPECS = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))

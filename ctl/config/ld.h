@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "core/kconfig.h" /* CONFIG_MAX_CLIENTHELLO_BYTES */
+#include "core/log.h" /* LOG_ESCAPED_MAX */
 #include "ctl/config.h"
 
 struct vms_fast_ent;
@@ -52,11 +53,11 @@ __attribute__((format(printf, 3, 4)))
 void ld_err(struct ld *ld, const yaml_node_t *n, const char *fmt, ...);
 void ld_oom(struct ld *ld);
 
-/* ld_show copies at most 64 bytes of a value for a message, with anything
- * unprintable replaced, so that a hostile file cannot put escape
- * sequences or megabytes into an operator's terminal. */
+/* ld_show copies at most 64 bytes of a value for a message, escaped as
+ * log_escape does (an empty value stays empty), so that a hostile file
+ * cannot put escape sequences or megabytes into an operator's terminal. */
 struct show_buf {
-	char s[72];
+	char s[LOG_ESCAPED_MAX(64) + 3];
 };
 
 const char *ld_show(struct show_buf *b, const char *s, size_t len);

@@ -84,15 +84,13 @@ void ld_oom(struct ld *ld)
 
 const char *ld_show(struct show_buf *b, const char *s, size_t len)
 {
-	size_t i, n = len > 64 ? 64 : len;
+	size_t n = len > 64 ? 64 : len;
 
-	for (i = 0; i < n; i++)
-		b->s[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-	if (n < len) {
-		memcpy(&b->s[n], "...", 3);
-		n += 3;
-	}
-	b->s[n] = '\0';
+	if (!len)
+		return "";
+	log_escape(b->s, sizeof(b->s) - 3, s, n);
+	if (n < len)
+		strcat(b->s, "...");
 	return b->s;
 }
 

@@ -761,7 +761,7 @@ static void test_message_sanitised(void **state)
 	assert_false(load(&c, &e, y));
 	assert_int_equal(e.len, 1);
 	assert_null(strchr(e.v[0].msg, '\x1b'));
-	assert_non_null(strstr(e.v[0].msg, "'?[31mred'"));
+	assert_non_null(strstr(e.v[0].msg, "'\\x1b[31mred'"));
 	config_free(&c);
 	config_errors_free(&e);
 }
