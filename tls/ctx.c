@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/kconfig.h" /* TLS_SESSION_TICKETS: build-time only */
+#include "route/trie.h"
 #include "tls/session.h"
 #include "tls/sigalg.h"
 
@@ -25,19 +26,31 @@ static const char tls12_ciphers[] =
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 static const char curves[] = "X25519:P-256:P-384";
 
+/* A SAN as tls_ctx_new collects it, before it builds the tries. */
 struct tls_name {
 	char *name;     /* lowercase; for a wildcard, the part after "*." */
 	bool wildcard;
-	SSL_CTX *ctx;   /* borrowed from tls_ctx.ctxs */
-	const struct tls_sigalg_key *key; /* borrowed from tls_ctx.keys */
+	uint32_t cert;  /* index into tls_ctx.ctxs */
+};
+
+/* The certificates one name is served by: cands[off] to cands[off + len
+ * - 1], certificate indices in configuration order. */
+struct tls_cands {
+	uint32_t off, len;
 };
 
 struct tls_ctx {
 	SSL_CTX **ctxs;
 	struct tls_sigalg_key *keys; /* keys[i]: ctxs[i]'s private key */
 	size_t ctxs_len;
-	struct tls_name *names;
-	size_t names_len;
+	struct tls_name *names;      /* only while tls_ctx_new runs */
+	size_t names_len;            /* SANs read: tls_ctx_count_names */
+	/* Exact SANs in one trie, wildcard SANs ("*.w.test" as w.test) in
+	 * another, so that a name can have both; a value is an index into
+	 * runs. */
+	struct trie exact, wild;
+	struct tls_cands *runs;
+	uint32_t *cands;
 	struct alpn_set *alpn; /* copied into each SSL_CTX; NULL: no ALPN */
 };
 
@@ -154,8 +167,7 @@ static bool add_name(struct tls_ctx *t, const char *name, size_t len,
 	for (i = 0; i < len; i++)
 		n->name[i] = (char)tolower((unsigned char)n->name[i]);
 	n->wildcard = wildcard;
-	n->ctx = t->ctxs[idx];
-	n->key = &t->keys[idx];
+	n->cert = (uint32_t)idx;
 	t->names_len++;
 	return true;
 }
@@ -351,6 +363,89 @@ static bool build_alpn(struct tls_ctx *t, const struct config *cfg)
 	return true;
 }
 
+static void free_names(struct tls_ctx *t)
+{
+	size_t i;
+
+	for (i = 0; t->names && i < t->names_len; i++)
+		free(t->names[i].name);
+	free(t->names);
+	t->names = NULL;
+}
+
+/* Wildcards after exact names, then by name, then in configuration order:
+ * each name's certificates end up together and in order. */
+static int cmp_names(const void *a, const void *b)
+{
+	const struct tls_name *x = *(const struct tls_name *const *)a;
+	const struct tls_name *y = *(const struct tls_name *const *)b;
+	int c;
+
+	if (x->wildcard != y->wildcard)
+		return x->wildcard ? 1 : -1;
+	c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	return x->cert < y->cert ? -1 : x->cert > y->cert;
+}
+
+/* build_tries turns names[] into the two tries and their candidate lists,
+ * then frees names[]. A name the trie refuses (an empty label, one over
+ * 63 bytes, a trailing dot) is no name route_host_normalize lets through,
+ * so it could never be asked for: it is left out. */
+static bool build_tries(struct tls_ctx *t)
+{
+	const struct tls_name **order = NULL, *prev = NULL;
+	struct tls_cands *cur = NULL;
+	uint32_t run = 0;
+	bool ok = false;
+	size_t i;
+
+	if (t->names_len > UINT32_MAX)
+		goto out;
+	/* + 1: malloc(0) may return NULL. */
+	order = malloc(t->names_len * sizeof(*order) + 1);
+	t->runs = malloc(t->names_len * sizeof(*t->runs) + 1);
+	t->cands = malloc(t->names_len * sizeof(*t->cands) + 1);
+	if (!order || !t->runs || !t->cands)
+		goto out;
+	for (i = 0; i < t->names_len; i++)
+		order[i] = &t->names[i];
+	qsort(order, t->names_len, sizeof(*order), cmp_names);
+	for (i = 0; i < t->names_len; i++) {
+		const struct tls_name *n = order[i];
+
+		if (!prev || n->wildcard != prev->wildcard ||
+		    strcmp(n->name, prev->name)) {
+			int rc = trie_insert(n->wildcard ? &t->wild : &t->exact,
+					     n->name, strlen(n->name),
+					     n->wildcard ? TRIE_WILDCARD
+							 : TRIE_EXACT,
+					     run);
+
+			if (rc == -ENOMEM)
+				goto out;
+			prev = n;
+			cur = NULL;
+			if (rc) /* -EINVAL: never asked for, leave it out */
+				continue;
+			cur = &t->runs[run++];
+			cur->off = (uint32_t)i;
+			cur->len = 0;
+		}
+		/* A certificate that lists a name twice is tried once. */
+		if (!cur || (cur->len &&
+			     t->cands[cur->off + cur->len - 1] == n->cert))
+			continue;
+		t->cands[cur->off + cur->len++] = n->cert;
+	}
+	ok = true;
+out:
+	free(order);
+	free_names(t);
+	return ok;
+}
+
 struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 			    size_t err_len)
 {
@@ -379,6 +474,8 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 			 cfg->path ? cfg->path : "config");
 		goto err_free;
 	}
+	if (!build_tries(t))
+		goto err_oom;
 	return t;
 
 err_oom:
@@ -396,39 +493,62 @@ void tls_ctx_free(struct tls_ctx *t)
 		return;
 	for (i = 0; i < t->ctxs_len; i++)
 		SSL_CTX_free(t->ctxs[i]);
-	for (i = 0; i < t->names_len; i++)
-		free(t->names[i].name);
+	free_names(t);
+	trie_free(&t->exact);
+	trie_free(&t->wild);
+	free(t->runs);
+	free(t->cands);
 	free(t->ctxs);
 	free(t->keys);
-	free(t->names);
 	free(t->alpn);
 	free(t);
+}
+
+/* fit_in returns the first certificate of |trie|'s entry for |name| that
+ * fits, NULL when there is none; |*covered| says whether |name| has an
+ * entry. In the wildcard trie only the entry for the name's parent counts:
+ * a wildcard covers exactly one label (RFC 6125 6.4.3), and the longest
+ * suffix trie_lookup finds is the parent if any entry is. */
+static SSL_CTX *fit_in(const struct tls_ctx *t, bool *covered,
+		       const struct trie *trie, const char *name,
+		       size_t name_len, const uint8_t *sigalgs,
+		       size_t sigalgs_len, uint16_t version)
+{
+	const struct tls_cands *r;
+	struct trie_match m;
+	uint32_t i;
+
+	if (!trie_lookup(trie, &m, name, name_len) ||
+	    (m.wildcard && m.prefix_labels != 1))
+		return NULL;
+	*covered = true;
+	r = &t->runs[m.value];
+	for (i = 0; i < r->len; i++) {
+		uint32_t c = t->cands[r->off + i];
+
+		if (tls_sigalg_fits(&t->keys[c], version, sigalgs,
+				    sigalgs_len))
+			return t->ctxs[c];
+	}
+	return NULL;
 }
 
 SSL_CTX *tls_ctx_get0_for_hello(const struct tls_ctx *t, const char *name,
 				const uint8_t *sigalgs, size_t sigalgs_len,
 				uint16_t version)
 {
-	const char *dot = strchr(name, '.');
+	size_t i, name_len = strlen(name);
 	bool covered = false;
-	size_t i, pass;
+	SSL_CTX *ctx;
 
-	/* Exact SANs first, then wildcards: a wildcard covers exactly one
-	 * label (RFC 6125 6.4.3). Each in configuration order. */
-	for (pass = 0; pass < 2; pass++) {
-		for (i = 0; i < t->names_len; i++) {
-			const struct tls_name *n = &t->names[i];
-
-			if (pass == 0 ? n->wildcard || strcmp(n->name, name)
-				      : !n->wildcard || !dot ||
-						strcmp(n->name, dot + 1))
-				continue;
-			covered = true;
-			if (tls_sigalg_fits(n->key, version, sigalgs,
-					    sigalgs_len))
-				return n->ctx;
-		}
-	}
+	/* Exact SANs first, then wildcards. Each in configuration order. */
+	ctx = fit_in(t, &covered, &t->exact, name, name_len, sigalgs,
+		     sigalgs_len, version);
+	if (!ctx)
+		ctx = fit_in(t, &covered, &t->wild, name, name_len, sigalgs,
+			     sigalgs_len, version);
+	if (ctx)
+		return ctx;
 	/* A certificate for the name that cannot sign for this client is
 	 * not traded for one the client would refuse for its name. */
 	if (covered)

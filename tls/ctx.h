@@ -10,6 +10,11 @@
  * among those, by whether the key can sign in a scheme the client offered
  * (tls/sigalg.h). Several certificates may cover one name.
  *
+ * tls_ctx_new puts the SAN names in two reversed-label tries (route/trie.h),
+ * exact names in one and wildcards in the other, each name with its
+ * certificates in configuration order: a lookup costs O(labels) plus the
+ * certificates of that one name, however many names are configured.
+ *
  * The store is immutable after tls_ctx_new and shared by every worker. It
  * may be freed while handshakes that use its SSL_CTXs are still running:
  * each SSL holds a reference to its SSL_CTX, and each SSL_CTX owns all it
@@ -36,9 +41,13 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 void tls_ctx_free(struct tls_ctx *t); /* NULL is fine */
 
 /* tls_ctx_get0_for_hello returns the SSL_CTX to serve a ClientHello for
- * |name| (lowercase, NUL-terminated) with, borrowed from |t|: the first
+ * |name| (NUL-terminated, lowercase, as route_host_normalize writes it;
+ * SANs are compared lowercased, so a |name| with an uppercase letter
+ * matches none, and a SAN with an empty label, a label over 63 bytes or a
+ * trailing dot matches no name) with, borrowed from |t|: the first
  * certificate, in configuration order, with an exact SAN for |name|, else
- * with a wildcard SAN covering it, whose key can sign in a scheme of
+ * with a wildcard SAN covering it (one label: "*.w.test" covers a.w.test,
+ * not w.test nor a.b.w.test), whose key can sign in a scheme of
  * |sigalgs| (signature_algorithms' list contents, |sigalgs_len| bytes;
  * NULL, 0: the extension is absent) at |version| (tls_sigalg_version;
  * tls_sigalg_fits says what fits). When no certificate covers |name|, the
