@@ -49,26 +49,6 @@ const char *conn_vm_id(const struct conn *c, char *out, size_t cap)
 	return out;
 }
 
-/* An SNI that failed validation may hold any byte: log it escaped. */
-static const char *printable(char *out, size_t cap, const uint8_t *in,
-			     size_t len)
-{
-	size_t i, o = 0;
-
-	if (!in || !len)
-		return "-";
-	for (i = 0; i < len && o + 5 < cap; i++) {
-		uint8_t ch = in[i];
-
-		if (ch > 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
-			out[o++] = (char)ch;
-		else
-			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
-	}
-	out[o] = '\0';
-	return out;
-}
-
 /* The connection's one line, and its count. |detail| (or NULL) says more
  * about |reason|. */
 static void log_close(struct worker *w, struct conn *c,
@@ -187,12 +167,14 @@ void conn_linger(struct worker *w, struct conn *c, uint8_t desc)
 static void reject(struct worker *w, struct conn *c,
 		   const struct front_decision *d)
 {
-	char peer[LOG_ADDR_MAX], sni[4 * 255 + 8];
+	/* An SNI that failed validation may hold any byte. */
+	char peer[LOG_ADDR_MAX], sni[LOG_ESCAPED_MAX(255)];
 
 	metrics_count(&w->metrics, d->reason);
 	log_fmt_addr(peer, &c->peer);
 	log_warn("reject", "peer=%s port=%u sni=%s reason=%s%s%s%s", peer,
-		 c->listen_port, printable(sni, sizeof(sni), d->sni, d->sni_len),
+		 c->listen_port,
+		 log_escape(sni, sizeof(sni), d->sni, d->sni_len),
 		 reason_name(d->reason), d->detail ? " detail=\"" : "",
 		 d->detail ? d->detail : "", d->detail ? "\"" : "");
 	conn_linger(w, c, d->alert);

@@ -47,8 +47,9 @@ FUZZ_SRCS_route := fuzz/route.c route/trie.c route/table.c route/host.c
 FUZZ_LIBS_route := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 FUZZ_MAXLEN_route := 8192
 
-# The appliance.yaml loader: ctl/config/, one file per section.
-FUZZ_LOADER := $(wildcard ctl/config/*.c)
+# The appliance.yaml loader: ctl/config/, one file per section, and the
+# escaper its messages use (core/log.c).
+FUZZ_LOADER := $(wildcard ctl/config/*.c) core/log.c
 
 FUZZ_SRCS_config := fuzz/config.c fuzz/testcert.c $(FUZZ_LOADER) \
                     route/table.c route/trie.c route/host.c
@@ -62,7 +63,7 @@ FUZZ_LIBS_front := -lyaml $(FUZZ_SSL)
 FUZZ_MAXLEN_front := 20000
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
-FUZZ_HDRS := $(wildcard tls/*.h route/*.h core/front.h core/reason.h ctl/config.h ctl/config/*.h fuzz/*.h)
+FUZZ_HDRS := $(wildcard tls/*.h route/*.h core/front.h core/log.h core/reason.h ctl/config.h ctl/config/*.h fuzz/*.h)
 
 # For the shell loops: NAME:MAX_LEN of every target.
 FUZZ_SPECS = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))
