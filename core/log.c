@@ -85,7 +85,8 @@ char *log_escape(char *out, size_t cap, const void *in, size_t len)
 		if (esc_width(p[i]) == 1)
 			out[o++] = (char)p[i];
 		else
-			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", p[i]);
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x",
+					      p[i]);
 	}
 	if (i < len) {
 		memcpy(out + o, "...", 3);

@@ -5,7 +5,6 @@
 #include "ctl/admin_http.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <openssl/sha.h>
 
 #include "ctl/control.h"
+#include "route/route.h"
 
 /* ------------------------------------------------------------ requests */
 
@@ -113,10 +113,14 @@ static void do_list(struct admin *a, struct aconn *c)
 	admin_respond(a, c, 200, "application/json", NULL);
 }
 
-static void lowercase(char *s)
+/* norm_id lowercases VM id |id| in place for an answer, if it is one. */
+static void norm_id(char *id)
 {
-	for (; *s; s++)
-		*s = (char)tolower((unsigned char)*s);
+	char norm[ROUTE_VM_ID_MAX + 1];
+	size_t len;
+
+	if (route_vm_id_norm(norm, &len, id, strlen(id)))
+		memcpy(id, norm, len + 1);
 }
 
 static void do_vm_get(struct admin *a, struct aconn *c, char *id)
@@ -124,7 +128,7 @@ static void do_vm_get(struct admin *a, struct aconn *c, char *id)
 	struct in6_addr addr;
 	int ret = control_vm_get(a->ctl, &addr, id);
 
-	lowercase(id);
+	norm_id(id);
 	if (ret == -ENOENT)
 		admin_respond_error(a, c, 404, "no such VM", NULL);
 	else if (ret)
@@ -180,14 +184,15 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 	}
 	/* Answer with the address as routed (normalised), when it still is. */
 	if (control_vm_get(a->ctl, &addr, id) &&
-	    inet_pton(AF_INET6, addr_s, &addr) != 1) {
-		lowercase(id);
+	    route_parse_vm_addr(&addr, addr_s, strlen(addr_s)) !=
+		    ROUTE_ADDR_OK) {
+		norm_id(id);
 		admin_respond_json(a, c, created ? 201 : 200,
 				   json_pack("{s:s,s:s}", "id", id, "address",
 					     addr_s), NULL);
 		goto out;
 	}
-	lowercase(id);
+	norm_id(id);
 	admin_respond_json(a, c, created ? 201 : 200, vm_json(id, &addr), NULL);
 out:
 	json_decref(body);
@@ -201,7 +206,7 @@ static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
 	if (!err[0] && ret)
 		snprintf(err, sizeof(err), "%s", ret == -ENOENT ? "no such VM" :
 			 strerror(-ret));
-	lowercase(id);
+	norm_id(id);
 	if (ret == -ENOENT)
 		admin_respond_error(a, c, 404, err, NULL);
 	else if (ret == -EINVAL)

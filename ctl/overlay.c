@@ -133,28 +133,27 @@ static struct override *add_ov(struct control *ctl, const char *id)
 }
 
 /* A VM id: one valid DNS label, normalised to lowercase in |out|. */
-static bool norm_id(char out[256], const char *id)
+static bool norm_id(char out[ROUTE_VM_ID_MAX + 1], const char *id)
 {
 	size_t len;
 
-	return route_host_normalize(out, &len, 256, (const uint8_t *)id,
-				    strlen(id)) &&
-	       !strchr(out, '.');
+	return route_vm_id_norm(out, &len, id, strlen(id));
 }
 
 static bool parse_v6(struct in6_addr *out, const char *s, char *err,
 		     size_t err_len)
 {
-	struct in_addr a4;
-
-	if (inet_pton(AF_INET6, s, out) == 1 && !IN6_IS_ADDR_V4MAPPED(out))
+	switch (route_parse_vm_addr(out, s, strlen(s))) {
+	case ROUTE_ADDR_OK:
 		return true;
-	if (inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, out) == 1)
+	case ROUTE_ADDR_V4:
 		snprintf(err, err_len, "address '%.64s' is not IPv6: vmgate "
 			 "reaches VMs over IPv6 only", s);
-	else
-		snprintf(err, err_len, "address '%.64s' is not an IPv6 address",
-			 s);
+		return false;
+	case ROUTE_ADDR_BAD:
+		break;
+	}
+	snprintf(err, err_len, "address '%.64s' is not an IPv6 address", s);
 	return false;
 }
 
@@ -163,7 +162,7 @@ int control_load_state(struct control *ctl, char *err, size_t err_len)
 	json_error_t jerr;
 	json_t *root, *vms, *removed, *v;
 	const char *id;
-	char norm[256];
+	char norm[ROUTE_VM_ID_MAX + 1];
 	size_t i;
 	int ret = -EINVAL;
 
@@ -260,7 +259,7 @@ int control_vm_put(struct control *ctl, bool *out_created, const char *id,
 		   const char *address, char *err, size_t err_len)
 {
 	struct in6_addr addr, old;
-	char norm[256];
+	char norm[ROUTE_VM_ID_MAX + 1];
 	int ret;
 
 	if (!norm_id(norm, id)) {
@@ -286,7 +285,7 @@ int control_vm_delete(struct control *ctl, const char *id, char *err,
 		      size_t err_len)
 {
 	struct in6_addr old;
-	char norm[256];
+	char norm[ROUTE_VM_ID_MAX + 1];
 	int ret;
 
 	if (!norm_id(norm, id)) {

@@ -6,6 +6,9 @@
  */
 #include "route/route.h"
 
+#include <arpa/inet.h>
+#include <string.h>
+
 #define HOST_MAX 253  /* RFC 1035 2.3.4, without the trailing dot */
 #define LABEL_MAX 63
 
@@ -51,4 +54,34 @@ bool route_host_normalize(char *out, size_t *out_len, size_t out_cap,
 	out[in_len] = '\0';
 	*out_len = in_len;
 	return true;
+}
+
+bool route_vm_id_norm(char out[ROUTE_VM_ID_MAX + 1], size_t *out_len,
+		      const char *in, size_t in_len)
+{
+	return in_len <= ROUTE_VM_ID_MAX &&
+	       route_host_normalize(out, out_len, ROUTE_VM_ID_MAX + 1,
+				    (const uint8_t *)in, in_len) &&
+	       !memchr(out, '.', *out_len);
+}
+
+enum route_addr_status route_parse_vm_addr(struct in6_addr *out,
+					   const char *s, size_t len)
+{
+	/* The longest textual IPv6 address is 45 bytes. */
+	char buf[INET6_ADDRSTRLEN + 1];
+	struct in_addr a4;
+
+	/* inet_pton stops at a NUL: "fd00::1\0junk" is not fd00::1. */
+	if (len >= sizeof(buf) || memchr(s, '\0', len))
+		return ROUTE_ADDR_BAD;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (inet_pton(AF_INET, buf, &a4) == 1)
+		return ROUTE_ADDR_V4;
+	if (inet_pton(AF_INET6, buf, out) != 1)
+		return ROUTE_ADDR_BAD;
+	/* IPv4-mapped is IPv4 in disguise: the VM would be reached over
+	 * IPv4. */
+	return IN6_IS_ADDR_V4MAPPED(out) ? ROUTE_ADDR_V4 : ROUTE_ADDR_OK;
 }

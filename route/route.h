@@ -91,4 +91,26 @@ const char *route_verdict_str(enum route_verdict v);
 bool route_host_normalize(char *out, size_t *out_len, size_t out_cap,
 			  const uint8_t *in, size_t in_len);
 
+/* route_vm_id_norm validates |in| (|in_len| bytes) as a VM id, one
+ * hostname label: 1-63 letters, digits and hyphens, no leading or trailing
+ * hyphen, no dot. It writes the id lowercased to |out|, NUL-terminated,
+ * length in |*out_len|. The one check of an id, wherever it comes from:
+ * the vms: section, the admin API, the state file, a table change. */
+#define ROUTE_VM_ID_MAX 63
+bool route_vm_id_norm(char out[ROUTE_VM_ID_MAX + 1], size_t *out_len,
+		      const char *in, size_t in_len);
+
+/* route_parse_vm_addr parses |s| (|len| bytes, no NUL among them) as a
+ * VM's address: textual IPv6, not IPv4-mapped. ROUTE_ADDR_V4 is IPv4
+ * written either way (vmgate reaches VMs over IPv6 only), so that callers
+ * can say so; |*out| is meaningful only on ROUTE_ADDR_OK. */
+enum route_addr_status {
+	ROUTE_ADDR_OK,
+	ROUTE_ADDR_V4,  /* a.b.c.d or ::ffff:a.b.c.d */
+	ROUTE_ADDR_BAD, /* not an address */
+};
+
+enum route_addr_status route_parse_vm_addr(struct in6_addr *out,
+					   const char *s, size_t len);
+
 #endif

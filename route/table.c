@@ -246,17 +246,11 @@ static void route_vms_fill(struct route_vms *v, struct route_slot *s,
 	v->len++;
 }
 
-/* route_id_norm lowercases |in| into |out| if it is one valid DNS label. */
+/* route_id_norm lowercases |in| into |out| if it is a valid VM id. */
 static bool route_id_norm(char *out, size_t *out_len, const char *in)
 {
-	size_t len = strnlen(in, ROUTE_LABEL_MAX + 1);
-
-	if (len > ROUTE_LABEL_MAX ||
-	    !route_host_normalize(out, out_len, ROUTE_LABEL_MAX + 1,
-				  (const uint8_t *)in, len) ||
-	    memchr(out, '.', *out_len))
-		return false;
-	return true;
+	return route_vm_id_norm(out, out_len, in,
+				strnlen(in, ROUTE_LABEL_MAX + 1));
 }
 
 static int cmp_port_map(const void *a, const void *b)
@@ -550,10 +544,7 @@ bool route_vm_get(const struct route_table *t, struct in6_addr *out,
 	const struct route_slot *s;
 	size_t len;
 
-	if (id_len > ROUTE_LABEL_MAX ||
-	    !route_host_normalize(name, &len, sizeof(name),
-				  (const uint8_t *)id, id_len) ||
-	    memchr(name, '.', len))
+	if (!route_vm_id_norm(name, &len, id, id_len))
 		return false;
 	s = route_vm_find(t, name, len);
 	if (!s)

@@ -1,6 +1,5 @@
 /* ctl/config/vms.c: the vms: section (id, address per entry) and its
  * fast path. */
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,16 +15,14 @@ struct vm_tmp {
 static void key_vm_id(struct ld *ld, yaml_node_t *v)
 {
 	struct vm_tmp *t = ld->obj;
-	char name[254];
+	char name[ROUTE_VM_ID_MAX + 1];
 	struct show_buf b;
 	const char *s;
 	size_t len;
 
 	if (!ld_get_str(ld, v, "vm id", &s))
 		return;
-	if (!route_host_normalize(name, &len, sizeof(name),
-				  (const uint8_t *)s, ld_slen(v)) ||
-	    memchr(name, '.', len)) {
+	if (!route_vm_id_norm(name, &len, s, ld_slen(v))) {
 		ld_err(ld, v, "vm id '%s' is not one DNS label (1-63 letters, "
 		       "digits, hyphens; no dots)", ld_show(&b, s, ld_slen(v)));
 		return;
@@ -41,27 +38,24 @@ static void key_vm_id(struct ld *ld, yaml_node_t *v)
 static void key_vm_address(struct ld *ld, yaml_node_t *v)
 {
 	struct vm_tmp *t = ld->obj;
-	struct in_addr a4;
 	struct show_buf b;
 	const char *s;
 
 	if (!ld_get_str(ld, v, "vm address", &s))
 		return;
-	/* An IPv4-mapped address is IPv4 in disguise: the VM would be
-	 * reached over IPv4, which vmgate does not do. */
-	if (inet_pton(AF_INET, s, &a4) == 1 ||
-	    (inet_pton(AF_INET6, s, &t->vm.addr) == 1 &&
-	     IN6_IS_ADDR_V4MAPPED(&t->vm.addr))) {
+	switch (route_parse_vm_addr(&t->vm.addr, s, ld_slen(v))) {
+	case ROUTE_ADDR_OK:
+		t->has_addr = true;
+		return;
+	case ROUTE_ADDR_V4:
 		ld_err(ld, v, "address '%s' is not IPv6: vmgate reaches VMs "
 		       "over IPv6 only", ld_show(&b, s, ld_slen(v)));
 		return;
+	case ROUTE_ADDR_BAD:
+		break;
 	}
-	if (inet_pton(AF_INET6, s, &t->vm.addr) != 1) {
-		ld_err(ld, v, "address '%s' is not an IPv6 address",
-		       ld_show(&b, s, ld_slen(v)));
-		return;
-	}
-	t->has_addr = true;
+	ld_err(ld, v, "address '%s' is not an IPv6 address",
+	       ld_show(&b, s, ld_slen(v)));
 }
 
 static const struct config_key vm_keys[] = {
