@@ -93,7 +93,7 @@ static bool valid_host(const char *s, bool one_label)
 static void check_loaded(const struct config *c)
 {
 	check(c->path && c->dir);
-	check(c->log_level <= CONFIG_LOG_DEBUG);
+	check(c->log_level <= CFG_LOG_DEBUG);
 	check(c->ports && c->ports_len > 0);
 	for (size_t i = 0; i < c->ports_len; i++)
 		check(c->ports[i] >= 1 && (i == 0 || c->ports[i - 1] < c->ports[i]));

@@ -15,13 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Defaults, documented in README.md. */
-#define CONFIG_DEFAULT_MAX_CONNECTIONS 100000
-#define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
-#define CONFIG_DEFAULT_CONNECT_TIMEOUT_MS 5000
-#define CONFIG_DEFAULT_IDLE_TIMEOUT_MS 300000
-#define CONFIG_DEFAULT_BUFFER_BYTES 65536
-#define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP 1000
+/* Defaults, documented in README.md. Runtime values that a config may
+ * change, so DEFAULT_ and not CONFIG_: only Kconfig symbols (build
+ * choices, core/kconfig.h) start with CONFIG_. */
+#define DEFAULT_MAX_CONNECTIONS 100000
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_IDLE_TIMEOUT_MS 300000
+#define DEFAULT_BUFFER_BYTES 65536
+#define DEFAULT_MAX_CONNECTIONS_PER_IP 1000
 /* limits.max_clienthello_bytes counts the ClientHello's body: the value of
  * its handshake header's uint24 length, the 4-byte header not counted.
  * That is what BoringSSL caps (ssl_max_handshake_message_len: 16384 for a
@@ -30,16 +32,16 @@
  * the build's CONFIG_MAX_CLIENTHELLO_BYTES when that is smaller
  * (ctl/config/): the router never accepts a hello that BoringSSL then refuses
  * for its size, and at the default refuses none that BoringSSL takes. */
-#define CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES 16384
-#define CONFIG_DEFAULT_DRAIN_TIMEOUT_MS 30000
-#define CONFIG_DEFAULT_STATE_FILE "vmgate-state.json"
+#define DEFAULT_MAX_CLIENTHELLO_BYTES 16384
+#define DEFAULT_DRAIN_TIMEOUT_MS 30000
+#define DEFAULT_STATE_FILE "vmgate-state.json"
 #include <sys/socket.h>
 
 enum config_log_level {
-	CONFIG_LOG_ERROR,
-	CONFIG_LOG_WARN,
-	CONFIG_LOG_INFO, /* default */
-	CONFIG_LOG_DEBUG,
+	CFG_LOG_ERROR,
+	CFG_LOG_WARN,
+	CFG_LOG_INFO, /* default */
+	CFG_LOG_DEBUG,
 };
 
 struct config_cert {
@@ -99,7 +101,7 @@ struct config_admin {
 	char *unix_path;            /* resolved, or NULL */
 	char *token_file;           /* resolved and readable, or NULL */
 	char *state_file;           /* resolved; where API changes persist.
-	                             * Default: CONFIG_DEFAULT_STATE_FILE next
+	                             * Default: DEFAULT_STATE_FILE next
 	                             * to the config file. Need not exist. */
 };
 

@@ -98,7 +98,7 @@ void ld_key_admin(struct ld *ld, yaml_node_t *v)
 		ld_err(ld, v, "admin: a TCP listener needs token_file; without "
 		       "a token the admin API is only offered on a unix socket");
 	if (!a->state_file) {
-		a->state_file = ld_resolve(ld->dir, CONFIG_DEFAULT_STATE_FILE);
+		a->state_file = ld_resolve(ld->dir, DEFAULT_STATE_FILE);
 		if (!a->state_file)
 			ld_oom(ld);
 	}

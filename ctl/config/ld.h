@@ -88,7 +88,7 @@ struct config_key {
 };
 
 /* A key table has at most this many keys (ld_walk_map's seen[]). */
-#define CONFIG_KEYS_MAX 10
+#define LD_KEYS_MAX 10
 
 bool ld_walk_map(struct ld *ld, yaml_node_t *n, const char *what,
 		 const struct config_key *keys, size_t nkeys, void *obj);
@@ -138,9 +138,9 @@ void ld_vms_fast_free(struct vms_fast *f);          /* vms.c */
  * CONFIG_MAX_CLIENTHELLO_BYTES: with no limits: key, an image built with a
  * smaller cap must not get the 16 KiB default. Nor past BoringSSL's cap
  * (config.h): the default is also the largest value allowed. */
-#define HELLO_DEFAULT                                                       \
-	(CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES < CONFIG_MAX_CLIENTHELLO_BYTES \
-		 ? CONFIG_DEFAULT_MAX_CLIENTHELLO_BYTES                        \
+#define HELLO_DEFAULT                                                \
+	(DEFAULT_MAX_CLIENTHELLO_BYTES < CONFIG_MAX_CLIENTHELLO_BYTES \
+		 ? DEFAULT_MAX_CLIENTHELLO_BYTES                      \
 		 : CONFIG_MAX_CLIENTHELLO_BYTES)
 _Static_assert(HELLO_DEFAULT >= 512 &&
 		       HELLO_DEFAULT <= CONFIG_MAX_CLIENTHELLO_BYTES,

@@ -23,10 +23,10 @@
 #include "ctl/config.h"
 #include "ctl/config/ld.h"
 
-#define CONFIG_ERRORS_MAX 100
-#define CONFIG_FILE_MAX (256u << 20)
-#define CONFIG_WORKERS_MAX 4096
-#define CONFIG_RANGE_MAX 1024
+#define LD_ERRORS_MAX 100
+#define LD_FILE_MAX (256u << 20)
+#define LD_WORKERS_MAX 4096
+#define LD_RANGE_MAX 1024
 
 /* Errors */
 
@@ -39,13 +39,13 @@ static void ld_verr(struct ld *ld, unsigned line, unsigned col,
 	/* The array is allocated once at its cap, so recording an error never
 	 * reallocates and a full list just stops growing. */
 	if (!e->v) {
-		e->v = calloc(CONFIG_ERRORS_MAX, sizeof(*e->v));
+		e->v = calloc(LD_ERRORS_MAX, sizeof(*e->v));
 		if (!e->v) {
 			ld->oom = true;
 			return;
 		}
 	}
-	if (e->len == CONFIG_ERRORS_MAX)
+	if (e->len == LD_ERRORS_MAX)
 		return;
 	err = &e->v[e->len++];
 	err->line = line;
@@ -227,7 +227,7 @@ bool ld_get_seq(struct ld *ld, const yaml_node_t *n, const char *what)
 bool ld_walk_map(struct ld *ld, yaml_node_t *n, const char *what,
 		 const struct config_key *keys, size_t nkeys, void *obj)
 {
-	const yaml_node_t *seen[CONFIG_KEYS_MAX] = { NULL };
+	const yaml_node_t *seen[LD_KEYS_MAX] = { NULL };
 	yaml_node_pair_t *p;
 	struct show_buf b;
 	void *saved;
@@ -235,7 +235,7 @@ bool ld_walk_map(struct ld *ld, yaml_node_t *n, const char *what,
 
 	/* A key table longer than |seen| is a programming error: every
 	 * table is walked by the unit tests, which this stops. */
-	assert(nkeys <= CONFIG_KEYS_MAX);
+	assert(nkeys <= LD_KEYS_MAX);
 	if (n->type != YAML_MAPPING_NODE) {
 		ld_err(ld, n, "%s: expected a mapping, got %s", what,
 		       ld_kind(n));
@@ -332,10 +332,10 @@ static bool port_item(struct ld *ld, struct port_set *s, const yaml_node_t *n,
 		       "<= 65535", what, ld_show(&b, v, len));
 		return false;
 	}
-	if (to - from + 1 > CONFIG_RANGE_MAX) {
+	if (to - from + 1 > LD_RANGE_MAX) {
 		ld_err(ld, n, "%s: range '%s' has %lld ports, at most %d",
 		       what, ld_show(&b, v, len), to - from + 1,
-		       CONFIG_RANGE_MAX);
+		       LD_RANGE_MAX);
 		return false;
 	}
 	for (long long p = from; p <= to; p++)
@@ -512,17 +512,17 @@ static void key_workers(struct ld *ld, yaml_node_t *v)
 {
 	long long n;
 
-	if (ld_get_int(ld, v, "workers", 0, CONFIG_WORKERS_MAX, &n))
+	if (ld_get_int(ld, v, "workers", 0, LD_WORKERS_MAX, &n))
 		ld->c->workers = (unsigned)n;
 }
 
 static void key_log_level(struct ld *ld, yaml_node_t *v)
 {
 	static const char *const names[] = {
-		[CONFIG_LOG_ERROR] = "error",
-		[CONFIG_LOG_WARN] = "warn",
-		[CONFIG_LOG_INFO] = "info",
-		[CONFIG_LOG_DEBUG] = "debug",
+		[CFG_LOG_ERROR] = "error",
+		[CFG_LOG_WARN] = "warn",
+		[CFG_LOG_INFO] = "info",
+		[CFG_LOG_DEBUG] = "debug",
 	};
 	struct show_buf b;
 	const char *s;
@@ -589,15 +589,15 @@ static void ld_yaml_error(struct ld *ld, const yaml_parser_t *p,
 
 static void config_defaults(struct config *c)
 {
-	c->log_level = CONFIG_LOG_INFO;
-	c->limits.max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
-	c->limits.handshake_timeout_ms = CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS;
-	c->limits.connect_timeout_ms = CONFIG_DEFAULT_CONNECT_TIMEOUT_MS;
-	c->limits.idle_timeout_ms = CONFIG_DEFAULT_IDLE_TIMEOUT_MS;
-	c->limits.buffer_bytes = CONFIG_DEFAULT_BUFFER_BYTES;
-	c->limits.max_connections_per_ip = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP;
+	c->log_level = CFG_LOG_INFO;
+	c->limits.max_connections = DEFAULT_MAX_CONNECTIONS;
+	c->limits.handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	c->limits.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+	c->limits.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
+	c->limits.buffer_bytes = DEFAULT_BUFFER_BYTES;
+	c->limits.max_connections_per_ip = DEFAULT_MAX_CONNECTIONS_PER_IP;
 	c->limits.max_clienthello_bytes = HELLO_DEFAULT;
-	c->limits.drain_timeout_ms = CONFIG_DEFAULT_DRAIN_TIMEOUT_MS;
+	c->limits.drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
 }
 
 /* config_parse loads |buf|; with |fast|, a buffer made by
@@ -722,9 +722,9 @@ bool config_load(struct config *out, struct config_errors *errs,
 		if (len == cap) {
 			uint8_t *nb;
 
-			if (cap >= CONFIG_FILE_MAX) {
+			if (cap >= LD_FILE_MAX) {
 				ld_err_at(&ld, 0, 0, "larger than %u MiB",
-					  CONFIG_FILE_MAX >> 20);
+					  LD_FILE_MAX >> 20);
 				goto err_buf;
 			}
 			cap = cap ? cap * 2 : 65536;

@@ -4,7 +4,7 @@
 
 #include "ctl/config/ld.h"
 
-#define CONFIG_ALPN_MAX 255
+#define LD_ALPN_MAX 255
 
 static void key_cert_cert(struct ld *ld, yaml_node_t *v)
 {
@@ -83,9 +83,9 @@ static void alpn_list(struct ld *ld, yaml_node_t *v, const char *what,
 		if (!ld_get_str(ld, n, what, &s))
 			continue;
 		/* RFC 7301 3.1: a protocol name is 1..255 bytes. */
-		if (ld_slen(n) == 0 || ld_slen(n) > CONFIG_ALPN_MAX) {
+		if (ld_slen(n) == 0 || ld_slen(n) > LD_ALPN_MAX) {
 			ld_err(ld, n, "%s: a protocol name is 1..%d bytes, this "
-			       "one has %zu", what, CONFIG_ALPN_MAX,
+			       "one has %zu", what, LD_ALPN_MAX,
 			       ld_slen(n));
 			continue;
 		}

@@ -135,7 +135,7 @@ static void check_shipped(const struct config *c, const char *base)
 	char p[512];
 
 	assert_int_equal(c->workers, 0);
-	assert_int_equal(c->log_level, CONFIG_LOG_INFO);
+	assert_int_equal(c->log_level, CFG_LOG_INFO);
 	assert_memory_equal(&c->listen_addr, &any, sizeof(any));
 	assert_int_equal(c->ports_len, 3);
 	assert_int_equal(c->ports[0], 443);
@@ -273,20 +273,20 @@ static void test_defaults(void **state)
 		fail_msg("minimal config refused");
 	}
 	assert_int_equal(c.workers, 0);
-	assert_int_equal(c.log_level, CONFIG_LOG_INFO);
+	assert_int_equal(c.log_level, CFG_LOG_INFO);
 	assert_memory_equal(&c.listen_addr, &any, sizeof(any));
 	assert_int_equal(c.alpn_len, 0);
 	assert_int_equal(c.domains_len, 0);
 	assert_int_equal(c.vms_len, 0);
 	assert_int_equal(c.limits.max_connections,
-			 CONFIG_DEFAULT_MAX_CONNECTIONS);
+			 DEFAULT_MAX_CONNECTIONS);
 	assert_int_equal(c.limits.handshake_timeout_ms,
-			 CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS);
+			 DEFAULT_HANDSHAKE_TIMEOUT_MS);
 	assert_int_equal(c.limits.connect_timeout_ms,
-			 CONFIG_DEFAULT_CONNECT_TIMEOUT_MS);
+			 DEFAULT_CONNECT_TIMEOUT_MS);
 	assert_int_equal(c.limits.idle_timeout_ms,
-			 CONFIG_DEFAULT_IDLE_TIMEOUT_MS);
-	assert_int_equal(c.limits.buffer_bytes, CONFIG_DEFAULT_BUFFER_BYTES);
+			 DEFAULT_IDLE_TIMEOUT_MS);
+	assert_int_equal(c.limits.buffer_bytes, DEFAULT_BUFFER_BYTES);
 	config_free(&c);
 	config_errors_free(&e);
 }
@@ -329,7 +329,7 @@ static void test_values(void **state)
 		fail_msg("config refused");
 	}
 	assert_int_equal(c.workers, 8);
-	assert_int_equal(c.log_level, CONFIG_LOG_DEBUG);
+	assert_int_equal(c.log_level, CFG_LOG_DEBUG);
 	inet_pton(AF_INET6, "2001:db8::1", &a);
 	assert_memory_equal(&c.listen_addr, &a, sizeof(a));
 	assert_int_equal(c.ports_len, sizeof(ports) / sizeof(ports[0]));
@@ -360,7 +360,7 @@ static void test_values(void **state)
 	assert_int_equal(c.limits.handshake_timeout_ms, 86400000);
 	assert_int_equal(c.limits.buffer_bytes, 4096);
 	assert_int_equal(c.limits.idle_timeout_ms,
-			 CONFIG_DEFAULT_IDLE_TIMEOUT_MS);
+			 DEFAULT_IDLE_TIMEOUT_MS);
 	config_free(&c);
 	config_errors_free(&e);
 }
