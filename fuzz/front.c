@@ -110,21 +110,6 @@ static SSL_CTX *client_ctx_13, *client_ctx_12;
 /* As core/worker.c sizes it, for the largest limit the loader allows. */
 static uint8_t hello_scratch[TLS_HELLO_SCRATCH_LEN(CONFIG_MAX_CLIENTHELLO_BYTES)];
 
-static void write_cert(const char *dir, const char *base, bool rsa,
-		       const char *cn, const char *const *sans, int nsans)
-{
-	char cert_path[256], key_path[256];
-	EVP_PKEY *key;
-	X509 *cert;
-
-	snprintf(cert_path, sizeof(cert_path), "%s/%s.pem", dir, base);
-	snprintf(key_path, sizeof(key_path), "%s/%s.key", dir, base);
-	check(testcert_make(&key, &cert, rsa, cn, sans, nsans));
-	check(testcert_write(key, cert, cert_path, key_path));
-	EVP_PKEY_free(key);
-	X509_free(cert);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static const char *const ec_sans[] = { "*.vm.vers.sh", "vm.vers.sh" };
@@ -156,8 +141,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	dir = testcert_tmpdir(tag);
 
 	check(dir != NULL);
-	write_cert(dir, "ec", false, "vm.vers.sh", ec_sans, 2);
-	write_cert(dir, "rsa", true, "host.vm.test", rsa_sans, 2);
+	check(testcert_make_files(dir, "ec", false, "vm.vers.sh", ec_sans,
+				  2));
+	check(testcert_make_files(dir, "rsa", true, "host.vm.test", rsa_sans,
+				  2));
 	if (!config_load_buf(&cfg, &errs, "front.yaml", dir,
 			     (const uint8_t *)yaml, sizeof(yaml) - 1)) {
 		config_errors_print(stderr, &errs);

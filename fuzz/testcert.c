@@ -117,6 +117,24 @@ bool testcert_write(EVP_PKEY *key, X509 *cert, const char *cert_path,
 	return ok;
 }
 
+bool testcert_make_files(const char *dir, const char *base, bool rsa,
+			 const char *cn, const char *const *sans, int nsans)
+{
+	char cert_path[256], key_path[256];
+	EVP_PKEY *key;
+	X509 *cert;
+	bool ok;
+
+	snprintf(cert_path, sizeof(cert_path), "%s/%s.pem", dir, base);
+	snprintf(key_path, sizeof(key_path), "%s/%s.key", dir, base);
+	if (!testcert_make(&key, &cert, rsa, cn, sans, nsans))
+		return false;
+	ok = testcert_write(key, cert, cert_path, key_path);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	return ok;
+}
+
 static char tmpdir[64];
 
 void testcert_tmpdir_remove(void)

@@ -20,6 +20,11 @@ bool testcert_make(EVP_PKEY **out_key, X509 **out_cert, bool rsa,
 bool testcert_write(EVP_PKEY *key, X509 *cert, const char *cert_path,
 		    const char *key_path);
 
+/* testcert_make_files makes a certificate as testcert_make does and
+ * writes it to DIR/BASE.pem and its key to DIR/BASE.key. */
+bool testcert_make_files(const char *dir, const char *base, bool rsa,
+			 const char *cn, const char *const *sans, int nsans);
+
 /* testcert_tmpdir returns /tmp/vmgate-fuzz-TAG-UID, made if missing and
  * reused by later runs (static storage), or NULL. testcert_tmpdir_remove
  * deletes it and what is in it (one level deep). */

@@ -60,21 +60,6 @@ struct buf {
 
 /* ---- set-up ------------------------------------------------------------ */
 
-static void write_cert(const char *dir, const char *base, bool rsa,
-		       const char *cn, const char *const *sans, int nsans)
-{
-	char cert_path[256], key_path[256];
-	EVP_PKEY *key;
-	X509 *cert;
-
-	snprintf(cert_path, sizeof(cert_path), "%s/%s.pem", dir, base);
-	snprintf(key_path, sizeof(key_path), "%s/%s.key", dir, base);
-	assert_true(testcert_make(&key, &cert, rsa, cn, sans, nsans));
-	assert_true(testcert_write(key, cert, cert_path, key_path));
-	EVP_PKEY_free(key);
-	X509_free(cert);
-}
-
 static int setup(void **state)
 {
 	static const char *const ec_sans[] = { "*.vm.vers.sh" };
@@ -100,8 +85,10 @@ static int setup(void **state)
 	snprintf(tag, sizeof(tag), "unit-front-%d", (int)getpid());
 	dir = testcert_tmpdir(tag);
 	assert_non_null(dir);
-	write_cert(dir, "ec", false, "vm.vers.sh", ec_sans, 1);
-	write_cert(dir, "rsa", true, "host.vm.test", rsa_sans, 1);
+	assert_true(testcert_make_files(dir, "ec", false, "vm.vers.sh",
+					ec_sans, 1));
+	assert_true(testcert_make_files(dir, "rsa", true, "host.vm.test",
+					rsa_sans, 1));
 	if (!config_load_buf(&cfg, &errs, "front.yaml", dir,
 			     (const uint8_t *)yaml, sizeof(yaml) - 1)) {
 		config_errors_print(stderr, &errs);
