@@ -104,6 +104,28 @@
  *
  *   GREASE values (RFC 8701: 0x0a0a, 0x1a1a, ... 0xfafa) may appear in it
  *   and must be ignored.
+ *
+ * encrypted_client_hello, type 0xfe0d (draft-ietf-tls-esni-13 5):
+ *
+ *	enum { outer(0), inner(1) } ECHClientHelloType;
+ *	struct {
+ *		ECHClientHelloType type;
+ *		select (ECHClientHello.type) {
+ *			case outer:
+ *				HpkeSymmetricCipherSuite cipher_suite;  u16 kdf, u16 aead
+ *				uint8 config_id;
+ *				opaque enc<0..2^16-1>;
+ *				opaque payload<0..2^16-1>;
+ *			case inner:
+ *				Empty;
+ *		};
+ *	} ECHClientHello;
+ *
+ *   vmgate has no ECH keys and routes on the outer SNI. BoringSSL still
+ *   reads an outer extension before any callback and refuses a malformed
+ *   one with decode_error, so the router checks what BoringSSL checks
+ *   (the type byte; for outer, the fields and nothing after them; the
+ *   draft's payload<1..> is not enforced by it) and no more.
  */
 
 enum {
@@ -119,6 +141,8 @@ enum {
 	EXT_SIGNATURE_ALGORITHMS = 13,
 	EXT_ALPN = 16,
 	EXT_SUPPORTED_VERSIONS = 43,
+	EXT_ECH = 0xfe0d,
+	ECH_OUTER = 0,
 	NAME_TYPE_HOST_NAME = 0,
 };
 
@@ -286,6 +310,30 @@ static bool parse_sigalgs(const char **out_err, CBS *out_list, CBS *ext)
 	return true;
 }
 
+/* parse_ech checks an encrypted_client_hello body as far as BoringSSL
+ * does before any callback (see the grammar above). */
+static bool parse_ech(const char **out_err, CBS *ext)
+{
+	uint8_t type, config_id;
+	uint16_t kdf, aead;
+	CBS enc, payload;
+
+	if (!CBS_get_u8(ext, &type)) {
+		*out_err = "empty encrypted_client_hello";
+		return false;
+	}
+	if (type != ECH_OUTER)
+		return true;
+	if (!CBS_get_u16(ext, &kdf) || !CBS_get_u16(ext, &aead) ||
+	    !CBS_get_u8(ext, &config_id) ||
+	    !CBS_get_u16_length_prefixed(ext, &enc) ||
+	    !CBS_get_u16_length_prefixed(ext, &payload) || CBS_len(ext) != 0) {
+		*out_err = "bad encrypted_client_hello";
+		return false;
+	}
+	return true;
+}
+
 /* parse_versions reads a ClientHello supported_versions body and returns
  * the highest non-GREASE version in |out_max|. */
 static bool parse_versions(const char **out_err, uint8_t *out_alert,
@@ -367,6 +415,10 @@ static bool parse_extensions(struct tls_hello *out, CBS *exts)
 		case EXT_SUPPORTED_VERSIONS:
 			if (!parse_versions(&out->error, &out->alert,
 					    &out->max_version, &ext))
+				return false;
+			break;
+		case EXT_ECH:
+			if (!parse_ech(&out->error, &ext))
 				return false;
 			break;
 		}

@@ -1724,6 +1724,14 @@ static void test_alerts_extensions(void **state)
 		/* Well-formed, with no version in it to agree on. */
 		{ "only GREASE versions", 43, BYTES(4, 0x0a, 0x0a, 0x2a, 0x2a),
 		  "supported_versions has only GREASE", PROTOCOL_VERSION },
+		/* BoringSSL reads an outer ECH extension before any callback
+		 * (found by fuzz/clienthello's differential check). */
+		{ "outer ECH without config_id", 0xfe0d,
+		  BYTES(0, 0, 3, 4, 3, 8), "bad encrypted_client_hello",
+		  DECODE_ERROR },
+		{ "outer ECH with a byte after payload", 0xfe0d,
+		  BYTES(0, 0, 1, 0, 1, 7, 0, 0, 0, 1, 9, 0),
+		  "bad encrypted_client_hello", DECODE_ERROR },
 	};
 #undef BYTES
 	static const uint8_t trailer[] = { 0 };
@@ -1735,6 +1743,26 @@ static void test_alerts_extensions(void **state)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_alert_ext(cases[i].what, cases[i].type, cases[i].data,
 				 cases[i].len, cases[i].err, cases[i].alert);
+	expect_alert_ext("empty ECH", 0xfe0d, NULL, 0,
+			 "empty encrypted_client_hello", DECODE_ERROR);
+	{
+		/* What BoringSSL lets through: an inner one (not read
+		 * further) and a whole outer one (empty enc and payload). */
+		static const uint8_t inner[] = { 1, 0xff };
+		static const uint8_t outer[] = { 0, 0, 1, 0, 1, 7, 0, 0, 0, 0 };
+		struct ext e = { 0xfe0d, inner, sizeof(inner) };
+		struct spec sp = { .exts = &e, .nexts = 1 };
+		struct tls_hello h;
+
+		build(&b, &sp);
+		expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "inner ECH\n");
+		buf_free(&b);
+		e.data = outer;
+		e.len = sizeof(outer);
+		build(&b, &sp);
+		expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "outer ECH\n");
+		buf_free(&b);
+	}
 	/* What BoringSSL sends for a duplicate (ssl_client_hello_init). */
 	build(&b, &s);
 	expect_alert("duplicate extension", &b, "duplicate extension",
