@@ -163,9 +163,13 @@ class Gate:
         if busy:
             raise RuntimeError("gate ports %s already in use (another vmgate?):\n%s"
                                % (self.ports, "\n".join(busy)))
+        since = self.mark()
         self.spawn()
         try:
             wait_tcp("127.0.0.1", self.wait_port, timeout=timeout, proc=self.proc)
+            # The data ports listen before the admin API is up; "ready" is
+            # logged once everything (workers, admin socket) is serving.
+            self.wait_log(r" ready ", timeout=timeout, since=since)
         except Exception as e:
             self.stop()
             raise RuntimeError("vmgate did not come up: %s\n%s" % (e, self.tail()))
