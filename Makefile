@@ -89,7 +89,7 @@ DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
-             libclang-rt-14-dev llvm-14 testssl.sh
+             libclang-rt-14-dev llvm-14 testssl.sh haproxy nginx
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
@@ -227,9 +227,11 @@ endif
 # The other socket mode: the default build keeps sockets as io_uring
 # direct descriptors, this one as plain fds. The tests where that changes
 # what the code does: accepts and fd exhaustion, half-close, bulk and
-# backpressure, many connections.
+# backpressure, many connections, the dialled address (getsockname) of a
+# PROXY header.
 E2E_FDS_TESTS := tests/e2e/test_attacks.py tests/e2e/test_halfclose.py \
-                 tests/e2e/test_bulk.py tests/e2e/test_concurrency.py
+                 tests/e2e/test_bulk.py tests/e2e/test_concurrency.py \
+                 tests/e2e/test_proxy_protocol.py
 e2e-fds: deps-test
 	@$(MAKE) --no-print-directory FLAVOUR=fds all
 	VMGATE_BIN=$(abspath build/fds/vmgate) \

@@ -49,6 +49,7 @@ enum conn_flag {
 	CF_STARVED = 1u << 13,    /* a recv found no buffer; retry later */
 	CF_LOGGED = 1u << 14,     /* the connection's one line is written */
 	CF_PEER = 1u << 15,       /* counted in shared->peers */
+	CF_LOCAL = 1u << 16,      /* the dialled address is being read */
 };
 
 struct dirbuf {
@@ -70,6 +71,7 @@ struct conn {
 	uint16_t listen_port;
 	uint16_t vm_port;
 	uint16_t hello_version; /* record version for pre-TLS alerts */
+	uint8_t proxy;          /* enum config_proxy_protocol of the route */
 	uint32_t hello_need;    /* input length worth parsing the hello at */
 	struct tls_hello_state hello; /* the records of it walked so far */
 	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
@@ -78,8 +80,10 @@ struct conn {
 	struct dirbuf up;
 	uint64_t up_bytes, down_bytes; /* plaintext relayed each way */
 	uint64_t start_ms, active_ms;
+	uint64_t id; /* of a routed connection: log lines, PROXY v2 */
 	struct sockaddr_in6 peer;
 	struct sockaddr_in6 vm;
+	struct sockaddr_in6 local; /* what the client dialled (with proxy) */
 };
 
 #endif

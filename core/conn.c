@@ -70,9 +70,10 @@ static void log_close(struct worker *w, struct conn *c,
 	}
 	tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
 	log_msg(reason_level(reason), "close",
-		"peer=%s sni=%s vm=%s vm_port=%u up=%llu down=%llu ms=%llu "
-		"reason=%s%s%s%s %s",
+		"peer=%s sni=%s vm=%s vm_port=%u id=%016llx up=%llu down=%llu "
+		"ms=%llu reason=%s%s%s%s %s",
 		peer, c->tls.sni, conn_vm_id(c, vm, sizeof(vm)), c->vm_port,
+		(unsigned long long)c->id,
 		(unsigned long long)c->up_bytes,
 		(unsigned long long)c->down_bytes,
 		(unsigned long long)(w->now_ms - c->start_ms),
@@ -194,6 +195,8 @@ static void route(struct worker *w, struct conn *c,
 	c->vm.sin6_port = htons(d->vm_port);
 	c->vm.sin6_addr = *d->vm_addr;
 	c->vm_port = d->vm_port;
+	c->proxy = d->proxy_protocol;
+	c->id = w->next_conn_id++;
 	c->state = CONN_HANDSHAKE;
 	backend_connect(w, c);
 }
@@ -284,8 +287,10 @@ static void do_handshake(struct worker *w, struct conn *c)
 		relay_arm_client_recv(w, c);
 	}
 	relay_flush_client(w, c);
-	if ((c->flags & (CF_HS_DONE | CF_VM_CONNECTED)) ==
+	if ((c->flags & (CF_HS_DONE | CF_VM_CONNECTED | CF_LOCAL)) ==
 	    (CF_HS_DONE | CF_VM_CONNECTED)) {
+		if (!relay_start(w, c))
+			return;
 		c->state = CONN_RELAY;
 		c->active_ms = w->now_ms;
 		timer_arm(&w->idle_timers, &c->timer, w->now_ms);
@@ -436,6 +441,9 @@ void conn_complete(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_SHUT_VM:
 		/* In any state: an fd installed for it must be closed. */
 		relay_on_shut(w, c, ring_ud_op(ud), cqe->res);
+		goto run;
+	case OP_CLIENT_FD:
+		backend_on_local(w, c, cqe->res);
 		goto run;
 	default:
 		break;

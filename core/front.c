@@ -99,6 +99,7 @@ static enum front_verdict route(struct front_decision *out,
 			      TLS_ALERT_HANDSHAKE_FAILURE);
 	out->vm_addr = m.addr;
 	out->vm_port = m.vm_port;
+	out->proxy_protocol = m.proxy_protocol;
 	return FRONT_TERMINATE;
 }
 
