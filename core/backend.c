@@ -10,15 +10,36 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/kconfig.h"
+#include "core/answer.h"
 #include "core/log.h"
 #include "core/proxyhdr.h"
 #include "tls/alert.h"
+
+static bool alpn_is_http11(const struct tls_facts *f)
+{
+	return f->alpn_len == 8 && !memcmp(f->alpn, "http/1.1", 8);
+}
+
+/* Whether a failed connect may be answered in HTTP (core/answer.h): the
+ * handshake chose http/1.1, or no protocol at all, so the first bytes
+ * decide. BoringSSL has chosen by now: the hello was processed when the
+ * connect started. Any other protocol gets the alert at once. */
+static bool may_answer_http(const struct conn *c)
+{
+	struct tls_facts f;
+
+	if (!tls_conn_started(&c->tls))
+		return false;
+	tls_conn_facts(&c->tls, &f);
+	return !f.alpn_len || alpn_is_http11(&f);
+}
 
 static void connect_failed(struct worker *w, struct conn *c, int err)
 {
@@ -38,7 +59,75 @@ static void connect_failed(struct worker *w, struct conn *c, int err)
 			   "the VM service must listen on '::' (a service "
 			   "bound to 0.0.0.0 only is unreachable)\""
 			 : "");
+	if (may_answer_http(c)) {
+		/* Logged: the answer, or the alert, comes once the handshake
+		 * is done (backend_answer). The client has CONN_LINGER_MS
+		 * for the rest of its handshake and its first bytes, not
+		 * the handshake timeout: conn_expire_timers then alerts. */
+		c->vm_errno = err;
+		c->flags |= CF_VM_FAILED | CF_LOGGED | CF_ANSWER_WAIT;
+		timer_arm(&w->linger_timers, &c->timer, w->now_ms);
+		return;
+	}
 	conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+}
+
+void backend_answer(struct worker *w, struct conn *c)
+{
+	const struct config *cfg = w->shared->cfg;
+	enum answer_http h = ANSWER_HTTP;
+	uint8_t first[ANSWER_LINE_MAX];
+	char resp[ANSWER_MAX], vm[64];
+	struct answer_vm a;
+	struct tls_facts f;
+	size_t n = 0;
+
+	tls_conn_facts(&c->tls, &f);
+	if (!f.alpn_len) {
+		/* A peek sees one record: a request line split across
+		 * records waits out the timer below, then gets the alert. */
+		switch (tls_conn_peek(&c->tls, &n, first, sizeof(first))) {
+		case TLS_IO_DONE:
+			h = answer_http_line(first, n);
+			break;
+		case TLS_IO_WANT_READ:
+			h = c->flags & CF_CLIENT_FIN ? ANSWER_NOT_HTTP
+						     : ANSWER_NEED_MORE;
+			break;
+		case TLS_IO_CLOSED:
+			h = ANSWER_NOT_HTTP;
+			break;
+		case TLS_IO_ERROR:
+			conn_linger(w, c, 0);
+			return;
+		}
+	} else if (!alpn_is_http11(&f)) {
+		h = ANSWER_NOT_HTTP;
+	}
+	/* A client that waits for the server to speak first (SSH) gets its
+	 * alert when the wait armed in connect_failed ends. */
+	if (h == ANSWER_NEED_MORE)
+		return;
+	if (h == ANSWER_NOT_HTTP) {
+		conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+		return;
+	}
+	a = (struct answer_vm){
+		.vm_id = conn_vm_id(c, vm, sizeof(vm)),
+		.port = c->vm_port,
+		.err = c->vm_errno,
+		.timeout_ms = cfg->limits.connect_timeout_ms,
+		.draining = atomic_load_explicit(&w->shared->draining,
+						 memory_order_relaxed),
+	};
+	n = answer_vm_error(resp, sizeof(resp), &a);
+	if (!n || tls_conn_write(&c->tls, (const uint8_t *)resp, n) !=
+			  TLS_IO_DONE) {
+		conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+		return;
+	}
+	tls_conn_close_notify(&c->tls);
+	conn_linger(w, c, 0);
 }
 
 /* The VM socket as a direct descriptor: socket and TCP_NODELAY go

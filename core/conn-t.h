@@ -50,6 +50,9 @@ enum conn_flag {
 	CF_LOGGED = 1u << 14,     /* the connection's one line is written */
 	CF_PEER = 1u << 15,       /* counted in shared->peers */
 	CF_LOCAL = 1u << 16,      /* the dialled address is being read */
+	CF_VM_FAILED = 1u << 17,  /* the connect failed (vm_errno), logged;
+	                           * answered once the handshake is done */
+	CF_ANSWER_WAIT = 1u << 18, /* waiting for a request line to answer */
 };
 
 struct dirbuf {

@@ -244,7 +244,9 @@ static void do_hello(struct worker *w, struct conn *c)
 
 void conn_tls_failed(struct worker *w, struct conn *c)
 {
-	log_close(w, c, REASON_TLS_ERROR, tls_conn_error_str(&c->tls));
+	/* Logged already when a failed VM connect waits to be answered. */
+	if (!(c->flags & CF_LOGGED))
+		log_close(w, c, REASON_TLS_ERROR, tls_conn_error_str(&c->tls));
 	/* BoringSSL queued its alert: send it, then close. */
 	conn_linger(w, c, 0);
 }
@@ -287,6 +289,11 @@ static void do_handshake(struct worker *w, struct conn *c)
 		relay_arm_client_recv(w, c);
 	}
 	relay_flush_client(w, c);
+	if ((c->flags & (CF_HS_DONE | CF_VM_FAILED)) ==
+	    (CF_HS_DONE | CF_VM_FAILED)) {
+		backend_answer(w, c);
+		return;
+	}
 	if ((c->flags & (CF_HS_DONE | CF_VM_CONNECTED | CF_LOCAL)) ==
 	    (CF_HS_DONE | CF_VM_CONNECTED)) {
 		if (!relay_start(w, c))
@@ -528,6 +535,14 @@ void conn_expire_timers(struct worker *w)
 	while ((n = timer_pop_expired(&w->linger_timers, w->now_ms))) {
 		struct conn *c = (struct conn *)n;
 
+		if (c->state == CONN_HANDSHAKE) {
+			/* After a failed connect, the rest of the handshake
+			 * or a request line to answer did not come in time
+			 * (backend_answer). */
+			conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+			conn_run(w, c);
+			continue;
+		}
 		/* Only a lingering connection is on this list: logged. */
 		teardown(w, c);
 		conn_run(w, c);

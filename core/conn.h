@@ -70,6 +70,11 @@ void relay_on_shut(struct worker *w, struct conn *c, enum ring_op op,
 /* backend.c */
 void backend_connect(struct worker *w, struct conn *c);
 void backend_on_connect(struct worker *w, struct conn *c, int res);
+/* backend_answer: the VM connect failed (CF_VM_FAILED) and the handshake
+ * is done: a 502 over TLS for an HTTP/1.x client, else the alert. It may
+ * wait for the client's first bytes, up to the linger timer armed when
+ * the connect failed (CF_ANSWER_WAIT). */
+void backend_answer(struct worker *w, struct conn *c);
 /* OP_CLIENT_FD's completion, in any state: the borrowed fd is closed. */
 void backend_on_local(struct worker *w, struct conn *c, int res);
 /* backend_proxy_header writes the PROXY header |c| sends its VM first

@@ -323,6 +323,23 @@ enum tls_io tls_conn_read(struct tls_conn *t, size_t *out_len, uint8_t *out,
 	return io_result(t, ret);
 }
 
+enum tls_io tls_conn_peek(struct tls_conn *t, size_t *out_len, uint8_t *out,
+			  size_t cap)
+{
+	int ret;
+
+	*out_len = 0;
+	if (cap > INT32_MAX)
+		cap = INT32_MAX;
+	ERR_clear_error();
+	ret = SSL_peek(t->ssl, out, (int)cap);
+	if (ret > 0) {
+		*out_len = (size_t)ret;
+		return TLS_IO_DONE;
+	}
+	return io_result(t, ret);
+}
+
 enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len)
 {
 	int ret;

@@ -92,6 +92,11 @@ enum tls_io tls_conn_handshake(struct tls_conn *t);
 enum tls_io tls_conn_read(struct tls_conn *t, size_t *out_len, uint8_t *out,
 			  size_t cap);
 
+/* tls_conn_peek is tls_conn_read without consuming: the same bytes are
+ * read again by the next peek or read. */
+enum tls_io tls_conn_peek(struct tls_conn *t, size_t *out_len, uint8_t *out,
+			  size_t cap);
+
 /* tls_conn_write encrypts all |len| bytes of |in| into the output. */
 enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len);
 
