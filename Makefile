@@ -5,6 +5,9 @@
 #   make check-planes  only that check (make test runs it first)
 #   make run        build, make a self-signed demo certificate if there is
 #                   none, and run on $(CONFIG)
+#   make demo       build, start a demo VM (network namespace) with HTTP,
+#                   WebSocket and SSH services, run vmgate in front of it
+#                   and print the lines to try; Ctrl-C removes it all
 #   make test       unit tests (cmocka), the unit tests again under ASan +
 #                   UBSan, fuzz corpus replay, a bounded fuzzing run of
 #                   every target, then the end-to-end tests (pytest)
@@ -102,7 +105,7 @@ BIN      := $(BUILD)/vmgate
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check-planes run test unit unit-asan e2e e2e-fds e2e-oldkernel e2e-hello4k check-config defconfig menuconfig clean \
+.PHONY: all check-planes run demo test unit unit-asan e2e e2e-fds e2e-oldkernel e2e-hello4k check-config defconfig menuconfig clean \
         deps-build deps-test
 .DEFAULT_GOAL := all
 
@@ -302,6 +305,14 @@ $(DEMO_CERT): | deps-build
 
 run: all $(DEMO_CERT)
 	$(BIN) -c $(CONFIG)
+
+# What demo/run.py needs besides the build.
+DEB_DEMO := iproute2 openssh-server openssh-client python3-websockets curl \
+            util-linux
+
+demo: all $(DEMO_CERT)
+	$(call apt_install,$(DEB_DEMO))
+	@$(PYTHON) demo/run.py
 
 check-config: all
 	$(BIN) --check -c $(CONFIG)
