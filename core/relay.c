@@ -297,7 +297,6 @@ static void half_close(struct worker *w, struct conn *c, int fd,
  * if the connection was closed. */
 static bool pump_up(struct worker *w, struct conn *c)
 {
-	size_t in_before = tls_conn_input_len(&c->tls);
 	uint32_t cap = buffer_cap(w);
 	size_t n;
 
@@ -334,9 +333,8 @@ static bool pump_up(struct worker *w, struct conn *c)
 	if (!c->up.len && !(c->flags & CF_VM_SEND))
 		put_dirbuf(w, &c->up);
 	/* A KeyUpdate with update_requested is answered now, not when the
-	 * VM next speaks; only a round that took client bytes can hold one. */
-	if (tls_conn_input_len(&c->tls) < in_before &&
-	    tls_conn_flush(&c->tls) != TLS_IO_DONE) {
+	 * VM next speaks. */
+	if (tls_conn_flush(&c->tls) != TLS_IO_DONE) {
 		conn_tls_failed(w, c);
 		return false;
 	}

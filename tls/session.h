@@ -48,6 +48,8 @@ struct tls_conn {
 	uint16_t port;      /* listener port: picks the ALPN list */
 	bool out_pinned;    /* a send from out is in flight: it must not
 	                     * move or be freed */
+	bool held_back;     /* TLS holds output back until the next write
+	                     * (tickets, a KeyUpdate answer): flush it */
 	uint8_t *out_old;   /* out's previous block, moved from while
 	                     * pinned: freed when the send completes */
 	char *sni; /* the name the router accepted; checked by the
@@ -98,7 +100,8 @@ enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len);
 /* tls_conn_flush moves into the output what TLS holds back until the next
  * write: the session tickets of a finished TLS 1.3 handshake, and the
  * KeyUpdate that answers a client's update_requested. Call it when the
- * handshake completes and after reading; cheap when nothing waits. */
+ * handshake completes and after reading; it costs a flag test unless the
+ * handshake just finished or a KeyUpdate was read. */
 enum tls_io tls_conn_flush(struct tls_conn *t);
 
 /* tls_conn_close_notify queues a close_notify alert; reading goes on. */
