@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
+#include "tls/buf.h"
+
 enum tls_io {
 	TLS_IO_DONE,      /* the call did all it could do */
 	TLS_IO_WANT_READ, /* needs more bytes from the client first */
@@ -34,16 +36,10 @@ enum tls_io {
 	                   * may be waiting in the output */
 };
 
-/* Bytes [off, off + len) of data (cap bytes), or nothing. */
-struct tls_buf {
-	uint8_t *data;
-	uint32_t off, len, cap;
-};
-
 struct tls_conn {
 	SSL *ssl;
-	struct tls_buf in;  /* ciphertext from the client, not yet read */
-	struct tls_buf out; /* bytes for the client, not yet sent */
+	struct buf in;      /* ciphertext from the client, not yet read */
+	struct buf out;     /* bytes for the client, not yet sent */
 	uint32_t out_cap;   /* most bytes out may hold (tls_conn_init) */
 	uint16_t port;      /* listener port: picks the ALPN list */
 	bool out_pinned;    /* a send from out is in flight: it must not
