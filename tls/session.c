@@ -315,7 +315,6 @@ enum tls_io tls_conn_peek(struct tls_conn *t, size_t *out_len, uint8_t *out,
 	*out_len = 0;
 	if (cap > INT32_MAX)
 		cap = INT32_MAX;
-	ERR_clear_error();
 	ret = SSL_peek(t->ssl, out, (int)cap);
 	if (ret > 0) {
 		*out_len = (size_t)ret;
