@@ -28,14 +28,15 @@ static bool alpn_is_http11(const struct tls_facts *f)
 }
 
 /* Whether a failed connect may be answered in HTTP (core/answer.h): the
- * handshake chose http/1.1, or no protocol at all, so the first bytes
- * decide. BoringSSL has chosen by now: the hello was processed when the
- * connect started. Any other protocol gets the alert at once. */
+ * domain asks for it (vm_errors: http) and the handshake chose http/1.1,
+ * or no protocol at all, so the first bytes decide. BoringSSL has chosen
+ * by now: the hello was processed when the connect started. Any other
+ * protocol gets the alert at once. */
 static bool may_answer_http(const struct conn *c)
 {
 	struct tls_facts f;
 
-	if (!tls_conn_started(&c->tls))
+	if (!(c->flags & CF_VM_ERRORS_HTTP) || !tls_conn_started(&c->tls))
 		return false;
 	tls_conn_facts(&c->tls, &f);
 	return !f.alpn_len || alpn_is_http11(&f);

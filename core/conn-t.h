@@ -53,6 +53,7 @@ enum conn_flag {
 	CF_VM_FAILED = 1u << 17,  /* the connect failed (vm_errno), logged;
 	                           * answered once the handshake is done */
 	CF_ANSWER_WAIT = 1u << 18, /* waiting for a request line to answer */
+	CF_VM_ERRORS_HTTP = 1u << 19, /* the domain's vm_errors: http */
 };
 
 struct conn {

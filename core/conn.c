@@ -196,6 +196,8 @@ static void route(struct worker *w, struct conn *c,
 	c->vm.sin6_addr = *d->vm_addr;
 	c->vm_port = d->vm_port;
 	c->proxy = d->proxy_protocol;
+	if (d->vm_errors_http)
+		c->flags |= CF_VM_ERRORS_HTTP;
 	c->id = w->next_conn_id++;
 	c->state = CONN_HANDSHAKE;
 	backend_connect(w, c);

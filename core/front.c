@@ -100,6 +100,7 @@ static enum front_verdict route(struct front_decision *out,
 	out->vm_addr = m.addr;
 	out->vm_port = m.vm_port;
 	out->proxy_protocol = m.proxy_protocol;
+	out->vm_errors_http = m.vm_errors_http;
 	return FRONT_TERMINATE;
 }
 

@@ -71,6 +71,7 @@ struct front_decision {
 	const struct in6_addr *vm_addr;
 	uint16_t vm_port;
 	uint8_t proxy_protocol; /* enum config_proxy_protocol */
+	bool vm_errors_http;    /* the domain's vm_errors: http */
 };
 
 /* front_decide fills |out| (zeroed first) and returns the verdict for the

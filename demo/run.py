@@ -165,6 +165,7 @@ class Demo:
                 "  - suffix: %s" % SUFFIX,
                 "    port_map: { %d: 22, %d: 3000, %d: 8080 }" % (ssh_port, http_port,
                                                                  ws_port),
+                "    vm_errors: http",
                 "vms:",
                 '  - { id: %s, address: "%s" }' % (VMID, self.vm_addr),
                 "",

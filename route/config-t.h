@@ -77,6 +77,9 @@ struct config_domain {
 	uint16_t *proxy_protocol_ports;
 	size_t proxy_protocol_ports_len;
 	bool has_proxy_protocol_ports;
+	/* vm_errors: http: a failed VM connect is answered with an HTTP 502
+	 * that says why, for HTTP/1.x clients (default: the alert only) */
+	bool vm_errors_http;
 };
 
 /* tls.alpn_ports: the ALPN list offered on one listener port, in place of

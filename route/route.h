@@ -34,6 +34,7 @@ struct route_match {
 	uint16_t vm_port;            /* port_map[listen_port] or listen_port */
 	uint8_t proxy_protocol;      /* enum config_proxy_protocol: the
 	                              * domain's, if it covers vm_port */
+	bool vm_errors_http;         /* the domain's vm_errors: http */
 };
 
 /* route_table_new builds a table from |cfg| (domains and vms). It returns

@@ -51,6 +51,7 @@ struct route_domain {
 	uint16_t *proxy_ports;            /* sorted; VM ports */
 	size_t proxy_ports_len;
 	bool has_proxy_ports;
+	bool vm_errors_http;
 };
 
 enum {
@@ -293,6 +294,7 @@ static int route_domain_copy(struct route_domain *d,
 		qsort(d->allowed, d->allowed_len, sizeof(uint16_t), cmp_u16);
 	}
 	d->proxy = (uint8_t)cd->proxy_protocol;
+	d->vm_errors_http = cd->vm_errors_http;
 	d->has_proxy_ports = cd->has_proxy_protocol_ports;
 	if (cd->proxy_protocol_ports_len) {
 		d->proxy_ports = malloc(cd->proxy_protocol_ports_len *
@@ -665,6 +667,7 @@ enum route_verdict route_lookup(const struct route_table *t,
 	out->addr = &s->addr;
 	out->vm_port = route_port_map(d, listen_port);
 	out->proxy_protocol = route_proxy(d, out->vm_port);
+	out->vm_errors_http = d->vm_errors_http;
 	return ROUTE_OK;
 }
 

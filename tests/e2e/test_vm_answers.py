@@ -1,6 +1,7 @@
 """Issue 15 item 4: answers that say what is wrong.
 
-When the VM cannot be reached, an HTTP/1.x client (ALPN http/1.1, or no
+With vm_errors: http on the domain, when the VM cannot be reached, an
+HTTP/1.x client (ALPN http/1.1, or no
 ALPN and a request line first) gets a plain-text 502 over the finished
 TLS connection naming the VM, the port and the cause; other protocols
 keep the internal_error alert. A private vmgate, as tests/e2e/
@@ -56,11 +57,15 @@ def agate(gate_bin, certs, fleet, workdir):
             "tls:",
             "  certificates:",
             "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
+            "    - { cert: %s, key: %s }" % (certs.other_cert, certs.other_key),
             "  alpn: [h2, http/1.1]",
             "  alpn_ports: { %d: [http/1.1] }" % h1,
             "domains:",
             "  - suffix: vm.test",
             "    port_map: { %d: %d, %d: %d }" % (h1, REFUSED_PORT, h2, REFUSED_PORT),
+            "    vm_errors: http",
+            "  - suffix: other.test",
+            "    port_map: { %d: %d }" % (h1, REFUSED_PORT),
             "vms:",
             '  - { id: vm2, address: "%s" }' % vm2.addr,
             '  - { id: gone, address: "%s" }' % gone,
@@ -77,8 +82,8 @@ def agate(gate_bin, certs, fleet, workdir):
     g.stop()
 
 
-def get(certs, gate, vm, port, *flags, addr="127.0.0.1"):
-    host = "%s.vm.test" % vm
+def get(certs, gate, vm, port, *flags, addr="127.0.0.1", suffix="vm.test"):
+    host = "%s.%s" % (vm, suffix)
     r = curl(["-sS", "--cacert", certs.ca, "--resolve", "%s:%d:%s" % (host, port, addr),
               "-w", "\\n%{http_code} %{local_port}", "-o", "-", *flags,
               "https://%s:%d/health" % (host, port)], timeout=20)
@@ -109,6 +114,15 @@ def test_refused_no_alpn_request_line(agate, certs):
     r = get(certs, agate, "vm2", agate.h1, "--no-alpn", addr="::1")
     code, body, _ = answer(r)
     assert code == 502 and "port %d of VM vm2" % REFUSED_PORT in body, (r.stdout, r.stderr)
+
+
+def test_default_is_alert(agate, certs):
+    """A domain without vm_errors: http keeps today's alert, even for
+    http/1.1."""
+    r = get(certs, agate, "vm2", agate.h1, suffix="other.test")
+    assert r.returncode != 0 and "internal error" in r.stderr, (r.returncode, r.stdout,
+                                                               r.stderr)
+    assert "502" not in r.stdout
 
 
 def test_refused_h2_keeps_alert(agate, certs):

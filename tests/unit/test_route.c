@@ -117,7 +117,7 @@ static struct config_domain domains[] = {
 	  .allowed_ports = allowed, .allowed_ports_len = 3,
 	  .has_allowed_ports = true, .proxy_protocol = CFG_PROXY_V2,
 	  .proxy_protocol_ports = proxy_ports, .proxy_protocol_ports_len = 2,
-	  .has_proxy_protocol_ports = true },
+	  .has_proxy_protocol_ports = true, .vm_errors_http = true },
 	{ .suffix = "vers.sh", .proxy_protocol = CFG_PROXY_V1 }, /* every port,
 								   * no mapping */
 	{ .suffix = "Open.Example.COM" },  /* normalised by the table */
@@ -299,6 +299,9 @@ static void test_proxy_protocol(void **state)
 	assert_int_equal(m.proxy_protocol, CFG_PROXY_V1);
 	assert_verdict(f->t, &m, "web.open.example.com", 3000, ROUTE_OK);
 	assert_int_equal(m.proxy_protocol, CFG_PROXY_NONE);
+	assert_false(m.vm_errors_http);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 8080, ROUTE_OK);
+	assert_true(m.vm_errors_http);
 }
 
 static void test_nested(void **state)
