@@ -405,7 +405,8 @@ image-check: image
 # traffic through it (tests/image/).
 e2e-image: deps-test deps-image-test image
 	VMGATE_IMAGE=$(abspath $(IMG)) VMGATE_BIN=$(abspath $(BIN)) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/image $(E2E_ARGS)
+	  $(PYTHON) -m pytest -q -p no:cacheprovider --basetemp=$(abspath $(BUILD))/image-test \
+	    tests/image $(E2E_ARGS)
 
 include fuzz/fuzz.mk
 

@@ -41,11 +41,13 @@ SD_STUB = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
 SD_BOOT = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 
 # What every image has: virtio disks, network and entropy, the config and
-# data file systems, the ACPI power button. ext4's checksums ask the crypto
+# data file systems, the ACPI power button (and evdev, through which acpid
+# sees it). ext4's checksums ask the crypto
 # API for crc32c at run time, which modules.dep does not list.
 MODULES_BASE = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_rng",
                 "virtio_scsi", "sd_mod", "vfat", "nls_cp437", "nls_ascii",
-                "nls_utf8", "crc32c_generic", "crc32c_intel", "ext4", "button"]
+                "nls_utf8", "crc32c_generic", "crc32c_intel", "ext4", "button",
+                "evdev"]
 # Kconfig IMAGE_MODULES_BAREMETAL: NVMe, AHCI and common server NICs.
 MODULES_BAREMETAL = ["nvme", "ahci", "ata_piix", "e1000", "e1000e", "igb",
                      "igc", "ixgbe", "i40e", "ice", "bnxt_en", "tg3",
