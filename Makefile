@@ -377,10 +377,10 @@ $(IMG)/initramfs.img: $(IMG)/kernel/package $(BIN) $(IMG_ROOTFS) \
 
 $(IMG)/vmlinuz: $(IMG)/initramfs.img
 
-$(IMG)/vmgate.efi: $(IMG)/initramfs.img
+$(IMG)/vmgate.efi: $(IMG)/initramfs.img image/mkimage.py
 	$(Q)$(MKIMAGE) efi --config $(KBUILD)/.config --out $(IMG)
 
-$(IMG)/vmgate-disk.img: $(IMG)/vmgate.efi
+$(IMG)/vmgate-disk.img: $(IMG)/vmgate.efi image/mkimage.py
 	$(Q)$(MKIMAGE) disk --config $(KBUILD)/.config --out $(IMG)
 
 config-disk: deps-image

@@ -21,7 +21,7 @@
       it names (mtools: no mount, no root)
 
 Every step is reproducible: same tree and same packages, same bytes.
-Timestamps are SOURCE_DATE_EPOCH (default: the last commit's time).
+Timestamps are SOURCE_DATE_EPOCH (default: the kernel package's).
 """
 
 import argparse
@@ -71,9 +71,15 @@ def run(argv, **kw):
             "with apt-get, which needs root)" % argv[0])
 
 
-def epoch():
+def epoch(out=None):
+    """The one timestamp of every file in the image: SOURCE_DATE_EPOCH, else
+    the kernel package's (what dpkg-deb -x gave vmlinuz), so that it
+    follows the packages and not when or where the build ran."""
     if "SOURCE_DATE_EPOCH" in os.environ:
         return int(os.environ["SOURCE_DATE_EPOCH"])
+    if out:
+        tree, kver = kernel_tree(out)
+        return int(os.stat(os.path.join(tree, "boot", "vmlinuz-" + kver)).st_mtime)
     try:
         return int(subprocess.run(["git", "-C", REPO, "log", "-1", "--format=%ct"],
                                   check=True, capture_output=True,
@@ -317,7 +323,7 @@ def cmd_initramfs(a):
     for lib in elf_libs(a.vmgate):
         t.copy(lib, os.path.realpath(lib), 0o755)
 
-    data = t.cpio(epoch())
+    data = t.cpio(epoch(a.out))
     write_gzip(os.path.join(a.out, "initramfs.img"), data)
     shutil.copyfile(os.path.join(tree_dir, "boot", "vmlinuz-" + kver),
                     os.path.join(a.out, "vmlinuz"))
@@ -348,7 +354,8 @@ def cmd_efi(a):
     linux_vma = 0x2000000
     initrd_vma = (linux_vma + os.path.getsize(linux) + 0xfffff) & ~0xfffff
     out = os.path.join(a.out, "vmgate.efi")
-    run(["objcopy",
+    # -p keeps the stub's PE timestamp (0), instead of the time of the build
+    run(["objcopy", "-p",
          "--add-section", ".osrel=" + osrel, "--change-section-vma", ".osrel=0x20000",
          "--add-section", ".cmdline=" + cmd, "--change-section-vma", ".cmdline=0x30000",
          "--add-section", ".linux=" + linux, "--change-section-vma",
@@ -356,6 +363,7 @@ def cmd_efi(a):
          "--add-section", ".initrd=" + initrd, "--change-section-vma",
          ".initrd=0x%x" % initrd_vma,
          SD_STUB, out + ".tmp"])
+    os.utime(out + ".tmp", (epoch(a.out),) * 2)
     os.replace(out + ".tmp", out)
     print("  EFI    %s (%d KiB, cmdline '%s')" % (out, os.path.getsize(out) >> 10,
                                                    cmdline(conf)))
@@ -398,7 +406,7 @@ def mmd(img, path, mtime):
 
 def cmd_disk(a):
     conf = kconfig(a.config)
-    mtime = epoch()
+    mtime = epoch(a.out)
     stage = os.path.join(a.out, "disk-stage")
     shutil.rmtree(stage, ignore_errors=True)
     os.makedirs(stage)
