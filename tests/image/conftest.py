@@ -178,7 +178,12 @@ class Guest:
             return ""
 
     def tail(self, n=40):
-        return "\n".join(self.console().splitlines()[-n:])
+        try:
+            with open(self.log + ".qemu", errors="replace") as f:
+                qemu = f.read()
+        except FileNotFoundError:
+            qemu = ""
+        return "\n".join(self.console().splitlines()[-n:]) + "\n" + qemu
 
     def wait_console(self, pattern, timeout):
         rx = re.compile(pattern, re.M)

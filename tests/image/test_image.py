@@ -9,6 +9,7 @@ vmgate-disk.img once. The tests run in this order."""
 import hashlib
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BIG, IMAGE, Guest, Handler, TOKEN
+from conftest import BIG, IMAGE, REPO, Guest, Handler, TOKEN
 
 PROXY = "openssl s_client -connect 127.0.0.1:%d -servername %s -quiet"
 
@@ -144,12 +145,22 @@ def test_admin_put_then_power_button_during_ssh(first_boot, host):
     assert rc == 0, (rc, first_boot.tail())
 
 
-def test_admin_change_survives_reboot(workdir, host, config_disk, data_disk, guests):
-    g = Guest(workdir, "boot2", [(config_disk, True), (data_disk, False)])
+def test_admin_change_survives_reboot(workdir, host, config_disk, data_disk, first_boot,
+                                      guests):
+    assert first_boot.proc.poll() == 0, \
+        "the first boot must have been powered off by the test before this one"
+    # this boot's network is static, from the kernel command line (qemu's
+    # hostfwd goes to 10.0.2.15)
+    g = Guest(workdir, "boot2", [(config_disk, True), (data_disk, False)],
+              extra_append="vmgate.ip=10.0.2.15/24 vmgate.ip6=fec0::15/64 "
+                           "vmgate.gw=10.0.2.2,fec0::2")
     guests.append(g)
     g.wait_ready()
     con = g.console()
     assert "formatting" not in con and "data: /dev/vdb3 mounted at /data" in con, g.tail()
+    assert "network: static from the kernel command line on eth0" in con, g.tail()
+    assert "network: eth0 10.0.2.15/24 fec0::15/64" in con, g.tail()
+    assert "DHCP" not in con
     st, body = admin(g, "GET", "/vms/vm2")
     assert st == 200 and body.get("address") == "fec0::2", (st, body, g.tail())
     out = os.path.join(workdir, "vm2.out")
@@ -174,3 +185,24 @@ def test_uefi_disk_image_boots(workdir, host, config_disk, guests):
     out = os.path.join(workdir, "uefi.out")
     r = curl(g, "vm1.vm.test", "/small", out)
     assert r.returncode == 0 and r.stdout == "200", (r, g.tail())
+
+
+def test_bad_config_errors_on_console_and_retried(workdir, guests):
+    d = os.path.join(workdir, "badconfig")
+    os.makedirs(d)
+    with open(os.path.join(d, "appliance.yaml"), "w") as f:
+        f.write("listen:\n  ports: [443]\n  adress: \"::\"\n")
+    img = os.path.join(workdir, "bad-config.img")
+    r = subprocess.run(["make", "-s", "--no-print-directory", "-C", REPO, "config-disk",
+                        "CONFIG=" + os.path.join(d, "appliance.yaml"), "OUT=" + img],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r
+    g = Guest(workdir, "badconfig", [(img, True)])
+    guests.append(g)
+    g.wait_console(r"^/config/appliance\.yaml:3:3: .*adress", 120)
+    g.wait_console(r"vmgate exited with status 1; restarting in 1s", 10)
+    # retried, not rebooted: the same error again after the back-off
+    g.wait_console(r"vmgate exited with status 1; restarting in 2s", 20)
+    con = g.console()
+    assert len(re.findall(r"/config/appliance\.yaml:3:3: ", con)) >= 2, g.tail()
+    assert con.count("Linux version") == 1 and g.proc.poll() is None
