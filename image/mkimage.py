@@ -363,7 +363,6 @@ def cmd_efi(a):
          "--add-section", ".initrd=" + initrd, "--change-section-vma",
          ".initrd=0x%x" % initrd_vma,
          SD_STUB, out + ".tmp"])
-    os.utime(out + ".tmp", (epoch(a.out),) * 2)
     os.replace(out + ".tmp", out)
     print("  EFI    %s (%d KiB, cmdline '%s')" % (out, os.path.getsize(out) >> 10,
                                                    cmdline(conf)))

@@ -170,18 +170,35 @@ def test_admin_change_survives_reboot(workdir, host, config_disk, data_disk, fir
         assert f.read() == b"hello from the host\n"
 
 
-def test_uefi_disk_image_boots(workdir, host, config_disk, guests):
+def test_uefi_disk_image_boots(workdir, host, guests):
+    # its config disk also carries a network file (static addresses)
+    d = os.path.join(workdir, "config-uefi")
+    os.makedirs(d)
+    host.config(os.path.join(d, "appliance.yaml"))
+    with open(os.path.join(d, "network"), "w") as f:
+        f.write("# qemu's user network, static\ninterface eth0\n"
+                "address 10.0.2.15/24\naddress fec0::15/64  # site-local\n"
+                "gateway 10.0.2.2\ngateway fec0::2\n")
+    cfg = os.path.join(workdir, "config-uefi.img")
+    r = subprocess.run(["make", "-s", "--no-print-directory", "-C", REPO, "config-disk",
+                        "CONFIG=" + os.path.join(d, "appliance.yaml"), "OUT=" + cfg,
+                        "NETWORK=" + os.path.join(d, "network")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r
     disk = os.path.join(workdir, "disk-uefi.img")
     shutil.copyfile(os.path.join(IMAGE, "vmgate-disk.img"), disk)
     # the disk image's own VMGATECFG holds no appliance.yaml: the config
     # disk after it is the one mounted
-    g = Guest(workdir, "uefi", [(disk, False), (config_disk, True)], uefi=True)
+    g = Guest(workdir, "uefi", [(disk, False), (cfg, True)], uefi=True)
     guests.append(g)
     g.wait_ready(timeout=180)
     con = g.console()
     assert "config: /dev/vda2 is VMGATECFG but holds no appliance.yaml, skipped" in con
     assert "config: /dev/vdb mounted read-only at /config" in con
+    assert "data: formatting blank /dev/vda3 (first boot)" in con, g.tail()
     assert "EFI stub" in con or "efi:" in con, g.tail()
+    assert "network: static from /config/network on eth0" in con, g.tail()
+    assert "network: eth0 10.0.2.15/24 fec0::15/64" in con, g.tail()
     out = os.path.join(workdir, "uefi.out")
     r = curl(g, "vm1.vm.test", "/small", out)
     assert r.returncode == 0 and r.stdout == "200", (r, g.tail())
