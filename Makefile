@@ -28,6 +28,9 @@
 #   make e2e-image  boot the image under qemu and send traffic through it
 #   make image-check  build the image a second time from scratch
 #                   (build/repro/) and compare every artifact's sha256
+#   make deb        build/deb/vmgate_VERSION_amd64.deb (pkg/deb/)
+#   make deb-check  lintian on it, then install it into a debootstrap'd
+#                   Debian 12 tree and run vmgate --check there (root)
 #   make check-config   vmgate --check on $(CONFIG)
 #   make defconfig / menuconfig   compile-time options (Kconfig)
 #   make clean
@@ -107,6 +110,8 @@ DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi \
              binutils kmod python3-yaml
 DEB_IMAGE_TEST := $(DEB_IMAGE) qemu-system-x86 ovmf openssh-server \
              openssh-client curl openssl python3-pytest
+# The Debian package (make deb) and its test (make deb-check).
+DEB_PKG   := binutils python3-pytest lintian debootstrap
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
@@ -305,6 +310,7 @@ endif
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory image-check
 	@$(MAKE) --no-print-directory e2e-image
+	@$(MAKE) --no-print-directory deb-check
 endif
 	@$(MAKE) --no-print-directory e2e
 
@@ -411,3 +417,16 @@ e2e-image: deps-test deps-image-test image
 include fuzz/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# The Debian package for running vmgate on an existing host (pkg/deb/).
+.PHONY: deb deb-check deps-deb
+deps-deb:
+	$(call apt_install,$(DEB_PKG))
+
+deb: all deps-deb
+	$(Q)rm -f $(BUILD)/deb/vmgate_*_amd64.deb
+	$(Q)$(PYTHON) pkg/deb/mkdeb.py --vmgate $(BIN) --out $(BUILD)/deb
+
+deb-check: deb
+	VMGATE_DEB_DIR=$(abspath $(BUILD)/deb) VMGATE_DEB_WORK=$(abspath $(BUILD)/deb-check) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/deb $(E2E_ARGS)
