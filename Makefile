@@ -111,7 +111,7 @@ DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi \
 DEB_IMAGE_TEST := $(DEB_IMAGE) qemu-system-x86 ovmf openssh-server \
              openssh-client curl openssl python3-pytest
 # The Debian package (make deb) and its test (make deb-check).
-DEB_PKG   := binutils python3-pytest lintian debootstrap
+DEB_PKG   := binutils python3-pytest lintian debootstrap systemd
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.

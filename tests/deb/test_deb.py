@@ -79,6 +79,15 @@ def test_installs_and_checks_in_debian_12(tree, deb):
     for line in ("Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID",
                  "AmbientCapabilities=CAP_NET_BIND_SERVICE", "ProtectSystem=strict"):
         assert line in unit
+    # systemd accepts the unit (the binary path pointed into the tree)
+    d = os.path.join(WORK, "unit-verify")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    with open(os.path.join(d, "vmgate.service"), "w") as f:
+        f.write(unit.replace("/usr/sbin/vmgate", os.path.join(tree, "usr/sbin/vmgate")))
+    r = run(["systemd-analyze", "verify", "--man=no", os.path.join(d, "vmgate.service")],
+            check=False)
+    assert r.returncode == 0 and not r.stderr.strip(), r
     # purge takes the conffile and the generated certificate away
     chroot(tree, "apt-get", "purge", "-y", "-q", "vmgate")
     assert not os.path.exists(os.path.join(tree, "etc", "vmgate"))
