@@ -414,7 +414,7 @@ image-check: image
 # traffic through it (tests/image/).
 e2e-image: deps-test deps-image-test image
 	VMGATE_IMAGE=$(abspath $(IMG)) VMGATE_BIN=$(abspath $(BIN)) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider --basetemp=$(abspath $(BUILD))/image-test \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider --basetemp=$(abspath $(BUILD))/image-test \
 	    tests/image $(E2E_ARGS)
 
 include fuzz/fuzz.mk
