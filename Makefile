@@ -147,7 +147,9 @@ define apt_install
 	  echo "  APT   $$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null \
-	    || { echo "apt-get install failed:$$missing" >&2; exit 1; }; \
+	    || { echo "apt-get install failed:$$missing" >&2; \
+	         [ "$$(id -u)" = 0 ] || echo "installing Debian packages is the one step that needs root" >&2; \
+	         exit 1; }; \
 	fi
 endef
 

@@ -363,6 +363,8 @@ def cmd_efi(a):
          "--add-section", ".initrd=" + initrd, "--change-section-vma",
          ".initrd=0x%x" % initrd_vma,
          SD_STUB, out + ".tmp"])
+    # -p also dated the file like the stub: make must see it as new
+    os.utime(out + ".tmp")
     os.replace(out + ".tmp", out)
     print("  EFI    %s (%d KiB, cmdline '%s')" % (out, os.path.getsize(out) >> 10,
                                                    cmdline(conf)))
