@@ -73,7 +73,7 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             $(SAN_FLAGS)
 LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
-            -luring -lyaml -ljansson -lhttp_parser -lpthread
+            -luring -lyaml -ljansson -lhttp_parser -lbpf -lpthread
 
 ifeq ($(V),1)
 Q :=
@@ -85,7 +85,8 @@ endif
 
 # Debian packages: what building needs, and what the tests add to it.
 DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
-             libjansson-dev libhttp-parser-dev python3-kconfiglib openssl
+             libjansson-dev libhttp-parser-dev python3-kconfiglib openssl \
+             libbpf-dev clang linux-libc-dev
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
@@ -93,7 +94,7 @@ DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
-LIB_SRCS := $(wildcard core/*.c tls/*.c route/*.c) \
+LIB_SRCS := $(filter-out %.bpf.c,$(wildcard core/*.c tls/*.c route/*.c)) \
             $(filter-out ctl/main.c,$(wildcard ctl/*.c ctl/*/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmgate.a
@@ -167,6 +168,18 @@ $(BUILD)/obj/%.o: %.c $(KBUILD)/config.h
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# The sk_lookup program (core/steer.bpf.c), compiled for the BPF target and
+# embedded in core/steer.c's object with .incbin.
+STEER_BPF := $(BUILD)/bpf/steer.bpf.o
+$(STEER_BPF): core/steer.bpf.c core/steer-t.h | deps-build
+	@mkdir -p $(dir $@)
+	$(call msg,BPF,$<)
+	$(Q)clang -O2 -g -target bpf -I. -I/usr/include/$(shell gcc -dumpmachine) \
+	  -Wall -c -o $@ $<
+
+$(BUILD)/obj/core/steer.o: $(STEER_BPF)
+$(BUILD)/obj/core/steer.o: CFLAGS += -DSTEER_BPF_OBJ='"$(STEER_BPF)"'
 
 $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)

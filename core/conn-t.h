@@ -49,6 +49,7 @@ enum conn_flag {
 	CF_STARVED = 1u << 13,    /* a recv found no buffer; retry later */
 	CF_LOGGED = 1u << 14,     /* the connection's one line is written */
 	CF_PEER = 1u << 15,       /* counted in shared->peers */
+	CF_PORT_WAIT = 1u << 16,  /* the dialled port is being read */
 };
 
 struct dirbuf {

@@ -4,6 +4,7 @@
  *   vmgate --check -c FILE    validate FILE (and its certificates), exit
  *   vmgate --version
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -22,6 +23,7 @@
 #include "core/peers.h"
 #include "core/ring.h"
 #include "core/sockmode.h"
+#include "core/steer.h"
 #include "core/worker.h"
 #include "ctl/config.h"
 #include "route/route.h"
@@ -131,11 +133,107 @@ static bool sockets_choose(struct sockmode_choice *out,
 	return sockmode_choose(out, &k, &want);
 }
 
+/* How connections reach the workers (listen.steering): sk_lookup when
+ * asked or, for auto, when the program attaches; per-port listeners
+ * otherwise, which cannot serve `ports: all` or a range wider than
+ * LISTENERS_RANGE_MAX. |why| (|why_len|) says what decided. Returns false
+ * when neither can serve (|why| says so). */
+static bool steering_choose(struct shared *shared, const struct config *cfg,
+			    char *why, size_t why_len)
+{
+	char err[512];
+	int ret;
+
+	if (cfg->steering == CFG_STEER_LISTENERS) {
+		snprintf(why, why_len, "listen.steering: listeners");
+		return true;
+	}
+	ret = steer_open(&shared->steer, err, sizeof(err));
+	if (!ret) {
+		snprintf(why, why_len, "%s",
+			 cfg->steering == CFG_STEER_SK_LOOKUP
+				 ? "listen.steering: sk_lookup"
+				 : "auto: the sk_lookup program attached");
+		return true;
+	}
+	if (cfg->steering == CFG_STEER_SK_LOOKUP) {
+		snprintf(why, why_len, "listen.steering is sk_lookup and %s",
+			 err);
+		return false;
+	}
+	if (cfg->ports_wide) {
+		snprintf(why, why_len, "listen.ports %s needs sk_lookup "
+			 "steering (per-port listeners take at most %d ports a "
+			 "range) and %s", cfg->ports_all ? "all" : "has a range "
+			 "that", LISTENERS_RANGE_MAX, err);
+		return false;
+	}
+	snprintf(why, why_len, "auto: %s", err);
+	return true;
+}
+
+/* The listening sockets of one worker into |fds| (|*out_len| of them,
+ * |ports| beside): with sk_lookup one, in the steering map's slot |id|
+ * and the group of |*steer_port| (0 for the first worker, which picks
+ * it); else one per address and port. Returns 0 or -errno, having
+ * logged. */
+static int listeners_open(struct shared *shared, const struct config *cfg,
+			  unsigned id, uint16_t *steer_port, int *fds,
+			  uint16_t *ports, size_t *out_len)
+{
+	char addr[INET6_ADDRSTRLEN];
+	size_t a, p, n = 0;
+	int fd, ret;
+
+	*out_len = 0;
+	if (shared->steer) {
+		fd = steer_listener_open(steer_port);
+		if (fd < 0) {
+			log_error("startup", "cannot open the steering "
+				  "listener: %s", strerror(-fd));
+			return fd;
+		}
+		ret = steer_add_listener(shared->steer, id, fd);
+		if (ret) {
+			log_error("startup", "cannot put listener %u in the "
+				  "steering map: %s", id, strerror(-ret));
+			close(fd);
+			return ret;
+		}
+		fds[0] = fd;
+		ports[0] = 0; /* every port: conn.c reads the dialled one */
+		*out_len = 1;
+		return 0;
+	}
+	for (a = 0; a < cfg->addrs_len; a++)
+		for (p = 0; p < cfg->ports_len; p++) {
+			fd = listener_open(&cfg->addrs[a], cfg->ports[p]);
+			if (fd < 0) {
+				inet_ntop(AF_INET6, &cfg->addrs[a], addr,
+					  sizeof(addr));
+				log_error("startup", "cannot listen on [%s]:%u: "
+					  "%s", addr, cfg->ports[p],
+					  strerror(-fd));
+				while (n--)
+					close(fds[n]);
+				return fd;
+			}
+			fds[n] = fd;
+			ports[n++] = cfg->ports[p];
+		}
+	*out_len = n;
+	return 0;
+}
+
 static const char *ports_str(const struct config *cfg, char *out, size_t cap)
 {
 	size_t i, o = 0;
 
 	out[0] = '\0';
+	if (cfg->ports_all) {
+		snprintf(out, cap, "all");
+		return out;
+	}
 	for (i = 0; i < cfg->ports_len && o + 8 < cap; i++)
 		o += (size_t)snprintf(out + o, cap - o, "%s%u", i ? "," : "",
 				      cfg->ports[i]);
@@ -164,7 +262,10 @@ int main(int argc, char **argv)
 	bool check = false, verbose = false;
 	unsigned nworkers = 0, started = 0, i;
 	int opt, sig, status = 1, ret;
-	char ports[256], err[1024];
+	char ports[256], err[1024], steer_why[768];
+	uint16_t steer_port = 0, *lports = NULL;
+	size_t lfds_cap;
+	int *lfds = NULL;
 	sigset_t sigs;
 
 	while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -231,6 +332,21 @@ int main(int argc, char **argv)
 	}
 	ring_direct = sockets.mode == SOCKMODE_DIRECT;
 	ring_fd_install = sockets.fd_install;
+	if (!steering_choose(&shared, &cfg, steer_why, sizeof(steer_why))) {
+		log_error("startup", "steering: %s", steer_why);
+		tls_ctx_free(tls);
+		goto out;
+	}
+	if (shared.steer && ring_direct && !ring_fd_install) {
+		/* The dialled port is read with getsockname(2) on an fd
+		 * installed for it (conn.c). */
+		ring_direct = false;
+		sockets.mode = SOCKMODE_FDS;
+		sockets.why = "sk_lookup steering reads the dialled port "
+			      "with getsockname(2), and this kernel cannot "
+			      "install a direct descriptor as an fd "
+			      "(IORING_OP_FIXED_FD_INSTALL, Linux 6.8)";
+	}
 	log_info("sockets", "mode=%s half_close=%s%s%s reason=\"%s\"",
 		 sockmode_name(sockets.mode),
 		 !ring_direct ? "shutdown"
@@ -238,6 +354,11 @@ int main(int argc, char **argv)
 						: "io_uring_shutdown",
 		 forced ? " probe_kernel=" : "", forced ? forced : "",
 		 sockets.why);
+	log_info("steering", "steering=%s ports=%zu addresses=%zu "
+		 "excluded=%zu link_id=%u reason=\"%s\"",
+		 shared.steer ? "sk_lookup" : "listeners", cfg.ports_len,
+		 cfg.addrs_len, cfg.exclude_ports_len,
+		 steer_link_id(shared.steer), steer_why);
 	raise_nofile();
 	tune_malloc();
 	signal(SIGPIPE, SIG_IGN);
@@ -263,28 +384,36 @@ int main(int argc, char **argv)
 		log_error("startup", "%s", err);
 		goto out;
 	}
+	/* Listeners: one per worker with sk_lookup, else one per address
+	 * and port per worker. */
+	lfds_cap = shared.steer ? 1 : cfg.addrs_len * cfg.ports_len;
+	lfds = calloc(lfds_cap, sizeof(*lfds));
+	lports = calloc(lfds_cap, sizeof(*lports));
+	if (!lfds || !lports)
+		goto out;
 	for (i = 0; i < nworkers; i++) {
 		uint32_t cap = (cfg.limits.max_connections + nworkers - 1) /
 			       nworkers;
-		int fds[cfg.ports_len];
-		size_t p;
+		size_t p, n;
 
-		for (p = 0; p < cfg.ports_len; p++) {
-			fds[p] = listener_open(&cfg.listen_addr, cfg.ports[p]);
-			if (fds[p] < 0) {
-				log_error("startup", "cannot listen on port %u: %s",
-					  cfg.ports[p], strerror(-fds[p]));
-				while (p--)
-					close(fds[p]);
-				goto out;
-			}
-		}
-		ret = worker_init(&workers[i], i, &shared, cap, fds, cfg.ports,
-				  (unsigned)cfg.ports_len);
+		if (listeners_open(&shared, &cfg, i, &steer_port, lfds, lports,
+				   &n))
+			goto out;
+		ret = worker_init(&workers[i], i, &shared, cap, lfds, lports,
+				  (unsigned)n);
 		if (ret) {
 			log_error("startup", "worker %u: %s", i, strerror(-ret));
-			for (p = 0; p < cfg.ports_len; p++)
-				close(fds[p]);
+			for (p = 0; p < n; p++)
+				close(lfds[p]);
+			goto out;
+		}
+	}
+	/* Steering starts once every worker's listener is in the map. */
+	if (shared.steer) {
+		ret = steer_apply(shared.steer, &cfg);
+		if (ret) {
+			log_error("startup", "cannot fill the steering maps: %s",
+				  strerror(-ret));
 			goto out;
 		}
 	}
@@ -298,9 +427,10 @@ int main(int argc, char **argv)
 	}
 	if (cfg.admin.enabled && admin_start(&admin, &cfg.admin, ctl))
 		goto stop;
-	log_info("ready", "version=%s ports=%s workers=%u vms=%zu domains=%zu "
-		 "certificates=%zu admin=%s", VMGATE_VERSION,
-		 ports_str(&cfg, ports, sizeof(ports)), nworkers,
+	log_info("ready", "version=%s ports=%s steering=%s workers=%u vms=%zu "
+		 "domains=%zu certificates=%zu admin=%s", VMGATE_VERSION,
+		 ports_str(&cfg, ports, sizeof(ports)),
+		 shared.steer ? "sk_lookup" : "listeners", nworkers,
 		 route_vm_count(atomic_load(&shared.snap)->routes),
 		 cfg.domains_len, cfg.certs_len, admin ? "on" : "off");
 	sig = control_run(ctl, &sigs);
@@ -321,7 +451,11 @@ out:
 		for (i = 0; i < nworkers; i++)
 			worker_free(&workers[i]);
 	free(workers);
+	free(lfds);
+	free(lports);
 	control_free(ctl);
+	/* After the workers: the program goes with its listeners. */
+	steer_free(shared.steer);
 	peers_free(&shared.peers);
 	config_free(&cfg);
 	return status;

@@ -1,0 +1,50 @@
+/* core/steer.h: sk_lookup steering, the loader of core/steer.bpf.c.
+ *
+ * In sk_lookup mode each worker has one dual-stack listener, all of them
+ * in one SO_REUSEPORT group on ::ffff:127.0.0.1 and an ephemeral port, and the BPF
+ * program attached to the network namespace hands them every connection
+ * to a steered address and port (see steer.bpf.c). The program is attached
+ * with a bpf_link the process holds: it goes when the process does, so a
+ * killed vmgate leaves nothing attached. The maps are updated in place on
+ * reload; established connections never go through the program again.
+ *
+ * Loading and attaching need CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN);
+ * updating the maps through the descriptors held afterwards needs none.
+ * Functions return 0 or -errno; an error of steer_open says why in |err|.
+ */
+#ifndef VMGATE_CORE_STEER_H
+#define VMGATE_CORE_STEER_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "route/config-t.h"
+
+struct steer;
+
+/* steer_open loads the program and its maps and attaches it to the
+ * calling thread's network namespace. On failure *out is NULL. */
+int steer_open(struct steer **out, char *err, size_t err_len);
+
+/* steer_add_listener puts listener |fd| (a listening TCP socket) in slot
+ * |i| (< STEER_SOCKS_MAX) of the listener map. */
+int steer_add_listener(struct steer *s, unsigned i, int fd);
+
+/* steer_apply makes the maps steer |cfg|'s listen.addresses and
+ * listen.ports (already without listen.exclude_ports): entries that are
+ * no longer wanted are removed, new ones added, the rest untouched. */
+int steer_apply(struct steer *s, const struct config *cfg);
+
+/* steer_link_id is the kernel's id of the bpf_link (for logs and tests);
+ * steer_free detaches and frees. NULL is fine. */
+uint32_t steer_link_id(const struct steer *s);
+void steer_free(struct steer *s);
+
+/* steer_listener_open opens the listener of one worker: dual-stack,
+ * SO_REUSEPORT, on [::ffff:127.0.0.1]:|*port|; with *port == 0 it picks an ephemeral
+ * port and writes it to |*port| (the first worker), so that the others
+ * join the same group. Returns the fd or -errno. */
+int steer_listener_open(uint16_t *port);
+
+#endif
