@@ -77,6 +77,7 @@ static struct route_table *derive(struct control *ctl)
 	for (i = 0; i < ctl->ov_len; i++) {
 		ch[i].id = ctl->ov[i].id;
 		ch[i].addr = ctl->ov[i].addr;
+		ch[i].ports = ctl->ov[i].ports;
 		ch[i].removed = ctl->ov[i].removed;
 	}
 	t = route_table_derive(ctl->base->t, ch, ctl->ov_len);
@@ -406,7 +407,10 @@ void control_free(struct control *ctl)
 	base_ref_put(ctl->base);
 	tls_ref_put(ctl->tls);
 	for (i = 0; i < ctl->ov_len; i++)
+	{
 		free(ctl->ov[i].id);
+		free(ctl->ov[i].ports);
+	}
 	free(ctl->ov);
 	if (ctl->cfg) {
 		config_free(ctl->cfg);
