@@ -227,16 +227,28 @@ static int listeners_open(struct shared *shared, const struct config *cfg,
 
 static const char *ports_str(const struct config *cfg, char *out, size_t cap)
 {
-	size_t i, o = 0;
+	size_t i, j, o = 0;
+	int n;
 
 	out[0] = '\0';
 	if (cfg->ports_all) {
 		snprintf(out, cap, "all");
 		return out;
 	}
-	for (i = 0; i < cfg->ports_len && o + 8 < cap; i++)
-		o += (size_t)snprintf(out + o, cap - o, "%s%u", i ? "," : "",
-				      cfg->ports[i]);
+	/* Runs as ranges: "1-2221,2223-65535". */
+	for (i = 0; i < cfg->ports_len && o + 16 < cap; i = j) {
+		for (j = i + 1; j < cfg->ports_len &&
+				cfg->ports[j] == cfg->ports[j - 1] + 1;
+		     j++)
+			;
+		if (j - i > 2)
+			n = snprintf(out + o, cap - o, "%s%u-%u", i ? "," : "",
+				     cfg->ports[i], cfg->ports[j - 1]);
+		else
+			n = snprintf(out + o, cap - o, "%s%u", i ? "," : "",
+				     cfg->ports[i]), j = i + 1;
+		o += (size_t)n;
+	}
 	return out;
 }
 

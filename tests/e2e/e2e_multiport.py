@@ -1,8 +1,9 @@
 """A VM service on many ports at once, for tests/e2e/test_anyport.py.
 
-    e2e_multiport.py PORT...
+    e2e_multiport.py PORT|[ADDR]:PORT...
 
-Listens on [::]:PORT for every PORT given (dual-stack), and for each
+Listens on [::]:PORT (dual-stack) or [ADDR]:PORT for each one given, and
+for each
 connection writes "port=N\\n", N being the port the connection came to
 (its local address), then echoes every byte until the client closes its
 side. Prints "ready" once every port listens. One thread, selectors.
@@ -15,10 +16,17 @@ import sys
 
 def main():
     sel = selectors.DefaultSelector()
-    for p in sorted({int(a) for a in sys.argv[1:]}):
+    binds = set()
+    for a in sys.argv[1:]:
+        if a.startswith("["):
+            host, _, port = a[1:].partition("]:")
+            binds.add((host, int(port)))
+        else:
+            binds.add(("::", int(a)))
+    for host, p in sorted(binds):
         s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("::", p))
+        s.bind((host, p))
         s.listen(128)
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ, None)
