@@ -54,7 +54,8 @@ static json_t *vm_json(const char *id, const struct in6_addr *addr)
 	return json_pack("{s:s,s:s}", "id", id, "address", s);
 }
 
-/* vm_json with "ports" ("22,8000-8099", or "all") for one VM's answer. */
+/* vm_json with "ports" ("22,8000-8099") for one VM's answer, when the
+ * VM has vms[].ports (none: every port). */
 static json_t *vm_json_ports(struct admin *a, const char *id,
 			     const struct in6_addr *addr)
 {
@@ -62,7 +63,7 @@ static json_t *vm_json_ports(struct admin *a, const char *id,
 	json_t *j = vm_json(id, addr);
 	char s[512];
 
-	if (j && !control_vm_ports_get(a->ctl, &p, id))
+	if (j && !control_vm_ports_get(a->ctl, &p, id) && p)
 		json_object_set_new(j, "ports", json_string(
 				route_vm_ports_fmt(s, sizeof(s), p)));
 	free(p);

@@ -148,6 +148,16 @@ static bool steering_choose(struct shared *shared, const struct config *cfg,
 		snprintf(why, why_len, "listen.steering: listeners");
 		return true;
 	}
+	if (cfg->steering == CFG_STEER_AUTO && !cfg->ports_wide &&
+	    ring_direct && !ring_fd_install) {
+		/* sk_lookup would cost direct descriptors here (see main):
+		 * listeners serve a short list with them. */
+		snprintf(why, why_len, "auto: with direct descriptors the "
+			 "dialled port needs IORING_OP_FIXED_FD_INSTALL (Linux "
+			 "6.8), which this kernel lacks; per-port listeners "
+			 "keep direct descriptors");
+		return true;
+	}
 	ret = steer_open(&shared->steer, err, sizeof(err));
 	if (!ret) {
 		snprintf(why, why_len, "%s",
