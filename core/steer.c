@@ -197,6 +197,15 @@ int steer_apply(struct steer *s, const struct config *cfg)
 	return 0;
 }
 
+int steer_check_writable(struct steer *s)
+{
+	uint32_t w = 0;
+
+	if (bpf_map_update_elem(s->ports_fd, &w, &s->bits[0], BPF_ANY))
+		return -errno;
+	return 0;
+}
+
 uint32_t steer_link_id(const struct steer *s)
 {
 	struct bpf_link_info info;

@@ -36,6 +36,11 @@ int steer_add_listener(struct steer *s, unsigned i, int fd);
  * no longer wanted are removed, new ones added, the rest untouched. */
 int steer_apply(struct steer *s, const struct config *cfg);
 
+/* steer_check_writable rewrites one entry of the port map with the
+ * value it holds: whether this process may still update the maps (with
+ * the capabilities it has now). Returns 0 or -errno. */
+int steer_check_writable(struct steer *s);
+
 /* steer_link_id is the kernel's id of the bpf_link (for logs and tests);
  * steer_free detaches and frees. NULL is fine. */
 uint32_t steer_link_id(const struct steer *s);

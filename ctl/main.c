@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ctl/admin.h"
@@ -235,6 +238,51 @@ static int listeners_open(struct shared *shared, const struct config *cfg,
 	return 0;
 }
 
+/* Once sk_lookup is attached and every listener is open, the process
+ * needs neither CAP_BPF nor CAP_NET_ADMIN (nor CAP_SYS_ADMIN, which
+ * covers both, nor CAP_PERFMON): they leave the effective, permitted and
+ * bounding sets, before any thread starts so that every thread is
+ * without them. Reloads update the maps through the descriptors held,
+ * which Linux 6.5 and later allow without a capability; where the kernel
+ * still asks for one (a test update fails), they are kept and the log
+ * says so. */
+static void drop_bpf_caps(struct steer *steer)
+{
+	static const int caps[] = { CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN,
+				    CAP_PERFMON };
+	struct __user_cap_header_struct h = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct d[2], was[2];
+	size_t i;
+	int ret;
+
+	if (syscall(SYS_capget, &h, d))
+		return;
+	memcpy(was, d, sizeof(d));
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+		d[caps[i] / 32].effective &= ~(1u << (caps[i] % 32));
+	if (syscall(SYS_capset, &h, d))
+		return;
+	ret = steer_check_writable(steer);
+	if (ret) {
+		syscall(SYS_capset, &h, was);
+		log_warn("capabilities", "kept=CAP_BPF,CAP_NET_ADMIN,"
+			 "CAP_SYS_ADMIN reason=\"this kernel needs them to "
+			 "update the steering maps on reload (%s)\"",
+			 strerror(-ret));
+		return;
+	}
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		d[caps[i] / 32].permitted &= ~(1u << (caps[i] % 32));
+		d[caps[i] / 32].inheritable &= ~(1u << (caps[i] % 32));
+		prctl(PR_CAPBSET_DROP, caps[i], 0, 0, 0);
+	}
+	syscall(SYS_capset, &h, d);
+	log_info("capabilities", "dropped=CAP_BPF,CAP_NET_ADMIN,CAP_SYS_ADMIN,"
+		 "CAP_PERFMON reason=\"sk_lookup attached and listening\"");
+}
+
 static const char *ports_str(const struct config *cfg, char *out, size_t cap)
 {
 	size_t i, j, o = 0;
@@ -438,6 +486,7 @@ int main(int argc, char **argv)
 				  strerror(-ret));
 			goto out;
 		}
+		drop_bpf_caps(shared.steer);
 	}
 	for (; started < nworkers; started++) {
 		ret = worker_start(&workers[started]);

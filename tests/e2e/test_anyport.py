@@ -341,6 +341,16 @@ def test_every_port_sk_lookup(topo, certs, gate_bin, vm, host_service, ports):
         assert "steering=sk_lookup ports=65534 addresses=2 excluded=1" in text
         assert ' reason="auto: the sk_lookup program attached"' in text
         assert len(netns_links(topo.g)) == 1
+        # Attached and listening: CAP_BPF (39), CAP_NET_ADMIN (12) and
+        # CAP_SYS_ADMIN (21) are gone from every set of every thread.
+        assert "INFO capabilities dropped=CAP_BPF" in text
+        for tid in os.listdir("/proc/%d/task" % gate.pid):
+            with open("/proc/%d/task/%s/status" % (gate.pid, tid)) as f:
+                st = dict(line.split(":\t", 1) for line in f.read().splitlines()
+                          if ":\t" in line)
+            for k in ("CapEff", "CapPrm", "CapBnd"):
+                v = int(st[k], 16)
+                assert not v & (1 << 39 | 1 << 12 | 1 << 21), (tid, k, st[k])
 
         # 55 ports over IPv6 and IPv4, each to the same port of the VM
         # (443 to 22 through port_map), byte-exact.
