@@ -14,6 +14,13 @@
  * is at most 1024). */
 #define STEER_SOCKS_MAX 1024
 
+/* steer_meta's one entry: who steers with these (pinned) maps. */
+struct steer_meta {
+	__u32 pid;         /* the vmgate whose listeners are in steer_socks */
+	__u16 listen_port; /* their port, on ::ffff:127.0.0.1 */
+	__u16 listeners;   /* how many (slots 0..listeners-1) */
+};
+
 /* An address as the kernel holds it, in network byte order; IPv4 as
  * v4-mapped (::ffff:a.b.c.d). All zero ("::") steers every address. */
 struct steer_addr {

@@ -46,6 +46,15 @@ struct {
 	__type(value, __u64);
 } steer_socks SEC(".maps");
 
+/* Not read by the program: the owner of the maps, for an upgrade
+ * (core/steer.c). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct steer_meta);
+} steer_meta SEC(".maps");
+
 SEC("sk_lookup")
 int steer(struct bpf_sk_lookup *ctx)
 {

@@ -3,6 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,11 +32,16 @@ __asm__(".section .rodata\n"
 	".previous\n");
 extern const unsigned char steer_bpf_obj[], steer_bpf_obj_end[];
 
+static const char *const steer_maps[] = { "steer_addrs", "steer_ports",
+					  "steer_socks", "steer_meta" };
+
 struct steer {
 	struct bpf_object *obj;
 	struct bpf_link *link;
-	int addrs_fd, ports_fd, socks_fd;
+	int addrs_fd, ports_fd, socks_fd, meta_fd;
 	uint64_t bits[STEER_PORT_WORDS]; /* what steer_ports holds */
+	char pin[256];         /* the pin directory, or "" */
+	struct steer_meta old; /* the owner before us (takeover) */
 };
 
 /* libbpf's last warning, for the error that follows it. Startup only,
@@ -60,7 +69,87 @@ static const char *steer_why(int err)
 	return strerror(-err);
 }
 
-int steer_open(struct steer **out, char *err, size_t err_len)
+/* Whether |pid| is a running vmgate (not a reused pid). */
+static bool steer_pid_alive(uint32_t pid)
+{
+	char path[64], comm[32] = "";
+	FILE *f;
+
+	if (!pid || pid == (uint32_t)getpid())
+		return false;
+	snprintf(path, sizeof(path), "/proc/%u/comm", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	return !strncmp(comm, "vmgate", 6);
+}
+
+static int steer_pin_setup(struct steer *s, const char *pin_dir, char *err,
+			   size_t err_len)
+{
+	char path[320];
+	struct statfs fs;
+	size_t i;
+
+	if (strlen(pin_dir) >= sizeof(s->pin)) {
+		snprintf(err, err_len, "pin directory name too long");
+		return -ENAMETOOLONG;
+	}
+	if (mkdir(pin_dir, 0700) && errno != EEXIST) {
+		snprintf(err, err_len, "cannot make %s: %s", pin_dir,
+			 strerror(errno));
+		return -errno;
+	}
+	if (statfs(pin_dir, &fs) || fs.f_type != BPF_FS_MAGIC) {
+		snprintf(err, err_len, "%s is not on a bpf filesystem (mount "
+			 "-t bpf bpf /sys/fs/bpf)", pin_dir);
+		return -ENOTSUP;
+	}
+	snprintf(s->pin, sizeof(s->pin), "%s", pin_dir);
+	for (i = 0; i < sizeof(steer_maps) / sizeof(steer_maps[0]); i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(s->obj,
+								 steer_maps[i]);
+
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, steer_maps[i]);
+		if (!m || bpf_map__set_pin_path(m, path)) {
+			snprintf(err, err_len, "cannot pin %s", path);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Reads the owner of pinned maps and what the port map holds. */
+static int steer_adopt(struct steer *s, bool takeover, char *err,
+		       size_t err_len)
+{
+	uint32_t k = 0, w;
+
+	if (bpf_map_lookup_elem(s->meta_fd, &k, &s->old))
+		return -errno;
+	for (w = 0; w < STEER_PORT_WORDS; w++)
+		if (bpf_map_lookup_elem(s->ports_fd, &w, &s->bits[w]))
+			return -errno;
+	if (!steer_pid_alive(s->old.pid)) {
+		/* Gone (killed, or stopped while taken over): start anew,
+		 * its closed listeners have left the map. */
+		memset(&s->old, 0, sizeof(s->old));
+		return 0;
+	}
+	if (!takeover) {
+		snprintf(err, err_len, "vmgate pid %u already steers with "
+			 "these maps (%s): stop it, or start this one with "
+			 "--takeover", s->old.pid, s->pin);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+int steer_open(struct steer **out, const char *pin_dir, bool takeover,
+	       char *err, size_t err_len)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = "vmgate_steer");
 	struct bpf_program *prog;
@@ -85,6 +174,11 @@ int steer_open(struct steer **out, char *err, size_t err_len)
 			 strerror(-ret));
 		goto err;
 	}
+	if (pin_dir) {
+		ret = steer_pin_setup(s, pin_dir, err, err_len);
+		if (ret)
+			goto err;
+	}
 	ret = bpf_object__load(s->obj);
 	if (ret) {
 		snprintf(err, err_len, "cannot load the sk_lookup program: "
@@ -97,11 +191,24 @@ int steer_open(struct steer **out, char *err, size_t err_len)
 	s->addrs_fd = bpf_object__find_map_fd_by_name(s->obj, "steer_addrs");
 	s->ports_fd = bpf_object__find_map_fd_by_name(s->obj, "steer_ports");
 	s->socks_fd = bpf_object__find_map_fd_by_name(s->obj, "steer_socks");
-	if (!prog || s->addrs_fd < 0 || s->ports_fd < 0 || s->socks_fd < 0) {
+	s->meta_fd = bpf_object__find_map_fd_by_name(s->obj, "steer_meta");
+	if (!prog || s->addrs_fd < 0 || s->ports_fd < 0 || s->socks_fd < 0 ||
+	    s->meta_fd < 0) {
 		ret = -ENOENT;
 		snprintf(err, err_len, "the BPF object lacks its program or "
 			 "maps");
 		goto err;
+	}
+	if (s->pin[0]) {
+		ret = steer_adopt(s, takeover, err, err_len);
+		if (ret) {
+			/* Not ours: leave the pins to their owner. */
+			s->pin[0] = '\0';
+			if (ret != -EBUSY)
+				snprintf(err, err_len, "cannot read the pinned "
+					 "maps: %s", strerror(-ret));
+			goto err;
+		}
 	}
 	ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (ns < 0) {
@@ -206,6 +313,53 @@ int steer_check_writable(struct steer *s)
 	return 0;
 }
 
+uint16_t steer_old_port(const struct steer *s)
+{
+	return s->old.pid ? s->old.listen_port : 0;
+}
+
+int steer_old_pid(const struct steer *s)
+{
+	return (int)s->old.pid;
+}
+
+int steer_commit(struct steer *s, unsigned n, uint16_t port)
+{
+	struct steer_meta m = { .pid = (uint32_t)getpid(),
+				.listen_port = port,
+				.listeners = (uint16_t)n };
+	uint32_t k;
+
+	/* The old process's listeners past ours would still be picked
+	 * first by no one, but would keep it busy: out. */
+	for (k = n; k < s->old.listeners && k < STEER_SOCKS_MAX; k++)
+		bpf_map_delete_elem(s->socks_fd, &k);
+	k = 0;
+	if (bpf_map_update_elem(s->meta_fd, &k, &m, BPF_ANY))
+		return -errno;
+	if (s->old.pid && kill((pid_t)s->old.pid, SIGTERM))
+		return -errno;
+	return 0;
+}
+
+/* The pins go with their last owner, unless a newer one took over. */
+static void steer_unpin(struct steer *s)
+{
+	struct steer_meta m;
+	uint32_t k = 0;
+	char path[320];
+	size_t i;
+
+	if (!s->pin[0] || bpf_map_lookup_elem(s->meta_fd, &k, &m) ||
+	    m.pid != (uint32_t)getpid())
+		return;
+	for (i = 0; i < sizeof(steer_maps) / sizeof(steer_maps[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", s->pin, steer_maps[i]);
+		unlink(path);
+	}
+	rmdir(s->pin);
+}
+
 uint32_t steer_link_id(const struct steer *s)
 {
 	struct bpf_link_info info;
@@ -222,6 +376,8 @@ void steer_free(struct steer *s)
 {
 	if (!s)
 		return;
+	if (s->obj && s->meta_fd > 0)
+		steer_unpin(s);
 	bpf_link__destroy(s->link);
 	bpf_object__close(s->obj);
 	free(s);

@@ -8,6 +8,17 @@
  * killed vmgate leaves nothing attached. The maps are updated in place on
  * reload; established connections never go through the program again.
  *
+ * Upgrades: with a pin directory (on a bpffs) the maps are pinned there,
+ * so that a new vmgate on the same configuration loads the same maps
+ * (its own program and link beside the old one's, reading them). With
+ * takeover it binds its listeners to the old process's listener port
+ * (steer_meta), joining their SO_REUSEPORT group, puts them in the
+ * listener map in place of the old ones (steer_commit) and sends the old
+ * process SIGTERM: new connections go to the new listeners at once, the
+ * old one drains, and what was queued on its listeners moves to the new
+ * ones as they close (sysctl net.ipv4.tcp_migrate_req=1). The last owner
+ * to stop normally removes the pins.
+ *
  * Loading and attaching need CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN);
  * updating the maps through the descriptors held afterwards needs none.
  * Functions return 0 or -errno; an error of steer_open says why in |err|.
@@ -16,6 +27,7 @@
 #define VMGATE_CORE_STEER_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,8 +36,22 @@
 struct steer;
 
 /* steer_open loads the program and its maps and attaches it to the
- * calling thread's network namespace. On failure *out is NULL. */
-int steer_open(struct steer **out, char *err, size_t err_len);
+ * calling thread's network namespace. |pin_dir|: where the maps are
+ * pinned (created if missing; must be on a bpffs), or NULL for none.
+ * Without |takeover| it refuses maps that a live vmgate steers with;
+ * with it, it takes them over (see above). On failure *out is NULL. */
+int steer_open(struct steer **out, const char *pin_dir, bool takeover,
+	       char *err, size_t err_len);
+
+/* steer_old_port is the listener port to join (the old process's, on
+ * takeover) or 0; steer_old_pid the process taken over, or 0. */
+uint16_t steer_old_port(const struct steer *s);
+int steer_old_pid(const struct steer *s);
+
+/* steer_commit records this process as the maps' owner with |n|
+ * listeners on |port| (slots past |n| emptied), after steer_apply; on
+ * takeover it then sends the old process SIGTERM. Returns 0 or -errno. */
+int steer_commit(struct steer *s, unsigned n, uint16_t port);
 
 /* steer_add_listener puts listener |fd| (a listening TCP socket) in slot
  * |i| (< STEER_SOCKS_MAX) of the listener map. */

@@ -7,13 +7,18 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <time.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
+#include <limits.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -27,6 +32,7 @@
 #include "core/ring.h"
 #include "core/sockmode.h"
 #include "core/steer.h"
+#include "core/timer.h"
 #include "core/worker.h"
 #include "ctl/config.h"
 #include "route/route.h"
@@ -37,11 +43,14 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: vmgate -c FILE [-v]     run the appliance in the foreground\n"
+		"usage: vmgate -c FILE [-v] [--takeover]\n"
+		"                               run the appliance in the foreground\n"
 		"       vmgate --check -c FILE  validate FILE and its certificates\n"
 		"       vmgate --version\n"
 		"  -c, --config FILE  appliance.yaml to use\n"
-		"  -v, --verbose      log at debug level (overrides log_level)\n");
+		"  -v, --verbose      log at debug level (overrides log_level)\n"
+		"      --takeover     upgrade: take sk_lookup steering over from\n"
+		"                     the vmgate running on FILE, which drains\n");
 }
 
 static bool load(struct config *cfg, struct tls_ctx **tls, const char *path)
@@ -141,10 +150,52 @@ static bool sockets_choose(struct sockmode_choice *out,
  * otherwise, which cannot serve `ports: all` or a range wider than
  * LISTENERS_RANGE_MAX. |why| (|why_len|) says what decided. Returns false
  * when neither can serve (|why| says so). */
-static bool steering_choose(struct shared *shared, const struct config *cfg,
-			    char *why, size_t why_len)
+/* Where the steering maps of this configuration in this network
+ * namespace are pinned: $VMGATE_BPF_DIR (default /sys/fs/bpf/vmgate),
+ * then "<netns inode>-<hash of the config's real path>", so that an
+ * upgrade on the same file finds them and other vmgates do not. NULL
+ * (no pinning, no upgrades) when that directory's filesystem is not a
+ * bpffs and |takeover| was not asked for (it then fails, saying why). */
+static const char *pin_dir(char *out, size_t cap, const char *cfg_path,
+			   bool takeover)
 {
-	char err[512];
+	const char *base = getenv("VMGATE_BPF_DIR");
+	char real[PATH_MAX];
+	uint64_t h = 0xcbf29ce484222325ULL;
+	struct statfs fs;
+	struct stat ns;
+	const char *p;
+
+	if (!base)
+		base = "/sys/fs/bpf/vmgate";
+	if (!realpath(cfg_path, real) || stat("/proc/self/ns/net", &ns))
+		return NULL;
+	for (p = real; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+	if (!takeover) {
+		/* The base itself, or the bpffs it would be made on. */
+		char parent[PATH_MAX];
+
+		snprintf(parent, sizeof(parent), "%s", base);
+		if (statfs(parent, &fs) && strrchr(parent, '/'))
+			*strrchr(parent, '/') = '\0';
+		if (statfs(parent[0] ? parent : "/", &fs) ||
+		    fs.f_type != BPF_FS_MAGIC)
+			return NULL;
+	}
+	if (mkdir(base, 0700) && errno != EEXIST)
+		return NULL;
+	snprintf(out, cap, "%s/%llu-%016llx", base,
+		 (unsigned long long)ns.st_ino, (unsigned long long)h);
+	return out;
+}
+
+static bool steering_choose(struct shared *shared, const struct config *cfg,
+			    const char *cfg_path, bool takeover, char *why,
+			    size_t why_len)
+{
+	char err[512], pin[PATH_MAX];
+	const char *dir;
 	int ret;
 
 	if (cfg->steering == CFG_STEER_LISTENERS) {
@@ -161,7 +212,19 @@ static bool steering_choose(struct shared *shared, const struct config *cfg,
 			 "keep direct descriptors");
 		return true;
 	}
-	ret = steer_open(&shared->steer, err, sizeof(err));
+	dir = pin_dir(pin, sizeof(pin), cfg_path, takeover);
+	if (takeover && !dir) {
+		snprintf(why, why_len, "--takeover needs the steering maps "
+			 "pinned: cannot make a pin directory under %s",
+			 getenv("VMGATE_BPF_DIR") ? getenv("VMGATE_BPF_DIR")
+						  : "/sys/fs/bpf/vmgate");
+		return false;
+	}
+	ret = steer_open(&shared->steer, dir, takeover, err, sizeof(err));
+	if (ret == -EBUSY) {
+		snprintf(why, why_len, "%s", err);
+		return false;
+	}
 	if (!ret) {
 		snprintf(why, why_len, "%s",
 			 cfg->steering == CFG_STEER_SK_LOOKUP
@@ -169,9 +232,9 @@ static bool steering_choose(struct shared *shared, const struct config *cfg,
 				 : "auto: the sk_lookup program attached");
 		return true;
 	}
-	if (cfg->steering == CFG_STEER_SK_LOOKUP) {
-		snprintf(why, why_len, "listen.steering is sk_lookup and %s",
-			 err);
+	if (cfg->steering == CFG_STEER_SK_LOOKUP || takeover) {
+		snprintf(why, why_len, "%s and %s", takeover ? "--takeover"
+			 : "listen.steering is sk_lookup", err);
 		return false;
 	}
 	if (cfg->ports_wide) {
@@ -283,6 +346,42 @@ static void drop_bpf_caps(struct steer *steer)
 		 "CAP_PERFMON reason=\"sk_lookup attached and listening\"");
 }
 
+/* On takeover: the old process gets SIGTERM once the new listeners are
+ * in the map; what its listeners still queue moves to ours only with
+ * net.ipv4.tcp_migrate_req (else those connections are reset). */
+static void takeover_note(int old)
+{
+	char v[8] = "";
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_migrate_req", "re");
+
+	if (f) {
+		if (!fgets(v, sizeof(v), f))
+			v[0] = '\0';
+		fclose(f);
+	}
+	if (v[0] != '1')
+		log_warn("takeover", "old_pid=%d tcp_migrate_req=%c: "
+			 "connections queued on the old listeners when they "
+			 "close are reset; set net.ipv4.tcp_migrate_req=1", old,
+			 v[0] ? v[0] : '?');
+	else
+		log_info("takeover", "old_pid=%d tcp_migrate_req=1", old);
+}
+
+/* The admin TCP port is never shared (see listener_listen): on takeover
+ * it is the old process's until that one has drained and gone. The new
+ * one serves connections meanwhile; its API waits. */
+static void takeover_wait_admin(int old, uint32_t drain_ms)
+{
+	uint64_t end = timer_now_ms() + drain_ms + 1000;
+	struct timespec ts = { 0, 20 * 1000000L };
+
+	log_info("takeover", "old_pid=%d admin=waiting: the admin port is "
+		 "the old process's until it has drained", old);
+	while ((kill(old, 0) == 0 || errno != ESRCH) && timer_now_ms() < end)
+		nanosleep(&ts, NULL);
+}
+
 static const char *ports_str(const struct config *cfg, char *out, size_t cap)
 {
 	size_t i, j, o = 0;
@@ -315,6 +414,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' },
+		{ "takeover", no_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -329,7 +429,7 @@ int main(int argc, char **argv)
 	struct admin *admin = NULL;
 	struct worker *workers = NULL;
 	const char *path = NULL;
-	bool check = false, verbose = false;
+	bool check = false, verbose = false, takeover = false;
 	unsigned nworkers = 0, started = 0, i;
 	int opt, sig, status = 1, ret;
 	char ports[256], err[1024], steer_why[768];
@@ -345,6 +445,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			check = true;
+			break;
+		case 'T':
+			takeover = true;
 			break;
 		case 'v':
 			verbose = true;
@@ -402,7 +505,8 @@ int main(int argc, char **argv)
 	}
 	ring_direct = sockets.mode == SOCKMODE_DIRECT;
 	ring_fd_install = sockets.fd_install;
-	if (!steering_choose(&shared, &cfg, steer_why, sizeof(steer_why))) {
+	if (!steering_choose(&shared, &cfg, path, takeover, steer_why,
+			     sizeof(steer_why))) {
 		log_error("startup", "steering: %s", steer_why);
 		tls_ctx_free(tls);
 		goto out;
@@ -454,8 +558,11 @@ int main(int argc, char **argv)
 		log_error("startup", "%s", err);
 		goto out;
 	}
-	/* Listeners: one per worker with sk_lookup, else one per address
-	 * and port per worker. */
+	/* Listeners: one per worker with sk_lookup (on the old process's
+	 * port when taking over: one SO_REUSEPORT group), else one per
+	 * address and port per worker. */
+	if (shared.steer)
+		steer_port = steer_old_port(shared.steer);
 	lfds_cap = shared.steer ? 1 : cfg.addrs_len * cfg.ports_len;
 	lfds = calloc(lfds_cap, sizeof(*lfds));
 	lports = calloc(lfds_cap, sizeof(*lports));
@@ -486,6 +593,14 @@ int main(int argc, char **argv)
 				  strerror(-ret));
 			goto out;
 		}
+		if (steer_old_pid(shared.steer))
+			takeover_note(steer_old_pid(shared.steer));
+		ret = steer_commit(shared.steer, nworkers, steer_port);
+		if (ret) {
+			log_error("startup", "cannot take the steering maps "
+				  "over: %s", strerror(-ret));
+			goto out;
+		}
 		drop_bpf_caps(shared.steer);
 	}
 	for (; started < nworkers; started++) {
@@ -496,6 +611,10 @@ int main(int argc, char **argv)
 			goto stop;
 		}
 	}
+	if (cfg.admin.enabled && cfg.admin.has_listen && shared.steer &&
+	    steer_old_pid(shared.steer))
+		takeover_wait_admin(steer_old_pid(shared.steer),
+				    cfg.limits.drain_timeout_ms);
 	if (cfg.admin.enabled && admin_start(&admin, &cfg.admin, ctl))
 		goto stop;
 	log_info("ready", "version=%s ports=%s steering=%s workers=%u vms=%zu "
