@@ -317,11 +317,17 @@ run: all $(DEMO_CERT)
 check-config: all
 	$(BIN) --check -c $(CONFIG)
 
-# The benchmark against HAProxy, nginx and hitch (bench/README.md);
-# BENCH_QUICK=1 for the short run.
-.PHONY: bench
+# The benchmark against HAProxy, nginx and hitch (bench/README.md), then
+# the any-port step (bench/anyport.py: sk_lookup with 65,535 ports against
+# 3 per-port listeners, in a namespace of its own); BENCH_QUICK=1 for the
+# short run.
+.PHONY: bench bench-anyport
 bench: all
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/anyport.py
+
+bench-anyport: all
+	$(PYTHON) bench/anyport.py
 
 # The route table at fleet scale (bench/route_bench.c): load time, memory
 # per VM, lookup latency and derive time for 1M VMs.
