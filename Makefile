@@ -62,6 +62,9 @@ SAN_FLAGS :=
 endif
 CC       ?= cc
 PYTHON   := /usr/bin/python3
+# The e2e suites run in a network namespace of their own (fixed ports, no
+# clash between two runs on one machine): see tests/e2e/isolated.
+E2E_PY   := tests/e2e/isolated $(PYTHON)
 
 BSSL_INC := /usr/include/android
 BSSL_LIB := /usr/lib/x86_64-linux-gnu/android
@@ -228,13 +231,13 @@ ifeq ($(SANITIZE),1)
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_SANITIZED=1 \
 	ASAN_OPTIONS=log_path=$(SAN_LOG):detect_leaks=1:quarantine_size_mb=16 \
 	UBSAN_OPTIONS=log_path=$(SAN_LOG):print_stacktrace=1 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS); \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS); \
 	rc=$$?; if ls $(SAN_LOG).* >/dev/null 2>&1; then \
 	  cat $(SAN_LOG).*; echo "e2e: sanitizer reports in $(SAN_LOG).*" >&2; \
 	  exit 1; fi; exit $$rc
 else
 	VMGATE_BIN=$(abspath $(BIN)) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
 endif
 
 # The other socket mode: the default build keeps sockets as io_uring
@@ -246,7 +249,7 @@ E2E_FDS_TESTS := tests/e2e/test_attacks.py tests/e2e/test_halfclose.py \
 e2e-fds: deps-test
 	@$(MAKE) --no-print-directory FLAVOUR=fds all
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
 
 # The default build as on Debian 12's Linux 6.1: VMGATE_PROBE_KERNEL (for
 # tests) makes the startup probe report no more than that release has, so
@@ -256,7 +259,7 @@ e2e-fds: deps-test
 E2E_OLDKERNEL_TMP := $(abspath $(BUILD))/e2e-oldkernel
 e2e-oldkernel: deps-test $(BIN) $(KUCLIENT)
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_PROBE_KERNEL=6.1 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider \
 	    --basetemp=$(E2E_OLDKERNEL_TMP) tests/e2e $(E2E_ARGS); \
 	rc=$$?; log=$(E2E_OLDKERNEL_TMP)/vmgate-e2e0/vmgate.log; \
 	if ! grep -q 'INFO sockets mode=fds .*probe_kernel=6.1 ' $$log; then \
@@ -276,7 +279,7 @@ e2e-hello4k: deps-test
 	VMGATE_BIN=$(abspath build/hello4k/vmgate) VMGATE_SANITIZED=1 \
 	ASAN_OPTIONS=log_path=$(HELLO4K_SAN):detect_leaks=1:quarantine_size_mb=16 \
 	UBSAN_OPTIONS=log_path=$(HELLO4K_SAN):print_stacktrace=1 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_HELLO4K_TESTS) $(E2E_ARGS); \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_HELLO4K_TESTS) $(E2E_ARGS); \
 	rc=$$?; if ls $(HELLO4K_SAN).* >/dev/null 2>&1; then \
 	  cat $(HELLO4K_SAN).*; echo "e2e-hello4k: sanitizer reports in $(HELLO4K_SAN).*" >&2; \
 	  exit 1; fi; exit $$rc
