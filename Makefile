@@ -243,9 +243,10 @@ endif
 # The other socket mode: the default build keeps sockets as io_uring
 # direct descriptors, this one as plain fds. The tests where that changes
 # what the code does: accepts and fd exhaustion, half-close, bulk and
-# backpressure, many connections.
+# backpressure, many connections, and the dialled port of sk_lookup steering.
 E2E_FDS_TESTS := tests/e2e/test_attacks.py tests/e2e/test_halfclose.py \
-                 tests/e2e/test_bulk.py tests/e2e/test_concurrency.py
+                 tests/e2e/test_bulk.py tests/e2e/test_concurrency.py \
+                 tests/e2e/test_anyport.py
 e2e-fds: deps-test
 	@$(MAKE) --no-print-directory FLAVOUR=fds all
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
