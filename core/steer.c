@@ -294,6 +294,16 @@ int steer_apply(struct steer *s, const struct config *cfg)
 
 	for (i = 0; i < cfg->ports_len; i++)
 		bits[cfg->ports[i] / 64] |= 1ULL << (cfg->ports[i] % 64);
+	/* Never the admin API's own port on a steered address: it would
+	 * be shadowed by the data plane. */
+	if (cfg->admin.has_listen) {
+		struct steer_addr any = { 0 };
+		uint16_t p = ntohs(cfg->admin.listen.sin6_port);
+
+		steer_key(&k, &cfg->admin.listen.sin6_addr);
+		if (steer_wanted(cfg, &k) || steer_wanted(cfg, &any))
+			bits[p / 64] &= ~(1ULL << (p % 64));
+	}
 	for (w = 0; w < STEER_PORT_WORDS; w++) {
 		if (bits[w] == s->bits[w])
 			continue;

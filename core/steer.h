@@ -58,8 +58,9 @@ int steer_commit(struct steer *s, unsigned n, uint16_t port);
 int steer_add_listener(struct steer *s, unsigned i, int fd);
 
 /* steer_apply makes the maps steer |cfg|'s listen.addresses and
- * listen.ports (already without listen.exclude_ports): entries that are
- * no longer wanted are removed, new ones added, the rest untouched. */
+ * listen.ports (already without listen.exclude_ports), less admin.listen's
+ * port when its address is steered: entries that are no longer wanted are
+ * removed, new ones added, the rest untouched. */
 int steer_apply(struct steer *s, const struct config *cfg);
 
 /* steer_check_writable rewrites one entry of the port map with the

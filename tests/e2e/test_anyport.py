@@ -621,3 +621,28 @@ def test_takeover_under_load(topo, certs, gate_bin, vm, host_service, ports):
     stop_process(new)
     # The last owner, stopping, takes its pins away.
     assert os.listdir(os.path.join(bpffs, "vmgate")) == []
+
+
+@pytest.mark.timeout(60)
+def test_admin_port_not_steered(topo, certs, gate_bin, vm):
+    """ports: all on an address the admin API listens on: its port stays
+    the API's, the others are steered."""
+    token = os.path.join(topo.dir, "token")
+    with open(token, "w") as f:
+        f.write("t0ken\n")
+    cfg = write_config(topo, certs, "adm", ['addresses: ["%s"]' % ADDR6,
+                                            "ports: all"])
+    with open(cfg, "a") as f:
+        f.write('  listen: "[%s]:9901"\n  token_file: %s\n' % (ADDR6, token))
+    gate = start_gate(topo, gate_bin, cfg, "adm")
+    try:
+        s = ns_socket(topo.g, ADDR6)
+        s.settimeout(5)
+        s.connect((ADDR6, 9901))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data, _ = read_answer(s, timeout=5)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200"), data[:80]
+        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
+    finally:
+        stop_process(gate)
