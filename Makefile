@@ -21,6 +21,16 @@
 #   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
 #                   (fuzz/fuzz.mk)
 #   make coverage   line coverage of tls/ and route/ from the fuzz corpora
+#   make image      the appliance image in build/image/: vmlinuz,
+#                   initramfs.img, vmgate.efi, vmgate-disk.img (image/)
+#   make config-disk CONFIG=FILE OUT=IMG   a VMGATECFG FAT image holding
+#                   FILE as appliance.yaml and the files it names
+#   make e2e-image  boot the image under qemu and send traffic through it
+#   make image-check  build the image a second time from scratch
+#                   (build/repro/) and compare every artifact's sha256
+#   make deb        build/deb/vmgate_VERSION_amd64.deb (pkg/deb/)
+#   make deb-check  lintian on it, then install it into a debootstrap'd
+#                   Debian 12 tree and run vmgate --check there (root)
 #   make check-config   vmgate --check on $(CONFIG)
 #   make defconfig / menuconfig   compile-time options (Kconfig)
 #   make clean
@@ -52,6 +62,11 @@ KBUILD   := build/hello4k
 BUILD    := build/hello4k
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
              -fno-omit-frame-pointer
+else ifeq ($(FLAVOUR),repro)
+# FLAVOUR=repro: the same configuration built a second time, from
+# scratch, in build/repro/ (make image-check compares the two images).
+BUILD    := build/repro
+SAN_FLAGS :=
 else ifeq ($(SANITIZE),1)
 BUILD    := build/asan
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -73,7 +88,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             -Wstrict-prototypes -fno-strict-aliasing -pthread \
             -D_GNU_SOURCE -I. -I$(KBUILD) -isystem $(BSSL_INC) -MMD -MP \
-            $(SAN_FLAGS)
+            -ffile-prefix-map=$(CURDIR)=. $(SAN_FLAGS)
 LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
             -luring -lyaml -ljansson -lhttp_parser -lbpf -lpthread
@@ -94,6 +109,13 @@ DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
              libclang-rt-14-dev llvm-14 testssl.sh
+# The appliance image (make image), and what booting it in tests adds.
+DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi \
+             binutils kmod python3-yaml
+DEB_IMAGE_TEST := $(DEB_IMAGE) qemu-system-x86 ovmf openssh-server \
+             openssh-client curl openssl python3-pytest
+# The Debian package (make deb) and its test (make deb-check).
+DEB_PKG   := binutils python3-pytest lintian debootstrap systemd
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
@@ -126,7 +148,9 @@ define apt_install
 	  echo "  APT   $$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null \
-	    || { echo "apt-get install failed:$$missing" >&2; exit 1; }; \
+	    || { echo "apt-get install failed:$$missing" >&2; \
+	         [ "$$(id -u)" = 0 ] || echo "installing Debian packages is the one step that needs root" >&2; \
+	         exit 1; }; \
 	fi
 endef
 
@@ -302,6 +326,11 @@ ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory e2e-oldkernel
 endif
 	@$(MAKE) --no-print-directory e2e-hello4k
+ifneq ($(SANITIZE),1)
+	@$(MAKE) --no-print-directory image-check
+	@$(MAKE) --no-print-directory e2e-image
+	@$(MAKE) --no-print-directory deb-check
+endif
 	@$(MAKE) --no-print-directory e2e
 
 # A demo certificate for the shipped appliance.yaml, made once, kept under
@@ -352,6 +381,77 @@ bench-route: deps-build $(ROUTE_BENCH)
 clean:
 	rm -rf $(BUILD)
 
+# The appliance image (image/mkimage.py says how each piece is made).
+# Everything but installing the Debian packages runs as a normal user.
+IMG      := $(BUILD)/image
+MKIMAGE  := $(PYTHON) image/mkimage.py
+IMG_ROOTFS := $(shell find image/rootfs -type f 2>/dev/null)
+IMG_ARTIFACTS := $(IMG)/vmlinuz $(IMG)/initramfs.img $(IMG)/vmgate.efi \
+                 $(IMG)/vmgate-disk.img
+.PHONY: image image-check config-disk e2e-image deps-image deps-image-test
+
+deps-image:
+	$(call apt_install,$(DEB_IMAGE))
+
+deps-image-test:
+	$(call apt_install,$(DEB_IMAGE_TEST))
+
+image: deps-build deps-image check-planes $(IMG_ARTIFACTS)
+
+$(IMG)/kernel/package: $(KBUILD)/.config image/mkimage.py | deps-image
+	$(Q)$(MKIMAGE) kernel --config $(KBUILD)/.config --out $(IMG)
+
+$(IMG)/initramfs.img: $(IMG)/kernel/package $(BIN) $(IMG_ROOTFS) \
+                      image/mkimage.py $(KBUILD)/.config
+	$(Q)$(MKIMAGE) initramfs --config $(KBUILD)/.config --out $(IMG) \
+	  --vmgate $(BIN)
+
+$(IMG)/vmlinuz: $(IMG)/initramfs.img
+
+$(IMG)/vmgate.efi: $(IMG)/initramfs.img image/mkimage.py
+	$(Q)$(MKIMAGE) efi --config $(KBUILD)/.config --out $(IMG)
+
+$(IMG)/vmgate-disk.img: $(IMG)/vmgate.efi image/mkimage.py
+	$(Q)$(MKIMAGE) disk --config $(KBUILD)/.config --out $(IMG)
+
+config-disk: deps-image
+	@test -n "$(OUT)" || { echo "config-disk: say OUT=IMG (and CONFIG=FILE)" >&2; exit 2; }
+	$(Q)$(MKIMAGE) config-disk $(CONFIG) $(OUT) $(if $(NETWORK),--network $(NETWORK))
+
+# Two builds from scratch, the second in build/repro/, must give the same
+# bytes: the images are made from the same tree and the same packages.
+image-check: image
+	@rm -rf build/repro
+	@$(MAKE) --no-print-directory FLAVOUR=repro image
+	@fail=0; for f in $(notdir $(IMG_ARTIFACTS)); do \
+	  a=$$(sha256sum < build/image/$$f | cut -c1-64); \
+	  b=$$(sha256sum < build/repro/image/$$f | cut -c1-64); \
+	  if [ "$$a" = "$$b" ]; then echo "  SAME   $$f $$a"; \
+	  else echo "  DIFFER $$f $$a $$b" >&2; fail=1; fi; done; \
+	if [ $$fail = 0 ]; then echo "image-check: 4 artifacts reproducible"; \
+	else echo "image-check: build/image and build/repro/image differ" >&2; fi; \
+	exit $$fail
+
+# Boots the image under qemu (TCG unless QEMU_ACCEL=kvm) and sends real
+# traffic through it (tests/image/).
+e2e-image: deps-test deps-image-test image
+	VMGATE_IMAGE=$(abspath $(IMG)) VMGATE_BIN=$(abspath $(BIN)) \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider --basetemp=$(abspath $(BUILD))/image-test \
+	    tests/image $(E2E_ARGS)
+
 include fuzz/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# The Debian package for running vmgate on an existing host (pkg/deb/).
+.PHONY: deb deb-check deps-deb
+deps-deb:
+	$(call apt_install,$(DEB_PKG))
+
+deb: all deps-deb
+	$(Q)rm -f $(BUILD)/deb/vmgate_*_amd64.deb
+	$(Q)$(PYTHON) pkg/deb/mkdeb.py --vmgate $(BIN) --out $(BUILD)/deb
+
+deb-check: deb
+	VMGATE_DEB_DIR=$(abspath $(BUILD)/deb) VMGATE_DEB_WORK=$(abspath $(BUILD)/deb-check) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/deb $(E2E_ARGS)
