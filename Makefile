@@ -94,7 +94,7 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             -ffile-prefix-map=$(CURDIR)=. $(SAN_FLAGS)
 LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
-            -luring -lyaml -ljansson -lhttp_parser -lpthread
+            -luring -lyaml -ljansson -lhttp_parser -lbpf -lpthread
 
 ifeq ($(V),1)
 Q :=
@@ -106,7 +106,8 @@ endif
 
 # Debian packages: what building needs, and what the tests add to it.
 DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
-             libjansson-dev libhttp-parser-dev python3-kconfiglib openssl
+             libjansson-dev libhttp-parser-dev python3-kconfiglib openssl \
+             libbpf-dev clang linux-libc-dev
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
@@ -121,7 +122,7 @@ DEB_PKG   := binutils python3-pytest lintian debootstrap systemd
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
-LIB_SRCS := $(wildcard core/*.c tls/*.c route/*.c) \
+LIB_SRCS := $(filter-out %.bpf.c,$(wildcard core/*.c tls/*.c route/*.c)) \
             $(filter-out ctl/main.c,$(wildcard ctl/*.c ctl/*/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmgate.a
@@ -198,6 +199,18 @@ $(BUILD)/obj/%.o: %.c $(KBUILD)/config.h
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
+# The sk_lookup program (core/steer.bpf.c), compiled for the BPF target and
+# embedded in core/steer.c's object with .incbin.
+STEER_BPF := $(BUILD)/bpf/steer.bpf.o
+$(STEER_BPF): core/steer.bpf.c core/steer-t.h | deps-build
+	@mkdir -p $(dir $@)
+	$(call msg,BPF,$<)
+	$(Q)clang -O2 -g -target bpf -I. -I/usr/include/$(shell gcc -dumpmachine) \
+	  -Wall -c -o $@ $<
+
+$(BUILD)/obj/core/steer.o: $(STEER_BPF)
+$(BUILD)/obj/core/steer.o: CFLAGS += -DSTEER_BPF_OBJ='"$(STEER_BPF)"'
+
 $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -258,10 +271,10 @@ endif
 # direct descriptors, this one as plain fds. The tests where that changes
 # what the code does: accepts and fd exhaustion, half-close, bulk and
 # backpressure, many connections, the dialled address (getsockname) of a
-# PROXY header.
+# PROXY header and the dialled port of sk_lookup steering.
 E2E_FDS_TESTS := tests/e2e/test_attacks.py tests/e2e/test_halfclose.py \
                  tests/e2e/test_bulk.py tests/e2e/test_concurrency.py \
-                 tests/e2e/test_proxy_protocol.py
+                 tests/e2e/test_proxy_protocol.py tests/e2e/test_anyport.py
 e2e-fds: deps-test
 	@$(MAKE) --no-print-directory FLAVOUR=fds all
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
@@ -349,11 +362,17 @@ demo: all $(DEMO_CERT)
 check-config: all
 	$(BIN) --check -c $(CONFIG)
 
-# The benchmark against HAProxy, nginx and hitch (bench/README.md);
-# BENCH_QUICK=1 for the short run.
-.PHONY: bench
+# The benchmark against HAProxy, nginx and hitch (bench/README.md), then
+# the any-port step (bench/anyport.py: sk_lookup with 65,535 ports against
+# 3 per-port listeners, in a namespace of its own); BENCH_QUICK=1 for the
+# short run.
+.PHONY: bench bench-anyport
 bench: all
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/anyport.py
+
+bench-anyport: all
+	$(PYTHON) bench/anyport.py
 
 # The route table at fleet scale (bench/route_bench.c): load time, memory
 # per VM, lookup latency and derive time for 1M VMs.

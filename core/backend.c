@@ -165,6 +165,9 @@ static void local_addr(struct worker *w, struct conn *c)
 	struct io_uring_sqe *sqe;
 	socklen_t len = sizeof(c->local);
 
+	/* A steered connection's was read at accept (conn_find_port). */
+	if (c->local.sin6_family == AF_INET6)
+		return;
 	memset(&c->local, 0, sizeof(c->local));
 	c->local.sin6_family = AF_INET6;
 	c->local.sin6_addr = cfg->listen_addr;

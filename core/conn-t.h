@@ -54,6 +54,7 @@ enum conn_flag {
 	                           * answered once the handshake is done */
 	CF_ANSWER_WAIT = 1u << 18, /* waiting for a request line to answer */
 	CF_VM_ERRORS_HTTP = 1u << 19, /* the domain's vm_errors: http */
+	CF_PORT_WAIT = 1u << 20,  /* the dialled port is being read */
 };
 
 struct conn {
@@ -82,7 +83,8 @@ struct conn {
 	uint64_t id; /* of a routed connection: log lines, PROXY v2 */
 	struct sockaddr_in6 peer;
 	struct sockaddr_in6 vm;
-	struct sockaddr_in6 local; /* what the client dialled (with proxy) */
+	struct sockaddr_in6 local; /* what the client dialled: read at accept
+	                            * when steered, else with proxy */
 };
 
 #endif

@@ -212,6 +212,13 @@ static void do_hello(struct worker *w, struct conn *c)
 	size_t in_len;
 
 	tls_conn_input(&c->tls, &in, &in_len);
+	if (c->flags & CF_PORT_WAIT) {
+		/* Routing needs the dialled port: take the first bytes
+		 * meanwhile, decide once the port is in. */
+		if (!in_len)
+			relay_arm_client_recv(w, c);
+		return;
+	}
 	if (!in_len || in_len < c->hello_need) {
 		/* The parser said nothing can change before hello_need bytes:
 		 * a hello trickling in byte by byte is parsed once per
@@ -382,6 +389,60 @@ static struct conn *conn_alloc(struct worker *w)
 	return c;
 }
 
+/* The local address of socket |fd| (a plain fd) into c->local: with
+ * sk_lookup steering, the address and port the client dialled. Returns
+ * that port, 0 if it cannot be read. */
+static uint16_t sock_local(struct conn *c, int fd)
+{
+	socklen_t len = sizeof(c->local);
+
+	if (getsockname(fd, (struct sockaddr *)&c->local, &len) ||
+	    c->local.sin6_family != AF_INET6) {
+		memset(&c->local, 0, sizeof(c->local));
+		return 0;
+	}
+	return ntohs(c->local.sin6_port);
+}
+
+/* The dialled port of a steered connection: one listener takes every
+ * port, so the accepted socket's local address says which was dialled
+ * (never the client's address: a client reuses its source port for
+ * other destinations). A direct descriptor has no getsockname here
+ * (io_uring's command for it is EOPNOTSUPP on Linux 6.18): it is
+ * installed as an fd for the moment of getsockname(2), through the ring,
+ * and routing waits for it (CF_PORT_WAIT). main only chooses direct
+ * descriptors with steering when IORING_OP_FIXED_FD_INSTALL is there. */
+static bool conn_find_port(struct worker *w, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!ring_direct) {
+		c->listen_port = sock_local(c, c->cfd);
+		c->tls.port = c->listen_port;
+		return c->listen_port != 0;
+	}
+	sqe = conn_sqe(w, c, OP_PORT_FD);
+	ring_prep_fd_install(sqe, c->cfd);
+	c->flags |= CF_PORT_WAIT;
+	return true;
+}
+
+/* OP_PORT_FD's completion: |res| is the installed fd or -errno. */
+static void conn_on_port_fd(struct worker *w, struct conn *c, int res)
+{
+	c->flags &= ~CF_PORT_WAIT;
+	if (res >= 0) {
+		c->listen_port = sock_local(c, res);
+		c->tls.port = c->listen_port;
+		close(res);
+	}
+	if (c->state == CONN_HELLO && !c->listen_port) {
+		log_close(w, c, REASON_CLIENT_ERROR,
+			  "cannot read the dialled port");
+		teardown(w, c);
+	}
+}
+
 void conn_accept(struct worker *w, int fd, uint16_t listen_port,
 		 const struct sockaddr_in6 *peer)
 {
@@ -411,6 +472,13 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port,
 	c->start_ms = c->active_ms = w->now_ms;
 	c->peer = *peer;
 	timer_arm(&w->hs_timers, &c->timer, w->now_ms);
+	if (!listen_port && !conn_find_port(w, c)) {
+		log_close(w, c, REASON_CLIENT_ERROR,
+			  "cannot read the dialled port");
+		teardown(w, c);
+		conn_run(w, c);
+		return;
+	}
 	c->peer_slot = peers_slot(&w->shared->peers, &c->peer);
 	if (!peers_acquire(&w->shared->peers, c->peer_slot)) {
 		/* Answer before any work: an alert the client reads after its
@@ -453,6 +521,9 @@ void conn_complete(struct worker *w, struct io_uring_cqe *cqe)
 		goto run;
 	case OP_CLIENT_FD:
 		backend_on_local(w, c, cqe->res);
+		goto run;
+	case OP_PORT_FD:
+		conn_on_port_fd(w, c, cqe->res);
 		goto run;
 	default:
 		break;

@@ -44,6 +44,9 @@ struct shared {
 	struct worker *workers;
 	unsigned nworkers;
 	struct peers peers; /* limits.max_connections_per_ip */
+	/* sk_lookup steering (core/steer.h), or NULL with per-port
+	 * listeners; its maps are the control plane's to update. */
+	struct steer *steer;
 };
 
 /* Accepts in flight per listener, at most. Each is a single-shot accept

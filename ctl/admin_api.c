@@ -54,6 +54,22 @@ static json_t *vm_json(const char *id, const struct in6_addr *addr)
 	return json_pack("{s:s,s:s}", "id", id, "address", s);
 }
 
+/* vm_json with "ports" ("22,8000-8099") for one VM's answer, when the
+ * VM has vms[].ports (none: every port). */
+static json_t *vm_json_ports(struct admin *a, const char *id,
+			     const struct in6_addr *addr)
+{
+	struct config_vm_ports *p = NULL;
+	json_t *j = vm_json(id, addr);
+	char s[512];
+
+	if (j && !control_vm_ports_get(a->ctl, &p, id) && p)
+		json_object_set_new(j, "ports", json_string(
+				route_vm_ports_fmt(s, sizeof(s), p)));
+	free(p);
+	return j;
+}
+
 struct listing {
 	struct buf *b;
 	json_t *id; /* reused for every VM: escaping by jansson */
@@ -134,13 +150,15 @@ static void do_vm_get(struct admin *a, struct aconn *c, char *id)
 	else if (ret)
 		admin_respond_error(a, c, 400, strerror(-ret), NULL);
 	else
-		admin_respond_json(a, c, 200, vm_json(id, &addr), NULL);
+		admin_respond_json(a, c, 200, vm_json_ports(a, id, &addr),
+				   NULL);
 }
 
 static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 {
 	json_error_t jerr;
-	json_t *body, *jaddr;
+	json_t *body, *jaddr, *jports;
+	struct config_vm_ports *ports = NULL;
 	const char *addr_s;
 	struct in6_addr addr;
 	char err[512] = "";
@@ -174,7 +192,15 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 		goto out;
 	}
 	addr_s = json_string_value(jaddr);
-	ret = control_vm_put(a->ctl, &created, id, addr_s, err, sizeof(err));
+	/* "ports": [22, "8000-8099"] restricts the VM; absent: every port. */
+	jports = json_object_get(body, "ports");
+	if (jports && control_vm_ports_json(&ports, jports, err,
+					    sizeof(err))) {
+		admin_respond_error(a, c, 400, err, NULL);
+		goto out;
+	}
+	ret = control_vm_put(a->ctl, &created, id, addr_s, ports, err,
+			     sizeof(err));
 	if (ret) {
 		if (!err[0])
 			snprintf(err, sizeof(err), "%s", strerror(-ret));
@@ -193,8 +219,10 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 		goto out;
 	}
 	norm_id(id);
-	admin_respond_json(a, c, created ? 201 : 200, vm_json(id, &addr), NULL);
+	admin_respond_json(a, c, created ? 201 : 200,
+			   vm_json_ports(a, id, &addr), NULL);
 out:
+	free(ports);
 	json_decref(body);
 }
 

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/steer.h"
 #include "core/timer.h"
 #include "core/worker.h"
 #include "ctl/config.h"
@@ -77,6 +78,7 @@ static struct route_table *derive(struct control *ctl)
 	for (i = 0; i < ctl->ov_len; i++) {
 		ch[i].id = ctl->ov[i].id;
 		ch[i].addr = ctl->ov[i].addr;
+		ch[i].ports = ctl->ov[i].ports;
 		ch[i].removed = ctl->ov[i].removed;
 	}
 	t = route_table_derive(ctl->base->t, ch, ctl->ov_len);
@@ -181,11 +183,27 @@ int control_republish_locked(struct control *ctl)
 
 /* The public operations */
 
-static void warn_restart(const struct config *old, const struct config *new)
+static bool listen_same(const struct config *old, const struct config *new)
 {
-	if (old->ports_len != new->ports_len ||
-	    memcmp(old->ports, new->ports, old->ports_len * sizeof(*old->ports)) ||
-	    memcmp(&old->listen_addr, &new->listen_addr, sizeof(new->listen_addr)))
+	return old->ports_len == new->ports_len &&
+	       !memcmp(old->ports, new->ports,
+		       old->ports_len * sizeof(*old->ports)) &&
+	       old->addrs_len == new->addrs_len &&
+	       !memcmp(old->addrs, new->addrs,
+		       old->addrs_len * sizeof(*old->addrs)) &&
+	       !memcmp(&old->listen_addr, &new->listen_addr,
+		       sizeof(new->listen_addr));
+}
+
+static void warn_restart(const struct control *ctl, const struct config *old,
+			 const struct config *new)
+{
+	/* With sk_lookup the ports and addresses are map entries, changed
+	 * in place (control_reload); listeners are sockets. */
+	if (old->steering != new->steering)
+		log_warn("reload", "listen.steering: changed; restart to "
+			 "apply");
+	if (!ctl->shared->steer && !listen_same(old, new))
 		log_warn("reload", "listen: changed; restart to apply");
 	if (old->workers != new->workers)
 		log_warn("reload", "workers: changed; restart to apply");
@@ -251,7 +269,22 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		ret = -ENOMEM;
 		goto err;
 	}
-	warn_restart(file_cfg(ctl), cfg);
+	warn_restart(ctl, file_cfg(ctl), cfg);
+	if (ctl->shared->steer && !listen_same(file_cfg(ctl), cfg)) {
+		/* Before the new file wins: a map update that fails leaves
+		 * the old config in force (and the maps as they were, or
+		 * partly updated: the next reload puts them right). */
+		ret = steer_apply(ctl->shared->steer, cfg);
+		if (ret) {
+			snprintf(msg, sizeof(msg), "cannot update the "
+				 "steering maps: %s", strerror(-ret));
+			log_error("reload_error", "trigger=%s %s", why, msg);
+			snprintf(err, err_len, "%s\n", msg);
+			goto err;
+		}
+		log_info("reload", "trigger=%s steering=sk_lookup ports=%zu "
+			 "addresses=%zu", why, cfg->ports_len, cfg->addrs_len);
+	}
 
 	/* Everything is built: from here the new file wins. */
 	base_ref_put(ctl->base);
@@ -375,7 +408,10 @@ void control_free(struct control *ctl)
 	base_ref_put(ctl->base);
 	tls_ref_put(ctl->tls);
 	for (i = 0; i < ctl->ov_len; i++)
+	{
 		free(ctl->ov[i].id);
+		free(ctl->ov[i].ports);
+	}
 	free(ctl->ov);
 	if (ctl->cfg) {
 		config_free(ctl->cfg);

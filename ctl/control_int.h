@@ -47,6 +47,7 @@ struct snap_own {
 struct override {
 	char *id; /* normalised */
 	struct in6_addr addr;
+	struct config_vm_ports *ports; /* owned; NULL: every port */
 	bool removed;
 };
 

@@ -61,6 +61,15 @@ char *control_metrics(struct control *ctl, size_t *out_len)
 		"# TYPE vmgate_connections_accepted_total counter\n"
 		"vmgate_connections_accepted_total %llu\n",
 		(unsigned long long)v[0]);
+	/* How the kernel spreads connections (SO_REUSEPORT, behind
+	 * sk_lookup or not) shows here. */
+	fprintf(f, "# HELP vmgate_worker_accepted_total Client connections "
+		"accepted, by worker.\n"
+		"# TYPE vmgate_worker_accepted_total counter\n");
+	for (i = 0; i < ctl->shared->nworkers; i++)
+		fprintf(f, "vmgate_worker_accepted_total{worker=\"%zu\"} %llu\n",
+			i, (unsigned long long)metric_get(
+				   &ctl->shared->workers[i].metrics.accepted));
 	fprintf(f, "# HELP vmgate_connections_closed_total Relayed or "
 		"half-made connections ended, by outcome.\n"
 		"# TYPE vmgate_connections_closed_total counter\n");

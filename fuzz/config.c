@@ -160,7 +160,8 @@ static void check_table(const struct config *c)
 			}
 			/* No other suffix can be longer and still match
 			 * "id.suffix": the prefix is exactly the vm id. */
-			check(v == ROUTE_OK || v == ROUTE_PORT_DENIED);
+			check(v == ROUTE_OK || v == ROUTE_PORT_DENIED ||
+			      v == ROUTE_VM_PORT_DENIED);
 			if (v == ROUTE_OK)
 				check(strcmp(m.vm_id, c->vms[i].id) == 0);
 		}

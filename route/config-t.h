@@ -35,6 +35,11 @@
 #define DEFAULT_MAX_CLIENTHELLO_BYTES 16384
 #define DEFAULT_DRAIN_TIMEOUT_MS 30000
 #define DEFAULT_STATE_FILE "vmgate-state.json"
+/* With per-port listeners (listen.steering: listeners) a range may hold
+ * at most this many ports: each is a socket per worker. */
+#define LISTENERS_RANGE_MAX 1024
+/* listen.addresses holds at most this many (sk_lookup's address map). */
+#define LISTEN_ADDRS_MAX 256
 #include <sys/socket.h>
 
 enum config_log_level {
@@ -90,9 +95,29 @@ struct config_alpn_port {
 	size_t alpn_len;
 };
 
+/* A range of ports, from <= to. */
+struct config_port_range {
+	uint16_t from, to;
+};
+
+/* vms[].ports: the VM ports routed to a VM, as sorted, disjoint,
+ * non-adjacent ranges (non-empty). */
+struct config_vm_ports {
+	size_t len;
+	struct config_port_range r[];
+};
+
 struct config_vm {
 	char *id; /* lowercase, one valid DNS label */
 	struct in6_addr addr;
+	struct config_vm_ports *ports; /* NULL: every port */
+};
+
+/* listen.steering: how connections reach the workers. */
+enum config_steering {
+	CFG_STEER_AUTO,      /* sk_lookup if it attaches, else listeners */
+	CFG_STEER_SK_LOOKUP, /* one listener per worker, eBPF sk_lookup */
+	CFG_STEER_LISTENERS, /* one SO_REUSEPORT listener per port per worker */
 };
 
 struct config_limits {
@@ -129,8 +154,21 @@ struct config {
 	enum config_log_level log_level;
 
 	struct in6_addr listen_addr; /* "::" by default */
-	uint16_t *ports;             /* sorted, no duplicates, non-empty */
+	/* listen.ports without listen.exclude_ports: sorted, no duplicates,
+	 * non-empty. */
+	uint16_t *ports;
 	size_t ports_len;
+	uint16_t *exclude_ports; /* sorted, as written; may be empty */
+	size_t exclude_ports_len;
+	/* listen.addresses (IPv4 v4-mapped), or listen.address alone;
+	 * non-empty, no duplicates. What sk_lookup steers ("::" steers
+	 * every address); per-port listeners bind listen_addr. */
+	struct in6_addr *addrs;
+	size_t addrs_len;
+	enum config_steering steering;
+	bool ports_all;  /* listen.ports: all */
+	bool ports_wide; /* all, or a range over LISTENERS_RANGE_MAX
+			  * ports: per-port listeners cannot serve it */
 
 	struct config_cert *certs; /* non-empty */
 	size_t certs_len;

@@ -41,6 +41,9 @@ struct ld {
 	const char *dir;
 	void *obj; /* what the current mapping fills, for its key handlers */
 	const yaml_node_t *key; /* the key whose handler runs */
+	/* The first port range ld_parse_ports met with more than
+	 * LISTENERS_RANGE_MAX ports, or NULL (reset by whoever asks). */
+	const yaml_node_t *wide_range;
 	bool oom;
 };
 
@@ -102,6 +105,10 @@ struct port_set {
 void ld_port_set_add(struct port_set *s, unsigned p);
 bool ld_parse_ports(struct ld *ld, const yaml_node_t *n, const char *what,
 		    uint16_t **out, size_t *out_len);
+/* ld_parse_port_ranges is ld_parse_ports as sorted, merged ranges (a
+ * malloc'd struct config_vm_ports). */
+bool ld_parse_port_ranges(struct ld *ld, const yaml_node_t *n,
+			  const char *what, struct config_vm_ports **out);
 
 /* Paths */
 

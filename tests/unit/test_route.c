@@ -609,6 +609,58 @@ static void test_derive_chain(void **state)
 	}
 }
 
+/* vms[].ports through API changes: a derived table applies them, a
+ * derive from a derived table keeps them, and a later change replaces
+ * them. */
+static void test_derive_ports(void **state)
+{
+	struct fixture *f = *state;
+	static const uint16_t list[] = { 22, 8080, 8081, 8082, 9000 };
+	struct config_vm_ports *p = route_vm_ports_new(list, 5);
+	const struct config_vm_ports *got;
+	struct route_table *d1, *d2, *d3;
+	struct route_vm_change ch = { .id = "Web", .addr = addr_n(7) };
+	struct route_match m;
+	char buf[64];
+
+	(void)state;
+	assert_non_null(p);
+	assert_int_equal(p->len, 3);
+	assert_string_equal(route_vm_ports_fmt(buf, sizeof(buf), p),
+			    "22,8080-8082,9000");
+	ch.ports = p;
+	d1 = route_table_derive(f->t, &ch, 1);
+	free(p); /* the table keeps its own copy */
+	assert_non_null(d1);
+	/* vm.vers.sh maps 443 to 22, allowed; 3000 is allowed, not the VM's. */
+	assert_verdict(d1, &m, "web.vm.vers.sh", 443, ROUTE_OK);
+	assert_int_equal(m.vm_port, 22);
+	assert_verdict(d1, &m, "web.vm.vers.sh", 3000, ROUTE_VM_PORT_DENIED);
+	assert_verdict(d1, &m, "web.vers.sh", 8081, ROUTE_OK);
+	assert_verdict(d1, &m, "web.vers.sh", 8083, ROUTE_VM_PORT_DENIED);
+	assert_verdict(f->t, &m, "web.vers.sh", 8083, ROUTE_OK);
+	assert_true(route_vm_ports_get(d1, &got, "WEB", 3));
+	assert_non_null(got);
+	assert_true(route_vm_ports_get(f->t, &got, "web", 3));
+	assert_null(got);
+	assert_false(route_vm_ports_get(d1, &got, "nope", 4));
+
+	ch = (struct route_vm_change){ .id = "vm", .addr = addr_n(8) };
+	d2 = route_table_derive(d1, &ch, 1);
+	assert_non_null(d2);
+	route_table_free(d1);
+	assert_verdict(d2, &m, "web.vers.sh", 8083, ROUTE_VM_PORT_DENIED);
+	assert_verdict(d2, &m, "web.vers.sh", 9000, ROUTE_OK);
+	assert_verdict(d2, &m, "vm.vers.sh", 8083, ROUTE_OK);
+
+	ch = (struct route_vm_change){ .id = "web", .addr = addr_n(9) };
+	d3 = route_table_derive(d2, &ch, 1);
+	assert_non_null(d3);
+	route_table_free(d2);
+	assert_verdict(d3, &m, "web.vers.sh", 8083, ROUTE_OK);
+	route_table_free(d3);
+}
+
 /* Ids of every length up to 63, some kept inline in a slot and some not,
  * in a base and in overlays. */
 static void test_long_ids(void **state)
@@ -629,6 +681,7 @@ static void test_long_ids(void **state)
 		ids[i][0] = 'A';
 		v[i].id = ids[i];
 		v[i].addr = addr_n((unsigned)i);
+		v[i].ports = NULL;
 	}
 	cfg.vms_len = 63;
 	t = route_table_new(&cfg);
@@ -733,6 +786,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test(test_derive_chain),
 		cmocka_unit_test(test_long_ids),
+		cmocka_unit_test_setup_teardown(test_derive_ports, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests_name("route", tests, NULL, NULL);
