@@ -73,7 +73,7 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             $(SAN_FLAGS)
 LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
-            -luring -lyaml -ljansson -lhttp_parser -lpthread
+            -luring -lyaml -ljansson -lhttp_parser -lcurl-gnutls -lpthread
 
 ifeq ($(V),1)
 Q :=
@@ -85,11 +85,12 @@ endif
 
 # Debian packages: what building needs, and what the tests add to it.
 DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
-             libjansson-dev libhttp-parser-dev python3-kconfiglib openssl
+             libjansson-dev libhttp-parser-dev python3-kconfiglib openssl \
+             libcurl4-gnutls-dev
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
-             libclang-rt-14-dev llvm-14 testssl.sh
+             libclang-rt-14-dev llvm-14 testssl.sh etcd-server etcd-client
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.

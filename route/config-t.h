@@ -35,6 +35,10 @@
 #define DEFAULT_MAX_CLIENTHELLO_BYTES 16384
 #define DEFAULT_DRAIN_TIMEOUT_MS 30000
 #define DEFAULT_STATE_FILE "vmgate-state.json"
+#define DEFAULT_FLEET_PREFIX "/vmgate/v1/"
+#define DEFAULT_FLEET_TIMEOUT_MS 2000
+#define DEFAULT_FLEET_PROGRESS_MS 10000
+#define DEFAULT_FLEET_SNAPSHOT_FILE "fleet-snapshot.json"
 #include <sys/socket.h>
 
 enum config_log_level {
@@ -105,6 +109,23 @@ struct config_admin {
 	                             * to the config file. Need not exist. */
 };
 
+/* fleet: (README "Fleet mode"): VMs from etcd, merged over vms:. */
+struct config_fleet {
+	bool enabled;         /* a fleet: section is present */
+	char **endpoints;     /* "http://host:port" or https://; non-empty */
+	size_t endpoints_len;
+	char *prefix;         /* ends in '/' */
+	char *username;       /* or NULL */
+	char *password_file;  /* resolved and readable, or NULL */
+	char *ca_file;        /* https endpoints: CA bundle, or NULL */
+	char *cert_file;      /* https: client certificate, or NULL */
+	char *key_file;       /* https: its key, or NULL */
+	uint32_t timeout_ms;  /* every request but the watch stream */
+	uint32_t progress_ms; /* etcd's watch-progress-notify-interval */
+	char *appliance_id;   /* default: the host name */
+	char *snapshot_file;  /* resolved; default next to the config */
+};
+
 struct config {
 	char *path; /* the file as given */
 	char *dir;  /* its directory, base of relative paths */
@@ -130,6 +151,7 @@ struct config {
 
 	struct config_limits limits;
 	struct config_admin admin;
+	struct config_fleet fleet;
 };
 
 #endif
