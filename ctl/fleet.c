@@ -223,6 +223,7 @@ struct fleet {
 	int64_t lease;
 	uint64_t keepalive_ms;
 	int64_t reg_vms_revision;
+	uint64_t reg_put_ms;
 	uint64_t snap_ms;
 };
 
@@ -932,8 +933,9 @@ maybe_put:
 	pthread_mutex_unlock(&f->ctl->lock);
 	/* Only when the VMs moved: a registration is a write, and writes
 	 * move every appliance's revision. */
-	if (vrev == f->reg_vms_revision)
+	if (vrev == f->reg_vms_revision || now - f->reg_put_ms < 1000)
 		return;
+	f->reg_put_ms = now;
 	inet_ntop(AF_INET6, &file_cfg(f->ctl)->listen_addr, addr,
 		  sizeof(addr));
 	snprintf(value, sizeof(value), "{\"address\":\"%s\",\"version\":"
