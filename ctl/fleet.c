@@ -33,6 +33,7 @@
 #include "ctl/etcd.h"
 #include "ctl/fleet_parse.h"
 #include "route/route.h"
+#include "tls/ticket.h"
 
 #define PAGE_LIMIT 10000
 #define BATCH_MS 5             /* events wait at most this for a swap */
@@ -225,6 +226,13 @@ struct fleet {
 	int64_t reg_vms_revision;
 	uint64_t reg_put_ms;
 	uint64_t snap_ms;
+	uint64_t stek_ms;
+
+	/* Session-ticket keys: what was installed, for /fleet (under
+	 * ctl->lock) */
+	size_t stek_len;
+	bool stek_rotator;
+	uint64_t stek_minted;
 };
 
 static void set_error(struct fleet *f, const char *msg)
@@ -772,6 +780,7 @@ static bool on_line(void *arg, const char *line, size_t len)
 }
 
 static void register_tick(struct fleet *f);
+static void stek_tick(struct fleet *f);
 
 /* The snapshot file also follows the watch: written when the VMs
  * changed, at most once a second, from the watch loop. */
@@ -836,6 +845,7 @@ static void watch(struct fleet *f)
 			break;
 		}
 		register_tick(f);
+		stek_tick(f);
 		snapshot_tick(f);
 	}
 	flush_pending(f);
@@ -943,6 +953,216 @@ maybe_put:
 		 addr, VMGATE_VERSION, (long long)rev, (long long)vrev, n);
 	if (!put_json(f, f->app_key, value, f->lease, NULL, err, sizeof(err)))
 		f->reg_vms_revision = vrev;
+}
+
+
+/* Session-ticket keys: {prefix}stek/keys/{name} with a lease each, minted
+ * by the one appliance holding {prefix}stek/lock (a key on its
+ * registration lease, so a dead rotator's lock goes with it). Every
+ * appliance reads them all and hands them to tls/ticket.h; they are never
+ * written anywhere else. */
+
+static void hex16(char out[33], const uint8_t in[16])
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (int i = 0; i < 16; i++) {
+		out[2 * i] = d[in[i] >> 4];
+		out[2 * i + 1] = d[in[i] & 15];
+	}
+	out[32] = '\0';
+}
+
+/* Takes the lock if nobody holds it; true when this appliance holds it. */
+static bool stek_elect(struct fleet *f)
+{
+	char key[FLEET_KEY_MAX], bkey[800], bval[400], body[4096], err[300];
+	char *ans;
+	struct fleet_range r;
+	size_t ans_len;
+	bool mine = false, ok;
+	int64_t rev;
+
+	snprintf(key, sizeof(key), "%sstek/lock", f->cfg->prefix);
+	b64key(bkey, sizeof(bkey), key, strlen(key));
+	fleet_b64(bval, sizeof(bval), f->cfg->appliance_id,
+		  strlen(f->cfg->appliance_id));
+	snprintf(body, sizeof(body), "{\"compare\":[{\"key\":\"%s\","
+		 "\"target\":\"CREATE\",\"result\":\"EQUAL\","
+		 "\"create_revision\":0}],\"success\":[{\"request_put\":{"
+		 "\"key\":\"%s\",\"value\":\"%s\",\"lease\":%lld}}],"
+		 "\"failure\":[{\"request_range\":{\"key\":\"%s\"}}]}",
+		 bkey, bkey, bval, (long long)f->lease, bkey);
+	if (etcd_call(&f->etcd, &ans, &ans_len, "kv/txn", body, err,
+		      sizeof(err)))
+		return false;
+	if (fleet_parse_txn(&ok, &rev, ans, ans_len) && ok) {
+		free(ans);
+		log_info("fleet_tickets", "rotator=%s", f->cfg->appliance_id);
+		return true;
+	}
+	free(ans);
+	/* Held: by us (an earlier tick) or by another appliance. */
+	snprintf(body, sizeof(body), "{\"key\":\"%s\"}", bkey);
+	if (etcd_call(&f->etcd, &ans, &ans_len, "kv/range", body, err,
+		      sizeof(err)))
+		return false;
+	if (fleet_parse_range(&r, ans, ans_len)) {
+		mine = r.kvs_len == 1 &&
+		       r.kvs[0].value_len == strlen(f->cfg->appliance_id) &&
+		       !memcmp(r.kvs[0].value, f->cfg->appliance_id,
+			       r.kvs[0].value_len);
+		fleet_range_free(&r);
+	}
+	free(ans);
+	return mine;
+}
+
+static int stek_mint(struct fleet *f, int64_t not_before, int64_t now)
+{
+	struct tls_ticket_key k;
+	char name[33], key[FLEET_KEY_MAX + 40], value[512], b64[128], body[64],
+	     err[300], *ans;
+	int64_t id, ttl;
+	size_t ans_len;
+	uint8_t raw[64];
+	int ret;
+
+	if (getrandom(&k, sizeof(k), 0) != sizeof(k))
+		return -EIO;
+	k.not_before = not_before;
+	k.not_after = not_before + f->cfg->ticket_rotation_s +
+		      f->cfg->ticket_lifetime_s;
+	/* The key's lease ends with it, whatever happens to the rotator. */
+	snprintf(body, sizeof(body), "{\"TTL\":%lld}",
+		 (long long)(k.not_after - now + 1));
+	ret = etcd_call(&f->etcd, &ans, &ans_len, "lease/grant", body, err,
+			sizeof(err));
+	if (ret)
+		return ret;
+	ret = fleet_parse_lease(&id, &ttl, ans, ans_len) ? 0 : -EPROTO;
+	free(ans);
+	if (ret)
+		return ret;
+	hex16(name, k.name);
+	memcpy(raw, k.aes, 32);
+	memcpy(raw + 32, k.hmac, 32);
+	fleet_b64(b64, sizeof(b64), raw, sizeof(raw));
+	explicit_bzero(raw, sizeof(raw));
+	snprintf(key, sizeof(key), "%sstek/keys/%s", f->cfg->prefix, name);
+	snprintf(value, sizeof(value), "{\"name\":\"%s\",\"key\":\"%s\","
+		 "\"not_before\":%lld,\"not_after\":%lld}", name, b64,
+		 (long long)k.not_before, (long long)k.not_after);
+	ret = put_json(f, key, value, id, NULL, err, sizeof(err));
+	explicit_bzero(value, sizeof(value));
+	explicit_bzero(b64, sizeof(b64));
+	explicit_bzero(&k, sizeof(k));
+	if (!ret) {
+		pthread_mutex_lock(&f->ctl->lock);
+		f->stek_minted++;
+		pthread_mutex_unlock(&f->ctl->lock);
+		log_info("fleet_tickets", "minted=%s not_before=%lld "
+			 "not_after=%lld", name, (long long)not_before,
+			 (long long)(not_before + f->cfg->ticket_rotation_s +
+				     f->cfg->ticket_lifetime_s));
+	}
+	return ret;
+}
+
+/* Reads every key (at most TLS_TICKET_KEYS_MAX, newest first kept). */
+static int stek_read(struct fleet *f, struct tls_ticket_key *keys,
+		     size_t *n, int64_t now)
+{
+	char dir[FLEET_KEY_MAX], end[FLEET_KEY_MAX], bkey[800], bend[800],
+	     body[2048], err[300], *ans;
+	struct fleet_range r;
+	size_t ans_len, i;
+	int ret;
+
+	*n = 0;
+	snprintf(dir, sizeof(dir), "%sstek/keys/", f->cfg->prefix);
+	range_end(end, dir);
+	b64key(bkey, sizeof(bkey), dir, strlen(dir));
+	b64key(bend, sizeof(bend), end, strlen(end));
+	snprintf(body, sizeof(body), "{\"key\":\"%s\",\"range_end\":\"%s\","
+		 "\"limit\":256}", bkey, bend);
+	ret = etcd_call(&f->etcd, &ans, &ans_len, "kv/range", body, err,
+			sizeof(err));
+	if (ret)
+		return ret;
+	ret = fleet_parse_range(&r, ans, ans_len) ? 0 : -EPROTO;
+	explicit_bzero(ans, ans_len);
+	free(ans);
+	if (ret)
+		return ret;
+	for (i = 0; i < r.kvs_len; i++) {
+		struct tls_ticket_key k;
+		size_t j;
+
+		if (!fleet_parse_stek(&k, r.kvs[i].value, r.kvs[i].value_len) ||
+		    k.not_after <= now)
+			continue;
+		if (*n < TLS_TICKET_KEYS_MAX) {
+			keys[(*n)++] = k;
+			continue;
+		}
+		/* Full: replace the oldest if this one is newer. */
+		for (j = 0; j < *n; j++)
+			if (keys[j].not_before < k.not_before) {
+				keys[j] = k;
+				break;
+			}
+	}
+	for (i = 0; i < r.kvs_len; i++)
+		explicit_bzero(r.kvs[i].value, r.kvs[i].value_len);
+	fleet_range_free(&r);
+	return 0;
+}
+
+static void stek_tick(struct fleet *f)
+{
+	uint64_t now_ms = timer_now_ms(), every = KEEPALIVE_MS;
+	struct tls_ticket_key keys[TLS_TICKET_KEYS_MAX];
+	int64_t now = time(NULL), cur_nb = 0;
+	bool rotator, cur = false, next = false;
+	size_t n, i;
+
+	if (f->cfg->ticket_rotation_s * 1000ull / 4 < every)
+		every = f->cfg->ticket_rotation_s * 1000ull / 4;
+	if (every < 200)
+		every = 200;
+	if (!f->lease || now_ms - f->stek_ms < every)
+		return;
+	f->stek_ms = now_ms;
+	rotator = stek_elect(f);
+	if (stek_read(f, keys, &n, now))
+		return;
+	for (i = 0; i < n; i++) {
+		if (keys[i].not_before <= now) {
+			if (!cur || keys[i].not_before > cur_nb)
+				cur_nb = keys[i].not_before;
+			cur = true;
+		} else {
+			next = true;
+		}
+	}
+	/* The rotator keeps one key in use and the next one ahead of it, so
+	 * every appliance holds a key before it starts encrypting. */
+	if (rotator && (!cur || !next)) {
+		if (!cur)
+			stek_mint(f, now, now);
+		if (!next)
+			stek_mint(f, (cur ? cur_nb : now) +
+					     f->cfg->ticket_rotation_s, now);
+		if (stek_read(f, keys, &n, now))
+			return;
+	}
+	tls_ticket_keys_set(keys, n);
+	explicit_bzero(keys, sizeof(keys));
+	pthread_mutex_lock(&f->ctl->lock);
+	f->stek_len = n;
+	f->stek_rotator = rotator;
+	pthread_mutex_unlock(&f->ctl->lock);
 }
 
 static void *fleet_main(void *arg)
@@ -1294,8 +1514,21 @@ json_t *fleet_status_json(struct fleet *f)
 		      "batches", (json_int_t)f->batches,
 		      "error", f->last_error);
 	pthread_mutex_unlock(&f->ctl->lock);
-	if (j)
+	if (j) {
+		uint8_t name[16];
+		char hex[33];
+		bool shared = tls_ticket_current(name);
+
+		hex16(hex, name);
+		pthread_mutex_lock(&f->ctl->lock);
+		json_object_set_new(j, "tickets", json_pack(
+			"{s:I,s:b,s:s?,s:I}", "keys", (json_int_t)f->stek_len,
+			"rotator", f->stek_rotator, "current",
+			shared ? hex : NULL, "minted",
+			(json_int_t)f->stek_minted));
+		pthread_mutex_unlock(&f->ctl->lock);
 		json_object_set_new(j, "appliances", apps ? apps : json_null());
+	}
 	else
 		json_decref(apps);
 	if (j && !apps)

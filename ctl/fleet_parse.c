@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include <openssl/base64.h>
+#include <openssl/mem.h>
+
+#include "tls/ticket.h"
 
 const char *fleet_vm_status_str(enum fleet_vm_status s)
 {
@@ -516,4 +519,63 @@ bool fleet_parse_error(char *out, size_t out_cap, const char *json,
 	copy_str(out, out_cap, m);
 	json_decref(root);
 	return true;
+}
+
+/* Session-ticket keys */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+bool fleet_parse_stek(struct tls_ticket_key *out, const uint8_t *val,
+		      size_t val_len)
+{
+	const json_t *name, *key;
+	json_error_t jerr;
+	json_t *root;
+	uint8_t *raw = NULL;
+	size_t raw_len = 0, i;
+	bool ok = false;
+
+	memset(out, 0, sizeof(*out));
+	if (val_len > FLEET_VALUE_MAX)
+		return false;
+	root = json_loadb((const char *)val, val_len, JSON_REJECT_DUPLICATES,
+			  &jerr);
+	if (!json_is_object(root))
+		goto out;
+	name = json_object_get(root, "name");
+	key = json_object_get(root, "key");
+	if (!json_is_string(name) || json_string_length(name) != 32 ||
+	    !json_is_string(key) ||
+	    !get_b64(&raw, &raw_len, root, "key", 64) || raw_len != 64 ||
+	    !get_i64(&out->not_before, root, "not_before") ||
+	    !get_i64(&out->not_after, root, "not_after") ||
+	    out->not_before <= 0 || out->not_after <= out->not_before)
+		goto out;
+	for (i = 0; i < 16; i++) {
+		int hi = hexval(json_string_value(name)[2 * i]),
+		    lo = hexval(json_string_value(name)[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			goto out;
+		out->name[i] = (uint8_t)(hi << 4 | lo);
+	}
+	memcpy(out->aes, raw, 32);
+	memcpy(out->hmac, raw + 32, 32);
+	ok = true;
+out:
+	if (raw) {
+		OPENSSL_cleanse(raw, raw_len);
+		free(raw);
+	}
+	json_decref(root);
+	if (!ok)
+		OPENSSL_cleanse(out, sizeof(*out));
+	return ok;
 }

@@ -110,6 +110,15 @@ bool fleet_parse_token(char *out, size_t out_cap, const char *json,
 bool fleet_parse_error(char *out, size_t out_cap, const char *json,
 		       size_t len);
 
+/* A session-ticket key under {prefix}stek/keys/ (written by the rotating
+ * appliance, ctl/fleet.c):
+ *   {"name": "<32 hex>", "key": "<base64 of 64 bytes: AES-256 key, then
+ *    HMAC-SHA256 key>", "not_before": <Unix s>, "not_after": <Unix s>}
+ * with not_before < not_after. */
+struct tls_ticket_key;
+bool fleet_parse_stek(struct tls_ticket_key *out, const uint8_t *val,
+		      size_t val_len);
+
 /* fleet_b64 encodes |len| bytes to base64 in |out| (NUL-terminated);
  * false if |out_cap| is too small. */
 bool fleet_b64(char *out, size_t out_cap, const void *in, size_t len);

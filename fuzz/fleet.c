@@ -3,7 +3,7 @@
  * gateway's JSON (range pages, watch stream lines, txn, lease,
  * authenticate and error answers).
  *
- * Input: one selector byte, then the bytes to parse. Selector % 8:
+ * Input: one selector byte, then the bytes to parse. Selector % 9:
  *   0  a VM value (fleet_vm_parse), and the same bytes as a key under
  *      "/p/vms/" (fleet_vm_key)
  *   1  a /v3/kv/range answer      2  a /v3/watch line
@@ -12,6 +12,7 @@
  *   7  a VM value inside a watch event: the bytes are base64-encoded into
  *      a well-formed watch line first, so the value parser is reached
  *      through the gateway parser
+ *   8  a session-ticket key value (fleet_parse_stek)
  *
  * Invariants checked (abort on violation; LeakSanitizer checks the rest):
  *   - a VM value accepted has an IPv6 address that survives inet_ntop and
@@ -24,6 +25,8 @@
  *     (EVENTS has events, COMPACTED a compact_revision, reason
  *     NUL-terminated);
  *   - a token accepted is NUL-terminated with no CR or LF;
+ *   - a ticket key accepted has 0 < not_before < not_after, and one
+ *     refused is left all zero (no half-copied key material);
  *   - selector 7: the event parsed from a line we built carries exactly
  *     the bytes we put in it, and the value parses as it does directly.
  *
@@ -38,6 +41,7 @@
 
 #include "ctl/fleet_parse.h"
 #include "route/route.h"
+#include "tls/ticket.h"
 
 #define check(cond)                                                        \
 	do {                                                               \
@@ -131,7 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!size)
 		return 0;
-	switch (data[0] % 8) {
+	switch (data[0] % 9) {
 	case 0:
 		vm_value(data + 1, len);
 		vm_key(data + 1, len);
@@ -189,6 +193,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 7:
 		through_watch(data + 1, len);
 		break;
+	case 8: {
+		struct tls_ticket_key k, zero;
+
+		memset(&zero, 0, sizeof(zero));
+		if (fleet_parse_stek(&k, data + 1, len))
+			check(k.not_before > 0 && k.not_after > k.not_before);
+		else
+			check(!memcmp(&k, &zero, sizeof(k)));
+		break;
+	}
 	}
 	return 0;
 }

@@ -175,3 +175,6 @@ fleet("token", 5, {"header": hdr, "token": "QhvnRqHbChfZhMGM.9"})
 fleet("error", 6, {"error": "etcdserver: mvcc: required revision has been compacted",
                    "code": 11, "message": "etcdserver: mvcc: required revision has been compacted"})
 fleet("through-watch", 7, '{"address":"fd00::10","ports":[22]}')
+fleet("stek", 8, {"name": "00112233445566778899aabbccddeeff",
+                  "key": base64.b64encode(bytes(range(64))).decode(),
+                  "not_before": 1764800000, "not_after": 1764864800})

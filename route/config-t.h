@@ -39,6 +39,8 @@
 #define DEFAULT_FLEET_TIMEOUT_MS 2000
 #define DEFAULT_FLEET_PROGRESS_MS 10000
 #define DEFAULT_FLEET_SNAPSHOT_FILE "fleet-snapshot.json"
+#define DEFAULT_TICKET_ROTATION_S 3600    /* a new key every hour ... */
+#define DEFAULT_TICKET_LIFETIME_S 64800   /* ... each kept for 18 hours */
 #include <sys/socket.h>
 
 enum config_log_level {
@@ -124,6 +126,8 @@ struct config_fleet {
 	uint32_t progress_ms; /* etcd's watch-progress-notify-interval */
 	char *appliance_id;   /* default: the host name */
 	char *snapshot_file;  /* resolved; default next to the config */
+	uint32_t ticket_rotation_s; /* a new session-ticket key this often */
+	uint32_t ticket_lifetime_s; /* a ticket (and its key) lasts this */
 };
 
 struct config {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "ctl/config/ld.h"
+#include "tls/ticket.h" /* TLS_TICKET_KEYS_MAX */
 
 #define FLEET_STR_MAX 256
 
@@ -240,10 +241,28 @@ static void key_fleet_snapshot_file(struct ld *ld, yaml_node_t *v)
 		ld_oom(ld);
 }
 
+static void key_fleet_ticket_rotation_s(struct ld *ld, yaml_node_t *v)
+{
+	long long n;
+
+	if (ld_get_int(ld, v, "fleet.ticket_rotation_s", 1, 7 * 86400, &n))
+		ld->c->fleet.ticket_rotation_s = (uint32_t)n;
+}
+
+static void key_fleet_ticket_lifetime_s(struct ld *ld, yaml_node_t *v)
+{
+	long long n;
+
+	if (ld_get_int(ld, v, "fleet.ticket_lifetime_s", 1, 7 * 86400, &n))
+		ld->c->fleet.ticket_lifetime_s = (uint32_t)n;
+}
+
 static const struct config_key fleet_keys[] = {
 	{ "etcd", key_fleet_etcd, true },
 	{ "appliance_id", key_fleet_appliance_id, false },
 	{ "snapshot_file", key_fleet_snapshot_file, false },
+	{ "ticket_rotation_s", key_fleet_ticket_rotation_s, false },
+	{ "ticket_lifetime_s", key_fleet_ticket_lifetime_s, false },
 };
 
 void ld_key_fleet(struct ld *ld, yaml_node_t *v)
@@ -253,10 +272,20 @@ void ld_key_fleet(struct ld *ld, yaml_node_t *v)
 
 	f->timeout_ms = DEFAULT_FLEET_TIMEOUT_MS;
 	f->progress_ms = DEFAULT_FLEET_PROGRESS_MS;
+	f->ticket_rotation_s = DEFAULT_TICKET_ROTATION_S;
+	f->ticket_lifetime_s = DEFAULT_TICKET_LIFETIME_S;
 	if (!ld_walk_map(ld, v, "fleet", fleet_keys,
 			 sizeof(fleet_keys) / sizeof(fleet_keys[0]), NULL))
 		return;
 	f->enabled = true;
+	/* Keys alive at once: the one encrypting, the next, and those
+	 * still decrypting (lifetime / rotation of them, plus one). */
+	if (f->ticket_lifetime_s / f->ticket_rotation_s + 3 >
+	    TLS_TICKET_KEYS_MAX)
+		ld_err(ld, v, "fleet: ticket_lifetime_s / ticket_rotation_s "
+		       "is %u: at most %d keys are held at once, so at most "
+		       "%d", f->ticket_lifetime_s / f->ticket_rotation_s,
+		       TLS_TICKET_KEYS_MAX, TLS_TICKET_KEYS_MAX - 3);
 	if (!f->prefix)
 		f->prefix = dup_or_oom(ld, DEFAULT_FLEET_PREFIX);
 	if (!f->snapshot_file) {

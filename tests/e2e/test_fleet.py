@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -26,7 +27,7 @@ import urllib.request
 import pytest
 
 from e2e_net import stop_process
-from e2e_util import Gate, echo_roundtrip, gate_config
+from e2e_util import Gate, echo_roundtrip, gate_config, tls_connect
 
 PROGRESS_MS = 500
 PREFIX = "/vmgate/v1/"
@@ -146,10 +147,10 @@ class EtcdCluster:
                 return r
         return None
 
-    def put(self, vid, value):
+    def put(self, vid, value, prefix=PREFIX):
         if not isinstance(value, (str, bytes)):
             value = json.dumps(value)
-        r = self.call("kv/put", {"key": b64(PREFIX + "vms/" + vid), "value": b64(value)})
+        r = self.call("kv/put", {"key": b64(prefix + "vms/" + vid), "value": b64(value)})
         assert r is not None, "etcd put failed"
         return int(r["header"]["revision"])
 
@@ -209,7 +210,8 @@ class UnixHTTP(http.client.HTTPConnection):
 
 
 class FleetGate(Gate):
-    def __init__(self, argv, d, certs, cluster, name, endpoints=None, file_vms=()):
+    def __init__(self, argv, d, certs, cluster, name, endpoints=None, file_vms=(),
+                 prefix=PREFIX, extra=()):
         os.makedirs(d, exist_ok=True)
         self.dir = d
         self.certs = certs
@@ -225,12 +227,12 @@ class FleetGate(Gate):
             "fleet:",
             "  etcd:",
             "    endpoints: [%s]" % ", ".join('"%s"' % e for e in eps),
-            "    prefix: %s" % PREFIX,
+            "    prefix: %s" % prefix,
             "    timeout_ms: 1000",
             "    progress_interval_ms: %d" % PROGRESS_MS,
             "  appliance_id: %s" % name,
             "  snapshot_file: %s" % self.snapshot,
-        ]) + "\n"
+        ] + list(extra)) + "\n"
         cfg = os.path.join(d, "appliance.yaml")
         with open(cfg, "w") as f:
             f.write(text)
@@ -518,3 +520,68 @@ def test_etcd_down_at_start_serves_snapshot(etcd3, gates, vm1, gate_bin, certs, 
         assert g.listing() == etcd3.vms()
     finally:
         g.stop()
+
+
+def session_from(g, ctx, vid):
+    """A TLS 1.3 connection through |g|: its session (with the ticket)."""
+    s = tls_connect(ctx, "%s.vm.test" % vid, g.port, timeout=5)
+    try:
+        s.sendall(b"x")  # lets the NewSessionTicket arrive
+        assert s.recv(1) == b"x"
+        assert not s.session_reused
+        return s.session
+    finally:
+        s.close()
+
+
+def resumes(g, ctx, vid, sess):
+    s = tls_connect(ctx, "%s.vm.test" % vid, g.port, session=sess, timeout=5)
+    try:
+        s.sendall(b"y")
+        assert s.recv(1) == b"y"
+        return s.session_reused
+    finally:
+        s.close()
+
+
+def test_session_ticket_shared_rotated_expired(etcd3, gate_bin, certs, vm1, tmp_path):
+    """A session resumes on appliance B with a ticket from appliance A;
+    still after a key rotation; not once its key has expired. Keys rotate
+    every 2 s and decrypt 2 s more (their own prefix, so the module's
+    other appliances keep the hourly default)."""
+    prefix = "/tickets-e2e/"
+    extra = ["  ticket_rotation_s: 2", "  ticket_lifetime_s: 2"]
+    a, b = (FleetGate(gate_bin, str(tmp_path / n), certs, etcd3, n, prefix=prefix,
+                      extra=extra) for n in ("tk-a", "tk-b"))
+    try:
+        a.start()
+        b.start()
+        etcd3.put("tk1", {"address": vm1}, prefix=prefix)
+        poll(lambda: a.routes("tk1") and b.routes("tk1"), 5, "tk1 routed")
+        cur = lambda g: g.fleet_status()["tickets"]["current"]
+        poll(lambda: cur(a) and cur(a) == cur(b), 5, "both on the same shared key")
+        rotators = [g.fleet_status()["tickets"]["rotator"] for g in (a, b)]
+        assert sorted(rotators) == [False, True], rotators
+
+        ctx = certs.client_ctx(minv=ssl.TLSVersion.TLSv1_3, maxv=ssl.TLSVersion.TLSv1_3)
+        k = cur(a)
+        sess = session_from(a, ctx, "tk1")
+        assert sess.has_ticket
+        assert resumes(b, ctx, "tk1", sess), "B did not resume A's ticket\n" + b.tail()
+
+        poll(lambda: cur(a) != k and cur(b) != k, 5, "key rotated", interval=0.1)
+        assert resumes(b, ctx, "tk1", sess), "not resumed after a rotation"
+        assert resumes(a, ctx, "tk1", sess)
+
+        r = etcd3.call("kv/range", {"key": b64(prefix + "stek/keys/" + k)})
+        not_after = json.loads(base64.b64decode(r["kvs"][0]["value"]))["not_after"]
+        poll(lambda: not resumes(b, ctx, "tk1", sess), not_after - time.time() + 3,
+             "ticket refused once its key expired", interval=0.1)
+        assert time.time() >= not_after - 1.0, "refused before its key expired"
+        assert not resumes(a, ctx, "tk1", sess)
+        # A full handshake still works, and its new ticket resumes.
+        sess2 = session_from(b, ctx, "tk1")
+        assert resumes(a, ctx, "tk1", sess2)
+    finally:
+        a.stop()
+        b.stop()

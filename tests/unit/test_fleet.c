@@ -17,6 +17,7 @@
 #include "ctl/config.h"
 #include "ctl/fleet_parse.h"
 #include "route/route.h"
+#include "tls/ticket.h"
 
 static enum fleet_vm_status vm(const char *s, struct in6_addr *a)
 {
@@ -289,6 +290,54 @@ static void test_small_answers(void **state)
 	assert_false(fleet_parse_error(tok, sizeof(tok), "<html>", 6));
 }
 
+static bool stek(struct tls_ticket_key *k, const char *s)
+{
+	return fleet_parse_stek(k, (const uint8_t *)s, strlen(s));
+}
+
+/* base64 of the bytes 0..63 */
+#define KEY64 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKiss" \
+	      "LS4vMDEyMzQ1Njc4OTo7PD0+Pw=="
+
+static void test_stek(void **state)
+{
+	struct tls_ticket_key k, zero;
+	static const char *const bad[] = {
+		"{\"name\":\"00112233445566778899aabbccddeef\",\"key\":\"" KEY64
+		"\",\"not_before\":1,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899aabbccddeefg\",\"key\":\"" KEY64
+		"\",\"not_before\":1,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899AABBCCDDEEFF\",\"key\":\"" KEY64
+		"\",\"not_before\":1,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899aabbccddeeff\",\"key\":\"AAEC\","
+		"\"not_before\":1,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899aabbccddeeff\",\"key\":\"" KEY64
+		"\",\"not_before\":2,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899aabbccddeeff\",\"key\":\"" KEY64
+		"\",\"not_after\":2}",
+		"[]",
+	};
+
+	(void)state;
+	memset(&zero, 0, sizeof(zero));
+	assert_true(stek(&k, "{\"name\":\"00112233445566778899aabbccddeeff\","
+			 "\"key\":\"" KEY64 "\",\"not_before\":100,"
+			 "\"not_after\":\"200\"}"));
+	assert_int_equal(k.name[0], 0x00);
+	assert_int_equal(k.name[15], 0xff);
+	assert_int_equal(k.aes[0], 0);
+	assert_int_equal(k.aes[31], 31);
+	assert_int_equal(k.hmac[0], 32);
+	assert_int_equal(k.hmac[31], 63);
+	assert_int_equal(k.not_before, 100);
+	assert_int_equal(k.not_after, 200);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (stek(&k, bad[i]))
+			fail_msg("accepted: %s", bad[i]);
+		assert_memory_equal(&k, &zero, sizeof(k));
+	}
+}
+
 /* The fleet: section. */
 
 static bool load(struct config *c, struct config_errors *e, const char *y)
@@ -349,6 +398,9 @@ static void test_config(void **state)
 		  "appliance_id: \"a/b\" }\n", "fleet.appliance_id 'a/b'" },
 		{ "fleet: { etcd: { endpoints: [\"http://a:1\"], bogus: 1 } }\n",
 		  "unknown key 'bogus'" },
+		{ "fleet: { etcd: { endpoints: [\"http://a:1\"] }, "
+		  "ticket_rotation_s: 60, ticket_lifetime_s: 3600 }\n",
+		  "at most 32 keys are held at once" },
 	};
 	struct config c;
 	struct config_errors e;
@@ -423,6 +475,7 @@ int main(void)
 		cmocka_unit_test(test_range),
 		cmocka_unit_test(test_watch),
 		cmocka_unit_test(test_small_answers),
+		cmocka_unit_test(test_stek),
 		cmocka_unit_test(test_config),
 	};
 
