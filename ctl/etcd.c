@@ -190,6 +190,18 @@ static bool member_unavailable(long status, const char *msg)
 	       strstr(msg, "unhealthy");
 }
 
+static bool need_token(struct etcd *e)
+{
+	bool need;
+
+	if (!e->cfg->username)
+		return false;
+	pthread_mutex_lock(&e->lock);
+	need = !e->token[0];
+	pthread_mutex_unlock(&e->lock);
+	return need;
+}
+
 static int authenticate(struct etcd *e, const char *ep)
 {
 	char body[1024], u[300], p[300];
@@ -253,7 +265,7 @@ int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
 
 		snprintf(ep, sizeof(ep), "%s", e->cfg->endpoints[k]);
 again:
-		if (e->cfg->username && !e->token[0]) {
+		if (need_token(e)) {
 			ret = authenticate(e, ep);
 			if (ret == -EACCES) {
 				snprintf(err, err_len, "etcd refused user "
@@ -350,7 +362,7 @@ int etcd_watch_start(struct etcd *e, struct etcd_watch *w, const char *body,
 	char url[512], ep[300];
 
 	memset(w, 0, sizeof(*w));
-	if (e->cfg->username && !e->token[0]) {
+	if (need_token(e)) {
 		etcd_endpoint(e, ep, sizeof(ep));
 		if (authenticate(e, ep))
 			return -EHOSTUNREACH;

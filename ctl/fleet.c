@@ -715,6 +715,17 @@ static bool on_line(void *arg, const char *line, size_t len)
 	}
 	switch (m.kind) {
 	case FLEET_WATCH_CREATED:
+		/* etcd behind our revision: a snapshot from before the cluster
+		 * was rebuilt or restored. A watch from the future would wait
+		 * for it silently; only a full read can fix that. */
+		if (m.revision > 0 && m.revision < f->revision) {
+			log_warn("fleet_watch", "store_revision=%lld is behind "
+				 "revision=%lld (etcd rebuilt?); re-reading",
+				 (long long)m.revision, (long long)f->revision);
+			f->compacted = true;
+			fleet_watch_msg_free(&m);
+			return false;
+		}
 		pthread_mutex_lock(&f->ctl->lock);
 		f->state = FLEET_WATCHING;
 		f->last_error[0] = '\0';
@@ -768,6 +779,15 @@ static bool on_line(void *arg, const char *line, size_t len)
 		return false;
 	case FLEET_WATCH_CANCELED:
 	case FLEET_WATCH_ERROR:
+		/* A snapshot from before the cluster was rebuilt: its revision
+		 * is ahead of etcd's. Only a full read can fix that. */
+		if (strstr(m.reason, "future revision")) {
+			log_warn("fleet_watch", "from=%lld is ahead of etcd; "
+				 "re-reading", (long long)f->revision + 1);
+			f->compacted = true;
+			fleet_watch_msg_free(&m);
+			return false;
+		}
 		log_escape(esc, sizeof(esc), m.reason, strlen(m.reason));
 		log_warn("fleet_watch", "ended reason=\"%s\"", esc);
 		f->watch_failed = true;
