@@ -51,12 +51,6 @@ enum conn_flag {
 	CF_PEER = 1u << 15,       /* counted in shared->peers */
 };
 
-struct dirbuf {
-	uint8_t *data; /* from the worker's pool, or NULL */
-	uint32_t off;  /* first unsent byte */
-	uint32_t len;  /* unsent bytes */
-};
-
 struct conn {
 	struct timer_node timer; /* handshake or idle deadline */
 	struct conn *next;       /* free list or starved list */
@@ -75,7 +69,8 @@ struct conn {
 	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
 	int vm_errno;           /* why the VM socket could not be made */
 	struct tls_conn tls;
-	struct dirbuf up;
+	struct buf up;          /* plaintext for the VM: a block of the
+	                         * worker's pool (cap: buffer_bytes), or none */
 	uint64_t up_bytes, down_bytes; /* plaintext relayed each way */
 	uint64_t start_ms, active_ms;
 	struct sockaddr_in6 peer;

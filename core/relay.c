@@ -29,13 +29,11 @@ static uint32_t buffer_cap(const struct worker *w)
 	return w->shared->cfg->limits.buffer_bytes;
 }
 
-static void put_dirbuf(struct worker *w, struct dirbuf *d)
+static void put_dirbuf(struct worker *w, struct buf *d)
 {
-	if (d->data) {
+	if (d->data)
 		bufpool_put(&w->pool, d->data);
-		d->data = NULL;
-	}
-	d->off = d->len = 0;
+	*d = (struct buf){ 0 };
 }
 
 void relay_release_buffers(struct worker *w, struct conn *c)
@@ -154,11 +152,10 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 	}
 }
 
-static void on_sent(struct worker *w, struct conn *c, struct dirbuf *d,
+static void on_sent(struct worker *w, struct conn *c, struct buf *d,
 		    int res)
 {
-	d->off += (uint32_t)res;
-	d->len -= (uint32_t)res;
+	buf_consume(d, (size_t)res);
 	c->active_ms = w->now_ms;
 	if (!d->len)
 		put_dirbuf(w, d);
@@ -186,15 +183,18 @@ void relay_on_vm_send(struct worker *w, struct conn *c, int res)
 
 /* Make sure |d| has a buffer; false (and the connection closed) if the
  * pool cannot give one. */
-static bool hold_dirbuf(struct worker *w, struct conn *c, struct dirbuf *d)
+static bool hold_dirbuf(struct worker *w, struct conn *c, struct buf *d)
 {
 	if (d->data)
 		return true;
 	d->data = bufpool_get(&w->pool);
-	d->off = d->len = 0;
-	if (!d->data)
+	if (!d->data) {
 		conn_close(w, c, REASON_OUT_OF_MEMORY);
-	return d->data != NULL;
+		return false;
+	}
+	d->off = d->len = 0;
+	d->cap = w->pool.size;
+	return true;
 }
 
 /* Every TLS record waiting goes out in one send, straight from the TLS
@@ -223,7 +223,7 @@ static void flush_vm(struct worker *w, struct conn *c)
 	if ((c->flags & CF_VM_SEND) || !c->up.len)
 		return;
 	sqe = conn_sqe(w, c, OP_VM_SEND);
-	io_uring_prep_send(sqe, c->vfd, c->up.data + c->up.off, c->up.len,
+	io_uring_prep_send(sqe, c->vfd, buf_head(&c->up), c->up.len,
 			   MSG_NOSIGNAL);
 	ring_sock(sqe);
 	c->flags |= CF_VM_SEND;
@@ -297,20 +297,15 @@ static void half_close(struct worker *w, struct conn *c, int fd,
  * if the connection was closed. */
 static bool pump_up(struct worker *w, struct conn *c)
 {
-	size_t in_before = tls_conn_input_len(&c->tls);
-	uint32_t cap = buffer_cap(w);
 	size_t n;
 
 	while (!(c->flags & CF_CLIENT_EOF)) {
-		uint32_t tail;
-
 		if (!hold_dirbuf(w, c, &c->up))
 			return false;
-		tail = c->up.off + c->up.len;
-		if (tail >= cap)
+		if (!buf_room(&c->up))
 			break;
-		switch (tls_conn_read(&c->tls, &n, c->up.data + tail,
-				      cap - tail)) {
+		switch (tls_conn_read(&c->tls, &n, buf_tail(&c->up),
+				      buf_room(&c->up))) {
 		case TLS_IO_DONE:
 			c->up.len += (uint32_t)n;
 			c->up_bytes += n;
@@ -334,9 +329,8 @@ static bool pump_up(struct worker *w, struct conn *c)
 	if (!c->up.len && !(c->flags & CF_VM_SEND))
 		put_dirbuf(w, &c->up);
 	/* A KeyUpdate with update_requested is answered now, not when the
-	 * VM next speaks; only a round that took client bytes can hold one. */
-	if (tls_conn_input_len(&c->tls) < in_before &&
-	    tls_conn_flush(&c->tls) != TLS_IO_DONE) {
+	 * VM next speaks. */
+	if (tls_conn_flush(&c->tls) != TLS_IO_DONE) {
 		conn_tls_failed(w, c);
 		return false;
 	}

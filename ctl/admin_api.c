@@ -56,7 +56,7 @@ static json_t *vm_json(const char *id, const struct in6_addr *addr)
 }
 
 struct listing {
-	struct obuf *b;
+	struct buf *b;
 	json_t *id; /* reused for every VM: escaping by jansson */
 	size_t n;
 	bool failed;
@@ -106,7 +106,7 @@ static void do_list(struct admin *a, struct aconn *c)
 	control_vm_foreach(a->ctl, list_one, &l);
 	json_decref(l.id);
 	if (l.failed || !admin_obuf_add(&c->out, "]}", 2)) {
-		admin_obuf_free(&c->out);
+		buf_free(&c->out);
 		admin_respond_error(a, c, 500, "out of memory listing VMs",
 				    NULL);
 		return;
@@ -288,7 +288,7 @@ static void do_metrics(struct admin *a, struct aconn *c)
 
 	if (!m || !admin_obuf_add(&c->out, m, len)) {
 		free(m);
-		admin_obuf_free(&c->out);
+		buf_free(&c->out);
 		admin_respond_error(a, c, 500, "out of memory", NULL);
 		return;
 	}

@@ -52,53 +52,37 @@
 
 /* ------------------------------------------------------------ buffers */
 
-static bool obuf_reserve(struct obuf *b, size_t more)
+/* An answer's buffer starts with ADMIN_HDR_RESERVE bytes kept for the
+ * status line and headers, which admin_respond writes in front of the
+ * body once its length is known. */
+static bool obuf_reserve(struct buf *b, size_t more)
 {
-	size_t need, cap;
-	char *p;
-
-	if (!b->p) {
+	if (!b->data) {
+		if (!buf_reserve(b, ADMIN_HDR_RESERVE, 1024, UINT32_MAX))
+			return false;
 		b->len = ADMIN_HDR_RESERVE;
-		b->off = ADMIN_HDR_RESERVE;
 	}
-	need = b->len + more;
-	if (need <= b->cap)
-		return true;
-	cap = b->cap ? b->cap : 1024;
-	while (cap < need)
-		cap *= 2;
-	p = realloc(b->p, cap);
-	if (!p)
-		return false;
-	b->p = p;
-	b->cap = cap;
-	return true;
+	return buf_reserve(b, more, 1024, UINT32_MAX);
 }
 
-bool admin_obuf_add(struct obuf *b, const void *data, size_t len)
+bool admin_obuf_add(struct buf *b, const void *data, size_t len)
 {
 	if (!obuf_reserve(b, len))
 		return false;
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
+	memcpy(buf_tail(b), data, len);
+	b->len += (uint32_t)len;
 	return true;
 }
 
-bool admin_obuf_json(struct obuf *b, const json_t *j)
+bool admin_obuf_json(struct buf *b, const json_t *j)
 {
 	size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
 
 	if (!n || !obuf_reserve(b, n))
 		return false;
-	json_dumpb(j, b->p + b->len, n, JSON_COMPACT | JSON_ENCODE_ANY);
-	b->len += n;
+	json_dumpb(j, (char *)buf_tail(b), n, JSON_COMPACT | JSON_ENCODE_ANY);
+	b->len += (uint32_t)n;
 	return true;
-}
-
-void admin_obuf_free(struct obuf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
 }
 
 /* ------------------------------------------------------------ ring */
@@ -119,12 +103,12 @@ static void post_send(struct admin *a, struct aconn *c)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&a->ring);
 	uint32_t slot = (uint32_t)(c - a->conns);
-	size_t left = c->out.len - c->out.off;
+	size_t left = c->out.len;
 
 	/* A send of more than 1 GiB at once is short anyway. */
 	if (left > (1u << 30))
 		left = 1u << 30;
-	io_uring_prep_send(sqe, c->fd, c->out.p + c->out.off, left,
+	io_uring_prep_send(sqe, c->fd, buf_head(&c->out), left,
 			   MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, aud(AOP_SEND, slot, c->gen));
 	c->send_posted = true;
@@ -135,7 +119,7 @@ static void out_free(struct admin *a, struct aconn *c)
 {
 	a->out_bytes -= c->out_held;
 	c->out_held = 0;
-	admin_obuf_free(&c->out);
+	buf_free(&c->out);
 }
 
 static void conn_release(struct admin *a, struct aconn *c)
@@ -201,7 +185,7 @@ void admin_respond(struct admin *a, struct aconn *c, int status,
 	size_t body_len, head_len;
 	int n;
 
-	if (!c->out.p && !obuf_reserve(&c->out, 0)) {
+	if (!obuf_reserve(&c->out, 0)) {
 		conn_close(a, c);
 		return;
 	}
@@ -220,11 +204,11 @@ void admin_respond(struct admin *a, struct aconn *c, int status,
 		conn_close(a, c);
 		return;
 	}
-	c->out.off = ADMIN_HDR_RESERVE - head_len;
-	memcpy(c->out.p + c->out.off, head, head_len);
+	buf_consume(&c->out, ADMIN_HDR_RESERVE - head_len);
+	memcpy(buf_head(&c->out), head, head_len);
 	/* An answer to HEAD says how long the body is, without it. */
 	if (c->url_len && c->parser.method == HTTP_HEAD)
-		c->out.len = ADMIN_HDR_RESERVE;
+		c->out.len = (uint32_t)head_len;
 	c->out_held = c->out.cap;
 	a->out_bytes += c->out_held;
 
@@ -246,7 +230,7 @@ void admin_respond_json(struct admin *a, struct aconn *c, int status,
 {
 	if (!j || !admin_obuf_json(&c->out, j)) {
 		json_decref(j);
-		admin_obuf_free(&c->out);
+		buf_free(&c->out);
 		c->close_after = true;
 		admin_respond(a, c, 500, "text/plain", NULL);
 		return;
@@ -597,8 +581,8 @@ static void on_send(struct admin *a, struct aconn *c, int res)
 		conn_close(a, c);
 		return;
 	}
-	c->out.off += (size_t)res;
-	if (c->out.off < c->out.len) {
+	buf_consume(&c->out, (size_t)res);
+	if (c->out.len) {
 		c->deadline_ms = a->now_ms + ADMIN_SEND_MS;
 		post_send(a, c);
 		return;
@@ -962,7 +946,7 @@ static void admin_free(struct admin *a)
 	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
 		if (a->conns[i].state != AC_FREE && a->conns[i].fd >= 0)
 			close(a->conns[i].fd);
-		admin_obuf_free(&a->conns[i].out);
+		buf_free(&a->conns[i].out);
 		free(a->conns[i].body);
 	}
 	for (i = 0; i < a->ls_len; i++)

@@ -24,6 +24,7 @@
 
 #include "core/log.h"
 #include "core/ring.h"
+#include "tls/buf.h"
 
 struct control;
 
@@ -68,12 +69,6 @@ enum aconn_state {
 	AC_CLOSING, /* fd closed; waiting for in-flight operations */
 };
 
-struct obuf {
-	char *p;
-	size_t len, cap; /* len includes the reserved head */
-	size_t off;      /* first byte to send */
-};
-
 struct admin;
 
 struct aconn {
@@ -115,7 +110,7 @@ struct aconn {
 	uint8_t *body;
 	size_t body_len, body_cap;
 
-	struct obuf out;
+	struct buf out;
 	size_t out_held; /* counted in admin.out_bytes */
 };
 
@@ -154,10 +149,9 @@ struct admin {
 };
 
 /* The answer buffer: admin_obuf_add and admin_obuf_json append (false when
- * out of memory), admin_obuf_free empties it. */
-bool admin_obuf_add(struct obuf *b, const void *data, size_t len);
-bool admin_obuf_json(struct obuf *b, const json_t *j);
-void admin_obuf_free(struct obuf *b);
+ * out of memory), buf_free empties it. */
+bool admin_obuf_add(struct buf *b, const void *data, size_t len);
+bool admin_obuf_json(struct buf *b, const json_t *j);
 
 /* admin_respond sends c->out (the body, possibly empty) with a status line
  * and headers in front, and logs the request. admin_respond_json sends

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
+#include "tls/buf.h"
+
 enum tls_io {
 	TLS_IO_DONE,      /* the call did all it could do */
 	TLS_IO_WANT_READ, /* needs more bytes from the client first */
@@ -34,20 +36,16 @@ enum tls_io {
 	                   * may be waiting in the output */
 };
 
-/* Bytes [off, off + len) of data (cap bytes), or nothing. */
-struct tls_buf {
-	uint8_t *data;
-	uint32_t off, len, cap;
-};
-
 struct tls_conn {
 	SSL *ssl;
-	struct tls_buf in;  /* ciphertext from the client, not yet read */
-	struct tls_buf out; /* bytes for the client, not yet sent */
+	struct buf in;      /* ciphertext from the client, not yet read */
+	struct buf out;     /* bytes for the client, not yet sent */
 	uint32_t out_cap;   /* most bytes out may hold (tls_conn_init) */
 	uint16_t port;      /* listener port: picks the ALPN list */
 	bool out_pinned;    /* a send from out is in flight: it must not
 	                     * move or be freed */
+	bool held_back;     /* TLS holds output back until the next write
+	                     * (tickets, a KeyUpdate answer): flush it */
 	uint8_t *out_old;   /* out's previous block, moved from while
 	                     * pinned: freed when the send completes */
 	char *sni; /* the name the router accepted; checked by the
@@ -98,7 +96,8 @@ enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len);
 /* tls_conn_flush moves into the output what TLS holds back until the next
  * write: the session tickets of a finished TLS 1.3 handshake, and the
  * KeyUpdate that answers a client's update_requested. Call it when the
- * handshake completes and after reading; cheap when nothing waits. */
+ * handshake completes and after reading; it costs a flag test unless the
+ * handshake just finished or a KeyUpdate was read. */
 enum tls_io tls_conn_flush(struct tls_conn *t);
 
 /* tls_conn_close_notify queues a close_notify alert; reading goes on. */
