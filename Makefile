@@ -22,6 +22,7 @@
 #                   (fuzz/fuzz.mk)
 #   make coverage   line coverage of tls/ and route/ from the fuzz corpora
 #   make check-config   vmgate --check on $(CONFIG)
+#   make bench-fleet    fleet mode with 1M VMs in etcd (bench/fleet_bench.py)
 #   make defconfig / menuconfig   compile-time options (Kconfig)
 #   make clean
 #
@@ -320,6 +321,14 @@ $(ROUTE_BENCH): bench/route_bench.c $(LIB) $(BUILD)/config.h
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# Fleet mode at scale (bench/fleet_bench.py): BENCH_FLEET_VMS (default
+# 1,000,000) VMs in a 3-member etcd, an appliance's cold and warm start,
+# RSS, and put-to-routed latency on 3 appliances. Not in `make test`.
+.PHONY: bench-fleet
+bench-fleet: all
+	$(call apt_install,etcd-server)
+	$(PYTHON) bench/fleet_bench.py
 
 .PHONY: bench-route
 bench-route: deps-build $(ROUTE_BENCH)

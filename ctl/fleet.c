@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -226,6 +227,8 @@ struct fleet {
 	int64_t reg_vms_revision;
 	uint64_t reg_put_ms;
 	uint64_t snap_ms;
+	struct snap_job *snap_job; /* a write running, or NULL */
+	pthread_t snap_thread;
 	uint64_t stek_ms;
 
 	/* Session-ticket keys: what was installed, for /fleet (under
@@ -363,20 +366,66 @@ static int fsync_dir(const char *path)
 	return ret;
 }
 
-/* Written whole to a temporary file, fsynced and renamed, under the lock
- * so the revision inside is the one its VMs are at: a crash leaves the
- * old file or the new one, never half of a batch. Ids are DNS labels and
- * addresses inet_ntop's: neither needs JSON escaping. */
-static int snapshot_write_locked(struct fleet *f)
+/* Snapshot writes run on a thread of their own, from a flat copy of the
+ * map: the fleet thread goes on applying events meanwhile (a million VMs
+ * take a few hundred milliseconds to write), and the control lock is not
+ * held for any of it. */
+struct snap_ent {
+	char id[ROUTE_VM_ID_MAX + 1];
+	struct in6_addr addr;
+};
+
+struct snap_job {
+	struct snap_ent *e;
+	size_t n;
+	int64_t revision, vms_revision;
+	const char *path;
+	int ret;
+	atomic_bool done;
+};
+
+/* The fleet thread is the only one that changes the map, so it reads it
+ * here without the lock; |revision| is the one those VMs are at. */
+static struct snap_job *snap_job_new(struct fleet *f)
+{
+	struct snap_job *j = calloc(1, sizeof(*j));
+	size_t i, k = 0;
+
+	if (!j)
+		return NULL;
+	j->e = malloc((f->map.n + 1) * sizeof(*j->e));
+	if (!j->e) {
+		free(j);
+		return NULL;
+	}
+	for (i = 0; i < f->map.nb; i++) {
+		struct fent *e;
+
+		for (e = f->map.b[i]; e; e = e->next) {
+			memcpy(j->e[k].id, e->id, sizeof(e->id));
+			j->e[k++].addr = e->addr;
+		}
+	}
+	j->n = k;
+	j->revision = f->revision;
+	j->vms_revision = f->vms_revision;
+	j->path = f->cfg->snapshot_file;
+	return j;
+}
+
+/* Written whole to a temporary file, fsynced and renamed, then the
+ * directory fsynced: a crash leaves the old file or the new one, never
+ * half of a batch, and the revision inside is the one its VMs are at.
+ * One VM a line (snapshot_load reads that shape without a JSON parser);
+ * ids are DNS labels and addresses inet_ntop's: no JSON escaping. */
+static int snap_write(struct snap_job *j)
 {
 	char tmp[4096], addr[INET6_ADDRSTRLEN];
-	const char *path = f->cfg->snapshot_file;
-	bool first = true;
 	size_t i;
 	FILE *out;
 	int fd, ret = 0;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", j->path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || !(out = fdopen(fd, "w"))) {
 		ret = -errno;
@@ -385,16 +434,11 @@ static int snapshot_write_locked(struct fleet *f)
 		goto err;
 	}
 	fprintf(out, "{\"version\":1,\"revision\":%lld,\"vms\":{",
-		(long long)f->revision);
-	for (i = 0; i < f->map.nb; i++) {
-		struct fent *e;
-
-		for (e = f->map.b[i]; e; e = e->next) {
-			inet_ntop(AF_INET6, &e->addr, addr, sizeof(addr));
-			fprintf(out, "%s\n\"%s\":\"%s\"", first ? "" : ",",
-				e->id, addr);
-			first = false;
-		}
+		(long long)j->revision);
+	for (i = 0; i < j->n; i++) {
+		inet_ntop(AF_INET6, &j->e[i].addr, addr, sizeof(addr));
+		fprintf(out, "%s\n\"%s\":\"%s\"", i ? "," : "", j->e[i].id,
+			addr);
 	}
 	fprintf(out, "\n}}\n");
 	if (fflush(out) || fsync(fd)) {
@@ -406,20 +450,164 @@ static int snapshot_write_locked(struct fleet *f)
 		ret = -errno;
 		goto err_unlink;
 	}
-	if (rename(tmp, path)) {
+	if (rename(tmp, j->path)) {
 		ret = -errno;
 		goto err_unlink;
 	}
-	fsync_dir(path);
-	f->snap_revision = f->revision;
-	f->snap_vms_revision = f->vms_revision;
+	fsync_dir(j->path);
 	return 0;
 err_unlink:
 	unlink(tmp);
 err:
-	log_error("fleet_snapshot", "file=%s error=\"%s\"", path,
+	log_error("fleet_snapshot", "file=%s error=\"%s\"", j->path,
 		  strerror(-ret));
 	return ret;
+}
+
+static void *snap_main(void *arg)
+{
+	struct snap_job *j = arg;
+
+	j->ret = snap_write(j);
+	atomic_store(&j->done, true);
+	return NULL;
+}
+
+/* Collects a finished write (|wait|: waits for it). Fleet thread. */
+static void snap_reap(struct fleet *f, bool wait)
+{
+	struct snap_job *j = f->snap_job;
+
+	if (!j || (!wait && !atomic_load(&j->done)))
+		return;
+	pthread_join(f->snap_thread, NULL);
+	if (!j->ret) {
+		pthread_mutex_lock(&f->ctl->lock);
+		f->snap_revision = j->revision;
+		f->snap_vms_revision = j->vms_revision;
+		pthread_mutex_unlock(&f->ctl->lock);
+	}
+	free(j->e);
+	free(j);
+	f->snap_job = NULL;
+}
+
+/* Starts a write of the map as it is now; one at a time (a later tick
+ * writes what this one missed). */
+static void snapshot_kick(struct fleet *f)
+{
+	struct snap_job *j;
+
+	snap_reap(f, false);
+	if (f->snap_job)
+		return;
+	f->snap_ms = timer_now_ms();
+	j = snap_job_new(f);
+	if (!j) {
+		log_error("fleet_snapshot", "out of memory: not written");
+		return;
+	}
+	if (pthread_create(&f->snap_thread, NULL, snap_main, j)) {
+		/* No thread: write it here. */
+		snap_main(j);
+		if (!j->ret) {
+			pthread_mutex_lock(&f->ctl->lock);
+			f->snap_revision = j->revision;
+			f->snap_vms_revision = j->vms_revision;
+			pthread_mutex_unlock(&f->ctl->lock);
+		}
+		free(j->e);
+		free(j);
+		return;
+	}
+	f->snap_job = j;
+}
+
+/* snapshot_load's fast path: the shape snap_write makes, read line by
+ * line (a million VMs in a fraction of the second jansson would take).
+ * Anything else (an edited file, another writer) returns false and goes
+ * to jansson. Each entry is checked as one from etcd would be. */
+static bool snapshot_parse_fast(struct fmap *m, int64_t *out_rev,
+				size_t *bad, const char *buf, size_t len)
+{
+	static const char head[] = "{\"version\":1,\"revision\":";
+	const char *p = buf, *end = buf + len, *nl;
+	long long rev;
+	char *e;
+
+	if (len < sizeof(head) || memcmp(p, head, sizeof(head) - 1))
+		return false;
+	p += sizeof(head) - 1;
+	if (*p < '1' || *p > '9')
+		return false;
+	errno = 0;
+	rev = strtoll(p, &e, 10);
+	if (errno || rev <= 0 || (size_t)(end - e) < 9 ||
+	    memcmp(e, ",\"vms\":{\n", 9))
+		return false;
+	for (p = e + 9;; p = nl + 1) {
+		char norm[ROUTE_VM_ID_MAX + 1];
+		const char *lend, *id_end;
+		struct in6_addr a;
+		size_t n;
+
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			return false;
+		if (nl - p == 2 && !memcmp(p, "}}", 2))
+			break;
+		lend = nl;
+		if (lend > p && lend[-1] == ',')
+			lend--;
+		/* "ID":"ADDR" */
+		if (lend - p < 7 || *p != '"' || lend[-1] != '"')
+			return false;
+		id_end = memchr(p + 1, '"', (size_t)(lend - p - 1));
+		if (!id_end || lend - id_end < 4 || memcmp(id_end, "\":\"", 3))
+			return false;
+		if (!route_vm_id_norm(norm, &n, p + 1, (size_t)(id_end - p - 1)) ||
+		    route_parse_vm_addr(&a, id_end + 3,
+					(size_t)(lend - 1 - (id_end + 3))) !=
+			    ROUTE_ADDR_OK) {
+			(*bad)++;
+			continue;
+		}
+		if (!fmap_set(m, norm, &a))
+			return false;
+	}
+	if (nl + 1 != end)
+		return false;
+	*out_rev = rev;
+	return true;
+}
+
+static char *read_file(const char *path, size_t *out_len)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    !(buf = malloc((size_t)st.st_size + 1)))
+		goto err;
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (n <= 0)
+			goto err;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	close(fd);
+	*out_len = got;
+	return buf;
+err:
+	free(buf);
+	close(fd);
+	return NULL;
 }
 
 static void snapshot_load(struct fleet *f)
@@ -428,10 +616,20 @@ static void snapshot_load(struct fleet *f)
 	json_error_t jerr;
 	json_t *root, *vms, *v, *rev;
 	const char *id;
-	size_t bad = 0;
+	size_t bad = 0, len;
+	int64_t r;
+	char *buf;
 
 	if (access(path, F_OK) != 0)
 		return;
+	buf = read_file(path, &len);
+	if (buf && snapshot_parse_fast(&f->map, &r, &bad, buf, len)) {
+		free(buf);
+		goto loaded;
+	}
+	free(buf);
+	fmap_free(&f->map);
+	bad = 0;
 	root = json_load_file(path, 0, &jerr);
 	vms = root ? json_object_get(root, "vms") : NULL;
 	rev = root ? json_object_get(root, "revision") : NULL;
@@ -446,23 +644,20 @@ static void snapshot_load(struct fleet *f)
 	json_object_foreach(vms, id, v) {
 		char norm[ROUTE_VM_ID_MAX + 1];
 		struct in6_addr a;
-		size_t len;
+		size_t n;
 
 		if (!json_is_string(v) ||
-		    !route_vm_id_norm(norm, &len, id, strlen(id)) ||
+		    !route_vm_id_norm(norm, &n, id, strlen(id)) ||
 		    route_parse_vm_addr(&a, json_string_value(v),
-					json_string_length(v)) != ROUTE_ADDR_OK) {
+					json_string_length(v)) != ROUTE_ADDR_OK ||
+		    !fmap_set(&f->map, norm, &a))
 			bad++;
-			continue;
-		}
-		if (!fmap_set(&f->map, norm, &a)) {
-			bad++;
-			continue;
-		}
 	}
-	f->revision = f->vms_revision = f->snap_revision =
-		f->snap_vms_revision = json_integer_value(rev);
+	r = json_integer_value(rev);
 	json_decref(root);
+loaded:
+	f->revision = f->vms_revision = f->snap_revision =
+		f->snap_vms_revision = r;
 	log_info("fleet_snapshot", "file=%s loaded vms=%zu revision=%lld "
 		 "skipped=%zu", path, f->map.n, (long long)f->revision, bad);
 }
@@ -660,11 +855,12 @@ static int full_read(struct fleet *f)
 	f->revision = f->vms_revision = pinned;
 	f->full_reads++;
 	ret = fleet_rebuild_locked(f);
-	if (!ret)
-		snapshot_write_locked(f);
 	pthread_cond_broadcast(&f->applied);
 	pthread_mutex_unlock(&f->ctl->lock);
-	f->snap_ms = timer_now_ms();
+	if (!ret) {
+		snap_reap(f, true);
+		snapshot_kick(f);
+	}
 	log_info("fleet_read", "vms=%zu revision=%lld skipped=%zu ms=%llu",
 		 f->map.n, (long long)pinned, skipped,
 		 (unsigned long long)(timer_now_ms() - t0));
@@ -808,13 +1004,10 @@ static void snapshot_tick(struct fleet *f)
 {
 	uint64_t now = timer_now_ms();
 
-	if (now - f->snap_ms < SNAPSHOT_EVERY_MS)
-		return;
-	pthread_mutex_lock(&f->ctl->lock);
-	if (f->vms_revision != f->snap_vms_revision)
-		snapshot_write_locked(f);
-	pthread_mutex_unlock(&f->ctl->lock);
-	f->snap_ms = now;
+	snap_reap(f, false);
+	if (now - f->snap_ms >= SNAPSHOT_EVERY_MS && !f->snap_job &&
+	    f->vms_revision != f->snap_vms_revision)
+		snapshot_kick(f);
 }
 
 
@@ -1253,6 +1446,7 @@ void fleet_free(struct fleet *f)
 		atomic_store(&f->stop, true);
 		pthread_join(f->thread, NULL);
 	}
+	snap_reap(f, true);
 	etcd_free(&f->etcd);
 	fmap_free(&f->map);
 	free(f->ch);
