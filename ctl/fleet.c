@@ -228,6 +228,7 @@ struct fleet {
 	uint64_t reg_put_ms;
 	uint64_t snap_ms;
 	struct snap_job *snap_job; /* a write running, or NULL */
+	uint64_t snap_every_ms;
 	pthread_t snap_thread;
 	uint64_t stek_ms;
 
@@ -381,6 +382,7 @@ struct snap_job {
 	int64_t revision, vms_revision;
 	const char *path;
 	int ret;
+	uint64_t ms; /* how long the write took */
 	atomic_bool done;
 };
 
@@ -467,8 +469,10 @@ err:
 static void *snap_main(void *arg)
 {
 	struct snap_job *j = arg;
+	uint64_t t0 = timer_now_ms();
 
 	j->ret = snap_write(j);
+	j->ms = timer_now_ms() - t0;
 	atomic_store(&j->done, true);
 	return NULL;
 }
@@ -487,6 +491,10 @@ static void snap_reap(struct fleet *f, bool wait)
 		f->snap_vms_revision = j->vms_revision;
 		pthread_mutex_unlock(&f->ctl->lock);
 	}
+	/* A big table takes long to write: spend at most a tenth of the
+	 * time writing it while VMs keep changing. */
+	f->snap_every_ms = j->ms * 10 > SNAPSHOT_EVERY_MS ? j->ms * 10 :
+							    SNAPSHOT_EVERY_MS;
 	free(j->e);
 	free(j);
 	f->snap_job = NULL;
@@ -999,13 +1007,14 @@ static void register_tick(struct fleet *f);
 static void stek_tick(struct fleet *f);
 
 /* The snapshot file also follows the watch: written when the VMs
- * changed, at most once a second, from the watch loop. */
+ * changed, at most once a second (or ten times as long as the last write
+ * took), from the watch loop. */
 static void snapshot_tick(struct fleet *f)
 {
 	uint64_t now = timer_now_ms();
 
 	snap_reap(f, false);
-	if (now - f->snap_ms >= SNAPSHOT_EVERY_MS && !f->snap_job &&
+	if (now - f->snap_ms >= f->snap_every_ms && !f->snap_job &&
 	    f->vms_revision != f->snap_vms_revision)
 		snapshot_kick(f);
 }
@@ -1411,6 +1420,7 @@ int fleet_new(struct fleet **out, struct control *ctl, char *err,
 		return -ENOMEM;
 	f->ctl = ctl;
 	f->cfg = cfg;
+	f->snap_every_ms = SNAPSHOT_EVERY_MS;
 	pthread_cond_init(&f->applied, NULL);
 	ret = etcd_init(&f->etcd, cfg, err, err_len);
 	if (ret) {
