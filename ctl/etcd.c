@@ -64,6 +64,13 @@ void etcd_endpoint(struct etcd *e, char *out, size_t out_cap)
 	pthread_mutex_unlock(&e->lock);
 }
 
+void etcd_forget_token(struct etcd *e)
+{
+	pthread_mutex_lock(&e->lock);
+	e->token[0] = '\0';
+	pthread_mutex_unlock(&e->lock);
+}
+
 void etcd_next_endpoint(struct etcd *e)
 {
 	pthread_mutex_lock(&e->lock);

@@ -992,6 +992,9 @@ static bool on_line(void *arg, const char *line, size_t len)
 			fleet_watch_msg_free(&m);
 			return false;
 		}
+		/* A member restarted and forgot our token. */
+		if (strstr(m.reason, "auth token"))
+			etcd_forget_token(&f->etcd);
 		log_escape(esc, sizeof(esc), m.reason, strlen(m.reason));
 		log_warn("fleet_watch", "ended reason=\"%s\"", esc);
 		f->watch_failed = true;
