@@ -5,6 +5,9 @@
 #   make check-planes  only that check (make test runs it first)
 #   make run        build, make a self-signed demo certificate if there is
 #                   none, and run on $(CONFIG)
+#   make demo       build, start a demo VM (network namespace) with HTTP,
+#                   WebSocket and SSH services, run vmgate in front of it
+#                   and print the lines to try; Ctrl-C removes it all
 #   make test       unit tests (cmocka), the unit tests again under ASan +
 #                   UBSan, fuzz corpus replay, a bounded fuzzing run of
 #                   every target, then the end-to-end tests (pytest)
@@ -21,6 +24,16 @@
 #   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
 #                   (fuzz/fuzz.mk)
 #   make coverage   line coverage of tls/ and route/ from the fuzz corpora
+#   make image      the appliance image in build/image/: vmlinuz,
+#                   initramfs.img, vmgate.efi, vmgate-disk.img (image/)
+#   make config-disk CONFIG=FILE OUT=IMG   a VMGATECFG FAT image holding
+#                   FILE as appliance.yaml and the files it names
+#   make e2e-image  boot the image under qemu and send traffic through it
+#   make image-check  build the image a second time from scratch
+#                   (build/repro/) and compare every artifact's sha256
+#   make deb        build/deb/vmgate_VERSION_amd64.deb (pkg/deb/)
+#   make deb-check  lintian on it, then install it into a debootstrap'd
+#                   Debian 12 tree and run vmgate --check there (root)
 #   make check-config   vmgate --check on $(CONFIG)
 #   make bench-fleet    fleet mode with 1M VMs in etcd (bench/fleet_bench.py)
 #   make defconfig / menuconfig   compile-time options (Kconfig)
@@ -53,6 +66,11 @@ KBUILD   := build/hello4k
 BUILD    := build/hello4k
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
              -fno-omit-frame-pointer
+else ifeq ($(FLAVOUR),repro)
+# FLAVOUR=repro: the same configuration built a second time, from
+# scratch, in build/repro/ (make image-check compares the two images).
+BUILD    := build/repro
+SAN_FLAGS :=
 else ifeq ($(SANITIZE),1)
 BUILD    := build/asan
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -63,6 +81,9 @@ SAN_FLAGS :=
 endif
 CC       ?= cc
 PYTHON   := /usr/bin/python3
+# The e2e suites run in a network namespace of their own (fixed ports, no
+# clash between two runs on one machine): see tests/e2e/isolated.
+E2E_PY   := tests/e2e/isolated $(PYTHON)
 
 BSSL_INC := /usr/include/android
 BSSL_LIB := /usr/lib/x86_64-linux-gnu/android
@@ -71,7 +92,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             -Wstrict-prototypes -fno-strict-aliasing -pthread \
             -D_GNU_SOURCE -I. -I$(KBUILD) -isystem $(BSSL_INC) -MMD -MP \
-            $(SAN_FLAGS)
+            -ffile-prefix-map=$(CURDIR)=. $(SAN_FLAGS)
 LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
             -luring -lyaml -ljansson -lhttp_parser -lcurl-gnutls -lpthread
@@ -91,7 +112,14 @@ DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
-             libclang-rt-14-dev llvm-14 testssl.sh etcd-server etcd-client
+             libclang-rt-14-dev llvm-14 testssl.sh haproxy nginx etcd-server etcd-client
+# The appliance image (make image), and what booting it in tests adds.
+DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi \
+             binutils kmod python3-yaml
+DEB_IMAGE_TEST := $(DEB_IMAGE) qemu-system-x86 ovmf openssh-server \
+             openssh-client curl openssl python3-pytest
+# The Debian package (make deb) and its test (make deb-check).
+DEB_PKG   := binutils python3-pytest lintian debootstrap systemd
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
@@ -104,7 +132,7 @@ BIN      := $(BUILD)/vmgate
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check-planes run test unit unit-asan e2e e2e-fds e2e-oldkernel e2e-hello4k check-config defconfig menuconfig clean \
+.PHONY: all check-planes run demo test unit unit-asan e2e e2e-fds e2e-oldkernel e2e-hello4k check-config defconfig menuconfig clean \
         deps-build deps-test
 .DEFAULT_GOAL := all
 
@@ -124,7 +152,9 @@ define apt_install
 	  echo "  APT   $$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null \
-	    || { echo "apt-get install failed:$$missing" >&2; exit 1; }; \
+	    || { echo "apt-get install failed:$$missing" >&2; \
+	         [ "$$(id -u)" = 0 ] || echo "installing Debian packages is the one step that needs root" >&2; \
+	         exit 1; }; \
 	fi
 endef
 
@@ -217,25 +247,27 @@ ifeq ($(SANITIZE),1)
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_SANITIZED=1 \
 	ASAN_OPTIONS=log_path=$(SAN_LOG):detect_leaks=1:quarantine_size_mb=16 \
 	UBSAN_OPTIONS=log_path=$(SAN_LOG):print_stacktrace=1 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS); \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS); \
 	rc=$$?; if ls $(SAN_LOG).* >/dev/null 2>&1; then \
 	  cat $(SAN_LOG).*; echo "e2e: sanitizer reports in $(SAN_LOG).*" >&2; \
 	  exit 1; fi; exit $$rc
 else
 	VMGATE_BIN=$(abspath $(BIN)) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
 endif
 
 # The other socket mode: the default build keeps sockets as io_uring
 # direct descriptors, this one as plain fds. The tests where that changes
 # what the code does: accepts and fd exhaustion, half-close, bulk and
-# backpressure, many connections.
+# backpressure, many connections, the dialled address (getsockname) of a
+# PROXY header.
 E2E_FDS_TESTS := tests/e2e/test_attacks.py tests/e2e/test_halfclose.py \
-                 tests/e2e/test_bulk.py tests/e2e/test_concurrency.py
+                 tests/e2e/test_bulk.py tests/e2e/test_concurrency.py \
+                 tests/e2e/test_proxy_protocol.py
 e2e-fds: deps-test
 	@$(MAKE) --no-print-directory FLAVOUR=fds all
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
 
 # The default build as on Debian 12's Linux 6.1: VMGATE_PROBE_KERNEL (for
 # tests) makes the startup probe report no more than that release has, so
@@ -245,7 +277,7 @@ e2e-fds: deps-test
 E2E_OLDKERNEL_TMP := $(abspath $(BUILD))/e2e-oldkernel
 e2e-oldkernel: deps-test $(BIN) $(KUCLIENT)
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_PROBE_KERNEL=6.1 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider \
 	    --basetemp=$(E2E_OLDKERNEL_TMP) tests/e2e $(E2E_ARGS); \
 	rc=$$?; log=$(E2E_OLDKERNEL_TMP)/vmgate-e2e0/vmgate.log; \
 	if ! grep -q 'INFO sockets mode=fds .*probe_kernel=6.1 ' $$log; then \
@@ -265,7 +297,7 @@ e2e-hello4k: deps-test
 	VMGATE_BIN=$(abspath build/hello4k/vmgate) VMGATE_SANITIZED=1 \
 	ASAN_OPTIONS=log_path=$(HELLO4K_SAN):detect_leaks=1:quarantine_size_mb=16 \
 	UBSAN_OPTIONS=log_path=$(HELLO4K_SAN):print_stacktrace=1 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_HELLO4K_TESTS) $(E2E_ARGS); \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_HELLO4K_TESTS) $(E2E_ARGS); \
 	rc=$$?; if ls $(HELLO4K_SAN).* >/dev/null 2>&1; then \
 	  cat $(HELLO4K_SAN).*; echo "e2e-hello4k: sanitizer reports in $(HELLO4K_SAN).*" >&2; \
 	  exit 1; fi; exit $$rc
@@ -287,6 +319,11 @@ ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory e2e-oldkernel
 endif
 	@$(MAKE) --no-print-directory e2e-hello4k
+ifneq ($(SANITIZE),1)
+	@$(MAKE) --no-print-directory image-check
+	@$(MAKE) --no-print-directory e2e-image
+	@$(MAKE) --no-print-directory deb-check
+endif
 	@$(MAKE) --no-print-directory e2e
 
 # A demo certificate for the shipped appliance.yaml, made once, kept under
@@ -302,6 +339,14 @@ $(DEMO_CERT): | deps-build
 
 run: all $(DEMO_CERT)
 	$(BIN) -c $(CONFIG)
+
+# What demo/run.py needs besides the build.
+DEB_DEMO := iproute2 openssh-server openssh-client python3-websockets curl \
+            util-linux
+
+demo: all $(DEMO_CERT)
+	$(call apt_install,$(DEB_DEMO))
+	@$(PYTHON) demo/run.py
 
 check-config: all
 	$(BIN) --check -c $(CONFIG)
@@ -339,6 +384,77 @@ bench-route: deps-build $(ROUTE_BENCH)
 clean:
 	rm -rf $(BUILD)
 
+# The appliance image (image/mkimage.py says how each piece is made).
+# Everything but installing the Debian packages runs as a normal user.
+IMG      := $(BUILD)/image
+MKIMAGE  := $(PYTHON) image/mkimage.py
+IMG_ROOTFS := $(shell find image/rootfs -type f 2>/dev/null)
+IMG_ARTIFACTS := $(IMG)/vmlinuz $(IMG)/initramfs.img $(IMG)/vmgate.efi \
+                 $(IMG)/vmgate-disk.img
+.PHONY: image image-check config-disk e2e-image deps-image deps-image-test
+
+deps-image:
+	$(call apt_install,$(DEB_IMAGE))
+
+deps-image-test:
+	$(call apt_install,$(DEB_IMAGE_TEST))
+
+image: deps-build deps-image check-planes $(IMG_ARTIFACTS)
+
+$(IMG)/kernel/package: $(KBUILD)/.config image/mkimage.py | deps-image
+	$(Q)$(MKIMAGE) kernel --config $(KBUILD)/.config --out $(IMG)
+
+$(IMG)/initramfs.img: $(IMG)/kernel/package $(BIN) $(IMG_ROOTFS) \
+                      image/mkimage.py $(KBUILD)/.config
+	$(Q)$(MKIMAGE) initramfs --config $(KBUILD)/.config --out $(IMG) \
+	  --vmgate $(BIN)
+
+$(IMG)/vmlinuz: $(IMG)/initramfs.img
+
+$(IMG)/vmgate.efi: $(IMG)/initramfs.img image/mkimage.py
+	$(Q)$(MKIMAGE) efi --config $(KBUILD)/.config --out $(IMG)
+
+$(IMG)/vmgate-disk.img: $(IMG)/vmgate.efi image/mkimage.py
+	$(Q)$(MKIMAGE) disk --config $(KBUILD)/.config --out $(IMG)
+
+config-disk: deps-image
+	@test -n "$(OUT)" || { echo "config-disk: say OUT=IMG (and CONFIG=FILE)" >&2; exit 2; }
+	$(Q)$(MKIMAGE) config-disk $(CONFIG) $(OUT) $(if $(NETWORK),--network $(NETWORK))
+
+# Two builds from scratch, the second in build/repro/, must give the same
+# bytes: the images are made from the same tree and the same packages.
+image-check: image
+	@rm -rf build/repro
+	@$(MAKE) --no-print-directory FLAVOUR=repro image
+	@fail=0; for f in $(notdir $(IMG_ARTIFACTS)); do \
+	  a=$$(sha256sum < build/image/$$f | cut -c1-64); \
+	  b=$$(sha256sum < build/repro/image/$$f | cut -c1-64); \
+	  if [ "$$a" = "$$b" ]; then echo "  SAME   $$f $$a"; \
+	  else echo "  DIFFER $$f $$a $$b" >&2; fail=1; fi; done; \
+	if [ $$fail = 0 ]; then echo "image-check: 4 artifacts reproducible"; \
+	else echo "image-check: build/image and build/repro/image differ" >&2; fi; \
+	exit $$fail
+
+# Boots the image under qemu (TCG unless QEMU_ACCEL=kvm) and sends real
+# traffic through it (tests/image/).
+e2e-image: deps-test deps-image-test image
+	VMGATE_IMAGE=$(abspath $(IMG)) VMGATE_BIN=$(abspath $(BIN)) \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider --basetemp=$(abspath $(BUILD))/image-test \
+	    tests/image $(E2E_ARGS)
+
 include fuzz/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# The Debian package for running vmgate on an existing host (pkg/deb/).
+.PHONY: deb deb-check deps-deb
+deps-deb:
+	$(call apt_install,$(DEB_PKG))
+
+deb: all deps-deb
+	$(Q)rm -f $(BUILD)/deb/vmgate_*_amd64.deb
+	$(Q)$(PYTHON) pkg/deb/mkdeb.py --vmgate $(BIN) --out $(BUILD)/deb
+
+deb-check: deb
+	VMGATE_DEB_DIR=$(abspath $(BUILD)/deb) VMGATE_DEB_WORK=$(abspath $(BUILD)/deb-check) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/deb $(E2E_ARGS)

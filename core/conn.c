@@ -70,9 +70,10 @@ static void log_close(struct worker *w, struct conn *c,
 	}
 	tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
 	log_msg(reason_level(reason), "close",
-		"peer=%s sni=%s vm=%s vm_port=%u up=%llu down=%llu ms=%llu "
-		"reason=%s%s%s%s %s",
+		"peer=%s sni=%s vm=%s vm_port=%u id=%016llx up=%llu down=%llu "
+		"ms=%llu reason=%s%s%s%s %s",
 		peer, c->tls.sni, conn_vm_id(c, vm, sizeof(vm)), c->vm_port,
+		(unsigned long long)c->id,
 		(unsigned long long)c->up_bytes,
 		(unsigned long long)c->down_bytes,
 		(unsigned long long)(w->now_ms - c->start_ms),
@@ -194,6 +195,10 @@ static void route(struct worker *w, struct conn *c,
 	c->vm.sin6_port = htons(d->vm_port);
 	c->vm.sin6_addr = *d->vm_addr;
 	c->vm_port = d->vm_port;
+	c->proxy = d->proxy_protocol;
+	if (d->vm_errors_http)
+		c->flags |= CF_VM_ERRORS_HTTP;
+	c->id = w->next_conn_id++;
 	c->state = CONN_HANDSHAKE;
 	backend_connect(w, c);
 }
@@ -241,7 +246,9 @@ static void do_hello(struct worker *w, struct conn *c)
 
 void conn_tls_failed(struct worker *w, struct conn *c)
 {
-	log_close(w, c, REASON_TLS_ERROR, tls_conn_error_str(&c->tls));
+	/* Logged already when a failed VM connect waits to be answered. */
+	if (!(c->flags & CF_LOGGED))
+		log_close(w, c, REASON_TLS_ERROR, tls_conn_error_str(&c->tls));
 	/* BoringSSL queued its alert: send it, then close. */
 	conn_linger(w, c, 0);
 }
@@ -284,8 +291,15 @@ static void do_handshake(struct worker *w, struct conn *c)
 		relay_arm_client_recv(w, c);
 	}
 	relay_flush_client(w, c);
-	if ((c->flags & (CF_HS_DONE | CF_VM_CONNECTED)) ==
+	if ((c->flags & (CF_HS_DONE | CF_VM_FAILED)) ==
+	    (CF_HS_DONE | CF_VM_FAILED)) {
+		backend_answer(w, c);
+		return;
+	}
+	if ((c->flags & (CF_HS_DONE | CF_VM_CONNECTED | CF_LOCAL)) ==
 	    (CF_HS_DONE | CF_VM_CONNECTED)) {
+		if (!relay_start(w, c))
+			return;
 		c->state = CONN_RELAY;
 		c->active_ms = w->now_ms;
 		timer_arm(&w->idle_timers, &c->timer, w->now_ms);
@@ -437,6 +451,9 @@ void conn_complete(struct worker *w, struct io_uring_cqe *cqe)
 		/* In any state: an fd installed for it must be closed. */
 		relay_on_shut(w, c, ring_ud_op(ud), cqe->res);
 		goto run;
+	case OP_CLIENT_FD:
+		backend_on_local(w, c, cqe->res);
+		goto run;
 	default:
 		break;
 	}
@@ -520,6 +537,14 @@ void conn_expire_timers(struct worker *w)
 	while ((n = timer_pop_expired(&w->linger_timers, w->now_ms))) {
 		struct conn *c = (struct conn *)n;
 
+		if (c->state == CONN_HANDSHAKE) {
+			/* After a failed connect, the rest of the handshake
+			 * or a request line to answer did not come in time
+			 * (backend_answer). */
+			conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+			conn_run(w, c);
+			continue;
+		}
 		/* Only a lingering connection is on this list: logged. */
 		teardown(w, c);
 		conn_run(w, c);

@@ -99,6 +99,8 @@ static enum front_verdict route(struct front_decision *out,
 			      TLS_ALERT_HANDSHAKE_FAILURE);
 	out->vm_addr = m.addr;
 	out->vm_port = m.vm_port;
+	out->proxy_protocol = m.proxy_protocol;
+	out->vm_errors_http = m.vm_errors_http;
 	return FRONT_TERMINATE;
 }
 

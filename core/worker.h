@@ -114,6 +114,9 @@ struct worker {
 	uint64_t now_ms;
 	uint64_t overload_logged_ms; /* rate limit of "overload" lines */
 	uint64_t overload_dropped;   /* since the last such line */
+	/* The next routed connection's id: counts up from a random start,
+	 * so ids differ across workers and restarts. */
+	uint64_t next_conn_id;
 
 	uint8_t *hello_scratch;   /* where tls_hello_peek joins a hello */
 	size_t hello_scratch_len; /* TLS_HELLO_SCRATCH_LEN(max_clienthello_bytes) */

@@ -878,23 +878,22 @@ static int open_tcp(const struct sockaddr_in6 *sa)
 	if (fd < 0)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)))
-		goto fail;
+		goto errno_close;
 	/* "::" and v4-mapped addresses take IPv4 clients too. */
 	if ((IN6_IS_ADDR_UNSPECIFIED(&sa->sin6_addr) ||
 	     IN6_IS_ADDR_V4MAPPED(&sa->sin6_addr)) &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)))
-		goto fail;
+		goto errno_close;
 	/* No SO_REUSEPORT: a second vmgate must not share the API. After a
 	 * crash the port stays in use for a moment; listener_listen waits
 	 * it out (see there). */
 	err = listener_listen(fd, sa, 128, "listener=admin");
-	if (err) {
-		close(fd);
-		return err;
-	}
+	if (err)
+		goto close_fd;
 	return fd;
-fail:
+errno_close:
 	err = -errno;
+close_fd:
 	close(fd);
 	return err;
 }
@@ -921,18 +920,19 @@ static int open_unix(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		err = -errno;
+		goto close_fd;
+	}
 	/* chmod before listen: nobody can connect in between. */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
-		goto fail;
 	if (chmod(path, 0600) || listen(fd, 128)) {
 		err = -errno;
-		unlink(path);
-		close(fd);
-		return err;
+		goto unlink_path;
 	}
 	return fd;
-fail:
-	err = -errno;
+unlink_path:
+	unlink(path);
+close_fd:
 	close(fd);
 	return err;
 }

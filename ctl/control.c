@@ -30,6 +30,7 @@
 #include "core/worker.h"
 #include "ctl/config.h"
 #include "ctl/fleet.h"
+#include "ctl/sdnotify.h"
 #include "route/route.h"
 #include "tls/ctx.h"
 
@@ -485,6 +486,10 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 {
 	struct __kernel_timespec tick = { .tv_nsec = 50 * 1000000 };
 	uint64_t term_ms = 0; /* when SIGTERM came */
+	/* systemd's WatchdogSec=: pinged while every worker turns */
+	uint64_t wd_ms = sdnotify_watchdog_ms(getenv("WATCHDOG_USEC"),
+					      getenv("WATCHDOG_PID"), getpid());
+	uint64_t wd_last = 0;
 	int term = 0;
 	_Alignas(struct inotify_event) uint8_t ibuf[4096];
 	struct signalfd_siginfo si;
@@ -526,14 +531,17 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 				n++;
 				if (ud == CTL_SIGNAL && cqe->res == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
+						sdnotify_send("RELOADING=1");
 						control_reload(ctl, "SIGHUP", err,
 							       sizeof(err));
+						sdnotify_send("READY=1");
 					} else if (si.ssi_signo == SIGTERM &&
 						   !term) {
 						term = SIGTERM;
 						term_ms = timer_now_ms();
 						atomic_store(&ctl->shared->draining,
 							     true);
+						sdnotify_send("STOPPING=1");
 						wake_workers(ctl, &ring);
 						log_info("shutdown",
 							 "signal=SIGTERM "
@@ -561,6 +569,11 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		pthread_mutex_lock(&ctl->lock);
 		reclaim_locked(ctl);
 		pthread_mutex_unlock(&ctl->lock);
+		if (wd_ms && timer_now_ms() >= wd_last + wd_ms &&
+		    control_healthy(ctl)) {
+			sdnotify_send("WATCHDOG=1");
+			wd_last = timer_now_ms();
+		}
 		/* Workers stop accepting as soon as the wake-up reaches them
 		 * (and within one tick regardless); until all have, a count
 		 * of zero could still grow. */

@@ -24,6 +24,7 @@
 #include "core/sockmode.h"
 #include "core/worker.h"
 #include "ctl/config.h"
+#include "ctl/sdnotify.h"
 #include "route/route.h"
 #include "tls/ctx.h"
 
@@ -302,6 +303,10 @@ int main(int argc, char **argv)
 		 ports_str(&cfg, ports, sizeof(ports)), nworkers,
 		 route_vm_count(atomic_load(&shared.snap)->routes),
 		 cfg.domains_len, cfg.certs_len, admin ? "on" : "off");
+	ret = sdnotify_send("READY=1\nSTATUS=serving");
+	if (ret)
+		log_warn("sd_notify", "socket=%s error=\"%s\"",
+			 getenv("NOTIFY_SOCKET"), strerror(-ret));
 	sig = control_run(ctl, &sigs);
 	if (sig < 0) {
 		log_error("control", "%s", strerror(-sig));

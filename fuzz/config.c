@@ -114,6 +114,11 @@ static void check_loaded(const struct config *c)
 			check(d->allowed_ports_len > 0);
 		for (size_t j = 0; j < d->allowed_ports_len; j++)
 			check(d->allowed_ports[j] >= 1);
+		check(d->proxy_protocol <= CFG_PROXY_V2);
+		if (d->has_proxy_protocol_ports)
+			check(d->proxy_protocol_ports_len > 0);
+		for (size_t j = 0; j < d->proxy_protocol_ports_len; j++)
+			check(d->proxy_protocol_ports[j] >= 1);
 		for (size_t j = 0; j < i; j++)
 			check(strcmp(c->domains[j].suffix, d->suffix) != 0);
 	}

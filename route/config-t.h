@@ -62,6 +62,13 @@ struct config_port_map {
 	uint16_t vm_port;
 };
 
+/* domains[].proxy_protocol: the PROXY header sent to the VM first. */
+enum config_proxy_protocol {
+	CFG_PROXY_NONE, /* default */
+	CFG_PROXY_V1,
+	CFG_PROXY_V2,
+};
+
 struct config_domain {
 	char *suffix; /* lowercase, validated, no leading "*." or dot */
 	struct config_port_map *port_map;
@@ -70,6 +77,15 @@ struct config_domain {
 	uint16_t *allowed_ports;
 	size_t allowed_ports_len;
 	bool has_allowed_ports;
+	enum config_proxy_protocol proxy_protocol;
+	/* VM ports that get the header; only meaningful when
+	 * has_proxy_protocol_ports (without: every port) */
+	uint16_t *proxy_protocol_ports;
+	size_t proxy_protocol_ports_len;
+	bool has_proxy_protocol_ports;
+	/* vm_errors: http: a failed VM connect is answered with an HTTP 502
+	 * that says why, for HTTP/1.x clients (default: the alert only) */
+	bool vm_errors_http;
 };
 
 /* tls.alpn_ports: the ALPN list offered on one listener port, in place of

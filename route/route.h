@@ -32,6 +32,9 @@ struct route_match {
 	const char *vm_id;           /* NUL-terminated, owned by the table */
 	const struct in6_addr *addr; /* owned by the table */
 	uint16_t vm_port;            /* port_map[listen_port] or listen_port */
+	uint8_t proxy_protocol;      /* enum config_proxy_protocol: the
+	                              * domain's, if it covers vm_port */
+	bool vm_errors_http;         /* the domain's vm_errors: http */
 };
 
 /* route_table_new builds a table from |cfg| (domains and vms). It returns

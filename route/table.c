@@ -47,6 +47,11 @@ struct route_domain {
 	uint16_t *allowed;                /* sorted */
 	size_t allowed_len;
 	bool has_allowed;
+	uint8_t proxy;                    /* enum config_proxy_protocol */
+	uint16_t *proxy_ports;            /* sorted; VM ports */
+	size_t proxy_ports_len;
+	bool has_proxy_ports;
+	bool vm_errors_http;
 };
 
 enum {
@@ -288,6 +293,20 @@ static int route_domain_copy(struct route_domain *d,
 		d->allowed_len = cd->allowed_ports_len;
 		qsort(d->allowed, d->allowed_len, sizeof(uint16_t), cmp_u16);
 	}
+	d->proxy = (uint8_t)cd->proxy_protocol;
+	d->vm_errors_http = cd->vm_errors_http;
+	d->has_proxy_ports = cd->has_proxy_protocol_ports;
+	if (cd->proxy_protocol_ports_len) {
+		d->proxy_ports = malloc(cd->proxy_protocol_ports_len *
+					sizeof(uint16_t));
+		if (!d->proxy_ports)
+			return -ENOMEM;
+		memcpy(d->proxy_ports, cd->proxy_protocol_ports,
+		       cd->proxy_protocol_ports_len * sizeof(uint16_t));
+		d->proxy_ports_len = cd->proxy_protocol_ports_len;
+		qsort(d->proxy_ports, d->proxy_ports_len, sizeof(uint16_t),
+		      cmp_u16);
+	}
 	return 0;
 }
 
@@ -391,6 +410,7 @@ static void route_core_put(struct route_core *c)
 	for (size_t i = 0; i < c->domains_len; i++) {
 		free(c->domains[i].port_map);
 		free(c->domains[i].allowed);
+		free(c->domains[i].proxy_ports);
 	}
 	free(c->domains);
 	trie_free(&c->trie);
@@ -595,6 +615,16 @@ static bool route_port_allowed(const struct route_domain *d, uint16_t port)
 		       cmp_u16) != NULL;
 }
 
+/* The PROXY header for a connection to VM port |vm_port|. */
+static uint8_t route_proxy(const struct route_domain *d, uint16_t vm_port)
+{
+	if (d->has_proxy_ports &&
+	    !bsearch(&vm_port, d->proxy_ports, d->proxy_ports_len,
+		     sizeof(uint16_t), cmp_u16))
+		return CFG_PROXY_NONE;
+	return d->proxy;
+}
+
 static uint16_t route_port_map(const struct route_domain *d, uint16_t port)
 {
 	struct config_port_map key = { .listen_port = port };
@@ -636,6 +666,8 @@ enum route_verdict route_lookup(const struct route_table *t,
 	out->vm_id = route_slot_id(s);
 	out->addr = &s->addr;
 	out->vm_port = route_port_map(d, listen_port);
+	out->proxy_protocol = route_proxy(d, out->vm_port);
+	out->vm_errors_http = d->vm_errors_http;
 	return ROUTE_OK;
 }
 

@@ -163,13 +163,11 @@ class Gate:
         if busy:
             raise RuntimeError("gate ports %s already in use (another vmgate?):\n%s"
                                % (self.ports, "\n".join(busy)))
-        since = self.mark()
         self.spawn()
         try:
             wait_tcp("127.0.0.1", self.wait_port, timeout=timeout, proc=self.proc)
-            # The data ports listen before the admin API is up; "ready" is
-            # logged once everything (workers, admin socket) is serving.
-            self.wait_log(r" ready ", timeout=timeout, since=since)
+            # The data ports listen before the admin API is up.
+            self.wait_admin(timeout=timeout)
         except Exception as e:
             self.stop()
             raise RuntimeError("vmgate did not come up: %s\n%s" % (e, self.tail()))
@@ -208,6 +206,21 @@ class Gate:
         except OSError:
             return None
         return m.group(1) if m else None
+
+    def wait_admin(self, timeout=10.0):
+        """Waits until the admin API's unix socket (if the config names
+        one) accepts a connection."""
+        path = self.admin_socket()
+        deadline = time.monotonic() + timeout
+        while path:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                try:
+                    s.connect(path)
+                    return
+                except OSError as e:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("admin socket %s: %s" % (path, e))
+            time.sleep(0.02)
 
     def open_connections(self):
         """vmgate_connections_open from the admin API's unix socket (None

@@ -66,37 +66,35 @@ def test_every_reason_listed_in_its_family(live_gate):
     assert sorted(reasons) == sorted(REJECTS), reasons
 
 
-def test_connect_error_counted(live_gate):
-    """Nothing listens on the VM's port 3000: a connect_error line, and the
-    counter of that name goes up by one."""
-    g = live_gate
-    name = 'vmgate_rejects_total{reason="connect_error"}'
+def assert_counted(g, name, port, sni, line_re, fin=False):
+    """Sends a hello for |sni| to |port| (then a FIN if |fin|), waits for
+    the log line matching |line_re| % the client's peer, and for the
+    counter |name| to go up by one."""
     before = metric(g, name)
     assert before is not None, "no %s in /metrics" % name
     mark = g.mark()
-    s = socket.create_connection(("127.0.0.1", 3000), timeout=5)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
     lport = s.getsockname()[1]
-    s.sendall(Hello(sni=UUID_VM + ".vm.test").records())
+    s.sendall(Hello(sni=sni).records())
+    if fin:
+        s.shutdown(socket.SHUT_WR)
     drain(s)
-    g.wait_log(r"WARN connect_error .*%s" % peer_re(lport), timeout=5, since=mark)
+    g.wait_log(line_re % peer_re(lport), timeout=5, since=mark)
     got = wait_metric(g, name, before + 1)
     assert got is not None and got >= before + 1, (before, got)
+
+
+def test_connect_error_counted(live_gate):
+    """Nothing listens on the VM's port 3000: a connect_error line, and the
+    counter of that name goes up by one."""
+    assert_counted(live_gate, 'vmgate_rejects_total{reason="connect_error"}',
+                   3000, UUID_VM + ".vm.test", r"WARN connect_error .*%s")
 
 
 def test_client_eof_in_handshake_counted(live_gate):
     """A routed hello, then the client's FIN before its next flight: the
     close line says client_eof_in_handshake and that outcome is counted."""
-    g = live_gate
-    name = 'vmgate_connections_closed_total{outcome="client_eof_in_handshake"}'
-    before = metric(g, name)
-    assert before is not None, "no %s in /metrics" % name
-    mark = g.mark()
-    s = socket.create_connection(("127.0.0.1", 8080), timeout=5)
-    lport = s.getsockname()[1]
-    s.sendall(Hello(sni="vm1.vm.test").records())
-    s.shutdown(socket.SHUT_WR)
-    drain(s)
-    g.wait_log(r"close .*%s.*reason=client_eof_in_handshake\b" % peer_re(lport),
-               timeout=5, since=mark)
-    got = wait_metric(g, name, before + 1)
-    assert got is not None and got >= before + 1, (before, got)
+    assert_counted(live_gate,
+                   'vmgate_connections_closed_total{outcome="client_eof_in_handshake"}',
+                   8080, "vm1.vm.test",
+                   r"close .*%s.*reason=client_eof_in_handshake\b", fin=True)

@@ -308,7 +308,10 @@ static void test_values(void **state)
 		"domains:\n"
 		"  - suffix: \"*.VM.Vers.sh\"\n"
 		"    port_map: { 443: 22, 80: 8080 }\n"
-		"  - { suffix: .Other.Example }\n"
+		"    proxy_protocol: v2\n"
+		"    proxy_protocol_ports: [3000, 22]\n"
+		"    vm_errors: http\n"
+		"  - { suffix: .Other.Example, proxy_protocol: v1 }\n"
 		"vms:\n"
 		"  - { id: Web-1, address: \"FD00::1\" }\n"
 		"  - { id: \"2\", address: \"fd00::2\" }\n"
@@ -350,7 +353,14 @@ static void test_values(void **state)
 	assert_string_equal(c.domains[0].suffix, "vm.vers.sh");
 	assert_false(c.domains[0].has_allowed_ports);
 	assert_int_equal(c.domains[0].port_map_len, 2);
+	assert_int_equal(c.domains[0].proxy_protocol, CFG_PROXY_V2);
+	assert_true(c.domains[0].has_proxy_protocol_ports);
+	assert_int_equal(c.domains[0].proxy_protocol_ports_len, 2);
 	assert_string_equal(c.domains[1].suffix, "other.example");
+	assert_int_equal(c.domains[1].proxy_protocol, CFG_PROXY_V1);
+	assert_true(c.domains[0].vm_errors_http);
+	assert_false(c.domains[1].vm_errors_http);
+	assert_false(c.domains[1].has_proxy_protocol_ports);
 	assert_int_equal(c.vms_len, 2);
 	assert_string_equal(c.vms[0].id, "web-1");
 	inet_pton(AF_INET6, "fd00::1", &a);
@@ -543,7 +553,17 @@ static const struct error_case error_cases[] = {
 	  "duplicate domain suffix 'vm.vers.sh' (first at line 7)", 1 },
 	{ "domain unknown", MIN "domains:\n  - suffix: a.sh\n    ports: [1]\n",
 	  8, 5, "unknown key 'ports' in domains entry (expected suffix, "
-	  "port_map, allowed_ports)", 1 },
+	  "port_map, allowed_ports, proxy_protocol, proxy_protocol_ports, "
+	  "vm_errors)", 1 },
+	{ "vm_errors value", MIN "domains:\n  - suffix: a.sh\n"
+	  "    vm_errors: html\n", 8, 16,
+	  "vm_errors: expected one of alert, http, got 'html'", 1 },
+	{ "proxy_protocol value", MIN "domains:\n  - suffix: a.sh\n"
+	  "    proxy_protocol: v3\n", 8, 21,
+	  "proxy_protocol: expected one of v1, v2, off, got 'v3'", 1 },
+	{ "proxy_protocol_ports empty", MIN "domains:\n  - suffix: a.sh\n"
+	  "    proxy_protocol_ports: []\n", 8, 27,
+	  "proxy_protocol_ports: must not be empty", 1 },
 	{ "port_map list", MIN "domains:\n  - suffix: a.sh\n"
 	  "    port_map: [443]\n", 8, 15,
 	  "port_map: expected a mapping of listener port to VM port, got a "

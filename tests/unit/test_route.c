@@ -110,12 +110,16 @@ struct fixture {
 
 static struct config_port_map ssh_map[] = { { 443, 22 }, { 8443, 8080 } };
 static uint16_t allowed[] = { 8080, 443, 3000 };
+static uint16_t proxy_ports[] = { 3000, 22 };
 
 static struct config_domain domains[] = {
 	{ .suffix = "vm.vers.sh", .port_map = ssh_map, .port_map_len = 2,
 	  .allowed_ports = allowed, .allowed_ports_len = 3,
-	  .has_allowed_ports = true },
-	{ .suffix = "vers.sh" },           /* every port, no mapping */
+	  .has_allowed_ports = true, .proxy_protocol = CFG_PROXY_V2,
+	  .proxy_protocol_ports = proxy_ports, .proxy_protocol_ports_len = 2,
+	  .has_proxy_protocol_ports = true, .vm_errors_http = true },
+	{ .suffix = "vers.sh", .proxy_protocol = CFG_PROXY_V1 }, /* every port,
+								   * no mapping */
 	{ .suffix = "Open.Example.COM" },  /* normalised by the table */
 	{ .suffix = "locked.example", .has_allowed_ports = true },
 };
@@ -277,6 +281,27 @@ static void test_ports(void **state)
 
 	/* has_allowed_ports with an empty list denies everything. */
 	assert_verdict(f->t, &m, "web.locked.example", 443, ROUTE_PORT_DENIED);
+}
+
+/* proxy_protocol_ports name VM ports, after port_map. */
+static void test_proxy_protocol(void **state)
+{
+	struct fixture *f = *state;
+	struct route_match m;
+
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 443, ROUTE_OK); /* 22 */
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_V2);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 3000, ROUTE_OK);
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_V2);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 8080, ROUTE_OK);
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_NONE);
+	assert_verdict(f->t, &m, "web.vers.sh", 8080, ROUTE_OK);
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_V1);
+	assert_verdict(f->t, &m, "web.open.example.com", 3000, ROUTE_OK);
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_NONE);
+	assert_false(m.vm_errors_http);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 8080, ROUTE_OK);
+	assert_true(m.vm_errors_http);
 }
 
 static void test_nested(void **state)
@@ -692,6 +717,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_untouched_on_failure,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_case_insensitive, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_proxy_protocol, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nested, setup, teardown),
