@@ -35,6 +35,7 @@
 #   make deb-check  lintian on it, then install it into a debootstrap'd
 #                   Debian 12 tree and run vmgate --check there (root)
 #   make check-config   vmgate --check on $(CONFIG)
+#   make bench-fleet    fleet mode with 1M VMs in etcd (bench/fleet_bench.py)
 #   make defconfig / menuconfig   compile-time options (Kconfig)
 #   make clean
 #
@@ -94,7 +95,7 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             -ffile-prefix-map=$(CURDIR)=. $(SAN_FLAGS)
 LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
-            -luring -lyaml -ljansson -lhttp_parser -lbpf -lpthread
+            -luring -lyaml -ljansson -lhttp_parser -lbpf -lcurl-gnutls -lpthread
 
 ifeq ($(V),1)
 Q :=
@@ -107,11 +108,11 @@ endif
 # Debian packages: what building needs, and what the tests add to it.
 DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
              libjansson-dev libhttp-parser-dev python3-kconfiglib openssl \
-             libbpf-dev clang linux-libc-dev
+             libbpf-dev clang linux-libc-dev libcurl4-gnutls-dev
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
-             libclang-rt-14-dev llvm-14 testssl.sh haproxy nginx
+             libclang-rt-14-dev llvm-14 testssl.sh haproxy nginx etcd-server etcd-client
 # The appliance image (make image), and what booting it in tests adds.
 DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi \
              binutils kmod python3-yaml
@@ -383,6 +384,14 @@ $(ROUTE_BENCH): bench/route_bench.c $(LIB) $(BUILD)/config.h
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# Fleet mode at scale (bench/fleet_bench.py): BENCH_FLEET_VMS (default
+# 1,000,000) VMs in a 3-member etcd, an appliance's cold and warm start,
+# RSS, and put-to-routed latency on 3 appliances. Not in `make test`.
+.PHONY: bench-fleet
+bench-fleet: all
+	$(call apt_install,etcd-server)
+	$(PYTHON) bench/fleet_bench.py
 
 .PHONY: bench-route
 bench-route: deps-build $(ROUTE_BENCH)

@@ -30,6 +30,7 @@
 #include "core/timer.h"
 #include "core/worker.h"
 #include "ctl/config.h"
+#include "ctl/fleet.h"
 #include "ctl/sdnotify.h"
 #include "route/route.h"
 #include "tls/ctx.h"
@@ -73,6 +74,10 @@ static struct route_table *derive(struct control *ctl)
 	struct route_table *t;
 	size_t i;
 
+	if (ctl->fleet) {
+		free(ch);
+		return fleet_derive_locked(ctl->fleet, ctl->fbase->t);
+	}
 	if (!ch)
 		return NULL;
 	for (i = 0; i < ctl->ov_len; i++) {
@@ -93,11 +98,14 @@ static struct snapshot *snap_new(struct control *ctl)
 
 	if (!s || !own)
 		goto err;
-	if (ctl->ov_len && !(own->derived = derive(ctl)))
+	size_t changes = ctl->fleet ? fleet_changes_len_locked(ctl->fleet) :
+				      ctl->ov_len;
+
+	if (changes && !(own->derived = derive(ctl)))
 		goto err;
-	own->base = ctl->base;
+	own->base = ctl->fleet ? ctl->fbase : ctl->base;
 	own->tls = ctl->tls;
-	ctl->base->refs++;
+	own->base->refs++;
 	ctl->tls->refs++;
 	s->routes = own->derived ? own->derived : own->base->t;
 	s->tls = own->tls->ctx;
@@ -179,6 +187,22 @@ int control_republish_locked(struct control *ctl)
 	struct snapshot *s = snap_new(ctl);
 
 	return s ? publish_locked(ctl, s) : -ENOMEM;
+}
+
+int control_set_fbase_locked(struct control *ctl, struct route_table *t)
+{
+	struct base_ref *r = base_ref_new(t);
+
+	if (!r)
+		return -ENOMEM;
+	base_ref_put(ctl->fbase);
+	ctl->fbase = r;
+	return control_republish_locked(ctl);
+}
+
+struct fleet *control_fleet(struct control *ctl)
+{
+	return ctl->fleet;
 }
 
 /* The public operations */
@@ -285,6 +309,11 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		log_info("reload", "trigger=%s steering=sk_lookup ports=%zu "
 			 "addresses=%zu", why, cfg->ports_len, cfg->addrs_len);
 	}
+	if (cfg->fleet.enabled != file_cfg(ctl)->fleet.enabled ||
+	    (cfg->fleet.enabled &&
+	     (strcmp(cfg->fleet.prefix, file_cfg(ctl)->fleet.prefix) ||
+	      cfg->fleet.endpoints_len != file_cfg(ctl)->fleet.endpoints_len)))
+		log_warn("reload", "fleet: changed; restart to apply");
 
 	/* Everything is built: from here the new file wins. */
 	base_ref_put(ctl->base);
@@ -298,7 +327,11 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	ctl->cfg = cfg;
 	if (!ctl->verbose)
 		log_set_level((enum log_level)cfg->log_level);
-	ret = control_republish_locked(ctl);
+	/* The fleet table holds the file's VMs too: rebuilt from the new
+	 * file (which also publishes); on failure the old one stays. */
+	ret = ctl->fleet ? fleet_rebuild_locked(ctl->fleet) : -EAGAIN;
+	if (ret)
+		ret = control_republish_locked(ctl);
 	if (ret)
 		goto out;
 	control_rewatch_locked(ctl);
@@ -367,7 +400,8 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 		goto err_tls;
 	ctl->tls->ctx = tls;
 	ctl->tls->refs = 1;
-	if (shared->cfg->admin.enabled)
+	/* In fleet mode the API writes to etcd: no state file. */
+	if (shared->cfg->admin.enabled && !shared->cfg->fleet.enabled)
 		ctl->state_file = shared->cfg->admin.state_file;
 	ret = control_load_state(ctl, err, err_len);
 	if (ret)
@@ -377,11 +411,23 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 		ret = -ENOMEM;
 		goto err;
 	}
+	if (shared->cfg->fleet.enabled) {
+		ret = fleet_new(&ctl->fleet, ctl, err, err_len);
+		if (ret)
+			goto err;
+	}
 	pthread_mutex_lock(&ctl->lock);
-	ret = control_republish_locked(ctl);
+	/* The snapshot file's VMs are in the first table workers see. */
+	ret = ctl->fleet ? fleet_rebuild_locked(ctl->fleet) :
+			   control_republish_locked(ctl);
 	pthread_mutex_unlock(&ctl->lock);
 	if (ret)
 		goto err;
+	if (ctl->fleet && (ret = fleet_start(ctl->fleet))) {
+		snprintf(err, err_len, "cannot start the fleet thread: %s",
+			 strerror(-ret));
+		goto err;
+	}
 	*out = ctl;
 	return 0;
 
@@ -401,11 +447,15 @@ void control_free(struct control *ctl)
 
 	if (!ctl)
 		return;
+	/* First: its thread publishes. */
+	fleet_free(ctl->fleet);
+	ctl->fleet = NULL;
 	for (i = 0; i < ctl->retired_len; i++)
 		snap_free(ctl->retired[i]);
 	snap_free(atomic_exchange(&ctl->shared->snap, NULL));
 	free(ctl->retired);
 	base_ref_put(ctl->base);
+	base_ref_put(ctl->fbase);
 	tls_ref_put(ctl->tls);
 	for (i = 0; i < ctl->ov_len; i++)
 	{

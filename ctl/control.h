@@ -24,7 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define VMGATE_VERSION "0.1.0"
+
 struct control;
+struct fleet;
 struct shared;
 struct tls_ctx;
 
@@ -89,6 +92,10 @@ void control_vm_foreach(struct control *ctl,
  * (malloc'd, NUL-terminated, length in |*out_len|), or NULL when out of
  * memory. */
 char *control_metrics(struct control *ctl, size_t *out_len);
+
+/* control_fleet returns the fleet (ctl/fleet.h) in fleet mode, else
+ * NULL. */
+struct fleet *control_fleet(struct control *ctl);
 
 /* control_healthy tells whether every worker has turned its loop within
  * the last two seconds. */

@@ -39,7 +39,6 @@
 #include "route/route.h"
 #include "tls/ctx.h"
 
-#define VMGATE_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {

@@ -4,6 +4,7 @@
  */
 #include "ctl/control.h"
 #include "ctl/control_int.h"
+#include "ctl/fleet.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -116,6 +117,8 @@ char *control_metrics(struct control *ctl, size_t *out_len)
 	fprintf(f, "# HELP vmgate_vms VMs routed.\n# TYPE vmgate_vms gauge\n"
 		"vmgate_vms %zu\n", route_vm_count(current(ctl)->routes));
 	pthread_mutex_unlock(&ctl->lock);
+	if (ctl->fleet)
+		fleet_metrics(ctl->fleet, f);
 	if (fclose(f)) {
 		free(buf);
 		return NULL;

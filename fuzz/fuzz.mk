@@ -36,7 +36,7 @@ FUZZ_CFLAGS  := $(FUZZ_COMMON) -O1 -fno-omit-frame-pointer \
                 -fno-sanitize-recover=undefined
 FUZZ_SSL     := -L$(FUZZ_BSSL) -Wl,-rpath,$(FUZZ_BSSL) -lssl -lcrypto
 
-FUZZ_TARGETS := clienthello route config front answer
+FUZZ_TARGETS := clienthello route config front answer fleet
 
 FUZZ_SRCS_clienthello := fuzz/clienthello.c fuzz/testcert.c tls/hello.c
 FUZZ_LIBS_clienthello := $(FUZZ_SSL)
@@ -67,8 +67,14 @@ FUZZ_MAXLEN_front := 20000
 FUZZ_SRCS_answer := fuzz/answer.c core/answer.c
 FUZZ_MAXLEN_answer := 2048
 
+# What etcd sends a fleet appliance (ctl/fleet_parse.c): VM values and
+# the gRPC gateway's JSON; jansson parses, BoringSSL decodes base64.
+FUZZ_SRCS_fleet := fuzz/fleet.c ctl/fleet_parse.c route/host.c
+FUZZ_LIBS_fleet := -ljansson $(FUZZ_SSL)
+FUZZ_MAXLEN_fleet := 8192
+
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
-FUZZ_HDRS := $(wildcard tls/*.h route/*.h core/front.h core/answer.h core/log.h core/reason.h ctl/config.h ctl/config/*.h fuzz/*.h)
+FUZZ_HDRS := $(wildcard tls/*.h route/*.h core/front.h core/answer.h core/log.h core/reason.h ctl/config.h ctl/config/*.h ctl/fleet_parse.h fuzz/*.h)
 
 # For the shell loops: NAME:MAX_LEN of every target.
 FUZZ_SPECS = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))

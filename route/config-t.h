@@ -40,6 +40,12 @@
 #define LISTENERS_RANGE_MAX 1024
 /* listen.addresses holds at most this many (sk_lookup's address map). */
 #define LISTEN_ADDRS_MAX 256
+#define DEFAULT_FLEET_PREFIX "/vmgate/v1/"
+#define DEFAULT_FLEET_TIMEOUT_MS 2000
+#define DEFAULT_FLEET_PROGRESS_MS 10000
+#define DEFAULT_FLEET_SNAPSHOT_FILE "fleet-snapshot.json"
+#define DEFAULT_TICKET_ROTATION_S 3600    /* a new key every hour ... */
+#define DEFAULT_TICKET_LIFETIME_S 64800   /* ... each kept for 18 hours */
 #include <sys/socket.h>
 
 enum config_log_level {
@@ -146,6 +152,25 @@ struct config_admin {
 	                             * to the config file. Need not exist. */
 };
 
+/* fleet: (README "Fleet mode"): VMs from etcd, merged over vms:. */
+struct config_fleet {
+	bool enabled;         /* a fleet: section is present */
+	char **endpoints;     /* "http://host:port" or https://; non-empty */
+	size_t endpoints_len;
+	char *prefix;         /* ends in '/' */
+	char *username;       /* or NULL */
+	char *password_file;  /* resolved and readable, or NULL */
+	char *ca_file;        /* https endpoints: CA bundle, or NULL */
+	char *cert_file;      /* https: client certificate, or NULL */
+	char *key_file;       /* https: its key, or NULL */
+	uint32_t timeout_ms;  /* every request but the watch stream */
+	uint32_t progress_ms; /* etcd's watch-progress-notify-interval */
+	char *appliance_id;   /* default: the host name */
+	char *snapshot_file;  /* resolved; default next to the config */
+	uint32_t ticket_rotation_s; /* a new session-ticket key this often */
+	uint32_t ticket_lifetime_s; /* a ticket (and its key) lasts this */
+};
+
 struct config {
 	char *path; /* the file as given */
 	char *dir;  /* its directory, base of relative paths */
@@ -184,6 +209,7 @@ struct config {
 
 	struct config_limits limits;
 	struct config_admin admin;
+	struct config_fleet fleet;
 };
 
 #endif

@@ -134,6 +134,8 @@ void ld_key_domains(struct ld *ld, yaml_node_t *v); /* domains.c */
 void ld_key_vms(struct ld *ld, yaml_node_t *v);     /* vms.c */
 void ld_key_limits(struct ld *ld, yaml_node_t *v);  /* limits.c */
 void ld_key_admin(struct ld *ld, yaml_node_t *v);   /* admin.c */
+void ld_key_fleet(struct ld *ld, yaml_node_t *v);   /* fleet.c */
+void ld_fleet_free(struct config_fleet *f);         /* fleet.c */
 
 void ld_domain_free(struct config_domain *d);       /* domains.c */
 bool ld_vms_fast_scan(struct vms_fast *f, const uint8_t *buf,

@@ -563,6 +563,7 @@ static const struct config_key top_keys[] = {
 	{ "vms", ld_key_vms, false },
 	{ "limits", ld_key_limits, false },
 	{ "admin", ld_key_admin, false },
+	{ "fleet", ld_key_fleet, false },
 };
 
 /* libyaml's own errors */
@@ -832,6 +833,7 @@ void config_free(struct config *c)
 	free(c->admin.unix_path);
 	free(c->admin.token_file);
 	free(c->admin.state_file);
+	ld_fleet_free(&c->fleet);
 	memset(c, 0, sizeof(*c));
 }
 
