@@ -69,6 +69,11 @@ void etcd_forget_token(struct etcd *e)
 	pthread_mutex_lock(&e->lock);
 	e->token[0] = '\0';
 	pthread_mutex_unlock(&e->lock);
+	/* Simple tokens live in a member's memory: a restart forgets them.
+	 * Whichever request meets that first (a watch, a range, a lease
+	 * keep-alive) comes here. */
+	log_info("etcd_auth", "user=%s token refused: logging in again",
+		 e->cfg->username ? e->cfg->username : "-");
 }
 
 void etcd_next_endpoint(struct etcd *e)
@@ -302,9 +307,7 @@ again:
 		free(a.p);
 		if (e->cfg->username && !retried && auth_refused(msg)) {
 			/* The member restarted and forgot the token. */
-			pthread_mutex_lock(&e->lock);
-			e->token[0] = '\0';
-			pthread_mutex_unlock(&e->lock);
+			etcd_forget_token(e);
 			retried = true;
 			goto again;
 		}

@@ -83,8 +83,9 @@ int etcd_watch_step(struct etcd_watch *w, int wait_ms);
 /* etcd_watch_stop ends and frees the stream; a zero one is fine. */
 void etcd_watch_stop(struct etcd_watch *w);
 
-/* etcd_forget_token drops the token after etcd refused it on a watch
- * (unary calls do this themselves): the next request authenticates. */
+/* etcd_forget_token drops the token after etcd refused it (a watch's
+ * cancel reason; etcd_call's own retry) and logs that: the next request
+ * authenticates. */
 void etcd_forget_token(struct etcd *e);
 
 /* etcd_next_endpoint moves to the next endpoint (after a watch failed). */
