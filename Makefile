@@ -88,7 +88,8 @@ endif
 
 # Debian packages: what building needs, and what the tests add to it.
 DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
-             libjansson-dev libhttp-parser-dev python3-kconfiglib openssl
+             libjansson-dev libhttp-parser-dev python3-kconfiglib openssl \
+             libssl-dev
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
@@ -96,11 +97,12 @@ DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
-LIB_SRCS := $(wildcard core/*.c tls/*.c route/*.c) \
+LIB_SRCS := $(wildcard core/*.c tls/*.c route/*.c) signer/keyop.c \
             $(filter-out ctl/main.c,$(wildcard ctl/*.c ctl/*/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmgate.a
 BIN      := $(BUILD)/vmgate
+SIGNER   := $(BUILD)/vmgate-signer
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -109,7 +111,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
         deps-build deps-test
 .DEFAULT_GOAL := all
 
-all: deps-build check-planes $(BIN)
+all: deps-build check-planes $(BIN) $(SIGNER)
 
 # The data plane (core/, tls/, route/) never includes a control-plane
 # (ctl/) header: make fails, naming the line.
@@ -178,6 +180,21 @@ $(LIB): $(LIB_OBJS)
 $(BIN): $(BUILD)/obj/ctl/main.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# vmgate-signer (signer/): OpenSSL 3's libcrypto, never BoringSSL: no
+# BoringSSL header path and no BoringSSL library on its command lines.
+SIGNER_SRCS := signer/main.c signer/keyop.c
+SIGNER_OBJS := $(SIGNER_SRCS:%.c=$(BUILD)/obj-signer/%.o)
+SIGNER_CFLAGS := $(filter-out -isystem $(BSSL_INC),$(CFLAGS))
+
+$(BUILD)/obj-signer/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(SIGNER_CFLAGS) -c -o $@ $<
+
+$(SIGNER): $(SIGNER_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(SIGNER_CFLAGS) $(LDFLAGS) -o $@ $^ -lcrypto
 
 # Unit tests: one program per tests/unit/test_NAME.c, linked with the library.
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(KBUILD)/config.h
