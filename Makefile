@@ -40,12 +40,18 @@ CONFIG   ?= appliance.yaml
 KBUILD   := build
 # FLAVOUR=fds: the build on plain fds (Kconfig DIRECT_DESCRIPTORS=n), with
 # its own .config, in build/fds/ (make e2e-fds).
+# FLAVOUR=signer: Kconfig KEY_SIGNER=y (private keys in vmgate-signer), in
+# build/signer/ (make e2e-signer).
 # FLAVOUR=hello4k: Kconfig MAX_CLIENTHELLO_BYTES=4096 with the sanitizers,
 # in build/hello4k/ (make e2e-hello4k): a build whose ClientHello cap is
 # below the 16 KiB runtime default.
 ifeq ($(FLAVOUR),fds)
 KBUILD   := build/fds
 BUILD    := build/fds
+SAN_FLAGS :=
+else ifeq ($(FLAVOUR),signer)
+KBUILD   := build/signer
+BUILD    := build/signer
 SAN_FLAGS :=
 else ifeq ($(FLAVOUR),hello4k)
 KBUILD   := build/hello4k
@@ -150,6 +156,9 @@ ifeq ($(FLAVOUR),fds)
 endif
 ifeq ($(FLAVOUR),hello4k)
 	$(Q)sed -i 's/^CONFIG_MAX_CLIENTHELLO_BYTES=.*/CONFIG_MAX_CLIENTHELLO_BYTES=4096/' $@
+endif
+ifeq ($(FLAVOUR),signer)
+	$(Q)sed -i 's/^# CONFIG_KEY_SIGNER is not set$$/CONFIG_KEY_SIGNER=y/' $@
 endif
 	$(Q)touch $@
 

@@ -49,10 +49,13 @@ enum conn_flag {
 	CF_STARVED = 1u << 13,    /* a recv found no buffer; retry later */
 	CF_LOGGED = 1u << 14,     /* the connection's one line is written */
 	CF_PEER = 1u << 15,       /* counted in shared->peers */
+	CF_KEY_WAIT = 1u << 16,   /* a signature asked of the signer */
 };
 
 struct conn {
 	struct timer_node timer; /* handshake or idle deadline */
+	struct timer_node key_timer; /* with CF_KEY_WAIT: on the signer
+	                              * channel's deadlines */
 	struct conn *next;       /* free list or starved list */
 	uint32_t slot;
 	uint32_t gen;

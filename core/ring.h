@@ -35,6 +35,8 @@ enum ring_op {
 	OP_SHUTDOWN,    /* IORING_OP_SHUTDOWN, when that failed */
 	OP_CANCEL,
 	OP_CLOSE,       /* fire and forget: the completion is ignored */
+	OP_KEY_RECV,    /* the worker's signer channel (core/signer.h) */
+	OP_KEY_SEND,
 };
 
 static inline uint64_t ring_ud(enum ring_op op, uint32_t slot, uint32_t gen)

@@ -17,6 +17,7 @@
 #include "core/metrics.h"
 #include "core/peers.h"
 #include "core/ring.h"
+#include "core/signer.h"
 #include "core/timer.h"
 #include "route/config-t.h"
 
@@ -44,6 +45,7 @@ struct shared {
 	struct worker *workers;
 	unsigned nworkers;
 	struct peers peers; /* limits.max_connections_per_ip */
+	const char *signer_path; /* CONFIG_KEY_SIGNER: the signer's socket */
 };
 
 /* Accepts in flight per listener, at most. Each is a single-shot accept
@@ -92,6 +94,7 @@ struct worker {
 	struct io_uring ring;
 	struct buf_ring bufs; /* provided receive buffers */
 	struct bufpool pool;  /* relay direction buffers */
+	struct signer_chan signer; /* CONFIG_KEY_SIGNER */
 
 	struct conn *conns; /* the pool: conns_cap slots */
 	uint32_t conns_cap;

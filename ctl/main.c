@@ -24,6 +24,7 @@
 #include "core/sockmode.h"
 #include "core/worker.h"
 #include "ctl/config.h"
+#include "ctl/signerd.h"
 #include "route/route.h"
 #include "tls/ctx.h"
 
@@ -249,6 +250,14 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	/* The keys go to the signer before any worker can need one. */
+	if (IS_ENABLED(CONFIG_KEY_SIGNER) &&
+	    signerd_start(cfg.signer_path, tls, &shared.signer_path, err,
+			  sizeof(err))) {
+		log_error("startup", "signer: %s", err);
+		tls_ctx_free(tls);
+		goto out;
+	}
 	nworkers = worker_count(&cfg);
 	workers = calloc(nworkers, sizeof(*workers));
 	if (!workers)
@@ -322,6 +331,7 @@ out:
 			worker_free(&workers[i]);
 	free(workers);
 	control_free(ctl);
+	signerd_stop();
 	peers_free(&shared.peers);
 	config_free(&cfg);
 	return status;
