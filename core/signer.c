@@ -18,8 +18,10 @@
  * queue full fails at once rather than waiting. */
 #define SIGNER_CHAN_IN_CAP (64 * KEYOP_FRAME_MAX)
 #define SIGNER_CHAN_OUT_CAP (64 * KEYOP_FRAME_MAX)
-#define SIGNER_BACKOFF_MIN_MS 20
-#define SIGNER_BACKOFF_MAX_MS 1000
+/* A refused Unix connect costs a syscall: retry often, so that a signer
+ * back is used within a tenth of a second. */
+#define SIGNER_BACKOFF_MIN_MS 10
+#define SIGNER_BACKOFF_MAX_MS 100
 
 int signer_chan_init(struct worker *w)
 {

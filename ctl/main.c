@@ -180,9 +180,11 @@ int main(int argc, char **argv)
 			verbose = true;
 			break;
 		case 'V':
-			printf("vmgate %s (BoringSSL API %d; sockets: %s; "
-			       "max ClientHello %d bytes)\n",
+			printf("vmgate %s (BoringSSL API %d; keys=%s; "
+			       "sockets: %s; max ClientHello %d bytes)\n",
 			       VMGATE_VERSION, BORINGSSL_API_VERSION,
+			       IS_ENABLED(CONFIG_KEY_SIGNER) ? "signer"
+							     : "in-process",
 			       IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)
 				       ? "direct descriptors where the kernel "
 					 "has them (Linux 6.7), else fds"

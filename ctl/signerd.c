@@ -94,7 +94,9 @@ static int load_one(uint64_t key_id, const char *path, int kfd,
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &kfd, sizeof(int));
-	n = sendmsg(sd.cfd, &mh, MSG_NOSIGNAL);
+	do
+		n = sendmsg(sd.cfd, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)len)
 		return n < 0 ? -errno : -EIO;
 	for (;;) {
@@ -110,6 +112,8 @@ static int load_one(uint64_t key_id, const char *path, int kfd,
 			break;
 		}
 		n = recv(sd.cfd, in + got, sizeof(in) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n <= 0)
 			return n < 0 ? (errno == EAGAIN ? -ETIMEDOUT : -errno)
 				     : -ECONNRESET;

@@ -364,6 +364,12 @@ static enum tls_io io_result(struct tls_conn *t, int ret)
 		if (!t->error)
 			t->error = "TLS error";
 		ERR_clear_error();
+		/* BoringSSL fails a handshake whose key operation failed
+		 * without a word to the client: tell it (RFC 8446 6.2). */
+		if (t->key_error) {
+			SSL_send_fatal_alert(t->ssl, SSL_AD_INTERNAL_ERROR);
+			ERR_clear_error();
+		}
 		return TLS_IO_ERROR;
 	default:
 		t->error = "unexpected TLS state";
