@@ -16,6 +16,8 @@
 #   make e2e-oldkernel  the end-to-end tests on the default build with the
 #                   startup probe capped at Linux 6.1 (plain fds chosen at
 #                   run time, as on Debian 12)
+#   make e2e-signer  the whole end-to-end suite on the build whose keys live
+#                   in vmgate-signer (Kconfig KEY_SIGNER=y, build/signer/)
 #   make e2e-hello4k  the ClientHello-limit tests on a sanitized build with
 #                   MAX_CLIENTHELLO_BYTES=4096 (build/hello4k/)
 #   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
@@ -238,7 +240,8 @@ $(KUCLIENT): tests/e2e/kuclient.c | deps-build
 # (256 MiB by default): 16 MiB still catches recent frees, and keeps the
 # tests that check vmgate's RSS stays bounded meaningful.
 SAN_LOG := $(abspath $(BUILD))/san
-e2e: deps-test $(BIN) $(KUCLIENT)
+# tests/e2e/test_signer.py runs build/signer/vmgate whatever the gate is.
+e2e: deps-test $(BIN) $(KUCLIENT) signer-build
 ifeq ($(SANITIZE),1)
 	@rm -f $(SAN_LOG).*
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_SANITIZED=1 \
@@ -264,13 +267,23 @@ e2e-fds: deps-test
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
 	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
 
+# The build whose private keys live in vmgate-signer (Kconfig KEY_SIGNER=y,
+# not yet the default): every end-to-end test on it.
+.PHONY: signer-build e2e-signer
+signer-build: deps-build
+	@$(MAKE) --no-print-directory FLAVOUR=signer all
+
+e2e-signer: deps-test signer-build $(KUCLIENT)
+	VMGATE_BIN=$(abspath build/signer/vmgate) \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
+
 # The default build as on Debian 12's Linux 6.1: VMGATE_PROBE_KERNEL (for
 # tests) makes the startup probe report no more than that release has, so
 # the socket mode is chosen at run time as there (plain fds: no io_uring
 # socket setsockopt before 6.7). The whole suite, then the session gate's
 # startup line must say mode=fds (its log is under --basetemp).
 E2E_OLDKERNEL_TMP := $(abspath $(BUILD))/e2e-oldkernel
-e2e-oldkernel: deps-test $(BIN) $(KUCLIENT)
+e2e-oldkernel: deps-test $(BIN) $(KUCLIENT) signer-build
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_PROBE_KERNEL=6.1 \
 	  $(E2E_PY) -m pytest -q -p no:cacheprovider \
 	    --basetemp=$(E2E_OLDKERNEL_TMP) tests/e2e $(E2E_ARGS); \
@@ -312,6 +325,7 @@ endif
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory e2e-fds
 	@$(MAKE) --no-print-directory e2e-oldkernel
+	@$(MAKE) --no-print-directory e2e-signer
 endif
 	@$(MAKE) --no-print-directory e2e-hello4k
 	@$(MAKE) --no-print-directory e2e
