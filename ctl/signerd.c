@@ -179,7 +179,9 @@ static void child_kill(void)
 static int spawn(const struct tls_ctx *tls, char *err, size_t err_len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char *argv[] = { sd.bin, "--listen-fd", "3", NULL };
+	/* Its lines go to vmgate's stderr: at vmgate's level. */
+	char *argv[] = { sd.bin, "--listen-fd", "3",
+			 log_enabled(LOG_INFO) ? NULL : "--quiet", NULL };
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, dflt;

@@ -4,6 +4,8 @@
  *                                                a listening Unix socket
  *   vmgate-signer --socket PATH [--user NAME]    on its own: binds PATH
  *                                                (mode 0600)
+ *   --quiet: only WARN and ERROR lines (vmgate passes it below log_level
+ *   info)
  *
  * It answers the frames of signer/keyop.h: LOAD reads a PEM private key
  * (from the descriptor passed with it, else from its path) and keeps it
@@ -74,11 +76,14 @@ static struct key *keys;
 static size_t keys_len;
 static unsigned long long signs, sign_errors;
 static volatile sig_atomic_t stop;
+static bool quiet;
 
 static void logf_(const char *level, const char *event, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (quiet && strcmp(level, "INFO") == 0)
+		return;
 	fprintf(stderr, "vmgate-signer %s %s ", level, event);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -451,7 +456,7 @@ static bool drop_privileges(const char *user, bool supervised)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmgate-signer (--listen-fd N | --socket PATH) "
-		   "[--user NAME]\n");
+		   "[--user NAME] [--quiet]\n");
 }
 
 int main(int argc, char **argv)
@@ -460,6 +465,7 @@ int main(int argc, char **argv)
 		{ "listen-fd", required_argument, NULL, 'f' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "user", required_argument, NULL, 'u' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -479,6 +485,9 @@ int main(int argc, char **argv)
 			break;
 		case 'u':
 			user = optarg;
+			break;
+		case 'q':
+			quiet = true;
 			break;
 		case 'h':
 			usage(stdout);

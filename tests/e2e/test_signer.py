@@ -49,14 +49,11 @@ def signer_gate_bin():
 
 
 def config_text(certs, fleet, extra=""):
-    text = gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[PORT],
-                       port_map="{ %d: %d }" % (PORT, ECHO),
-                       allowed_ports="[%d]" % PORT)
-    # The RSA name reaches the same echo backend.
-    text = text.replace("  - suffix: other.test\n",
-                        "  - suffix: other.test\n"
-                        "    port_map: { %d: %d }\n" % (PORT, ECHO))
-    return text + extra
+    # Both names (ECDSA, RSA) reach the echo backend.
+    pm = "{ %d: %d }" % (PORT, ECHO)
+    return gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[PORT],
+                       port_map=pm, allowed_ports="[%d]" % PORT,
+                       other_port_map=pm) + extra
 
 
 @pytest.fixture
