@@ -5,6 +5,9 @@
 #   make check-planes  only that check (make test runs it first)
 #   make run        build, make a self-signed demo certificate if there is
 #                   none, and run on $(CONFIG)
+#   make demo       build, start a demo VM (network namespace) with HTTP,
+#                   WebSocket and SSH services, run vmgate in front of it
+#                   and print the lines to try; Ctrl-C removes it all
 #   make test       unit tests (cmocka), the unit tests again under ASan +
 #                   UBSan, fuzz corpus replay, a bounded fuzzing run of
 #                   every target, then the end-to-end tests (pytest)
@@ -23,7 +26,18 @@
 #   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
 #                   (fuzz/fuzz.mk)
 #   make coverage   line coverage of tls/ and route/ from the fuzz corpora
+#   make image      the appliance image in build/image/: vmlinuz,
+#                   initramfs.img, vmgate.efi, vmgate-disk.img (image/)
+#   make config-disk CONFIG=FILE OUT=IMG   a VMGATECFG FAT image holding
+#                   FILE as appliance.yaml and the files it names
+#   make e2e-image  boot the image under qemu and send traffic through it
+#   make image-check  build the image a second time from scratch
+#                   (build/repro/) and compare every artifact's sha256
+#   make deb        build/deb/vmgate_VERSION_amd64.deb (pkg/deb/)
+#   make deb-check  lintian on it, then install it into a debootstrap'd
+#                   Debian 12 tree and run vmgate --check there (root)
 #   make check-config   vmgate --check on $(CONFIG)
+#   make bench-fleet    fleet mode with 1M VMs in etcd (bench/fleet_bench.py)
 #   make defconfig / menuconfig   compile-time options (Kconfig)
 #   make clean
 #
@@ -60,6 +74,11 @@ KBUILD   := build/hello4k
 BUILD    := build/hello4k
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
              -fno-omit-frame-pointer
+else ifeq ($(FLAVOUR),repro)
+# FLAVOUR=repro: the same configuration built a second time, from
+# scratch, in build/repro/ (make image-check compares the two images).
+BUILD    := build/repro
+SAN_FLAGS :=
 else ifeq ($(SANITIZE),1)
 BUILD    := build/asan
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -81,10 +100,10 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             -Wstrict-prototypes -fno-strict-aliasing -pthread \
             -D_GNU_SOURCE -I. -I$(KBUILD) -isystem $(BSSL_INC) -MMD -MP \
-            $(SAN_FLAGS)
+            -ffile-prefix-map=$(CURDIR)=. $(SAN_FLAGS)
 LDFLAGS  += $(SAN_FLAGS)
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
-            -luring -lyaml -ljansson -lhttp_parser -lpthread
+            -luring -lyaml -ljansson -lhttp_parser -lbpf -lcurl-gnutls -lpthread
 
 ifeq ($(V),1)
 Q :=
@@ -97,15 +116,23 @@ endif
 # Debian packages: what building needs, and what the tests add to it.
 DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
              libjansson-dev libhttp-parser-dev python3-kconfiglib openssl \
+             libbpf-dev clang linux-libc-dev libcurl4-gnutls-dev \
              libssl-dev
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
-             libclang-rt-14-dev llvm-14 testssl.sh
+             libclang-rt-14-dev llvm-14 testssl.sh haproxy nginx etcd-server etcd-client
+# The appliance image (make image), and what booting it in tests adds.
+DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi \
+             binutils kmod python3-yaml
+DEB_IMAGE_TEST := $(DEB_IMAGE) qemu-system-x86 ovmf openssh-server \
+             openssh-client curl openssl python3-pytest
+# The Debian package (make deb) and its test (make deb-check).
+DEB_PKG   := binutils python3-pytest lintian debootstrap systemd
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
-LIB_SRCS := $(wildcard core/*.c tls/*.c route/*.c) signer/keyop.c \
+LIB_SRCS := $(filter-out %.bpf.c,$(wildcard core/*.c tls/*.c route/*.c)) signer/keyop.c \
             $(filter-out ctl/main.c,$(wildcard ctl/*.c ctl/*/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmgate.a
@@ -115,7 +142,7 @@ SIGNER   := $(BUILD)/vmgate-signer
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check-planes run test unit unit-asan e2e e2e-fds e2e-oldkernel e2e-hello4k check-config defconfig menuconfig clean \
+.PHONY: all check-planes run demo test unit unit-asan e2e e2e-fds e2e-oldkernel e2e-hello4k check-config defconfig menuconfig clean \
         deps-build deps-test
 .DEFAULT_GOAL := all
 
@@ -135,7 +162,9 @@ define apt_install
 	  echo "  APT   $$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null \
-	    || { echo "apt-get install failed:$$missing" >&2; exit 1; }; \
+	    || { echo "apt-get install failed:$$missing" >&2; \
+	         [ "$$(id -u)" = 0 ] || echo "installing Debian packages is the one step that needs root" >&2; \
+	         exit 1; }; \
 	fi
 endef
 
@@ -183,6 +212,18 @@ $(BUILD)/obj/%.o: %.c $(KBUILD)/config.h
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# The sk_lookup program (core/steer.bpf.c), compiled for the BPF target and
+# embedded in core/steer.c's object with .incbin.
+STEER_BPF := $(BUILD)/bpf/steer.bpf.o
+$(STEER_BPF): core/steer.bpf.c core/steer-t.h | deps-build
+	@mkdir -p $(dir $@)
+	$(call msg,BPF,$<)
+	$(Q)clang -O2 -g -target bpf -I. -I/usr/include/$(shell gcc -dumpmachine) \
+	  -Wall -c -o $@ $<
+
+$(BUILD)/obj/core/steer.o: $(STEER_BPF)
+$(BUILD)/obj/core/steer.o: CFLAGS += -DSTEER_BPF_OBJ='"$(STEER_BPF)"'
 
 $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
@@ -259,9 +300,11 @@ endif
 # The other socket mode: the default build keeps sockets as io_uring
 # direct descriptors, this one as plain fds. The tests where that changes
 # what the code does: accepts and fd exhaustion, half-close, bulk and
-# backpressure, many connections.
+# backpressure, many connections, the dialled address (getsockname) of a
+# PROXY header and the dialled port of sk_lookup steering.
 E2E_FDS_TESTS := tests/e2e/test_attacks.py tests/e2e/test_halfclose.py \
-                 tests/e2e/test_bulk.py tests/e2e/test_concurrency.py
+                 tests/e2e/test_bulk.py tests/e2e/test_concurrency.py \
+                 tests/e2e/test_proxy_protocol.py tests/e2e/test_anyport.py
 e2e-fds: deps-test
 	@$(MAKE) --no-print-directory FLAVOUR=fds all
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
@@ -328,6 +371,11 @@ ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory e2e-signer
 endif
 	@$(MAKE) --no-print-directory e2e-hello4k
+ifneq ($(SANITIZE),1)
+	@$(MAKE) --no-print-directory image-check
+	@$(MAKE) --no-print-directory e2e-image
+	@$(MAKE) --no-print-directory deb-check
+endif
 	@$(MAKE) --no-print-directory e2e
 
 # A demo certificate for the shipped appliance.yaml, made once, kept under
@@ -344,14 +392,28 @@ $(DEMO_CERT): | deps-build
 run: all $(DEMO_CERT)
 	$(BIN) -c $(CONFIG)
 
+# What demo/run.py needs besides the build.
+DEB_DEMO := iproute2 openssh-server openssh-client python3-websockets curl \
+            util-linux
+
+demo: all $(DEMO_CERT)
+	$(call apt_install,$(DEB_DEMO))
+	@$(PYTHON) demo/run.py
+
 check-config: all
 	$(BIN) --check -c $(CONFIG)
 
-# The benchmark against HAProxy, nginx and hitch (bench/README.md);
-# BENCH_QUICK=1 for the short run.
-.PHONY: bench
+# The benchmark against HAProxy, nginx and hitch (bench/README.md), then
+# the any-port step (bench/anyport.py: sk_lookup with 65,535 ports against
+# 3 per-port listeners, in a namespace of its own); BENCH_QUICK=1 for the
+# short run.
+.PHONY: bench bench-anyport
 bench: all
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/anyport.py
+
+bench-anyport: all
+	$(PYTHON) bench/anyport.py
 
 # The route table at fleet scale (bench/route_bench.c): load time, memory
 # per VM, lookup latency and derive time for 1M VMs.
@@ -363,6 +425,14 @@ $(ROUTE_BENCH): bench/route_bench.c $(LIB) $(BUILD)/config.h
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+# Fleet mode at scale (bench/fleet_bench.py): BENCH_FLEET_VMS (default
+# 1,000,000) VMs in a 3-member etcd, an appliance's cold and warm start,
+# RSS, and put-to-routed latency on 3 appliances. Not in `make test`.
+.PHONY: bench-fleet
+bench-fleet: all
+	$(call apt_install,etcd-server)
+	$(PYTHON) bench/fleet_bench.py
+
 .PHONY: bench-route
 bench-route: deps-build $(ROUTE_BENCH)
 	$(Q)test -f $(ROUTE_BENCH_YAML) || \
@@ -372,6 +442,77 @@ bench-route: deps-build $(ROUTE_BENCH)
 clean:
 	rm -rf $(BUILD)
 
+# The appliance image (image/mkimage.py says how each piece is made).
+# Everything but installing the Debian packages runs as a normal user.
+IMG      := $(BUILD)/image
+MKIMAGE  := $(PYTHON) image/mkimage.py
+IMG_ROOTFS := $(shell find image/rootfs -type f 2>/dev/null)
+IMG_ARTIFACTS := $(IMG)/vmlinuz $(IMG)/initramfs.img $(IMG)/vmgate.efi \
+                 $(IMG)/vmgate-disk.img
+.PHONY: image image-check config-disk e2e-image deps-image deps-image-test
+
+deps-image:
+	$(call apt_install,$(DEB_IMAGE))
+
+deps-image-test:
+	$(call apt_install,$(DEB_IMAGE_TEST))
+
+image: deps-build deps-image check-planes $(IMG_ARTIFACTS)
+
+$(IMG)/kernel/package: $(KBUILD)/.config image/mkimage.py | deps-image
+	$(Q)$(MKIMAGE) kernel --config $(KBUILD)/.config --out $(IMG)
+
+$(IMG)/initramfs.img: $(IMG)/kernel/package $(BIN) $(IMG_ROOTFS) \
+                      image/mkimage.py $(KBUILD)/.config
+	$(Q)$(MKIMAGE) initramfs --config $(KBUILD)/.config --out $(IMG) \
+	  --vmgate $(BIN)
+
+$(IMG)/vmlinuz: $(IMG)/initramfs.img
+
+$(IMG)/vmgate.efi: $(IMG)/initramfs.img image/mkimage.py
+	$(Q)$(MKIMAGE) efi --config $(KBUILD)/.config --out $(IMG)
+
+$(IMG)/vmgate-disk.img: $(IMG)/vmgate.efi image/mkimage.py
+	$(Q)$(MKIMAGE) disk --config $(KBUILD)/.config --out $(IMG)
+
+config-disk: deps-image
+	@test -n "$(OUT)" || { echo "config-disk: say OUT=IMG (and CONFIG=FILE)" >&2; exit 2; }
+	$(Q)$(MKIMAGE) config-disk $(CONFIG) $(OUT) $(if $(NETWORK),--network $(NETWORK))
+
+# Two builds from scratch, the second in build/repro/, must give the same
+# bytes: the images are made from the same tree and the same packages.
+image-check: image
+	@rm -rf build/repro
+	@$(MAKE) --no-print-directory FLAVOUR=repro image
+	@fail=0; for f in $(notdir $(IMG_ARTIFACTS)); do \
+	  a=$$(sha256sum < build/image/$$f | cut -c1-64); \
+	  b=$$(sha256sum < build/repro/image/$$f | cut -c1-64); \
+	  if [ "$$a" = "$$b" ]; then echo "  SAME   $$f $$a"; \
+	  else echo "  DIFFER $$f $$a $$b" >&2; fail=1; fi; done; \
+	if [ $$fail = 0 ]; then echo "image-check: 4 artifacts reproducible"; \
+	else echo "image-check: build/image and build/repro/image differ" >&2; fi; \
+	exit $$fail
+
+# Boots the image under qemu (TCG unless QEMU_ACCEL=kvm) and sends real
+# traffic through it (tests/image/).
+e2e-image: deps-test deps-image-test image
+	VMGATE_IMAGE=$(abspath $(IMG)) VMGATE_BIN=$(abspath $(BIN)) \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider --basetemp=$(abspath $(BUILD))/image-test \
+	    tests/image $(E2E_ARGS)
+
 include fuzz/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# The Debian package for running vmgate on an existing host (pkg/deb/).
+.PHONY: deb deb-check deps-deb
+deps-deb:
+	$(call apt_install,$(DEB_PKG))
+
+deb: all deps-deb
+	$(Q)rm -f $(BUILD)/deb/vmgate_*_amd64.deb
+	$(Q)$(PYTHON) pkg/deb/mkdeb.py --vmgate $(BIN) --out $(BUILD)/deb
+
+deb-check: deb
+	VMGATE_DEB_DIR=$(abspath $(BUILD)/deb) VMGATE_DEB_WORK=$(abspath $(BUILD)/deb-check) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/deb $(E2E_ARGS)

@@ -10,12 +10,37 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/kconfig.h"
+#include "core/answer.h"
 #include "core/log.h"
+#include "core/proxyhdr.h"
 #include "tls/alert.h"
+
+static bool alpn_is_http11(const struct tls_facts *f)
+{
+	return f->alpn_len == 8 && !memcmp(f->alpn, "http/1.1", 8);
+}
+
+/* Whether a failed connect may be answered in HTTP (core/answer.h): the
+ * domain asks for it (vm_errors: http) and the handshake chose http/1.1,
+ * or no protocol at all, so the first bytes decide. BoringSSL has chosen
+ * by now: the hello was processed when the connect started. Any other
+ * protocol gets the alert at once. */
+static bool may_answer_http(const struct conn *c)
+{
+	struct tls_facts f;
+
+	if (!(c->flags & CF_VM_ERRORS_HTTP) || !tls_conn_started(&c->tls))
+		return false;
+	tls_conn_facts(&c->tls, &f);
+	return !f.alpn_len || alpn_is_http11(&f);
+}
 
 static void connect_failed(struct worker *w, struct conn *c, int err)
 {
@@ -26,15 +51,85 @@ static void connect_failed(struct worker *w, struct conn *c, int err)
 	log_fmt_addr(peer, &c->peer);
 	inet_ntop(AF_INET6, &c->vm.sin6_addr, addr, sizeof(addr));
 	log_warn("connect_error",
-		 "peer=%s sni=%s vm=%s addr=[%s]:%u errno=%d error=\"%s\"%s",
+		 "peer=%s sni=%s vm=%s addr=[%s]:%u id=%016llx errno=%d "
+		 "error=\"%s\"%s",
 		 peer, c->tls.sni, conn_vm_id(c, vm, sizeof(vm)), addr,
-		 c->vm_port, err, strerror(err),
+		 c->vm_port, (unsigned long long)c->id, err, strerror(err),
 		 err == ECONNREFUSED
 			 ? " hint=\"nothing accepts on that port over IPv6: "
 			   "the VM service must listen on '::' (a service "
 			   "bound to 0.0.0.0 only is unreachable)\""
 			 : "");
+	if (may_answer_http(c)) {
+		/* Logged: the answer, or the alert, comes once the handshake
+		 * is done (backend_answer). The client has CONN_LINGER_MS
+		 * for the rest of its handshake and its first bytes, not
+		 * the handshake timeout: conn_expire_timers then alerts. */
+		c->vm_errno = err;
+		c->flags |= CF_VM_FAILED | CF_LOGGED | CF_ANSWER_WAIT;
+		timer_arm(&w->linger_timers, &c->timer, w->now_ms);
+		return;
+	}
 	conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+}
+
+void backend_answer(struct worker *w, struct conn *c)
+{
+	const struct config *cfg = w->shared->cfg;
+	enum answer_http h = ANSWER_HTTP;
+	uint8_t first[ANSWER_LINE_MAX];
+	char resp[ANSWER_MAX], vm[64];
+	struct answer_vm a;
+	struct tls_facts f;
+	size_t n = 0;
+
+	tls_conn_facts(&c->tls, &f);
+	if (!f.alpn_len) {
+		/* A peek sees one record: a request line split across
+		 * records waits out the timer below, then gets the alert. */
+		switch (tls_conn_peek(&c->tls, &n, first, sizeof(first))) {
+		case TLS_IO_DONE:
+			h = answer_http_line(first, n);
+			break;
+		case TLS_IO_WANT_READ:
+			h = c->flags & CF_CLIENT_FIN ? ANSWER_NOT_HTTP
+						     : ANSWER_NEED_MORE;
+			break;
+		case TLS_IO_CLOSED:
+			h = ANSWER_NOT_HTTP;
+			break;
+		case TLS_IO_ERROR:
+		case TLS_IO_WANT_KEY: /* no key operation after the handshake */
+			conn_linger(w, c, 0);
+			return;
+		}
+	} else if (!alpn_is_http11(&f)) {
+		h = ANSWER_NOT_HTTP;
+	}
+	/* A client that waits for the server to speak first (SSH) gets its
+	 * alert when the wait armed in connect_failed ends. */
+	if (h == ANSWER_NEED_MORE)
+		return;
+	if (h == ANSWER_NOT_HTTP) {
+		conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+		return;
+	}
+	a = (struct answer_vm){
+		.vm_id = conn_vm_id(c, vm, sizeof(vm)),
+		.port = c->vm_port,
+		.err = c->vm_errno,
+		.timeout_ms = cfg->limits.connect_timeout_ms,
+		.draining = atomic_load_explicit(&w->shared->draining,
+						 memory_order_relaxed),
+	};
+	n = answer_vm_error(resp, sizeof(resp), &a);
+	if (!n || tls_conn_write(&c->tls, (const uint8_t *)resp, n) !=
+			  TLS_IO_DONE) {
+		conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+		return;
+	}
+	tls_conn_close_notify(&c->tls);
+	conn_linger(w, c, 0);
 }
 
 /* The VM socket as a direct descriptor: socket and TCP_NODELAY go
@@ -60,10 +155,86 @@ static void vm_socket_direct(struct worker *w, struct conn *c)
 	io_uring_sqe_set_data64(sqe, ud);
 }
 
+/* The address the client dialled, for the PROXY header: the listen
+ * address when it is not the wildcard; else the socket's own, by
+ * getsockname(2) on a plain fd, or on a direct descriptor borrowed as an
+ * fd (OP_CLIENT_FD, backend_on_local). Without IORING_OP_FIXED_FD_INSTALL
+ * (a kernel before 6.8 with direct descriptors) it stays the wildcard. */
+static void local_addr(struct worker *w, struct conn *c)
+{
+	const struct config *cfg = w->shared->cfg;
+	struct io_uring_sqe *sqe;
+	socklen_t len = sizeof(c->local);
+
+	/* A steered connection's was read at accept (conn_find_port). */
+	if (c->local.sin6_family == AF_INET6)
+		return;
+	memset(&c->local, 0, sizeof(c->local));
+	c->local.sin6_family = AF_INET6;
+	c->local.sin6_addr = cfg->listen_addr;
+	c->local.sin6_port = htons(c->listen_port);
+	if (!IN6_IS_ADDR_UNSPECIFIED(&cfg->listen_addr))
+		return;
+	if (!ring_direct) {
+		getsockname(c->cfd, (struct sockaddr *)&c->local, &len);
+		return;
+	}
+	if (!ring_fd_install)
+		return;
+	sqe = conn_sqe(w, c, OP_CLIENT_FD);
+	ring_prep_fd_install(sqe, c->cfd);
+	c->flags |= CF_LOCAL;
+}
+
+void backend_on_local(struct worker *w, struct conn *c, int res)
+{
+	struct sockaddr_in6 sa;
+	socklen_t len = sizeof(sa);
+
+	c->flags &= ~CF_LOCAL;
+	if (res < 0)
+		return; /* the header says the listen address */
+	if (getsockname(res, (struct sockaddr *)&sa, &len) == 0 &&
+	    sa.sin6_family == AF_INET6)
+		c->local = sa;
+	close(res);
+}
+
+bool backend_proxy_header(struct conn *c, uint8_t *out, size_t *out_len,
+			  size_t cap)
+{
+	char id[17];
+	struct tls_facts f;
+	struct proxyhdr_info in = {
+		.src = c->peer,
+		.dst = c->local,
+	};
+
+	if (c->proxy == CFG_PROXY_V1)
+		return proxyhdr_v1(out, out_len, cap, &in);
+	tls_conn_facts(&c->tls, &f);
+	snprintf(id, sizeof(id), "%016llx", (unsigned long long)c->id);
+	in.authority = (const uint8_t *)c->tls.sni;
+	in.authority_len = strlen(c->tls.sni);
+	in.alpn = f.alpn;
+	in.alpn_len = f.alpn_len;
+	in.ssl = true;
+	in.ssl_version = f.version;
+	in.ssl_cipher = f.cipher;
+	in.ssl_sig_alg = f.sig_alg;
+	in.ssl_key_alg = f.key_alg[0] ? f.key_alg : NULL;
+	in.unique_id = (const uint8_t *)id;
+	in.unique_id_len = 16;
+	return proxyhdr_v2(out, out_len, cap, &in);
+}
+
 void backend_connect(struct worker *w, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 	int one = 1;
+
+	if (c->proxy)
+		local_addr(w, c);
 
 	/* The chain up to the connect's linked timeout must go in one
 	 * submission. */

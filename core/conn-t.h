@@ -49,7 +49,13 @@ enum conn_flag {
 	CF_STARVED = 1u << 13,    /* a recv found no buffer; retry later */
 	CF_LOGGED = 1u << 14,     /* the connection's one line is written */
 	CF_PEER = 1u << 15,       /* counted in shared->peers */
-	CF_KEY_WAIT = 1u << 16,   /* a signature asked of the signer */
+	CF_LOCAL = 1u << 16,      /* the dialled address is being read */
+	CF_VM_FAILED = 1u << 17,  /* the connect failed (vm_errno), logged;
+	                           * answered once the handshake is done */
+	CF_ANSWER_WAIT = 1u << 18, /* waiting for a request line to answer */
+	CF_VM_ERRORS_HTTP = 1u << 19, /* the domain's vm_errors: http */
+	CF_PORT_WAIT = 1u << 20,  /* the dialled port is being read */
+	CF_KEY_WAIT = 1u << 21,   /* a signature asked of the signer */
 };
 
 struct conn {
@@ -67,6 +73,7 @@ struct conn {
 	uint16_t listen_port;
 	uint16_t vm_port;
 	uint16_t hello_version; /* record version for pre-TLS alerts */
+	uint8_t proxy;          /* enum config_proxy_protocol of the route */
 	uint32_t hello_need;    /* input length worth parsing the hello at */
 	struct tls_hello_state hello; /* the records of it walked so far */
 	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
@@ -76,8 +83,11 @@ struct conn {
 	                         * worker's pool (cap: buffer_bytes), or none */
 	uint64_t up_bytes, down_bytes; /* plaintext relayed each way */
 	uint64_t start_ms, active_ms;
+	uint64_t id; /* of a routed connection: log lines, PROXY v2 */
 	struct sockaddr_in6 peer;
 	struct sockaddr_in6 vm;
+	struct sockaddr_in6 local; /* what the client dialled: read at accept
+	                            * when steered, else with proxy */
 };
 
 #endif

@@ -71,9 +71,10 @@ static void log_close(struct worker *w, struct conn *c,
 	}
 	tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
 	log_msg(reason_level(reason), "close",
-		"peer=%s sni=%s vm=%s vm_port=%u up=%llu down=%llu ms=%llu "
-		"reason=%s%s%s%s %s",
+		"peer=%s sni=%s vm=%s vm_port=%u id=%016llx up=%llu down=%llu "
+		"ms=%llu reason=%s%s%s%s %s",
 		peer, c->tls.sni, conn_vm_id(c, vm, sizeof(vm)), c->vm_port,
+		(unsigned long long)c->id,
 		(unsigned long long)c->up_bytes,
 		(unsigned long long)c->down_bytes,
 		(unsigned long long)(w->now_ms - c->start_ms),
@@ -198,6 +199,10 @@ static void route(struct worker *w, struct conn *c,
 	c->vm.sin6_port = htons(d->vm_port);
 	c->vm.sin6_addr = *d->vm_addr;
 	c->vm_port = d->vm_port;
+	c->proxy = d->proxy_protocol;
+	if (d->vm_errors_http)
+		c->flags |= CF_VM_ERRORS_HTTP;
+	c->id = w->next_conn_id++;
 	c->state = CONN_HANDSHAKE;
 	backend_connect(w, c);
 }
@@ -211,6 +216,13 @@ static void do_hello(struct worker *w, struct conn *c)
 	size_t in_len;
 
 	tls_conn_input(&c->tls, &in, &in_len);
+	if (c->flags & CF_PORT_WAIT) {
+		/* Routing needs the dialled port: take the first bytes
+		 * meanwhile, decide once the port is in. */
+		if (!in_len)
+			relay_arm_client_recv(w, c);
+		return;
+	}
 	if (!in_len || in_len < c->hello_need) {
 		/* The parser said nothing can change before hello_need bytes:
 		 * a hello trickling in byte by byte is parsed once per
@@ -245,7 +257,9 @@ static void do_hello(struct worker *w, struct conn *c)
 
 void conn_tls_failed(struct worker *w, struct conn *c)
 {
-	log_close(w, c, REASON_TLS_ERROR, tls_conn_error_str(&c->tls));
+	/* Logged already when a failed VM connect waits to be answered. */
+	if (!(c->flags & CF_LOGGED))
+		log_close(w, c, REASON_TLS_ERROR, tls_conn_error_str(&c->tls));
 	/* BoringSSL queued its alert: send it, then close. */
 	conn_linger(w, c, 0);
 }
@@ -297,8 +311,15 @@ static void do_handshake(struct worker *w, struct conn *c)
 		relay_arm_client_recv(w, c);
 	}
 	relay_flush_client(w, c);
-	if ((c->flags & (CF_HS_DONE | CF_VM_CONNECTED)) ==
+	if ((c->flags & (CF_HS_DONE | CF_VM_FAILED)) ==
+	    (CF_HS_DONE | CF_VM_FAILED)) {
+		backend_answer(w, c);
+		return;
+	}
+	if ((c->flags & (CF_HS_DONE | CF_VM_CONNECTED | CF_LOCAL)) ==
 	    (CF_HS_DONE | CF_VM_CONNECTED)) {
+		if (!relay_start(w, c))
+			return;
 		c->state = CONN_RELAY;
 		c->active_ms = w->now_ms;
 		timer_arm(&w->idle_timers, &c->timer, w->now_ms);
@@ -392,6 +413,60 @@ static struct conn *conn_alloc(struct worker *w)
 	return c;
 }
 
+/* The local address of socket |fd| (a plain fd) into c->local: with
+ * sk_lookup steering, the address and port the client dialled. Returns
+ * that port, 0 if it cannot be read. */
+static uint16_t sock_local(struct conn *c, int fd)
+{
+	socklen_t len = sizeof(c->local);
+
+	if (getsockname(fd, (struct sockaddr *)&c->local, &len) ||
+	    c->local.sin6_family != AF_INET6) {
+		memset(&c->local, 0, sizeof(c->local));
+		return 0;
+	}
+	return ntohs(c->local.sin6_port);
+}
+
+/* The dialled port of a steered connection: one listener takes every
+ * port, so the accepted socket's local address says which was dialled
+ * (never the client's address: a client reuses its source port for
+ * other destinations). A direct descriptor has no getsockname here
+ * (io_uring's command for it is EOPNOTSUPP on Linux 6.18): it is
+ * installed as an fd for the moment of getsockname(2), through the ring,
+ * and routing waits for it (CF_PORT_WAIT). main only chooses direct
+ * descriptors with steering when IORING_OP_FIXED_FD_INSTALL is there. */
+static bool conn_find_port(struct worker *w, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!ring_direct) {
+		c->listen_port = sock_local(c, c->cfd);
+		c->tls.port = c->listen_port;
+		return c->listen_port != 0;
+	}
+	sqe = conn_sqe(w, c, OP_PORT_FD);
+	ring_prep_fd_install(sqe, c->cfd);
+	c->flags |= CF_PORT_WAIT;
+	return true;
+}
+
+/* OP_PORT_FD's completion: |res| is the installed fd or -errno. */
+static void conn_on_port_fd(struct worker *w, struct conn *c, int res)
+{
+	c->flags &= ~CF_PORT_WAIT;
+	if (res >= 0) {
+		c->listen_port = sock_local(c, res);
+		c->tls.port = c->listen_port;
+		close(res);
+	}
+	if (c->state == CONN_HELLO && !c->listen_port) {
+		log_close(w, c, REASON_CLIENT_ERROR,
+			  "cannot read the dialled port");
+		teardown(w, c);
+	}
+}
+
 void conn_accept(struct worker *w, int fd, uint16_t listen_port,
 		 const struct sockaddr_in6 *peer)
 {
@@ -421,6 +496,13 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port,
 	c->start_ms = c->active_ms = w->now_ms;
 	c->peer = *peer;
 	timer_arm(&w->hs_timers, &c->timer, w->now_ms);
+	if (!listen_port && !conn_find_port(w, c)) {
+		log_close(w, c, REASON_CLIENT_ERROR,
+			  "cannot read the dialled port");
+		teardown(w, c);
+		conn_run(w, c);
+		return;
+	}
 	c->peer_slot = peers_slot(&w->shared->peers, &c->peer);
 	if (!peers_acquire(&w->shared->peers, c->peer_slot)) {
 		/* Answer before any work: an alert the client reads after its
@@ -460,6 +542,12 @@ void conn_complete(struct worker *w, struct io_uring_cqe *cqe)
 	case OP_SHUT_VM:
 		/* In any state: an fd installed for it must be closed. */
 		relay_on_shut(w, c, ring_ud_op(ud), cqe->res);
+		goto run;
+	case OP_CLIENT_FD:
+		backend_on_local(w, c, cqe->res);
+		goto run;
+	case OP_PORT_FD:
+		conn_on_port_fd(w, c, cqe->res);
 		goto run;
 	default:
 		break;
@@ -544,6 +632,14 @@ void conn_expire_timers(struct worker *w)
 	while ((n = timer_pop_expired(&w->linger_timers, w->now_ms))) {
 		struct conn *c = (struct conn *)n;
 
+		if (c->state == CONN_HANDSHAKE) {
+			/* After a failed connect, the rest of the handshake
+			 * or a request line to answer did not come in time
+			 * (backend_answer). */
+			conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
+			conn_run(w, c);
+			continue;
+		}
 		/* Only a lingering connection is on this list: logged. */
 		teardown(w, c);
 		conn_run(w, c);

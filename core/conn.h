@@ -57,6 +57,10 @@ const char *conn_vm_id(const struct conn *c, char *out, size_t cap);
 void relay_arm_client_recv(struct worker *w, struct conn *c);
 void relay_flush_client(struct worker *w, struct conn *c);
 void relay_run(struct worker *w, struct conn *c);
+/* relay_start: the handshake is done and the VM connected; queues the
+ * PROXY header (if any) ahead of the client's bytes. False if the
+ * connection was closed. */
+bool relay_start(struct worker *w, struct conn *c);
 void relay_release_buffers(struct worker *w, struct conn *c);
 bool relay_linger(struct worker *w, struct conn *c);
 void relay_on_client_recv(struct worker *w, struct conn *c,
@@ -71,5 +75,16 @@ void relay_on_shut(struct worker *w, struct conn *c, enum ring_op op,
 /* backend.c */
 void backend_connect(struct worker *w, struct conn *c);
 void backend_on_connect(struct worker *w, struct conn *c, int res);
+/* backend_answer: the VM connect failed (CF_VM_FAILED) and the handshake
+ * is done: a 502 over TLS for an HTTP/1.x client, else the alert. It may
+ * wait for the client's first bytes, up to the linger timer armed when
+ * the connect failed (CF_ANSWER_WAIT). */
+void backend_answer(struct worker *w, struct conn *c);
+/* OP_CLIENT_FD's completion, in any state: the borrowed fd is closed. */
+void backend_on_local(struct worker *w, struct conn *c, int res);
+/* backend_proxy_header writes the PROXY header |c| sends its VM first
+ * (c->proxy: v1 or v2) into |out|; false if it does not fit |cap|. */
+bool backend_proxy_header(struct conn *c, uint8_t *out, size_t *out_len,
+			  size_t cap);
 
 #endif

@@ -57,6 +57,7 @@ static enum conn_reason route_reason(enum route_verdict v)
 	case ROUTE_UNKNOWN_VM:
 		return REASON_UNKNOWN_VM;
 	case ROUTE_PORT_DENIED:
+	case ROUTE_VM_PORT_DENIED:
 		return REASON_PORT_DENIED;
 	case ROUTE_OK: /* not a rejection: fail closed all the same */
 	case ROUTE_BAD_HOST:
@@ -79,7 +80,11 @@ static enum front_verdict route(struct front_decision *out,
 	out->hello_version = h->legacy_version;
 	v = route_lookup(routes, &m, h->sni, h->sni_len, listen_port);
 	if (v != ROUTE_OK)
-		return reject(out, route_reason(v), NULL,
+		return reject(out, route_reason(v),
+			      v == ROUTE_VM_PORT_DENIED
+				      ? "the VM's ports (vms[].ports) leave "
+					"it out"
+				      : NULL,
 			      TLS_ALERT_UNRECOGNIZED_NAME);
 	/* route_lookup took the name, so it normalises: fail closed all the
 	 * same, as the name it could not take. */
@@ -99,6 +104,8 @@ static enum front_verdict route(struct front_decision *out,
 			      TLS_ALERT_HANDSHAKE_FAILURE);
 	out->vm_addr = m.addr;
 	out->vm_port = m.vm_port;
+	out->proxy_protocol = m.proxy_protocol;
+	out->vm_errors_http = m.vm_errors_http;
 	return FRONT_TERMINATE;
 }
 

@@ -62,13 +62,16 @@ struct front_decision {
 	uint16_t hello_version;
 
 	/* FRONT_TERMINATE: the certificate's SSL_CTX (borrowed from the
-	 * store), the normalised server name (lowercase, NUL-terminated), and
-	 * the VM's address (borrowed from the route table) and port. */
+	 * store), the normalised server name (lowercase, NUL-terminated), the
+	 * VM's address (borrowed from the route table) and port, and the
+	 * PROXY header the VM wants first (route_match's). */
 	SSL_CTX *ctx;
 	char name[256];
 	size_t name_len;
 	const struct in6_addr *vm_addr;
 	uint16_t vm_port;
+	uint8_t proxy_protocol; /* enum config_proxy_protocol */
+	bool vm_errors_http;    /* the domain's vm_errors: http */
 };
 
 /* front_decide fills |out| (zeroed first) and returns the verdict for the

@@ -338,6 +338,24 @@ static bool pump_up(struct worker *w, struct conn *c)
 	return true;
 }
 
+bool relay_start(struct worker *w, struct conn *c)
+{
+	size_t len;
+
+	if (!c->proxy)
+		return true;
+	if (!hold_dirbuf(w, c, &c->up))
+		return false;
+	/* The header is the first thing the VM reads; the client's bytes
+	 * follow it in the same buffer, often in the same send. */
+	if (!backend_proxy_header(c, c->up.data, &len, buffer_cap(w))) {
+		conn_close(w, c, REASON_OUT_OF_MEMORY);
+		return false;
+	}
+	c->up.len = (uint32_t)len;
+	return true;
+}
+
 /* Lingering close: send the last bytes (an alert), shut our side, and read
  * and drop whatever the client still sends until its FIN or the linger
  * timer. Closing with unread bytes would send a reset, and a reset can

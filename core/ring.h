@@ -33,8 +33,12 @@ enum ring_op {
 	OP_SHUT_CLIENT, /* a direct descriptor installed as an fd, for */
 	OP_SHUT_VM,     /* shutdown(2): see relay.c's shut_wr */
 	OP_SHUTDOWN,    /* IORING_OP_SHUTDOWN, when that failed */
+	OP_PORT_FD,     /* a direct descriptor installed as an fd, for
+			 * getsockname(2): see conn.c's conn_accept */
 	OP_CANCEL,
 	OP_CLOSE,       /* fire and forget: the completion is ignored */
+	OP_CLIENT_FD,   /* the client's direct descriptor installed as an
+			 * fd, for getsockname(2): see backend.c */
 	OP_KEY_RECV,    /* the worker's signer channel (core/signer.h) */
 	OP_KEY_SEND,
 };

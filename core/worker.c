@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -89,6 +90,9 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->shared = shared;
+	if (getrandom(&w->next_conn_id, sizeof(w->next_conn_id), 0) !=
+	    sizeof(w->next_conn_id))
+		w->next_conn_id = (uint64_t)id << 56 | (uint64_t)getpid() << 24;
 	atomic_init(&w->wake_fd, -1);
 	w->accepts = listeners_len ? WORKER_ACCEPTS / listeners_len : 1;
 	if (w->accepts > LISTENER_ACCEPTS)

@@ -45,6 +45,9 @@ struct shared {
 	struct worker *workers;
 	unsigned nworkers;
 	struct peers peers; /* limits.max_connections_per_ip */
+	/* sk_lookup steering (core/steer.h), or NULL with per-port
+	 * listeners; its maps are the control plane's to update. */
+	struct steer *steer;
 	const char *signer_path; /* CONFIG_KEY_SIGNER: the signer's socket */
 };
 
@@ -117,6 +120,9 @@ struct worker {
 	uint64_t now_ms;
 	uint64_t overload_logged_ms; /* rate limit of "overload" lines */
 	uint64_t overload_dropped;   /* since the last such line */
+	/* The next routed connection's id: counts up from a random start,
+	 * so ids differ across workers and restarts. */
+	uint64_t next_conn_id;
 
 	uint8_t *hello_scratch;   /* where tls_hello_peek joins a hello */
 	size_t hello_scratch_len; /* TLS_HELLO_SCRATCH_LEN(max_clienthello_bytes) */

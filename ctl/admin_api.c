@@ -14,6 +14,7 @@
 #include <openssl/sha.h>
 
 #include "ctl/control.h"
+#include "ctl/fleet.h"
 #include "route/route.h"
 
 /* ------------------------------------------------------------ requests */
@@ -52,6 +53,22 @@ static json_t *vm_json(const char *id, const struct in6_addr *addr)
 
 	inet_ntop(AF_INET6, addr, s, sizeof(s));
 	return json_pack("{s:s,s:s}", "id", id, "address", s);
+}
+
+/* vm_json with "ports" ("22,8000-8099") for one VM's answer, when the
+ * VM has vms[].ports (none: every port). */
+static json_t *vm_json_ports(struct admin *a, const char *id,
+			     const struct in6_addr *addr)
+{
+	struct config_vm_ports *p = NULL;
+	json_t *j = vm_json(id, addr);
+	char s[512];
+
+	if (j && !control_vm_ports_get(a->ctl, &p, id) && p)
+		json_object_set_new(j, "ports", json_string(
+				route_vm_ports_fmt(s, sizeof(s), p)));
+	free(p);
+	return j;
 }
 
 struct listing {
@@ -134,13 +151,39 @@ static void do_vm_get(struct admin *a, struct aconn *c, char *id)
 	else if (ret)
 		admin_respond_error(a, c, 400, strerror(-ret), NULL);
 	else
-		admin_respond_json(a, c, 200, vm_json(id, &addr), NULL);
+		admin_respond_json(a, c, 200, vm_json_ports(a, id, &addr),
+				   NULL);
+}
+
+/* A failed PUT or DELETE: in fleet mode etcd may be unreachable (503,
+ * nothing changed: retry) or the key may have moved under us (409). */
+static void respond_write_error(struct admin *a, struct aconn *c, int ret,
+				const char *err)
+{
+	switch (ret) {
+	case -EINVAL:
+		admin_respond_error(a, c, 400, err, NULL);
+		break;
+	case -ENOENT:
+		admin_respond_error(a, c, 404, err, NULL);
+		break;
+	case -EPERM:
+	case -EBUSY:
+		admin_respond_error(a, c, 409, err, NULL);
+		break;
+	case -EHOSTUNREACH:
+		admin_respond_error(a, c, 503, err, "Retry-After: 1\r\n");
+		break;
+	default:
+		admin_respond_error(a, c, 500, err, NULL);
+	}
 }
 
 static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 {
 	json_error_t jerr;
-	json_t *body, *jaddr;
+	json_t *body, *jaddr, *jports;
+	struct config_vm_ports *ports = NULL;
 	const char *addr_s;
 	struct in6_addr addr;
 	char err[512] = "";
@@ -174,12 +217,28 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 		goto out;
 	}
 	addr_s = json_string_value(jaddr);
-	ret = control_vm_put(a->ctl, &created, id, addr_s, err, sizeof(err));
+	/* "ports": [22, "8000-8099"] restricts the VM; absent: every port. */
+	jports = json_object_get(body, "ports");
+	if (jports && control_vm_ports_json(&ports, jports, err,
+					    sizeof(err))) {
+		admin_respond_error(a, c, 400, err, NULL);
+		goto out;
+	}
+	if (control_fleet(a->ctl) && ports) {
+		admin_respond_error(a, c, 400, "ports: not supported in fleet "
+				    "mode yet (put them in etcd's value)", NULL);
+		goto out;
+	}
+	if (control_fleet(a->ctl))
+		ret = fleet_vm_put(control_fleet(a->ctl), &created, id, addr_s,
+				   err, sizeof(err));
+	else
+		ret = control_vm_put(a->ctl, &created, id, addr_s, ports, err,
+				     sizeof(err));
 	if (ret) {
 		if (!err[0])
 			snprintf(err, sizeof(err), "%s", strerror(-ret));
-		admin_respond_error(a, c, ret == -EINVAL ? 400 : 500, err,
-				    NULL);
+		respond_write_error(a, c, ret, err);
 		goto out;
 	}
 	/* Answer with the address as routed (normalised), when it still is. */
@@ -193,26 +252,27 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 		goto out;
 	}
 	norm_id(id);
-	admin_respond_json(a, c, created ? 201 : 200, vm_json(id, &addr), NULL);
+	admin_respond_json(a, c, created ? 201 : 200,
+			   vm_json_ports(a, id, &addr), NULL);
 out:
+	free(ports);
 	json_decref(body);
 }
 
 static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
 {
 	char err[512] = "";
-	int ret = control_vm_delete(a->ctl, id, err, sizeof(err));
+	int ret = control_fleet(a->ctl) ?
+		  fleet_vm_delete(control_fleet(a->ctl), id, err,
+				  sizeof(err)) :
+		  control_vm_delete(a->ctl, id, err, sizeof(err));
 
 	if (!err[0] && ret)
 		snprintf(err, sizeof(err), "%s", ret == -ENOENT ? "no such VM" :
 			 strerror(-ret));
 	norm_id(id);
-	if (ret == -ENOENT)
-		admin_respond_error(a, c, 404, err, NULL);
-	else if (ret == -EINVAL)
-		admin_respond_error(a, c, 400, err, NULL);
-	else if (ret)
-		admin_respond_error(a, c, 500, err, NULL);
+	if (ret)
+		respond_write_error(a, c, ret, err);
 	else
 		admin_respond_json(a, c, 200, json_pack("{s:s}", "deleted", id),
 				   NULL);
@@ -268,6 +328,30 @@ static void do_metrics(struct admin *a, struct aconn *c)
 	admin_respond(a, c, 200, "text/plain; version=0.0.4", NULL);
 }
 
+/* /health: the workers' liveness decides the status; in fleet mode etcd
+ * is only detail (an appliance routes on without it). */
+static void do_health(struct admin *a, struct aconn *c)
+{
+	bool ok = control_healthy(a->ctl);
+	json_t *j = json_pack("{s:s}", "status", ok ? "ok" : "stalled");
+
+	if (j && control_fleet(a->ctl))
+		json_object_set_new(j, "fleet",
+				    fleet_health_json(control_fleet(a->ctl)));
+	admin_respond_json(a, c, ok ? 200 : 503, j, NULL);
+}
+
+static void do_fleet(struct admin *a, struct aconn *c)
+{
+	if (!control_fleet(a->ctl)) {
+		admin_respond_error(a, c, 404, "not in fleet mode (no fleet: "
+				    "section)", NULL);
+		return;
+	}
+	admin_respond_json(a, c, 200, fleet_status_json(control_fleet(a->ctl)),
+			   NULL);
+}
+
 static bool path_is(const char *path, size_t len, const char *want)
 {
 	return len == strlen(want) && !memcmp(path, want, len);
@@ -306,14 +390,8 @@ void admin_handle_request(struct admin *a, struct aconn *c)
 	if (path_is(path, len, "/health")) {
 		if (m != HTTP_GET)
 			method_not_allowed(a, c, "GET");
-		else if (control_healthy(a->ctl))
-			admin_respond_json(a, c, 200,
-					   json_pack("{s:s}", "status", "ok"),
-					   NULL);
 		else
-			admin_respond_json(a, c, 503,
-					   json_pack("{s:s}", "status",
-						     "stalled"), NULL);
+			do_health(a, c);
 		return;
 	}
 	if (!authorized(a, c)) {
@@ -348,6 +426,11 @@ void admin_handle_request(struct admin *a, struct aconn *c)
 			method_not_allowed(a, c, "POST");
 		else
 			do_reload(a, c);
+	} else if (path_is(path, len, "/fleet")) {
+		if (m != HTTP_GET)
+			method_not_allowed(a, c, "GET");
+		else
+			do_fleet(a, c);
 	} else if (path_is(path, len, "/metrics")) {
 		if (m != HTTP_GET)
 			method_not_allowed(a, c, "GET");

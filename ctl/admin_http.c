@@ -952,7 +952,12 @@ static void admin_free(struct admin *a)
 	for (i = 0; i < a->ls_len; i++)
 		close(a->ls[i].fd);
 	if (a->unix_path) {
-		unlink(a->unix_path);
+		struct stat st;
+
+		/* After an upgrade (--takeover) the path is the new
+		 * process's socket: not ours to remove. */
+		if (!lstat(a->unix_path, &st) && st.st_ino == a->unix_ino)
+			unlink(a->unix_path);
 		free(a->unix_path);
 	}
 	if (a->efd >= 0)
@@ -1009,6 +1014,12 @@ int admin_start(struct admin **out, const struct config_admin *cfg,
 		a->ls[a->ls_len++] = (struct admin_listener){ .fd = ret,
 							      .name = "unix" };
 		a->unix_path = strdup(cfg->unix_path);
+		{
+			struct stat st;
+
+			if (!lstat(cfg->unix_path, &st))
+				a->unix_ino = st.st_ino;
+		}
 	}
 	if (!a->ls_len) {
 		log_error("admin", "admin: has neither listen nor unix");

@@ -138,6 +138,7 @@ struct admin {
 	struct admin_listener ls[2];
 	unsigned ls_len;
 	char *unix_path; /* to unlink on stop; NULL when none was made */
+	ino_t unix_ino;  /* its inode: a newer vmgate's (--takeover) stays */
 
 	bool have_token;
 	uint8_t token_digest[SHA256_DIGEST_LENGTH];

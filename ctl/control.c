@@ -27,9 +27,12 @@
 
 #include "core/kconfig.h"
 #include "core/log.h"
+#include "core/steer.h"
 #include "core/timer.h"
 #include "core/worker.h"
 #include "ctl/config.h"
+#include "ctl/fleet.h"
+#include "ctl/sdnotify.h"
 #include "ctl/signerd.h"
 #include "route/route.h"
 #include "tls/ctx.h"
@@ -73,11 +76,16 @@ static struct route_table *derive(struct control *ctl)
 	struct route_table *t;
 	size_t i;
 
+	if (ctl->fleet) {
+		free(ch);
+		return fleet_derive_locked(ctl->fleet, ctl->fbase->t);
+	}
 	if (!ch)
 		return NULL;
 	for (i = 0; i < ctl->ov_len; i++) {
 		ch[i].id = ctl->ov[i].id;
 		ch[i].addr = ctl->ov[i].addr;
+		ch[i].ports = ctl->ov[i].ports;
 		ch[i].removed = ctl->ov[i].removed;
 	}
 	t = route_table_derive(ctl->base->t, ch, ctl->ov_len);
@@ -92,11 +100,14 @@ static struct snapshot *snap_new(struct control *ctl)
 
 	if (!s || !own)
 		goto err;
-	if (ctl->ov_len && !(own->derived = derive(ctl)))
+	size_t changes = ctl->fleet ? fleet_changes_len_locked(ctl->fleet) :
+				      ctl->ov_len;
+
+	if (changes && !(own->derived = derive(ctl)))
 		goto err;
-	own->base = ctl->base;
+	own->base = ctl->fleet ? ctl->fbase : ctl->base;
 	own->tls = ctl->tls;
-	ctl->base->refs++;
+	own->base->refs++;
 	ctl->tls->refs++;
 	s->routes = own->derived ? own->derived : own->base->t;
 	s->tls = own->tls->ctx;
@@ -180,13 +191,45 @@ int control_republish_locked(struct control *ctl)
 	return s ? publish_locked(ctl, s) : -ENOMEM;
 }
 
+int control_set_fbase_locked(struct control *ctl, struct route_table *t)
+{
+	struct base_ref *r = base_ref_new(t);
+
+	if (!r)
+		return -ENOMEM;
+	base_ref_put(ctl->fbase);
+	ctl->fbase = r;
+	return control_republish_locked(ctl);
+}
+
+struct fleet *control_fleet(struct control *ctl)
+{
+	return ctl->fleet;
+}
+
 /* The public operations */
 
-static void warn_restart(const struct config *old, const struct config *new)
+static bool listen_same(const struct config *old, const struct config *new)
 {
-	if (old->ports_len != new->ports_len ||
-	    memcmp(old->ports, new->ports, old->ports_len * sizeof(*old->ports)) ||
-	    memcmp(&old->listen_addr, &new->listen_addr, sizeof(new->listen_addr)))
+	return old->ports_len == new->ports_len &&
+	       !memcmp(old->ports, new->ports,
+		       old->ports_len * sizeof(*old->ports)) &&
+	       old->addrs_len == new->addrs_len &&
+	       !memcmp(old->addrs, new->addrs,
+		       old->addrs_len * sizeof(*old->addrs)) &&
+	       !memcmp(&old->listen_addr, &new->listen_addr,
+		       sizeof(new->listen_addr));
+}
+
+static void warn_restart(const struct control *ctl, const struct config *old,
+			 const struct config *new)
+{
+	/* With sk_lookup the ports and addresses are map entries, changed
+	 * in place (control_reload); listeners are sockets. */
+	if (old->steering != new->steering)
+		log_warn("reload", "listen.steering: changed; restart to "
+			 "apply");
+	if (!ctl->shared->steer && !listen_same(old, new))
 		log_warn("reload", "listen: changed; restart to apply");
 	if (old->workers != new->workers)
 		log_warn("reload", "workers: changed; restart to apply");
@@ -260,7 +303,27 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		ret = -ENOMEM;
 		goto err;
 	}
-	warn_restart(file_cfg(ctl), cfg);
+	warn_restart(ctl, file_cfg(ctl), cfg);
+	if (ctl->shared->steer && !listen_same(file_cfg(ctl), cfg)) {
+		/* Before the new file wins: a map update that fails leaves
+		 * the old config in force (and the maps as they were, or
+		 * partly updated: the next reload puts them right). */
+		ret = steer_apply(ctl->shared->steer, cfg);
+		if (ret) {
+			snprintf(msg, sizeof(msg), "cannot update the "
+				 "steering maps: %s", strerror(-ret));
+			log_error("reload_error", "trigger=%s %s", why, msg);
+			snprintf(err, err_len, "%s\n", msg);
+			goto err;
+		}
+		log_info("reload", "trigger=%s steering=sk_lookup ports=%zu "
+			 "addresses=%zu", why, cfg->ports_len, cfg->addrs_len);
+	}
+	if (cfg->fleet.enabled != file_cfg(ctl)->fleet.enabled ||
+	    (cfg->fleet.enabled &&
+	     (strcmp(cfg->fleet.prefix, file_cfg(ctl)->fleet.prefix) ||
+	      cfg->fleet.endpoints_len != file_cfg(ctl)->fleet.endpoints_len)))
+		log_warn("reload", "fleet: changed; restart to apply");
 
 	/* Everything is built: from here the new file wins. */
 	base_ref_put(ctl->base);
@@ -274,7 +337,11 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	ctl->cfg = cfg;
 	if (!ctl->verbose)
 		log_set_level((enum log_level)cfg->log_level);
-	ret = control_republish_locked(ctl);
+	/* The fleet table holds the file's VMs too: rebuilt from the new
+	 * file (which also publishes); on failure the old one stays. */
+	ret = ctl->fleet ? fleet_rebuild_locked(ctl->fleet) : -EAGAIN;
+	if (ret)
+		ret = control_republish_locked(ctl);
 	if (ret)
 		goto out;
 	control_rewatch_locked(ctl);
@@ -343,7 +410,8 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 		goto err_tls;
 	ctl->tls->ctx = tls;
 	ctl->tls->refs = 1;
-	if (shared->cfg->admin.enabled)
+	/* In fleet mode the API writes to etcd: no state file. */
+	if (shared->cfg->admin.enabled && !shared->cfg->fleet.enabled)
 		ctl->state_file = shared->cfg->admin.state_file;
 	ret = control_load_state(ctl, err, err_len);
 	if (ret)
@@ -353,11 +421,23 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 		ret = -ENOMEM;
 		goto err;
 	}
+	if (shared->cfg->fleet.enabled) {
+		ret = fleet_new(&ctl->fleet, ctl, err, err_len);
+		if (ret)
+			goto err;
+	}
 	pthread_mutex_lock(&ctl->lock);
-	ret = control_republish_locked(ctl);
+	/* The snapshot file's VMs are in the first table workers see. */
+	ret = ctl->fleet ? fleet_rebuild_locked(ctl->fleet) :
+			   control_republish_locked(ctl);
 	pthread_mutex_unlock(&ctl->lock);
 	if (ret)
 		goto err;
+	if (ctl->fleet && (ret = fleet_start(ctl->fleet))) {
+		snprintf(err, err_len, "cannot start the fleet thread: %s",
+			 strerror(-ret));
+		goto err;
+	}
 	*out = ctl;
 	return 0;
 
@@ -377,14 +457,21 @@ void control_free(struct control *ctl)
 
 	if (!ctl)
 		return;
+	/* First: its thread publishes. */
+	fleet_free(ctl->fleet);
+	ctl->fleet = NULL;
 	for (i = 0; i < ctl->retired_len; i++)
 		snap_free(ctl->retired[i]);
 	snap_free(atomic_exchange(&ctl->shared->snap, NULL));
 	free(ctl->retired);
 	base_ref_put(ctl->base);
+	base_ref_put(ctl->fbase);
 	tls_ref_put(ctl->tls);
 	for (i = 0; i < ctl->ov_len; i++)
+	{
 		free(ctl->ov[i].id);
+		free(ctl->ov[i].ports);
+	}
 	free(ctl->ov);
 	if (ctl->cfg) {
 		config_free(ctl->cfg);
@@ -445,6 +532,10 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 {
 	struct __kernel_timespec tick = { .tv_nsec = 50 * 1000000 };
 	uint64_t term_ms = 0; /* when SIGTERM came */
+	/* systemd's WatchdogSec=: pinged while every worker turns */
+	uint64_t wd_ms = sdnotify_watchdog_ms(getenv("WATCHDOG_USEC"),
+					      getenv("WATCHDOG_PID"), getpid());
+	uint64_t wd_last = 0;
 	int term = 0;
 	_Alignas(struct inotify_event) uint8_t ibuf[4096];
 	struct signalfd_siginfo si;
@@ -486,14 +577,17 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 				n++;
 				if (ud == CTL_SIGNAL && cqe->res == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
+						sdnotify_send("RELOADING=1");
 						control_reload(ctl, "SIGHUP", err,
 							       sizeof(err));
+						sdnotify_send("READY=1");
 					} else if (si.ssi_signo == SIGTERM &&
 						   !term) {
 						term = SIGTERM;
 						term_ms = timer_now_ms();
 						atomic_store(&ctl->shared->draining,
 							     true);
+						sdnotify_send("STOPPING=1");
 						wake_workers(ctl, &ring);
 						log_info("shutdown",
 							 "signal=SIGTERM "
@@ -523,6 +617,11 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		if (IS_ENABLED(CONFIG_KEY_SIGNER))
 			signerd_tick(ctl->tls->ctx);
 		pthread_mutex_unlock(&ctl->lock);
+		if (wd_ms && timer_now_ms() >= wd_last + wd_ms &&
+		    control_healthy(ctl)) {
+			sdnotify_send("WATCHDOG=1");
+			wd_last = timer_now_ms();
+		}
 		/* Workers stop accepting as soon as the wake-up reaches them
 		 * (and within one tick regardless); until all have, a count
 		 * of zero could still grow. */

@@ -24,7 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define VMGATE_VERSION "0.1.0"
+
 struct control;
+struct fleet;
 struct shared;
 struct tls_ctx;
 
@@ -46,13 +49,29 @@ void control_free(struct control *ctl); /* NULL is fine */
 int control_reload(struct control *ctl, const char *why, char *err,
 		   size_t err_len);
 
-/* control_vm_put sets VM |id| to |address| (an IPv6 literal), persists the
- * change and publishes it. -EINVAL: |id| is not a valid label or |address|
- * not an IPv6 address (|err| says which); -EIO: the state file could not
- * be written (nothing changed). |*out_created| tells whether the VM was
- * new to the routed set. */
+/* control_vm_put sets VM |id| to |address| (an IPv6 literal) and |ports|
+ * (copied; NULL: every port), persists the change and publishes it.
+ * -EINVAL: |id| is not a valid label or |address| not an IPv6 address
+ * (|err| says which); -EIO: the state file could not be written (nothing
+ * changed). |*out_created| tells whether the VM was new to the routed
+ * set. */
+struct config_vm_ports;
 int control_vm_put(struct control *ctl, bool *out_created, const char *id,
-		   const char *address, char *err, size_t err_len);
+		   const char *address, const struct config_vm_ports *ports,
+		   char *err, size_t err_len);
+
+/* control_vm_ports_json reads a VM's ports as the API and the state file
+ * write them, a JSON list of ports (1..65535) and "from-to" strings, into
+ * |*out| (malloc'd). -EINVAL with |err| saying why. */
+struct json_t;
+int control_vm_ports_json(struct config_vm_ports **out,
+			  const struct json_t *list, char *err,
+			  size_t err_len);
+
+/* control_vm_ports_get writes VM |id|'s ports (a copy to free(), NULL
+ * for every port); -ENOENT if it is not routed. */
+int control_vm_ports_get(struct control *ctl, struct config_vm_ports **out,
+			 const char *id);
 
 /* control_vm_delete removes VM |id| (whether it came from the file or the
  * API), persists and publishes. -ENOENT: no such VM; -EIO as above. */
@@ -73,6 +92,10 @@ void control_vm_foreach(struct control *ctl,
  * (malloc'd, NUL-terminated, length in |*out_len|), or NULL when out of
  * memory. */
 char *control_metrics(struct control *ctl, size_t *out_len);
+
+/* control_fleet returns the fleet (ctl/fleet.h) in fleet mode, else
+ * NULL. */
+struct fleet *control_fleet(struct control *ctl);
 
 /* control_healthy tells whether every worker has turned its loop within
  * the last two seconds. */

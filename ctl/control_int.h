@@ -7,8 +7,9 @@
  *   overlay.c     the API's VM changes and the state file they persist in
  *   watch.c       inotify on the files a reload reads
  *   prometheus.c  the Prometheus text exposition of the workers' counters
+ *   fleet.c       fleet mode: VMs from etcd (fleet.h)
  *
- * Nothing outside ctl/control*.c, overlay.c, watch.c and prometheus.c
+ * Nothing outside ctl/control*.c, overlay.c, watch.c, prometheus.c and fleet.c
  * includes it.
  */
 #ifndef VMGATE_CTL_CONTROL_INT_H
@@ -47,6 +48,7 @@ struct snap_own {
 struct override {
 	char *id; /* normalised */
 	struct in6_addr addr;
+	struct config_vm_ports *ports; /* owned; NULL: every port */
 	bool removed;
 };
 
@@ -68,6 +70,10 @@ struct control {
 	struct config *cfg; /* last good file; NULL: still the startup one */
 	struct base_ref *base;
 	struct tls_ref *tls;
+	/* Fleet mode (ctl/fleet.c): the file's VMs with etcd's over them,
+	 * which snapshots route with instead of |base|; NULL otherwise. */
+	struct fleet *fleet;
+	struct base_ref *fbase;
 	struct override *ov;
 	size_t ov_len, ov_cap;
 	const char *state_file; /* NULL: API changes are not persisted */
@@ -96,6 +102,10 @@ static inline struct snapshot *current(const struct control *ctl)
 /* control.c: publishes a snapshot of the current base, certificates and
  * API changes (-ENOMEM); under the lock. */
 int control_republish_locked(struct control *ctl);
+
+/* control.c: makes |t| the fleet table (taken, freed on failure) and
+ * publishes; under the lock. */
+int control_set_fbase_locked(struct control *ctl, struct route_table *t);
 
 /* control.c: the client connections the workers hold, as of their last
  * loop. */

@@ -4,14 +4,23 @@
  *   vmgate --check -c FILE    validate FILE (and its certificates), exit
  *   vmgate --version
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <time.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <linux/magic.h>
+#include <limits.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ctl/admin.h"
@@ -22,22 +31,27 @@
 #include "core/peers.h"
 #include "core/ring.h"
 #include "core/sockmode.h"
+#include "core/steer.h"
+#include "core/timer.h"
 #include "core/worker.h"
 #include "ctl/config.h"
+#include "ctl/sdnotify.h"
 #include "ctl/signerd.h"
 #include "route/route.h"
 #include "tls/ctx.h"
 
-#define VMGATE_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: vmgate -c FILE [-v]     run the appliance in the foreground\n"
+		"usage: vmgate -c FILE [-v] [--takeover]\n"
+		"                               run the appliance in the foreground\n"
 		"       vmgate --check -c FILE  validate FILE and its certificates\n"
 		"       vmgate --version\n"
 		"  -c, --config FILE  appliance.yaml to use\n"
-		"  -v, --verbose      log at debug level (overrides log_level)\n");
+		"  -v, --verbose      log at debug level (overrides log_level)\n"
+		"      --takeover     upgrade: take sk_lookup steering over from\n"
+		"                     the vmgate running on FILE, which drains\n");
 }
 
 static bool load(struct config *cfg, struct tls_ctx **tls, const char *path)
@@ -132,14 +146,267 @@ static bool sockets_choose(struct sockmode_choice *out,
 	return sockmode_choose(out, &k, &want);
 }
 
+/* How connections reach the workers (listen.steering): sk_lookup when
+ * asked or, for auto, when the program attaches; per-port listeners
+ * otherwise, which cannot serve `ports: all` or a range wider than
+ * LISTENERS_RANGE_MAX. |why| (|why_len|) says what decided. Returns false
+ * when neither can serve (|why| says so). */
+/* Where the steering maps of this configuration in this network
+ * namespace are pinned: $VMGATE_BPF_DIR (default /sys/fs/bpf/vmgate),
+ * then "<netns inode>-<hash of the config's real path>", so that an
+ * upgrade on the same file finds them and other vmgates do not. NULL
+ * (no pinning, no upgrades) when that directory's filesystem is not a
+ * bpffs and |takeover| was not asked for (it then fails, saying why). */
+static const char *pin_dir(char *out, size_t cap, const char *cfg_path,
+			   bool takeover)
+{
+	const char *base = getenv("VMGATE_BPF_DIR");
+	char real[PATH_MAX];
+	uint64_t h = 0xcbf29ce484222325ULL;
+	struct statfs fs;
+	struct stat ns;
+	const char *p;
+
+	if (!base)
+		base = "/sys/fs/bpf/vmgate";
+	if (!realpath(cfg_path, real) || stat("/proc/self/ns/net", &ns))
+		return NULL;
+	for (p = real; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+	if (!takeover) {
+		/* The base itself, or the bpffs it would be made on. */
+		char parent[PATH_MAX];
+
+		snprintf(parent, sizeof(parent), "%s", base);
+		if (statfs(parent, &fs) && strrchr(parent, '/'))
+			*strrchr(parent, '/') = '\0';
+		if (statfs(parent[0] ? parent : "/", &fs) ||
+		    fs.f_type != BPF_FS_MAGIC)
+			return NULL;
+	}
+	if (mkdir(base, 0700) && errno != EEXIST)
+		return NULL;
+	snprintf(out, cap, "%s/%llu-%016llx", base,
+		 (unsigned long long)ns.st_ino, (unsigned long long)h);
+	return out;
+}
+
+static bool steering_choose(struct shared *shared, const struct config *cfg,
+			    const char *cfg_path, bool takeover, char *why,
+			    size_t why_len)
+{
+	char err[512], pin[PATH_MAX];
+	const char *dir;
+	int ret;
+
+	if (cfg->steering == CFG_STEER_LISTENERS) {
+		snprintf(why, why_len, "listen.steering: listeners");
+		return true;
+	}
+	if (cfg->steering == CFG_STEER_AUTO && !cfg->ports_wide &&
+	    ring_direct && !ring_fd_install) {
+		/* sk_lookup would cost direct descriptors here (see main):
+		 * listeners serve a short list with them. */
+		snprintf(why, why_len, "auto: with direct descriptors the "
+			 "dialled port needs IORING_OP_FIXED_FD_INSTALL (Linux "
+			 "6.8), which this kernel lacks; per-port listeners "
+			 "keep direct descriptors");
+		return true;
+	}
+	dir = pin_dir(pin, sizeof(pin), cfg_path, takeover);
+	if (takeover && !dir) {
+		snprintf(why, why_len, "--takeover needs the steering maps "
+			 "pinned: cannot make a pin directory under %s",
+			 getenv("VMGATE_BPF_DIR") ? getenv("VMGATE_BPF_DIR")
+						  : "/sys/fs/bpf/vmgate");
+		return false;
+	}
+	ret = steer_open(&shared->steer, dir, takeover, err, sizeof(err));
+	if (ret == -EBUSY) {
+		snprintf(why, why_len, "%s", err);
+		return false;
+	}
+	if (!ret) {
+		snprintf(why, why_len, "%s",
+			 cfg->steering == CFG_STEER_SK_LOOKUP
+				 ? "listen.steering: sk_lookup"
+				 : "auto: the sk_lookup program attached");
+		return true;
+	}
+	if (cfg->steering == CFG_STEER_SK_LOOKUP || takeover) {
+		snprintf(why, why_len, "%s and %s", takeover ? "--takeover"
+			 : "listen.steering is sk_lookup", err);
+		return false;
+	}
+	if (cfg->ports_wide) {
+		snprintf(why, why_len, "listen.ports %s needs sk_lookup "
+			 "steering (per-port listeners take at most %d ports a "
+			 "range) and %s", cfg->ports_all ? "all" : "has a range "
+			 "that", LISTENERS_RANGE_MAX, err);
+		return false;
+	}
+	snprintf(why, why_len, "auto: %s", err);
+	return true;
+}
+
+/* The listening sockets of one worker into |fds| (|*out_len| of them,
+ * |ports| beside): with sk_lookup one, in the steering map's slot |id|
+ * and the group of |*steer_port| (0 for the first worker, which picks
+ * it); else one per address and port. Returns 0 or -errno, having
+ * logged. */
+static int listeners_open(struct shared *shared, const struct config *cfg,
+			  unsigned id, uint16_t *steer_port, int *fds,
+			  uint16_t *ports, size_t *out_len)
+{
+	char addr[INET6_ADDRSTRLEN];
+	size_t a, p, n = 0;
+	int fd, ret;
+
+	*out_len = 0;
+	if (shared->steer) {
+		fd = steer_listener_open(steer_port);
+		if (fd < 0) {
+			log_error("startup", "cannot open the steering "
+				  "listener: %s", strerror(-fd));
+			return fd;
+		}
+		ret = steer_add_listener(shared->steer, id, fd);
+		if (ret) {
+			log_error("startup", "cannot put listener %u in the "
+				  "steering map: %s", id, strerror(-ret));
+			close(fd);
+			return ret;
+		}
+		fds[0] = fd;
+		ports[0] = 0; /* every port: conn.c reads the dialled one */
+		*out_len = 1;
+		return 0;
+	}
+	for (a = 0; a < cfg->addrs_len; a++)
+		for (p = 0; p < cfg->ports_len; p++) {
+			fd = listener_open(&cfg->addrs[a], cfg->ports[p]);
+			if (fd < 0) {
+				inet_ntop(AF_INET6, &cfg->addrs[a], addr,
+					  sizeof(addr));
+				log_error("startup", "cannot listen on [%s]:%u: "
+					  "%s", addr, cfg->ports[p],
+					  strerror(-fd));
+				while (n--)
+					close(fds[n]);
+				return fd;
+			}
+			fds[n] = fd;
+			ports[n++] = cfg->ports[p];
+		}
+	*out_len = n;
+	return 0;
+}
+
+/* Once sk_lookup is attached and every listener is open, the process
+ * needs neither CAP_BPF nor CAP_NET_ADMIN (nor CAP_SYS_ADMIN, which
+ * covers both, nor CAP_PERFMON): they leave the effective, permitted and
+ * bounding sets, before any thread starts so that every thread is
+ * without them. Reloads update the maps through the descriptors held,
+ * which Linux 6.5 and later allow without a capability; where the kernel
+ * still asks for one (a test update fails), they are kept and the log
+ * says so. */
+static void drop_bpf_caps(struct steer *steer)
+{
+	static const int caps[] = { CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN,
+				    CAP_PERFMON };
+	struct __user_cap_header_struct h = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct d[2], was[2];
+	size_t i;
+	int ret;
+
+	if (syscall(SYS_capget, &h, d))
+		return;
+	memcpy(was, d, sizeof(d));
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+		d[caps[i] / 32].effective &= ~(1u << (caps[i] % 32));
+	if (syscall(SYS_capset, &h, d))
+		return;
+	ret = steer_check_writable(steer);
+	if (ret) {
+		syscall(SYS_capset, &h, was);
+		log_warn("capabilities", "kept=CAP_BPF,CAP_NET_ADMIN,"
+			 "CAP_SYS_ADMIN reason=\"this kernel needs them to "
+			 "update the steering maps on reload (%s)\"",
+			 strerror(-ret));
+		return;
+	}
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		d[caps[i] / 32].permitted &= ~(1u << (caps[i] % 32));
+		d[caps[i] / 32].inheritable &= ~(1u << (caps[i] % 32));
+		prctl(PR_CAPBSET_DROP, caps[i], 0, 0, 0);
+	}
+	syscall(SYS_capset, &h, d);
+	log_info("capabilities", "dropped=CAP_BPF,CAP_NET_ADMIN,CAP_SYS_ADMIN,"
+		 "CAP_PERFMON reason=\"sk_lookup attached and listening\"");
+}
+
+/* On takeover: the old process gets SIGTERM once the new listeners are
+ * in the map; what its listeners still queue moves to ours only with
+ * net.ipv4.tcp_migrate_req (else those connections are reset). */
+static void takeover_note(int old)
+{
+	char v[8] = "";
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_migrate_req", "re");
+
+	if (f) {
+		if (!fgets(v, sizeof(v), f))
+			v[0] = '\0';
+		fclose(f);
+	}
+	if (v[0] != '1')
+		log_warn("takeover", "old_pid=%d tcp_migrate_req=%c: "
+			 "connections queued on the old listeners when they "
+			 "close are reset; set net.ipv4.tcp_migrate_req=1", old,
+			 v[0] ? v[0] : '?');
+	else
+		log_info("takeover", "old_pid=%d tcp_migrate_req=1", old);
+}
+
+/* The admin TCP port is never shared (see listener_listen): on takeover
+ * it is the old process's until that one has drained and gone. The new
+ * one serves connections meanwhile; its API waits. */
+static void takeover_wait_admin(int old, uint32_t drain_ms)
+{
+	uint64_t end = timer_now_ms() + drain_ms + 1000;
+	struct timespec ts = { 0, 20 * 1000000L };
+
+	log_info("takeover", "old_pid=%d admin=waiting: the admin port is "
+		 "the old process's until it has drained", old);
+	while ((kill(old, 0) == 0 || errno != ESRCH) && timer_now_ms() < end)
+		nanosleep(&ts, NULL);
+}
+
 static const char *ports_str(const struct config *cfg, char *out, size_t cap)
 {
-	size_t i, o = 0;
+	size_t i, j, o = 0;
+	int n;
 
 	out[0] = '\0';
-	for (i = 0; i < cfg->ports_len && o + 8 < cap; i++)
-		o += (size_t)snprintf(out + o, cap - o, "%s%u", i ? "," : "",
-				      cfg->ports[i]);
+	if (cfg->ports_all) {
+		snprintf(out, cap, "all");
+		return out;
+	}
+	/* Runs as ranges: "1-2221,2223-65535". */
+	for (i = 0; i < cfg->ports_len && o + 16 < cap; i = j) {
+		for (j = i + 1; j < cfg->ports_len &&
+				cfg->ports[j] == cfg->ports[j - 1] + 1;
+		     j++)
+			;
+		if (j - i > 2)
+			n = snprintf(out + o, cap - o, "%s%u-%u", i ? "," : "",
+				     cfg->ports[i], cfg->ports[j - 1]);
+		else
+			n = snprintf(out + o, cap - o, "%s%u", i ? "," : "",
+				     cfg->ports[i]), j = i + 1;
+		o += (size_t)n;
+	}
 	return out;
 }
 
@@ -148,6 +415,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' },
+		{ "takeover", no_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -162,10 +430,13 @@ int main(int argc, char **argv)
 	struct admin *admin = NULL;
 	struct worker *workers = NULL;
 	const char *path = NULL;
-	bool check = false, verbose = false;
+	bool check = false, verbose = false, takeover = false;
 	unsigned nworkers = 0, started = 0, i;
 	int opt, sig, status = 1, ret;
-	char ports[256], err[1024];
+	char ports[256], err[1024], steer_why[768];
+	uint16_t steer_port = 0, *lports = NULL;
+	size_t lfds_cap;
+	int *lfds = NULL;
 	sigset_t sigs;
 
 	while ((opt = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -175,6 +446,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			check = true;
+			break;
+		case 'T':
+			takeover = true;
 			break;
 		case 'v':
 			verbose = true;
@@ -234,6 +508,22 @@ int main(int argc, char **argv)
 	}
 	ring_direct = sockets.mode == SOCKMODE_DIRECT;
 	ring_fd_install = sockets.fd_install;
+	if (!steering_choose(&shared, &cfg, path, takeover, steer_why,
+			     sizeof(steer_why))) {
+		log_error("startup", "steering: %s", steer_why);
+		tls_ctx_free(tls);
+		goto out;
+	}
+	if (shared.steer && ring_direct && !ring_fd_install) {
+		/* The dialled port is read with getsockname(2) on an fd
+		 * installed for it (conn.c). */
+		ring_direct = false;
+		sockets.mode = SOCKMODE_FDS;
+		sockets.why = "sk_lookup steering reads the dialled port "
+			      "with getsockname(2), and this kernel cannot "
+			      "install a direct descriptor as an fd "
+			      "(IORING_OP_FIXED_FD_INSTALL, Linux 6.8)";
+	}
 	log_info("sockets", "mode=%s half_close=%s%s%s reason=\"%s\"",
 		 sockmode_name(sockets.mode),
 		 !ring_direct ? "shutdown"
@@ -241,6 +531,11 @@ int main(int argc, char **argv)
 						: "io_uring_shutdown",
 		 forced ? " probe_kernel=" : "", forced ? forced : "",
 		 sockets.why);
+	log_info("steering", "steering=%s ports=%zu addresses=%zu "
+		 "excluded=%zu link_id=%u reason=\"%s\"",
+		 shared.steer ? "sk_lookup" : "listeners", cfg.ports_len,
+		 cfg.addrs_len, cfg.exclude_ports_len,
+		 steer_link_id(shared.steer), steer_why);
 	raise_nofile();
 	tune_malloc();
 	signal(SIGPIPE, SIG_IGN);
@@ -274,30 +569,50 @@ int main(int argc, char **argv)
 		log_error("startup", "%s", err);
 		goto out;
 	}
+	/* Listeners: one per worker with sk_lookup (on the old process's
+	 * port when taking over: one SO_REUSEPORT group), else one per
+	 * address and port per worker. */
+	if (shared.steer)
+		steer_port = steer_old_port(shared.steer);
+	lfds_cap = shared.steer ? 1 : cfg.addrs_len * cfg.ports_len;
+	lfds = calloc(lfds_cap, sizeof(*lfds));
+	lports = calloc(lfds_cap, sizeof(*lports));
+	if (!lfds || !lports)
+		goto out;
 	for (i = 0; i < nworkers; i++) {
 		uint32_t cap = (cfg.limits.max_connections + nworkers - 1) /
 			       nworkers;
-		int fds[cfg.ports_len];
-		size_t p;
+		size_t p, n;
 
-		for (p = 0; p < cfg.ports_len; p++) {
-			fds[p] = listener_open(&cfg.listen_addr, cfg.ports[p]);
-			if (fds[p] < 0) {
-				log_error("startup", "cannot listen on port %u: %s",
-					  cfg.ports[p], strerror(-fds[p]));
-				while (p--)
-					close(fds[p]);
-				goto out;
-			}
-		}
-		ret = worker_init(&workers[i], i, &shared, cap, fds, cfg.ports,
-				  (unsigned)cfg.ports_len);
+		if (listeners_open(&shared, &cfg, i, &steer_port, lfds, lports,
+				   &n))
+			goto out;
+		ret = worker_init(&workers[i], i, &shared, cap, lfds, lports,
+				  (unsigned)n);
 		if (ret) {
 			log_error("startup", "worker %u: %s", i, strerror(-ret));
-			for (p = 0; p < cfg.ports_len; p++)
-				close(fds[p]);
+			for (p = 0; p < n; p++)
+				close(lfds[p]);
 			goto out;
 		}
+	}
+	/* Steering starts once every worker's listener is in the map. */
+	if (shared.steer) {
+		ret = steer_apply(shared.steer, &cfg);
+		if (ret) {
+			log_error("startup", "cannot fill the steering maps: %s",
+				  strerror(-ret));
+			goto out;
+		}
+		if (steer_old_pid(shared.steer))
+			takeover_note(steer_old_pid(shared.steer));
+		ret = steer_commit(shared.steer, nworkers, steer_port);
+		if (ret) {
+			log_error("startup", "cannot take the steering maps "
+				  "over: %s", strerror(-ret));
+			goto out;
+		}
+		drop_bpf_caps(shared.steer);
 	}
 	for (; started < nworkers; started++) {
 		ret = worker_start(&workers[started]);
@@ -307,13 +622,22 @@ int main(int argc, char **argv)
 			goto stop;
 		}
 	}
+	if (cfg.admin.enabled && cfg.admin.has_listen && shared.steer &&
+	    steer_old_pid(shared.steer))
+		takeover_wait_admin(steer_old_pid(shared.steer),
+				    cfg.limits.drain_timeout_ms);
 	if (cfg.admin.enabled && admin_start(&admin, &cfg.admin, ctl))
 		goto stop;
-	log_info("ready", "version=%s ports=%s workers=%u vms=%zu domains=%zu "
-		 "certificates=%zu admin=%s", VMGATE_VERSION,
-		 ports_str(&cfg, ports, sizeof(ports)), nworkers,
+	log_info("ready", "version=%s ports=%s steering=%s workers=%u vms=%zu "
+		 "domains=%zu certificates=%zu admin=%s", VMGATE_VERSION,
+		 ports_str(&cfg, ports, sizeof(ports)),
+		 shared.steer ? "sk_lookup" : "listeners", nworkers,
 		 route_vm_count(atomic_load(&shared.snap)->routes),
 		 cfg.domains_len, cfg.certs_len, admin ? "on" : "off");
+	ret = sdnotify_send("READY=1\nSTATUS=serving");
+	if (ret)
+		log_warn("sd_notify", "socket=%s error=\"%s\"",
+			 getenv("NOTIFY_SOCKET"), strerror(-ret));
 	sig = control_run(ctl, &sigs);
 	if (sig < 0) {
 		log_error("control", "%s", strerror(-sig));
@@ -332,7 +656,11 @@ out:
 		for (i = 0; i < nworkers; i++)
 			worker_free(&workers[i]);
 	free(workers);
+	free(lfds);
+	free(lports);
 	control_free(ctl);
+	/* After the workers: the program goes with its listeners. */
+	steer_free(shared.steer);
 	signerd_stop();
 	peers_free(&shared.peers);
 	config_free(&cfg);

@@ -19,7 +19,119 @@
 #include "core/log.h"
 #include "route/route.h"
 
-/* The state file: {"version": 1, "vms": {"id": "addr"}, "removed": [id]} */
+/* The state file: {"version": 1, "vms": {"id": "addr"}, "removed": [id]};
+ * a VM with ports (vms[].ports) is {"address": "addr", "ports": [...]}
+ * instead of "addr". */
+
+/* Ports as JSON: [22, "8000-8099"]. NULL when out of memory. */
+static json_t *ports_to_json(const struct config_vm_ports *p)
+{
+	json_t *list = json_array();
+	char s[16];
+	size_t i;
+
+	for (i = 0; list && i < p->len; i++) {
+		json_t *v;
+
+		if (p->r[i].from == p->r[i].to) {
+			v = json_integer(p->r[i].from);
+		} else {
+			snprintf(s, sizeof(s), "%u-%u", p->r[i].from,
+				 p->r[i].to);
+			v = json_string(s);
+		}
+		if (json_array_append_new(list, v)) {
+			json_decref(list);
+			return NULL;
+		}
+	}
+	return list;
+}
+
+/* A decimal port 1..65535 in exactly |len| bytes of |s|. */
+static bool port_text(uint16_t *out, const char *s, size_t len)
+{
+	unsigned v = 0;
+	size_t i;
+
+	if (len == 0 || len > 5)
+		return false;
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return false;
+	*out = (uint16_t)v;
+	return true;
+}
+
+int control_vm_ports_json(struct config_vm_ports **out, const json_t *list,
+			  char *err, size_t err_len)
+{
+	uint64_t *bits;
+	uint16_t *v;
+	size_t i, n = 0;
+	json_t *it;
+	int ret = -EINVAL;
+
+	*out = NULL;
+	if (!json_is_array(list) || json_array_size(list) == 0) {
+		snprintf(err, err_len, "\"ports\" must be a non-empty list of "
+			 "ports and \"from-to\" ranges");
+		return -EINVAL;
+	}
+	bits = calloc(65536 / 64, sizeof(*bits));
+	v = malloc(65535 * sizeof(*v));
+	if (!bits || !v) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	json_array_foreach(list, i, it) {
+		uint16_t from, to;
+		const char *s, *dash;
+
+		if (json_is_integer(it)) {
+			json_int_t p = json_integer_value(it);
+
+			if (p < 1 || p > 65535)
+				goto bad;
+			from = to = (uint16_t)p;
+		} else if (json_is_string(it)) {
+			s = json_string_value(it);
+			dash = strchr(s, '-');
+			if (dash ? !port_text(&from, s, (size_t)(dash - s)) ||
+					   !port_text(&to, dash + 1,
+						      strlen(dash + 1))
+				 : !port_text(&from, s, strlen(s)))
+				goto bad;
+			if (!dash)
+				to = from;
+			if (from > to)
+				goto bad;
+		} else {
+			goto bad;
+		}
+		for (unsigned p = from; p <= to; p++)
+			bits[p / 64] |= 1ULL << (p % 64);
+	}
+	for (unsigned p = 1; p < 65536; p++)
+		if (bits[p / 64] & (1ULL << (p % 64)))
+			v[n++] = (uint16_t)p;
+	*out = route_vm_ports_new(v, n);
+	ret = *out ? 0 : -ENOMEM;
+	goto out;
+bad:
+	snprintf(err, err_len, "\"ports\" entry %zu is not a port 1..65535 "
+		 "or a \"from-to\" range with from <= to", i);
+out:
+	if (ret == -ENOMEM)
+		snprintf(err, err_len, "out of memory");
+	free(bits);
+	free(v);
+	return ret;
+}
 
 static int fsync_dir(const char *path)
 {
@@ -61,6 +173,16 @@ static int persist_locked(struct control *ctl, char *err, size_t err_len)
 			continue;
 		}
 		inet_ntop(AF_INET6, &o->addr, addr, sizeof(addr));
+		if (o->ports) {
+			json_t *p = ports_to_json(o->ports);
+
+			if (!p || json_object_set_new(
+					  vms, o->id,
+					  json_pack("{s:s,s:o}", "address",
+						    addr, "ports", p)))
+				goto out;
+			continue;
+		}
 		if (json_object_set_new(vms, o->id, json_string(addr)))
 			goto out;
 	}
@@ -183,19 +305,30 @@ int control_load_state(struct control *ctl, char *err, size_t err_len)
 		goto out;
 	}
 	json_object_foreach(vms, id, v) {
+		struct config_vm_ports *ports = NULL;
+		json_t *jaddr = json_is_object(v) ? json_object_get(v, "address")
+						  : v;
+		json_t *jports = json_is_object(v) ? json_object_get(v, "ports")
+						   : NULL;
 		struct override *o;
 		struct in6_addr a;
 
-		if (!norm_id(norm, id) || !json_is_string(v) ||
-		    !parse_v6(&a, json_string_value(v), err, err_len)) {
+		if (!norm_id(norm, id) || !json_is_string(jaddr) ||
+		    !parse_v6(&a, json_string_value(jaddr), err, err_len) ||
+		    (jports && control_vm_ports_json(&ports, jports, err,
+						     err_len))) {
 			snprintf(err, err_len, "%s: bad VM entry '%.64s'",
 				 ctl->state_file, id);
 			goto out;
 		}
 		o = find_ov(ctl, norm);
-		if (!o && !(o = add_ov(ctl, norm)))
+		if (!o && !(o = add_ov(ctl, norm))) {
+			free(ports);
 			goto oom;
+		}
 		o->addr = a;
+		free(o->ports);
+		o->ports = ports;
 		o->removed = false;
 	}
 	json_array_foreach(removed, i, v) {
@@ -210,6 +343,8 @@ int control_load_state(struct control *ctl, char *err, size_t err_len)
 		if (!o && !(o = add_ov(ctl, norm)))
 			goto oom;
 		o->removed = true;
+		free(o->ports);
+		o->ports = NULL;
 	}
 	ret = 0;
 	goto out;
@@ -225,25 +360,38 @@ out:
  * it and publishes it. A change that could not be persisted is not
  * acknowledged, so it is not applied either. Under the lock. */
 static int change_locked(struct control *ctl, const char *norm,
-			 const struct in6_addr *addr, char *err,
+			 const struct in6_addr *addr,
+			 const struct config_vm_ports *ports, char *err,
 			 size_t err_len)
 {
 	struct override *o = find_ov(ctl, norm), saved;
+	struct config_vm_ports *copy = NULL;
 	bool added = false;
 	int ret;
 
+	if (addr && ports) {
+		copy = malloc(sizeof(*ports) + ports->len * sizeof(ports->r[0]));
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, ports,
+		       sizeof(*ports) + ports->len * sizeof(ports->r[0]));
+	}
 	if (!o) {
 		o = add_ov(ctl, norm);
-		if (!o)
+		if (!o) {
+			free(copy);
 			return -ENOMEM;
+		}
 		added = true;
 	}
 	saved = *o;
 	o->removed = !addr;
 	if (addr)
 		o->addr = *addr;
+	o->ports = copy;
 	ret = persist_locked(ctl, err, err_len);
 	if (ret) {
+		free(copy);
 		if (added) {
 			free(o->id);
 			ctl->ov_len--;
@@ -252,12 +400,15 @@ static int change_locked(struct control *ctl, const char *norm,
 		}
 		return ret;
 	}
+	free(saved.ports);
 	return control_republish_locked(ctl);
 }
 
 int control_vm_put(struct control *ctl, bool *out_created, const char *id,
-		   const char *address, char *err, size_t err_len)
+		   const char *address, const struct config_vm_ports *ports,
+		   char *err, size_t err_len)
 {
+	char pbuf[128];
 	struct in6_addr addr, old;
 	char norm[ROUTE_VM_ID_MAX + 1];
 	int ret;
@@ -273,10 +424,11 @@ int control_vm_put(struct control *ctl, bool *out_created, const char *id,
 	pthread_mutex_lock(&ctl->lock);
 	*out_created = !route_vm_get(current(ctl)->routes, &old, norm,
 				     strlen(norm));
-	ret = change_locked(ctl, norm, &addr, err, err_len);
+	ret = change_locked(ctl, norm, &addr, ports, err, err_len);
 	pthread_mutex_unlock(&ctl->lock);
 	if (!ret)
-		log_info("vm_put", "vm=%s address=%s created=%d", norm, address,
+		log_info("vm_put", "vm=%s address=%s ports=%s created=%d", norm,
+			 address, route_vm_ports_fmt(pbuf, sizeof(pbuf), ports),
 			 *out_created);
 	return ret;
 }
@@ -294,7 +446,7 @@ int control_vm_delete(struct control *ctl, const char *id, char *err,
 	}
 	pthread_mutex_lock(&ctl->lock);
 	if (route_vm_get(current(ctl)->routes, &old, norm, strlen(norm))) {
-		ret = change_locked(ctl, norm, NULL, err, err_len);
+		ret = change_locked(ctl, norm, NULL, NULL, err, err_len);
 	} else {
 		snprintf(err, err_len, "no VM '%s'", norm);
 		ret = -ENOENT;
@@ -313,6 +465,26 @@ int control_vm_get(struct control *ctl, struct in6_addr *out, const char *id)
 	found = route_vm_get(current(ctl)->routes, out, id, strlen(id));
 	pthread_mutex_unlock(&ctl->lock);
 	return found ? 0 : -ENOENT;
+}
+
+int control_vm_ports_get(struct control *ctl, struct config_vm_ports **out,
+			 const char *id)
+{
+	const struct config_vm_ports *p = NULL;
+	bool found;
+
+	*out = NULL;
+	pthread_mutex_lock(&ctl->lock);
+	found = route_vm_ports_get(current(ctl)->routes, &p, id, strlen(id));
+	if (found && p) {
+		*out = malloc(sizeof(*p) + p->len * sizeof(p->r[0]));
+		if (*out)
+			memcpy(*out, p, sizeof(*p) + p->len * sizeof(p->r[0]));
+	}
+	pthread_mutex_unlock(&ctl->lock);
+	if (!found)
+		return -ENOENT;
+	return p && !*out ? -ENOMEM : 0;
 }
 
 void control_vm_foreach(struct control *ctl,

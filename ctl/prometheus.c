@@ -4,6 +4,7 @@
  */
 #include "ctl/control.h"
 #include "ctl/control_int.h"
+#include "ctl/fleet.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -61,6 +62,15 @@ char *control_metrics(struct control *ctl, size_t *out_len)
 		"# TYPE vmgate_connections_accepted_total counter\n"
 		"vmgate_connections_accepted_total %llu\n",
 		(unsigned long long)v[0]);
+	/* How the kernel spreads connections (SO_REUSEPORT, behind
+	 * sk_lookup or not) shows here. */
+	fprintf(f, "# HELP vmgate_worker_accepted_total Client connections "
+		"accepted, by worker.\n"
+		"# TYPE vmgate_worker_accepted_total counter\n");
+	for (i = 0; i < ctl->shared->nworkers; i++)
+		fprintf(f, "vmgate_worker_accepted_total{worker=\"%zu\"} %llu\n",
+			i, (unsigned long long)metric_get(
+				   &ctl->shared->workers[i].metrics.accepted));
 	fprintf(f, "# HELP vmgate_connections_closed_total Relayed or "
 		"half-made connections ended, by outcome.\n"
 		"# TYPE vmgate_connections_closed_total counter\n");
@@ -107,6 +117,8 @@ char *control_metrics(struct control *ctl, size_t *out_len)
 	fprintf(f, "# HELP vmgate_vms VMs routed.\n# TYPE vmgate_vms gauge\n"
 		"vmgate_vms %zu\n", route_vm_count(current(ctl)->routes));
 	pthread_mutex_unlock(&ctl->lock);
+	if (ctl->fleet)
+		fleet_metrics(ctl->fleet, f);
 	if (fclose(f)) {
 		free(buf);
 		return NULL;

@@ -114,6 +114,11 @@ static void check_loaded(const struct config *c)
 			check(d->allowed_ports_len > 0);
 		for (size_t j = 0; j < d->allowed_ports_len; j++)
 			check(d->allowed_ports[j] >= 1);
+		check(d->proxy_protocol <= CFG_PROXY_V2);
+		if (d->has_proxy_protocol_ports)
+			check(d->proxy_protocol_ports_len > 0);
+		for (size_t j = 0; j < d->proxy_protocol_ports_len; j++)
+			check(d->proxy_protocol_ports[j] >= 1);
 		for (size_t j = 0; j < i; j++)
 			check(strcmp(c->domains[j].suffix, d->suffix) != 0);
 	}
@@ -155,7 +160,8 @@ static void check_table(const struct config *c)
 			}
 			/* No other suffix can be longer and still match
 			 * "id.suffix": the prefix is exactly the vm id. */
-			check(v == ROUTE_OK || v == ROUTE_PORT_DENIED);
+			check(v == ROUTE_OK || v == ROUTE_PORT_DENIED ||
+			      v == ROUTE_VM_PORT_DENIED);
 			if (v == ROUTE_OK)
 				check(strcmp(m.vm_id, c->vms[i].id) == 0);
 		}

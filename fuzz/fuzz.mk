@@ -36,7 +36,7 @@ FUZZ_CFLAGS  := $(FUZZ_COMMON) -O1 -fno-omit-frame-pointer \
                 -fno-sanitize-recover=undefined
 FUZZ_SSL     := -L$(FUZZ_BSSL) -Wl,-rpath,$(FUZZ_BSSL) -lssl -lcrypto
 
-FUZZ_TARGETS := clienthello route config front keyop
+FUZZ_TARGETS := clienthello route config front answer fleet keyop
 
 FUZZ_SRCS_clienthello := fuzz/clienthello.c fuzz/testcert.c tls/hello.c
 FUZZ_LIBS_clienthello := $(FUZZ_SSL)
@@ -62,13 +62,7 @@ FUZZ_SRCS_front := fuzz/front.c fuzz/testcert.c core/front.c \
 FUZZ_LIBS_front := -lyaml $(FUZZ_SSL)
 FUZZ_MAXLEN_front := 20000
 
-# The signer wire format, decoded by vmgate and by vmgate-signer.
-FUZZ_SRCS_keyop := fuzz/keyop.c signer/keyop.c
-FUZZ_LIBS_keyop :=
-FUZZ_MAXLEN_keyop := 4096
-
-FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
-FUZZ_HDRS := $(wildcard signer/*.h tls/*.h route/*.h core/front.h core/log.h core/reason.h ctl/config.h ctl/config/*.h fuzz/*.h)
+FUZZ_TARGETS := clienthello route config front answer fleet keyop
 
 # For the shell loops: NAME:MAX_LEN of every target.
 FUZZ_SPECS = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))

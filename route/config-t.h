@@ -35,6 +35,17 @@
 #define DEFAULT_MAX_CLIENTHELLO_BYTES 16384
 #define DEFAULT_DRAIN_TIMEOUT_MS 30000
 #define DEFAULT_STATE_FILE "vmgate-state.json"
+/* With per-port listeners (listen.steering: listeners) a range may hold
+ * at most this many ports: each is a socket per worker. */
+#define LISTENERS_RANGE_MAX 1024
+/* listen.addresses holds at most this many (sk_lookup's address map). */
+#define LISTEN_ADDRS_MAX 256
+#define DEFAULT_FLEET_PREFIX "/vmgate/v1/"
+#define DEFAULT_FLEET_TIMEOUT_MS 2000
+#define DEFAULT_FLEET_PROGRESS_MS 10000
+#define DEFAULT_FLEET_SNAPSHOT_FILE "fleet-snapshot.json"
+#define DEFAULT_TICKET_ROTATION_S 3600    /* a new key every hour ... */
+#define DEFAULT_TICKET_LIFETIME_S 64800   /* ... each kept for 18 hours */
 #include <sys/socket.h>
 
 enum config_log_level {
@@ -56,6 +67,13 @@ struct config_port_map {
 	uint16_t vm_port;
 };
 
+/* domains[].proxy_protocol: the PROXY header sent to the VM first. */
+enum config_proxy_protocol {
+	CFG_PROXY_NONE, /* default */
+	CFG_PROXY_V1,
+	CFG_PROXY_V2,
+};
+
 struct config_domain {
 	char *suffix; /* lowercase, validated, no leading "*." or dot */
 	struct config_port_map *port_map;
@@ -64,6 +82,15 @@ struct config_domain {
 	uint16_t *allowed_ports;
 	size_t allowed_ports_len;
 	bool has_allowed_ports;
+	enum config_proxy_protocol proxy_protocol;
+	/* VM ports that get the header; only meaningful when
+	 * has_proxy_protocol_ports (without: every port) */
+	uint16_t *proxy_protocol_ports;
+	size_t proxy_protocol_ports_len;
+	bool has_proxy_protocol_ports;
+	/* vm_errors: http: a failed VM connect is answered with an HTTP 502
+	 * that says why, for HTTP/1.x clients (default: the alert only) */
+	bool vm_errors_http;
 };
 
 /* tls.alpn_ports: the ALPN list offered on one listener port, in place of
@@ -74,9 +101,29 @@ struct config_alpn_port {
 	size_t alpn_len;
 };
 
+/* A range of ports, from <= to. */
+struct config_port_range {
+	uint16_t from, to;
+};
+
+/* vms[].ports: the VM ports routed to a VM, as sorted, disjoint,
+ * non-adjacent ranges (non-empty). */
+struct config_vm_ports {
+	size_t len;
+	struct config_port_range r[];
+};
+
 struct config_vm {
 	char *id; /* lowercase, one valid DNS label */
 	struct in6_addr addr;
+	struct config_vm_ports *ports; /* NULL: every port */
+};
+
+/* listen.steering: how connections reach the workers. */
+enum config_steering {
+	CFG_STEER_AUTO,      /* sk_lookup if it attaches, else listeners */
+	CFG_STEER_SK_LOOKUP, /* one listener per worker, eBPF sk_lookup */
+	CFG_STEER_LISTENERS, /* one SO_REUSEPORT listener per port per worker */
 };
 
 struct config_limits {
@@ -105,6 +152,25 @@ struct config_admin {
 	                             * to the config file. Need not exist. */
 };
 
+/* fleet: (README "Fleet mode"): VMs from etcd, merged over vms:. */
+struct config_fleet {
+	bool enabled;         /* a fleet: section is present */
+	char **endpoints;     /* "http://host:port" or https://; non-empty */
+	size_t endpoints_len;
+	char *prefix;         /* ends in '/' */
+	char *username;       /* or NULL */
+	char *password_file;  /* resolved and readable, or NULL */
+	char *ca_file;        /* https endpoints: CA bundle, or NULL */
+	char *cert_file;      /* https: client certificate, or NULL */
+	char *key_file;       /* https: its key, or NULL */
+	uint32_t timeout_ms;  /* every request but the watch stream */
+	uint32_t progress_ms; /* etcd's watch-progress-notify-interval */
+	char *appliance_id;   /* default: the host name */
+	char *snapshot_file;  /* resolved; default next to the config */
+	uint32_t ticket_rotation_s; /* a new session-ticket key this often */
+	uint32_t ticket_lifetime_s; /* a ticket (and its key) lasts this */
+};
+
 struct config {
 	char *path; /* the file as given */
 	char *dir;  /* its directory, base of relative paths */
@@ -113,8 +179,21 @@ struct config {
 	enum config_log_level log_level;
 
 	struct in6_addr listen_addr; /* "::" by default */
-	uint16_t *ports;             /* sorted, no duplicates, non-empty */
+	/* listen.ports without listen.exclude_ports: sorted, no duplicates,
+	 * non-empty. */
+	uint16_t *ports;
 	size_t ports_len;
+	uint16_t *exclude_ports; /* sorted, as written; may be empty */
+	size_t exclude_ports_len;
+	/* listen.addresses (IPv4 v4-mapped), or listen.address alone;
+	 * non-empty, no duplicates. What sk_lookup steers ("::" steers
+	 * every address); per-port listeners bind listen_addr. */
+	struct in6_addr *addrs;
+	size_t addrs_len;
+	enum config_steering steering;
+	bool ports_all;  /* listen.ports: all */
+	bool ports_wide; /* all, or a range over LISTENERS_RANGE_MAX
+			  * ports: per-port listeners cannot serve it */
 
 	struct config_cert *certs; /* non-empty */
 	size_t certs_len;
@@ -132,6 +211,7 @@ struct config {
 
 	struct config_limits limits;
 	struct config_admin admin;
+	struct config_fleet fleet;
 };
 
 #endif

@@ -26,12 +26,17 @@ enum route_verdict {
 	                       * more than one label in front of it */
 	ROUTE_UNKNOWN_VM,     /* the suffix matches, the vmId is not known */
 	ROUTE_PORT_DENIED,    /* the domain does not allow the listener port */
+	ROUTE_VM_PORT_DENIED, /* the VM's ports (vms[].ports) leave out the
+	                       * VM port */
 };
 
 struct route_match {
 	const char *vm_id;           /* NUL-terminated, owned by the table */
 	const struct in6_addr *addr; /* owned by the table */
 	uint16_t vm_port;            /* port_map[listen_port] or listen_port */
+	uint8_t proxy_protocol;      /* enum config_proxy_protocol: the
+	                              * domain's, if it covers vm_port */
+	bool vm_errors_http;         /* the domain's vm_errors: http */
 };
 
 /* route_table_new builds a table from |cfg| (domains and vms). It returns
@@ -40,10 +45,12 @@ struct route_match {
 struct route_table *route_table_new(const struct config *cfg);
 void route_table_free(struct route_table *t); /* NULL is fine */
 
-/* A change to the VMs of a table: set |id|'s address, or remove it. */
+/* A change to the VMs of a table: set |id|'s address and ports, or
+ * remove it. */
 struct route_vm_change {
 	const char *id; /* NUL-terminated; valid DNS label (any case) */
 	struct in6_addr addr;
+	const struct config_vm_ports *ports; /* borrowed, copied; NULL: all */
 	bool removed;
 };
 
@@ -56,6 +63,23 @@ struct route_vm_change {
 struct route_table *route_table_derive(struct route_table *base,
 				       const struct route_vm_change *changes,
 				       size_t changes_len);
+
+/* route_vm_ports_new makes the ranges of |ports| (|len| > 0 ports,
+ * sorted, no duplicates); free() frees them. NULL when out of memory. */
+struct config_vm_ports *route_vm_ports_new(const uint16_t *ports, size_t len);
+
+/* route_vm_ports_allow tells whether |p| (NULL: every port) has |port|. */
+bool route_vm_ports_allow(const struct config_vm_ports *p, uint16_t port);
+
+/* route_vm_ports_fmt writes |p| as "22,8000-8099" (NUL-terminated, cut to
+ * |cap|) and returns |out|; NULL |p| is "all". */
+char *route_vm_ports_fmt(char *out, size_t cap, const struct config_vm_ports *p);
+
+/* route_vm_ports_get is the ports of VM |id| (borrowed from |t|, NULL
+ * for every port), or false when |id| is not routed. */
+bool route_vm_ports_get(const struct route_table *t,
+			const struct config_vm_ports **out, const char *id,
+			size_t id_len);
 
 /* route_vm_get finds VM |id| (|id_len| bytes, any case); on success it
  * writes its address to |out| and returns true. */
@@ -79,7 +103,8 @@ enum route_verdict route_lookup(const struct route_table *t,
 				size_t host_len, uint16_t listen_port);
 
 /* route_verdict_str returns a static reason for logs: "ok", "no_sni",
- * "bad_host", "unknown_domain", "unknown_vm", "port_denied". */
+ * "bad_host", "unknown_domain", "unknown_vm", "port_denied",
+ * "vm_port_denied". */
 const char *route_verdict_str(enum route_verdict v);
 
 /* route_host_normalize validates |in| as a hostname (RFC 1123 labels of

@@ -4,8 +4,9 @@
  * What scales is the VM table (10^6 VMs), and what it is asked most is
  * "is there a VM with this id" for a random id, so a lookup should cost one
  * cache miss. Each VM is one 64-byte slot, one cache line: its address, its
- * id's length and the id itself inline (NUL-terminated; UUIDs are 36
- * bytes). An id of ROUTE_ID_INLINE bytes or more (labels go up to 63) is
+ * id's length, the id itself inline (NUL-terminated; UUIDs are 36
+ * bytes) and the index of its port ranges (vms[].ports; 0 for all ports,
+ * most VMs), kept beside the hash in the table that holds the slot. An id of ROUTE_ID_INLINE bytes or more (labels go up to 63) is
  * kept in a side arena and the slot holds a pointer to it. The slots are
  * one array, 64-byte aligned, with linear probing at a load factor of at
  * most 1/2 (slots = 2 * VMs exactly, not a power of two: the hash is mapped
@@ -28,6 +29,7 @@
  * build a fresh table with route_table_new() now and then.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,7 @@
 
 #define ROUTE_HOST_CAP 254
 #define ROUTE_LABEL_MAX 63
-#define ROUTE_ID_INLINE 46 /* id bytes in a slot, its NUL included */
+#define ROUTE_ID_INLINE 42 /* id bytes in a slot, its NUL included */
 #define ROUTE_HUGE (2u << 20)
 
 struct route_domain {
@@ -47,6 +49,11 @@ struct route_domain {
 	uint16_t *allowed;                /* sorted */
 	size_t allowed_len;
 	bool has_allowed;
+	uint8_t proxy;                    /* enum config_proxy_protocol */
+	uint16_t *proxy_ports;            /* sorted; VM ports */
+	size_t proxy_ports_len;
+	bool has_proxy_ports;
+	bool vm_errors_http;
 };
 
 enum {
@@ -60,6 +67,9 @@ struct route_slot {
 	/* The id, NUL-terminated, when len < ROUTE_ID_INLINE; otherwise
 	 * the first sizeof(char *) bytes are a pointer to it. */
 	char id[ROUTE_ID_INLINE];
+	/* 0: every port; else ports[ports - 1] of the struct route_vms
+	 * holding the slot. */
+	uint32_t ports;
 };
 
 _Static_assert(sizeof(struct route_slot) == 64, "a slot is a cache line");
@@ -72,6 +82,8 @@ struct route_vms {
 	size_t map_len;  /* bytes mapped with mmap, or 0 if from malloc */
 	char *long_ids;  /* arena of ids too long to be inline */
 	size_t long_len, long_cap;
+	struct config_vm_ports **ports; /* owned; slots' port ranges */
+	size_t ports_len, ports_cap;
 };
 
 /* What derived tables share. */
@@ -197,6 +209,9 @@ static int route_vms_init(struct route_vms *v, size_t cap, size_t long_cap)
 
 static void route_vms_free(struct route_vms *v)
 {
+	for (size_t i = 0; i < v->ports_len; i++)
+		free(v->ports[i]);
+	free(v->ports);
 	if (v->map_len)
 		munmap(v->slots, v->map_len);
 	else
@@ -246,6 +261,48 @@ static void route_vms_fill(struct route_vms *v, struct route_slot *s,
 	v->len++;
 }
 
+static size_t route_vm_ports_size(const struct config_vm_ports *p)
+{
+	return sizeof(*p) + p->len * sizeof(p->r[0]);
+}
+
+/* route_vms_set_ports gives slot |s| of |v| a copy of |p| (NULL: every
+ * port). Returns 0 or -ENOMEM. */
+static int route_vms_set_ports(struct route_vms *v, struct route_slot *s,
+			       const struct config_vm_ports *p)
+{
+	struct config_vm_ports *copy;
+
+	s->ports = 0;
+	if (!p)
+		return 0;
+	if (v->ports_len == v->ports_cap) {
+		size_t cap = v->ports_cap ? v->ports_cap * 2 : 16;
+		struct config_vm_ports **n = realloc(v->ports,
+						     cap * sizeof(*n));
+
+		if (!n || cap > UINT32_MAX - 1) {
+			free(n == v->ports ? NULL : n);
+			return -ENOMEM;
+		}
+		v->ports = n;
+		v->ports_cap = cap;
+	}
+	copy = malloc(route_vm_ports_size(p));
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, p, route_vm_ports_size(p));
+	v->ports[v->ports_len++] = copy;
+	s->ports = (uint32_t)v->ports_len;
+	return 0;
+}
+
+static const struct config_vm_ports *
+route_slot_ports(const struct route_vms *v, const struct route_slot *s)
+{
+	return s->ports ? v->ports[s->ports - 1] : NULL;
+}
+
 /* route_id_norm lowercases |in| into |out| if it is a valid VM id. */
 static bool route_id_norm(char *out, size_t *out_len, const char *in)
 {
@@ -287,6 +344,20 @@ static int route_domain_copy(struct route_domain *d,
 		       cd->allowed_ports_len * sizeof(uint16_t));
 		d->allowed_len = cd->allowed_ports_len;
 		qsort(d->allowed, d->allowed_len, sizeof(uint16_t), cmp_u16);
+	}
+	d->proxy = (uint8_t)cd->proxy_protocol;
+	d->vm_errors_http = cd->vm_errors_http;
+	d->has_proxy_ports = cd->has_proxy_protocol_ports;
+	if (cd->proxy_protocol_ports_len) {
+		d->proxy_ports = malloc(cd->proxy_protocol_ports_len *
+					sizeof(uint16_t));
+		if (!d->proxy_ports)
+			return -ENOMEM;
+		memcpy(d->proxy_ports, cd->proxy_protocol_ports,
+		       cd->proxy_protocol_ports_len * sizeof(uint16_t));
+		d->proxy_ports_len = cd->proxy_protocol_ports_len;
+		qsort(d->proxy_ports, d->proxy_ports_len, sizeof(uint16_t),
+		      cmp_u16);
 	}
 	return 0;
 }
@@ -369,6 +440,9 @@ static int route_add_vms(struct route_core *c, const struct config *cfg)
 			if (!found) {
 				route_vms_fill(v, s, p->id, p->len);
 				s->addr = cfg->vms[i - ROUTE_AHEAD].addr;
+				if (route_vms_set_ports(
+					    v, s, cfg->vms[i - ROUTE_AHEAD].ports))
+					return -ENOMEM;
 			}
 		}
 		if (i >= cfg->vms_len)
@@ -391,6 +465,7 @@ static void route_core_put(struct route_core *c)
 	for (size_t i = 0; i < c->domains_len; i++) {
 		free(c->domains[i].port_map);
 		free(c->domains[i].allowed);
+		free(c->domains[i].proxy_ports);
 	}
 	free(c->domains);
 	trie_free(&c->trie);
@@ -433,8 +508,9 @@ void route_table_free(struct route_table *t)
 
 /* route_over_set records "|id| is now |s|" (a VM or a tombstone) in the
  * overlay being built, replacing an earlier entry for the same id. */
-static void route_over_set(struct route_vms *o, const char *id, size_t len,
-			   const struct in6_addr *addr, bool removed)
+static int route_over_set(struct route_vms *o, const char *id, size_t len,
+			  const struct in6_addr *addr,
+			  const struct config_vm_ports *ports, bool removed)
 {
 	struct route_slot *s;
 	bool found;
@@ -447,6 +523,9 @@ static void route_over_set(struct route_vms *o, const char *id, size_t len,
 		memset(&s->addr, 0, sizeof(s->addr));
 	else
 		s->addr = *addr;
+	/* A replaced entry's old ranges stay in the array until the table
+	 * goes: a derive copies each only once. */
+	return route_vms_set_ports(o, s, removed ? NULL : ports);
 }
 
 struct route_table *route_table_derive(struct route_table *base,
@@ -487,14 +566,17 @@ struct route_table *route_table_derive(struct route_table *base,
 	for (size_t i = 0; i < old->cap; i++) {
 		const struct route_slot *s = &old->slots[i];
 
-		if (s->len)
-			route_over_set(&t->over, route_slot_id(s), s->len,
-				       &s->addr, s->flags & ROUTE_SLOT_REMOVED);
+		if (s->len &&
+		    route_over_set(&t->over, route_slot_id(s), s->len,
+				   &s->addr, route_slot_ports(old, s),
+				   s->flags & ROUTE_SLOT_REMOVED))
+			goto err_table;
 	}
 	for (size_t i = 0; i < changes_len; i++) {
 		route_id_norm(id, &len, changes[i].id);
-		route_over_set(&t->over, id, len, &changes[i].addr,
-			       changes[i].removed);
+		if (route_over_set(&t->over, id, len, &changes[i].addr,
+				   changes[i].ports, changes[i].removed))
+			goto err_table;
 	}
 
 	/* Count what the overlay adds to and takes from the core's VMs. */
@@ -524,33 +606,118 @@ err:
 /* route_vm_find answers for a normalised id: the overlay decides if it
  * has the id (a tombstone means "no such VM"), the core otherwise. */
 static const struct route_slot *route_vm_find(const struct route_table *t,
-					      const char *id, size_t len)
+					      const char *id, size_t len,
+					      const struct route_vms **out_v)
 {
 	uint64_t h = route_hash(id, len);
 	const struct route_slot *s;
 
 	if (t->over.cap) {
 		s = route_vms_find(&t->over, id, len, h);
-		if (s)
+		if (s) {
+			*out_v = &t->over;
 			return (s->flags & ROUTE_SLOT_REMOVED) ? NULL : s;
+		}
 	}
+	*out_v = &t->core->vms;
 	return route_vms_find(&t->core->vms, id, len, h);
 }
 
 bool route_vm_get(const struct route_table *t, struct in6_addr *out,
 		  const char *id, size_t id_len)
 {
+	const struct route_vms *v;
 	char name[ROUTE_HOST_CAP];
 	const struct route_slot *s;
 	size_t len;
 
 	if (!route_vm_id_norm(name, &len, id, id_len))
 		return false;
-	s = route_vm_find(t, name, len);
+	s = route_vm_find(t, name, len, &v);
 	if (!s)
 		return false;
 	*out = s->addr;
 	return true;
+}
+
+bool route_vm_ports_get(const struct route_table *t,
+			const struct config_vm_ports **out, const char *id,
+			size_t id_len)
+{
+	const struct route_vms *v;
+	char name[ROUTE_HOST_CAP];
+	const struct route_slot *s;
+	size_t len;
+
+	if (!route_vm_id_norm(name, &len, id, id_len))
+		return false;
+	s = route_vm_find(t, name, len, &v);
+	if (!s)
+		return false;
+	*out = route_slot_ports(v, s);
+	return true;
+}
+
+struct config_vm_ports *route_vm_ports_new(const uint16_t *ports, size_t len)
+{
+	struct config_vm_ports *p;
+	size_t n = 0, i;
+
+	for (i = 0; i < len; i++)
+		if (i == 0 || ports[i] != ports[i - 1] + 1)
+			n++;
+	p = malloc(sizeof(*p) + n * sizeof(p->r[0]));
+	if (!p)
+		return NULL;
+	p->len = 0;
+	for (i = 0; i < len; i++) {
+		if (i == 0 || ports[i] != ports[i - 1] + 1)
+			p->r[p->len++].from = ports[i];
+		p->r[p->len - 1].to = ports[i];
+	}
+	return p;
+}
+
+bool route_vm_ports_allow(const struct config_vm_ports *p, uint16_t port)
+{
+	size_t lo = 0, hi;
+
+	if (!p)
+		return true;
+	/* The first range ending at or after |port|. */
+	for (hi = p->len; lo < hi;) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (p->r[mid].to < port)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < p->len && p->r[lo].from <= port;
+}
+
+char *route_vm_ports_fmt(char *out, size_t cap, const struct config_vm_ports *p)
+{
+	size_t o = 0, i;
+	int n;
+
+	out[0] = '\0';
+	if (!p) {
+		snprintf(out, cap, "all");
+		return out;
+	}
+	for (i = 0; i < p->len && o < cap; i++) {
+		if (p->r[i].from == p->r[i].to)
+			n = snprintf(out + o, cap - o, "%s%u", i ? "," : "",
+				     p->r[i].from);
+		else
+			n = snprintf(out + o, cap - o, "%s%u-%u",
+				     i ? "," : "", p->r[i].from, p->r[i].to);
+		if (n < 0)
+			break;
+		o += (size_t)n;
+	}
+	return out;
 }
 
 size_t route_vm_count(const struct route_table *t)
@@ -595,6 +762,16 @@ static bool route_port_allowed(const struct route_domain *d, uint16_t port)
 		       cmp_u16) != NULL;
 }
 
+/* The PROXY header for a connection to VM port |vm_port|. */
+static uint8_t route_proxy(const struct route_domain *d, uint16_t vm_port)
+{
+	if (d->has_proxy_ports &&
+	    !bsearch(&vm_port, d->proxy_ports, d->proxy_ports_len,
+		     sizeof(uint16_t), cmp_u16))
+		return CFG_PROXY_NONE;
+	return d->proxy;
+}
+
 static uint16_t route_port_map(const struct route_domain *d, uint16_t port)
 {
 	struct config_port_map key = { .listen_port = port };
@@ -612,10 +789,12 @@ enum route_verdict route_lookup(const struct route_table *t,
 				size_t host_len, uint16_t listen_port)
 {
 	const struct route_core *c = t->core;
+	const struct route_vms *v;
 	char name[ROUTE_HOST_CAP];
 	const struct route_domain *d;
 	const struct route_slot *s;
 	struct trie_match m;
+	uint16_t vm_port;
 	size_t len;
 
 	if (host_len == 0)
@@ -626,16 +805,21 @@ enum route_verdict route_lookup(const struct route_table *t,
 	    m.prefix_labels != 1)
 		return ROUTE_UNKNOWN_DOMAIN;
 
-	s = route_vm_find(t, name, m.prefix_len);
+	s = route_vm_find(t, name, m.prefix_len, &v);
 	if (!s)
 		return ROUTE_UNKNOWN_VM;
 	d = &c->domains[m.value];
 	if (d->has_allowed && !route_port_allowed(d, listen_port))
 		return ROUTE_PORT_DENIED;
+	vm_port = route_port_map(d, listen_port);
+	if (!route_vm_ports_allow(route_slot_ports(v, s), vm_port))
+		return ROUTE_VM_PORT_DENIED;
 
 	out->vm_id = route_slot_id(s);
 	out->addr = &s->addr;
-	out->vm_port = route_port_map(d, listen_port);
+	out->vm_port = vm_port;
+	out->proxy_protocol = route_proxy(d, out->vm_port);
+	out->vm_errors_http = d->vm_errors_http;
 	return ROUTE_OK;
 }
 
@@ -654,6 +838,8 @@ const char *route_verdict_str(enum route_verdict v)
 		return "unknown_vm";
 	case ROUTE_PORT_DENIED:
 		return "port_denied";
+	case ROUTE_VM_PORT_DENIED:
+		return "vm_port_denied";
 	}
 	return "unknown";
 }

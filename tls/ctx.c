@@ -19,6 +19,7 @@
 #include "signer/keyop.h"
 #include "tls/session.h"
 #include "tls/sigalg.h"
+#include "tls/ticket.h"
 
 /* TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 suites are all AEAD and not
  * configurable in BoringSSL. */
@@ -58,6 +59,8 @@ struct tls_ctx {
 	struct tls_cands *runs;
 	uint32_t *cands;
 	struct alpn_set *alpn; /* copied into each SSL_CTX; NULL: no ALPN */
+	bool fleet_tickets;    /* fleet: keys from tls/ticket.h */
+	uint32_t ticket_lifetime_s;
 };
 
 /* Each SSL_CTX carries its own copy of the ALPN list in ex_data, freed
@@ -347,9 +350,12 @@ static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 		goto err_ctx;
 	}
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	if (IS_ENABLED(CONFIG_TLS_SESSION_TICKETS))
+	if (IS_ENABLED(CONFIG_TLS_SESSION_TICKETS)) {
 		SSL_CTX_set_num_tickets(ctx, 1);
-	else
+		/* A fleet shares its ticket keys (tls/ticket.h). */
+		if (t->fleet_tickets)
+			tls_ticket_enable(ctx, t->ticket_lifetime_s);
+	} else
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	if (t->alpn) {
 		struct alpn_set *l = malloc(t->alpn->size);
@@ -520,6 +526,11 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 
 	if (!t || !build_alpn(t, cfg))
 		goto err_oom;
+	t->fleet_tickets = cfg->fleet.enabled;
+	/* A ticket lasts as long as its key may decrypt: the key's expiry
+	 * (tls/ticket.c) is the limit that counts. */
+	t->ticket_lifetime_s = cfg->fleet.ticket_rotation_s +
+			       cfg->fleet.ticket_lifetime_s;
 	t->ctxs = calloc(cfg->certs_len, sizeof(*t->ctxs));
 	t->keys = calloc(cfg->certs_len, sizeof(*t->keys));
 	t->key_ids = calloc(cfg->certs_len, sizeof(*t->key_ids));

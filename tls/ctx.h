@@ -4,7 +4,8 @@
  * 1.2 and 1.3 only, AEAD suites only, X25519 then P-256, the configured
  * ALPN list (server preference; tls.alpn_ports replaces it on the ports it
  * names, chosen by tls_conn.port), session tickets with BoringSSL's
- * rotating keys, no stateful session cache. BoringSSL never renegotiates as a
+ * rotating keys (in fleet mode, keys the fleet shares: tls/ticket.h), no
+ * stateful session cache. BoringSSL never renegotiates as a
  * server. Certificates are chosen by the name the router accepted: an
  * exact SAN first, then a wildcard SAN, else the first certificate; and,
  * among those, by whether the key can sign in a scheme the client offered

@@ -409,6 +409,22 @@ enum tls_io tls_conn_read(struct tls_conn *t, size_t *out_len, uint8_t *out,
 	return io_result(t, ret);
 }
 
+enum tls_io tls_conn_peek(struct tls_conn *t, size_t *out_len, uint8_t *out,
+			  size_t cap)
+{
+	int ret;
+
+	*out_len = 0;
+	if (cap > INT32_MAX)
+		cap = INT32_MAX;
+	ret = SSL_peek(t->ssl, out, (int)cap);
+	if (ret > 0) {
+		*out_len = (size_t)ret;
+		return TLS_IO_DONE;
+	}
+	return io_result(t, ret);
+}
+
 enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len)
 {
 	int ret;
@@ -519,6 +535,52 @@ void tls_conn_describe(const struct tls_conn *t, char *out, size_t cap)
 		 alpn_len ? (int)alpn_len : 1,
 		 alpn_len ? (const char *)alpn : "-",
 		 SSL_session_reused(t->ssl));
+}
+
+void tls_conn_facts(const struct tls_conn *t, struct tls_facts *out)
+{
+	const SSL_CIPHER *cipher;
+	const EVP_PKEY *key;
+	SSL_CTX *ctx;
+	const uint8_t *alpn;
+	unsigned alpn_len;
+	X509 *leaf;
+	int nid;
+
+	memset(out, 0, sizeof(*out));
+	if (!t->ssl)
+		return;
+	out->version = SSL_get_version(t->ssl);
+	cipher = SSL_get_current_cipher(t->ssl);
+	if (cipher)
+		out->cipher = SSL_CIPHER_standard_name(cipher);
+	SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
+	out->alpn = alpn;
+	out->alpn_len = alpn_len;
+	/* The SSL's own certificate config is shed after the handshake
+	 * (tls_conn_start); its SSL_CTX is the one the router chose, with
+	 * exactly one certificate. */
+	ctx = SSL_get_SSL_CTX(t->ssl);
+	leaf = SSL_CTX_get0_certificate(ctx);
+	nid = leaf ? X509_get_signature_nid(leaf) : NID_undef;
+	if (nid != NID_undef)
+		out->sig_alg = OBJ_nid2sn(nid);
+	key = SSL_CTX_get0_privatekey(ctx);
+	if (!key)
+		return;
+	switch (EVP_PKEY_id(key)) {
+	case EVP_PKEY_RSA:
+		snprintf(out->key_alg, sizeof(out->key_alg), "RSA%d",
+			 EVP_PKEY_bits(key));
+		break;
+	case EVP_PKEY_EC:
+		snprintf(out->key_alg, sizeof(out->key_alg), "EC%d",
+			 EVP_PKEY_bits(key));
+		break;
+	case EVP_PKEY_ED25519:
+		snprintf(out->key_alg, sizeof(out->key_alg), "ED25519");
+		break;
+	}
 }
 
 bool tls_conn_resumed(const struct tls_conn *t)

@@ -127,6 +127,11 @@ extern const SSL_PRIVATE_KEY_METHOD tls_keyop_method;
 enum tls_io tls_conn_read(struct tls_conn *t, size_t *out_len, uint8_t *out,
 			  size_t cap);
 
+/* tls_conn_peek is tls_conn_read without consuming: the same bytes are
+ * read again by the next peek or read. */
+enum tls_io tls_conn_peek(struct tls_conn *t, size_t *out_len, uint8_t *out,
+			  size_t cap);
+
 /* tls_conn_write encrypts all |len| bytes of |in| into the output. */
 enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len);
 
@@ -162,6 +167,22 @@ bool tls_conn_queue_raw(struct tls_conn *t, const uint8_t *data, size_t len);
 /* tls_conn_describe writes "TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=h2
  * resumed=0" style facts of a finished handshake into |out|. */
 void tls_conn_describe(const struct tls_conn *t, char *out, size_t cap);
+
+/* What a finished handshake agreed, for the PROXY v2 header's TLVs
+ * (core/proxyhdr.h). The strings are static or live as long as the
+ * connection; NULL (alpn: length 0) where there is nothing to say. */
+struct tls_facts {
+	const char *version;  /* "TLSv1.3" */
+	const char *cipher;   /* "TLS_AES_128_GCM_SHA256" */
+	const char *sig_alg;  /* our certificate's signature: OpenSSL's short
+	                       * name, "ecdsa-with-SHA256" */
+	char key_alg[16];     /* our certificate's key: "EC256", "RSA2048",
+	                       * "ED25519"; "" when unknown */
+	const uint8_t *alpn;
+	size_t alpn_len;
+};
+
+void tls_conn_facts(const struct tls_conn *t, struct tls_facts *out);
 
 const char *tls_conn_error_str(const struct tls_conn *t);
 

@@ -1,5 +1,6 @@
 /* ctl/config/domains.c: the domains: section (suffix, port_map,
- * allowed_ports per entry). */
+ * allowed_ports, proxy_protocol, proxy_protocol_ports, vm_errors per
+ * entry). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,10 +99,55 @@ static void key_domain_allowed(struct ld *ld, yaml_node_t *v)
 		d->has_allowed_ports = true;
 }
 
+static void key_domain_proxy(struct ld *ld, yaml_node_t *v)
+{
+	struct config_domain *d = &((struct domain_tmp *)ld->obj)->d;
+	struct show_buf b;
+	const char *s;
+
+	if (!ld_get_str(ld, v, "proxy_protocol", &s))
+		return;
+	if (!strcmp(s, "v1"))
+		d->proxy_protocol = CFG_PROXY_V1;
+	else if (!strcmp(s, "v2"))
+		d->proxy_protocol = CFG_PROXY_V2;
+	else if (strcmp(s, "off"))
+		ld_err(ld, v, "proxy_protocol: expected one of v1, v2, off, "
+		       "got '%s'", ld_show(&b, s, ld_slen(v)));
+}
+
+static void key_domain_proxy_ports(struct ld *ld, yaml_node_t *v)
+{
+	struct config_domain *d = &((struct domain_tmp *)ld->obj)->d;
+
+	if (ld_parse_ports(ld, v, "proxy_protocol_ports",
+			   &d->proxy_protocol_ports,
+			   &d->proxy_protocol_ports_len))
+		d->has_proxy_protocol_ports = true;
+}
+
+static void key_domain_vm_errors(struct ld *ld, yaml_node_t *v)
+{
+	struct config_domain *d = &((struct domain_tmp *)ld->obj)->d;
+	struct show_buf b;
+	const char *s;
+
+	if (!ld_get_str(ld, v, "vm_errors", &s))
+		return;
+	if (!strcmp(s, "http"))
+		d->vm_errors_http = true;
+	else if (strcmp(s, "alert"))
+		ld_err(ld, v, "vm_errors: expected one of alert, http, got '%s'",
+		       ld_show(&b, s, ld_slen(v)));
+}
+
 static const struct config_key domain_keys[] = {
 	{ "suffix", key_domain_suffix, true },
 	{ "port_map", key_domain_port_map, false },
 	{ "allowed_ports", key_domain_allowed, false },
+	{ "proxy_protocol", key_domain_proxy, false },
+	{ "proxy_protocol_ports", key_domain_proxy_ports, false },
+	{ "vm_errors", key_domain_vm_errors, false },
 };
 
 void ld_domain_free(struct config_domain *d)
@@ -109,6 +155,7 @@ void ld_domain_free(struct config_domain *d)
 	free(d->suffix);
 	free(d->port_map);
 	free(d->allowed_ports);
+	free(d->proxy_protocol_ports);
 	memset(d, 0, sizeof(*d));
 }
 

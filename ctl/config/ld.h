@@ -41,6 +41,9 @@ struct ld {
 	const char *dir;
 	void *obj; /* what the current mapping fills, for its key handlers */
 	const yaml_node_t *key; /* the key whose handler runs */
+	/* The first port range ld_parse_ports met with more than
+	 * LISTENERS_RANGE_MAX ports, or NULL (reset by whoever asks). */
+	const yaml_node_t *wide_range;
 	bool oom;
 };
 
@@ -102,6 +105,10 @@ struct port_set {
 void ld_port_set_add(struct port_set *s, unsigned p);
 bool ld_parse_ports(struct ld *ld, const yaml_node_t *n, const char *what,
 		    uint16_t **out, size_t *out_len);
+/* ld_parse_port_ranges is ld_parse_ports as sorted, merged ranges (a
+ * malloc'd struct config_vm_ports). */
+bool ld_parse_port_ranges(struct ld *ld, const yaml_node_t *n,
+			  const char *what, struct config_vm_ports **out);
 
 /* Paths */
 
@@ -127,6 +134,8 @@ void ld_key_domains(struct ld *ld, yaml_node_t *v); /* domains.c */
 void ld_key_vms(struct ld *ld, yaml_node_t *v);     /* vms.c */
 void ld_key_limits(struct ld *ld, yaml_node_t *v);  /* limits.c */
 void ld_key_admin(struct ld *ld, yaml_node_t *v);   /* admin.c */
+void ld_key_fleet(struct ld *ld, yaml_node_t *v);   /* fleet.c */
+void ld_fleet_free(struct config_fleet *f);         /* fleet.c */
 
 void ld_domain_free(struct config_domain *d);       /* domains.c */
 bool ld_vms_fast_scan(struct vms_fast *f, const uint8_t *buf,

@@ -22,11 +22,11 @@
 
 #include "ctl/config.h"
 #include "ctl/config/ld.h"
+#include "route/route.h"
 
 #define LD_ERRORS_MAX 100
 #define LD_FILE_MAX (256u << 20)
 #define LD_WORKERS_MAX 4096
-#define LD_RANGE_MAX 1024
 
 /* Errors */
 
@@ -332,12 +332,10 @@ static bool port_item(struct ld *ld, struct port_set *s, const yaml_node_t *n,
 		       "<= 65535", what, ld_show(&b, v, len));
 		return false;
 	}
-	if (to - from + 1 > LD_RANGE_MAX) {
-		ld_err(ld, n, "%s: range '%s' has %lld ports, at most %d",
-		       what, ld_show(&b, v, len), to - from + 1,
-		       LD_RANGE_MAX);
-		return false;
-	}
+	/* Only per-port listeners cap a range (listen.c says so when they
+	 * are asked for): remember the first one too wide for them. */
+	if (to - from + 1 > LISTENERS_RANGE_MAX && !ld->wide_range)
+		ld->wide_range = n;
 	for (long long p = from; p <= to; p++)
 		ld_port_set_add(s, (unsigned)p);
 	return true;
@@ -390,6 +388,23 @@ err_oom:
 err_set:
 	free(s);
 	return false;
+}
+
+bool ld_parse_port_ranges(struct ld *ld, const yaml_node_t *n,
+			  const char *what, struct config_vm_ports **out)
+{
+	uint16_t *v;
+	size_t len;
+
+	if (!ld_parse_ports(ld, n, what, &v, &len))
+		return false;
+	*out = route_vm_ports_new(v, len);
+	free(v);
+	if (!*out) {
+		ld_oom(ld);
+		return false;
+	}
+	return true;
 }
 
 /* Paths */
@@ -548,6 +563,7 @@ static const struct config_key top_keys[] = {
 	{ "vms", ld_key_vms, false },
 	{ "limits", ld_key_limits, false },
 	{ "admin", ld_key_admin, false },
+	{ "fleet", ld_key_fleet, false },
 };
 
 /* libyaml's own errors */
@@ -789,6 +805,8 @@ void config_free(struct config *c)
 	free(c->path);
 	free(c->dir);
 	free(c->ports);
+	free(c->exclude_ports);
+	free(c->addrs);
 	for (size_t i = 0; i < c->certs_len; i++) {
 		free(c->certs[i].cert_path);
 		free(c->certs[i].key_path);
@@ -808,12 +826,15 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->domains_len; i++)
 		ld_domain_free(&c->domains[i]);
 	free(c->domains);
-	for (size_t i = 0; i < c->vms_len; i++)
+	for (size_t i = 0; i < c->vms_len; i++) {
 		free(c->vms[i].id);
+		free(c->vms[i].ports);
+	}
 	free(c->vms);
 	free(c->admin.unix_path);
 	free(c->admin.token_file);
 	free(c->admin.state_file);
+	ld_fleet_free(&c->fleet);
 	memset(c, 0, sizeof(*c));
 }
 

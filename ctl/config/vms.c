@@ -1,4 +1,4 @@
-/* ctl/config/vms.c: the vms: section (id, address per entry) and its
+/* ctl/config/vms.c: the vms: section (id, address, ports per entry) and its
  * fast path. */
 #include <stdlib.h>
 #include <string.h>
@@ -58,9 +58,17 @@ static void key_vm_address(struct ld *ld, yaml_node_t *v)
 	       ld_show(&b, s, ld_slen(v)));
 }
 
+static void key_vm_ports(struct ld *ld, yaml_node_t *v)
+{
+	struct vm_tmp *t = ld->obj;
+
+	ld_parse_port_ranges(ld, v, "vm ports", &t->vm.ports);
+}
+
 static const struct config_key vm_keys[] = {
 	{ "id", key_vm_id, true },
 	{ "address", key_vm_address, true },
+	{ "ports", key_vm_ports, false },
 };
 
 /* The vms: fast path.
@@ -385,6 +393,7 @@ void ld_key_vms(struct ld *ld, yaml_node_t *v)
 				    sizeof(vm_keys) / sizeof(vm_keys[0]), &t);
 		}
 		if (!t.vm.id) {
+			free(t.vm.ports);
 			continue;
 		}
 		/* An id without a valid address still takes part in the

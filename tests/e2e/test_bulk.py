@@ -27,6 +27,7 @@ class HashSink:
         self.h.update(d)
 
 def test_upload_100mib(live_gate, certs):
+    mark = live_gate.mark()  # the client's port may have been used before
     c = BioClient(certs.client_ctx(), "vm2.vm.test", 3000, timeout=60)
     c.handshake()
     h = hashlib.sha256()
@@ -38,7 +39,8 @@ def test_upload_100mib(live_gate, certs):
     c.close()
     assert got.decode().strip() == h.hexdigest(), (
         "sha sink saw different bytes (got %r, end=%s)" % (got, end), live_gate.tail())
-    line = live_gate.wait_log(r"INFO close .*%s" % peer_re(c.local_port), timeout=10)[0]
+    line = live_gate.wait_log(r"INFO close .*%s" % peer_re(c.local_port), timeout=10,
+                              since=mark)[0]
     kv = parse_kv(line)
     assert kv.get("vm") == "vm2" and kv.get("vm_port") == "3000", line
     assert int(kv["up"]) == SIZE and int(kv["down"]) == 65, line
@@ -48,6 +50,7 @@ def test_upload_100mib(live_gate, certs):
 @pytest.mark.timeout(120)
 def test_download_100mib(live_gate, certs):
     want = stream_sha256(12, SIZE)
+    mark = live_gate.mark()
     c = BioClient(certs.client_ctx(), "vm2.vm.test", 8443, timeout=60)
     c.handshake()
     c.send(b"%d 12\n" % SIZE)
@@ -59,7 +62,8 @@ def test_download_100mib(live_gate, certs):
                        live_gate.tail())
     assert h.hexdigest() == want, "downloaded bytes differ"
     assert end in ("close_notify", "eof"), end
-    line = live_gate.wait_log(r"INFO close .*%s" % peer_re(c.local_port), timeout=10)[0]
+    line = live_gate.wait_log(r"INFO close .*%s" % peer_re(c.local_port), timeout=10,
+                              since=mark)[0]
     kv = parse_kv(line)
     assert int(kv["down"]) == SIZE and int(kv["up"]) == len(b"%d 12\n" % SIZE), line
 

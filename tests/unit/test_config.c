@@ -309,7 +309,10 @@ static void test_values(void **state)
 		"domains:\n"
 		"  - suffix: \"*.VM.Vers.sh\"\n"
 		"    port_map: { 443: 22, 80: 8080 }\n"
-		"  - { suffix: .Other.Example }\n"
+		"    proxy_protocol: v2\n"
+		"    proxy_protocol_ports: [3000, 22]\n"
+		"    vm_errors: http\n"
+		"  - { suffix: .Other.Example, proxy_protocol: v1 }\n"
 		"vms:\n"
 		"  - { id: Web-1, address: \"FD00::1\" }\n"
 		"  - { id: \"2\", address: \"fd00::2\" }\n"
@@ -354,7 +357,14 @@ static void test_values(void **state)
 	assert_string_equal(c.domains[0].suffix, "vm.vers.sh");
 	assert_false(c.domains[0].has_allowed_ports);
 	assert_int_equal(c.domains[0].port_map_len, 2);
+	assert_int_equal(c.domains[0].proxy_protocol, CFG_PROXY_V2);
+	assert_true(c.domains[0].has_proxy_protocol_ports);
+	assert_int_equal(c.domains[0].proxy_protocol_ports_len, 2);
 	assert_string_equal(c.domains[1].suffix, "other.example");
+	assert_int_equal(c.domains[1].proxy_protocol, CFG_PROXY_V1);
+	assert_true(c.domains[0].vm_errors_http);
+	assert_false(c.domains[1].vm_errors_http);
+	assert_false(c.domains[1].has_proxy_protocol_ports);
 	assert_int_equal(c.vms_len, 2);
 	assert_string_equal(c.vms[0].id, "web-1");
 	inet_pton(AF_INET6, "fd00::1", &a);
@@ -365,6 +375,117 @@ static void test_values(void **state)
 	assert_int_equal(c.limits.buffer_bytes, 4096);
 	assert_int_equal(c.limits.idle_timeout_ms,
 			 DEFAULT_IDLE_TIMEOUT_MS);
+	config_free(&c);
+	config_errors_free(&e);
+}
+
+/* listen: any-port keys, and vms[].ports. */
+static void test_anyport(void **state)
+{
+	static const char y[] =
+		"listen:\n"
+		"  addresses: [\"2001:db8::10\", 203.0.113.10, \"::\"]\n"
+		"  ports: all\n"
+		"  exclude_ports: [22, \"100-199\", 65535]\n"
+		"  steering: sk_lookup\n"
+		TLS
+		"domains:\n"
+		"  - { suffix: vm.test, port_map: { 443: 8100 } }\n"
+		"vms:\n"
+		"  - { id: a, address: \"fd00::1\", ports: [22, \"8000-8099\", "
+		"8100, 443, \"1-65535\"] }\n"
+		"  - { id: b, address: \"fd00::2\", ports: [22, \"8000-8099\", "
+		"8101, 443] }\n"
+		"  - { id: c, address: \"fd00::3\" }\n";
+	struct config c;
+	struct config_errors e;
+	struct in6_addr a;
+	char buf[64];
+
+	(void)state;
+	if (!load(&c, &e, y)) {
+		dump_errors(&e);
+		fail_msg("any-port config refused");
+	}
+	assert_int_equal(c.steering, CFG_STEER_SK_LOOKUP);
+	assert_true(c.ports_all);
+	assert_true(c.ports_wide);
+	/* 65,535 ports less 22, 100..199 and 65535. */
+	assert_int_equal(c.ports_len, 65535 - 1 - 100 - 1);
+	assert_int_equal(c.ports[0], 1);
+	assert_int_equal(c.ports[21], 23);
+	assert_int_equal(c.ports[c.ports_len - 1], 65534);
+	assert_int_equal(c.exclude_ports_len, 102);
+	assert_int_equal(c.addrs_len, 3);
+	inet_pton(AF_INET6, "2001:db8::10", &a);
+	assert_memory_equal(&c.addrs[0], &a, sizeof(a));
+	inet_pton(AF_INET6, "::ffff:203.0.113.10", &a);
+	assert_memory_equal(&c.addrs[1], &a, sizeof(a));
+	inet_pton(AF_INET6, "::", &a);
+	assert_memory_equal(&c.addrs[2], &a, sizeof(a));
+
+	/* Ranges merged: adjacent and overlapping ones become one. */
+	assert_non_null(c.vms[0].ports);
+	assert_int_equal(c.vms[0].ports->len, 1);
+	assert_string_equal(route_vm_ports_fmt(buf, sizeof(buf),
+					       c.vms[0].ports), "1-65535");
+	assert_string_equal(route_vm_ports_fmt(buf, sizeof(buf),
+					       c.vms[1].ports),
+			    "22,443,8000-8099,8101");
+	assert_true(route_vm_ports_allow(c.vms[1].ports, 22));
+	assert_true(route_vm_ports_allow(c.vms[1].ports, 8000));
+	assert_true(route_vm_ports_allow(c.vms[1].ports, 8099));
+	assert_false(route_vm_ports_allow(c.vms[1].ports, 8100));
+	assert_true(route_vm_ports_allow(c.vms[1].ports, 8101));
+	assert_false(route_vm_ports_allow(c.vms[1].ports, 21));
+	assert_false(route_vm_ports_allow(c.vms[1].ports, 65535));
+	assert_null(c.vms[2].ports);
+	assert_true(route_vm_ports_allow(c.vms[2].ports, 1));
+	/* The route table applies them to the VM port, after port_map. */
+	{
+		struct route_table *t = route_table_new(&c);
+		struct route_match m;
+
+#define LOOK(host, port) \
+	route_lookup(t, &m, (const uint8_t *)(host), strlen(host), (port))
+		assert_non_null(t);
+		assert_int_equal(LOOK("b.vm.test", 8101), ROUTE_OK);
+		assert_int_equal(m.vm_port, 8101);
+		assert_int_equal(LOOK("b.vm.test", 8100), ROUTE_VM_PORT_DENIED);
+		/* 443 is VM port 8100: denied, though 443 is in the list. */
+		assert_int_equal(LOOK("b.vm.test", 443), ROUTE_VM_PORT_DENIED);
+		assert_int_equal(LOOK("a.vm.test", 443), ROUTE_OK);
+		assert_int_equal(m.vm_port, 8100);
+		assert_int_equal(LOOK("c.vm.test", 5), ROUTE_OK);
+		assert_int_equal(LOOK("d.vm.test", 5), ROUTE_UNKNOWN_VM);
+#undef LOOK
+		route_table_free(t);
+	}
+	config_free(&c);
+	config_errors_free(&e);
+
+	/* Defaults: listen.address is the one address, auto steering, and
+	 * a wide range is fine unless per-port listeners are asked for. */
+	if (!load(&c, &e, "listen:\n  ports: [\"1-5000\"]\n" TLS)) {
+		dump_errors(&e);
+		fail_msg("a wide range refused");
+	}
+	assert_int_equal(c.steering, CFG_STEER_AUTO);
+	assert_false(c.ports_all);
+	assert_true(c.ports_wide);
+	assert_int_equal(c.ports_len, 5000);
+	assert_int_equal(c.addrs_len, 1);
+	assert_memory_equal(&c.addrs[0], &c.listen_addr, sizeof(a));
+	config_free(&c);
+	config_errors_free(&e);
+	if (!load(&c, &e, "listen:\n  ports: [\"1-1024\", 2000]\n"
+		       "  steering: listeners\n" TLS)) {
+		dump_errors(&e);
+		fail_msg("a 1024-port range refused with listeners");
+	}
+	assert_int_equal(c.steering, CFG_STEER_LISTENERS);
+	assert_false(c.ports_wide);
+	assert_int_equal(c.ports_len, 1025);
 	config_free(&c);
 	config_errors_free(&e);
 }
@@ -419,6 +540,10 @@ static const struct error_case error_cases[] = {
 	{ "missing both", "workers: 1\n", 1, 1,
 	  "missing required key 'listen'", 2 },
 	{ "unknown key", "foo: 1\n" MIN, 1, 1, "unknown key 'foo'", 1 },
+	{ "fleet without etcd", MIN "fleet: {}\n", 6, 8,
+	  "missing required key 'etcd' in fleet", 1 },
+	{ "fleet bad endpoint", MIN "fleet:\n  etcd:\n    endpoints: [x]\n",
+	  8, 17, "fleet.etcd endpoint 'x': expected", 1 },
 	{ "duplicate key", MIN "listen: {ports: [1]}\n", 6, 1,
 	  "duplicate key 'listen' (first at line 1)", 1 },
 	{ "non-scalar key", "[a]: 1\n" MIN, 1, 1, "expected a key string", 1 },
@@ -451,7 +576,8 @@ static const struct error_case error_cases[] = {
 	{ "listen garbage", "listen:\n  address: nope\n  ports: [1]\n" TLS,
 	  2, 12, "listen.address 'nope' is not an IPv6 address", 1 },
 	{ "listen unknown", "listen:\n  ports: [1]\n  port: 2\n" TLS, 3, 3,
-	  "unknown key 'port' in listen (expected address, ports)", 1 },
+	  "unknown key 'port' in listen (expected address, addresses, ports, "
+	  "exclude_ports, steering)", 1 },
 	{ "ports empty", "listen:\n  ports: []\n" TLS, 2, 10,
 	  "listen.ports: must not be empty", 1 },
 	{ "ports scalar", "listen:\n  ports: 443\n" TLS, 2, 10,
@@ -475,8 +601,34 @@ static const struct error_case error_cases[] = {
 	  "'1-' is not a port", 1 },
 	{ "range signed", "listen:\n  ports: [\"1--2\"]\n" TLS, 2, 11,
 	  "'1--2' is not a port", 1 },
-	{ "range too large", "listen:\n  ports: [\"1000-2024\"]\n" TLS, 2, 11,
-	  "range '1000-2024' has 1025 ports, at most 1024", 1 },
+	{ "range too large", "listen:\n  ports: [\"1000-2024\"]\n"
+	  "  steering: listeners\n" TLS, 2, 11,
+	  "range '1000-2024' has more than 1024 ports, the most with "
+	  "steering: listeners", 1 },
+	{ "all with listeners", "listen:\n  steering: listeners\n  ports: all\n"
+	  TLS, 3, 10, "listen.ports: all needs steering: sk_lookup", 1 },
+	{ "ports word", "listen:\n  ports: every\n" TLS, 2, 10,
+	  "listen.ports: expected a list, got a plain scalar", 1 },
+	{ "steering bad", "listen:\n  ports: [1]\n  steering: ebpf\n" TLS, 3,
+	  13, "listen.steering: expected auto, sk_lookup or listeners, got "
+	  "'ebpf'", 1 },
+	{ "addresses and address", "listen:\n  address: \"::\"\n"
+	  "  addresses: [\"::1\"]\n  ports: [1]\n" TLS, 3, 14,
+	  "give listen.address or listen.addresses, not both", 1 },
+	{ "addresses empty", "listen:\n  addresses: []\n  ports: [1]\n" TLS, 2,
+	  14, "listen.addresses: expected 1 to 256 addresses, got 0", 1 },
+	{ "addresses bad", "listen:\n  addresses: [\"::1\", nope]\n"
+	  "  ports: [1]\n" TLS, 2, 22, "listen.addresses: 'nope' is not an "
+	  "IPv6 or IPv4 address", 1 },
+	{ "addresses v4 any", "listen:\n  addresses: [0.0.0.0]\n  ports: [1]\n"
+	  TLS, 2, 15, "use \"::\" for every address", 1 },
+	{ "addresses twice", "listen:\n  addresses: [10.0.0.1, "
+	  "\"::ffff:10.0.0.1\"]\n  ports: [1]\n" TLS, 2, 25,
+	  "listen.addresses: ::ffff:10.0.0.1 is listed twice", 1 },
+	{ "exclude all", "listen:\n  ports: [\"5-6\"]\n  exclude_ports: [5, 6]\n"
+	  TLS, 2, 10, "listen.exclude_ports leaves no port", 1 },
+	{ "exclude bad", "listen:\n  ports: all\n  exclude_ports: [0]\n" TLS,
+	  3, 19, "listen.exclude_ports: expected an integer in 1..65535", 1 },
 	{ "ports several", "listen:\n  ports: [0, x, \"9-1\"]\n" TLS, 2, 11,
 	  "got '0'", 3 },
 
@@ -543,7 +695,17 @@ static const struct error_case error_cases[] = {
 	  "duplicate domain suffix 'vm.vers.sh' (first at line 7)", 1 },
 	{ "domain unknown", MIN "domains:\n  - suffix: a.sh\n    ports: [1]\n",
 	  8, 5, "unknown key 'ports' in domains entry (expected suffix, "
-	  "port_map, allowed_ports)", 1 },
+	  "port_map, allowed_ports, proxy_protocol, proxy_protocol_ports, "
+	  "vm_errors)", 1 },
+	{ "vm_errors value", MIN "domains:\n  - suffix: a.sh\n"
+	  "    vm_errors: html\n", 8, 16,
+	  "vm_errors: expected one of alert, http, got 'html'", 1 },
+	{ "proxy_protocol value", MIN "domains:\n  - suffix: a.sh\n"
+	  "    proxy_protocol: v3\n", 8, 21,
+	  "proxy_protocol: expected one of v1, v2, off, got 'v3'", 1 },
+	{ "proxy_protocol_ports empty", MIN "domains:\n  - suffix: a.sh\n"
+	  "    proxy_protocol_ports: []\n", 8, 27,
+	  "proxy_protocol_ports: must not be empty", 1 },
 	{ "port_map list", MIN "domains:\n  - suffix: a.sh\n"
 	  "    port_map: [443]\n", 8, 15,
 	  "port_map: expected a mapping of listener port to VM port, got a "
@@ -603,7 +765,12 @@ static const struct error_case error_cases[] = {
 	  "  - { id: a, address: \"::2\" }\n  - { id: a, address: \"::3\" }\n",
 	  8, 11, "duplicate vm id 'a' (first at line 7)", 2 },
 	{ "vm unknown", MIN "vms:\n  - { id: a, address: \"::1\", port: 1 }\n",
-	  7, 30, "unknown key 'port' in vms entry (expected id, address)", 1 },
+	  7, 30, "unknown key 'port' in vms entry (expected id, address, "
+	  "ports)", 1 },
+	{ "vm ports empty", MIN "vms:\n  - { id: a, address: \"::1\", ports: [] }\n",
+	  7, 37, "vm ports: must not be empty", 1 },
+	{ "vm ports bad", MIN "vms:\n  - { id: a, address: \"::1\", "
+	  "ports: [\"9-1\"] }\n", 7, 38, "vm ports: range '9-1' must satisfy", 1 },
 
 	/* limits */
 	{ "limits list", MIN "limits: [1]\n", 6, 9,
@@ -862,6 +1029,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_anyport),
 		cmocka_unit_test(test_null_lists),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_error_cap),

@@ -110,12 +110,16 @@ struct fixture {
 
 static struct config_port_map ssh_map[] = { { 443, 22 }, { 8443, 8080 } };
 static uint16_t allowed[] = { 8080, 443, 3000 };
+static uint16_t proxy_ports[] = { 3000, 22 };
 
 static struct config_domain domains[] = {
 	{ .suffix = "vm.vers.sh", .port_map = ssh_map, .port_map_len = 2,
 	  .allowed_ports = allowed, .allowed_ports_len = 3,
-	  .has_allowed_ports = true },
-	{ .suffix = "vers.sh" },           /* every port, no mapping */
+	  .has_allowed_ports = true, .proxy_protocol = CFG_PROXY_V2,
+	  .proxy_protocol_ports = proxy_ports, .proxy_protocol_ports_len = 2,
+	  .has_proxy_protocol_ports = true, .vm_errors_http = true },
+	{ .suffix = "vers.sh", .proxy_protocol = CFG_PROXY_V1 }, /* every port,
+								   * no mapping */
 	{ .suffix = "Open.Example.COM" },  /* normalised by the table */
 	{ .suffix = "locked.example", .has_allowed_ports = true },
 };
@@ -277,6 +281,27 @@ static void test_ports(void **state)
 
 	/* has_allowed_ports with an empty list denies everything. */
 	assert_verdict(f->t, &m, "web.locked.example", 443, ROUTE_PORT_DENIED);
+}
+
+/* proxy_protocol_ports name VM ports, after port_map. */
+static void test_proxy_protocol(void **state)
+{
+	struct fixture *f = *state;
+	struct route_match m;
+
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 443, ROUTE_OK); /* 22 */
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_V2);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 3000, ROUTE_OK);
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_V2);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 8080, ROUTE_OK);
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_NONE);
+	assert_verdict(f->t, &m, "web.vers.sh", 8080, ROUTE_OK);
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_V1);
+	assert_verdict(f->t, &m, "web.open.example.com", 3000, ROUTE_OK);
+	assert_int_equal(m.proxy_protocol, CFG_PROXY_NONE);
+	assert_false(m.vm_errors_http);
+	assert_verdict(f->t, &m, "web.vm.vers.sh", 8080, ROUTE_OK);
+	assert_true(m.vm_errors_http);
 }
 
 static void test_nested(void **state)
@@ -584,6 +609,58 @@ static void test_derive_chain(void **state)
 	}
 }
 
+/* vms[].ports through API changes: a derived table applies them, a
+ * derive from a derived table keeps them, and a later change replaces
+ * them. */
+static void test_derive_ports(void **state)
+{
+	struct fixture *f = *state;
+	static const uint16_t list[] = { 22, 8080, 8081, 8082, 9000 };
+	struct config_vm_ports *p = route_vm_ports_new(list, 5);
+	const struct config_vm_ports *got;
+	struct route_table *d1, *d2, *d3;
+	struct route_vm_change ch = { .id = "Web", .addr = addr_n(7) };
+	struct route_match m;
+	char buf[64];
+
+	(void)state;
+	assert_non_null(p);
+	assert_int_equal(p->len, 3);
+	assert_string_equal(route_vm_ports_fmt(buf, sizeof(buf), p),
+			    "22,8080-8082,9000");
+	ch.ports = p;
+	d1 = route_table_derive(f->t, &ch, 1);
+	free(p); /* the table keeps its own copy */
+	assert_non_null(d1);
+	/* vm.vers.sh maps 443 to 22, allowed; 3000 is allowed, not the VM's. */
+	assert_verdict(d1, &m, "web.vm.vers.sh", 443, ROUTE_OK);
+	assert_int_equal(m.vm_port, 22);
+	assert_verdict(d1, &m, "web.vm.vers.sh", 3000, ROUTE_VM_PORT_DENIED);
+	assert_verdict(d1, &m, "web.vers.sh", 8081, ROUTE_OK);
+	assert_verdict(d1, &m, "web.vers.sh", 8083, ROUTE_VM_PORT_DENIED);
+	assert_verdict(f->t, &m, "web.vers.sh", 8083, ROUTE_OK);
+	assert_true(route_vm_ports_get(d1, &got, "WEB", 3));
+	assert_non_null(got);
+	assert_true(route_vm_ports_get(f->t, &got, "web", 3));
+	assert_null(got);
+	assert_false(route_vm_ports_get(d1, &got, "nope", 4));
+
+	ch = (struct route_vm_change){ .id = "vm", .addr = addr_n(8) };
+	d2 = route_table_derive(d1, &ch, 1);
+	assert_non_null(d2);
+	route_table_free(d1);
+	assert_verdict(d2, &m, "web.vers.sh", 8083, ROUTE_VM_PORT_DENIED);
+	assert_verdict(d2, &m, "web.vers.sh", 9000, ROUTE_OK);
+	assert_verdict(d2, &m, "vm.vers.sh", 8083, ROUTE_OK);
+
+	ch = (struct route_vm_change){ .id = "web", .addr = addr_n(9) };
+	d3 = route_table_derive(d2, &ch, 1);
+	assert_non_null(d3);
+	route_table_free(d2);
+	assert_verdict(d3, &m, "web.vers.sh", 8083, ROUTE_OK);
+	route_table_free(d3);
+}
+
 /* Ids of every length up to 63, some kept inline in a slot and some not,
  * in a base and in overlays. */
 static void test_long_ids(void **state)
@@ -604,6 +681,7 @@ static void test_long_ids(void **state)
 		ids[i][0] = 'A';
 		v[i].id = ids[i];
 		v[i].addr = addr_n((unsigned)i);
+		v[i].ports = NULL;
 	}
 	cfg.vms_len = 63;
 	t = route_table_new(&cfg);
@@ -693,6 +771,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_case_insensitive, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_proxy_protocol, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nested, setup, teardown),
 		cmocka_unit_test(test_empty_table),
@@ -706,6 +786,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test(test_derive_chain),
 		cmocka_unit_test(test_long_ids),
+		cmocka_unit_test_setup_teardown(test_derive_ports, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests_name("route", tests, NULL, NULL);

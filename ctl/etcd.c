@@ -1,0 +1,432 @@
+/* ctl/etcd.c: see etcd.h. */
+#include "ctl/etcd.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/timer.h"
+#include "ctl/fleet_parse.h"
+#include "route/config-t.h"
+
+#define ANSWER_MAX (256u << 20) /* a 10,000-key page is a few MB */
+#define LINE_MAX_BYTES (64u << 20)
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int etcd_init(struct etcd *e, const struct config_fleet *cfg, char *err,
+	      size_t err_len)
+{
+	memset(e, 0, sizeof(*e));
+	e->cfg = cfg;
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_once(&curl_once, curl_init_once);
+	if (cfg->password_file) {
+		FILE *f = fopen(cfg->password_file, "r");
+		size_t n;
+
+		if (!f) {
+			snprintf(err, err_len, "fleet.etcd.password_file %s: "
+				 "%s", cfg->password_file, strerror(errno));
+			return -errno;
+		}
+		n = fread(e->password, 1, sizeof(e->password) - 1, f);
+		fclose(f);
+		e->password[n] = '\0';
+		/* One line: the trailing newline editors add is not part of
+		 * the password. */
+		e->password[strcspn(e->password, "\r\n")] = '\0';
+	}
+	return 0;
+}
+
+void etcd_free(struct etcd *e)
+{
+	if (!e->cfg)
+		return;
+	explicit_bzero(e->password, sizeof(e->password));
+	pthread_mutex_destroy(&e->lock);
+	memset(e, 0, sizeof(*e));
+}
+
+void etcd_endpoint(struct etcd *e, char *out, size_t out_cap)
+{
+	pthread_mutex_lock(&e->lock);
+	snprintf(out, out_cap, "%s", e->cfg->endpoints[e->ep]);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void etcd_forget_token(struct etcd *e)
+{
+	pthread_mutex_lock(&e->lock);
+	e->token[0] = '\0';
+	pthread_mutex_unlock(&e->lock);
+}
+
+void etcd_next_endpoint(struct etcd *e)
+{
+	pthread_mutex_lock(&e->lock);
+	e->ep = (e->ep + 1) % e->cfg->endpoints_len;
+	pthread_mutex_unlock(&e->lock);
+}
+
+struct answer {
+	char *p;
+	size_t len;
+	bool too_big;
+};
+
+static size_t answer_write(char *data, size_t size, size_t n, void *arg)
+{
+	struct answer *a = arg;
+	size_t len = size * n;
+	char *p;
+
+	if (a->len + len > ANSWER_MAX) {
+		a->too_big = true;
+		return 0;
+	}
+	p = realloc(a->p, a->len + len + 1);
+	if (!p)
+		return 0;
+	memcpy(p + a->len, data, len);
+	a->len += len;
+	p[a->len] = '\0';
+	a->p = p;
+	return len;
+}
+
+/* The options every request shares: TLS files, no signals (threads), and
+ * no proxy from the environment (etcd is reached directly). */
+static void common_opts(struct etcd *e, CURL *c, const char *url,
+			struct curl_slist *h, const char *body)
+{
+	const struct config_fleet *f = e->cfg;
+
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)f->timeout_ms);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (f->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, f->ca_file);
+	if (f->cert_file) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, f->cert_file);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, f->key_file);
+	}
+}
+
+static struct curl_slist *headers(struct etcd *e, bool watch)
+{
+	struct curl_slist *h = NULL, *n;
+	char auth[600];
+
+	h = curl_slist_append(h, "Content-Type: application/json");
+	if (h && watch && (n = curl_slist_append(h, "Grpc-Metadata-hasleader: "
+						  "true")))
+		h = n;
+	pthread_mutex_lock(&e->lock);
+	if (e->token[0])
+		snprintf(auth, sizeof(auth), "Authorization: %s", e->token);
+	else
+		auth[0] = '\0';
+	pthread_mutex_unlock(&e->lock);
+	if (h && auth[0] && (n = curl_slist_append(h, auth)))
+		h = n;
+	return h;
+}
+
+/* One request to one endpoint. */
+static int call_one(struct etcd *e, struct answer *a, long *status,
+		    const char *ep, const char *path, const char *body,
+		    bool with_token)
+{
+	struct curl_slist *h = with_token ? headers(e, false) :
+			       curl_slist_append(NULL, "Content-Type: "
+						 "application/json");
+	char url[512];
+	CURL *c = curl_easy_init();
+	CURLcode rc;
+
+	memset(a, 0, sizeof(*a));
+	*status = 0;
+	if (!c || !h) {
+		curl_easy_cleanup(c);
+		curl_slist_free_all(h);
+		return -ENOMEM;
+	}
+	snprintf(url, sizeof(url), "%s/v3/%s", ep, path);
+	common_opts(e, c, url, h, body);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->cfg->timeout_ms);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, answer_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
+	rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	if (rc != CURLE_OK || !a->p) {
+		free(a->p);
+		a->p = NULL;
+		return -EHOSTUNREACH;
+	}
+	return 0;
+}
+
+/* etcd's answers to a missing or stale token. */
+static bool auth_refused(const char *msg)
+{
+	return strstr(msg, "auth token") || strstr(msg, "user name is empty");
+}
+
+/* Answers that mean "this member cannot serve now": try another. */
+static bool member_unavailable(long status, const char *msg)
+{
+	return status == 503 || status == 504 || status == 502 ||
+	       strstr(msg, "no leader") || strstr(msg, "leader changed") ||
+	       strstr(msg, "timed out") || strstr(msg, "not capable") ||
+	       strstr(msg, "unhealthy");
+}
+
+static bool need_token(struct etcd *e)
+{
+	bool need;
+
+	if (!e->cfg->username)
+		return false;
+	pthread_mutex_lock(&e->lock);
+	need = !e->token[0];
+	pthread_mutex_unlock(&e->lock);
+	return need;
+}
+
+static int authenticate(struct etcd *e, const char *ep)
+{
+	char body[1024], u[300], p[300];
+	struct answer a;
+	long status;
+	int ret;
+
+	/* user and password are JSON strings: escape the two that matter. */
+	{
+		const char *src[2] = { e->cfg->username, e->password };
+		char *dst[2] = { u, p };
+
+		for (int k = 0; k < 2; k++) {
+			size_t j = 0;
+
+			for (const char *s = src[k]; *s && j + 3 < sizeof(u);
+			     s++) {
+				if (*s == '"' || *s == '\\')
+					dst[k][j++] = '\\';
+				if ((unsigned char)*s >= 0x20)
+					dst[k][j++] = *s;
+			}
+			dst[k][j] = '\0';
+		}
+	}
+	snprintf(body, sizeof(body), "{\"name\":\"%s\",\"password\":\"%s\"}",
+		 u, p);
+	explicit_bzero(p, sizeof(p));
+	ret = call_one(e, &a, &status, ep, "auth/authenticate", body, false);
+	explicit_bzero(body, sizeof(body));
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&e->lock);
+	if (!fleet_parse_token(e->token, sizeof(e->token), a.p, a.len)) {
+		e->token[0] = '\0';
+		ret = -EACCES;
+	}
+	pthread_mutex_unlock(&e->lock);
+	free(a.p);
+	return ret;
+}
+
+int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
+	      const char *body, char *err, size_t err_len)
+{
+	size_t n = e->cfg->endpoints_len, i, start;
+	int ret = -EHOSTUNREACH;
+	char ep[300], msg[256];
+
+	*out = NULL;
+	*out_len = 0;
+	snprintf(err, err_len, "no etcd endpoint answered");
+	pthread_mutex_lock(&e->lock);
+	start = e->ep;
+	pthread_mutex_unlock(&e->lock);
+	for (i = 0; i < n; i++) {
+		size_t k = (start + i) % n;
+		struct answer a;
+		long status;
+		bool retried = false;
+
+		snprintf(ep, sizeof(ep), "%s", e->cfg->endpoints[k]);
+again:
+		if (need_token(e)) {
+			ret = authenticate(e, ep);
+			if (ret == -EACCES) {
+				snprintf(err, err_len, "etcd refused user "
+					 "'%s'", e->cfg->username);
+				return ret;
+			}
+			if (ret)
+				continue;
+		}
+		ret = call_one(e, &a, &status, ep, path, body, true);
+		if (ret == -ENOMEM)
+			return ret;
+		if (ret) {
+			snprintf(err, err_len, "etcd %s: unreachable", ep);
+			continue;
+		}
+		if (status == 200) {
+			pthread_mutex_lock(&e->lock);
+			e->ep = k;
+			pthread_mutex_unlock(&e->lock);
+			*out = a.p;
+			*out_len = a.len;
+			return 0;
+		}
+		if (!fleet_parse_error(msg, sizeof(msg), a.p, a.len))
+			snprintf(msg, sizeof(msg), "HTTP %ld", status);
+		free(a.p);
+		if (e->cfg->username && !retried && auth_refused(msg)) {
+			/* The member restarted and forgot the token. */
+			pthread_mutex_lock(&e->lock);
+			e->token[0] = '\0';
+			pthread_mutex_unlock(&e->lock);
+			retried = true;
+			goto again;
+		}
+		snprintf(err, err_len, "etcd %s: %s", ep, msg);
+		if (member_unavailable(status, msg)) {
+			ret = -EHOSTUNREACH;
+			continue;
+		}
+		return -EPROTO;
+	}
+	/* Nobody answered: next time start with the next one. */
+	pthread_mutex_lock(&e->lock);
+	e->ep = (start + 1) % n;
+	pthread_mutex_unlock(&e->lock);
+	return ret;
+}
+
+/* Watch */
+
+static size_t watch_write(char *data, size_t size, size_t n, void *arg)
+{
+	struct etcd_watch *w = arg;
+	size_t len = size * n, start = 0, i;
+
+	w->last_rx_ms = timer_now_ms();
+	if (w->len + len > w->cap) {
+		size_t cap = w->cap ? w->cap : 65536;
+		char *b;
+
+		while (cap < w->len + len)
+			cap *= 2;
+		if (cap > LINE_MAX_BYTES + 65536) {
+			w->too_long = true;
+			return 0;
+		}
+		b = realloc(w->buf, cap);
+		if (!b)
+			return 0;
+		w->buf = b;
+		w->cap = cap;
+	}
+	memcpy(w->buf + w->len, data, len);
+	w->len += len;
+	/* Whole lines only: a chunk may end anywhere, even inside a UTF-8
+	 * sequence. */
+	for (i = 0; i < w->len; i++) {
+		if (w->buf[i] != '\n')
+			continue;
+		if (i > start && !w->on_line(w->arg, w->buf + start, i - start))
+			return 0;
+		start = i + 1;
+	}
+	memmove(w->buf, w->buf + start, w->len - start);
+	w->len -= start;
+	return len;
+}
+
+int etcd_watch_start(struct etcd *e, struct etcd_watch *w, const char *body,
+		     bool (*on_line)(void *arg, const char *line, size_t len),
+		     void *arg)
+{
+	char url[512], ep[300];
+
+	memset(w, 0, sizeof(*w));
+	if (need_token(e)) {
+		etcd_endpoint(e, ep, sizeof(ep));
+		if (authenticate(e, ep))
+			return -EHOSTUNREACH;
+	}
+	etcd_endpoint(e, ep, sizeof(ep));
+	w->on_line = on_line;
+	w->arg = arg;
+	w->body = strdup(body);
+	w->hdrs = headers(e, true);
+	w->easy = curl_easy_init();
+	w->multi = curl_multi_init();
+	if (!w->body || !w->hdrs || !w->easy || !w->multi) {
+		etcd_watch_stop(w);
+		return -ENOMEM;
+	}
+	snprintf(url, sizeof(url), "%s/v3/watch", ep);
+	common_opts(e, w->easy, url, w->hdrs, w->body);
+	curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, watch_write);
+	curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
+	curl_easy_setopt(w->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_multi_add_handle(w->multi, w->easy);
+	w->last_rx_ms = timer_now_ms();
+	return 0;
+}
+
+int etcd_watch_step(struct etcd_watch *w, int wait_ms)
+{
+	int running = 0, q;
+	CURLMsg *m;
+
+	if (w->done)
+		return 0;
+	curl_multi_perform(w->multi, &running);
+	if (running)
+		curl_multi_poll(w->multi, NULL, 0, wait_ms, NULL);
+	curl_multi_perform(w->multi, &running);
+	while ((m = curl_multi_info_read(w->multi, &q))) {
+		if (m->msg == CURLMSG_DONE) {
+			w->done = true;
+			w->result = m->data.result;
+			curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE,
+					  &w->http_status);
+		}
+	}
+	if (!running)
+		w->done = true;
+	return w->done ? 0 : 1;
+}
+
+void etcd_watch_stop(struct etcd_watch *w)
+{
+	if (w->multi && w->easy)
+		curl_multi_remove_handle(w->multi, w->easy);
+	curl_easy_cleanup(w->easy);
+	curl_multi_cleanup(w->multi);
+	curl_slist_free_all(w->hdrs);
+	free(w->body);
+	free(w->buf);
+	memset(w, 0, sizeof(*w));
+}

@@ -1,0 +1,93 @@
+/* ctl/etcd.h: a small client of etcd's v3 HTTP gateway (/v3/...), over
+ * libcurl, for the fleet (ctl/fleet.c) and the admin API's writes.
+ *
+ * Control plane only: calls block their thread for at most the configured
+ * timeout (every unary request has one; a stale or forged token can
+ * otherwise hold a gateway request for minutes), and the data path never
+ * waits on any of this.
+ *
+ * Endpoints are tried in turn: a request that cannot reach one moves the
+ * client to the next, so every caller shares one idea of "the endpoint
+ * that works". With a username, a token from /v3/auth/authenticate is
+ * sent with every request and taken again when etcd refuses it (simple
+ * tokens live in a member's memory and die with a restart). https
+ * endpoints use the configured CA and optional client certificate.
+ *
+ * Thread-safe: the client's state is under its own mutex, and each call
+ * uses its own curl handle.
+ */
+#ifndef VMGATE_CTL_ETCD_H
+#define VMGATE_CTL_ETCD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_fleet;
+
+struct etcd {
+	const struct config_fleet *cfg; /* borrowed: the startup config's */
+	pthread_mutex_t lock;
+	size_t ep;       /* the endpoint to try first */
+	char token[512]; /* "" until authenticated */
+	char password[256];
+};
+
+/* etcd_init reads the password file, if any. 0 or -errno with |err|. */
+int etcd_init(struct etcd *e, const struct config_fleet *cfg, char *err,
+	      size_t err_len);
+void etcd_free(struct etcd *e);
+
+/* etcd_endpoint copies the endpoint tried first into |out|. */
+void etcd_endpoint(struct etcd *e, char *out, size_t out_cap);
+
+/* etcd_call POSTs JSON |body| to /v3/|path| (e.g. "kv/range"), trying each
+ * endpoint once, and returns the answer in |*out| (malloc'd, NUL-
+ * terminated). Errors: -EHOSTUNREACH when no endpoint answered (refused,
+ * timed out, no leader: the caller says "etcd unreachable"), -EACCES when
+ * authentication failed, -EPROTO when etcd answered with an error (its
+ * message in |err|). */
+int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
+	      const char *body, char *err, size_t err_len);
+
+/* A watch: one long POST /v3/watch whose answer is a stream of JSON
+ * objects, one a line. Lines are handed to |on_line| whole, however the
+ * bytes were chunked; a line over 64 MiB ends the stream. The stream asks
+ * for a member with a leader (Grpc-Metadata-hasleader), so a partitioned
+ * member ends it. */
+struct etcd_watch {
+	void *multi, *easy, *hdrs; /* CURLM, CURL, curl_slist */
+	char *body;
+	char *buf;
+	size_t len, cap;
+	uint64_t last_rx_ms; /* when bytes last arrived */
+	bool done, too_long;
+	int result; /* CURLcode once done */
+	long http_status;
+	bool (*on_line)(void *arg, const char *line, size_t len);
+	void *arg;
+};
+
+/* etcd_watch_start connects to the first endpoint that takes the request
+ * (the client's current one first). |on_line| returning false ends the
+ * stream. 0 or -EHOSTUNREACH / -ENOMEM. */
+int etcd_watch_start(struct etcd *e, struct etcd_watch *w, const char *body,
+		     bool (*on_line)(void *arg, const char *line, size_t len),
+		     void *arg);
+
+/* etcd_watch_step runs the stream for up to |wait_ms|: 1 while it runs, 0
+ * when it ended (w->result, w->http_status say how). */
+int etcd_watch_step(struct etcd_watch *w, int wait_ms);
+
+/* etcd_watch_stop ends and frees the stream; a zero one is fine. */
+void etcd_watch_stop(struct etcd_watch *w);
+
+/* etcd_forget_token drops the token after etcd refused it on a watch
+ * (unary calls do this themselves): the next request authenticates. */
+void etcd_forget_token(struct etcd *e);
+
+/* etcd_next_endpoint moves to the next endpoint (after a watch failed). */
+void etcd_next_endpoint(struct etcd *e);
+
+#endif

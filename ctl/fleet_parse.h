@@ -1,0 +1,126 @@
+/* ctl/fleet_parse.h: pure parsers of what etcd sends (fuzz/fleet.c).
+ *
+ * Everything here reads bytes from the network or from a store other
+ * people write to, so nothing is trusted: every function checks every
+ * field, does no I/O, and either succeeds or returns false with nothing
+ * to free. Strings from etcd's gRPC gateway are JSON with keys and values
+ * in base64 and 64-bit integers as decimal strings (proto3's JSON
+ * mapping); both integer forms are accepted.
+ */
+#ifndef VMGATE_CTL_FLEET_PARSE_H
+#define VMGATE_CTL_FLEET_PARSE_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "route/route.h"
+
+/* The largest VM value accepted, and the largest key: a bigger one is
+ * skipped (FLEET_VM_TOO_BIG), so one bad writer cannot grow the table. */
+#define FLEET_VALUE_MAX 1024
+#define FLEET_KEY_MAX 512
+
+/* A VM's value under {prefix}vms/{id}:
+ *   {"address": "fd00::10", "ports": [3000, "8000-8100"]}
+ * address: IPv6 (as in appliance.yaml's vms); ports: optional, a list of
+ * ports (1-65535) and "lo-hi" ranges, checked and not used yet (routing
+ * takes the domain's port policy). Unknown keys are ignored so that newer
+ * writers can add some. */
+enum fleet_vm_status {
+	FLEET_VM_OK,
+	FLEET_VM_BAD_ID,      /* the key's last segment is not a DNS label */
+	FLEET_VM_TOO_BIG,     /* over FLEET_VALUE_MAX */
+	FLEET_VM_BAD_JSON,    /* not a JSON object */
+	FLEET_VM_BAD_ADDRESS, /* missing, not a string, not IPv6 */
+	FLEET_VM_BAD_PORTS,   /* not a list of ports and ranges */
+};
+
+const char *fleet_vm_status_str(enum fleet_vm_status s);
+
+enum fleet_vm_status fleet_vm_parse(struct in6_addr *out_addr,
+				    const uint8_t *val, size_t val_len);
+
+/* fleet_vm_key takes key |key| (|key_len| bytes) under |dir| (the
+ * "{prefix}vms/" string) and writes the VM id, normalised, to |out_id|.
+ * False when the key is not directly under |dir| or its last segment is
+ * not one DNS label. */
+bool fleet_vm_key(char out_id[ROUTE_VM_ID_MAX + 1], const uint8_t *key,
+		  size_t key_len, const char *dir);
+
+/* One key-value from the gateway: key and value decoded from base64
+ * (each NUL-terminated for convenience), revisions as numbers. */
+struct fleet_kv {
+	uint8_t *key;
+	size_t key_len;
+	uint8_t *value;
+	size_t value_len;
+	int64_t mod_revision;
+	bool deleted; /* a watch event of type DELETE */
+};
+
+void fleet_kvs_free(struct fleet_kv *kvs, size_t n); /* NULL is fine */
+
+/* /v3/kv/range's answer. */
+struct fleet_range {
+	int64_t revision; /* header.revision: the store's, at the read */
+	bool more;
+	struct fleet_kv *kvs;
+	size_t kvs_len;
+};
+
+bool fleet_parse_range(struct fleet_range *out, const char *json,
+		       size_t len);
+void fleet_range_free(struct fleet_range *r);
+
+/* One line of the /v3/watch stream. */
+enum fleet_watch_kind {
+	FLEET_WATCH_CREATED,   /* the watch started */
+	FLEET_WATCH_EVENTS,    /* changes (events_len > 0) */
+	FLEET_WATCH_PROGRESS,  /* a progress notification: no events */
+	FLEET_WATCH_COMPACTED, /* canceled: start_revision was compacted */
+	FLEET_WATCH_CANCELED,  /* canceled for another reason */
+	FLEET_WATCH_ERROR,     /* the gateway's {"error": ...} */
+};
+
+struct fleet_watch_msg {
+	enum fleet_watch_kind kind;
+	int64_t revision;         /* header.revision, 0 when absent */
+	int64_t compact_revision; /* FLEET_WATCH_COMPACTED */
+	struct fleet_kv *events;
+	size_t events_len;
+	char reason[128];         /* cancel_reason or the error's message */
+};
+
+bool fleet_parse_watch(struct fleet_watch_msg *out, const char *line,
+		       size_t len);
+void fleet_watch_msg_free(struct fleet_watch_msg *m);
+
+/* The other answers: a txn (succeeded, header.revision), a lease grant or
+ * keep-alive (ID, TTL; a keep-alive of an expired lease has TTL 0 or
+ * none), an authenticate (token), and the gateway's error object (the
+ * message, for logs and the admin API's 503). */
+bool fleet_parse_txn(bool *out_succeeded, int64_t *out_revision,
+		     const char *json, size_t len);
+bool fleet_parse_lease(int64_t *out_id, int64_t *out_ttl, const char *json,
+		       size_t len);
+bool fleet_parse_token(char *out, size_t out_cap, const char *json,
+		       size_t len);
+bool fleet_parse_error(char *out, size_t out_cap, const char *json,
+		       size_t len);
+
+/* A session-ticket key under {prefix}stek/keys/ (written by the rotating
+ * appliance, ctl/fleet.c):
+ *   {"name": "<32 hex>", "key": "<base64 of 64 bytes: AES-256 key, then
+ *    HMAC-SHA256 key>", "not_before": <Unix s>, "not_after": <Unix s>}
+ * with not_before < not_after. */
+struct tls_ticket_key;
+bool fleet_parse_stek(struct tls_ticket_key *out, const uint8_t *val,
+		      size_t val_len);
+
+/* fleet_b64 encodes |len| bytes to base64 in |out| (NUL-terminated);
+ * false if |out_cap| is too small. */
+bool fleet_b64(char *out, size_t out_cap, const void *in, size_t len);
+
+#endif

@@ -1,0 +1,208 @@
+/* fuzz/fleet.c: libFuzzer target for ctl/fleet_parse.c, the parsers of
+ * what etcd sends a fleet appliance: VM values and keys, and the gRPC
+ * gateway's JSON (range pages, watch stream lines, txn, lease,
+ * authenticate and error answers).
+ *
+ * Input: one selector byte, then the bytes to parse. Selector % 9:
+ *   0  a VM value (fleet_vm_parse), and the same bytes as a key under
+ *      "/p/vms/" (fleet_vm_key)
+ *   1  a /v3/kv/range answer      2  a /v3/watch line
+ *   3  a txn answer   4  a lease answer   5  an authenticate answer
+ *   6  an error answer
+ *   7  a VM value inside a watch event: the bytes are base64-encoded into
+ *      a well-formed watch line first, so the value parser is reached
+ *      through the gateway parser
+ *   8  a session-ticket key value (fleet_parse_stek)
+ *
+ * Invariants checked (abort on violation; LeakSanitizer checks the rest):
+ *   - a VM value accepted has an IPv6 address that survives inet_ntop and
+ *     route_parse_vm_addr unchanged; one over FLEET_VALUE_MAX is TOO_BIG;
+ *   - a VM key accepted gives a lowercase DNS label that
+ *     route_vm_id_norm accepts as itself;
+ *   - a range accepted has revision > 0 and every key 1..FLEET_KEY_MAX
+ *     bytes, every value at most FLEET_VALUE_MAX + 1, both NUL-terminated;
+ *   - a watch line accepted is of one kind consistent with its fields
+ *     (EVENTS has events, COMPACTED a compact_revision, reason
+ *     NUL-terminated);
+ *   - a token accepted is NUL-terminated with no CR or LF;
+ *   - a ticket key accepted has 0 < not_before < not_after, and one
+ *     refused is left all zero (no half-copied key material);
+ *   - selector 7: the event parsed from a line we built carries exactly
+ *     the bytes we put in it, and the value parses as it does directly.
+ *
+ * Seed corpus: fuzz/corpus/fleet/ (made by fuzz/mkseeds.py).
+ */
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl/fleet_parse.h"
+#include "route/route.h"
+#include "tls/ticket.h"
+
+#define check(cond)                                                        \
+	do {                                                               \
+		if (!(cond)) {                                             \
+			fprintf(stderr, "fleet: %s:%d: %s\n", __FILE__,    \
+				__LINE__, #cond);                          \
+			abort();                                           \
+		}                                                          \
+	} while (0)
+
+static void check_kvs(const struct fleet_kv *kvs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		check(kvs[i].key_len >= 1 && kvs[i].key_len <= FLEET_KEY_MAX);
+		check(kvs[i].key[kvs[i].key_len] == '\0');
+		check(kvs[i].value_len <= FLEET_VALUE_MAX + 1);
+		check(kvs[i].value[kvs[i].value_len] == '\0');
+		check(kvs[i].mod_revision >= 0);
+	}
+}
+
+static enum fleet_vm_status vm_value(const uint8_t *p, size_t len)
+{
+	enum fleet_vm_status st;
+	struct in6_addr a, b;
+	char s[INET6_ADDRSTRLEN];
+
+	st = fleet_vm_parse(&a, p, len);
+	if (len > FLEET_VALUE_MAX)
+		check(st == FLEET_VM_TOO_BIG);
+	if (st == FLEET_VM_OK) {
+		check(inet_ntop(AF_INET6, &a, s, sizeof(s)) != NULL);
+		check(route_parse_vm_addr(&b, s, strlen(s)) == ROUTE_ADDR_OK);
+		check(!memcmp(&a, &b, sizeof(a)));
+	}
+	check(strcmp(fleet_vm_status_str(st), "?"));
+	return st;
+}
+
+static void vm_key(const uint8_t *p, size_t len)
+{
+	char id[ROUTE_VM_ID_MAX + 1], again[ROUTE_VM_ID_MAX + 1];
+	uint8_t key[FLEET_KEY_MAX + 8];
+	size_t n;
+
+	if (len > FLEET_KEY_MAX)
+		return;
+	memcpy(key, "/p/vms/", 7);
+	memcpy(key + 7, p, len);
+	if (!fleet_vm_key(id, key, len + 7, "/p/vms/"))
+		return;
+	check(route_vm_id_norm(again, &n, id, strlen(id)));
+	check(!strcmp(again, id));
+}
+
+/* Builds {"result":{"header":{"revision":"9"},"events":[{"kv":{...}}]}}
+ * around |p| as a value and checks it comes back as it went in. */
+static void through_watch(const uint8_t *p, size_t len)
+{
+	struct fleet_watch_msg m;
+	char *b64, *line;
+	size_t cap = len * 2 + 8;
+	enum fleet_vm_status direct;
+
+	if (len > FLEET_VALUE_MAX)
+		return;
+	b64 = malloc(cap);
+	line = malloc(cap + 200);
+	check(b64 && line);
+	check(fleet_b64(b64, cap, p, len));
+	snprintf(line, cap + 200, "{\"result\":{\"header\":{\"revision\":"
+		 "\"9\"},\"events\":[{\"kv\":{\"key\":\"L3Avdm1zL3Yx\","
+		 "\"mod_revision\":\"9\",\"value\":\"%s\"}}]}}", b64);
+	check(fleet_parse_watch(&m, line, strlen(line)));
+	check(m.kind == FLEET_WATCH_EVENTS && m.events_len == 1);
+	check(m.events[0].value_len == len);
+	check(!memcmp(m.events[0].value, p, len));
+	check(m.events[0].mod_revision == 9 && !m.events[0].deleted);
+	direct = vm_value(p, len);
+	check(vm_value(m.events[0].value, m.events[0].value_len) == direct);
+	fleet_watch_msg_free(&m);
+	free(b64);
+	free(line);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *s = (const char *)data + 1;
+	size_t len = size ? size - 1 : 0;
+	char buf[512];
+
+	if (!size)
+		return 0;
+	switch (data[0] % 9) {
+	case 0:
+		vm_value(data + 1, len);
+		vm_key(data + 1, len);
+		break;
+	case 1: {
+		struct fleet_range r;
+
+		if (fleet_parse_range(&r, s, len)) {
+			check(r.revision > 0);
+			check_kvs(r.kvs, r.kvs_len);
+			check(!r.kvs_len == !r.kvs);
+			fleet_range_free(&r);
+		}
+		break;
+	}
+	case 2: {
+		struct fleet_watch_msg m;
+
+		if (fleet_parse_watch(&m, s, len)) {
+			check(memchr(m.reason, '\0', sizeof(m.reason)));
+			check_kvs(m.events, m.events_len);
+			check(m.kind != FLEET_WATCH_EVENTS || m.events_len);
+			check(m.kind != FLEET_WATCH_COMPACTED ||
+			      m.compact_revision > 0);
+			check(m.revision >= 0);
+			fleet_watch_msg_free(&m);
+		}
+		break;
+	}
+	case 3: {
+		bool ok;
+		int64_t rev;
+
+		if (fleet_parse_txn(&ok, &rev, s, len))
+			check(rev > 0);
+		break;
+	}
+	case 4: {
+		int64_t id, ttl;
+
+		if (fleet_parse_lease(&id, &ttl, s, len))
+			check(id != 0);
+		break;
+	}
+	case 5:
+		if (fleet_parse_token(buf, sizeof(buf), s, len)) {
+			check(memchr(buf, '\0', sizeof(buf)));
+			check(!strpbrk(buf, "\r\n") && buf[0]);
+		}
+		break;
+	case 6:
+		if (fleet_parse_error(buf, sizeof(buf), s, len))
+			check(memchr(buf, '\0', sizeof(buf)));
+		break;
+	case 7:
+		through_watch(data + 1, len);
+		break;
+	case 8: {
+		struct tls_ticket_key k, zero;
+
+		memset(&zero, 0, sizeof(zero));
+		if (fleet_parse_stek(&k, data + 1, len))
+			check(k.not_before > 0 && k.not_after > k.not_before);
+		else
+			check(!memcmp(&k, &zero, sizeof(k)));
+		break;
+	}
+	}
+	return 0;
+}

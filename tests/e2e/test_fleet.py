@@ -1,0 +1,646 @@
+"""Fleet mode (issue 13): vmgate appliances that take their VMs from etcd.
+
+The module starts its own 3-member etcd cluster (etcd-server 3.4, on
+loopback ports found by binding port 0, data directories under the test's
+temporary directory, every member killed by PID at the end) and three
+vmgate appliances on free data ports, each with the admin API on a unix
+socket. VMs are ids of the test's choosing pointing at the session's
+simulated VM vm1, so "routed" means an echo round trip through the
+appliance to vm1's echo service, and "refused" means no round trip.
+
+etcd runs with a 500 ms watch progress interval and the appliances with
+progress_interval_ms: 500, so the watchdog acts after 1.5 s of silence.
+"""
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from e2e_net import stop_process
+from e2e_util import Gate, echo_roundtrip, gate_config, tls_connect
+
+PROGRESS_MS = 500
+PREFIX = "/vmgate/v1/"
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def b64(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return base64.b64encode(s).decode()
+
+
+def poll(fn, timeout, what, interval=0.02):
+    """fn() until it returns something true, or fail after |timeout| s."""
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() < t0 + timeout:
+        last = fn()
+        if last:
+            return time.monotonic() - t0
+        time.sleep(interval)
+    raise AssertionError("%s: not within %.1f s (last: %r)" % (what, timeout, last))
+
+
+# ---------------------------------------------------------------- etcd
+
+class Member:
+    def __init__(self, name, d):
+        self.name = name
+        self.dir = d
+        self.client = free_port()
+        self.peer = free_port()
+        self.proc = None
+        self.url = "http://127.0.0.1:%d" % self.client
+
+
+class EtcdCluster:
+    def __init__(self, d, n=3):
+        os.makedirs(d, exist_ok=True)
+        self.dir = d
+        self.members = [Member("m%d" % i, os.path.join(d, "m%d" % i))
+                        for i in range(n)]
+        self.token = "vmgate-e2e-%d" % os.getpid()
+
+    def initial(self):
+        return ",".join("%s=http://127.0.0.1:%d" % (m.name, m.peer)
+                        for m in self.members)
+
+    def start(self, i, state="new"):
+        m = self.members[i]
+        log = open(m.dir + ".log", "ab")
+        m.proc = subprocess.Popen([
+            "etcd", "--name", m.name, "--data-dir", m.dir,
+            "--listen-client-urls", m.url, "--advertise-client-urls", m.url,
+            "--listen-peer-urls", "http://127.0.0.1:%d" % m.peer,
+            "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % m.peer,
+            "--initial-cluster", self.initial(),
+            "--initial-cluster-state", state,
+            "--initial-cluster-token", self.token,
+            "--heartbeat-interval", "50", "--election-timeout", "500",
+            "--experimental-watch-progress-notify-interval",
+            "%dms" % PROGRESS_MS,
+            "--logger", "zap", "--log-outputs", "stderr"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        log.close()
+
+    def start_all(self):
+        for i in range(len(self.members)):
+            self.start(i)
+        poll(lambda: self.call("kv/put", {"key": b64("/e2e/up"), "value": b64("1")}),
+             20, "etcd cluster up", interval=0.1)
+
+    def kill(self, i, sig=signal.SIGKILL):
+        m = self.members[i]
+        os.kill(m.proc.pid, sig)
+        if sig == signal.SIGKILL:
+            m.proc.wait(5)
+
+    def restart(self, i):
+        self.start(i, state="existing")
+        poll(lambda: self.call_one(self.members[i], "maintenance/status", {}),
+             10, "member %d back" % i, interval=0.05)
+
+    def stop_all(self):
+        for m in self.members:
+            if m.proc and m.proc.poll() is None:
+                try:
+                    os.kill(m.proc.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+                stop_process(m.proc, grace=2)
+
+    def call_one(self, m, path, body, timeout=2.0):
+        req = urllib.request.Request(m.url + "/v3/" + path,
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return json.loads(r.read())
+        except Exception:
+            return None
+
+    def call(self, path, body, timeout=2.0):
+        """On the first live member that answers."""
+        for m in self.members:
+            if m.proc is None or m.proc.poll() is not None:
+                continue
+            r = self.call_one(m, path, body, timeout)
+            if r is not None and "error" not in r:
+                return r
+        return None
+
+    def put(self, vid, value, prefix=PREFIX):
+        if not isinstance(value, (str, bytes)):
+            value = json.dumps(value)
+        r = self.call("kv/put", {"key": b64(prefix + "vms/" + vid), "value": b64(value)})
+        assert r is not None, "etcd put failed"
+        return int(r["header"]["revision"])
+
+    def delete(self, vid):
+        r = self.call("kv/deleterange", {"key": b64(PREFIX + "vms/" + vid)})
+        assert r is not None, "etcd delete failed"
+        return int(r["header"]["revision"])
+
+    def txn(self, ops):
+        r = self.call("kv/txn", {"success": ops}, timeout=10)
+        assert r is not None, "etcd txn failed"
+        return int(r["header"]["revision"])
+
+    def revision(self):
+        r = self.call("kv/range", {"key": b64("/e2e/none")})
+        return int(r["header"]["revision"])
+
+    def vms(self):
+        start = PREFIX + "vms/"
+        end = start[:-1] + "0"
+        r = self.call("kv/range", {"key": b64(start), "range_end": b64(end),
+                                   "limit": 0}, timeout=10)
+        out = {}
+        for kv in r.get("kvs", []):
+            k = base64.b64decode(kv["key"]).decode()[len(start):]
+            out[k] = json.loads(base64.b64decode(kv["value"]))["address"]
+        return out
+
+    def clean_vms(self):
+        """Deletes every VM key (the tests' own)."""
+        start = PREFIX + "vms/"
+        self.call("kv/deleterange", {"key": b64(start),
+                                     "range_end": b64(start[:-1] + "0")})
+
+    def leader(self):
+        for i, m in enumerate(self.members):
+            if m.proc is None or m.proc.poll() is not None:
+                continue
+            r = self.call_one(m, "maintenance/status", {})
+            if r and r.get("leader") == r["header"]["member_id"]:
+                return i
+        return None
+
+
+# ---------------------------------------------------------------- appliances
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        http.client.HTTPConnection.__init__(self, "localhost", timeout=timeout)
+        self.unix = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix)
+        self.sock = s
+
+
+class FleetGate(Gate):
+    def __init__(self, argv, d, certs, cluster, name, endpoints=None, file_vms=(),
+                 prefix=PREFIX, extra=()):
+        os.makedirs(d, exist_ok=True)
+        self.dir = d
+        self.certs = certs
+        self.port = free_port()
+        self.unix = os.path.join(d, "admin.sock")
+        self.snapshot = os.path.join(d, "fleet-snapshot.json")
+        eps = endpoints if endpoints is not None else [m.url for m in cluster.members]
+        text = gate_config(certs, list(file_vms), ports=[self.port],
+                           port_map="{ %d: 8080 }" % self.port,
+                           allowed_ports="[%d]" % self.port,
+                           admin_unix=self.unix, log_level="info")
+        text += "\n".join([
+            "fleet:",
+            "  etcd:",
+            "    endpoints: [%s]" % ", ".join('"%s"' % e for e in eps),
+            "    prefix: %s" % prefix,
+            "    timeout_ms: 1000",
+            "    progress_interval_ms: %d" % PROGRESS_MS,
+            "  appliance_id: %s" % name,
+            "  snapshot_file: %s" % self.snapshot,
+        ] + list(extra)) + "\n"
+        cfg = os.path.join(d, "appliance.yaml")
+        with open(cfg, "w") as f:
+            f.write(text)
+        Gate.__init__(self, argv, cfg, os.path.join(d, "vmgate.log"),
+                      ports=[self.port], wait_port=self.port)
+
+    def api(self, method, path, body=None, timeout=10):
+        c = UnixHTTP(self.unix, timeout)
+        try:
+            c.request(method, path, body=json.dumps(body) if body is not None else None,
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            data = r.read()
+            if r.getheader("Content-Type", "").startswith("application/json"):
+                return r.status, json.loads(data)
+            return r.status, data.decode()
+        finally:
+            c.close()
+
+    def fleet_status(self):
+        return self.api("GET", "/fleet")[1]
+
+    def listing(self):
+        st, j = self.api("GET", "/vms")
+        assert st == 200
+        return {v["id"]: v["address"] for v in j["vms"]}
+
+    def routes(self, vid, timeout=1.0):
+        try:
+            echo_roundtrip(self.certs, port=self.port, host="%s.vm.test" % vid,
+                           size=64, timeout=timeout)
+            return True
+        except Exception:
+            return False
+
+
+@pytest.fixture(scope="module")
+def etcd3(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("etcd"))
+    c = EtcdCluster(d)
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop_all()
+
+
+@pytest.fixture(scope="module")
+def gates(etcd3, gate_bin, certs, fleet, tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("fleetgates"))
+    gs = [FleetGate(gate_bin, os.path.join(d, n), certs, etcd3, n)
+          for n in ("edge-a", "edge-b", "edge-c")]
+    try:
+        for g in gs:
+            g.start()
+        for g in gs:
+            poll(lambda: g.fleet_status()["watch"] == "watching", 10,
+                 "%s watching" % g.dir)
+        yield gs
+    finally:
+        for g in gs:
+            g.stop()
+
+
+@pytest.fixture
+def vm1(fleet):
+    return fleet.addr("vm1")
+
+
+def all_route(gates, vid, want=True):
+    return all(g.routes(vid, timeout=0.5) == want for g in gates)
+
+
+# ---------------------------------------------------------------- tests
+
+def test_put_routed_and_delete_refused_by_all(etcd3, gates, vm1):
+    a, b, c = gates
+    etcd3.put("fa", {"address": vm1, "ports": [8080, "9000-9001"]})
+    took = poll(lambda: all_route(gates, "fa"), 1.0, "put in etcd routed by all three")
+    print("etcd put routed by all three in %.3f s" % took)
+
+    st, j = a.api("PUT", "/vms/fb", {"address": vm1})
+    assert st == 201, (st, j)
+    assert b.routes("fb") or True  # b and c follow within 1 s:
+    took = poll(lambda: all_route(gates, "fb"), 1.0, "admin PUT routed by all three")
+    print("admin API put routed by all three in %.3f s" % took)
+    st, j = c.api("PUT", "/vms/fb", {"address": vm1})
+    assert st == 200, (st, j)
+
+    etcd3.delete("fa")
+    st, j = b.api("DELETE", "/vms/fb")
+    assert st == 200, (st, j)
+    poll(lambda: all_route(gates, "fa", False) and all_route(gates, "fb", False),
+         1.0, "deletes refused by all three")
+    st, j = a.api("DELETE", "/vms/fb")
+    assert st == 404, (st, j)
+    # The registration of each appliance is in etcd, seen by the others.
+    st, j = a.api("GET", "/fleet")
+    assert st == 200
+    ids = sorted(x["id"] for x in j["appliances"])
+    assert ids == ["edge-a", "edge-b", "edge-c"], j
+
+
+def test_bad_values_skipped_and_counted(etcd3, gates, vm1):
+    try:
+        bad_values(etcd3, gates, vm1)
+    finally:
+        for vid in ("bad1", "bad2", "bad3", "bad4"):
+            etcd3.delete(vid)
+        etcd3.call("kv/deleterange", {"key": b64(PREFIX + "vms/bad_id!")})
+
+
+def bad_values(etcd3, gates, vm1):
+    before = [g.fleet_status()["skipped_values"] for g in gates]
+    etcd3.put("bad1", "{not json")
+    etcd3.put("bad2", {"address": "10.0.0.1"})
+    etcd3.put("bad_id!", {"address": vm1})
+    etcd3.put("bad3", {"address": vm1, "pad": "x" * 2000})
+    etcd3.put("bad4", {"address": vm1, "ports": [0]})
+    etcd3.put("good1", {"address": vm1})
+    poll(lambda: all_route(gates, "good1"), 2.0, "good VM after bad ones")
+    for g, b in zip(gates, before):
+        poll(lambda: g.fleet_status()["skipped_values"] >= b + 5, 2.0,
+             "skipped_values counted")
+        assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/bad1\" reason=bad_json")
+        assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/bad2\" reason=bad_address")
+        assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/bad_id!\" reason=bad_id")
+        assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/bad3\" reason=too_big")
+        assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/bad4\" reason=bad_ports")
+        assert g.alive()
+        st, m = g.api("GET", "/metrics")
+        line = [l for l in m.splitlines()
+                if l.startswith("vmgate_fleet_skipped_values_total ")]
+        assert line and int(line[0].split()[1]) >= b + 5, line
+
+
+def converged(etcd3, gates):
+    want_rev = etcd3.revision()
+    st = [g.fleet_status() for g in gates]
+    if any(s["revision"] != want_rev for s in st):
+        return False
+    want = etcd3.vms()
+    return all(g.listing() == want for g in gates)
+
+
+def test_10000_changes_converge(etcd3, gates, vm1):
+    t0 = time.monotonic()
+    v = json.dumps({"address": vm1})
+    n = 0
+    # 8,000 puts in txns of 100, 1,000 single puts, 1,000 deletes in txns.
+    for t in range(80):
+        etcd3.txn([{"request_put": {"key": b64(PREFIX + "vms/bulk-%d" % (t * 100 + i)),
+                                    "value": b64(v)}} for i in range(100)])
+        n += 100
+    for i in range(1000):
+        etcd3.put("single-%d" % i, v)
+        n += 1
+    for t in range(10):
+        etcd3.txn([{"request_delete_range": {"key": b64(PREFIX + "vms/bulk-%d" % (t * 800 + i))}}
+                   for i in range(100)])
+        n += 100
+    assert n == 10000
+    print("10,000 changes written in %.1f s" % (time.monotonic() - t0))
+    took = poll(lambda: converged(etcd3, gates), 15, "three appliances converge",
+                interval=0.2)
+    print("converged %.2f s after the last write" % took)
+    assert len(gates[0].listing()) >= 8000
+    assert gates[2].routes("single-999")
+    assert not gates[1].routes("bulk-0")
+
+
+def test_leader_sigkill(etcd3, gates, vm1):
+    a, b, c = gates
+    etcd3.put("keep1", {"address": vm1})
+    poll(lambda: all_route(gates, "keep1"), 1.0, "keep1 routed")
+    lead = etcd3.leader()
+    assert lead is not None
+    etcd3.kill(lead)
+    try:
+        # Routing is not touched at all.
+        assert all_route(gates, "keep1")
+        # Writes through the admin API resume after the election.
+        poll(lambda: a.api("PUT", "/vms/afterlead", {"address": vm1})[0] in (200, 201),
+             10, "admin PUT after the leader died", interval=0.1)
+        # And every appliance's watch, whichever member it was on, sees it.
+        took = poll(lambda: all_route(gates, "afterlead"), 5.0,
+                    "routed by all after the leader died")
+        print("after leader SIGKILL: routed by all in %.2f s" % took)
+    finally:
+        etcd3.restart(lead)
+
+
+def test_quorum_lost_then_back(etcd3, gates, vm1):
+    a = gates[0]
+    etcd3.put("q1", {"address": vm1})
+    poll(lambda: all_route(gates, "q1"), 1.0, "q1 routed")
+    killed = [1, 2]
+    for i in killed:
+        etcd3.kill(i)
+    try:
+        # Routing goes on with the last table.
+        assert all_route(gates, "q1")
+        # A write cannot commit: 503, and nothing changes.
+        poll(lambda: a.api("PUT", "/vms/q2", {"address": vm1}, timeout=15)[0] == 503,
+             15, "PUT refused with 503 while quorum is lost", interval=0.2)
+        # /health stays 200 (the appliance routes) but says etcd is down.
+        poll(lambda: a.api("GET", "/health")[1]["fleet"]["etcd_up"] is False,
+             15, "/health shows etcd down", interval=0.2)
+        st, h = a.api("GET", "/health")
+        assert st == 200 and h["status"] == "ok", h
+        st, m = a.api("GET", "/metrics")
+        assert "vmgate_fleet_etcd_up 0" in m, m
+        assert all_route(gates, "q1")
+        assert not a.routes("q2")
+    finally:
+        for i in killed:
+            etcd3.restart(i)
+    poll(lambda: a.api("PUT", "/vms/q2", {"address": vm1})[0] in (200, 201), 15,
+         "PUT after quorum came back", interval=0.2)
+    poll(lambda: all_route(gates, "q2"), 10, "q2 routed by all after quorum came back")
+    assert a.find(r"WARN fleet_down ")
+    assert a.find(r"INFO fleet_up ")
+
+
+def test_sigstop_member_watchdog(etcd3, gates, vm1, gate_bin, certs, tmp_path):
+    # This appliance watches through m1 first.
+    m = etcd3.members
+    g = FleetGate(gate_bin, str(tmp_path / "dog"), certs, etcd3, "edge-dog",
+                  endpoints=[m[1].url, m[0].url, m[2].url])
+    g.start()
+    try:
+        poll(lambda: g.fleet_status()["watch"] == "watching", 10, "watching")
+        assert g.fleet_status()["endpoint"] == m[1].url
+        since = g.mark()
+        etcd3.kill(1, signal.SIGSTOP)
+        try:
+            g.wait_log(r"WARN fleet_watchdog ", timeout=3 * PROGRESS_MS / 1000 + 3,
+                       since=since)
+            etcd3.put("dog1", {"address": vm1})
+            poll(lambda: g.routes("dog1"), 8, "routed through another member")
+            assert g.fleet_status()["watchdog_fires"] >= 1
+        finally:
+            etcd3.kill(1, signal.SIGCONT)
+    finally:
+        g.stop()
+
+
+def test_etcd_down_at_start_serves_snapshot(etcd3, gates, vm1, gate_bin, certs, tmp_path):
+    # An appliance whose only endpoint is m2: stopping m2 is "etcd down"
+    # for it while the cluster keeps its quorum for the rest.
+    m = etcd3.members
+    g = FleetGate(gate_bin, str(tmp_path / "snap"), certs, etcd3, "edge-snap",
+                  endpoints=[m[2].url])
+    etcd3.put("snap1", {"address": vm1})
+    g.start()
+    try:
+        poll(lambda: g.routes("snap1"), 5, "snap1 routed")
+        poll(lambda: os.path.exists(g.snapshot) and "snap1" in open(g.snapshot).read(),
+             5, "snapshot written")
+        g.stop()
+        etcd3.kill(2)
+        try:
+            g.start()
+            # Serving from the snapshot at once, with etcd unreachable.
+            assert g.routes("snap1", timeout=2)
+            st, h = g.api("GET", "/health")
+            assert st == 200 and h["fleet"]["etcd_up"] is False, h
+            assert g.find(r"fleet_snapshot file=.* loaded vms=")
+            # Changes made meanwhile, and a compaction past the snapshot.
+            etcd3.delete("snap1")
+            etcd3.put("snap2", {"address": vm1})
+            for i in range(5):
+                etcd3.put("churn", {"address": vm1})
+            rev = etcd3.revision()
+            assert etcd3.call("kv/compaction", {"revision": rev, "physical": True}) is not None
+        finally:
+            etcd3.restart(2)
+        # It reconnects, finds its revision compacted, re-reads, converges.
+        poll(lambda: g.routes("snap2") and not g.routes("snap1"), 15,
+             "converged after compaction while disconnected", interval=0.1)
+        st = g.fleet_status()
+        assert st["compactions"] >= 1, st
+        assert st["full_reads"] >= 1, st
+        assert g.find(r"WARN fleet_compacted ")
+        assert g.listing() == etcd3.vms()
+    finally:
+        g.stop()
+
+
+def session_from(g, ctx, vid):
+    """A TLS 1.3 connection through |g|: its session (with the ticket)."""
+    s = tls_connect(ctx, "%s.vm.test" % vid, g.port, timeout=5)
+    try:
+        s.sendall(b"x")  # lets the NewSessionTicket arrive
+        assert s.recv(1) == b"x"
+        assert not s.session_reused
+        return s.session
+    finally:
+        s.close()
+
+
+def resumes(g, ctx, vid, sess):
+    s = tls_connect(ctx, "%s.vm.test" % vid, g.port, session=sess, timeout=5)
+    try:
+        s.sendall(b"y")
+        assert s.recv(1) == b"y"
+        return s.session_reused
+    finally:
+        s.close()
+
+
+def test_session_ticket_shared_rotated_expired(etcd3, gate_bin, certs, vm1, tmp_path):
+    """A session resumes on appliance B with a ticket from appliance A;
+    still after a key rotation; not once its key has expired. Keys rotate
+    every 2 s and decrypt 2 s more (their own prefix, so the module's
+    other appliances keep the hourly default)."""
+    prefix = "/tickets-e2e/"
+    extra = ["  ticket_rotation_s: 2", "  ticket_lifetime_s: 2"]
+    a, b = (FleetGate(gate_bin, str(tmp_path / n), certs, etcd3, n, prefix=prefix,
+                      extra=extra) for n in ("tk-a", "tk-b"))
+    try:
+        a.start()
+        b.start()
+        etcd3.put("tk1", {"address": vm1}, prefix=prefix)
+        poll(lambda: a.routes("tk1") and b.routes("tk1"), 5, "tk1 routed")
+        cur = lambda g: g.fleet_status()["tickets"]["current"]
+        poll(lambda: cur(a) and cur(a) == cur(b), 5, "both on the same shared key")
+        rotators = [g.fleet_status()["tickets"]["rotator"] for g in (a, b)]
+        assert sorted(rotators) == [False, True], rotators
+
+        ctx = certs.client_ctx(minv=ssl.TLSVersion.TLSv1_3, maxv=ssl.TLSVersion.TLSv1_3)
+        k = cur(a)
+        sess = session_from(a, ctx, "tk1")
+        assert sess.has_ticket
+        assert resumes(b, ctx, "tk1", sess), "B did not resume A's ticket\n" + b.tail()
+
+        poll(lambda: cur(a) != k and cur(b) != k, 5, "key rotated", interval=0.1)
+        assert resumes(b, ctx, "tk1", sess), "not resumed after a rotation"
+        assert resumes(a, ctx, "tk1", sess)
+
+        r = etcd3.call("kv/range", {"key": b64(prefix + "stek/keys/" + k)})
+        not_after = json.loads(base64.b64decode(r["kvs"][0]["value"]))["not_after"]
+        poll(lambda: not resumes(b, ctx, "tk1", sess), not_after - time.time() + 3,
+             "ticket refused once its key expired", interval=0.1)
+        assert time.time() >= not_after - 1.0, "refused before its key expired"
+        assert not resumes(a, ctx, "tk1", sess)
+        # A full handshake still works, and its new ticket resumes.
+        sess2 = session_from(b, ctx, "tk1")
+        assert resumes(a, ctx, "tk1", sess2)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_auth_token_reacquired_after_restart(gate_bin, certs, vm1, tmp_path):
+    """etcd with authentication on (a single member of its own): the
+    appliance logs in as a user whose role covers its prefix, routes what
+    is put, and after the member restarts (simple tokens live in its
+    memory) takes a new token and goes on."""
+    prefix = "/auth-e2e/"
+    c = EtcdCluster(str(tmp_path / "etcd"), n=1)
+    url = c.members[0].url
+
+    def ctl(*args, user="root:rootpw"):
+        cmd = ["etcdctl", "--endpoints", url, "--dial-timeout", "2s",
+               "--command-timeout", "5s"]
+        if user:
+            cmd += ["--user", user]
+        r = subprocess.run(cmd + list(args), capture_output=True, text=True,
+                           env=dict(os.environ, ETCDCTL_API="3"))
+        return r.returncode == 0
+
+    try:
+        c.start_all()
+        assert ctl("user", "add", "root:rootpw", user=None)
+        assert ctl("role", "add", "vmgate-edge", user=None)
+        assert ctl("role", "grant-permission", "vmgate-edge", "--prefix=true",
+                   "readwrite", prefix, user=None)
+        assert ctl("user", "add", "edge:s3cret-pw", user=None)
+        assert ctl("user", "grant-role", "edge", "vmgate-edge", user=None)
+        assert ctl("auth", "enable", user=None)
+        pw = tmp_path / "etcd.password"
+        pw.write_text("s3cret-pw\n")
+        g = FleetGate(gate_bin, str(tmp_path / "auth"), certs, c, "edge-auth",
+                      prefix=prefix, extra=[])
+        text = open(g.cfg_path).read().replace(
+            "    timeout_ms: 1000\n",
+            "    timeout_ms: 1000\n    username: edge\n    password_file: %s\n" % pw)
+        with open(g.cfg_path, "w") as f:
+            f.write(text)
+        # Without the user's password nobody reads the prefix.
+        assert not ctl("get", prefix + "vms/x", user="edge:wrong")
+        g.start()
+        try:
+            value = json.dumps({"address": vm1})
+            assert ctl("put", prefix + "vms/au1", value)
+            poll(lambda: g.routes("au1"), 5, "routed with authentication on")
+            c.kill(0)
+            c.start(0, state="existing")
+            poll(lambda: ctl("endpoint", "health"), 10, "member back", interval=0.1)
+            assert ctl("put", prefix + "vms/au2", value)
+            poll(lambda: g.routes("au2"), 10, "routed after the member restarted")
+            # The restarted member refused the old token; a new one was taken.
+            assert g.find(r"fleet_watch ended reason=.*invalid\\x20auth\\x20token")
+            st = g.fleet_status()
+            assert st["watch"] == "watching", st
+        finally:
+            g.stop()
+    finally:
+        c.stop_all()

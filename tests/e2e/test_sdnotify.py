@@ -1,0 +1,72 @@
+"""systemd's notification protocol (the Debian package's Type=notify unit
+with WatchdogSec): a private vmgate run with NOTIFY_SOCKET and WATCHDOG_USEC
+set says READY=1 once it serves, pings WATCHDOG=1, brackets a SIGHUP reload
+with RELOADING=1 and READY=1, and says STOPPING=1 on SIGTERM."""
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from e2e_util import Gate, gate_config
+
+PORTS = [13100, 13543]
+
+
+def next_msg(sock, want, timeout):
+    """The notifications up to and including the first that equals or
+    starts with want."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            m = sock.recv(4096).decode()
+        except socket.timeout:
+            break
+        seen.append(m)
+        if m.startswith(want):
+            return seen
+    raise AssertionError("no %r notification within %ss, got %r" % (want, timeout, seen))
+
+
+@pytest.mark.timeout(40)
+def test_notify_ready_watchdog_reload_stopping(gate_bin, certs, fleet, workdir,
+                                               monkeypatch):
+    cfg = os.path.join(workdir, "sdnotify.yaml")
+    with open(cfg, "w") as f:
+        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=PORTS,
+                            port_map="{ 13100: 3000, 13543: 8080 }",
+                            allowed_ports="[13100, 13543]",
+                            extra_limits={"drain_timeout_ms": 1000}))
+    path = os.path.join(workdir, "notify-%d.sock" % os.getpid())
+    if os.path.exists(path):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # ping every 0.5 s
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "sdnotify.log"), ports=PORTS,
+             wait_port=13100)
+    g.start()
+    try:
+        seen = next_msg(sock, "READY=1", 10)
+        assert seen[-1] == "READY=1\nSTATUS=serving", seen
+        assert g.find(r" INFO ready "), "READY=1 came before the ready line"
+        t0 = time.monotonic()
+        next_msg(sock, "WATCHDOG=1", 3)
+        next_msg(sock, "WATCHDOG=1", 3)
+        assert time.monotonic() - t0 < 2.5
+        os.kill(g.proc.pid, signal.SIGHUP)
+        next_msg(sock, "RELOADING=1", 5)
+        next_msg(sock, "READY=1", 5)
+        g.wait_log(r" INFO reload ", timeout=5)
+        os.kill(g.proc.pid, signal.SIGTERM)
+        next_msg(sock, "STOPPING=1", 5)
+        assert g.proc.wait(10) == 0, g.tail()
+    finally:
+        g.stop()
+        sock.close()
+        os.unlink(path)

@@ -1,0 +1,186 @@
+"""Issue 15 item 4: answers that say what is wrong.
+
+With vm_errors: http on the domain, when the VM cannot be reached, an
+HTTP/1.x client (ALPN http/1.1, or no
+ALPN and a request line first) gets a plain-text 502 over the finished
+TLS connection naming the VM, the port and the cause; other protocols
+keep the internal_error alert. A private vmgate, as tests/e2e/
+test_vm_failures.py makes its failing VMs: vm2 with nothing on VM port
+9299 (refused), "gone" at an address on vm2's link that nobody holds
+(neighbour discovery fails: unreachable), and the fleet's "ghost" whose
+SYNs vanish (timed out). curl is the client."""
+
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from e2e_util import Gate, curl, parse_kv, peer_re
+
+CONNECT_TIMEOUT_MS = 2000
+REFUSED_PORT = 9299
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def agate(gate_bin, certs, fleet, workdir):
+    """Port "h1" offers http/1.1, "h2" offers h2 and http/1.1; both go to
+    VM port 9299."""
+    vm2 = fleet.vms["vm2"]
+    # Neighbour discovery on vm2's link gives up after 3 probes 100 ms
+    # apart instead of 1 s (the veth is this session's own).
+    subprocess.run(["sysctl", "-q", "-w", "net.ipv6.neigh.%s.retrans_time_ms=100"
+                    % vm2.host_if], check=True)
+    gone = vm2.addr.replace("::2", "::99")
+    h1, h2 = free_ports(2)
+    cfg = os.path.join(workdir, "answers.yaml")
+    with open(cfg, "w") as f:
+        f.write("\n".join([
+            "workers: 1",
+            "log_level: debug",
+            "listen:",
+            '  address: "::"',
+            "  ports: [%d, %d]" % (h1, h2),
+            "tls:",
+            "  certificates:",
+            "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
+            "    - { cert: %s, key: %s }" % (certs.other_cert, certs.other_key),
+            "  alpn: [h2, http/1.1]",
+            "  alpn_ports: { %d: [http/1.1] }" % h1,
+            "domains:",
+            "  - suffix: vm.test",
+            "    port_map: { %d: %d, %d: %d }" % (h1, REFUSED_PORT, h2, REFUSED_PORT),
+            "    vm_errors: http",
+            "  - suffix: other.test",
+            "    port_map: { %d: %d }" % (h1, REFUSED_PORT),
+            "vms:",
+            '  - { id: vm2, address: "%s" }' % vm2.addr,
+            '  - { id: gone, address: "%s" }' % gone,
+            '  - { id: ghost, address: "%s" }' % fleet.addr("ghost"),
+            "limits:",
+            "  connect_timeout_ms: %d" % CONNECT_TIMEOUT_MS,
+            "",
+        ]))
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "answers.log"), ports=[h1, h2],
+             wait_port=h1)
+    g.start()
+    g.h1, g.h2 = h1, h2
+    yield g
+    g.stop()
+
+
+def get(certs, gate, vm, port, *flags, addr="127.0.0.1", suffix="vm.test"):
+    host = "%s.%s" % (vm, suffix)
+    r = curl(["-sS", "--cacert", certs.ca, "--resolve", "%s:%d:%s" % (host, port, addr),
+              "-w", "\\n%{http_code} %{local_port}", "-o", "-", *flags,
+              "https://%s:%d/health" % (host, port)], timeout=20)
+    r.stdout = r.stdout.decode(errors="replace")
+    r.stderr = r.stderr.decode(errors="replace")
+    return r
+
+
+def answer(r):
+    body, _, tail = r.stdout.rpartition("\n")
+    code, lport = tail.split()
+    return int(code), body, int(lport)
+
+
+def test_refused_http11(agate, certs):
+    mark = agate.mark()
+    r = get(certs, agate, "vm2", agate.h1)
+    code, body, lport = answer(r)
+    assert r.returncode == 0 and code == 502, (r.stdout, r.stderr, agate.tail(since=mark))
+    assert ("nothing accepts on port %d of VM vm2 over IPv6 (connection refused): "
+            "the service must listen on '::'" % REFUSED_PORT) in body, body
+    line = agate.wait_log(r"WARN connect_error .*%s" % peer_re(lport), since=mark)[0]
+    assert parse_kv(line)["errno"] == "111", line
+
+
+def test_refused_no_alpn_request_line(agate, certs):
+    """No ALPN negotiated: the request line says HTTP/1.1. Also IPv6."""
+    r = get(certs, agate, "vm2", agate.h1, "--no-alpn", addr="::1")
+    code, body, _ = answer(r)
+    assert code == 502 and "port %d of VM vm2" % REFUSED_PORT in body, (r.stdout, r.stderr)
+
+
+def test_default_is_alert(agate, certs):
+    """A domain without vm_errors: http keeps today's alert, even for
+    http/1.1."""
+    r = get(certs, agate, "vm2", agate.h1, suffix="other.test")
+    assert r.returncode != 0 and "internal error" in r.stderr, (r.returncode, r.stdout,
+                                                               r.stderr)
+    assert "502" not in r.stdout
+
+
+def test_refused_h2_keeps_alert(agate, certs):
+    """h2 negotiated: today's alert, no HTTP answer."""
+    r = get(certs, agate, "vm2", agate.h2, "--http2")
+    assert r.returncode != 0 and "internal error" in r.stderr, (r.returncode, r.stdout,
+                                                               r.stderr)
+    assert "502" not in r.stdout
+
+
+def test_refused_not_http_keeps_alert(agate, certs):
+    """No ALPN and bytes that are no request line: the alert."""
+    host = "vm2.vm.test"
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % agate.h1,
+                        "-servername", host, "-CAfile", certs.ca, "-quiet"],
+                       input=b"SSH-2.0-test\r\n", capture_output=True, timeout=20)
+    err = p.stderr.decode(errors="replace")
+    assert b"502" not in p.stdout and "internal error" in err, (p.stdout, err)
+
+
+def test_no_bytes_gets_alert_soon(agate, certs):
+    """A client that waits for the server to speak first gets the alert
+    about a second after its handshake, not at the handshake timeout."""
+    host = "vm2.vm.test"
+    t0 = time.monotonic()
+    p = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % agate.h1,
+                          "-servername", host, "-CAfile", certs.ca, "-quiet"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        out, err = p.communicate(timeout=8)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    secs = time.monotonic() - t0
+    assert "internal error" in err.decode(errors="replace"), (out, err)
+    assert secs < 5, secs
+
+
+def test_unreachable(agate, certs):
+    mark = agate.mark()
+    r = get(certs, agate, "gone", agate.h1)
+    code, body, lport = answer(r)
+    assert code == 502 and ("VM gone cannot be reached for port %d (No route to host)"
+                            % REFUSED_PORT) in body, (r.stdout, r.stderr,
+                                                      agate.tail(since=mark))
+    line = agate.wait_log(r"WARN connect_error .*%s" % peer_re(lport), since=mark)[0]
+    assert parse_kv(line)["errno"] == "113", line
+
+
+@pytest.mark.timeout(30)
+def test_timed_out(agate, certs):
+    t0 = time.monotonic()
+    r = get(certs, agate, "ghost", agate.h1)
+    secs = time.monotonic() - t0
+    code, body, _ = answer(r)
+    assert code == 502 and ("VM ghost did not answer a connection to port %d within %d ms "
+                            "(connection timed out)" % (REFUSED_PORT, CONNECT_TIMEOUT_MS)
+                            ) in body, (r.stdout, r.stderr)
+    assert CONNECT_TIMEOUT_MS / 1000 - 0.3 <= secs < CONNECT_TIMEOUT_MS / 1000 + 3, secs

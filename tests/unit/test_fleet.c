@@ -1,0 +1,483 @@
+/* tests/unit/test_fleet.c: ctl/fleet_parse.c, the parsers of what etcd
+ * sends a fleet appliance (VM values and keys, the gRPC gateway's range,
+ * watch, txn, lease, authenticate and error answers), and the fleet:
+ * section of appliance.yaml (ctl/config/fleet.c). */
+#include <arpa/inet.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <limits.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ctl/config.h"
+#include "ctl/fleet_parse.h"
+#include "route/route.h"
+#include "tls/ticket.h"
+
+static enum fleet_vm_status vm(const char *s, struct in6_addr *a)
+{
+	struct in6_addr dummy;
+
+	return fleet_vm_parse(a ? a : &dummy, (const uint8_t *)s, strlen(s));
+}
+
+static void test_vm_values(void **state)
+{
+	static const struct {
+		const char *in;
+		enum fleet_vm_status want;
+	} cases[] = {
+		{ "{\"address\": \"fd00::10\", \"ports\": [3000, \"8000-8100\"]}",
+		  FLEET_VM_OK },
+		{ "{\"address\":\"FD00::10\"}", FLEET_VM_OK },
+		{ "{\"address\":\"fd00::10\",\"ports\":null}", FLEET_VM_OK },
+		{ "{\"address\":\"fd00::10\",\"future\":{\"x\":1}}",
+		  FLEET_VM_OK },
+		{ "{\"address\":\"fd00::10\",\"ports\":[]}", FLEET_VM_OK },
+		{ "{\"address\":\"fd00::10\",\"ports\":[\"22\"]}", FLEET_VM_OK },
+		{ "", FLEET_VM_BAD_JSON },
+		{ "{not json", FLEET_VM_BAD_JSON },
+		{ "[\"fd00::1\"]", FLEET_VM_BAD_JSON },
+		{ "\"fd00::1\"", FLEET_VM_BAD_JSON },
+		{ "{\"address\":\"fd00::1\",\"address\":\"fd00::2\"}",
+		  FLEET_VM_BAD_JSON },
+		{ "{\"address\":\"fd00::1\"} trailing", FLEET_VM_BAD_JSON },
+		{ "{}", FLEET_VM_BAD_ADDRESS },
+		{ "{\"address\":7}", FLEET_VM_BAD_ADDRESS },
+		{ "{\"address\":\"10.0.0.1\"}", FLEET_VM_BAD_ADDRESS },
+		{ "{\"address\":\"::ffff:10.0.0.1\"}", FLEET_VM_BAD_ADDRESS },
+		/* jansson refuses \u0000 unless asked: a NUL never gets in. */
+		{ "{\"address\":\"fd00::1\\u0000\"}", FLEET_VM_BAD_JSON },
+		{ "{\"address\":\"fd00::1\",\"ports\":[0]}", FLEET_VM_BAD_PORTS },
+		{ "{\"address\":\"fd00::1\",\"ports\":[65536]}",
+		  FLEET_VM_BAD_PORTS },
+		{ "{\"address\":\"fd00::1\",\"ports\":[\"9-1\"]}",
+		  FLEET_VM_BAD_PORTS },
+		{ "{\"address\":\"fd00::1\",\"ports\":[\"01\"]}",
+		  FLEET_VM_BAD_PORTS },
+		{ "{\"address\":\"fd00::1\",\"ports\":[\"1-\"]}",
+		  FLEET_VM_BAD_PORTS },
+		{ "{\"address\":\"fd00::1\",\"ports\":[1.5]}",
+		  FLEET_VM_BAD_PORTS },
+		{ "{\"address\":\"fd00::1\",\"ports\":3000}",
+		  FLEET_VM_BAD_PORTS },
+	};
+	struct in6_addr a, want;
+	char big[FLEET_VALUE_MAX + 64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (vm(cases[i].in, NULL) != cases[i].want)
+			fail_msg("%s: got %s, want %s", cases[i].in,
+				 fleet_vm_status_str(vm(cases[i].in, NULL)),
+				 fleet_vm_status_str(cases[i].want));
+	assert_int_equal(vm("{\"address\":\"FD00::10\"}", &a), FLEET_VM_OK);
+	inet_pton(AF_INET6, "fd00::10", &want);
+	assert_memory_equal(&a, &want, sizeof(a));
+
+	/* The size limit counts the raw value, whatever is in it. */
+	memset(big, ' ', sizeof(big));
+	memcpy(big, "{\"address\":\"fd00::1\"}", 21);
+	assert_int_equal(fleet_vm_parse(&a, (uint8_t *)big, FLEET_VALUE_MAX),
+			 FLEET_VM_OK);
+	assert_int_equal(fleet_vm_parse(&a, (uint8_t *)big,
+					FLEET_VALUE_MAX + 1),
+			 FLEET_VM_TOO_BIG);
+}
+
+static bool key(char *id, const char *k)
+{
+	return fleet_vm_key(id, (const uint8_t *)k, strlen(k), "/p/vms/");
+}
+
+static void test_vm_keys(void **state)
+{
+	char id[ROUTE_VM_ID_MAX + 1];
+
+	(void)state;
+	assert_true(key(id, "/p/vms/Web-1"));
+	assert_string_equal(id, "web-1");
+	assert_true(key(id, "/p/vms/45a68069-defc-4233-9865-6298d87053af"));
+	assert_false(key(id, "/p/vms/"));
+	assert_false(key(id, "/p/vms/a/b"));
+	assert_false(key(id, "/p/vms/a.b"));
+	assert_false(key(id, "/p/vms/bad_id!"));
+	assert_false(key(id, "/p/vms/-a"));
+	assert_false(key(id, "/q/vms/a"));
+	assert_false(key(id, "/p/vm"));
+	assert_false(fleet_vm_key(id, (const uint8_t *)"/p/vms/a\0b", 10,
+				  "/p/vms/"));
+}
+
+#define HDR "\"header\":{\"cluster_id\":\"1\",\"member_id\":\"2\"," \
+	    "\"revision\":\"42\",\"raft_term\":\"3\"}"
+/* base64 of /p/vms/vm1 and {"address":"fd00::1"} */
+#define K1 "L3Avdm1zL3ZtMQ=="
+#define V1 "eyJhZGRyZXNzIjoiZmQwMDo6MSJ9"
+
+static void test_range(void **state)
+{
+	static const char ok[] =
+		"{" HDR ",\"kvs\":[{\"key\":\"" K1 "\",\"create_revision\":"
+		"\"5\",\"mod_revision\":\"40\",\"version\":\"1\",\"value\":\""
+		V1 "\"},{\"key\":\"" K1 "\",\"mod_revision\":41}],"
+		"\"more\":true,\"count\":\"3\"}";
+	static const char *const bad[] = {
+		"", "[]", "{}", "{\"header\":{}}",
+		"{" HDR ",\"kvs\":{}}",
+		"{" HDR ",\"kvs\":[{\"key\":\"!!\"}]}",
+		"{" HDR ",\"kvs\":[{\"value\":\"" V1 "\"}]}",
+		"{" HDR ",\"kvs\":[{\"key\":\"" K1 "\",\"mod_revision\":\"x\"}]}",
+		"{" HDR ",\"kvs\":[{\"key\":\"" K1 "\",\"mod_revision\":\"-1\"}]}",
+		"{" HDR ",\"more\":\"yes\"}",
+		"{\"header\":{\"revision\":\"99999999999999999999999\"}}",
+		"{\"error\":\"etcdserver: mvcc: required revision has been "
+		"compacted\",\"code\":11}",
+	};
+	struct fleet_range r;
+
+	(void)state;
+	assert_true(fleet_parse_range(&r, ok, strlen(ok)));
+	assert_int_equal(r.revision, 42);
+	assert_true(r.more);
+	assert_int_equal(r.kvs_len, 2);
+	assert_int_equal(r.kvs[0].key_len, 10);
+	assert_memory_equal(r.kvs[0].key, "/p/vms/vm1", 10);
+	assert_string_equal((char *)r.kvs[0].value,
+			    "{\"address\":\"fd00::1\"}");
+	assert_int_equal(r.kvs[0].mod_revision, 40);
+	assert_int_equal(r.kvs[1].value_len, 0);
+	assert_int_equal(r.kvs[1].mod_revision, 41);
+	fleet_range_free(&r);
+
+	assert_true(fleet_parse_range(&r, "{" HDR "}", strlen("{" HDR "}")));
+	assert_int_equal(r.kvs_len, 0);
+	assert_false(r.more);
+	fleet_range_free(&r);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (fleet_parse_range(&r, bad[i], strlen(bad[i])))
+			fail_msg("accepted: %s", bad[i]);
+}
+
+static struct fleet_watch_msg watch_ok(const char *line)
+{
+	struct fleet_watch_msg m;
+
+	if (!fleet_parse_watch(&m, line, strlen(line)))
+		fail_msg("refused: %s", line);
+	return m;
+}
+
+static void test_watch(void **state)
+{
+	struct fleet_watch_msg m;
+	char big[8192];
+	int n;
+
+	(void)state;
+	m = watch_ok("{\"result\":{" HDR ",\"created\":true}}");
+	assert_int_equal(m.kind, FLEET_WATCH_CREATED);
+	assert_int_equal(m.revision, 42);
+	fleet_watch_msg_free(&m);
+
+	m = watch_ok("{\"result\":{" HDR "}}");
+	assert_int_equal(m.kind, FLEET_WATCH_PROGRESS);
+	fleet_watch_msg_free(&m);
+
+	m = watch_ok("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":\""
+		     K1 "\",\"mod_revision\":\"41\",\"value\":\"" V1 "\"}},"
+		     "{\"type\":\"DELETE\",\"kv\":{\"key\":\"" K1 "\","
+		     "\"mod_revision\":\"42\"}}]}}");
+	assert_int_equal(m.kind, FLEET_WATCH_EVENTS);
+	assert_int_equal(m.events_len, 2);
+	assert_false(m.events[0].deleted);
+	assert_int_equal(m.events[0].mod_revision, 41);
+	assert_true(m.events[1].deleted);
+	assert_int_equal(m.events[1].mod_revision, 42);
+	fleet_watch_msg_free(&m);
+
+	m = watch_ok("{\"result\":{" HDR ",\"canceled\":true,"
+		     "\"compact_revision\":\"30\"}}");
+	assert_int_equal(m.kind, FLEET_WATCH_COMPACTED);
+	assert_int_equal(m.compact_revision, 30);
+	fleet_watch_msg_free(&m);
+
+	m = watch_ok("{\"result\":{" HDR ",\"canceled\":true,"
+		     "\"cancel_reason\":\"no leader\"}}");
+	assert_int_equal(m.kind, FLEET_WATCH_CANCELED);
+	assert_string_equal(m.reason, "no leader");
+	fleet_watch_msg_free(&m);
+
+	m = watch_ok("{\"error\":{\"grpc_code\":14,\"http_code\":503,"
+		     "\"message\":\"etcdserver: no leader\"}}");
+	assert_int_equal(m.kind, FLEET_WATCH_ERROR);
+	assert_string_equal(m.reason, "etcdserver: no leader");
+	fleet_watch_msg_free(&m);
+
+	/* A value too big to decode is kept as "too big", not refused. */
+	n = snprintf(big, sizeof(big), "{\"result\":{" HDR ",\"events\":[{"
+		     "\"kv\":{\"key\":\"" K1 "\",\"mod_revision\":\"41\","
+		     "\"value\":\"");
+	memset(big + n, 'A', 4000);
+	strcpy(big + n + 4000, "\"}}]}}");
+	m = watch_ok(big);
+	assert_int_equal(m.events[0].value_len, FLEET_VALUE_MAX + 1);
+	fleet_watch_msg_free(&m);
+
+	assert_false(fleet_parse_watch(&m, "", 0));
+	assert_false(fleet_parse_watch(&m, "{\"result\":[]}", 13));
+	assert_false(fleet_parse_watch(&m, "{\"result\":{\"events\":[{\"type\":"
+				       "\"MOVE\",\"kv\":{\"key\":\"" K1 "\"}}]}}",
+				       strlen("{\"result\":{\"events\":[{\"type\":"
+					      "\"MOVE\",\"kv\":{\"key\":\"" K1
+					      "\"}}]}}")));
+	/* Half a line, as a chunk boundary would cut it. */
+	assert_false(fleet_parse_watch(&m, "{\"result\":{" HDR,
+				       strlen("{\"result\":{" HDR)));
+}
+
+static void test_small_answers(void **state)
+{
+	char tok[64];
+	bool ok;
+	int64_t rev, id, ttl;
+
+	(void)state;
+	assert_true(fleet_parse_txn(&ok, &rev, "{" HDR ",\"succeeded\":true}",
+				    strlen("{" HDR ",\"succeeded\":true}")));
+	assert_true(ok);
+	assert_int_equal(rev, 42);
+	assert_true(fleet_parse_txn(&ok, &rev, "{" HDR "}", strlen("{" HDR "}")));
+	assert_false(ok);
+	assert_false(fleet_parse_txn(&ok, &rev, "{}", 2));
+
+	assert_true(fleet_parse_lease(&id, &ttl, "{" HDR ",\"ID\":\"7\","
+				      "\"TTL\":\"10\"}",
+				      strlen("{" HDR ",\"ID\":\"7\","
+					     "\"TTL\":\"10\"}")));
+	assert_int_equal(id, 7);
+	assert_int_equal(ttl, 10);
+	/* A keep-alive of an expired lease: TTL absent. */
+	assert_true(fleet_parse_lease(&id, &ttl, "{\"result\":{" HDR
+				      ",\"ID\":\"7\"}}",
+				      strlen("{\"result\":{" HDR
+					     ",\"ID\":\"7\"}}")));
+	assert_int_equal(ttl, 0);
+	assert_false(fleet_parse_lease(&id, &ttl, "{" HDR "}",
+				       strlen("{" HDR "}")));
+
+	assert_true(fleet_parse_token(tok, sizeof(tok), "{\"token\":\"ab.1\"}",
+				      16));
+	assert_string_equal(tok, "ab.1");
+	assert_false(fleet_parse_token(tok, sizeof(tok),
+				       "{\"token\":\"a\\r\\nX-Evil: 1\"}",
+				       strlen("{\"token\":\"a\\r\\nX-Evil: 1\"}")));
+	assert_false(fleet_parse_token(tok, 4, "{\"token\":\"abcd\"}", 16));
+
+	assert_true(fleet_parse_error(tok, sizeof(tok),
+				      "{\"error\":\"x\",\"code\":9,"
+				      "\"message\":\"etcdserver: no leader\"}",
+				      strlen("{\"error\":\"x\",\"code\":9,"
+					     "\"message\":\"etcdserver: no "
+					     "leader\"}")));
+	assert_string_equal(tok, "etcdserver: no leader");
+	assert_false(fleet_parse_error(tok, sizeof(tok), "<html>", 6));
+}
+
+static bool stek(struct tls_ticket_key *k, const char *s)
+{
+	return fleet_parse_stek(k, (const uint8_t *)s, strlen(s));
+}
+
+/* base64 of the bytes 0..63 */
+#define KEY64 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKiss" \
+	      "LS4vMDEyMzQ1Njc4OTo7PD0+Pw=="
+
+static void test_stek(void **state)
+{
+	struct tls_ticket_key k, zero;
+	static const char *const bad[] = {
+		"{\"name\":\"00112233445566778899aabbccddeef\",\"key\":\"" KEY64
+		"\",\"not_before\":1,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899aabbccddeefg\",\"key\":\"" KEY64
+		"\",\"not_before\":1,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899AABBCCDDEEFF\",\"key\":\"" KEY64
+		"\",\"not_before\":1,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899aabbccddeeff\",\"key\":\"AAEC\","
+		"\"not_before\":1,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899aabbccddeeff\",\"key\":\"" KEY64
+		"\",\"not_before\":2,\"not_after\":2}",
+		"{\"name\":\"00112233445566778899aabbccddeeff\",\"key\":\"" KEY64
+		"\",\"not_after\":2}",
+		"[]",
+	};
+
+	(void)state;
+	memset(&zero, 0, sizeof(zero));
+	assert_true(stek(&k, "{\"name\":\"00112233445566778899aabbccddeeff\","
+			 "\"key\":\"" KEY64 "\",\"not_before\":100,"
+			 "\"not_after\":\"200\"}"));
+	assert_int_equal(k.name[0], 0x00);
+	assert_int_equal(k.name[15], 0xff);
+	assert_int_equal(k.aes[0], 0);
+	assert_int_equal(k.aes[31], 31);
+	assert_int_equal(k.hmac[0], 32);
+	assert_int_equal(k.hmac[31], 63);
+	assert_int_equal(k.not_before, 100);
+	assert_int_equal(k.not_after, 200);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (stek(&k, bad[i]))
+			fail_msg("accepted: %s", bad[i]);
+		assert_memory_equal(&k, &zero, sizeof(k));
+	}
+}
+
+/* The fleet: section. */
+
+static bool load(struct config *c, struct config_errors *e, const char *y)
+{
+	return config_load_buf(c, e, "t.yaml", ".", (const uint8_t *)y,
+			       strlen(y));
+}
+
+/* The loader only checks that certificate files are readable: this file
+ * is one (the tests run from tests/unit). */
+#define BASE "listen: { ports: [443] }\n" \
+	     "tls: { certificates: [ { cert: test_fleet.c, key: test_fleet.c } ] }\n"
+
+static const char *first_error(const char *y)
+{
+	static char msg[512];
+	struct config c;
+	struct config_errors e;
+
+	if (load(&c, &e, y)) {
+		config_free(&c);
+		return NULL;
+	}
+	snprintf(msg, sizeof(msg), "%u:%u: %s", e.v[0].line, e.v[0].col,
+		 e.v[0].msg);
+	config_free(&c);
+	config_errors_free(&e);
+	return msg;
+}
+
+static void test_config(void **state)
+{
+	static const struct {
+		const char *yaml, *err;
+	} errs[] = {
+		{ "fleet: {}\n", "missing required key 'etcd'" },
+		{ "fleet: { etcd: {} }\n", "missing required key 'endpoints'" },
+		{ "fleet: { etcd: { endpoints: [] } }\n",
+		  "needs at least one endpoint" },
+		{ "fleet: { etcd: { endpoints: [\"ftp://a:1\"] } }\n",
+		  "expected \"http://host:port\"" },
+		{ "fleet: { etcd: { endpoints: [\"http://a\"] } }\n",
+		  "expected \"http://host:port\"" },
+		{ "fleet: { etcd: { endpoints: [\"http://[::1:2379\"] } }\n",
+		  "expected \"http://host:port\"" },
+		{ "fleet: { etcd: { endpoints: [\"http://a:0\"] } }\n",
+		  "expected \"http://host:port\"" },
+		{ "fleet: { etcd: { endpoints: [\"http://a:1\"], prefix: /x } }\n",
+		  "must end in '/'" },
+		{ "fleet: { etcd: { endpoints: [\"http://a:1\"], "
+		  "timeout_ms: 5 } }\n", "timeout_ms" },
+		{ "fleet: { etcd: { endpoints: [\"http://a:1\"], "
+		  "username: u } }\n", "username and password_file go together" },
+		{ "fleet: { etcd: { endpoints: [\"http://a:1\"], "
+		  "password_file: /nonexistent/pw, username: u } }\n",
+		  "No such file" },
+		{ "fleet: { etcd: { endpoints: [\"http://a:1\"] }, "
+		  "appliance_id: \"a/b\" }\n", "fleet.appliance_id 'a/b'" },
+		{ "fleet: { etcd: { endpoints: [\"http://a:1\"], bogus: 1 } }\n",
+		  "unknown key 'bogus'" },
+		{ "fleet: { etcd: { endpoints: [\"http://a:1\"] }, "
+		  "ticket_rotation_s: 60, ticket_lifetime_s: 3600 }\n",
+		  "at most 32 keys are held at once" },
+	};
+	struct config c;
+	struct config_errors e;
+	char host[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		char y[1024];
+		const char *got;
+
+		snprintf(y, sizeof(y), BASE "%s", errs[i].yaml);
+		got = first_error(y);
+		if (!got || !strstr(got, errs[i].err))
+			fail_msg("%s: got \"%s\", want \"%s\"", errs[i].yaml,
+				 got ? got : "(loaded)", errs[i].err);
+	}
+
+	if (!load(&c, &e, BASE "fleet:\n  etcd:\n    endpoints: "
+		  "[\"http://[::1]:2379\", \"https://etcd.example:2379\"]\n"
+		  "    timeout_ms: 700\n    progress_interval_ms: 900\n"
+		  "  appliance_id: edge-a\n  snapshot_file: snap.json\n"))
+		fail_msg("refused: %s", e.v[0].msg);
+	assert_true(c.fleet.enabled);
+	assert_int_equal(c.fleet.endpoints_len, 2);
+	assert_string_equal(c.fleet.endpoints[0], "http://[::1]:2379");
+	assert_string_equal(c.fleet.prefix, DEFAULT_FLEET_PREFIX);
+	assert_int_equal(c.fleet.timeout_ms, 700);
+	assert_int_equal(c.fleet.progress_ms, 900);
+	assert_string_equal(c.fleet.appliance_id, "edge-a");
+	assert_string_equal(c.fleet.snapshot_file, "snap.json");
+	assert_null(c.fleet.username);
+	config_free(&c);
+	config_errors_free(&e);
+
+	/* Defaults: the host name, the snapshot next to the config. */
+	{
+		char y[2 * PATH_MAX + 256], cwd[PATH_MAX];
+
+		assert_non_null(getcwd(cwd, sizeof(cwd)));
+		snprintf(y, sizeof(y), "listen: { ports: [443] }\n"
+			 "tls: { certificates: [ { cert: %s/test_fleet.c, "
+			 "key: %s/test_fleet.c } ] }\n"
+			 "fleet: { etcd: { endpoints: [\"http://a:1\"], "
+			 "prefix: /fleet/ } }\n", cwd, cwd);
+		if (!config_load_buf(&c, &e, "t.yaml", "/etc/vmgate",
+				     (const uint8_t *)y, strlen(y)))
+			fail_msg("refused: %s", e.v[0].msg);
+	}
+	assert_string_equal(c.fleet.prefix, "/fleet/");
+	assert_string_equal(c.fleet.snapshot_file,
+			    "/etc/vmgate/" DEFAULT_FLEET_SNAPSHOT_FILE);
+	assert_int_equal(c.fleet.timeout_ms, DEFAULT_FLEET_TIMEOUT_MS);
+	gethostname(host, sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	assert_int_equal(strncmp(c.fleet.appliance_id, host,
+				 strlen(c.fleet.appliance_id)), 0);
+	config_free(&c);
+	config_errors_free(&e);
+
+	/* No fleet: section, no fleet mode. */
+	assert_true(load(&c, &e, BASE));
+	assert_false(c.fleet.enabled);
+	config_free(&c);
+	config_errors_free(&e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_vm_values),
+		cmocka_unit_test(test_vm_keys),
+		cmocka_unit_test(test_range),
+		cmocka_unit_test(test_watch),
+		cmocka_unit_test(test_small_answers),
+		cmocka_unit_test(test_stek),
+		cmocka_unit_test(test_config),
+	};
+
+	return cmocka_run_group_tests_name("fleet", tests, NULL, NULL);
+}
