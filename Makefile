@@ -132,7 +132,8 @@ DEB_PKG   := binutils python3-pytest lintian debootstrap systemd
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
-LIB_SRCS := $(filter-out %.bpf.c,$(wildcard core/*.c tls/*.c route/*.c)) signer/keyop.c \
+LIB_SRCS := $(filter-out %.bpf.c,$(wildcard core/*.c tls/*.c route/*.c)) \
+            signer/keyop.c \
             $(filter-out ctl/main.c,$(wildcard ctl/*.c ctl/*/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmgate.a

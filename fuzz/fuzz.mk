@@ -62,7 +62,24 @@ FUZZ_SRCS_front := fuzz/front.c fuzz/testcert.c core/front.c \
 FUZZ_LIBS_front := -lyaml $(FUZZ_SSL)
 FUZZ_MAXLEN_front := 20000
 
-FUZZ_TARGETS := clienthello route config front answer fleet keyop
+# A failed VM connect's answer: the request-line check of the client's
+# first plaintext, and the 502 text (core/answer.c).
+FUZZ_SRCS_answer := fuzz/answer.c core/answer.c
+FUZZ_MAXLEN_answer := 2048
+
+# What etcd sends a fleet appliance (ctl/fleet_parse.c): VM values and
+# the gRPC gateway's JSON; jansson parses, BoringSSL decodes base64.
+FUZZ_SRCS_fleet := fuzz/fleet.c ctl/fleet_parse.c route/host.c
+FUZZ_LIBS_fleet := -ljansson $(FUZZ_SSL)
+FUZZ_MAXLEN_fleet := 8192
+
+# The signer wire format, decoded by vmgate and by vmgate-signer.
+FUZZ_SRCS_keyop := fuzz/keyop.c signer/keyop.c
+FUZZ_LIBS_keyop :=
+FUZZ_MAXLEN_keyop := 4096
+
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+FUZZ_HDRS := $(wildcard signer/*.h tls/*.h route/*.h core/front.h core/answer.h core/log.h core/reason.h ctl/config.h ctl/config/*.h ctl/fleet_parse.h fuzz/*.h)
 
 # For the shell loops: NAME:MAX_LEN of every target.
 FUZZ_SPECS = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))
