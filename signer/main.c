@@ -520,7 +520,7 @@ int main(int argc, char **argv)
 		logf_("ERROR", "startup", "epoll: %s", strerror(errno));
 		return 1;
 	}
-	logf_("INFO", "ready", "pid=%d", (int)getpid());
+	logf_("INFO", "serving", "pid=%d", (int)getpid());
 	while (!stop) {
 		n = epoll_wait(ep, evs, 64, -1);
 		for (i = 0; i < n; i++) {

@@ -540,7 +540,7 @@ void tls_conn_describe(const struct tls_conn *t, char *out, size_t cap)
 void tls_conn_facts(const struct tls_conn *t, struct tls_facts *out)
 {
 	const SSL_CIPHER *cipher;
-	const EVP_PKEY *key;
+	EVP_PKEY *key;
 	SSL_CTX *ctx;
 	const uint8_t *alpn;
 	unsigned alpn_len;
@@ -565,7 +565,9 @@ void tls_conn_facts(const struct tls_conn *t, struct tls_facts *out)
 	nid = leaf ? X509_get_signature_nid(leaf) : NID_undef;
 	if (nid != NID_undef)
 		out->sig_alg = OBJ_nid2sn(nid);
-	key = SSL_CTX_get0_privatekey(ctx);
+	/* The certificate's public key: with the signer (KEY_SIGNER) the
+	 * SSL_CTX holds no private key. */
+	key = leaf ? X509_get_pubkey(leaf) : NULL;
 	if (!key)
 		return;
 	switch (EVP_PKEY_id(key)) {
@@ -581,6 +583,7 @@ void tls_conn_facts(const struct tls_conn *t, struct tls_facts *out)
 		snprintf(out->key_alg, sizeof(out->key_alg), "ED25519");
 		break;
 	}
+	EVP_PKEY_free(key);
 }
 
 bool tls_conn_resumed(const struct tls_conn *t)
