@@ -20,12 +20,16 @@
  * request's id). A malformed frame closes that client's socket and is
  * logged. Before serving it drops what it does not need: to the user
  * --user names (or vmgate-signer if that user exists), no capabilities,
- * no new privileges, not dumpable (no core file, no ptrace by its user).
+ * no new privileges, not dumpable (no core file, no ptrace by its user),
+ * and a seccomp filter that refuses new sockets, exec and ptrace.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -37,6 +41,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <stddef.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -448,9 +453,54 @@ static bool drop_privileges(const char *user, bool supervised)
 	 * setuid, which clears it. */
 	if (supervised && prctl(PR_SET_PDEATHSIG, SIGTERM))
 		return false;
-	logf_("INFO", "startup", "uid=%u gid=%u capabilities=none",
+	logf_("INFO", "startup", "uid=%u gid=%u capabilities=none "
+	      "seccomp=no_sockets,no_exec,no_ptrace",
 	      (unsigned)getuid(), (unsigned)getgid());
 	return true;
+}
+
+/* What the signer never needs once it serves, refused with EPERM by a
+ * seccomp filter: making or reaching any other socket (no network),
+ * running a program, reading or writing another process. A deny list:
+ * glibc and OpenSSL may use any other call. */
+static const int denied[] = {
+	SYS_socket, SYS_socketpair, SYS_connect, SYS_bind, SYS_listen,
+	SYS_execve, SYS_execveat, SYS_ptrace, SYS_process_vm_readv,
+	SYS_process_vm_writev,
+};
+
+static bool seccomp_deny(void)
+{
+#if defined(__x86_64__)
+#define DENIED_N (sizeof(denied) / sizeof(denied[0]))
+	struct sock_filter f[4 + 2 * DENIED_N + 1];
+	struct sock_fprog prog = { .filter = f };
+	size_t i, n = 0;
+
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		offsetof(struct seccomp_data, arch));
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+		AUDIT_ARCH_X86_64, 1, 0);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+		SECCOMP_RET_KILL_PROCESS);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		offsetof(struct seccomp_data, nr));
+	for (i = 0; i < DENIED_N; i++) {
+		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+			(unsigned)denied[i], 0, 1);
+		f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+			SECCOMP_RET_ERRNO | EPERM);
+	}
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+					      SECCOMP_RET_ALLOW);
+	prog.len = (unsigned short)n;
+	/* x32 calls (nr | 0x40000000) share the arch: they are other
+	 * numbers, allowed; none of the denied ones is reachable by them
+	 * without the x32 ABI, which Debian's kernel leaves off. */
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+#else
+	return true;
+#endif
 }
 
 static void usage(FILE *f)
@@ -513,6 +563,10 @@ int main(int argc, char **argv)
 		return 1;
 	if (!path && getppid() != parent)
 		return 0; /* the supervisor died before PDEATHSIG was set */
+	if (!seccomp_deny()) {
+		logf_("ERROR", "startup", "seccomp: %s", strerror(errno));
+		return 1;
+	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	ev.events = EPOLLIN;
 	ev.data.ptr = NULL;

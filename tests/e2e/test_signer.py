@@ -126,6 +126,12 @@ def test_handshakes_signed_by_signer(sgate, certs):
     log0 = sgate.mark()
     sgate.wait_log(r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)
     pid = signer_pid(sgate)
+    # What the signer gave up before serving.
+    with open("/proc/%d/status" % pid) as f:
+        st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+    assert st["CapEff"].strip() == "0" * 16, st["CapEff"]
+    assert st["NoNewPrivs"].strip() == "1"
+    assert st["Seccomp"].strip() == "2"  # a filter
     for host, args, sig in CASES:
         rc, out = s_client(certs, host, args)
         assert rc == 0, "%s %s: s_client failed:\n%s" % (host, args, out)
