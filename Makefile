@@ -19,6 +19,8 @@
 #   make e2e-oldkernel  the end-to-end tests on the default build with the
 #                   startup probe capped at Linux 6.1 (plain fds chosen at
 #                   run time, as on Debian 12)
+#   make e2e-signer  the whole end-to-end suite on the build whose keys live
+#                   in vmgate-signer (Kconfig KEY_SIGNER=y, build/signer/)
 #   make e2e-hello4k  the ClientHello-limit tests on a sanitized build with
 #                   MAX_CLIENTHELLO_BYTES=4096 (build/hello4k/)
 #   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
@@ -54,12 +56,18 @@ CONFIG   ?= appliance.yaml
 KBUILD   := build
 # FLAVOUR=fds: the build on plain fds (Kconfig DIRECT_DESCRIPTORS=n), with
 # its own .config, in build/fds/ (make e2e-fds).
+# FLAVOUR=signer: Kconfig KEY_SIGNER=y (private keys in vmgate-signer), in
+# build/signer/ (make e2e-signer).
 # FLAVOUR=hello4k: Kconfig MAX_CLIENTHELLO_BYTES=4096 with the sanitizers,
 # in build/hello4k/ (make e2e-hello4k): a build whose ClientHello cap is
 # below the 16 KiB runtime default.
 ifeq ($(FLAVOUR),fds)
 KBUILD   := build/fds
 BUILD    := build/fds
+SAN_FLAGS :=
+else ifeq ($(FLAVOUR),signer)
+KBUILD   := build/signer
+BUILD    := build/signer
 SAN_FLAGS :=
 else ifeq ($(FLAVOUR),hello4k)
 KBUILD   := build/hello4k
@@ -108,7 +116,8 @@ endif
 # Debian packages: what building needs, and what the tests add to it.
 DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
              libjansson-dev libhttp-parser-dev python3-kconfiglib openssl \
-             libbpf-dev clang linux-libc-dev libcurl4-gnutls-dev
+             libbpf-dev clang linux-libc-dev libcurl4-gnutls-dev \
+             libssl-dev
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \
@@ -124,10 +133,12 @@ DEB_PKG   := binutils python3-pytest lintian debootstrap systemd
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.
 LIB_SRCS := $(filter-out %.bpf.c,$(wildcard core/*.c tls/*.c route/*.c)) \
+            signer/keyop.c \
             $(filter-out ctl/main.c,$(wildcard ctl/*.c ctl/*/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmgate.a
 BIN      := $(BUILD)/vmgate
+SIGNER   := $(BUILD)/vmgate-signer
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -136,7 +147,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
         deps-build deps-test
 .DEFAULT_GOAL := all
 
-all: deps-build check-planes $(BIN)
+all: deps-build check-planes $(BIN) $(SIGNER)
 
 # The data plane (core/, tls/, route/) never includes a control-plane
 # (ctl/) header: make fails, naming the line.
@@ -177,6 +188,9 @@ ifeq ($(FLAVOUR),fds)
 endif
 ifeq ($(FLAVOUR),hello4k)
 	$(Q)sed -i 's/^CONFIG_MAX_CLIENTHELLO_BYTES=.*/CONFIG_MAX_CLIENTHELLO_BYTES=4096/' $@
+endif
+ifeq ($(FLAVOUR),signer)
+	$(Q)sed -i 's/^# CONFIG_KEY_SIGNER is not set$$/CONFIG_KEY_SIGNER=y/' $@
 endif
 	$(Q)touch $@
 
@@ -220,6 +234,21 @@ $(BIN): $(BUILD)/obj/ctl/main.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# vmgate-signer (signer/): OpenSSL 3's libcrypto, never BoringSSL: no
+# BoringSSL header path and no BoringSSL library on its command lines.
+SIGNER_SRCS := signer/main.c signer/keyop.c
+SIGNER_OBJS := $(SIGNER_SRCS:%.c=$(BUILD)/obj-signer/%.o)
+SIGNER_CFLAGS := $(filter-out -isystem $(BSSL_INC),$(CFLAGS))
+
+$(BUILD)/obj-signer/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(SIGNER_CFLAGS) -c -o $@ $<
+
+$(SIGNER): $(SIGNER_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(SIGNER_CFLAGS) $(LDFLAGS) -o $@ $^ -lcrypto
+
 # Unit tests: one program per tests/unit/test_NAME.c, linked with the library.
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(KBUILD)/config.h
 	@mkdir -p $(dir $@)
@@ -253,7 +282,8 @@ $(KUCLIENT): tests/e2e/kuclient.c | deps-build
 # (256 MiB by default): 16 MiB still catches recent frees, and keeps the
 # tests that check vmgate's RSS stays bounded meaningful.
 SAN_LOG := $(abspath $(BUILD))/san
-e2e: deps-test $(BIN) $(KUCLIENT)
+# tests/e2e/test_signer.py runs build/signer/vmgate whatever the gate is.
+e2e: deps-test $(BIN) $(KUCLIENT) signer-build
 ifeq ($(SANITIZE),1)
 	@rm -f $(SAN_LOG).*
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_SANITIZED=1 \
@@ -281,13 +311,23 @@ e2e-fds: deps-test
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
 	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
 
+# The build whose private keys live in vmgate-signer (Kconfig KEY_SIGNER=y,
+# not yet the default): every end-to-end test on it.
+.PHONY: signer-build e2e-signer
+signer-build: deps-build
+	@$(MAKE) --no-print-directory FLAVOUR=signer all
+
+e2e-signer: deps-test signer-build $(KUCLIENT)
+	VMGATE_BIN=$(abspath build/signer/vmgate) \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
+
 # The default build as on Debian 12's Linux 6.1: VMGATE_PROBE_KERNEL (for
 # tests) makes the startup probe report no more than that release has, so
 # the socket mode is chosen at run time as there (plain fds: no io_uring
 # socket setsockopt before 6.7). The whole suite, then the session gate's
 # startup line must say mode=fds (its log is under --basetemp).
 E2E_OLDKERNEL_TMP := $(abspath $(BUILD))/e2e-oldkernel
-e2e-oldkernel: deps-test $(BIN) $(KUCLIENT)
+e2e-oldkernel: deps-test $(BIN) $(KUCLIENT) signer-build
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_PROBE_KERNEL=6.1 \
 	  $(E2E_PY) -m pytest -q -p no:cacheprovider \
 	    --basetemp=$(E2E_OLDKERNEL_TMP) tests/e2e $(E2E_ARGS); \
@@ -329,6 +369,7 @@ endif
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory e2e-fds
 	@$(MAKE) --no-print-directory e2e-oldkernel
+	@$(MAKE) --no-print-directory e2e-signer
 endif
 	@$(MAKE) --no-print-directory e2e-hello4k
 ifneq ($(SANITIZE),1)

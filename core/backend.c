@@ -99,6 +99,7 @@ void backend_answer(struct worker *w, struct conn *c)
 			h = ANSWER_NOT_HTTP;
 			break;
 		case TLS_IO_ERROR:
+		case TLS_IO_WANT_KEY: /* no key operation after the handshake */
 			conn_linger(w, c, 0);
 			return;
 		}

@@ -55,10 +55,13 @@ enum conn_flag {
 	CF_ANSWER_WAIT = 1u << 18, /* waiting for a request line to answer */
 	CF_VM_ERRORS_HTTP = 1u << 19, /* the domain's vm_errors: http */
 	CF_PORT_WAIT = 1u << 20,  /* the dialled port is being read */
+	CF_KEY_WAIT = 1u << 21,   /* a signature asked of the signer */
 };
 
 struct conn {
 	struct timer_node timer; /* handshake or idle deadline */
+	struct timer_node key_timer; /* with CF_KEY_WAIT: on the signer
+	                              * channel's deadlines */
 	struct conn *next;       /* free list or starved list */
 	uint32_t slot;
 	uint32_t gen;

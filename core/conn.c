@@ -20,6 +20,7 @@
 #include "core/front.h"
 #include "core/kconfig.h"
 #include "core/log.h"
+#include "core/signer.h"
 #include "tls/alert.h"
 #include "tls/ctx.h"
 #include "tls/hello.h"
@@ -99,6 +100,7 @@ static void conn_release(struct worker *w, struct conn *c)
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_CLOSE, 0, 0));
 	}
 	timer_disarm(&c->timer);
+	timer_disarm(&c->key_timer);
 	if (c->flags & CF_PEER)
 		peers_release(&w->shared->peers, c->peer_slot);
 	tls_conn_free(&c->tls);
@@ -142,6 +144,8 @@ static void teardown(struct worker *w, struct conn *c)
 		return;
 	c->state = CONN_CLOSING;
 	timer_disarm(&c->timer);
+	timer_disarm(&c->key_timer); /* a late answer finds no CF_KEY_WAIT */
+	c->flags &= ~CF_KEY_WAIT;
 	cancel_op(w, c, CF_CLIENT_RECV, OP_CLIENT_RECV);
 	cancel_op(w, c, CF_CLIENT_SEND, OP_CLIENT_SEND);
 	cancel_vm(w, c);
@@ -264,8 +268,17 @@ static void do_handshake(struct worker *w, struct conn *c)
 {
 	uint32_t cap = w->shared->cfg->limits.buffer_bytes;
 
-	if (!(c->flags & CF_HS_DONE)) {
-		switch (tls_conn_handshake(&c->tls)) {
+	/* While the signer signs, the handshake has nothing to do. */
+	if (!(c->flags & (CF_HS_DONE | CF_KEY_WAIT))) {
+		enum tls_io io = tls_conn_handshake(&c->tls);
+
+		/* The signer cannot be asked: the handshake fails now. */
+		if (io == TLS_IO_WANT_KEY && !signer_request(w, c))
+			io = tls_conn_handshake(&c->tls);
+		switch (io) {
+		case TLS_IO_WANT_KEY:
+			/* The answer or its deadline runs us again. */
+			break;
 		case TLS_IO_DONE:
 			c->flags |= CF_HS_DONE;
 			metric_add(tls_conn_resumed(&c->tls)
@@ -348,6 +361,17 @@ static void conn_run(struct worker *w, struct conn *c)
 			return;
 		}
 	} while (c->state != s);
+}
+
+void conn_keyop_done(struct worker *w, struct conn *c, bool ok,
+		     const uint8_t *sig, size_t sig_len, const char *why)
+{
+	if (!(c->flags & CF_KEY_WAIT))
+		return;
+	c->flags &= ~CF_KEY_WAIT;
+	timer_disarm(&c->key_timer);
+	tls_conn_keyop_done(&c->tls, ok, sig, sig_len, why);
+	conn_run(w, c);
 }
 
 /* Over a limit: counted every time, logged at most once a second per

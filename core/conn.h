@@ -45,6 +45,11 @@ void conn_linger(struct worker *w, struct conn *c, uint8_t desc);
  * alert BoringSSL queued reaches the client. */
 void conn_tls_failed(struct worker *w, struct conn *c);
 
+/* conn_keyop_done ends |c|'s wait for the signer (CF_KEY_WAIT) with its
+ * answer (tls_conn_keyop_done) and runs |c|. core/signer.c calls it. */
+void conn_keyop_done(struct worker *w, struct conn *c, bool ok,
+		     const uint8_t *sig, size_t sig_len, const char *why);
+
 /* conn_vm_id writes the VM id of |c| (the first label of its SNI). */
 const char *conn_vm_id(const struct conn *c, char *out, size_t cap);
 

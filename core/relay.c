@@ -321,6 +321,7 @@ static bool pump_up(struct worker *w, struct conn *c)
 			c->flags |= CF_CLIENT_EOF;
 			break;
 		case TLS_IO_ERROR:
+		case TLS_IO_WANT_KEY: /* no key operation after the handshake */
 			conn_tls_failed(w, c);
 			return false;
 		}

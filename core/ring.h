@@ -39,6 +39,8 @@ enum ring_op {
 	OP_CLOSE,       /* fire and forget: the completion is ignored */
 	OP_CLIENT_FD,   /* the client's direct descriptor installed as an
 			 * fd, for getsockname(2): see backend.c */
+	OP_KEY_RECV,    /* the worker's signer channel (core/signer.h) */
+	OP_KEY_SEND,
 };
 
 static inline uint64_t ring_ud(enum ring_op op, uint32_t slot, uint32_t gen)

@@ -111,7 +111,8 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	 * (core/conn.c). */
 	w->hello_scratch_len = TLS_HELLO_SCRATCH_LEN(lim->max_clienthello_bytes);
 	w->hello_scratch = malloc(w->hello_scratch_len);
-	if (!w->conns || !w->listeners || !w->hello_scratch) {
+	if (!w->conns || !w->listeners || !w->hello_scratch ||
+	    signer_chan_init(w)) {
 		worker_free(w);
 		return -ENOMEM;
 	}
@@ -144,6 +145,10 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 		break;
 	case OP_CLOSE:
 	case OP_NONE:
+		break;
+	case OP_KEY_RECV:
+	case OP_KEY_SEND:
+		signer_complete(w, cqe);
 		break;
 	default:
 		conn_complete(w, cqe);
@@ -224,6 +229,7 @@ static void *worker_main(void *arg)
 		ring_buf_publish(&w->bufs);
 		conn_retry_starved(w);
 		conn_expire_timers(w);
+		signer_tick(w);
 		atomic_store_explicit(&w->live, w->conns_live,
 				      memory_order_relaxed);
 	}
@@ -265,6 +271,7 @@ void worker_free(struct worker *w)
 		if (w->listeners[i].fd >= 0)
 			close(w->listeners[i].fd);
 	bufpool_drain(&w->pool);
+	signer_chan_free(w);
 	free(w->listeners);
 	free(w->conns);
 	free(w->hello_scratch);

@@ -17,6 +17,7 @@
 #include "core/metrics.h"
 #include "core/peers.h"
 #include "core/ring.h"
+#include "core/signer.h"
 #include "core/timer.h"
 #include "route/config-t.h"
 
@@ -47,6 +48,7 @@ struct shared {
 	/* sk_lookup steering (core/steer.h), or NULL with per-port
 	 * listeners; its maps are the control plane's to update. */
 	struct steer *steer;
+	const char *signer_path; /* CONFIG_KEY_SIGNER: the signer's socket */
 };
 
 /* Accepts in flight per listener, at most. Each is a single-shot accept
@@ -95,6 +97,7 @@ struct worker {
 	struct io_uring ring;
 	struct buf_ring bufs; /* provided receive buffers */
 	struct bufpool pool;  /* relay direction buffers */
+	struct signer_chan signer; /* CONFIG_KEY_SIGNER */
 
 	struct conn *conns; /* the pool: conns_cap slots */
 	uint32_t conns_cap;

@@ -25,6 +25,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "core/kconfig.h"
 #include "core/log.h"
 #include "core/steer.h"
 #include "core/timer.h"
@@ -32,6 +33,7 @@
 #include "ctl/config.h"
 #include "ctl/fleet.h"
 #include "ctl/sdnotify.h"
+#include "ctl/signerd.h"
 #include "route/route.h"
 #include "tls/ctx.h"
 
@@ -283,6 +285,14 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	tls->refs = 1;
 	tls->ctx = tls_ctx_new(cfg, msg, sizeof(msg));
 	if (!tls->ctx) {
+		log_error("reload_error", "trigger=%s %s", why, msg);
+		snprintf(err, err_len, "%s\n", msg);
+		ret = -EINVAL;
+		goto err;
+	}
+	/* The new keys are in the signer before a worker can ask for them. */
+	if (IS_ENABLED(CONFIG_KEY_SIGNER) &&
+	    signerd_load(tls->ctx, msg, sizeof(msg))) {
 		log_error("reload_error", "trigger=%s %s", why, msg);
 		snprintf(err, err_len, "%s\n", msg);
 		ret = -EINVAL;
@@ -604,6 +614,8 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		}
 		pthread_mutex_lock(&ctl->lock);
 		reclaim_locked(ctl);
+		if (IS_ENABLED(CONFIG_KEY_SIGNER))
+			signerd_tick(ctl->tls->ctx);
 		pthread_mutex_unlock(&ctl->lock);
 		if (wd_ms && timer_now_ms() >= wd_last + wd_ms &&
 		    control_healthy(ctl)) {

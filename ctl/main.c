@@ -36,6 +36,7 @@
 #include "core/worker.h"
 #include "ctl/config.h"
 #include "ctl/sdnotify.h"
+#include "ctl/signerd.h"
 #include "route/route.h"
 #include "tls/ctx.h"
 
@@ -453,9 +454,11 @@ int main(int argc, char **argv)
 			verbose = true;
 			break;
 		case 'V':
-			printf("vmgate %s (BoringSSL API %d; sockets: %s; "
-			       "max ClientHello %d bytes)\n",
+			printf("vmgate %s (BoringSSL API %d; keys=%s; "
+			       "sockets: %s; max ClientHello %d bytes)\n",
 			       VMGATE_VERSION, BORINGSSL_API_VERSION,
+			       IS_ENABLED(CONFIG_KEY_SIGNER) ? "signer"
+							     : "in-process",
 			       IS_ENABLED(CONFIG_DIRECT_DESCRIPTORS)
 				       ? "direct descriptors where the kernel "
 					 "has them (Linux 6.7), else fds"
@@ -544,6 +547,14 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	/* The keys go to the signer before any worker can need one. */
+	if (IS_ENABLED(CONFIG_KEY_SIGNER) &&
+	    signerd_start(cfg.signer_path, tls, &shared.signer_path, err,
+			  sizeof(err))) {
+		log_error("startup", "signer: %s", err);
+		tls_ctx_free(tls);
+		goto out;
+	}
 	nworkers = worker_count(&cfg);
 	workers = calloc(nworkers, sizeof(*workers));
 	if (!workers)
@@ -650,6 +661,7 @@ out:
 	control_free(ctl);
 	/* After the workers: the program goes with its listeners. */
 	steer_free(shared.steer);
+	signerd_stop();
 	peers_free(&shared.peers);
 	config_free(&cfg);
 	return status;

@@ -36,7 +36,7 @@ FUZZ_CFLAGS  := $(FUZZ_COMMON) -O1 -fno-omit-frame-pointer \
                 -fno-sanitize-recover=undefined
 FUZZ_SSL     := -L$(FUZZ_BSSL) -Wl,-rpath,$(FUZZ_BSSL) -lssl -lcrypto
 
-FUZZ_TARGETS := clienthello route config front answer fleet
+FUZZ_TARGETS := clienthello route config front answer fleet keyop
 
 FUZZ_SRCS_clienthello := fuzz/clienthello.c fuzz/testcert.c tls/hello.c
 FUZZ_LIBS_clienthello := $(FUZZ_SSL)
@@ -73,8 +73,13 @@ FUZZ_SRCS_fleet := fuzz/fleet.c ctl/fleet_parse.c route/host.c
 FUZZ_LIBS_fleet := -ljansson $(FUZZ_SSL)
 FUZZ_MAXLEN_fleet := 8192
 
+# The signer wire format, decoded by vmgate and by vmgate-signer.
+FUZZ_SRCS_keyop := fuzz/keyop.c signer/keyop.c
+FUZZ_LIBS_keyop :=
+FUZZ_MAXLEN_keyop := 4096
+
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
-FUZZ_HDRS := $(wildcard tls/*.h route/*.h core/front.h core/answer.h core/log.h core/reason.h ctl/config.h ctl/config/*.h ctl/fleet_parse.h fuzz/*.h)
+FUZZ_HDRS := $(wildcard signer/*.h tls/*.h route/*.h core/front.h core/answer.h core/log.h core/reason.h ctl/config.h ctl/config/*.h ctl/fleet_parse.h fuzz/*.h)
 
 # For the shell loops: NAME:MAX_LEN of every target.
 FUZZ_SPECS = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))

@@ -201,6 +201,8 @@ struct config {
 	size_t alpn_len;
 	struct config_alpn_port *alpn_ports; /* sorted by port */
 	size_t alpn_ports_len;
+	char *signer_path; /* tls.signer: an external vmgate-signer's
+	                    * socket, resolved; NULL: vmgate runs its own */
 
 	struct config_domain *domains;
 	size_t domains_len;

@@ -11,10 +11,12 @@
 
 #include <openssl/bytestring.h>
 #include <openssl/err.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "core/kconfig.h" /* TLS_SESSION_TICKETS: build-time only */
 #include "route/trie.h"
+#include "signer/keyop.h"
 #include "tls/session.h"
 #include "tls/sigalg.h"
 #include "tls/ticket.h"
@@ -43,6 +45,10 @@ struct tls_cands {
 struct tls_ctx {
 	SSL_CTX **ctxs;
 	struct tls_sigalg_key *keys; /* keys[i]: ctxs[i]'s private key */
+	/* CONFIG_KEY_SIGNER: ctxs[i]'s key is in the signer, as key_ids[i]
+	 * (also in the SSL_CTX's ex_data), read from key_paths[i]. */
+	uint64_t *key_ids;
+	char **key_paths;
 	size_t ctxs_len;
 	struct tls_name *names;      /* only while tls_ctx_new runs */
 	size_t names_len;            /* SANs read: tls_ctx_count_names */
@@ -81,7 +87,7 @@ static const uint8_t *alpn_wire(const struct alpn_set *s)
 	return (const uint8_t *)&s->ports[s->nports];
 }
 
-static int alpn_index = -1;
+static int alpn_index = -1, key_id_index = -1;
 static pthread_once_t alpn_once = PTHREAD_ONCE_INIT;
 
 static void alpn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index,
@@ -93,7 +99,22 @@ static void alpn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index,
 static void alpn_init(void)
 {
 	alpn_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
+	key_id_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+						alpn_free);
 }
+
+bool tls_ctx_key_id(const SSL_CTX *ctx, uint64_t *out)
+{
+	const uint64_t *id = key_id_index >= 0
+				     ? SSL_CTX_get_ex_data(ctx, key_id_index)
+				     : NULL;
+
+	if (!id)
+		return false;
+	*out = *id;
+	return true;
+}
+
 
 /* Server preference: the first of our protocols that the client offers. */
 static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len,
@@ -250,8 +271,46 @@ out:
 	return ok;
 }
 
+/* The signer knows a key by the SHA-256 of its public half's DER
+ * (signer/keyop.h); the certificate has that half. The id goes into the
+ * SSL_CTX, and the private key method with it: BoringSSL then reads the
+ * key's type and size from the certificate and asks the signer to sign. */
+static bool use_signer_key(SSL_CTX *ctx, uint64_t *out_id, char *err,
+			   size_t err_len, const char *cert_path)
+{
+	EVP_PKEY *pub = X509_get_pubkey(SSL_CTX_get0_certificate(ctx));
+	uint8_t *der = NULL, digest[SHA256_DIGEST_LENGTH];
+	uint64_t *id = malloc(sizeof(*id));
+	size_t der_len;
+	CBB cbb;
+	bool ok = false;
+
+	pthread_once(&alpn_once, alpn_init);
+	if (!pub || !id || !CBB_init(&cbb, 512) ||
+	    !EVP_marshal_public_key(&cbb, pub) ||
+	    !CBB_finish(&cbb, &der, &der_len)) {
+		add_error(err, err_len, cert_path, "cannot read public key");
+		goto out;
+	}
+	SHA256(der, der_len, digest);
+	*id = keyop_key_id(digest);
+	if (key_id_index < 0 || !SSL_CTX_set_ex_data(ctx, key_id_index, id)) {
+		snprintf(err, err_len, "out of memory setting the key id");
+		goto out;
+	}
+	*out_id = *id;
+	id = NULL;
+	SSL_CTX_set_private_key_method(ctx, &tls_keyop_method);
+	ok = true;
+out:
+	free(id);
+	OPENSSL_free(der);
+	EVP_PKEY_free(pub);
+	return ok;
+}
+
 static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
-			    char *err, size_t err_len)
+			    uint64_t *out_key_id, char *err, size_t err_len)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
 
@@ -271,14 +330,21 @@ static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 			  "cannot load certificate chain (PEM)");
 		goto err_ctx;
 	}
-	if (!SSL_CTX_use_PrivateKey_file(ctx, c->key_path, SSL_FILETYPE_PEM)) {
+	if (IS_ENABLED(CONFIG_KEY_SIGNER)) {
+		/* vmgate never reads the key file: the signer does, and
+		 * checks it against this certificate (ctl/signer.c). */
+		if (!use_signer_key(ctx, out_key_id, err, err_len,
+				    c->cert_path))
+			goto err_ctx;
+	} else if (!SSL_CTX_use_PrivateKey_file(ctx, c->key_path,
+						SSL_FILETYPE_PEM)) {
 		add_error(err, err_len, c->key_path,
 			  "cannot load private key (PEM)");
 		goto err_ctx;
 	}
 	if (c->ocsp_path && !load_ocsp(ctx, c->ocsp_path, err, err_len))
 		goto err_ctx;
-	if (!SSL_CTX_check_private_key(ctx)) {
+	if (!IS_ENABLED(CONFIG_KEY_SIGNER) && !SSL_CTX_check_private_key(ctx)) {
 		add_error(err, err_len, c->key_path,
 			  "private key does not match the certificate");
 		goto err_ctx;
@@ -467,15 +533,35 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 			       cfg->fleet.ticket_lifetime_s;
 	t->ctxs = calloc(cfg->certs_len, sizeof(*t->ctxs));
 	t->keys = calloc(cfg->certs_len, sizeof(*t->keys));
-	if ((!t->ctxs || !t->keys) && cfg->certs_len)
+	t->key_ids = calloc(cfg->certs_len, sizeof(*t->key_ids));
+	t->key_paths = calloc(cfg->certs_len, sizeof(*t->key_paths));
+	if ((!t->ctxs || !t->keys || !t->key_ids || !t->key_paths) &&
+	    cfg->certs_len)
 		goto err_oom;
 	for (i = 0; i < cfg->certs_len; i++) {
-		SSL_CTX *ctx = new_ssl_ctx(t, &cfg->certs[i], err, err_len);
+		uint64_t key_id = 0;
+		SSL_CTX *ctx = new_ssl_ctx(t, &cfg->certs[i], &key_id, err,
+					   err_len);
+		EVP_PKEY *pub;
 
 		if (!ctx)
 			goto err_free;
-		tls_sigalg_key_init(&t->keys[t->ctxs_len],
-				    SSL_CTX_get0_privatekey(ctx));
+		if (IS_ENABLED(CONFIG_KEY_SIGNER)) {
+			/* What BoringSSL can sign with depends on the key's
+			 * public half alone. */
+			pub = X509_get_pubkey(SSL_CTX_get0_certificate(ctx));
+			tls_sigalg_key_init(&t->keys[t->ctxs_len], pub);
+			EVP_PKEY_free(pub);
+			t->key_ids[t->ctxs_len] = key_id;
+			t->key_paths[t->ctxs_len] = strdup(cfg->certs[i].key_path);
+			if (!t->key_paths[t->ctxs_len]) {
+				SSL_CTX_free(ctx);
+				goto err_oom;
+			}
+		} else {
+			tls_sigalg_key_init(&t->keys[t->ctxs_len],
+					    SSL_CTX_get0_privatekey(ctx));
+		}
 		t->ctxs[t->ctxs_len++] = ctx;
 		if (!add_cert_names(t, t->ctxs_len - 1))
 			goto err_oom;
@@ -502,8 +588,12 @@ void tls_ctx_free(struct tls_ctx *t)
 
 	if (!t)
 		return;
-	for (i = 0; i < t->ctxs_len; i++)
+	for (i = 0; i < t->ctxs_len; i++) {
 		SSL_CTX_free(t->ctxs[i]);
+		free(t->key_paths ? t->key_paths[i] : NULL);
+	}
+	free(t->key_paths);
+	free(t->key_ids);
 	free_names(t);
 	trie_free(&t->exact);
 	trie_free(&t->wild);
@@ -579,4 +669,16 @@ SSL_CTX *tls_ctx_get0_for_name(const struct tls_ctx *t, const char *name)
 size_t tls_ctx_count_names(const struct tls_ctx *t)
 {
 	return t->names_len;
+}
+
+size_t tls_ctx_signer_keys(const struct tls_ctx *t)
+{
+	return IS_ENABLED(CONFIG_KEY_SIGNER) ? t->ctxs_len : 0;
+}
+
+void tls_ctx_signer_key(const struct tls_ctx *t, size_t i,
+			uint64_t *out_key_id, const char **out_path)
+{
+	*out_key_id = t->key_ids[i];
+	*out_path = t->key_paths[i];
 }

@@ -19,7 +19,10 @@
  * The store is immutable after tls_ctx_new and shared by every worker. It
  * may be freed while handshakes that use its SSL_CTXs are still running:
  * each SSL holds a reference to its SSL_CTX, and each SSL_CTX owns all it
- * needs (certificate, key, ALPN list, OCSP response).
+ * needs (certificate, key or key id, ALPN list, OCSP response).
+ *
+ * With CONFIG_KEY_SIGNER no private key is ever read: each SSL_CTX has the
+ * certificate and tls_keyop_method, and the signer holds the keys.
  *
  * A certificate entry with ocsp: staples that DER OCSP response to every
  * handshake that asks for one (status_request).
@@ -67,5 +70,15 @@ SSL_CTX *tls_ctx_get0_for_name(const struct tls_ctx *t, const char *name);
 /* tls_ctx_count_names returns how many SAN names the store knows, for the
  * startup log line. */
 size_t tls_ctx_count_names(const struct tls_ctx *t);
+
+/* CONFIG_KEY_SIGNER: the store holds no private key. tls_ctx_signer_keys
+ * returns how many keys the signer must hold for it (0 without
+ * CONFIG_KEY_SIGNER), and tls_ctx_signer_key the |i|th: its key id
+ * (signer/keyop.h's keyop_key_id of the certificate's public key) and
+ * its file, borrowed from |t|. A certificate's key id is in its SSL_CTX
+ * for tls_keyop_method (tls/session.h). */
+size_t tls_ctx_signer_keys(const struct tls_ctx *t);
+void tls_ctx_signer_key(const struct tls_ctx *t, size_t i,
+			uint64_t *out_key_id, const char **out_path);
 
 #endif

@@ -247,6 +247,96 @@ tls_session_select_cert(const SSL_CLIENT_HELLO *hello)
 	return ssl_select_cert_success;
 }
 
+/* The private key lives in the signer: |sign| only notes what to sign
+ * and answers retry; core/ sends it, and when the answer is in, the
+ * handshake resumes in |complete|. */
+static enum ssl_private_key_result_t keyop_sign(SSL *ssl, uint8_t *out,
+						size_t *out_len,
+						size_t max_out,
+						uint16_t sigalg,
+						const uint8_t *in,
+						size_t in_len)
+{
+	struct tls_conn *t = SSL_get_app_data(ssl);
+	struct tls_keyop *k;
+	uint64_t key_id;
+
+	if (!t || t->keyop || in_len > TLS_KEYOP_DATA_MAX ||
+	    !tls_ctx_key_id(SSL_get_SSL_CTX(ssl), &key_id))
+		return ssl_private_key_failure;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return ssl_private_key_failure;
+	k->key_id = key_id;
+	k->sigalg = sigalg;
+	k->len = (uint16_t)in_len;
+	memcpy(k->data, in, in_len);
+	t->keyop = k;
+	return ssl_private_key_retry;
+}
+
+static enum ssl_private_key_result_t keyop_decrypt(SSL *ssl, uint8_t *out,
+						   size_t *out_len,
+						   size_t max_out,
+						   const uint8_t *in,
+						   size_t in_len)
+{
+	/* RSA key exchange: not among tls/ctx.c's suites. */
+	return ssl_private_key_failure;
+}
+
+static enum ssl_private_key_result_t keyop_complete(SSL *ssl, uint8_t *out,
+						    size_t *out_len,
+						    size_t max_out)
+{
+	struct tls_conn *t = SSL_get_app_data(ssl);
+	struct tls_keyop *k = t ? t->keyop : NULL;
+	bool ok;
+
+	if (!k)
+		return ssl_private_key_failure;
+	if (!k->done)
+		return ssl_private_key_retry;
+	ok = k->ok && k->len <= max_out;
+	if (ok) {
+		memcpy(out, k->data, k->len);
+		*out_len = k->len;
+	}
+	free(k);
+	t->keyop = NULL;
+	return ok ? ssl_private_key_success : ssl_private_key_failure;
+}
+
+const SSL_PRIVATE_KEY_METHOD tls_keyop_method = {
+	.sign = keyop_sign,
+	.decrypt = keyop_decrypt,
+	.complete = keyop_complete,
+};
+
+const struct tls_keyop *tls_conn_keyop_take(struct tls_conn *t)
+{
+	if (!t->keyop || t->keyop->taken || t->keyop->done)
+		return NULL;
+	t->keyop->taken = true;
+	return t->keyop;
+}
+
+void tls_conn_keyop_done(struct tls_conn *t, bool ok, const uint8_t *sig,
+			 size_t sig_len, const char *why)
+{
+	struct tls_keyop *k = t->keyop;
+
+	if (!k || k->done)
+		return;
+	k->done = true;
+	k->ok = ok && sig_len <= sizeof(k->data);
+	k->len = k->ok ? (uint16_t)sig_len : 0;
+	if (k->ok)
+		memcpy(k->data, sig, sig_len);
+	else
+		t->key_error = why ? why : "signer failed";
+}
+
 static enum tls_io io_result(struct tls_conn *t, int ret)
 {
 	unsigned long e;
@@ -254,6 +344,8 @@ static enum tls_io io_result(struct tls_conn *t, int ret)
 	switch (SSL_get_error(t->ssl, ret)) {
 	case SSL_ERROR_WANT_READ:
 		return TLS_IO_WANT_READ;
+	case SSL_ERROR_WANT_PRIVATE_KEY_OPERATION:
+		return TLS_IO_WANT_KEY;
 	case SSL_ERROR_ZERO_RETURN:
 		return TLS_IO_CLOSED;
 	case SSL_ERROR_WANT_WRITE:
@@ -264,10 +356,20 @@ static enum tls_io io_result(struct tls_conn *t, int ret)
 		return TLS_IO_ERROR;
 	case SSL_ERROR_SSL:
 		e = ERR_peek_error();
-		t->error = e ? ERR_reason_error_string(e) : NULL;
+		/* The signer's failure says more than BoringSSL's
+		 * PRIVATE_KEY_OPERATION_FAILED. */
+		t->error = t->key_error ? t->key_error
+			   : e		? ERR_reason_error_string(e)
+					: NULL;
 		if (!t->error)
 			t->error = "TLS error";
 		ERR_clear_error();
+		/* BoringSSL fails a handshake whose key operation failed
+		 * without a word to the client: tell it (RFC 8446 6.2). */
+		if (t->key_error) {
+			SSL_send_fatal_alert(t->ssl, SSL_AD_INTERNAL_ERROR);
+			ERR_clear_error();
+		}
 		return TLS_IO_ERROR;
 	default:
 		t->error = "unexpected TLS state";
@@ -438,7 +540,7 @@ void tls_conn_describe(const struct tls_conn *t, char *out, size_t cap)
 void tls_conn_facts(const struct tls_conn *t, struct tls_facts *out)
 {
 	const SSL_CIPHER *cipher;
-	const EVP_PKEY *key;
+	EVP_PKEY *key;
 	SSL_CTX *ctx;
 	const uint8_t *alpn;
 	unsigned alpn_len;
@@ -463,7 +565,9 @@ void tls_conn_facts(const struct tls_conn *t, struct tls_facts *out)
 	nid = leaf ? X509_get_signature_nid(leaf) : NID_undef;
 	if (nid != NID_undef)
 		out->sig_alg = OBJ_nid2sn(nid);
-	key = SSL_CTX_get0_privatekey(ctx);
+	/* The certificate's public key: with the signer (KEY_SIGNER) the
+	 * SSL_CTX holds no private key. */
+	key = leaf ? X509_get_pubkey(leaf) : NULL;
 	if (!key)
 		return;
 	switch (EVP_PKEY_id(key)) {
@@ -479,6 +583,7 @@ void tls_conn_facts(const struct tls_conn *t, struct tls_facts *out)
 		snprintf(out->key_alg, sizeof(out->key_alg), "ED25519");
 		break;
 	}
+	EVP_PKEY_free(key);
 }
 
 bool tls_conn_resumed(const struct tls_conn *t)
@@ -498,5 +603,6 @@ void tls_conn_free(struct tls_conn *t)
 	buf_free(&t->out);
 	free(t->out_old);
 	free(t->sni);
+	free(t->keyop);
 	memset(t, 0, sizeof(*t));
 }

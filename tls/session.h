@@ -28,12 +28,30 @@
 
 #include "tls/buf.h"
 
+/* signer/keyop.h's KEYOP_DATA_MAX: the largest input and signature. */
+#define TLS_KEYOP_DATA_MAX 1024
+
 enum tls_io {
 	TLS_IO_DONE,      /* the call did all it could do */
 	TLS_IO_WANT_READ, /* needs more bytes from the client first */
 	TLS_IO_CLOSED,    /* the client sent close_notify: no more input */
 	TLS_IO_ERROR,     /* fatal; tls_conn_error_str() says why; an alert
 	                   * may be waiting in the output */
+	TLS_IO_WANT_KEY,  /* the handshake waits for a signature from the
+	                   * signer: tls_conn_keyop_take says what to ask,
+	                   * tls_conn_keyop_done gives the answer */
+};
+
+/* A signature the handshake waits for (CONFIG_KEY_SIGNER): what to sign
+ * and, once the signer answered, the signature. */
+struct tls_keyop {
+	uint64_t key_id;
+	uint16_t sigalg;
+	bool taken;     /* core/ has sent it */
+	bool done;      /* the answer is in */
+	bool ok;
+	uint16_t len;   /* bytes of data: the input, then the signature */
+	uint8_t data[TLS_KEYOP_DATA_MAX];
 };
 
 struct tls_conn {
@@ -50,7 +68,10 @@ struct tls_conn {
 	                     * pinned: freed when the send completes */
 	char *sni; /* the name the router accepted; checked by the
 	            * select-certificate callback */
+	struct tls_keyop *keyop; /* a signature asked for, until the
+	                          * handshake takes it; else NULL */
 	const char *error; /* static reason of the last TLS_IO_ERROR */
+	const char *key_error; /* static: why the signer gave no signature */
 };
 
 /* tls_conn_init sets the most bytes that may wait for the client: the
@@ -84,6 +105,22 @@ static inline bool tls_conn_started(const struct tls_conn *t)
 
 /* tls_conn_handshake advances the handshake: TLS_IO_DONE once complete. */
 enum tls_io tls_conn_handshake(struct tls_conn *t);
+
+/* The signer (CONFIG_KEY_SIGNER). After TLS_IO_WANT_KEY,
+ * tls_conn_keyop_take returns the request once (NULL after, and when
+ * there is none): key |key_id|, SignatureScheme |sigalg|, |len| bytes of
+ * |data| to sign, borrowed from |t|. tls_conn_keyop_done gives the answer:
+ * |ok| with |sig_len| bytes of |sig|, or !ok (no answer in time, signer
+ * gone, signer refused) with |why| (static), which fails the handshake
+ * with internal_error. Then call tls_conn_handshake again. */
+const struct tls_keyop *tls_conn_keyop_take(struct tls_conn *t);
+void tls_conn_keyop_done(struct tls_conn *t, bool ok, const uint8_t *sig,
+			 size_t sig_len, const char *why);
+
+/* tls_keyop_method is the SSL_PRIVATE_KEY_METHOD tls/ctx.c installs on
+ * every SSL_CTX whose key is in the signer; the key id comes from the
+ * SSL_CTX (tls_ctx_key_id). */
+extern const SSL_PRIVATE_KEY_METHOD tls_keyop_method;
 
 /* tls_conn_read decrypts up to |cap| bytes of application data into |out|;
  * |*out_len| is how many (0 with TLS_IO_WANT_READ/CLOSED/ERROR). */
@@ -154,6 +191,10 @@ const char *tls_conn_error_str(const struct tls_conn *t);
 bool tls_conn_resumed(const struct tls_conn *t);
 
 void tls_conn_free(struct tls_conn *t);
+
+/* Internal to tls/: the key id tls/ctx.c keeps in an SSL_CTX for
+ * tls_keyop_method; false when it has none. */
+bool tls_ctx_key_id(const SSL_CTX *ctx, uint64_t *out);
 
 /* Internal to tls/: the select-certificate callback ctx.c installs. It
  * checks that the SNI BoringSSL parsed is the name the router used. */

@@ -822,6 +822,7 @@ void config_free(struct config *c)
 		free(c->alpn_ports[i].alpn);
 	}
 	free(c->alpn_ports);
+	free(c->signer_path);
 	for (size_t i = 0; i < c->domains_len; i++)
 		ld_domain_free(&c->domains[i]);
 	free(c->domains);

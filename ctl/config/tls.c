@@ -153,10 +153,28 @@ static void key_tls_alpn_ports(struct ld *ld, yaml_node_t *v)
 	      alpn_port_cmp);
 }
 
+/* The socket need not exist yet: the signer may start after vmgate. */
+static void key_tls_signer(struct ld *ld, yaml_node_t *v)
+{
+	const char *s;
+
+	if (!ld_get_str(ld, v, "tls.signer", &s))
+		return;
+	if (!*s) {
+		ld_err(ld, v, "tls.signer: must not be empty");
+		return;
+	}
+	free(ld->c->signer_path);
+	ld->c->signer_path = ld_resolve(ld->dir, s);
+	if (!ld->c->signer_path)
+		ld_oom(ld);
+}
+
 static const struct config_key tls_keys[] = {
 	{ "certificates", key_tls_certificates, true },
 	{ "alpn", key_tls_alpn, false },
 	{ "alpn_ports", key_tls_alpn_ports, false },
+	{ "signer", key_tls_signer, false },
 };
 
 void ld_key_tls(struct ld *ld, yaml_node_t *v)

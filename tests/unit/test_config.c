@@ -305,6 +305,7 @@ static void test_values(void **state)
 		"    - cert: adir/../cert.pem\n"
 		"      key: key.pem\n"
 		"  alpn: []\n"
+		"  signer: run/signer.sock\n"
 		"domains:\n"
 		"  - suffix: \"*.VM.Vers.sh\"\n"
 		"    port_map: { 443: 22, 80: 8080 }\n"
@@ -349,6 +350,9 @@ static void test_values(void **state)
 	assert_int_equal(c.certs[1].line, 9);
 	assert_int_equal(c.certs[1].col, 7);
 	assert_int_equal(c.alpn_len, 0);
+	/* Relative to the file; it need not exist yet. */
+	snprintf(p, sizeof(p), "%s/run/signer.sock", tmpdir);
+	assert_string_equal(c.signer_path, p);
 	assert_int_equal(c.domains_len, 2);
 	assert_string_equal(c.domains[0].suffix, "vm.vers.sh");
 	assert_false(c.domains[0].has_allowed_ports);
@@ -809,6 +813,10 @@ static const struct error_case error_cases[] = {
 	  6, 36, "admin.token_file file", 1 },
 	{ "admin unknown", MIN "admin: { unix: a.sock, port: 1 }\n", 6, 24,
 	  "unknown key 'port' in admin", 1 },
+	{ "signer empty", MIN "  signer: \"\"\n", 6, 11,
+	  "tls.signer: must not be empty", 1 },
+	{ "signer list", MIN "  signer: [a]\n", 6, 11, "tls.signer: expected",
+	  1 },
 	{ "alpn_ports list", MIN "  alpn_ports: [1]\n", 6, 15,
 	  "tls.alpn_ports: expected a mapping", 1 },
 	{ "alpn_ports port", MIN "  alpn_ports: { 0: [h2] }\n", 6, 17,

@@ -1,0 +1,424 @@
+/* ctl/signerd.c: see signerd.h. */
+#include "ctl/signerd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/timer.h"
+#include "signer/keyop.h"
+#include "tls/ctx.h"
+
+extern char **environ;
+
+#define SIGNERD_ANSWER_MS 3000
+#define SIGNERD_BACKOFF_MIN_MS 100
+#define SIGNERD_BACKOFF_MAX_MS 5000
+#define SIGNERD_STABLE_MS 10000
+
+static struct {
+	bool on;
+	bool external;
+	char dir[PATH_MAX];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char bin[PATH_MAX];
+	pid_t pid;      /* the child, or 0 */
+	int cfd;        /* control connection: LOADs; -1 if none */
+	uint64_t next_id;
+	uint64_t started_ms, restart_ms, backoff_ms;
+} sd = { .cfd = -1 };
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = SIGNERD_ANSWER_MS / 1000 };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* One LOAD, with |kfd| passed along, and its answer. */
+static int load_one(uint64_t key_id, const char *path, int kfd,
+		    uint8_t *out_status)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	uint8_t frame[KEYOP_FRAME_MAX], in[KEYOP_FRAME_MAX];
+	struct keyop_msg m = {
+		.type = KEYOP_LOAD, .id = ++sd.next_id, .key_id = key_id,
+		.data = (const uint8_t *)path, .data_len = strlen(path),
+	};
+	struct iovec iov;
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+	size_t len, got = 0, used;
+	ssize_t n;
+
+	if (!keyop_encode(frame, &len, sizeof(frame), &m))
+		return -ENAMETOOLONG;
+	iov.iov_base = frame;
+	iov.iov_len = len;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof(cbuf);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &kfd, sizeof(int));
+	do
+		n = sendmsg(sd.cfd, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)len)
+		return n < 0 ? -errno : -EIO;
+	for (;;) {
+		switch (keyop_decode(&m, &used, in, got)) {
+		case KEYOP_OK:
+			if (m.type != KEYOP_ANSWER || m.id != sd.next_id)
+				return -EPROTO;
+			*out_status = m.status;
+			return 0;
+		case KEYOP_BAD:
+			return -EPROTO;
+		case KEYOP_NEED_MORE:
+			break;
+		}
+		n = recv(sd.cfd, in + got, sizeof(in) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? (errno == EAGAIN ? -ETIMEDOUT : -errno)
+				     : -ECONNRESET;
+		got += (size_t)n;
+	}
+}
+
+static int load_keys(const struct tls_ctx *tls, char *err, size_t err_len)
+{
+	size_t i, n = tls_ctx_signer_keys(tls);
+
+	for (i = 0; i < n; i++) {
+		uint64_t key_id;
+		const char *path;
+		uint8_t status = KEYOP_STATUS_FAILED;
+		int kfd, ret;
+
+		tls_ctx_signer_key(tls, i, &key_id, &path);
+		kfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (kfd < 0) {
+			snprintf(err, err_len, "%s: cannot open private key: %s",
+				 path, strerror(errno));
+			return -errno;
+		}
+		ret = sd.cfd >= 0 ? load_one(key_id, path, kfd, &status)
+				  : -ENOTCONN;
+		close(kfd);
+		if (ret) {
+			snprintf(err, err_len, "%s: signer: %s", path,
+				 strerror(-ret));
+			/* The connection is in an unknown state: a fresh one
+			 * next time. */
+			if (sd.cfd >= 0)
+				close(sd.cfd);
+			sd.cfd = -1;
+			return ret;
+		}
+		if (status == KEYOP_STATUS_MISMATCH) {
+			snprintf(err, err_len, "%s: private key does not match "
+				 "the certificate", path);
+			return -EINVAL;
+		}
+		if (status != KEYOP_STATUS_OK) {
+			snprintf(err, err_len, "%s: the signer cannot load this "
+				 "private key (PEM; its log says why)", path);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static void child_kill(void)
+{
+	if (sd.pid > 0) {
+		kill(sd.pid, SIGKILL);
+		waitpid(sd.pid, NULL, 0);
+	}
+	sd.pid = 0;
+}
+
+/* Starts a child on signer.sock.new, loads |tls|, then publishes the
+ * socket under its real name. */
+static int spawn(const struct tls_ctx *tls, char *err, size_t err_len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	/* Its lines go to vmgate's stderr: at vmgate's level. */
+	char *argv[] = { sd.bin, "--listen-fd", "3",
+			 log_enabled(LOG_INFO) ? NULL : "--quiet", NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, dflt;
+	int lfd, ret;
+
+	strcpy(sa.sun_path, sd.tmp);
+	unlink(sd.tmp);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd >= 0 && lfd <= 3) {
+		/* dup2 onto itself would keep close-on-exec. */
+		int hi = fcntl(lfd, F_DUPFD_CLOEXEC, 10);
+
+		close(lfd);
+		lfd = hi;
+	}
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    listen(lfd, 1024)) {
+		ret = -errno;
+		snprintf(err, err_len, "signer socket %s: %s", sd.tmp,
+			 strerror(errno));
+		goto err_lfd;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, lfd, 3);
+	/* vmgate blocks its signals for its signalfd: the child must not
+	 * inherit that, nor SIGPIPE ignored. */
+	sigemptyset(&none);
+	sigemptyset(&dflt);
+	sigaddset(&dflt, SIGTERM);
+	sigaddset(&dflt, SIGINT);
+	sigaddset(&dflt, SIGHUP);
+	sigaddset(&dflt, SIGPIPE);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &dflt);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+					       POSIX_SPAWN_SETSIGDEF);
+	ret = -posix_spawn(&sd.pid, sd.bin, &fa, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+	if (ret) {
+		sd.pid = 0;
+		snprintf(err, err_len, "cannot start %s: %s", sd.bin,
+			 strerror(-ret));
+		goto err_lfd;
+	}
+	sd.started_ms = timer_now_ms();
+	close(lfd); /* the child's now */
+	lfd = -1;
+	if (sd.cfd >= 0)
+		close(sd.cfd);
+	sd.cfd = connect_to(sd.tmp);
+	if (sd.cfd < 0) {
+		ret = sd.cfd;
+		snprintf(err, err_len, "signer: %s", strerror(-ret));
+		goto err_child;
+	}
+	ret = load_keys(tls, err, err_len);
+	if (ret)
+		goto err_child;
+	if (rename(sd.tmp, sd.path)) {
+		ret = -errno;
+		snprintf(err, err_len, "signer socket %s: %s", sd.path,
+			 strerror(errno));
+		goto err_child;
+	}
+	log_info("signer", "pid=%d socket=%s keys=%zu", (int)sd.pid, sd.path,
+		 tls_ctx_signer_keys(tls));
+	return 0;
+
+err_child:
+	child_kill();
+err_lfd:
+	if (lfd >= 0)
+		close(lfd);
+	unlink(sd.tmp);
+	return ret;
+}
+
+static int find_bin(char *err, size_t err_len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n < 0) {
+		snprintf(err, err_len, "/proc/self/exe: %s", strerror(errno));
+		return -errno;
+	}
+	self[n] = '\0';
+	snprintf(sd.bin, sizeof(sd.bin), "%s/vmgate-signer", dirname(self));
+	if (access(sd.bin, X_OK)) {
+		snprintf(err, err_len, "%s: %s (vmgate-signer is installed "
+			 "beside vmgate)", sd.bin, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int signerd_start(const char *external, const struct tls_ctx *tls,
+		  const char **out_path, char *err, size_t err_len)
+{
+	const char *base = getenv("RUNTIME_DIRECTORY");
+	int ret;
+
+	sd.on = true;
+	sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
+	if (external) {
+		sd.external = true;
+		snprintf(sd.path, sizeof(sd.path), "%s", external);
+		*out_path = sd.path;
+		sd.cfd = connect_to(sd.path);
+		if (sd.cfd < 0) {
+			snprintf(err, err_len, "tls.signer %s: %s", sd.path,
+				 strerror(-sd.cfd));
+			return sd.cfd;
+		}
+		return load_keys(tls, err, err_len);
+	}
+	ret = find_bin(err, err_len);
+	if (ret)
+		return ret;
+	snprintf(sd.dir, sizeof(sd.dir), "%s/vmgate-signer.XXXXXX",
+		 base && *base ? base : "/tmp");
+	if (!mkdtemp(sd.dir)) {
+		snprintf(err, err_len, "%s: %s", sd.dir, strerror(errno));
+		sd.dir[0] = '\0';
+		return -errno;
+	}
+	if ((size_t)snprintf(sd.path, sizeof(sd.path), "%s/signer.sock",
+			     sd.dir) >= sizeof(sd.path) ||
+	    (size_t)snprintf(sd.tmp, sizeof(sd.tmp), "%s/signer.sock.new",
+			     sd.dir) >= sizeof(sd.tmp)) {
+		snprintf(err, err_len, "%s: path too long for a socket",
+			 sd.dir);
+		return -ENAMETOOLONG;
+	}
+	*out_path = sd.path;
+	return spawn(tls, err, err_len);
+}
+
+int signerd_load(const struct tls_ctx *tls, char *err, size_t err_len)
+{
+	if (!sd.on)
+		return 0;
+	/* A signer down now gets the keys when it is back (signerd_tick
+	 * loads the published store, which this one is about to be). */
+	if (sd.cfd < 0 && sd.external)
+		sd.cfd = connect_to(sd.path);
+	if (sd.cfd < 0)
+		return 0;
+	return load_keys(tls, err, err_len);
+}
+
+/* An external signer's control connection: closed by the peer? */
+static bool cfd_dead(void)
+{
+	uint8_t b;
+	ssize_t n = recv(sd.cfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+}
+
+void signerd_tick(const struct tls_ctx *tls)
+{
+	uint64_t now = timer_now_ms();
+	char err[512];
+	int status;
+
+	if (!sd.on)
+		return;
+	if (sd.external) {
+		if (sd.cfd >= 0 && !cfd_dead())
+			return;
+		if (now < sd.restart_ms)
+			return;
+		if (sd.cfd >= 0)
+			close(sd.cfd);
+		sd.cfd = connect_to(sd.path);
+		if (sd.cfd >= 0 && !load_keys(tls, err, sizeof(err))) {
+			log_info("signer", "connected socket=%s keys=%zu",
+				 sd.path, tls_ctx_signer_keys(tls));
+			sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
+			return;
+		}
+		sd.restart_ms = now + sd.backoff_ms;
+		if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
+			sd.backoff_ms *= 2;
+		return;
+	}
+	if (sd.pid > 0) {
+		if (waitpid(sd.pid, &status, WNOHANG) != sd.pid)
+			return;
+		/* Gone: no worker may reach its socket any more, so new
+		 * handshakes fail at once instead of waiting. */
+		unlink(sd.path);
+		if (sd.cfd >= 0)
+			close(sd.cfd);
+		sd.cfd = -1;
+		sd.pid = 0;
+		if (now - sd.started_ms >= SIGNERD_STABLE_MS)
+			sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
+		sd.restart_ms = now + sd.backoff_ms;
+		log_warn("signer_exit", "%s=%d restart_in_ms=%llu",
+			 WIFSIGNALED(status) ? "signal" : "status",
+			 WIFSIGNALED(status) ? WTERMSIG(status)
+					     : WEXITSTATUS(status),
+			 (unsigned long long)sd.backoff_ms);
+		if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
+			sd.backoff_ms *= 2;
+		return;
+	}
+	if (now < sd.restart_ms)
+		return;
+	if (spawn(tls, err, sizeof(err))) {
+		log_error("signer", "restart failed: %s", err);
+		sd.restart_ms = now + sd.backoff_ms;
+		if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
+			sd.backoff_ms *= 2;
+	}
+}
+
+void signerd_stop(void)
+{
+	if (!sd.on)
+		return;
+	if (sd.cfd >= 0)
+		close(sd.cfd);
+	sd.cfd = -1;
+	if (sd.pid > 0) {
+		kill(sd.pid, SIGTERM);
+		waitpid(sd.pid, NULL, 0);
+		sd.pid = 0;
+	}
+	if (!sd.external && sd.dir[0]) {
+		unlink(sd.path);
+		unlink(sd.tmp);
+		rmdir(sd.dir);
+	}
+	sd.on = false;
+}

@@ -1,0 +1,54 @@
+/* ctl/signerd.h: vmgate's side of vmgate-signer (CONFIG_KEY_SIGNER): it
+ * starts and supervises the signer, and gives it the keys.
+ *
+ * By default vmgate runs the signer as its child: a private directory
+ * (mkdtemp under $RUNTIME_DIRECTORY, else /tmp, mode 0700) holds its
+ * socket, signer.sock, which the workers connect to. A (re)start binds
+ * signer.sock.new, starts build's vmgate-signer beside the vmgate binary
+ * with that listening socket as its fd 3, loads every key of the current
+ * certificate store into it, and only then renames the socket into place:
+ * a worker never reaches a signer that lacks a key. When the child exits,
+ * the socket is removed at once (handshakes fail fast meanwhile) and the
+ * child restarted after a back-off (100 ms, doubling to 5 s; back to 100
+ * ms once one has lived 10 s).
+ *
+ * With tls.signer, the signer is someone else's: vmgate only connects,
+ * loads the keys, and reloads them whenever its control connection had to
+ * be made again (the signer restarted).
+ *
+ * A key is loaded by opening its file and passing the descriptor
+ * (SCM_RIGHTS): vmgate never reads a key's bytes, and the signer may run
+ * as a user that cannot open the file. The signer checks that the key is
+ * the certificate's (its key id) and answers before the next one.
+ *
+ * Everything runs on the thread that holds the control lock, and blocks
+ * (a few milliseconds per key, 3 s at most per answer): control plane
+ * only.
+ */
+#ifndef VMGATE_CTL_SIGNERD_H
+#define VMGATE_CTL_SIGNERD_H
+
+#include <stddef.h>
+
+struct tls_ctx;
+
+/* signerd_start starts (or, with |external|, connects to) the signer and
+ * loads |tls|'s keys; |*out_path| is the socket the workers connect to.
+ * 0, or -errno with a message in |err|. */
+int signerd_start(const char *external, const struct tls_ctx *tls,
+		  const char **out_path, char *err, size_t err_len);
+
+/* signerd_load loads |tls|'s keys into the running signer: a reload
+ * calls it before it publishes |tls|. 0, or -errno with |err|
+ * ("KEYFILE: reason"). */
+int signerd_load(const struct tls_ctx *tls, char *err, size_t err_len);
+
+/* signerd_tick supervises: restarts an exited child (or reconnects to an
+ * external signer) and loads |tls|, the published store, into it. Under
+ * the control lock, every turn of the main loop. */
+void signerd_tick(const struct tls_ctx *tls);
+
+/* signerd_stop ends the child and removes its directory. */
+void signerd_stop(void);
+
+#endif
