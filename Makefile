@@ -19,8 +19,9 @@
 #   make e2e-oldkernel  the end-to-end tests on the default build with the
 #                   startup probe capped at Linux 6.1 (plain fds chosen at
 #                   run time, as on Debian 12)
-#   make e2e-signer  the whole end-to-end suite on the build whose keys live
-#                   in vmgate-signer (Kconfig KEY_SIGNER=y, build/signer/)
+#   make e2e-signer  the handshake tests on the build whose keys live in
+#                   vmgate-signer (Kconfig KEY_SIGNER=y, build/signer/);
+#                   E2E_SIGNER_TESTS=tests/e2e for the whole suite
 #   make e2e-hello4k  the ClientHello-limit tests on a sanitized build with
 #                   MAX_CLIENTHELLO_BYTES=4096 (build/hello4k/)
 #   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
@@ -312,14 +313,23 @@ e2e-fds: deps-test
 	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
 
 # The build whose private keys live in vmgate-signer (Kconfig KEY_SIGNER=y,
-# not yet the default): every end-to-end test on it.
+# not yet the default): the tests where a handshake's signature, its
+# alerts, resumption or a certificate reload is what is checked. The whole
+# suite passes on it too (E2E_SIGNER_TESTS=tests/e2e), in ~4 minutes that
+# make test cannot spend twice.
+E2E_SIGNER_TESTS ?= tests/e2e/test_signer.py tests/e2e/test_tls.py \
+                    tests/e2e/test_tls_posture.py tests/e2e/test_sigalgs.py \
+                    tests/e2e/test_keyupdate.py tests/e2e/test_tls_post_handshake.py \
+                    tests/e2e/test_http.py tests/e2e/test_h2.py tests/e2e/test_ssh.py \
+                    tests/e2e/test_reload.py tests/e2e/test_proxy_protocol.py \
+                    tests/e2e/test_vm_answers.py
 .PHONY: signer-build e2e-signer
 signer-build: deps-build
 	@$(MAKE) --no-print-directory FLAVOUR=signer all
 
 e2e-signer: deps-test signer-build $(KUCLIENT)
 	VMGATE_BIN=$(abspath build/signer/vmgate) \
-	  $(E2E_PY) -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_SIGNER_TESTS) $(E2E_ARGS)
 
 # The default build as on Debian 12's Linux 6.1: VMGATE_PROBE_KERNEL (for
 # tests) makes the startup probe report no more than that release has, so
