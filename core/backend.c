@@ -217,7 +217,8 @@ bool backend_proxy_header(struct conn *c, uint8_t *out, size_t *out_len,
 	in.authority_len = strlen(c->tls.sni);
 	in.alpn = f.alpn;
 	in.alpn_len = f.alpn_len;
-	in.ssl = true;
+	/* A passthrough connection's TLS is the VM's own: no PP2_TYPE_SSL. */
+	in.ssl = tls_conn_started(&c->tls);
 	in.ssl_version = f.version;
 	in.ssl_cipher = f.cipher;
 	in.ssl_sig_alg = f.sig_alg;

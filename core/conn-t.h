@@ -55,6 +55,8 @@ enum conn_flag {
 	CF_ANSWER_WAIT = 1u << 18, /* waiting for a request line to answer */
 	CF_VM_ERRORS_HTTP = 1u << 19, /* the domain's vm_errors: http */
 	CF_PORT_WAIT = 1u << 20,  /* the dialled port is being read */
+	CF_PASSTHROUGH = 1u << 21, /* tls: passthrough: the client's bytes
+	                            * go to the VM as they are, and back */
 };
 
 struct conn {

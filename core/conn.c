@@ -68,7 +68,10 @@ static void log_close(struct worker *w, struct conn *c,
 			  reason_name(reason));
 		return;
 	}
-	tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
+	if (c->flags & CF_PASSTHROUGH)
+		snprintf(tlsinfo, sizeof(tlsinfo), "tls=passthrough");
+	else
+		tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
 	log_msg(reason_level(reason), "close",
 		"peer=%s sni=%s vm=%s vm_port=%u id=%016llx up=%llu down=%llu "
 		"ms=%llu reason=%s%s%s%s %s",
@@ -186,7 +189,17 @@ static void reject(struct worker *w, struct conn *c,
 static void route(struct worker *w, struct conn *c,
 		  const struct front_decision *d)
 {
-	if (!tls_conn_start(&c->tls, d->ctx, d->name)) {
+	bool ok;
+
+	if (!d->ctx) {
+		/* FRONT_PASS: no handshake of ours to wait for; the hello
+		 * buffered so far is the first thing relayed. */
+		ok = tls_conn_pass(&c->tls, d->name);
+		c->flags |= CF_PASSTHROUGH | CF_HS_DONE;
+	} else {
+		ok = tls_conn_start(&c->tls, d->ctx, d->name);
+	}
+	if (!ok) {
 		conn_close(w, c, REASON_OUT_OF_MEMORY);
 		return;
 	}
@@ -245,6 +258,7 @@ static void do_hello(struct worker *w, struct conn *c)
 		reject(w, c, &d);
 		return;
 	case FRONT_TERMINATE:
+	case FRONT_PASS:
 		c->hello_version = d.hello_version;
 		route(w, c, &d);
 		return;

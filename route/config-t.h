@@ -91,6 +91,9 @@ struct config_domain {
 	/* vm_errors: http: a failed VM connect is answered with an HTTP 502
 	 * that says why, for HTTP/1.x clients (default: the alert only) */
 	bool vm_errors_http;
+	/* tls: passthrough: route by the SNI, then relay the client's bytes
+	 * as they are, its TLS and all (default: terminate) */
+	bool tls_passthrough;
 };
 
 /* tls.alpn_ports: the ALPN list offered on one listener port, in place of

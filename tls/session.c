@@ -233,6 +233,19 @@ bool tls_conn_start(struct tls_conn *t, SSL_CTX *ctx, const char *sni)
 	return true;
 }
 
+bool tls_conn_pass(struct tls_conn *t, const char *sni)
+{
+	t->sni = strdup(sni);
+	return t->sni != NULL;
+}
+
+size_t tls_conn_input_take(struct tls_conn *t, uint8_t *out, size_t cap)
+{
+	if (t->ssl || !t->in.len)
+		return 0;
+	return in_take(&t->in, out, cap);
+}
+
 /* The second opinion: BoringSSL parsed the same ClientHello the router
  * did, and must have found the same name in it. */
 enum ssl_select_cert_result_t

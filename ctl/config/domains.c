@@ -1,6 +1,6 @@
 /* ctl/config/domains.c: the domains: section (suffix, port_map,
- * allowed_ports, proxy_protocol, proxy_protocol_ports, vm_errors per
- * entry). */
+ * allowed_ports, proxy_protocol, proxy_protocol_ports, vm_errors, tls
+ * per entry). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,6 +141,21 @@ static void key_domain_vm_errors(struct ld *ld, yaml_node_t *v)
 		       ld_show(&b, s, ld_slen(v)));
 }
 
+static void key_domain_tls(struct ld *ld, yaml_node_t *v)
+{
+	struct config_domain *d = &((struct domain_tmp *)ld->obj)->d;
+	struct show_buf b;
+	const char *s;
+
+	if (!ld_get_str(ld, v, "tls", &s))
+		return;
+	if (!strcmp(s, "passthrough"))
+		d->tls_passthrough = true;
+	else if (strcmp(s, "terminate"))
+		ld_err(ld, v, "tls: expected one of terminate, passthrough, "
+		       "got '%s'", ld_show(&b, s, ld_slen(v)));
+}
+
 static const struct config_key domain_keys[] = {
 	{ "suffix", key_domain_suffix, true },
 	{ "port_map", key_domain_port_map, false },
@@ -148,6 +163,7 @@ static const struct config_key domain_keys[] = {
 	{ "proxy_protocol", key_domain_proxy, false },
 	{ "proxy_protocol_ports", key_domain_proxy_ports, false },
 	{ "vm_errors", key_domain_vm_errors, false },
+	{ "tls", key_domain_tls, false },
 };
 
 void ld_domain_free(struct config_domain *d)

@@ -311,7 +311,8 @@ static void test_values(void **state)
 		"    proxy_protocol: v2\n"
 		"    proxy_protocol_ports: [3000, 22]\n"
 		"    vm_errors: http\n"
-		"  - { suffix: .Other.Example, proxy_protocol: v1 }\n"
+		"    tls: terminate\n"
+		"  - { suffix: .Other.Example, proxy_protocol: v1, tls: passthrough }\n"
 		"vms:\n"
 		"  - { id: Web-1, address: \"FD00::1\" }\n"
 		"  - { id: \"2\", address: \"fd00::2\" }\n"
@@ -360,6 +361,8 @@ static void test_values(void **state)
 	assert_int_equal(c.domains[1].proxy_protocol, CFG_PROXY_V1);
 	assert_true(c.domains[0].vm_errors_http);
 	assert_false(c.domains[1].vm_errors_http);
+	assert_false(c.domains[0].tls_passthrough);
+	assert_true(c.domains[1].tls_passthrough);
 	assert_false(c.domains[1].has_proxy_protocol_ports);
 	assert_int_equal(c.vms_len, 2);
 	assert_string_equal(c.vms[0].id, "web-1");
@@ -692,7 +695,10 @@ static const struct error_case error_cases[] = {
 	{ "domain unknown", MIN "domains:\n  - suffix: a.sh\n    ports: [1]\n",
 	  8, 5, "unknown key 'ports' in domains entry (expected suffix, "
 	  "port_map, allowed_ports, proxy_protocol, proxy_protocol_ports, "
-	  "vm_errors)", 1 },
+	  "vm_errors, tls)", 1 },
+	{ "tls value", MIN "domains:\n  - suffix: a.sh\n"
+	  "    tls: pass\n", 8, 10,
+	  "tls: expected one of terminate, passthrough, got 'pass'", 1 },
 	{ "vm_errors value", MIN "domains:\n  - suffix: a.sh\n"
 	  "    vm_errors: html\n", 8, 16,
 	  "vm_errors: expected one of alert, http, got 'html'", 1 },
