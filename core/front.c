@@ -111,6 +111,7 @@ static enum front_verdict route(struct front_decision *out,
 		return reject(out, REASON_NO_COMMON_SIGALG,
 			      "no certificate can sign in a scheme offered",
 			      TLS_ALERT_HANDSHAKE_FAILURE);
+	out->client_auth = tls_ctx_get0_client_auth(tls_ctx, m.domain);
 	return FRONT_TERMINATE;
 }
 

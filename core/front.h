@@ -76,6 +76,9 @@ struct front_decision {
 	uint16_t vm_port;
 	uint8_t proxy_protocol; /* enum config_proxy_protocol */
 	bool vm_errors_http;    /* the domain's vm_errors: http */
+	/* FRONT_TERMINATE: the domain's client_auth (borrowed from the
+	 * store), NULL when it asks for no client certificate. */
+	const struct tls_client_auth *client_auth;
 };
 
 /* front_decide fills |out| (zeroed first) and returns the verdict for the

@@ -823,6 +823,7 @@ enum route_verdict route_lookup(const struct route_table *t,
 	out->proxy_protocol = route_proxy(d, out->vm_port);
 	out->vm_errors_http = d->vm_errors_http;
 	out->passthrough = d->passthrough;
+	out->domain = m.value;
 	return ROUTE_OK;
 }
 

@@ -88,6 +88,26 @@ bool tls_conn_pass(struct tls_conn *t, const char *sni);
  * then). */
 size_t tls_conn_input_take(struct tls_conn *t, uint8_t *out, size_t cap);
 
+/* tls_conn_ask_client_cert makes the started handshake ask for a client
+ * certificate and verify it against |a|'s CA bundle (chain, validity;
+ * names are the VM's business), refusing a missing one when |a| requires
+ * it: BoringSSL then sends certificate_required (TLS 1.3) or
+ * handshake_failure, and a bad one gets the alert of its verify error
+ * (certificate_expired, unknown_ca, ...). |a| must outlive the
+ * handshake. Returns false when out of memory. */
+struct tls_client_auth;
+bool tls_conn_ask_client_cert(struct tls_conn *t,
+			      const struct tls_client_auth *a);
+
+/* tls_conn_client_cert writes the verified client certificate's subject
+ * (OpenSSL's one-line form, "/O=acme/CN=alice") into |subject| and its
+ * common name into |cn| ("" without one), and says in |*fresh| whether it
+ * was sent on this connection rather than in a resumed session. False,
+ * with nothing written, when the client sent none. */
+bool tls_conn_client_cert(const struct tls_conn *t, char *subject,
+			  size_t subject_cap, char *cn, size_t cn_cap,
+			  bool *fresh);
+
 static inline bool tls_conn_started(const struct tls_conn *t)
 {
 	return t->ssl != NULL;
