@@ -224,14 +224,9 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 		admin_respond_error(a, c, 400, err, NULL);
 		goto out;
 	}
-	if (control_fleet(a->ctl) && ports) {
-		admin_respond_error(a, c, 400, "ports: not supported in fleet "
-				    "mode yet (put them in etcd's value)", NULL);
-		goto out;
-	}
 	if (control_fleet(a->ctl))
 		ret = fleet_vm_put(control_fleet(a->ctl), &created, id, addr_s,
-				   err, sizeof(err));
+				   ports, err, sizeof(err));
 	else
 		ret = control_vm_put(a->ctl, &created, id, addr_s, ports, err,
 				     sizeof(err));

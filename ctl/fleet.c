@@ -1,7 +1,7 @@
 /* ctl/fleet.c: see fleet.h.
  *
- * State under the control lock: |map|, the VMs etcd holds (id -> address,
- * a hash table), the revision applied, and |ch|, the changes applied since
+ * State under the control lock: |map|, the VMs etcd holds (id -> address
+ * and ports, a hash table), the revision applied, and |ch|, the changes applied since
  * the fleet table (ctl->fbase: the file's VMs with the map's over them)
  * was last rebuilt. A snapshot is ctl->fbase derived with |ch|, so a batch
  * costs O(changes since the rebuild); once those pass a fraction of the
@@ -46,13 +46,48 @@
 #define DOWN_LOG_EVERY_MS 30000
 #define PUT_RETRIES 5
 
-/* The map: ids to addresses */
+/* The map: ids to addresses and ports */
 
 struct fent {
 	struct fent *next;
 	struct in6_addr addr;
+	struct config_vm_ports *ports; /* owned; NULL: every port */
 	char id[ROUTE_VM_ID_MAX + 1];
 };
+
+/* A copy of |p| in |*out| (NULL stays NULL); false when out of memory. */
+static bool ports_dup(struct config_vm_ports **out,
+		      const struct config_vm_ports *p)
+{
+	size_t size;
+
+	*out = NULL;
+	if (!p)
+		return true;
+	size = sizeof(*p) + p->len * sizeof(p->r[0]);
+	*out = malloc(size);
+	if (!*out)
+		return false;
+	memcpy(*out, p, size);
+	return true;
+}
+
+/* |p| as JSON, [3000,"8000-8100"]: etcd's value and the snapshot file
+ * write it so. */
+static void ports_print(FILE *out, const struct config_vm_ports *p)
+{
+	size_t i;
+
+	fputc('[', out);
+	for (i = 0; i < p->len; i++) {
+		if (p->r[i].from == p->r[i].to)
+			fprintf(out, "%s%u", i ? "," : "", p->r[i].from);
+		else
+			fprintf(out, "%s\"%u-%u\"", i ? "," : "",
+				p->r[i].from, p->r[i].to);
+	}
+	fputc(']', out);
+}
 
 struct fmap {
 	struct fent **b;
@@ -111,23 +146,31 @@ static bool fmap_grow(struct fmap *m)
 	return true;
 }
 
+/* Sets |id| to |addr| and |ports|, which it takes (freed on failure). */
 static bool fmap_set(struct fmap *m, const char *id,
-		     const struct in6_addr *addr)
+		     const struct in6_addr *addr, struct config_vm_ports *ports)
 {
 	struct fent **p, *e;
 
-	if (m->n >= m->nb && !fmap_grow(m))
+	if (m->n >= m->nb && !fmap_grow(m)) {
+		free(ports);
 		return false;
+	}
 	p = fmap_slot(m, id);
 	if (*p) {
 		(*p)->addr = *addr;
+		free((*p)->ports);
+		(*p)->ports = ports;
 		return true;
 	}
 	e = calloc(1, sizeof(*e));
-	if (!e)
+	if (!e) {
+		free(ports);
 		return false;
+	}
 	strcpy(e->id, id);
 	e->addr = *addr;
+	e->ports = ports;
 	*p = e;
 	m->n++;
 	return true;
@@ -141,6 +184,7 @@ static bool fmap_del(struct fmap *m, const char *id)
 		return false;
 	e = *p;
 	*p = e->next;
+	free(e->ports);
 	free(e);
 	m->n--;
 	return true;
@@ -155,6 +199,7 @@ static void fmap_free(struct fmap *m)
 
 		for (; e; e = next) {
 			next = e->next;
+			free(e->ports);
 			free(e);
 		}
 	}
@@ -164,9 +209,12 @@ static void fmap_free(struct fmap *m)
 
 /* The module */
 
+/* Its own copy of the ports: a later change of the same VM frees the
+ * map's while this one still waits for the next derive. */
 struct fchange {
 	char id[ROUTE_VM_ID_MAX + 1];
 	struct in6_addr addr;
+	struct config_vm_ports *ports; /* owned; NULL: every port */
 	bool removed;
 };
 
@@ -174,6 +222,7 @@ struct fchange {
 struct pend {
 	char id[ROUTE_VM_ID_MAX + 1];
 	struct in6_addr addr;
+	struct config_vm_ports *ports; /* owned until applied */
 	bool removed;
 };
 
@@ -248,6 +297,15 @@ static void set_error(struct fleet *f, const char *msg)
 
 /* The fleet table */
 
+static void changes_clear(struct fleet *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->ch_len; i++)
+		free(f->ch[i].ports);
+	f->ch_len = 0;
+}
+
 int fleet_rebuild_locked(struct fleet *f)
 {
 	const struct config *fc = file_cfg(f->ctl);
@@ -267,6 +325,7 @@ int fleet_rebuild_locked(struct fleet *f)
 
 		for (e = f->map.b[i]; e; e = e->next) {
 			vms[k].id = e->id;
+			vms[k].ports = e->ports;
 			vms[k++].addr = e->addr;
 		}
 	}
@@ -276,7 +335,7 @@ int fleet_rebuild_locked(struct fleet *f)
 	free(vms);
 	if (!t)
 		return -ENOMEM;
-	f->ch_len = 0;
+	changes_clear(f);
 	return control_set_fbase_locked(f->ctl, t);
 }
 
@@ -297,6 +356,7 @@ struct route_table *fleet_derive_locked(struct fleet *f,
 	for (i = 0; i < f->ch_len; i++) {
 		c[i].id = f->ch[i].id;
 		c[i].addr = f->ch[i].addr;
+		c[i].ports = f->ch[i].ports;
 		c[i].removed = f->ch[i].removed;
 	}
 	t = route_table_derive(base, c, f->ch_len);
@@ -304,24 +364,37 @@ struct route_table *fleet_derive_locked(struct fleet *f,
 	return t;
 }
 
-/* Applies one change to the map and records it for the next snapshot: a
- * VM deleted from etcd falls back to the file's address if it has one. */
-static bool change_locked(struct fleet *f, const struct pend *p)
+/* Applies one change to the map (taking |p|'s ports) and records it for
+ * the next snapshot: a VM deleted from etcd falls back to the file's
+ * address and ports if it has them. */
+static bool change_locked(struct fleet *f, struct pend *p)
 {
+	const struct config_vm_ports *file_ports = NULL;
+	struct config_vm_ports *copy;
 	struct fchange *c;
 
+	if (!ports_dup(&copy, p->ports)) {
+		free(p->ports);
+		p->ports = NULL;
+		return false;
+	}
 	if (p->removed) {
 		if (!fmap_del(&f->map, p->id))
 			return true;
-	} else if (!fmap_set(&f->map, p->id, &p->addr)) {
+	} else if (!fmap_set(&f->map, p->id, &p->addr, p->ports)) {
+		p->ports = NULL;
+		free(copy);
 		return false;
 	}
+	p->ports = NULL;
 	if (f->ch_len == f->ch_cap) {
 		size_t cap = f->ch_cap ? 2 * f->ch_cap : 256;
 		struct fchange *n = realloc(f->ch, cap * sizeof(*n));
 
-		if (!n)
+		if (!n) {
+			free(copy);
 			return false;
+		}
 		f->ch = n;
 		f->ch_cap = cap;
 	}
@@ -329,10 +402,17 @@ static bool change_locked(struct fleet *f, const struct pend *p)
 	memset(c, 0, sizeof(*c));
 	strcpy(c->id, p->id);
 	c->addr = p->addr;
+	c->ports = copy;
 	c->removed = p->removed;
 	if (p->removed &&
-	    route_vm_get(f->ctl->base->t, &c->addr, p->id, strlen(p->id)))
+	    route_vm_get(f->ctl->base->t, &c->addr, p->id, strlen(p->id))) {
+		route_vm_ports_get(f->ctl->base->t, &file_ports, p->id,
+				   strlen(p->id));
+		/* Out of memory: left removed, refused rather than open. */
+		if (!ports_dup(&c->ports, file_ports))
+			return false;
 		c->removed = false;
+	}
 	return true;
 }
 
@@ -348,7 +428,9 @@ static int publish_batch_locked(struct fleet *f)
 	return control_republish_locked(f->ctl);
 }
 
-/* Snapshot file: {"version":1,"revision":N,"vms":{"id":"addr",...}} */
+/* Snapshot file: {"version":1,"revision":N,"vms":{"id":"addr",...}}; a
+ * VM with ports is "id":{"address":"addr","ports":[...]} instead, etcd's
+ * value. */
 
 static int fsync_dir(const char *path)
 {
@@ -374,6 +456,7 @@ static int fsync_dir(const char *path)
 struct snap_ent {
 	char id[ROUTE_VM_ID_MAX + 1];
 	struct in6_addr addr;
+	struct config_vm_ports *ports; /* owned copy */
 };
 
 struct snap_job {
@@ -385,6 +468,16 @@ struct snap_job {
 	uint64_t ms; /* how long the write took */
 	atomic_bool done;
 };
+
+static void snap_job_free(struct snap_job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->n; i++)
+		free(j->e[i].ports);
+	free(j->e);
+	free(j);
+}
 
 /* The fleet thread is the only one that changes the map, so it reads it
  * here without the lock; |revision| is the one those VMs are at. */
@@ -405,7 +498,12 @@ static struct snap_job *snap_job_new(struct fleet *f)
 
 		for (e = f->map.b[i]; e; e = e->next) {
 			memcpy(j->e[k].id, e->id, sizeof(e->id));
-			j->e[k++].addr = e->addr;
+			j->e[k].addr = e->addr;
+			if (!ports_dup(&j->e[k++].ports, e->ports)) {
+				j->n = k;
+				snap_job_free(j);
+				return NULL;
+			}
 		}
 	}
 	j->n = k;
@@ -439,8 +537,15 @@ static int snap_write(struct snap_job *j)
 		(long long)j->revision);
 	for (i = 0; i < j->n; i++) {
 		inet_ntop(AF_INET6, &j->e[i].addr, addr, sizeof(addr));
-		fprintf(out, "%s\n\"%s\":\"%s\"", i ? "," : "", j->e[i].id,
-			addr);
+		if (!j->e[i].ports) {
+			fprintf(out, "%s\n\"%s\":\"%s\"", i ? "," : "",
+				j->e[i].id, addr);
+			continue;
+		}
+		fprintf(out, "%s\n\"%s\":{\"address\":\"%s\",\"ports\":",
+			i ? "," : "", j->e[i].id, addr);
+		ports_print(out, j->e[i].ports);
+		fputc('}', out);
 	}
 	fprintf(out, "\n}}\n");
 	if (fflush(out) || fsync(fd)) {
@@ -495,8 +600,7 @@ static void snap_reap(struct fleet *f, bool wait)
 	 * time writing it while VMs keep changing. */
 	f->snap_every_ms = j->ms * 10 > SNAPSHOT_EVERY_MS ? j->ms * 10 :
 							    SNAPSHOT_EVERY_MS;
-	free(j->e);
-	free(j);
+	snap_job_free(j);
 	f->snap_job = NULL;
 }
 
@@ -524,8 +628,7 @@ static void snapshot_kick(struct fleet *f)
 			f->snap_vms_revision = j->vms_revision;
 			pthread_mutex_unlock(&f->ctl->lock);
 		}
-		free(j->e);
-		free(j);
+		snap_job_free(j);
 		return;
 	}
 	f->snap_job = j;
@@ -555,9 +658,11 @@ static bool snapshot_parse_fast(struct fmap *m, int64_t *out_rev,
 		return false;
 	for (p = e + 9;; p = nl + 1) {
 		char norm[ROUTE_VM_ID_MAX + 1];
+		struct config_vm_ports *ports;
 		const char *lend, *id_end;
 		struct in6_addr a;
 		size_t n;
+		bool ok;
 
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (!nl)
@@ -567,20 +672,33 @@ static bool snapshot_parse_fast(struct fmap *m, int64_t *out_rev,
 		lend = nl;
 		if (lend > p && lend[-1] == ',')
 			lend--;
-		/* "ID":"ADDR" */
-		if (lend - p < 7 || *p != '"' || lend[-1] != '"')
+		/* "ID":"ADDR" or "ID":{etcd's value, with ports} */
+		if (lend - p < 7 || *p != '"')
 			return false;
 		id_end = memchr(p + 1, '"', (size_t)(lend - p - 1));
-		if (!id_end || lend - id_end < 4 || memcmp(id_end, "\":\"", 3))
+		if (!id_end || lend - id_end < 4 || id_end[1] != ':')
 			return false;
-		if (!route_vm_id_norm(norm, &n, p + 1, (size_t)(id_end - p - 1)) ||
-		    route_parse_vm_addr(&a, id_end + 3,
-					(size_t)(lend - 1 - (id_end + 3))) !=
-			    ROUTE_ADDR_OK) {
+		ports = NULL;
+		if (!memcmp(id_end, "\":{", 3) && lend[-1] == '}') {
+			ok = fleet_vm_parse(&a, &ports,
+					    (const uint8_t *)id_end + 2,
+					    (size_t)(lend - id_end - 2)) ==
+			     FLEET_VM_OK;
+		} else if (!memcmp(id_end, "\":\"", 3) && lend[-1] == '"') {
+			ok = route_parse_vm_addr(&a, id_end + 3,
+						 (size_t)(lend - 1 -
+							  (id_end + 3))) ==
+			     ROUTE_ADDR_OK;
+		} else {
+			return false;
+		}
+		if (!ok ||
+		    !route_vm_id_norm(norm, &n, p + 1, (size_t)(id_end - p - 1))) {
+			free(ports);
 			(*bad)++;
 			continue;
 		}
-		if (!fmap_set(m, norm, &a))
+		if (!fmap_set(m, norm, &a, ports))
 			return false;
 	}
 	if (nl + 1 != end)
@@ -651,14 +769,22 @@ static void snapshot_load(struct fleet *f)
 	}
 	json_object_foreach(vms, id, v) {
 		char norm[ROUTE_VM_ID_MAX + 1];
+		struct config_vm_ports *ports = NULL;
+		json_t *jaddr = json_is_object(v) ? json_object_get(v, "address")
+						  : v;
+		json_t *jports = json_is_object(v) ? json_object_get(v, "ports")
+						   : NULL;
 		struct in6_addr a;
 		size_t n;
 
-		if (!json_is_string(v) ||
+		if (!json_is_string(jaddr) ||
 		    !route_vm_id_norm(norm, &n, id, strlen(id)) ||
-		    route_parse_vm_addr(&a, json_string_value(v),
-					json_string_length(v)) != ROUTE_ADDR_OK ||
-		    !fmap_set(&f->map, norm, &a))
+		    route_parse_vm_addr(&a, json_string_value(jaddr),
+					json_string_length(jaddr)) !=
+			    ROUTE_ADDR_OK ||
+		    (jports && !json_is_null(jports) &&
+		     !fleet_parse_ports(&ports, &n, jports)) ||
+		    !fmap_set(&f->map, norm, &a, ports))
 			bad++;
 	}
 	r = json_integer_value(rev);
@@ -686,7 +812,8 @@ static bool kv_to_pend(struct fleet *f, struct pend *p,
 	else if (kv->deleted)
 		p->removed = true;
 	else
-		st = fleet_vm_parse(&p->addr, kv->value, kv->value_len);
+		st = fleet_vm_parse(&p->addr, &p->ports, kv->value,
+				    kv->value_len);
 	if (st == FLEET_VM_OK)
 		return true;
 	/* Anything deeper than {prefix}vms/{id} is not a VM: not counted. */
@@ -835,7 +962,7 @@ static int full_read(struct fleet *f)
 				skipped++;
 				continue;
 			}
-			if (!fmap_set(&m, p.id, &p.addr)) {
+			if (!fmap_set(&m, p.id, &p.addr, p.ports)) {
 				fleet_range_free(&r);
 				ret = -ENOMEM;
 				goto out;
@@ -880,6 +1007,16 @@ out:
 }
 
 /* The watch */
+
+/* Drops what a watch left unapplied (it restarts from f->revision). */
+static void pend_clear(struct fleet *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->pend_len; i++)
+		free(f->pend[i].ports);
+	f->pend_len = 0;
+}
 
 static void flush_pending(struct fleet *f)
 {
@@ -953,6 +1090,7 @@ static bool on_line(void *arg, const char *line, size_t len)
 							 cap * sizeof(*n));
 
 				if (!n) {
+					free(p.ports);
 					f->watch_failed = true;
 					fleet_watch_msg_free(&m);
 					return false;
@@ -1039,7 +1177,7 @@ static void watch(struct fleet *f)
 		 "\"progress_notify\":true}}", bkey, bend,
 		 (long long)f->revision + 1);
 	f->compacted = f->watch_failed = false;
-	f->pend_len = 0;
+	pend_clear(f);
 	f->pend_rev = f->revision;
 	etcd_endpoint(&f->etcd, ep, sizeof(ep));
 	ret = etcd_watch_start(&f->etcd, &w, body, on_line, f);
@@ -1462,7 +1600,9 @@ void fleet_free(struct fleet *f)
 	snap_reap(f, true);
 	etcd_free(&f->etcd);
 	fmap_free(&f->map);
+	changes_clear(f);
 	free(f->ch);
+	pend_clear(f);
 	free(f->pend);
 	pthread_cond_destroy(&f->applied);
 	free(f);
@@ -1555,11 +1695,46 @@ static int txn(struct fleet *f, bool *out_ok, int64_t *out_rev,
 	return 0;
 }
 
-int fleet_vm_put(struct fleet *f, bool *out_created, const char *id,
-		 const char *address, char *err, size_t err_len)
+/* etcd's value for a VM, {"address":"fd00::10","ports":[3000]}, in
+ * |*out| (malloc'd). -E2BIG when it is over FLEET_VALUE_MAX, which every
+ * appliance would skip. */
+static int vm_value(char **out, const struct in6_addr *a,
+		    const struct config_vm_ports *ports)
 {
-	char norm[ROUTE_VM_ID_MAX + 1], key[FLEET_KEY_MAX + 80],
-	     value[INET6_ADDRSTRLEN + 32];
+	char addr[INET6_ADDRSTRLEN];
+	size_t len;
+	FILE *m;
+
+	*out = NULL;
+	m = open_memstream(out, &len);
+	if (!m)
+		return -ENOMEM;
+	inet_ntop(AF_INET6, a, addr, sizeof(addr));
+	fprintf(m, "{\"address\":\"%s\"", addr);
+	if (ports) {
+		fputs(",\"ports\":", m);
+		ports_print(m, ports);
+	}
+	fputc('}', m);
+	if (fclose(m) || !*out) {
+		free(*out);
+		*out = NULL;
+		return -ENOMEM;
+	}
+	if (len > FLEET_VALUE_MAX) {
+		free(*out);
+		*out = NULL;
+		return -E2BIG;
+	}
+	return 0;
+}
+
+int fleet_vm_put(struct fleet *f, bool *out_created, const char *id,
+		 const char *address, const struct config_vm_ports *ports,
+		 char *err, size_t err_len)
+{
+	char norm[ROUTE_VM_ID_MAX + 1], key[FLEET_KEY_MAX + 80], pbuf[128];
+	char *value = NULL;
 	struct in6_addr a;
 	int64_t rev, done_rev;
 	size_t len;
@@ -1577,12 +1752,14 @@ int fleet_vm_put(struct fleet *f, bool *out_created, const char *id,
 		return -EINVAL;
 	}
 	snprintf(key, sizeof(key), "%s%s", f->vms_dir, norm);
-	{
-		char addr[INET6_ADDRSTRLEN];
-
-		inet_ntop(AF_INET6, &a, addr, sizeof(addr));
-		snprintf(value, sizeof(value), "{\"address\":\"%s\"}", addr);
+	ret = vm_value(&value, &a, ports);
+	if (ret == -E2BIG) {
+		snprintf(err, err_len, "\"ports\": too many ranges for one "
+			 "etcd value (%d bytes at most)", FLEET_VALUE_MAX);
+		return -EINVAL;
 	}
+	if (ret)
+		return ret;
 	for (i = 0; i < PUT_RETRIES; i++) {
 		bool ok;
 
@@ -1591,19 +1768,23 @@ int fleet_vm_put(struct fleet *f, bool *out_created, const char *id,
 			ret = txn(f, &ok, &done_rev, key, rev, value, err,
 				  err_len);
 		if (ret)
-			return ret;
+			goto out;
 		if (ok) {
 			*out_created = rev == 0;
 			wait_applied(f, done_rev);
-			log_info("vm_put", "vm=%s address=%s created=%d "
-				 "etcd_revision=%lld", norm, address,
+			log_info("vm_put", "vm=%s address=%s ports=%s "
+				 "created=%d etcd_revision=%lld", norm, address,
+				 route_vm_ports_fmt(pbuf, sizeof(pbuf), ports),
 				 *out_created, (long long)done_rev);
-			return 0;
+			goto out;
 		}
 	}
 	snprintf(err, err_len, "VM '%s' changed under this write %d times; "
 		 "retry", norm, PUT_RETRIES);
-	return -EBUSY;
+	ret = -EBUSY;
+out:
+	free(value);
+	return ret;
 }
 
 int fleet_vm_delete(struct fleet *f, const char *id, char *err,

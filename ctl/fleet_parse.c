@@ -52,51 +52,87 @@ static bool port_num(const char *s, size_t len, unsigned *out)
 	return true;
 }
 
-/* ports: [3000, "8000-8100", "22"] as in appliance.yaml. */
-static bool ports_ok(const json_t *ports)
+bool fleet_parse_ports(struct config_vm_ports **out, size_t *out_bad,
+		       const json_t *list)
 {
+	uint64_t *bits = NULL;
 	const json_t *p;
-	size_t i;
+	size_t i, n = 0;
+	unsigned lo, hi, port;
 
-	if (!json_is_array(ports) || json_array_size(ports) > 1024)
+	*out = NULL;
+	*out_bad = 0;
+	if (!json_is_array(list) || json_array_size(list) == 0)
 		return false;
-	json_array_foreach(ports, i, p) {
+	bits = calloc(65536 / 64, sizeof(*bits));
+	if (!bits)
+		return false;
+	json_array_foreach(list, i, p) {
+		*out_bad = i;
 		if (json_is_integer(p)) {
-			json_int_t n = json_integer_value(p);
+			json_int_t v = json_integer_value(p);
 
-			if (n < 1 || n > 65535)
-				return false;
+			if (v < 1 || v > 65535)
+				goto err;
+			lo = hi = (unsigned)v;
 		} else if (json_is_string(p)) {
 			const char *s = json_string_value(p), *dash;
 			size_t len = json_string_length(p);
-			unsigned lo, hi;
 
 			dash = memchr(s, '-', len);
 			if (!dash) {
 				if (!port_num(s, len, &lo))
-					return false;
-				continue;
+					goto err;
+				hi = lo;
+			} else if (!port_num(s, (size_t)(dash - s), &lo) ||
+				   !port_num(dash + 1,
+					     len - (size_t)(dash - s) - 1,
+					     &hi) ||
+				   lo > hi) {
+				goto err;
 			}
-			if (!port_num(s, (size_t)(dash - s), &lo) ||
-			    !port_num(dash + 1, len - (size_t)(dash - s) - 1,
-				      &hi) ||
-			    lo > hi)
-				return false;
 		} else {
-			return false;
+			goto err;
 		}
+		for (port = lo; port <= hi; port++)
+			bits[port / 64] |= 1ULL << (port % 64);
 	}
+	/* The set as sorted, disjoint, non-adjacent ranges. */
+	for (port = 1; port < 65536; port++)
+		if ((bits[port / 64] >> (port % 64) & 1) &&
+		    !(bits[(port - 1) / 64] >> ((port - 1) % 64) & 1))
+			n++;
+	*out = malloc(sizeof(**out) + n * sizeof((*out)->r[0]));
+	if (!*out)
+		goto err_oom;
+	(*out)->len = 0;
+	for (port = 1; port < 65536; port++) {
+		if (!(bits[port / 64] >> (port % 64) & 1))
+			continue;
+		if (!(bits[(port - 1) / 64] >> ((port - 1) % 64) & 1))
+			(*out)->r[(*out)->len++].from = (uint16_t)port;
+		(*out)->r[(*out)->len - 1].to = (uint16_t)port;
+	}
+	free(bits);
 	return true;
+err_oom:
+	*out_bad = SIZE_MAX;
+err:
+	free(bits);
+	return false;
 }
 
 enum fleet_vm_status fleet_vm_parse(struct in6_addr *out_addr,
+				    struct config_vm_ports **out_ports,
 				    const uint8_t *val, size_t val_len)
 {
 	enum fleet_vm_status st = FLEET_VM_BAD_JSON;
 	const json_t *addr, *ports;
 	json_error_t jerr;
 	json_t *root;
+	size_t bad;
 
+	*out_ports = NULL;
 	if (val_len > FLEET_VALUE_MAX)
 		return FLEET_VM_TOO_BIG;
 	root = json_loadb((const char *)val, val_len,
@@ -113,7 +149,8 @@ enum fleet_vm_status fleet_vm_parse(struct in6_addr *out_addr,
 		goto out;
 	ports = json_object_get(root, "ports");
 	st = FLEET_VM_BAD_PORTS;
-	if (ports && !json_is_null(ports) && !ports_ok(ports))
+	if (ports && !json_is_null(ports) &&
+	    !fleet_parse_ports(out_ports, &bad, ports))
 		goto out;
 	st = FLEET_VM_OK;
 out:

@@ -24,10 +24,10 @@
 
 /* A VM's value under {prefix}vms/{id}:
  *   {"address": "fd00::10", "ports": [3000, "8000-8100"]}
- * address: IPv6 (as in appliance.yaml's vms); ports: optional, a list of
- * ports (1-65535) and "lo-hi" ranges, checked and not used yet (routing
- * takes the domain's port policy). Unknown keys are ignored so that newer
- * writers can add some. */
+ * address: IPv6 (as in appliance.yaml's vms); ports: optional (absent or
+ * null: every port), a non-empty list as fleet_parse_ports reads it, the
+ * VM's port policy as vms[].ports is. Unknown keys are ignored so that
+ * newer writers can add some. */
 enum fleet_vm_status {
 	FLEET_VM_OK,
 	FLEET_VM_BAD_ID,      /* the key's last segment is not a DNS label */
@@ -39,8 +39,24 @@ enum fleet_vm_status {
 
 const char *fleet_vm_status_str(enum fleet_vm_status s);
 
+/* On FLEET_VM_OK |*out_ports| is the value's ports (malloc'd, free()
+ * them) or NULL for every port; on anything else it is NULL. */
 enum fleet_vm_status fleet_vm_parse(struct in6_addr *out_addr,
+				    struct config_vm_ports **out_ports,
 				    const uint8_t *val, size_t val_len);
+
+/* fleet_parse_ports reads a VM's ports wherever they are JSON (an etcd
+ * value, the admin API's PUT body, the state and snapshot files): a
+ * non-empty list of ports 1..65535, as integers or decimal strings with
+ * no sign, space or leading zero, and "from-to" strings with from <= to.
+ * On success |*out| holds them as sorted, disjoint, non-adjacent ranges
+ * (malloc'd; free() frees them). On failure |*out| is NULL and
+ * |*out_bad| the index of the first bad entry (0 for a list that is not
+ * one or is empty; SIZE_MAX when out of memory). */
+struct config_vm_ports;
+struct json_t;
+bool fleet_parse_ports(struct config_vm_ports **out, size_t *out_bad,
+		       const struct json_t *list);
 
 /* fleet_vm_key takes key |key| (|key_len| bytes) under |dir| (the
  * "{prefix}vms/" string) and writes the VM id, normalised, to |out_id|.

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "ctl/fleet_parse.h"
 #include "route/route.h"
 
 /* The state file: {"version": 1, "vms": {"id": "addr"}, "removed": [id]};
@@ -48,89 +49,26 @@ static json_t *ports_to_json(const struct config_vm_ports *p)
 	return list;
 }
 
-/* A decimal port 1..65535 in exactly |len| bytes of |s|. */
-static bool port_text(uint16_t *out, const char *s, size_t len)
-{
-	unsigned v = 0;
-	size_t i;
-
-	if (len == 0 || len > 5)
-		return false;
-	for (i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	if (v < 1 || v > 65535)
-		return false;
-	*out = (uint16_t)v;
-	return true;
-}
-
+/* One parser for ports in JSON, pure and fuzzed: fleet_parse_ports. */
 int control_vm_ports_json(struct config_vm_ports **out, const json_t *list,
 			  char *err, size_t err_len)
 {
-	uint64_t *bits;
-	uint16_t *v;
-	size_t i, n = 0;
-	json_t *it;
-	int ret = -EINVAL;
+	size_t bad;
 
-	*out = NULL;
-	if (!json_is_array(list) || json_array_size(list) == 0) {
+	if (fleet_parse_ports(out, &bad, list))
+		return 0;
+	if (bad == SIZE_MAX) {
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
+	if (!json_is_array(list) || json_array_size(list) == 0)
 		snprintf(err, err_len, "\"ports\" must be a non-empty list of "
 			 "ports and \"from-to\" ranges");
-		return -EINVAL;
-	}
-	bits = calloc(65536 / 64, sizeof(*bits));
-	v = malloc(65535 * sizeof(*v));
-	if (!bits || !v) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	json_array_foreach(list, i, it) {
-		uint16_t from, to;
-		const char *s, *dash;
-
-		if (json_is_integer(it)) {
-			json_int_t p = json_integer_value(it);
-
-			if (p < 1 || p > 65535)
-				goto bad;
-			from = to = (uint16_t)p;
-		} else if (json_is_string(it)) {
-			s = json_string_value(it);
-			dash = strchr(s, '-');
-			if (dash ? !port_text(&from, s, (size_t)(dash - s)) ||
-					   !port_text(&to, dash + 1,
-						      strlen(dash + 1))
-				 : !port_text(&from, s, strlen(s)))
-				goto bad;
-			if (!dash)
-				to = from;
-			if (from > to)
-				goto bad;
-		} else {
-			goto bad;
-		}
-		for (unsigned p = from; p <= to; p++)
-			bits[p / 64] |= 1ULL << (p % 64);
-	}
-	for (unsigned p = 1; p < 65536; p++)
-		if (bits[p / 64] & (1ULL << (p % 64)))
-			v[n++] = (uint16_t)p;
-	*out = route_vm_ports_new(v, n);
-	ret = *out ? 0 : -ENOMEM;
-	goto out;
-bad:
-	snprintf(err, err_len, "\"ports\" entry %zu is not a port 1..65535 "
-		 "or a \"from-to\" range with from <= to", i);
-out:
-	if (ret == -ENOMEM)
-		snprintf(err, err_len, "out of memory");
-	free(bits);
-	free(v);
-	return ret;
+	else
+		snprintf(err, err_len, "\"ports\" entry %zu is not a port "
+			 "1..65535 or a \"from-to\" range with from <= to",
+			 bad);
+	return -EINVAL;
 }
 
 static int fsync_dir(const char *path)

@@ -16,7 +16,10 @@
  *
  * Invariants checked (abort on violation; LeakSanitizer checks the rest):
  *   - a VM value accepted has an IPv6 address that survives inet_ntop and
- *     route_parse_vm_addr unchanged; one over FLEET_VALUE_MAX is TOO_BIG;
+ *     route_parse_vm_addr unchanged, and ports (when it has some) that
+ *     are non-empty, sorted, disjoint, non-adjacent ranges in 1..65535
+ *     (route_vm_ports_allow's binary search relies on that); one refused
+ *     has no ports; one over FLEET_VALUE_MAX is TOO_BIG;
  *   - a VM key accepted gives a lowercase DNS label that
  *     route_vm_id_norm accepts as itself;
  *   - a range accepted has revision > 0 and every key 1..FLEET_KEY_MAX
@@ -65,18 +68,31 @@ static void check_kvs(const struct fleet_kv *kvs, size_t n)
 
 static enum fleet_vm_status vm_value(const uint8_t *p, size_t len)
 {
+	struct config_vm_ports *ports = (void *)1;
 	enum fleet_vm_status st;
 	struct in6_addr a, b;
 	char s[INET6_ADDRSTRLEN];
 
-	st = fleet_vm_parse(&a, p, len);
+	st = fleet_vm_parse(&a, &ports, p, len);
 	if (len > FLEET_VALUE_MAX)
 		check(st == FLEET_VM_TOO_BIG);
 	if (st == FLEET_VM_OK) {
 		check(inet_ntop(AF_INET6, &a, s, sizeof(s)) != NULL);
 		check(route_parse_vm_addr(&b, s, strlen(s)) == ROUTE_ADDR_OK);
 		check(!memcmp(&a, &b, sizeof(a)));
+	} else {
+		check(!ports);
 	}
+	if (ports) {
+		check(ports->len > 0);
+		for (size_t i = 0; i < ports->len; i++) {
+			check(ports->r[i].from >= 1);
+			check(ports->r[i].from <= ports->r[i].to);
+			check(i == 0 ||
+			      ports->r[i].from > ports->r[i - 1].to + 1);
+		}
+	}
+	free(ports);
 	check(strcmp(fleet_vm_status_str(st), "?"));
 	return st;
 }

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "ctl/config.h"
 #include "ctl/fleet_parse.h"
@@ -21,9 +22,14 @@
 
 static enum fleet_vm_status vm(const char *s, struct in6_addr *a)
 {
+	struct config_vm_ports *ports;
+	enum fleet_vm_status st;
 	struct in6_addr dummy;
 
-	return fleet_vm_parse(a ? a : &dummy, (const uint8_t *)s, strlen(s));
+	st = fleet_vm_parse(a ? a : &dummy, &ports, (const uint8_t *)s,
+			    strlen(s));
+	free(ports);
+	return st;
 }
 
 static void test_vm_values(void **state)
@@ -38,7 +44,9 @@ static void test_vm_values(void **state)
 		{ "{\"address\":\"fd00::10\",\"ports\":null}", FLEET_VM_OK },
 		{ "{\"address\":\"fd00::10\",\"future\":{\"x\":1}}",
 		  FLEET_VM_OK },
-		{ "{\"address\":\"fd00::10\",\"ports\":[]}", FLEET_VM_OK },
+		/* As vms[].ports: an empty list would be no port at all. */
+		{ "{\"address\":\"fd00::10\",\"ports\":[]}",
+		  FLEET_VM_BAD_PORTS },
 		{ "{\"address\":\"fd00::10\",\"ports\":[\"22\"]}", FLEET_VM_OK },
 		{ "", FLEET_VM_BAD_JSON },
 		{ "{not json", FLEET_VM_BAD_JSON },
@@ -67,6 +75,7 @@ static void test_vm_values(void **state)
 		{ "{\"address\":\"fd00::1\",\"ports\":3000}",
 		  FLEET_VM_BAD_PORTS },
 	};
+	struct config_vm_ports *ports;
 	struct in6_addr a, want;
 	char big[FLEET_VALUE_MAX + 64];
 
@@ -83,11 +92,80 @@ static void test_vm_values(void **state)
 	/* The size limit counts the raw value, whatever is in it. */
 	memset(big, ' ', sizeof(big));
 	memcpy(big, "{\"address\":\"fd00::1\"}", 21);
-	assert_int_equal(fleet_vm_parse(&a, (uint8_t *)big, FLEET_VALUE_MAX),
+	assert_int_equal(fleet_vm_parse(&a, &ports, (uint8_t *)big,
+					FLEET_VALUE_MAX),
 			 FLEET_VM_OK);
-	assert_int_equal(fleet_vm_parse(&a, (uint8_t *)big,
+	assert_null(ports);
+	assert_int_equal(fleet_vm_parse(&a, &ports, (uint8_t *)big,
 					FLEET_VALUE_MAX + 1),
 			 FLEET_VM_TOO_BIG);
+	assert_null(ports);
+}
+
+/* A value's ports come out as the ranges route/table.c keeps beside the
+ * VM: merged, sorted, whatever order and overlap the writer used. */
+static void test_vm_ports(void **state)
+{
+	static const char val[] =
+		"{\"address\":\"fd00::10\",\"ports\":[\"8000-8100\",3000,"
+		"\"8050-8200\",3001,\"22\",8201]}";
+	struct config_vm_ports *p;
+	struct in6_addr a;
+	size_t bad;
+	json_t *j;
+
+	(void)state;
+	assert_int_equal(fleet_vm_parse(&a, &p, (const uint8_t *)val,
+					strlen(val)),
+			 FLEET_VM_OK);
+	assert_non_null(p);
+	assert_int_equal(p->len, 3);
+	assert_int_equal(p->r[0].from, 22);
+	assert_int_equal(p->r[0].to, 22);
+	assert_int_equal(p->r[1].from, 3000);
+	assert_int_equal(p->r[1].to, 3001);
+	assert_int_equal(p->r[2].from, 8000);
+	assert_int_equal(p->r[2].to, 8201);
+	assert_true(route_vm_ports_allow(p, 8201));
+	assert_false(route_vm_ports_allow(p, 8202));
+	assert_false(route_vm_ports_allow(p, 443));
+	free(p);
+
+	/* No ports, or null: every port (NULL). */
+	assert_int_equal(vm("{\"address\":\"fd00::10\",\"ports\":null}",
+			    NULL), FLEET_VM_OK);
+	assert_int_equal(fleet_vm_parse(&a, &p,
+					(const uint8_t *)"{\"address\":\"::1\"}",
+					17),
+			 FLEET_VM_OK);
+	assert_null(p);
+	/* Refused: no ports handed back. */
+	p = (void *)1;
+	assert_int_equal(fleet_vm_parse(&a, &p,
+					(const uint8_t *)"{\"address\":\"::1\","
+					"\"ports\":[1,0]}", 31),
+			 FLEET_VM_BAD_PORTS);
+	assert_null(p);
+
+	/* The one parser the admin API and the state file use too: the
+	 * index of the first bad entry, for their error message. */
+	j = json_loads("[22, \"80\", \"90-80\", 7]", 0, NULL);
+	assert_false(fleet_parse_ports(&p, &bad, j));
+	assert_null(p);
+	assert_int_equal(bad, 2);
+	json_decref(j);
+	j = json_loads("[65535, \"1-2\"]", 0, NULL);
+	assert_true(fleet_parse_ports(&p, &bad, j));
+	assert_int_equal(p->len, 2);
+	assert_int_equal(p->r[0].from, 1);
+	assert_int_equal(p->r[1].to, 65535);
+	free(p);
+	json_decref(j);
+	/* A NUL inside a string (allowed by JSON_ALLOW_NUL) is no port. */
+	j = json_loadb("[\"80\\u0000x\"]", 13, JSON_ALLOW_NUL, NULL);
+	assert_non_null(j);
+	assert_false(fleet_parse_ports(&p, &bad, j));
+	json_decref(j);
 }
 
 static bool key(char *id, const char *k)
@@ -471,6 +549,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vm_values),
+		cmocka_unit_test(test_vm_ports),
 		cmocka_unit_test(test_vm_keys),
 		cmocka_unit_test(test_range),
 		cmocka_unit_test(test_watch),
