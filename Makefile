@@ -303,10 +303,12 @@ endif
 # direct descriptors, this one as plain fds. The tests where that changes
 # what the code does: accepts and fd exhaustion, half-close, bulk and
 # backpressure, many connections, the dialled address (getsockname) of a
-# PROXY header and the dialled port of sk_lookup steering.
+# PROXY header and the dialled port of sk_lookup steering, the raw relay
+# of tls: passthrough.
 E2E_FDS_TESTS := tests/e2e/test_attacks.py tests/e2e/test_halfclose.py \
                  tests/e2e/test_bulk.py tests/e2e/test_concurrency.py \
-                 tests/e2e/test_proxy_protocol.py tests/e2e/test_anyport.py
+                 tests/e2e/test_proxy_protocol.py tests/e2e/test_anyport.py \
+                 tests/e2e/test_passthrough.py
 e2e-fds: deps-test
 	@$(MAKE) --no-print-directory FLAVOUR=fds all
 	VMGATE_BIN=$(abspath build/fds/vmgate) \

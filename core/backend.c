@@ -203,7 +203,7 @@ void backend_on_local(struct worker *w, struct conn *c, int res)
 bool backend_proxy_header(struct conn *c, uint8_t *out, size_t *out_len,
 			  size_t cap)
 {
-	char id[17];
+	char id[17], subject[256], cn[65];
 	struct tls_facts f;
 	struct proxyhdr_info in = {
 		.src = c->peer,
@@ -218,11 +218,16 @@ bool backend_proxy_header(struct conn *c, uint8_t *out, size_t *out_len,
 	in.authority_len = strlen(c->tls.sni);
 	in.alpn = f.alpn;
 	in.alpn_len = f.alpn_len;
-	in.ssl = true;
+	/* A passthrough connection's TLS is the VM's own: no PP2_TYPE_SSL. */
+	in.ssl = tls_conn_started(&c->tls);
 	in.ssl_version = f.version;
 	in.ssl_cipher = f.cipher;
 	in.ssl_sig_alg = f.sig_alg;
 	in.ssl_key_alg = f.key_alg[0] ? f.key_alg : NULL;
+	in.client_cert = tls_conn_client_cert(&c->tls, subject,
+					      sizeof(subject), cn, sizeof(cn),
+					      &in.client_cert_conn);
+	in.ssl_cn = in.client_cert && cn[0] ? cn : NULL;
 	in.unique_id = (const uint8_t *)id;
 	in.unique_id_len = 16;
 	return proxyhdr_v2(out, out_len, cap, &in);

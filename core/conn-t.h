@@ -56,6 +56,8 @@ enum conn_flag {
 	CF_VM_ERRORS_HTTP = 1u << 19, /* the domain's vm_errors: http */
 	CF_PORT_WAIT = 1u << 20,  /* the dialled port is being read */
 	CF_KEY_WAIT = 1u << 21,   /* a signature asked of the signer */
+	CF_PASSTHROUGH = 1u << 22, /* tls: passthrough: the client's bytes
+	                            * go to the VM as they are, and back */
 };
 
 struct conn {

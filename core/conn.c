@@ -56,6 +56,8 @@ static void log_close(struct worker *w, struct conn *c,
 		      enum conn_reason reason, const char *detail)
 {
 	char peer[LOG_ADDR_MAX], vm[64], tlsinfo[128];
+	char subject[256], cn[65], client[LOG_ESCAPED_MAX(255) + 16] = "";
+	bool fresh;
 
 	c->flags |= CF_LOGGED;
 	metrics_count(&w->metrics, reason);
@@ -69,17 +71,30 @@ static void log_close(struct worker *w, struct conn *c,
 			  reason_name(reason));
 		return;
 	}
-	tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
+	if (c->flags & CF_PASSTHROUGH)
+		snprintf(tlsinfo, sizeof(tlsinfo), "tls=passthrough");
+	else
+		tls_conn_describe(&c->tls, tlsinfo, sizeof(tlsinfo));
+	/* The subject is the CA's word, but escaped all the same: it is
+	 * bytes a client chose. */
+	if (tls_conn_client_cert(&c->tls, subject, sizeof(subject), cn,
+				 sizeof(cn), &fresh)) {
+		char esc[LOG_ESCAPED_MAX(255)];
+
+		snprintf(client, sizeof(client), " client_cert=\"%s\"",
+			 log_escape(esc, sizeof(esc), (const uint8_t *)subject,
+				    strnlen(subject, 255)));
+	}
 	log_msg(reason_level(reason), "close",
 		"peer=%s sni=%s vm=%s vm_port=%u id=%016llx up=%llu down=%llu "
-		"ms=%llu reason=%s%s%s%s %s",
+		"ms=%llu reason=%s%s%s%s %s%s",
 		peer, c->tls.sni, conn_vm_id(c, vm, sizeof(vm)), c->vm_port,
 		(unsigned long long)c->id,
 		(unsigned long long)c->up_bytes,
 		(unsigned long long)c->down_bytes,
 		(unsigned long long)(w->now_ms - c->start_ms),
 		reason_name(reason), detail ? " detail=\"" : "",
-		detail ? detail : "", detail ? "\"" : "", tlsinfo);
+		detail ? detail : "", detail ? "\"" : "", tlsinfo, client);
 }
 
 static void conn_release(struct worker *w, struct conn *c)
@@ -190,7 +205,19 @@ static void reject(struct worker *w, struct conn *c,
 static void route(struct worker *w, struct conn *c,
 		  const struct front_decision *d)
 {
-	if (!tls_conn_start(&c->tls, d->ctx, d->name)) {
+	bool ok;
+
+	if (!d->ctx) {
+		/* FRONT_PASS: no handshake of ours to wait for; the hello
+		 * buffered so far is the first thing relayed. */
+		ok = tls_conn_pass(&c->tls, d->name);
+		c->flags |= CF_PASSTHROUGH | CF_HS_DONE;
+	} else {
+		ok = tls_conn_start(&c->tls, d->ctx, d->name) &&
+		     (!d->client_auth ||
+		      tls_conn_ask_client_cert(&c->tls, d->client_auth));
+	}
+	if (!ok) {
 		conn_close(w, c, REASON_OUT_OF_MEMORY);
 		return;
 	}
@@ -249,6 +276,7 @@ static void do_hello(struct worker *w, struct conn *c)
 		reject(w, c, &d);
 		return;
 	case FRONT_TERMINATE:
+	case FRONT_PASS:
 		c->hello_version = d.hello_version;
 		route(w, c, &d);
 		return;

@@ -4,6 +4,7 @@
  *                                 \-> NOT_TLS, TOO_LARGE, BAD: reject
  *                                 \-> OK: no SNI: reject
  *                                         route_lookup: not ok: reject
+ *                                         tls: passthrough: pass
  *                                         no certificate signs: reject
  *                                         else terminate
  */
@@ -92,6 +93,14 @@ static enum front_verdict route(struct front_decision *out,
 				  sizeof(out->name), h->sni, h->sni_len))
 		return reject(out, REASON_BAD_HOST, NULL,
 			      TLS_ALERT_UNRECOGNIZED_NAME);
+	out->vm_addr = m.addr;
+	out->vm_port = m.vm_port;
+	out->proxy_protocol = m.proxy_protocol;
+	/* The VM's own TLS takes the hello: no certificate of ours, and
+	 * nothing of ours to answer an HTTP client with. */
+	if (m.passthrough)
+		return FRONT_PASS;
+	out->vm_errors_http = m.vm_errors_http;
 	/* BoringSSL would find no scheme to sign in only after its
 	 * ServerHello: refuse here, before any key work, as it would
 	 * (RFC 8446 4.4.3; handshake_failure is what BoringSSL sends). */
@@ -102,10 +111,7 @@ static enum front_verdict route(struct front_decision *out,
 		return reject(out, REASON_NO_COMMON_SIGALG,
 			      "no certificate can sign in a scheme offered",
 			      TLS_ALERT_HANDSHAKE_FAILURE);
-	out->vm_addr = m.addr;
-	out->vm_port = m.vm_port;
-	out->proxy_protocol = m.proxy_protocol;
-	out->vm_errors_http = m.vm_errors_http;
+	out->client_auth = tls_ctx_get0_client_auth(tls_ctx, m.domain);
 	return FRONT_TERMINATE;
 }
 

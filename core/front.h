@@ -4,7 +4,8 @@
  * the route table and the certificate store of a snapshot, front_decide
  * answers what becomes of the connection: wait for more bytes, reject it
  * (a reason for the log and the metrics, an alert, maybe raw bytes to send
- * first), or terminate TLS for a VM. It is pure: no ring, no allocation,
+ * first), terminate TLS for a VM, or pass the client's bytes to a VM that
+ * terminates TLS itself (domains[].tls: passthrough). It is pure: no ring, no allocation,
  * no logging, no metrics. core/conn.c's do_hello acts on the answer, and
  * fuzz/front.c and tests/unit/test_front.c call the same function, so the
  * decisions are made in one place.
@@ -31,6 +32,8 @@ enum front_verdict {
 	FRONT_NEED_MORE, /* a valid prefix: wait for |need| bytes of input */
 	FRONT_REJECT,    /* refuse: reason, detail, alert, send */
 	FRONT_TERMINATE, /* route found: ctx, name, vm_addr, vm_port */
+	FRONT_PASS,      /* route found, tls: passthrough: name, vm_addr,
+	                  * vm_port, proxy_protocol; no ctx */
 };
 
 /* Every view here (sni, send, detail when not static) is valid while the
@@ -53,7 +56,7 @@ struct front_decision {
 	const uint8_t *send;
 	size_t send_len;
 
-	/* FRONT_REJECT and FRONT_TERMINATE: the SNI as received (a view, any
+	/* FRONT_REJECT, FRONT_TERMINATE and FRONT_PASS: the SNI as received (a view, any
 	 * bytes; NULL, 0 when there is none or the hello was not parsed), and
 	 * the hello's legacy_version once the hello was routed (0 before):
 	 * the record version of an alert sent without TLS. */
@@ -64,7 +67,8 @@ struct front_decision {
 	/* FRONT_TERMINATE: the certificate's SSL_CTX (borrowed from the
 	 * store), the normalised server name (lowercase, NUL-terminated), the
 	 * VM's address (borrowed from the route table) and port, and the
-	 * PROXY header the VM wants first (route_match's). */
+	 * PROXY header the VM wants first (route_match's). FRONT_PASS: the
+	 * same but ctx (NULL) and vm_errors_http (false). */
 	SSL_CTX *ctx;
 	char name[256];
 	size_t name_len;
@@ -72,6 +76,9 @@ struct front_decision {
 	uint16_t vm_port;
 	uint8_t proxy_protocol; /* enum config_proxy_protocol */
 	bool vm_errors_http;    /* the domain's vm_errors: http */
+	/* FRONT_TERMINATE: the domain's client_auth (borrowed from the
+	 * store), NULL when it asks for no client certificate. */
+	const struct tls_client_auth *client_auth;
 };
 
 /* front_decide fills |out| (zeroed first) and returns the verdict for the

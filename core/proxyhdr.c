@@ -61,15 +61,22 @@ static bool add_addrs(CBB *body, const struct proxyhdr_info *in, bool v4)
 
 static bool add_ssl(CBB *body, const struct proxyhdr_info *in)
 {
+	uint8_t client = PP2_CLIENT_SSL;
 	CBB v;
 
 	if (!in->ssl)
 		return true;
-	/* verify 0: no client certificate was asked for, so none failed. */
+	if (in->client_cert)
+		client |= PP2_CLIENT_CERT_SESS |
+			  (in->client_cert_conn ? PP2_CLIENT_CERT_CONN : 0);
+	/* verify 0: a client certificate is only passed on verified, and
+	 * with none asked for, none failed. */
 	return CBB_add_u8(body, PP2_TYPE_SSL) &&
 	       CBB_add_u16_length_prefixed(body, &v) &&
-	       CBB_add_u8(&v, PP2_CLIENT_SSL) && CBB_add_u32(&v, 0) &&
+	       CBB_add_u8(&v, client) && CBB_add_u32(&v, 0) &&
 	       add_str_tlv(&v, PP2_SUBTYPE_SSL_VERSION, in->ssl_version) &&
+	       (!in->client_cert ||
+		add_str_tlv(&v, PP2_SUBTYPE_SSL_CN, in->ssl_cn)) &&
 	       add_str_tlv(&v, PP2_SUBTYPE_SSL_CIPHER, in->ssl_cipher) &&
 	       add_str_tlv(&v, PP2_SUBTYPE_SSL_SIG_ALG, in->ssl_sig_alg) &&
 	       add_str_tlv(&v, PP2_SUBTYPE_SSL_KEY_ALG, in->ssl_key_alg) &&

@@ -30,6 +30,8 @@ enum {
 	PP2_SUBTYPE_SSL_SIG_ALG = 0x24,
 	PP2_SUBTYPE_SSL_KEY_ALG = 0x25,
 	PP2_CLIENT_SSL = 0x01,
+	PP2_CLIENT_CERT_CONN = 0x02,
+	PP2_CLIENT_CERT_SESS = 0x04,
 };
 
 /* A PP2_TYPE_UNIQUE_ID is at most 128 bytes (section 2.2.5). */
@@ -38,8 +40,9 @@ enum {
 /* Room for any header proxyhdr_v2 writes: 16 fixed bytes, 36 of IPv6
  * addresses, and each TLV at its largest (3 bytes of type and length, an
  * SNI of 255, an ALPN protocol of 255, the SSL TLV's 5 bytes and four
- * sub-TLVs of up to 64 bytes each, a unique id of 128). */
-#define PROXYHDR_MAX (16 + 36 + 3 + 255 + 3 + 255 + 3 + 5 + 4 * (3 + 64) + \
+ * sub-TLVs of up to 64 bytes each, a client certificate's CN of up to 64
+ * (RFC 5280's ub-common-name), a unique id of 128). */
+#define PROXYHDR_MAX (16 + 36 + 3 + 255 + 3 + 255 + 3 + 5 + 5 * (3 + 64) + \
 		      3 + PROXYHDR_UNIQUE_ID_MAX)
 /* "PROXY TCP6 " + two addresses of at most 45 characters, two ports of at
  * most 5, three spaces and CRLF: 104 (section 2.1 says at most 107). */
@@ -60,6 +63,12 @@ struct proxyhdr_info {
 	const char *ssl_cipher;  /* "TLS_AES_128_GCM_SHA256" */
 	const char *ssl_sig_alg; /* the certificate's: "ecdsa-with-SHA256" */
 	const char *ssl_key_alg; /* the certificate's key: "EC256" */
+	/* A verified client certificate: PP2_CLIENT_CERT_SESS, and
+	 * PP2_CLIENT_CERT_CONN when it was sent on this connection (not a
+	 * resumed session's); its subject's CN in PP2_SUBTYPE_SSL_CN. */
+	bool client_cert;
+	bool client_cert_conn;
+	const char *ssl_cn;
 	const uint8_t *unique_id;
 	size_t unique_id_len;
 };

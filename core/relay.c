@@ -132,7 +132,11 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 
 	buf = cqe_buffer(w, cqe, &bid);
 	if (buf) {
-		if (cqe->res > 0)
+		if (cqe->res > 0 && (c->flags & CF_PASSTHROUGH))
+			r = tls_conn_queue_raw(&c->tls, buf, (size_t)cqe->res)
+				    ? TLS_IO_DONE
+				    : TLS_IO_ERROR;
+		else if (cqe->res > 0)
 			r = tls_conn_write(&c->tls, buf, (size_t)cqe->res);
 		ring_buf_put(&w->bufs, bid);
 	}
@@ -140,7 +144,10 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 		c->active_ms = w->now_ms;
 		c->down_bytes += (uint64_t)cqe->res;
 		metric_add(&w->metrics.bytes_down, (uint64_t)cqe->res);
-		if (r != TLS_IO_DONE)
+		/* No alert of ours in the middle of the VM's own TLS. */
+		if (r != TLS_IO_DONE && (c->flags & CF_PASSTHROUGH))
+			conn_close(w, c, REASON_OUT_OF_MEMORY);
+		else if (r != TLS_IO_DONE)
 			conn_tls_failed(w, c);
 	} else if (cqe->res == 0) {
 		c->flags |= CF_VM_EOF;
@@ -293,6 +300,16 @@ static void half_close(struct worker *w, struct conn *c, int fd,
 	c->flags |= flag;
 }
 
+/* The client's next bytes for the VM: decrypted, or as they came. */
+static enum tls_io read_up(struct conn *c, size_t *out_len, uint8_t *out,
+			   size_t cap)
+{
+	if (!(c->flags & CF_PASSTHROUGH))
+		return tls_conn_read(&c->tls, out_len, out, cap);
+	*out_len = tls_conn_input_take(&c->tls, out, cap);
+	return *out_len ? TLS_IO_DONE : TLS_IO_WANT_READ;
+}
+
 /* Client -> VM: decrypt into up.data while there is room. Returns false
  * if the connection was closed. */
 static bool pump_up(struct worker *w, struct conn *c)
@@ -304,8 +321,7 @@ static bool pump_up(struct worker *w, struct conn *c)
 			return false;
 		if (!buf_room(&c->up))
 			break;
-		switch (tls_conn_read(&c->tls, &n, buf_tail(&c->up),
-				      buf_room(&c->up))) {
+		switch (read_up(c, &n, buf_tail(&c->up), buf_room(&c->up))) {
 		case TLS_IO_DONE:
 			c->up.len += (uint32_t)n;
 			c->up_bytes += n;

@@ -78,6 +78,9 @@ void control_rewatch_locked(struct control *ctl)
 		if (cfg->certs[i].ocsp_path)
 			watch_file(ctl, cfg->certs[i].ocsp_path);
 	}
+	for (i = 0; i < cfg->domains_len; i++)
+		if (cfg->domains[i].client_ca_path)
+			watch_file(ctl, cfg->domains[i].client_ca_path);
 }
 
 /* Does this batch of inotify events name a watched file? */

@@ -10,7 +10,9 @@
  *   certificate store, a P-256 and an RSA certificate made at start-up)
  *   -> tls_conn_start -> tls_conn_handshake / tls_conn_out_peek+consume
  *   -> tls_conn_read, tls_conn_write, close_notify. Rejections go through
- *   tls_conn_alert and tls_conn_queue_raw, like conn.c's reject.
+ *   tls_conn_alert and tls_conn_queue_raw, like conn.c's reject. A name
+ *   under pass.test (tls: passthrough) goes through tls_conn_pass and
+ *   tls_conn_input_take instead, as core/relay.c's passthrough does.
  *
  * Input: byte 0 chooses the mode and the listener port, byte 1 the chunk
  * size, the rest depends on the mode.
@@ -42,6 +44,8 @@
  *     tls_conn_read, a reply written with tls_conn_write arrives intact at
  *     the client, and close_notify reads as TLS_IO_CLOSED; a route that
  *     rejects produces the alert the client then reads;
+ *   - passthrough: what tls_conn_input_take hands on is every byte the
+ *     client sent, from the first, in order, and nothing goes back;
  *   - memory: everything is freed (LeakSanitizer); before the hello is
  *     complete the parser never waits on more than TLS_HELLO_RECORDS_MAX
  *     bytes of input, the bound core/ holds it to.
@@ -97,7 +101,7 @@ static const char *const names[16] = {
 	"bad_host.vm.vers.sh",    /* not a hostname */
 	"-vm1.vm.vers.sh",        /* not a hostname */
 	NULL,                     /* no SNI */
-	"vm1.vm.vers.sh",
+	"vm1.pass.test",          /* ok, tls: passthrough */
 	"host.vm.test",
 	"x.y.z",
 	"vm1.vm.vers.sh.",        /* trailing dot */
@@ -128,6 +132,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		"    allowed_ports: [443, 3000, 8080]\n"
 		"  - { suffix: vm.test }\n"
 		"  - { suffix: alt.test }\n"
+		"  - { suffix: pass.test, tls: passthrough }\n"
 		"vms:\n"
 		"  - { id: " VM_ID ", address: \"fd00::10\" }\n"
 		"  - { id: vm1, address: \"fd00::1\" }\n"
@@ -172,7 +177,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- the server side: core/conn.c without the ring ------------------ */
 
-enum state { S_HELLO, S_HANDSHAKE, S_RELAY, S_LINGER, S_CLOSED };
+enum state { S_HELLO, S_HANDSHAKE, S_RELAY, S_LINGER, S_CLOSED, S_PASS };
 
 struct server {
 	struct tls_conn tls;
@@ -186,6 +191,9 @@ struct server {
 	bool routed;
 	bool hs_done;
 	bool closed_by_client;
+	bool pass;              /* routed with tls: passthrough */
+	const uint8_t *stream;  /* everything the client sends, from byte 0 */
+	size_t passed_len;      /* of it, handed on as it came */
 	uint8_t plain[65536]; /* application data read so far */
 	size_t plain_len;
 };
@@ -248,7 +256,20 @@ static void route(struct server *s, const struct front_decision *d)
 		check(d->vm_port == 22);
 	else
 		check(d->vm_port == s->port);
-	check(d->ctx != NULL && d->vm_addr != NULL);
+	check(d->vm_addr != NULL);
+	if (!d->ctx) {
+		/* FRONT_PASS: only pass.test passes, and never with an
+		 * answer of its own. */
+		check(name_len > 10 && !strcmp(name + name_len - 10,
+						".pass.test"));
+		check(!d->vm_errors_http);
+		check(tls_conn_pass(&s->tls, d->name));
+		check(!tls_conn_started(&s->tls));
+		check(strcmp(s->tls.sni, name) == 0);
+		s->pass = true;
+		s->state = S_PASS;
+		return;
+	}
 	check(tls_conn_start(&s->tls, d->ctx, d->name));
 	check(tls_conn_started(&s->tls));
 	check(strcmp(s->tls.sni, name) == 0);
@@ -281,6 +302,11 @@ static void do_hello(struct server *s)
 		reject(s, &d);
 		return;
 	case FRONT_TERMINATE:
+		check(d.ctx != NULL);
+		route(s, &d);
+		return;
+	case FRONT_PASS:
+		check(d.ctx == NULL);
 		route(s, &d);
 		return;
 	}
@@ -333,6 +359,20 @@ static void do_relay(struct server *s)
 	}
 }
 
+/* core/relay.c's passthrough: the client's bytes, as they came. */
+static void do_pass(struct server *s)
+{
+	uint8_t buf[1000];
+	size_t n;
+
+	while ((n = tls_conn_input_take(&s->tls, buf, sizeof(buf)))) {
+		check(n <= sizeof(buf));
+		check(memcmp(buf, s->stream + s->passed_len, n) == 0);
+		s->passed_len += n;
+	}
+	check(tls_conn_input_len(&s->tls) == 0);
+}
+
 /* Run the state machine as far as the bytes fed so far allow. */
 static void server_run(struct server *s)
 {
@@ -349,6 +389,9 @@ static void server_run(struct server *s)
 			break;
 		case S_RELAY:
 			do_relay(s);
+			break;
+		case S_PASS:
+			do_pass(s);
 			break;
 		case S_LINGER:
 		case S_CLOSED:
@@ -426,8 +469,11 @@ static void run_raw(uint16_t port, size_t chunk, const uint8_t *p, size_t len)
 
 	check(s != NULL);
 	s->port = port;
+	s->stream = p;
 	server_feed(s, p, len, chunk, out, &out_len, sizeof(out));
 	check_alert(s, out, out_len);
+	if (s->pass)
+		check(s->passed_len == len && out_len == 0);
 	/* Pre-relay states never have plaintext. */
 	if (!s->hs_done)
 		check(s->plain_len == 0);
@@ -510,6 +556,7 @@ static void run_client(uint16_t port, size_t chunk, const uint8_t *p,
 	app_len = len < 16384 ? len : 16384;
 
 	s->port = port;
+	s->stream = c->sent;
 	c->ssl = SSL_new((opts & 0x10) ? client_ctx_12 : client_ctx_13);
 	c->rbio = BIO_new(BIO_s_mem());
 	c->wbio = BIO_new(BIO_s_mem());
@@ -545,7 +592,12 @@ static void run_client(uint16_t port, size_t chunk, const uint8_t *p,
 
 	/* Only what was delivered counts as corrupted. */
 	corrupt = c->corrupt_at < c->delivered;
-	if (!corrupt) {
+	if (s->pass) {
+		/* Whatever it was, corrupted or not, it went on as it was,
+		 * and no answer came back. */
+		check(s->state == S_PASS && !client_done);
+		check(s->passed_len == c->delivered);
+	} else if (!corrupt) {
 		if (!s->routed) {
 			/* Rejected by the router: the client reads the
 			 * alert and fails. */

@@ -91,6 +91,14 @@ struct config_domain {
 	/* vm_errors: http: a failed VM connect is answered with an HTTP 502
 	 * that says why, for HTTP/1.x clients (default: the alert only) */
 	bool vm_errors_http;
+	/* tls: passthrough: route by the SNI, then relay the client's bytes
+	 * as they are, its TLS and all (default: terminate) */
+	bool tls_passthrough;
+	/* client_auth: { ca, required }: ask for a client certificate and
+	 * verify it against the PEM bundle at client_ca_path (resolved; NULL:
+	 * no client_auth); refuse a client without one when required */
+	char *client_ca_path;
+	bool client_auth_required;
 };
 
 /* tls.alpn_ports: the ALPN list offered on one listener port, in place of

@@ -37,6 +37,8 @@ struct route_match {
 	uint8_t proxy_protocol;      /* enum config_proxy_protocol: the
 	                              * domain's, if it covers vm_port */
 	bool vm_errors_http;         /* the domain's vm_errors: http */
+	bool passthrough;            /* the domain's tls: passthrough */
+	uint32_t domain;             /* the domain's index in cfg->domains */
 };
 
 /* route_table_new builds a table from |cfg| (domains and vms). It returns

@@ -54,6 +54,7 @@ struct route_domain {
 	size_t proxy_ports_len;
 	bool has_proxy_ports;
 	bool vm_errors_http;
+	bool passthrough;
 };
 
 enum {
@@ -347,6 +348,7 @@ static int route_domain_copy(struct route_domain *d,
 	}
 	d->proxy = (uint8_t)cd->proxy_protocol;
 	d->vm_errors_http = cd->vm_errors_http;
+	d->passthrough = cd->tls_passthrough;
 	d->has_proxy_ports = cd->has_proxy_protocol_ports;
 	if (cd->proxy_protocol_ports_len) {
 		d->proxy_ports = malloc(cd->proxy_protocol_ports_len *
@@ -820,6 +822,8 @@ enum route_verdict route_lookup(const struct route_table *t,
 	out->vm_port = vm_port;
 	out->proxy_protocol = route_proxy(d, out->vm_port);
 	out->vm_errors_http = d->vm_errors_http;
+	out->passthrough = d->passthrough;
+	out->domain = m.value;
 	return ROUTE_OK;
 }
 

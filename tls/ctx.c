@@ -11,6 +11,8 @@
 
 #include <openssl/bytestring.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
@@ -61,6 +63,8 @@ struct tls_ctx {
 	struct alpn_set *alpn; /* copied into each SSL_CTX; NULL: no ALPN */
 	bool fleet_tickets;    /* fleet: keys from tls/ticket.h */
 	uint32_t ticket_lifetime_s;
+	struct tls_client_auth *client_auth; /* per domain; ca NULL: none */
+	size_t client_auth_len;
 };
 
 /* Each SSL_CTX carries its own copy of the ALPN list in ex_data, freed
@@ -518,6 +522,79 @@ out:
 	return ok;
 }
 
+/* The PEM certificates of |path| into a new store; NULL (and |err|) when
+ * the file has none or cannot be read. */
+static X509_STORE *load_ca(const char *path, char *err, size_t err_len)
+{
+	X509_STORE *store = X509_STORE_new();
+	BIO *bio = BIO_new_file(path, "r");
+	size_t n = 0;
+	X509 *x;
+
+	if (!store || !bio)
+		goto err;
+	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+		int ok = X509_STORE_add_cert(store, x);
+
+		X509_free(x);
+		if (!ok)
+			goto err;
+		n++;
+	}
+	/* The loop ends on the end of the file (PEM_R_NO_START_LINE) or on
+	 * a certificate that does not parse: that one is an error. */
+	if (!n || ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE)
+		goto err;
+	ERR_clear_error();
+	BIO_free(bio);
+	return store;
+
+err:
+	add_error(err, err_len, path,
+		  n ? "a certificate in the CA bundle does not parse"
+		    : "no PEM certificate in the CA bundle");
+	ERR_clear_error();
+	BIO_free(bio);
+	X509_STORE_free(store);
+	return NULL;
+}
+
+static bool load_client_auth(struct tls_ctx *t, const struct config *cfg,
+			     char *err, size_t err_len)
+{
+	size_t i;
+
+	if (!cfg->domains_len)
+		return true;
+	t->client_auth = calloc(cfg->domains_len, sizeof(*t->client_auth));
+	if (!t->client_auth) {
+		snprintf(err, err_len, "out of memory loading certificates");
+		return false;
+	}
+	t->client_auth_len = cfg->domains_len;
+	for (i = 0; i < cfg->domains_len; i++) {
+		const struct config_domain *d = &cfg->domains[i];
+		struct tls_client_auth *a = &t->client_auth[i];
+
+		if (!d->client_ca_path)
+			continue;
+		a->ca = load_ca(d->client_ca_path, err, err_len);
+		if (!a->ca)
+			return false;
+		a->required = d->client_auth_required;
+		RAND_bytes(a->id, sizeof(a->id));
+	}
+	return true;
+}
+
+const struct tls_client_auth *
+tls_ctx_get0_client_auth(const struct tls_ctx *t, uint32_t domain)
+{
+	if (domain >= t->client_auth_len || !t->client_auth[domain].ca)
+		return NULL;
+	return &t->client_auth[domain];
+}
+
 struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 			    size_t err_len)
 {
@@ -573,6 +650,8 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 	}
 	if (!build_tries(t))
 		goto err_oom;
+	if (!load_client_auth(t, cfg, err, err_len))
+		goto err_free;
 	return t;
 
 err_oom:
@@ -602,6 +681,9 @@ void tls_ctx_free(struct tls_ctx *t)
 	free(t->ctxs);
 	free(t->keys);
 	free(t->alpn);
+	for (i = 0; i < t->client_auth_len; i++)
+		X509_STORE_free(t->client_auth[i].ca);
+	free(t->client_auth);
 	free(t);
 }
 

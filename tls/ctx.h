@@ -26,6 +26,10 @@
  *
  * A certificate entry with ocsp: staples that DER OCSP response to every
  * handshake that asks for one (status_request).
+ *
+ * A domain with client_auth has its CA bundle loaded here too, into an
+ * X509_STORE of its own (tls_ctx_get0_client_auth), so that it reloads
+ * with the certificates, in the same snapshot.
  */
 #ifndef VMGATE_TLS_CTX_H
 #define VMGATE_TLS_CTX_H
@@ -66,6 +70,21 @@ SSL_CTX *tls_ctx_get0_for_hello(const struct tls_ctx *t, const char *name,
  * check: the first certificate that covers |name|, else the first one.
  * Never NULL. */
 SSL_CTX *tls_ctx_get0_for_name(const struct tls_ctx *t, const char *name);
+
+/* A domain's client_auth, as tls_conn_ask_client_cert applies it. */
+struct tls_client_auth {
+	X509_STORE *ca; /* the CA bundle: chain and validity are checked */
+	bool required;  /* refuse a client that sends no certificate */
+	uint8_t id[16]; /* random per load: the session id context, so a
+	                 * session resumes only under the same domain and
+	                 * bundle */
+};
+
+/* tls_ctx_get0_client_auth returns the client_auth of configuration
+ * domain |domain| (an index into cfg->domains, route_match.domain), or
+ * NULL when it has none. Borrowed from |t|. */
+const struct tls_client_auth *
+tls_ctx_get0_client_auth(const struct tls_ctx *t, uint32_t domain);
 
 /* tls_ctx_count_names returns how many SAN names the store knows, for the
  * startup log line. */

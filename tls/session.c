@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 
 #include "tls/alert.h"
+#include "tls/ctx.h"
 
 /* Buffers: allocated when the first byte comes, sized to what is pending,
  * and freed when the last byte goes, so an idle connection holds none. */
@@ -230,6 +231,55 @@ bool tls_conn_start(struct tls_conn *t, SSL_CTX *ctx, const char *sni)
 	/* Nothing renegotiates or re-handshakes as a server: the handshake
 	 * configuration can go once the handshake is done. */
 	SSL_set_shed_handshake_config(t->ssl, 1);
+	return true;
+}
+
+bool tls_conn_pass(struct tls_conn *t, const char *sni)
+{
+	t->sni = strdup(sni);
+	return t->sni != NULL;
+}
+
+size_t tls_conn_input_take(struct tls_conn *t, uint8_t *out, size_t cap)
+{
+	if (t->ssl || !t->in.len)
+		return 0;
+	return in_take(&t->in, out, cap);
+}
+
+bool tls_conn_ask_client_cert(struct tls_conn *t,
+			      const struct tls_client_auth *a)
+{
+	int mode = SSL_VERIFY_PEER;
+
+	if (a->required)
+		mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	if (!SSL_set1_verify_cert_store(t->ssl, a->ca) ||
+	    !SSL_set_session_id_context(t->ssl, a->id, sizeof(a->id)))
+		return false;
+	SSL_set_verify(t->ssl, mode, NULL);
+	return true;
+}
+
+bool tls_conn_client_cert(const struct tls_conn *t, char *subject,
+			  size_t subject_cap, char *cn, size_t cn_cap,
+			  bool *fresh)
+{
+	X509 *x;
+	X509_NAME *name;
+
+	/* A certificate that failed verification failed the handshake, but
+	 * it is still there to see: only a verified one is passed on. */
+	if (!t->ssl || SSL_get_verify_result(t->ssl) != X509_V_OK ||
+	    !(x = SSL_get_peer_certificate(t->ssl)))
+		return false;
+	name = X509_get_subject_name(x);
+	X509_NAME_oneline(name, subject, (int)subject_cap);
+	if (X509_NAME_get_text_by_NID(name, NID_commonName, cn,
+				      (int)cn_cap) < 0)
+		cn[0] = '\0';
+	X509_free(x);
+	*fresh = !SSL_session_reused(t->ssl);
 	return true;
 }
 

@@ -98,6 +98,37 @@ size_t tls_conn_input_len(const struct tls_conn *t);
  * so far are its first input. Returns false when out of memory. */
 bool tls_conn_start(struct tls_conn *t, SSL_CTX *ctx, const char *sni);
 
+/* tls_conn_pass is tls_conn_start for a domain with tls: passthrough: it
+ * records |sni| (copied) and makes no SSL object, so the bytes fed stay
+ * the client's own, taken with tls_conn_input_take, and the VM's go back
+ * with tls_conn_queue_raw. Returns false when out of memory. */
+bool tls_conn_pass(struct tls_conn *t, const char *sni);
+
+/* tls_conn_input_take moves up to |cap| bytes fed into |out|, as they
+ * came, and returns how many; 0 once a handshake started (they are TLS's
+ * then). */
+size_t tls_conn_input_take(struct tls_conn *t, uint8_t *out, size_t cap);
+
+/* tls_conn_ask_client_cert makes the started handshake ask for a client
+ * certificate and verify it against |a|'s CA bundle (chain, validity;
+ * names are the VM's business), refusing a missing one when |a| requires
+ * it: BoringSSL then sends certificate_required (TLS 1.3) or
+ * handshake_failure, and a bad one gets the alert of its verify error
+ * (certificate_expired, unknown_ca, ...). |a| must outlive the
+ * handshake. Returns false when out of memory. */
+struct tls_client_auth;
+bool tls_conn_ask_client_cert(struct tls_conn *t,
+			      const struct tls_client_auth *a);
+
+/* tls_conn_client_cert writes the verified client certificate's subject
+ * (OpenSSL's one-line form, "/O=acme/CN=alice") into |subject| and its
+ * common name into |cn| ("" without one), and says in |*fresh| whether it
+ * was sent on this connection rather than in a resumed session. False,
+ * with nothing written, when the client sent none. */
+bool tls_conn_client_cert(const struct tls_conn *t, char *subject,
+			  size_t subject_cap, char *cn, size_t cn_cap,
+			  bool *fresh);
+
 static inline bool tls_conn_started(const struct tls_conn *t)
 {
 	return t->ssl != NULL;
@@ -160,8 +191,8 @@ void tls_conn_out_peek(struct tls_conn *t, const uint8_t **out,
 void tls_conn_out_consume(struct tls_conn *t, size_t n);
 
 /* tls_conn_queue_raw queues |len| bytes for the client outside TLS (the
- * HTTP 400 for plain HTTP); only before tls_conn_start. False if they do
- * not fit or memory is short. */
+ * HTTP 400 for plain HTTP, a passthrough VM's bytes); only without
+ * tls_conn_start. False if they do not fit or memory is short. */
 bool tls_conn_queue_raw(struct tls_conn *t, const uint8_t *data, size_t len);
 
 /* tls_conn_describe writes "TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=h2

@@ -1,6 +1,6 @@
 /* ctl/config/domains.c: the domains: section (suffix, port_map,
- * allowed_ports, proxy_protocol, proxy_protocol_ports, vm_errors per
- * entry). */
+ * allowed_ports, proxy_protocol, proxy_protocol_ports, vm_errors, tls,
+ * client_auth per entry). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,6 +141,60 @@ static void key_domain_vm_errors(struct ld *ld, yaml_node_t *v)
 		       ld_show(&b, s, ld_slen(v)));
 }
 
+static void key_domain_tls(struct ld *ld, yaml_node_t *v)
+{
+	struct config_domain *d = &((struct domain_tmp *)ld->obj)->d;
+	struct show_buf b;
+	const char *s;
+
+	if (!ld_get_str(ld, v, "tls", &s))
+		return;
+	if (!strcmp(s, "passthrough"))
+		d->tls_passthrough = true;
+	else if (strcmp(s, "terminate"))
+		ld_err(ld, v, "tls: expected one of terminate, passthrough, "
+		       "got '%s'", ld_show(&b, s, ld_slen(v)));
+}
+
+static void key_client_auth_ca(struct ld *ld, yaml_node_t *v)
+{
+	ld_get_file(ld, v, "client_auth.ca",
+		    &((struct config_domain *)ld->obj)->client_ca_path);
+}
+
+static void key_client_auth_required(struct ld *ld, yaml_node_t *v)
+{
+	struct config_domain *d = ld->obj;
+	struct show_buf b;
+	const char *s;
+
+	if (!ld_get_str(ld, v, "client_auth.required", &s))
+		return;
+	if (!strcmp(s, "true"))
+		d->client_auth_required = true;
+	else if (!strcmp(s, "false"))
+		d->client_auth_required = false;
+	else
+		ld_err(ld, v, "client_auth.required: expected true or false, "
+		       "got '%s'", ld_show(&b, s, ld_slen(v)));
+}
+
+static const struct config_key client_auth_keys[] = {
+	{ "ca", key_client_auth_ca, true },
+	{ "required", key_client_auth_required, false },
+};
+
+static void key_domain_client_auth(struct ld *ld, yaml_node_t *v)
+{
+	struct config_domain *d = &((struct domain_tmp *)ld->obj)->d;
+
+	/* A client without a certificate is refused unless the file says
+	 * otherwise: the safe reading of "client_auth". */
+	d->client_auth_required = true;
+	ld_walk_map(ld, v, "client_auth", client_auth_keys,
+		    sizeof(client_auth_keys) / sizeof(client_auth_keys[0]), d);
+}
+
 static const struct config_key domain_keys[] = {
 	{ "suffix", key_domain_suffix, true },
 	{ "port_map", key_domain_port_map, false },
@@ -148,6 +202,8 @@ static const struct config_key domain_keys[] = {
 	{ "proxy_protocol", key_domain_proxy, false },
 	{ "proxy_protocol_ports", key_domain_proxy_ports, false },
 	{ "vm_errors", key_domain_vm_errors, false },
+	{ "tls", key_domain_tls, false },
+	{ "client_auth", key_domain_client_auth, false },
 };
 
 void ld_domain_free(struct config_domain *d)
@@ -156,6 +212,7 @@ void ld_domain_free(struct config_domain *d)
 	free(d->port_map);
 	free(d->allowed_ports);
 	free(d->proxy_protocol_ports);
+	free(d->client_ca_path);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -184,6 +241,11 @@ void ld_key_domains(struct ld *ld, yaml_node_t *v)
 			ld_domain_free(&t.d);
 			continue;
 		}
+		if (t.d.tls_passthrough && t.d.client_ca_path)
+			ld_err(ld, t.suffix_node, "domain '%s': client_auth "
+			       "needs tls: terminate (with passthrough the VM "
+			       "asks for client certificates itself)",
+			       t.d.suffix);
 		dups[c->domains_len] = (struct dup_ent){
 			t.d.suffix, (unsigned)t.suffix_node->start_mark.line,
 			(unsigned)t.suffix_node->start_mark.column,

@@ -312,7 +312,9 @@ static void test_values(void **state)
 		"    proxy_protocol: v2\n"
 		"    proxy_protocol_ports: [3000, 22]\n"
 		"    vm_errors: http\n"
-		"  - { suffix: .Other.Example, proxy_protocol: v1 }\n"
+		"    tls: terminate\n"
+		"    client_auth: { ca: cert.pem, required: false }\n"
+		"  - { suffix: .Other.Example, proxy_protocol: v1, tls: passthrough }\n"
 		"vms:\n"
 		"  - { id: Web-1, address: \"FD00::1\" }\n"
 		"  - { id: \"2\", address: \"fd00::2\" }\n"
@@ -364,6 +366,12 @@ static void test_values(void **state)
 	assert_int_equal(c.domains[1].proxy_protocol, CFG_PROXY_V1);
 	assert_true(c.domains[0].vm_errors_http);
 	assert_false(c.domains[1].vm_errors_http);
+	assert_false(c.domains[0].tls_passthrough);
+	assert_true(c.domains[1].tls_passthrough);
+	snprintf(p, sizeof(p), "%s/cert.pem", tmpdir);
+	assert_string_equal(c.domains[0].client_ca_path, p);
+	assert_false(c.domains[0].client_auth_required);
+	assert_null(c.domains[1].client_ca_path);
 	assert_false(c.domains[1].has_proxy_protocol_ports);
 	assert_int_equal(c.vms_len, 2);
 	assert_string_equal(c.vms[0].id, "web-1");
@@ -696,7 +704,22 @@ static const struct error_case error_cases[] = {
 	{ "domain unknown", MIN "domains:\n  - suffix: a.sh\n    ports: [1]\n",
 	  8, 5, "unknown key 'ports' in domains entry (expected suffix, "
 	  "port_map, allowed_ports, proxy_protocol, proxy_protocol_ports, "
-	  "vm_errors)", 1 },
+	  "vm_errors, tls, client_auth)", 1 },
+	{ "client_auth no ca", MIN "domains:\n  - suffix: a.sh\n"
+	  "    client_auth: { required: true }\n", 8, 18,
+	  "missing required key 'ca' in client_auth", 1 },
+	{ "client_auth required", MIN "domains:\n  - suffix: a.sh\n"
+	  "    client_auth: { ca: cert.pem, required: yes }\n", 8, 44,
+	  "client_auth.required: expected true or false, got 'yes'", 1 },
+	{ "client_auth ca missing", MIN "domains:\n  - suffix: a.sh\n"
+	  "    client_auth: { ca: nope.pem }\n", 8, 24,
+	  "client_auth.ca file", 1 },
+	{ "client_auth passthrough", MIN "domains:\n  - suffix: a.sh\n"
+	  "    tls: passthrough\n    client_auth: { ca: cert.pem }\n", 7, 13,
+	  "domain 'a.sh': client_auth needs tls: terminate", 1 },
+	{ "tls value", MIN "domains:\n  - suffix: a.sh\n"
+	  "    tls: pass\n", 8, 10,
+	  "tls: expected one of terminate, passthrough, got 'pass'", 1 },
 	{ "vm_errors value", MIN "domains:\n  - suffix: a.sh\n"
 	  "    vm_errors: html\n", 8, 16,
 	  "vm_errors: expected one of alert, http, got 'html'", 1 },

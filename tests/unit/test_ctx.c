@@ -501,11 +501,71 @@ static void test_many_names_as_the_scan(void **state)
 	}
 }
 
+/* client_auth: each domain's CA bundle, by its index in cfg->domains;
+ * a bundle with no certificate fails the whole store, naming the file. */
+static void test_client_auth(void **state)
+{
+	char tmpdir[] = "/tmp/vmgate-test-ctx-XXXXXX", err[256], bad[64];
+	static char *const sans[] = { "a.test" };
+	const struct tls_client_auth *a;
+	struct config_domain d[3];
+	struct config_cert cc;
+	struct config cfg;
+	struct tls_ctx *t;
+	EVP_PKEY *key = make_key(K_P256);
+	FILE *f;
+
+	assert_non_null(key);
+	assert_non_null(mkdtemp(tmpdir));
+	memset(&cc, 0, sizeof(cc));
+	memset(d, 0, sizeof(d));
+	memset(&cfg, 0, sizeof(cfg));
+	assert_true(write_cert(&cc, tmpdir, 0, key, sans, 1));
+	EVP_PKEY_free(key);
+	cfg.certs = &cc;
+	cfg.certs_len = 1;
+	cfg.domains = d;
+	cfg.domains_len = 3;
+	d[1].client_ca_path = cc.cert_path; /* any certificate is a CA here */
+	d[1].client_auth_required = true;
+	d[2].client_ca_path = cc.cert_path;
+	t = tls_ctx_new(&cfg, err, sizeof(err));
+	if (!t)
+		fail_msg("tls_ctx_new: %s", err);
+	assert_null(tls_ctx_get0_client_auth(t, 0));
+	a = tls_ctx_get0_client_auth(t, 1);
+	assert_non_null(a);
+	assert_non_null(a->ca);
+	assert_true(a->required);
+	a = tls_ctx_get0_client_auth(t, 2);
+	assert_non_null(a);
+	assert_false(a->required);
+	assert_null(tls_ctx_get0_client_auth(t, 3));
+	tls_ctx_free(t);
+
+	snprintf(bad, sizeof(bad), "%s/bad.pem", tmpdir);
+	f = fopen(bad, "w");
+	assert_non_null(f);
+	fputs("not a certificate\n", f);
+	fclose(f);
+	d[2].client_ca_path = bad;
+	assert_null(tls_ctx_new(&cfg, err, sizeof(err)));
+	if (!strstr(err, bad) || !strstr(err, "no PEM certificate"))
+		fail_msg("error: %s", err);
+	unlink(bad);
+	unlink(cc.cert_path);
+	unlink(cc.key_path);
+	free(cc.cert_path);
+	free(cc.key_path);
+	rmdir(tmpdir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_precedence),
 		cmocka_unit_test(test_many_names_as_the_scan),
+		cmocka_unit_test(test_client_auth),
 	};
 
 	return cmocka_run_group_tests_name("ctx certificate names", tests,

@@ -75,6 +75,11 @@ static int setup(void **state)
 		"    port_map: { 443: 22 }\n"
 		"    allowed_ports: [443, 8080]\n"
 		"  - { suffix: vm.test }\n"
+		"  - suffix: pass.test\n"
+		"    tls: passthrough\n"
+		"    port_map: { 443: 8443 }\n"
+		"    allowed_ports: [443, 8080]\n"
+		"    proxy_protocol: v2\n"
 		"vms:\n"
 		"  - { id: vm1, address: \"fd00::1\" }\n"
 		"  - { id: host, address: \"fd00::2\" }\n";
@@ -217,6 +222,8 @@ static const char *verdict_str(enum front_verdict v)
 		return "reject";
 	case FRONT_TERMINATE:
 		return "terminate";
+	case FRONT_PASS:
+		return "pass";
 	}
 	return "?";
 }
@@ -477,6 +484,42 @@ static void test_terminate(void **state)
 	free(b.p);
 }
 
+/* ---- passthrough ------------------------------------------------------- */
+
+/* tls: passthrough: routed like any name, refused like any name, but no
+ * certificate is looked for (none covers pass.test): the VM's TLS takes
+ * the hello. */
+static void test_pass(void **state)
+{
+	struct front_decision d;
+	enum front_verdict v;
+	struct buf b;
+
+	make_hello(&b, "vm1.pass.test", 0);
+	v = decide(&d, b.p, b.len, 443);
+	expect_verdict(v, FRONT_PASS, "vm1.pass.test on 443");
+	expect_vm("vm1.pass.test on 443", &d, "vm1.pass.test", "fd00::1",
+		  8443, NULL);
+	assert_int_equal(d.proxy_protocol, CFG_PROXY_V2);
+	assert_false(d.vm_errors_http);
+	v = decide(&d, b.p, b.len, 9000);
+	expect_reject("pass.test on 9000", &d, v, "port_denied",
+		      TLS_ALERT_UNRECOGNIZED_NAME, NULL, 0x0303);
+	free(b.p);
+
+	/* No scheme our keys sign with: the VM's keys may. */
+	make_hello(&b, "vm1.pass.test", HELLO_ED25519);
+	v = decide(&d, b.p, b.len, 8080);
+	expect_verdict(v, FRONT_PASS, "ed25519 only, passthrough");
+	free(b.p);
+
+	make_hello(&b, "nope.pass.test", 0);
+	v = decide(&d, b.p, b.len, 443);
+	expect_reject("nope.pass.test", &d, v, "unknown_vm",
+		      TLS_ALERT_UNRECOGNIZED_NAME, NULL, 0x0303);
+	free(b.p);
+}
+
 /* ---- prefixes and splits ----------------------------------------------- */
 
 /* Every proper prefix, parsed fresh, waits, with a hint past itself. */
@@ -576,6 +619,7 @@ int main(void)
 		cmocka_unit_test(test_route_verdicts),
 		cmocka_unit_test(test_no_common_sigalg),
 		cmocka_unit_test(test_terminate),
+		cmocka_unit_test(test_pass),
 		cmocka_unit_test(test_prefixes_and_splits),
 		cmocka_unit_test(test_bound_admits_max),
 	};

@@ -137,6 +137,48 @@ static void test_v2_mixed_family(void **state)
 	expect_v2(&in, want, sizeof(want));
 }
 
+/* A verified client certificate (proxy-protocol.txt 2.2.5): client
+ * PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS, verify 0,
+ * its CN after the version; a resumed session's: _SESS only. */
+static void test_v2_client_cert(void **state)
+{
+	static const uint8_t want[] = {
+		0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49,
+		0x54, 0x0a,
+		0x21, 0x11,
+		0x00, 0x24,                       /* 12 + 3 + 21 */
+		192, 0, 2, 1, 192, 0, 2, 2,       /* src, dst */
+		0x9c, 0x40, 0x01, 0xbb,           /* 40000, 443 */
+		0x20, 0x00, 0x15,                 /* PP2_TYPE_SSL, 21 */
+		0x07,                             /* SSL | CERT_CONN | SESS */
+		0x00, 0x00, 0x00, 0x00,           /* verify: ok */
+		0x21, 0x00, 0x07, 'T', 'L', 'S', 'v', '1', '.', '3',
+		0x22, 0x00, 0x03, 'b', 'o', 'b',  /* _CN */
+	};
+	uint8_t resumed[sizeof(want)];
+	struct proxyhdr_info in = {
+		.src = sa("::ffff:192.0.2.1", 40000),
+		.dst = sa("::ffff:192.0.2.2", 443),
+		.ssl = true,
+		.ssl_version = "TLSv1.3",
+		.client_cert = true,
+		.client_cert_conn = true,
+		.ssl_cn = "bob",
+	};
+
+	expect_v2(&in, want, sizeof(want));
+	memcpy(resumed, want, sizeof(want));
+	resumed[31] = 0x05;
+	in.client_cert_conn = false;
+	expect_v2(&in, resumed, sizeof(resumed));
+	/* No certificate: no CN, whatever the field holds. */
+	in.client_cert = false;
+	resumed[15] = 0x1e;
+	resumed[30] = 0x0f;
+	resumed[31] = 0x01;
+	expect_v2(&in, resumed, sizeof(resumed) - 6);
+}
+
 static void test_v2_limits(void **state)
 {
 	uint8_t out[PROXYHDR_MAX], id[PROXYHDR_UNIQUE_ID_MAX + 1], name[255];
@@ -162,7 +204,9 @@ static void test_v2_limits(void **state)
 	in.alpn_len = sizeof(name);
 	in.ssl = true;
 	in.ssl_version = in.ssl_cipher = in.ssl_sig_alg = in.ssl_key_alg =
+		in.ssl_cn =
 		"0123456789012345678901234567890123456789012345678901234567890123";
+	in.client_cert = true;
 	assert_true(proxyhdr_v2(out, &len, sizeof(out), &in));
 	assert_int_equal(len, PROXYHDR_MAX);
 }
@@ -208,6 +252,7 @@ int main(void)
 		cmocka_unit_test(test_v2_ipv4),
 		cmocka_unit_test(test_v2_ipv6_tlvs),
 		cmocka_unit_test(test_v2_mixed_family),
+		cmocka_unit_test(test_v2_client_cert),
 		cmocka_unit_test(test_v2_limits),
 		cmocka_unit_test(test_v1),
 	};

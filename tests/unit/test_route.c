@@ -122,6 +122,7 @@ static struct config_domain domains[] = {
 								   * no mapping */
 	{ .suffix = "Open.Example.COM" },  /* normalised by the table */
 	{ .suffix = "locked.example", .has_allowed_ports = true },
+	{ .suffix = "pass.example", .tls_passthrough = true },
 };
 
 static struct config_vm vms[] = {
@@ -302,6 +303,10 @@ static void test_proxy_protocol(void **state)
 	assert_false(m.vm_errors_http);
 	assert_verdict(f->t, &m, "web.vm.vers.sh", 8080, ROUTE_OK);
 	assert_true(m.vm_errors_http);
+	assert_false(m.passthrough);
+	assert_verdict(f->t, &m, "web.pass.example", 443, ROUTE_OK);
+	assert_true(m.passthrough);
+	assert_false(m.vm_errors_http);
 }
 
 static void test_nested(void **state)
