@@ -161,6 +161,20 @@ def stop_process(p, grace=3.0):
         return p.wait(5)
 
 
+def free_ports(n):
+    """|n| distinct TCP ports free on every address right now (bound to
+    port 0 together, then released), for a test's own listeners."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
 def wait_tcp(host, port, timeout=10.0, proc=None):
     """Wait until a TCP connect to host:port succeeds."""
     deadline = time.monotonic() + timeout

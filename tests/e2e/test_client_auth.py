@@ -14,15 +14,13 @@ accepted after that, the first one refused."""
 
 import os
 import shutil
-import socket
-import struct
 import subprocess
 import time
 
 import pytest
 
 from conftest import PY
-from e2e_net import stop_process, wait_tcp
+from e2e_net import free_ports, stop_process, wait_tcp
 from e2e_util import Gate, curl, parse_kv
 
 PP_PORT = 9321
@@ -155,18 +153,6 @@ def pp_service(fleet, workdir):
         yield
     finally:
         stop_process(p)
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET6)
-        s.bind(("::", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")

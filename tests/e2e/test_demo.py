@@ -8,26 +8,14 @@ every process and the run directory."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
 from conftest import PY
+from e2e_net import free_ports
 from e2e_util import REPO
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET6)
-        s.bind(("::", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def wait_for(pred, timeout, what):

@@ -18,7 +18,7 @@ import subprocess
 import pytest
 
 from conftest import PY
-from e2e_net import stop_process, wait_tcp
+from e2e_net import free_ports, stop_process, wait_tcp
 from e2e_util import (Gate, Hello, curl, echo_roundtrip, parse_kv, plaintext_alerts,
                       read_answer)
 
@@ -50,18 +50,6 @@ while True:
     c, _ = ls.accept()
     threading.Thread(target=handle, args=(c,), daemon=True).start()
 '''
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET6)
-        s.bind(("::", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def openssl(*args):

@@ -14,14 +14,11 @@ a dotted quad), and the unique id against vmgate's log line."""
 
 import os
 import socket
-import struct
-import subprocess
-import time
 
 import pytest
 
 from conftest import PY
-from e2e_net import stop_process, wait_tcp
+from e2e_net import free_ports, stop_process, wait_tcp
 from e2e_util import Gate, parse_kv, recv_all
 
 HAPROXY_PORT, NGINX_V2_PORT, NGINX_V1_PORT, DUMP_PORT, PLAIN_PORT = (
@@ -113,18 +110,6 @@ while True:
     c, _ = ls.accept()
     threading.Thread(target=handle, args=(c,), daemon=True).start()
 '''
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET6)
-        s.bind(("::", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")

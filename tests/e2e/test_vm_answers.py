@@ -11,28 +11,16 @@ test_vm_failures.py makes its failing VMs: vm2 with nothing on VM port
 SYNs vanish (timed out). curl is the client."""
 
 import os
-import socket
 import subprocess
 import time
 
 import pytest
 
+from e2e_net import free_ports
 from e2e_util import Gate, curl, parse_kv, peer_re
 
 CONNECT_TIMEOUT_MS = 2000
 REFUSED_PORT = 9299
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET6)
-        s.bind(("::", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
