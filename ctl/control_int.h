@@ -115,6 +115,11 @@ uint32_t control_live_connections(const struct control *ctl);
  * is none; -EINVAL with |err| when it is invalid). */
 int control_load_state(struct control *ctl, char *err, size_t err_len);
 
+/* overlay.c: fsync(2) of the folder holding |path|, so that a rename into
+ * it survives a crash (the state file's and the fleet snapshot's last
+ * step). 0 or -errno. */
+int control_fsync_dir(const char *path);
+
 /* watch.c: watches the files the current config names (nothing when
  * ctl->ifd < 0); under the lock. */
 void control_rewatch_locked(struct control *ctl);

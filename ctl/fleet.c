@@ -16,7 +16,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -432,23 +431,6 @@ static int publish_batch_locked(struct fleet *f)
  * VM with ports is "id":{"address":"addr","ports":[...]} instead, etcd's
  * value. */
 
-static int fsync_dir(const char *path)
-{
-	char *copy = strdup(path);
-	int fd, ret = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd))
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
 /* Snapshot writes run on a thread of their own, from a flat copy of the
  * map: the fleet thread goes on applying events meanwhile (a million VMs
  * take a few hundred milliseconds to write), and the control lock is not
@@ -561,7 +543,7 @@ static int snap_write(struct snap_job *j)
 		ret = -errno;
 		goto err_unlink;
 	}
-	fsync_dir(j->path);
+	control_fsync_dir(j->path);
 	return 0;
 err_unlink:
 	unlink(tmp);

@@ -71,7 +71,7 @@ int control_vm_ports_json(struct config_vm_ports **out, const json_t *list,
 	return -EINVAL;
 }
 
-static int fsync_dir(const char *path)
+int control_fsync_dir(const char *path)
 {
 	char *copy = strdup(path);
 	int fd, ret = 0;
@@ -138,7 +138,7 @@ static int persist_locked(struct control *ctl, char *err, size_t err_len)
 	}
 	close(fd);
 	fd = -1;
-	if (rename(tmp, ctl->state_file) || (ret = fsync_dir(ctl->state_file))) {
+	if (rename(tmp, ctl->state_file) || (ret = control_fsync_dir(ctl->state_file))) {
 		ret = ret ? ret : -errno;
 		goto out_err;
 	}
