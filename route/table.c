@@ -625,21 +625,28 @@ static const struct route_slot *route_vm_find(const struct route_table *t,
 	return route_vms_find(&t->core->vms, id, len, h);
 }
 
+/* VM |id| (|id_len| bytes, any case) in |t|, or NULL. */
+static const struct route_slot *vm_by_id(const struct route_table *t,
+					 const struct route_vms **v,
+					 const char *id, size_t id_len)
+{
+	char name[ROUTE_HOST_CAP];
+	size_t len;
+
+	if (!route_vm_id_norm(name, &len, id, id_len))
+		return NULL;
+	return route_vm_find(t, name, len, v);
+}
+
 bool route_vm_get(const struct route_table *t, struct in6_addr *out,
 		  const char *id, size_t id_len)
 {
 	const struct route_vms *v;
-	char name[ROUTE_HOST_CAP];
-	const struct route_slot *s;
-	size_t len;
+	const struct route_slot *s = vm_by_id(t, &v, id, id_len);
 
-	if (!route_vm_id_norm(name, &len, id, id_len))
-		return false;
-	s = route_vm_find(t, name, len, &v);
-	if (!s)
-		return false;
-	*out = s->addr;
-	return true;
+	if (s)
+		*out = s->addr;
+	return s != NULL;
 }
 
 bool route_vm_ports_get(const struct route_table *t,
@@ -647,17 +654,11 @@ bool route_vm_ports_get(const struct route_table *t,
 			size_t id_len)
 {
 	const struct route_vms *v;
-	char name[ROUTE_HOST_CAP];
-	const struct route_slot *s;
-	size_t len;
+	const struct route_slot *s = vm_by_id(t, &v, id, id_len);
 
-	if (!route_vm_id_norm(name, &len, id, id_len))
-		return false;
-	s = route_vm_find(t, name, len, &v);
-	if (!s)
-		return false;
-	*out = route_slot_ports(v, s);
-	return true;
+	if (s)
+		*out = route_slot_ports(v, s);
+	return s != NULL;
 }
 
 struct config_vm_ports *route_vm_ports_new(const uint16_t *ports, size_t len)
