@@ -48,6 +48,7 @@ static void connect_failed(struct worker *w, struct conn *c, int err)
 
 	metrics_connect_error(&w->metrics, err);
 	metrics_count(&w->metrics, REASON_CONNECT_ERROR);
+	metric_add(&c->vms->connect_errors, 1);
 	log_fmt_addr(peer, &c->peer);
 	inet_ntop(AF_INET6, &c->vm.sin6_addr, addr, sizeof(addr));
 	log_warn("connect_error",

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/timer.h"
+#include "core/vmstats.h"
 #include "tls/hello.h"
 #include "tls/session.h"
 
@@ -81,6 +82,9 @@ struct conn {
 	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
 	int vm_errno;           /* why the VM socket could not be made */
 	struct tls_conn tls;
+	/* The worker's counters of the routed VM (core/vmstats.h), from
+	 * route() on; NULL before. Counted open while set. */
+	struct vmstats_entry *vms;
 	struct buf up;          /* plaintext for the VM: a block of the
 	                         * worker's pool (cap: buffer_bytes), or none */
 	uint64_t up_bytes, down_bytes; /* plaintext relayed each way */

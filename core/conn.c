@@ -118,6 +118,8 @@ static void conn_release(struct worker *w, struct conn *c)
 	timer_disarm(&c->key_timer);
 	if (c->flags & CF_PEER)
 		peers_release(&w->shared->peers, c->peer_slot);
+	if (c->vms)
+		vmstats_closed(c->vms);
 	tls_conn_free(&c->tls);
 	relay_release_buffers(w, c);
 	memset(c, 0, sizeof(*c));
@@ -191,6 +193,9 @@ static void reject(struct worker *w, struct conn *c,
 	char peer[LOG_ADDR_MAX], sni[LOG_ESCAPED_MAX(255)];
 
 	metrics_count(&w->metrics, d->reason);
+	if (d->vm_id)
+		metric_add(&vmstats_get(&w->vmstats, d->vm_id,
+					strlen(d->vm_id))->rejected, 1);
 	log_fmt_addr(peer, &c->peer);
 	log_warn("reject", "peer=%s port=%u sni=%s reason=%s%s%s%s", peer,
 		 c->listen_port,
@@ -207,6 +212,10 @@ static void route(struct worker *w, struct conn *c,
 {
 	bool ok;
 
+	/* Counted from here on: the VM is known, and the table copies its
+	 * id (the snapshot's route table may go before the connection). */
+	c->vms = vmstats_get(&w->vmstats, d->vm_id, strlen(d->vm_id));
+	vmstats_open(c->vms);
 	if (!d->ctx) {
 		/* FRONT_PASS: no handshake of ours to wait for; the hello
 		 * buffered so far is the first thing relayed. */
@@ -700,6 +709,9 @@ void conn_abort_all(struct worker *w)
 		if (!(c->flags & CF_LOGGED))
 			log_close(w, c, REASON_SHUTDOWN, NULL);
 		/* Direct descriptors go with the ring's file table. */
+		if (c->vms)
+			vmstats_closed(c->vms);
+		c->vms = NULL;
 		if (c->cfd >= 0 && !ring_direct)
 			close(c->cfd);
 		if (c->vfd >= 0 && !ring_direct)

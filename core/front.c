@@ -79,7 +79,9 @@ static enum front_verdict route(struct front_decision *out,
 	out->sni = h->sni;
 	out->sni_len = h->sni_len;
 	out->hello_version = h->legacy_version;
+	m.vm_id = NULL;
 	v = route_lookup(routes, &m, h->sni, h->sni_len, listen_port);
+	out->vm_id = m.vm_id;
 	if (v != ROUTE_OK)
 		return reject(out, route_reason(v),
 			      v == ROUTE_VM_PORT_DENIED

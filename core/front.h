@@ -63,6 +63,12 @@ struct front_decision {
 	const uint8_t *sni;
 	size_t sni_len;
 	uint16_t hello_version;
+	/* The VM route_lookup found (lowercase, NUL-terminated, borrowed
+	 * from the route table), for its counters (core/vmstats.h): set on
+	 * FRONT_TERMINATE and FRONT_PASS, and on a FRONT_REJECT once the VM
+	 * was known (its ports refused, or no certificate signs); NULL
+	 * otherwise. */
+	const char *vm_id;
 
 	/* FRONT_TERMINATE: the certificate's SSL_CTX (borrowed from the
 	 * store), the normalised server name (lowercase, NUL-terminated), the

@@ -144,6 +144,7 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 		c->active_ms = w->now_ms;
 		c->down_bytes += (uint64_t)cqe->res;
 		metric_add(&w->metrics.bytes_down, (uint64_t)cqe->res);
+		metric_add(&c->vms->bytes_down, (uint64_t)cqe->res);
 		/* No alert of ours in the middle of the VM's own TLS. */
 		if (r != TLS_IO_DONE && (c->flags & CF_PASSTHROUGH))
 			conn_close(w, c, REASON_OUT_OF_MEMORY);
@@ -326,6 +327,7 @@ static bool pump_up(struct worker *w, struct conn *c)
 			c->up.len += (uint32_t)n;
 			c->up_bytes += n;
 			metric_add(&w->metrics.bytes_up, n);
+			metric_add(&c->vms->bytes_up, n);
 			continue;
 		case TLS_IO_WANT_READ:
 			/* A FIN without close_notify also ends the stream:

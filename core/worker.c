@@ -275,5 +275,6 @@ void worker_free(struct worker *w)
 	free(w->listeners);
 	free(w->conns);
 	free(w->hello_scratch);
+	vmstats_free(&w->vmstats);
 	memset(w, 0, sizeof(*w));
 }

@@ -93,6 +93,7 @@ struct worker {
 	bool drained;               /* listeners closed for the drain */
 	_Atomic int wake_fd;        /* the ring's fd while it runs, or -1 */
 	struct metrics metrics;
+	struct vmstats vmstats; /* per VM; control sums them too */
 
 	struct io_uring ring;
 	struct buf_ring bufs; /* provided receive buffers */

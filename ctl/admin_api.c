@@ -1,6 +1,6 @@
 /* ctl/admin_api.c: the admin API's handlers (see admin.h): /health, /vms,
- * /vms/ID, /reload and /metrics, behind the HTTP server of admin_http.c.
- * Each answers one complete request through admin_respond*().
+ * /vms/ID, /vms/ID/stats, /stats/vms, /reload and /metrics, behind the
+ * HTTP server of admin_http.c. Each answers one complete request through admin_respond*().
  */
 #include "ctl/admin_http.h"
 
@@ -15,6 +15,7 @@
 
 #include "ctl/control.h"
 #include "ctl/fleet.h"
+#include "core/vmstats.h"
 #include "route/route.h"
 
 /* ------------------------------------------------------------ requests */
@@ -153,6 +154,83 @@ static void do_vm_get(struct admin *a, struct aconn *c, char *id)
 	else
 		admin_respond_json(a, c, 200, vm_json_ports(a, id, &addr),
 				   NULL);
+}
+
+static json_t *stats_json(const struct vmstats_sum *s)
+{
+	return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "id", s->id,
+			 "accepted", (json_int_t)s->accepted,
+			 "rejected", (json_int_t)s->rejected,
+			 "open", (json_int_t)s->open,
+			 "bytes_client_to_vm", (json_int_t)s->bytes_up,
+			 "bytes_vm_to_client", (json_int_t)s->bytes_down,
+			 "connect_errors", (json_int_t)s->connect_errors);
+}
+
+static void do_vm_stats(struct admin *a, struct aconn *c, const char *id)
+{
+	struct vmstats_sum s;
+	int ret = control_vm_stats(a->ctl, &s, id);
+
+	if (ret == -ENOENT)
+		admin_respond_error(a, c, 404, "no such VM", NULL);
+	else if (ret)
+		admin_respond_error(a, c, 400, "not a VM id (one DNS label)",
+				    NULL);
+	else
+		admin_respond_json(a, c, 200, stats_json(&s), NULL);
+}
+
+/* ?top=N: 1 to STATS_TOP_MAX VMs; STATS_TOP_DEFAULT without it. */
+#define STATS_TOP_DEFAULT 10
+#define STATS_TOP_MAX 10000
+
+static bool parse_top(size_t *out, const char *q, size_t len)
+{
+	size_t n = 0, i;
+
+	*out = STATS_TOP_DEFAULT;
+	if (!len)
+		return true;
+	if (len < 5 || memcmp(q, "top=", 4))
+		return false;
+	for (i = 4; i < len; i++) {
+		if (q[i] < '0' || q[i] > '9' || n > STATS_TOP_MAX)
+			return false;
+		n = n * 10 + (size_t)(q[i] - '0');
+	}
+	if (n < 1 || n > STATS_TOP_MAX)
+		return false;
+	*out = n;
+	return true;
+}
+
+static void do_stats_vms(struct admin *a, struct aconn *c, const char *q,
+			 size_t q_len)
+{
+	struct vmstats_sum *top;
+	size_t n, len, counted, i;
+	json_t *list, *j;
+
+	if (!parse_top(&n, q, q_len)) {
+		admin_respond_error(a, c, 400, "expected ?top=N, N from 1 to "
+				    "10000", NULL);
+		return;
+	}
+	if (control_vm_top(a->ctl, &top, &len, &counted, n)) {
+		admin_respond_error(a, c, 500, "out of memory", NULL);
+		return;
+	}
+	list = json_array();
+	for (i = 0; list && i < len; i++)
+		if (json_array_append_new(list, stats_json(&top[i]))) {
+			json_decref(list);
+			list = NULL;
+		}
+	free(top);
+	j = list ? json_pack("{s:o,s:I}", "vms", list, "vms_counted",
+			     (json_int_t)counted) : NULL;
+	admin_respond_json(a, c, 200, j, NULL);
 }
 
 /* A failed PUT or DELETE: in fleet mode etcd may be unreachable (503,
@@ -397,7 +475,26 @@ void admin_handle_request(struct admin *a, struct aconn *c)
 				    "WWW-Authenticate: Bearer\r\n");
 		return;
 	}
-	if (path_is(path, len, "/vms")) {
+	if (len > 11 && !memcmp(path, "/vms/", 5) &&
+	    !memcmp(path + len - 6, "/stats", 6) &&
+	    !memchr(path + 5, '/', len - 11)) {
+		char id[ADMIN_MAX_URL + 1];
+
+		memcpy(id, path + 5, len - 11);
+		id[len - 11] = '\0';
+		if (m != HTTP_GET)
+			method_not_allowed(a, c, "GET");
+		else
+			do_vm_stats(a, c, id);
+	} else if (path_is(path, len, "/stats/vms")) {
+		if (m != HTTP_GET)
+			method_not_allowed(a, c, "GET");
+		else if (u.field_set & (1 << UF_QUERY))
+			do_stats_vms(a, c, c->url + u.field_data[UF_QUERY].off,
+				     u.field_data[UF_QUERY].len);
+		else
+			do_stats_vms(a, c, "", 0);
+	} else if (path_is(path, len, "/vms")) {
 		if (m != HTTP_GET)
 			method_not_allowed(a, c, "GET");
 		else

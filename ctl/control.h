@@ -93,6 +93,21 @@ void control_vm_foreach(struct control *ctl,
  * memory. */
 char *control_metrics(struct control *ctl, size_t *out_len);
 
+/* Per-VM counters (core/vmstats.h), summed over workers as of their last
+ * store (ctl/vmstats.c). control_vm_stats sums VM |id|'s into |out| (its
+ * id normalised) and returns 0, -EINVAL if |id| is not a VM id, or
+ * -ENOENT if no worker counted it and it is not routed. control_vm_top
+ * returns in |*out| (free()) the |n| VMs with the most bytes (both ways;
+ * ties by id), |*out_len| of them, with |*counted| the VMs counted at
+ * all: 0 or -ENOMEM. Both walk every worker's entries: O(VMs counted). */
+struct vmstats_sum;
+int control_vm_stats(struct control *ctl, struct vmstats_sum *out,
+		     const char *id);
+int control_vm_top(struct control *ctl, struct vmstats_sum **out,
+		   size_t *out_len, size_t *counted, size_t n);
+/* control_vm_stats_lost: lookups that found no room for a VM's entry. */
+uint64_t control_vm_stats_lost(struct control *ctl);
+
 /* control_fleet returns the fleet (ctl/fleet.h) in fleet mode, else
  * NULL. */
 struct fleet *control_fleet(struct control *ctl);

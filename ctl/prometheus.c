@@ -1,16 +1,20 @@
 /* ctl/prometheus.c: control_metrics (see control.h), the Prometheus text
  * exposition of the counters the workers keep (core/metrics.h), summed
- * over workers, with the control plane's own (reloads, VMs routed).
+ * over workers, with the control plane's own (reloads, VMs routed), and
+ * with metrics.per_vm the per-VM counters (core/vmstats.h).
  */
 #include "ctl/control.h"
 #include "ctl/control_int.h"
 #include "ctl/fleet.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "core/metrics.h"
+#include "core/vmstats.h"
 #include "route/route.h"
 
 static void sum(uint64_t *out, const metric_t *m, size_t n)
@@ -19,6 +23,60 @@ static void sum(uint64_t *out, const metric_t *m, size_t n)
 
 	for (i = 0; i < n; i++)
 		out[i] += metric_get(&m[i]);
+}
+
+/* metrics.per_vm: the series of the metrics.per_vm_max VMs with the most
+ * bytes; how many VMs that leaves out is a gauge of its own. VM ids are
+ * DNS labels: nothing in them needs escaping. Returns 0 or -ENOMEM. */
+static int per_vm(struct control *ctl, FILE *f)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} series[] = {
+		{ "vmgate_vm_connections_accepted_total", "counter",
+		  "Client connections routed to the VM.",
+		  offsetof(struct vmstats_sum, accepted) },
+		{ "vmgate_vm_connections_rejected_total", "counter",
+		  "Client connections for the VM refused (port denied, no "
+		  "certificate signs).",
+		  offsetof(struct vmstats_sum, rejected) },
+		{ "vmgate_vm_connections_open", "gauge",
+		  "Client connections to the VM open.",
+		  offsetof(struct vmstats_sum, open) },
+		{ "vmgate_vm_connect_errors_total", "counter",
+		  "Connects to the VM that failed.",
+		  offsetof(struct vmstats_sum, connect_errors) },
+	};
+	struct vmstats_sum *top;
+	size_t len, counted, i, k;
+
+	if (control_vm_top(ctl, &top, &len, &counted,
+			   ctl->shared->cfg->metrics.per_vm_max))
+		return -ENOMEM;
+	for (k = 0; k < sizeof(series) / sizeof(series[0]); k++) {
+		fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", series[k].name,
+			series[k].help, series[k].name, series[k].type);
+		for (i = 0; i < len; i++)
+			fprintf(f, "%s{vm=\"%s\"} %llu\n", series[k].name,
+				top[i].id, (unsigned long long)*(const uint64_t *)
+				((const char *)&top[i] + series[k].off));
+	}
+	fprintf(f, "# HELP vmgate_vm_bytes_total Plaintext bytes relayed, by "
+		"VM.\n# TYPE vmgate_vm_bytes_total counter\n");
+	for (i = 0; i < len; i++)
+		fprintf(f, "vmgate_vm_bytes_total{vm=\"%s\",direction="
+			"\"client_to_vm\"} %llu\n"
+			"vmgate_vm_bytes_total{vm=\"%s\",direction="
+			"\"vm_to_client\"} %llu\n",
+			top[i].id, (unsigned long long)top[i].bytes_up,
+			top[i].id, (unsigned long long)top[i].bytes_down);
+	fprintf(f, "# HELP vmgate_vm_series_dropped VMs counted but left out "
+		"of the vmgate_vm_* series (metrics.per_vm_max, by bytes).\n"
+		"# TYPE vmgate_vm_series_dropped gauge\n"
+		"vmgate_vm_series_dropped %zu\n", counted - len);
+	free(top);
+	return 0;
 }
 
 char *control_metrics(struct control *ctl, size_t *out_len)
@@ -107,6 +165,16 @@ char *control_metrics(struct control *ctl, size_t *out_len)
 		"once because max_connections was reached.\n"
 		"# TYPE vmgate_overload_drops_total counter\n"
 		"vmgate_overload_drops_total %llu\n", (unsigned long long)v[5]);
+	fprintf(f, "# HELP vmgate_vm_stats_lost_total Connections not counted "
+		"per VM: no room for the VM's entry.\n"
+		"# TYPE vmgate_vm_stats_lost_total counter\n"
+		"vmgate_vm_stats_lost_total %llu\n",
+		(unsigned long long)control_vm_stats_lost(ctl));
+	if (ctl->shared->cfg->metrics.per_vm && per_vm(ctl, f)) {
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
 	pthread_mutex_lock(&ctl->lock);
 	fprintf(f, "# HELP vmgate_reloads_total Configuration reloads.\n"
 		"# TYPE vmgate_reloads_total counter\n"

@@ -160,6 +160,13 @@ struct config_admin {
 	                             * to the config file. Need not exist. */
 };
 
+/* metrics: what /metrics adds to its totals. */
+#define DEFAULT_METRICS_PER_VM_MAX 1000
+struct config_metrics {
+	bool per_vm;         /* per-VM series (vmgate_vm_*) */
+	uint32_t per_vm_max; /* at most this many VMs in them, by bytes */
+};
+
 /* fleet: (README "Fleet mode"): VMs from etcd, merged over vms:. */
 struct config_fleet {
 	bool enabled;         /* a fleet: section is present */
@@ -220,6 +227,7 @@ struct config {
 	struct config_limits limits;
 	struct config_admin admin;
 	struct config_fleet fleet;
+	struct config_metrics metrics;
 };
 
 #endif

@@ -99,7 +99,9 @@ void route_vm_foreach(const struct route_table *t,
 /* route_lookup answers for a client that sent SNI |host| (|host_len| bytes,
  * as received: any case, not NUL-terminated) to listener port
  * |listen_port|. On ROUTE_OK |out| is filled and its pointers live as long
- * as |t|; otherwise |out| is untouched. */
+ * as |t|; on ROUTE_PORT_DENIED and ROUTE_VM_PORT_DENIED only out->vm_id is
+ * (the VM was found, for its refusals to be counted); otherwise |out| is
+ * untouched. */
 enum route_verdict route_lookup(const struct route_table *t,
 				struct route_match *out, const uint8_t *host,
 				size_t host_len, uint16_t listen_port);

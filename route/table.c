@@ -812,13 +812,14 @@ enum route_verdict route_lookup(const struct route_table *t,
 	if (!s)
 		return ROUTE_UNKNOWN_VM;
 	d = &c->domains[m.value];
+	/* The VM is known from here on: its refusals are its to count. */
+	out->vm_id = route_slot_id(s);
 	if (d->has_allowed && !route_port_allowed(d, listen_port))
 		return ROUTE_PORT_DENIED;
 	vm_port = route_port_map(d, listen_port);
 	if (!route_vm_ports_allow(route_slot_ports(v, s), vm_port))
 		return ROUTE_VM_PORT_DENIED;
 
-	out->vm_id = route_slot_id(s);
 	out->addr = &s->addr;
 	out->vm_port = vm_port;
 	out->proxy_protocol = route_proxy(d, out->vm_port);

@@ -135,6 +135,7 @@ void ld_key_vms(struct ld *ld, yaml_node_t *v);     /* vms.c */
 void ld_key_limits(struct ld *ld, yaml_node_t *v);  /* limits.c */
 void ld_key_admin(struct ld *ld, yaml_node_t *v);   /* admin.c */
 void ld_key_fleet(struct ld *ld, yaml_node_t *v);   /* fleet.c */
+void ld_key_metrics(struct ld *ld, yaml_node_t *v); /* metrics.c */
 void ld_fleet_free(struct config_fleet *f);         /* fleet.c */
 
 void ld_domain_free(struct config_domain *d);       /* domains.c */

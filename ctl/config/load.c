@@ -1,7 +1,7 @@
 /* ctl/config/load.c: appliance.yaml -> struct config, with file:line:col
  * errors: the walker and its helpers (ld.h), the top-level scalars, and
  * parse, load, print and free. Each section's keys are in its own file
- * (listen.c, tls.c, domains.c, vms.c, limits.c, admin.c).
+ * (listen.c, tls.c, domains.c, vms.c, limits.c, admin.c, metrics.c).
  *
  * libyaml's document API loads the whole file into nodes that keep their
  * start marks, so every check can point at the exact key or value. The
@@ -564,6 +564,7 @@ static const struct config_key top_keys[] = {
 	{ "limits", ld_key_limits, false },
 	{ "admin", ld_key_admin, false },
 	{ "fleet", ld_key_fleet, false },
+	{ "metrics", ld_key_metrics, false },
 };
 
 /* libyaml's own errors */
@@ -614,6 +615,7 @@ static void config_defaults(struct config *c)
 	c->limits.max_connections_per_ip = DEFAULT_MAX_CONNECTIONS_PER_IP;
 	c->limits.max_clienthello_bytes = HELLO_DEFAULT;
 	c->limits.drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_MS;
+	c->metrics.per_vm_max = DEFAULT_METRICS_PER_VM_MAX;
 }
 
 /* config_parse loads |buf|; with |fast|, a buffer made by

@@ -240,7 +240,12 @@ static void test_untouched_on_failure(void **state)
 	memset(&m, 0xa5, sizeof(m));
 	memcpy(&zero, &m, sizeof(m));
 	assert_verdict(f->t, &m, "nope.vm.vers.sh", 443, ROUTE_UNKNOWN_VM);
+	assert_memory_equal(&m, &zero, sizeof(m));
+	/* A refused port names the VM (its counters take the refusal), and
+	 * nothing else. */
 	assert_verdict(f->t, &m, "web.vm.vers.sh", 1, ROUTE_PORT_DENIED);
+	assert_string_equal(m.vm_id, "web");
+	zero.vm_id = m.vm_id;
 	assert_memory_equal(&m, &zero, sizeof(m));
 }
 
