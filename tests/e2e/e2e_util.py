@@ -73,12 +73,12 @@ class Certs:
 def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
                 ports=GATE_PORTS, port_map="{ 443: 22 }",
                 allowed_ports="[443, 3000, 8080, 8443]", vm_ocsp=None,
-                admin_unix=None, other_port_map=None):
+                admin_unix=None, other_port_map=None, extra=None):
     """appliance.yaml text for the test fleet. |vms| is [(id, addr)].
     |vm_ocsp|: a DER OCSP response to staple with the *.vm.test certificate.
     |admin_unix|: a path for the admin API's unix socket (Gate.held() reads
     the open connections there). |other_port_map|: other.test's port_map
-    (none by default)."""
+    (none by default). |extra|: more top-level YAML lines, appended."""
     limits = {"handshake_timeout_ms": 5000, "connect_timeout_ms": 1500,
               "idle_timeout_ms": 60000}
     limits.update(extra_limits or {})
@@ -111,6 +111,7 @@ def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
         lines.append("  %s: %d" % (k, v))
     if admin_unix:
         lines += ["admin:", "  unix: %s" % admin_unix]
+    lines += list(extra or [])
     return "\n".join(lines) + "\n"
 
 

@@ -287,6 +287,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c.limits.idle_timeout_ms,
 			 DEFAULT_IDLE_TIMEOUT_MS);
 	assert_int_equal(c.limits.buffer_bytes, DEFAULT_BUFFER_BYTES);
+	assert_false(c.metrics.per_vm);
+	assert_int_equal(c.metrics.per_vm_max, DEFAULT_METRICS_PER_VM_MAX);
 	config_free(&c);
 	config_errors_free(&e);
 }
@@ -321,7 +323,8 @@ static void test_values(void **state)
 		"limits:\n"
 		"  max_connections: 1\n"
 		"  handshake_timeout_ms: 86400000\n"
-		"  buffer_bytes: 4096\n";
+		"  buffer_bytes: 4096\n"
+		"metrics: { per_vm: true, per_vm_max: 7 }\n";
 	static const uint16_t ports[] = { 1, 2, 443, 3000, 3001, 3002, 8080 };
 	struct config c;
 	struct config_errors e;
@@ -378,6 +381,8 @@ static void test_values(void **state)
 	inet_pton(AF_INET6, "fd00::1", &a);
 	assert_memory_equal(&c.vms[0].addr, &a, sizeof(a));
 	assert_string_equal(c.vms[1].id, "2");
+	assert_true(c.metrics.per_vm);
+	assert_int_equal(c.metrics.per_vm_max, 7);
 	assert_int_equal(c.limits.max_connections, 1);
 	assert_int_equal(c.limits.handshake_timeout_ms, 86400000);
 	assert_int_equal(c.limits.buffer_bytes, 4096);
@@ -820,6 +825,14 @@ static const struct error_case error_cases[] = {
 	  "max_clienthello_bytes: expected an integer in 512..", 1 },
 	{ "drain string", MIN "limits: { drain_timeout_ms: soon }\n", 6, 29,
 	  "drain_timeout_ms: expected an integer", 1 },
+
+	/* metrics */
+	{ "metrics per_vm", MIN "metrics: { per_vm: on }\n", 6, 20,
+	  "metrics.per_vm: expected true or false, got 'on'", 1 },
+	{ "metrics per_vm_max", MIN "metrics: { per_vm_max: 0 }\n", 6, 24,
+	  "metrics.per_vm_max: expected an integer in 1..100000", 1 },
+	{ "metrics unknown", MIN "metrics: { per_vm_cap: 3 }\n", 6, 12,
+	  "unknown key 'per_vm_cap' in metrics", 1 },
 
 	/* admin */
 	{ "admin scalar", MIN "admin: yes\n", 6, 8,
