@@ -7,6 +7,8 @@ Environment:
   BENCH_QUICK=1        short run (about 2 minutes)
   BENCH_PROXIES=a,b    subset of vmgate,haproxy,nginx,hitch (default: all)
   BENCH_KEEP=1         keep the temporary directory (configs, logs)
+  BENCH_VM_ERRORS=http vmgate's domain answers unreachable VMs with an HTTP
+                       502 (domains[].vm_errors: http) instead of an alert
   BENCH_SCALE=0        skip the W4 scale step (vmgate only); BENCH_SCALE=N
                        (N >= 1000) sets its target number of pairs
   VMGATE_BIN=PATH      the vmgate binary to run (default: build/vmgate)
@@ -351,7 +353,7 @@ tls:
   alpn: [http/1.1]
 domains:
   - suffix: {SUFFIX}
-    port_map: {{ {port}: {backend_port} }}
+    port_map: {{ {port}: {backend_port} }}{{VM_ERRORS}}
 vms:
   - {{ id: {VM_ID}, address: "::1" }}
 limits:
@@ -359,7 +361,9 @@ limits:
   idle_timeout_ms: 600000
   max_connections_per_ip: 0     # all the load comes from ::1
   drain_timeout_ms: 2000
-""".replace("{level}", "warn"))
+""".replace("{level}", "warn").replace(
+        "{VM_ERRORS}", "\n    vm_errors: " + os.environ["BENCH_VM_ERRORS"]
+        if os.environ.get("BENCH_VM_ERRORS") else ""))
     # Older vmgate builds lack some limits keys: drop what --check refuses.
     for key in ("max_connections_per_ip", "drain_timeout_ms"):
         r = subprocess.run([VMGATE, "--check", "-c", cfg],
