@@ -747,3 +747,23 @@ def inotify_watches(pid):
             # the kernel's dev_t: major in the top 12 bits, minor below
             out.add((os.makedev(sdev >> 20, sdev & 0xfffff), int(m.group(1), 16)))
     return out
+
+
+def own_gate_head(ports, certs, other=True):
+    """The first lines of a test's own gate config: two workers, debug log,
+    |ports| on "::", the *.vm.test certificate (and *.other.test's with
+    |other|), ALPN http/1.1. The test appends its domains: and vms:."""
+    lines = [
+        "workers: 2",
+        "log_level: debug",
+        "listen:",
+        '  address: "::"',
+        "  ports: [%s]" % ", ".join(str(p) for p in ports),
+        "tls:",
+        "  certificates:",
+        "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
+    ]
+    if other:
+        lines.append("    - { cert: %s, key: %s }" % (certs.other_cert, certs.other_key))
+    lines.append("  alpn: [http/1.1]")
+    return lines

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import PY
 from e2e_net import free_ports, stop_process, wait_tcp
-from e2e_util import Gate, curl, parse_kv
+from e2e_util import own_gate_head, Gate, curl, parse_kv
 
 PP_PORT = 9321
 
@@ -166,16 +166,7 @@ def cgate(gate_bin, certs, fleet, workdir, cas, pp_service):
     cfg = os.path.join(workdir, "client-auth.yaml")
     with open(cfg, "w") as f:
         f.write("\n".join([
-            "workers: 2",
-            "log_level: debug",
-            "listen:",
-            '  address: "::"',
-            "  ports: [%s]" % ", ".join(str(p) for p in ports.values()),
-            "tls:",
-            "  certificates:",
-            "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
-            "    - { cert: %s, key: %s }" % (certs.other_cert, certs.other_key),
-            "  alpn: [http/1.1]",
+            *own_gate_head(ports.values(), certs, other=True),
             "domains:",
             "  - suffix: vm.test",
             "    port_map: { %d: 3000, %d: %d }" % (ports["web"], ports["pp"], PP_PORT),

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import PY
 from e2e_net import free_ports, stop_process, wait_tcp
-from e2e_util import (Gate, Hello, curl, echo_roundtrip, parse_kv, plaintext_alerts,
+from e2e_util import (own_gate_head, Gate, Hello, curl, echo_roundtrip, parse_kv, plaintext_alerts,
                       read_answer)
 
 SSERVER_PORT, RECORD_PORT, RECORD_PP_PORT, NOTHING_PORT = 9301, 9302, 9303, 9309
@@ -109,15 +109,7 @@ def pgate(gate_bin, certs, fleet, workdir, pass_vm):
     cfg = os.path.join(workdir, "passthrough.yaml")
     with open(cfg, "w") as f:
         f.write("\n".join([
-            "workers: 2",
-            "log_level: debug",
-            "listen:",
-            '  address: "::"',
-            "  ports: [%s]" % ", ".join(str(p) for p in ports.values()),
-            "tls:",
-            "  certificates:",
-            "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
-            "  alpn: [http/1.1]",
+            *own_gate_head(ports.values(), certs, other=False),
             "domains:",
             "  - suffix: pass.test",
             "    tls: passthrough",

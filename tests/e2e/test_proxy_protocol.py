@@ -19,7 +19,7 @@ import pytest
 
 from conftest import PY
 from e2e_net import free_ports, stop_process, wait_tcp
-from e2e_util import Gate, parse_kv, recv_all
+from e2e_util import own_gate_head, Gate, parse_kv, recv_all
 
 HAPROXY_PORT, NGINX_V2_PORT, NGINX_V1_PORT, DUMP_PORT, PLAIN_PORT = (
     9201, 9202, 9203, 9204, 9205)
@@ -156,16 +156,7 @@ def ppgate(gate_bin, certs, fleet, workdir, pp_vm):
     cfg = os.path.join(workdir, "pp.yaml")
     with open(cfg, "w") as f:
         f.write("\n".join([
-            "workers: 2",
-            "log_level: debug",
-            "listen:",
-            '  address: "::"',
-            "  ports: [%s]" % ", ".join(str(p) for p in ports.values()),
-            "tls:",
-            "  certificates:",
-            "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
-            "    - { cert: %s, key: %s }" % (certs.other_cert, certs.other_key),
-            "  alpn: [http/1.1]",
+            *own_gate_head(ports.values(), certs, other=True),
             "domains:",
             "  - suffix: vm.test",
             "    port_map: { %s }" % ", ".join("%d: %d" % (ports[n], vm_port[n]) for n in vmt),
