@@ -433,6 +433,16 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 	pthread_mutex_unlock(&ctl->lock);
 	if (ret)
 		goto err;
+	/* Watched from here on: an edit made once vmgate says ready (or
+	 * once the admin socket answers) is never missed. Events wait in
+	 * the inotify queue until control_run reads them. */
+	ctl->ifd = inotify_init1(IN_CLOEXEC);
+	if (ctl->ifd < 0)
+		log_warn("watch", "inotify: %s: file changes need SIGHUP",
+			 strerror(errno));
+	pthread_mutex_lock(&ctl->lock);
+	control_rewatch_locked(ctl);
+	pthread_mutex_unlock(&ctl->lock);
 	if (ctl->fleet && (ret = fleet_start(ctl->fleet))) {
 		snprintf(err, err_len, "cannot start the fleet thread: %s",
 			 strerror(-ret));
@@ -550,14 +560,6 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		close(sfd);
 		return ret;
 	}
-	ctl->ifd = inotify_init1(IN_CLOEXEC);
-	if (ctl->ifd < 0)
-		log_warn("watch", "inotify: %s: file changes need SIGHUP",
-			 strerror(errno));
-	pthread_mutex_lock(&ctl->lock);
-	control_rewatch_locked(ctl);
-	pthread_mutex_unlock(&ctl->lock);
-
 	post_read(&ring, sfd, &si, sizeof(si), CTL_SIGNAL);
 	if (ctl->ifd >= 0)
 		post_read(&ring, ctl->ifd, ibuf, sizeof(ibuf), CTL_INOTIFY);

@@ -307,9 +307,11 @@ class Gate:
             if len(found) >= count:
                 return found
             if time.monotonic() > deadline:
+                # nothing since the mark: show what came before it too
+                tail = self.tail(since=since if self.lines(since) else 0)
                 raise AssertionError("no vmgate log line matching /%s/ (wanted %d, got %d) "
                                      "within %.1fs\n%s" % (pattern, count, len(found),
-                                                           timeout, self.tail(since=since)))
+                                                           timeout, tail))
             time.sleep(0.05)
 
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from e2e_net import free_ports
 from e2e_util import Gate, gate_config
 
 PORTS = [13100, 13543]
@@ -68,5 +69,48 @@ def test_notify_ready_watchdog_reload_stopping(gate_bin, certs, fleet, workdir,
         assert g.proc.wait(10) == 0, g.tail()
     finally:
         g.stop()
+        sock.close()
+        os.unlink(path)
+
+
+@pytest.mark.timeout(60)
+def test_edit_right_after_ready_is_seen(gate_bin, certs, fleet, workdir,
+                                        monkeypatch):
+    """READY=1 promises a served, watched appliance.yaml: an edit renamed
+    in the instant READY=1 arrives reloads. (The file watch used to start
+    after READY=1 and after the admin socket answered, so an edit made in
+    between was lost: a flaky CI failure of test_invalid_edit_ignored.)
+    Several fresh processes, each edited at once."""
+    ports = free_ports(1)
+    path = os.path.join(workdir, "notify-edit-%d.sock" % os.getpid())
+    if os.path.exists(path):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    cfg = os.path.join(workdir, "edit-after-ready.yaml")
+
+    def write(vms):
+        tmp = cfg + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(gate_config(certs, vms, ports=ports, workers=1,
+                                port_map="{}",
+                                allowed_ports="[%d]" % ports[0]))
+        os.rename(tmp, cfg)
+
+    vms = [("vm1", fleet.addr("vm1"))]
+    try:
+        for round_ in range(8):
+            write(vms)
+            g = Gate(gate_bin, cfg, os.path.join(workdir, "edit-%d.log" % round_),
+                     ports=ports, wait_port=ports[0])
+            g.spawn()
+            try:
+                next_msg(sock, "READY=1", 10)
+                write(vms + [("late%d" % round_, fleet.addr("vm1"))])
+                g.wait_log(r" INFO reload trigger=file .*vms=2\b", timeout=5)
+            finally:
+                g.stop()
+    finally:
         sock.close()
         os.unlink(path)
