@@ -19,9 +19,10 @@
 #   make e2e-oldkernel  the end-to-end tests on the default build with the
 #                   startup probe capped at Linux 6.1 (plain fds chosen at
 #                   run time, as on Debian 12)
-#   make e2e-signer  the handshake tests on the build whose keys live in
-#                   vmgate-signer (Kconfig KEY_SIGNER=y, build/signer/);
-#                   E2E_SIGNER_TESTS=tests/e2e for the whole suite
+#   make e2e-inproc  the handshake tests on the build without vmgate-signer,
+#                   whose keys stay in vmgate (Kconfig KEY_SIGNER=n,
+#                   build/inproc/); E2E_INPROC_TESTS=tests/e2e for the
+#                   whole suite
 #   make e2e-hello4k  the ClientHello-limit tests on a sanitized build with
 #                   MAX_CLIENTHELLO_BYTES=4096 (build/hello4k/)
 #   make fuzz / fuzz-replay / fuzz-run / fuzz-ci   libFuzzer targets
@@ -57,8 +58,9 @@ CONFIG   ?= appliance.yaml
 KBUILD   := build
 # FLAVOUR=fds: the build on plain fds (Kconfig DIRECT_DESCRIPTORS=n), with
 # its own .config, in build/fds/ (make e2e-fds).
-# FLAVOUR=signer: Kconfig KEY_SIGNER=y (private keys in vmgate-signer), in
-# build/signer/ (make e2e-signer).
+# FLAVOUR=inproc: Kconfig KEY_SIGNER=n (private keys in vmgate, signed in
+# process by BoringSSL; no vmgate-signer), in build/inproc/ (make
+# e2e-inproc).
 # FLAVOUR=hello4k: Kconfig MAX_CLIENTHELLO_BYTES=4096 with the sanitizers,
 # in build/hello4k/ (make e2e-hello4k): a build whose ClientHello cap is
 # below the 16 KiB runtime default.
@@ -66,9 +68,9 @@ ifeq ($(FLAVOUR),fds)
 KBUILD   := build/fds
 BUILD    := build/fds
 SAN_FLAGS :=
-else ifeq ($(FLAVOUR),signer)
-KBUILD   := build/signer
-BUILD    := build/signer
+else ifeq ($(FLAVOUR),inproc)
+KBUILD   := build/inproc
+BUILD    := build/inproc
 SAN_FLAGS :=
 else ifeq ($(FLAVOUR),hello4k)
 KBUILD   := build/hello4k
@@ -140,6 +142,12 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libvmgate.a
 BIN      := $(BUILD)/vmgate
 SIGNER   := $(BUILD)/vmgate-signer
+# vmgate-signer is built, installed and shipped with Kconfig KEY_SIGNER
+# (the default), not in a build that holds its keys itself: FLAVOUR=inproc,
+# or a .config that says so (make menuconfig).
+KEY_SIGNER_OFF := $(if $(filter inproc,$(FLAVOUR)),y,$(shell grep -sqx \
+    '\# CONFIG_KEY_SIGNER is not set' $(KBUILD)/.config && echo y))
+SIGNER_BIN := $(if $(KEY_SIGNER_OFF),,$(SIGNER))
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -148,7 +156,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
         deps-build deps-test
 .DEFAULT_GOAL := all
 
-all: deps-build check-planes $(BIN) $(SIGNER)
+all: deps-build check-planes $(BIN) $(SIGNER_BIN)
 
 # The data plane (core/, tls/, route/) never includes a control-plane
 # (ctl/) header: make fails, naming the line.
@@ -190,8 +198,8 @@ endif
 ifeq ($(FLAVOUR),hello4k)
 	$(Q)sed -i 's/^CONFIG_MAX_CLIENTHELLO_BYTES=.*/CONFIG_MAX_CLIENTHELLO_BYTES=4096/' $@
 endif
-ifeq ($(FLAVOUR),signer)
-	$(Q)sed -i 's/^# CONFIG_KEY_SIGNER is not set$$/CONFIG_KEY_SIGNER=y/' $@
+ifeq ($(FLAVOUR),inproc)
+	$(Q)sed -i 's/^CONFIG_KEY_SIGNER=y$$/# CONFIG_KEY_SIGNER is not set/' $@
 endif
 	$(Q)touch $@
 
@@ -283,8 +291,7 @@ $(KUCLIENT): tests/e2e/kuclient.c | deps-build
 # (256 MiB by default): 16 MiB still catches recent frees, and keeps the
 # tests that check vmgate's RSS stays bounded meaningful.
 SAN_LOG := $(abspath $(BUILD))/san
-# tests/e2e/test_signer.py runs build/signer/vmgate whatever the gate is.
-e2e: deps-test $(BIN) $(KUCLIENT) signer-build
+e2e: deps-test $(BIN) $(SIGNER_BIN) $(KUCLIENT)
 ifeq ($(SANITIZE),1)
 	@rm -f $(SAN_LOG).*
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_SANITIZED=1 \
@@ -314,24 +321,24 @@ e2e-fds: deps-test
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
 	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
 
-# The build whose private keys live in vmgate-signer (Kconfig KEY_SIGNER=y,
-# not yet the default): the tests where a handshake's signature, its
-# alerts, resumption or a certificate reload is what is checked. The whole
-# suite passes on it too (E2E_SIGNER_TESTS=tests/e2e), in ~4 minutes that
-# make test cannot spend twice.
-E2E_SIGNER_TESTS ?= tests/e2e/test_signer.py tests/e2e/test_tls.py \
+# The build without vmgate-signer, whose private keys stay in vmgate
+# (Kconfig KEY_SIGNER=n; the default is y): the tests where a handshake's
+# signature, its alerts, resumption or a certificate reload is what is
+# checked. The whole suite passes on it too (E2E_INPROC_TESTS=tests/e2e),
+# in ~4 minutes that make test cannot spend twice.
+E2E_INPROC_TESTS ?= tests/e2e/test_signer.py tests/e2e/test_tls.py \
                     tests/e2e/test_tls_posture.py tests/e2e/test_sigalgs.py \
                     tests/e2e/test_keyupdate.py tests/e2e/test_tls_post_handshake.py \
                     tests/e2e/test_http.py tests/e2e/test_h2.py tests/e2e/test_ssh.py \
                     tests/e2e/test_reload.py tests/e2e/test_proxy_protocol.py \
                     tests/e2e/test_vm_answers.py
-.PHONY: signer-build e2e-signer
-signer-build: deps-build
-	@$(MAKE) --no-print-directory FLAVOUR=signer all
+.PHONY: inproc-build e2e-inproc
+inproc-build: deps-build
+	@$(MAKE) --no-print-directory FLAVOUR=inproc all
 
-e2e-signer: deps-test signer-build $(KUCLIENT)
-	VMGATE_BIN=$(abspath build/signer/vmgate) \
-	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_SIGNER_TESTS) $(E2E_ARGS)
+e2e-inproc: deps-test inproc-build $(KUCLIENT)
+	VMGATE_BIN=$(abspath build/inproc/vmgate) \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_INPROC_TESTS) $(E2E_ARGS)
 
 # The default build as on Debian 12's Linux 6.1: VMGATE_PROBE_KERNEL (for
 # tests) makes the startup probe report no more than that release has, so
@@ -339,7 +346,7 @@ e2e-signer: deps-test signer-build $(KUCLIENT)
 # socket setsockopt before 6.7). The whole suite, then the session gate's
 # startup line must say mode=fds (its log is under --basetemp).
 E2E_OLDKERNEL_TMP := $(abspath $(BUILD))/e2e-oldkernel
-e2e-oldkernel: deps-test $(BIN) $(KUCLIENT) signer-build
+e2e-oldkernel: deps-test $(BIN) $(SIGNER_BIN) $(KUCLIENT)
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_PROBE_KERNEL=6.1 \
 	  $(E2E_PY) -m pytest -q -p no:cacheprovider \
 	    --basetemp=$(E2E_OLDKERNEL_TMP) tests/e2e $(E2E_ARGS); \
@@ -381,7 +388,7 @@ endif
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory e2e-fds
 	@$(MAKE) --no-print-directory e2e-oldkernel
-	@$(MAKE) --no-print-directory e2e-signer
+	@$(MAKE) --no-print-directory e2e-inproc
 endif
 	@$(MAKE) --no-print-directory e2e-hello4k
 ifneq ($(SANITIZE),1)

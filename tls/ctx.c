@@ -342,8 +342,15 @@ static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 			goto err_ctx;
 	} else if (!SSL_CTX_use_PrivateKey_file(ctx, c->key_path,
 						SSL_FILETYPE_PEM)) {
+		unsigned long e = ERR_peek_last_error();
+
+		/* BoringSSL checks the key against the certificate here
+		 * already: say so as the signer build does. */
 		add_error(err, err_len, c->key_path,
-			  "cannot load private key (PEM)");
+			  ERR_GET_LIB(e) == ERR_LIB_X509 &&
+			  ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH
+				  ? "private key does not match the certificate"
+				  : "cannot load private key (PEM)");
 		goto err_ctx;
 	}
 	if (c->ocsp_path && !load_ocsp(ctx, c->ocsp_path, err, err_len))

@@ -1,21 +1,28 @@
 """vmgate-signer (issue 14): the private keys live in a separate process.
 
-Runs against a build with Kconfig KEY_SIGNER=y: $VMGATE_BIN when its
---version says so (make e2e-signer), else build/signer/vmgate (make builds
-it for `make e2e`). Each test starts a gate of its own (ports 224xx) that
-supervises its own signer.
+Runs against the build under test, build/vmgate or $VMGATE_BIN: the
+default build has Kconfig KEY_SIGNER=y (make e2e), build/inproc/ has
+KEY_SIGNER=n (make e2e-inproc), where vmgate holds the keys itself. Which
+one it is comes from the build's config.h and its --version line, which
+must agree; build/vmgate must be the signer build (the default). Each
+test starts a gate of its own (ports 224xx), with the signer supervised
+by it.
 
   - ECDSA P-256 and RSA-2048 certificates, TLS 1.2 and 1.3, RSA-PSS and
-    RSA PKCS#1: real handshakes (openssl s_client) signed by the signer.
+    RSA PKCS#1: real handshakes (openssl s_client), signed by the signer
+    (a capability-less, seccomp'd child that stays the same), or in the
+    in-process build by vmgate, with no signer anywhere.
   - The signer SIGKILLed under a load of new handshakes: full handshakes
     fail fast with internal_error (none waits past the bound), TLS 1.2
     resumptions go on throughout, an established stream stays byte-exact,
     and the signer is back (a new pid) with full handshakes working.
-  - No private key in vmgate's memory (/proc/PID/mem over its mappings):
-    neither key's secret (the EC scalar, an RSA prime) nor its PEM text;
-    the same search finds the EC scalar in the signer (the search works).
-  - A reload with a new certificate loads its key into the signer before
-    it is published; one whose key does not match is refused.
+    Signer build only: the in-process build has nothing to kill.
+  - Where the private keys are (/proc/PID/mem over its mappings): with
+    the signer, neither key's secret (the EC scalar, an RSA prime) nor its
+    PEM text is in vmgate's memory and the same search finds the EC scalar
+    in the signer's; in the in-process build it finds it in vmgate's.
+  - A reload with a new certificate loads its key (into the signer before
+    it is published); one whose key does not match is refused.
 """
 
 import os
@@ -36,16 +43,51 @@ ECHO = 8080
 SIGNER_TIMEOUT_S = 1.0  # Kconfig KEY_SIGNER_TIMEOUT_MS's default
 
 
-def signer_gate_bin():
-    env = os.environ.get("VMGATE_BIN")
-    if env:
-        argv = env.split()
-        if "keys=signer" in run([argv[0], "--version"]).stdout:
-            return argv
-    path = os.path.join(REPO, "build", "signer", "vmgate")
-    if not os.path.exists(path):
-        pytest.fail("%s does not exist (make FLAVOUR=signer)" % path)
-    return [path]
+def gate_build():
+    """The build under test's argv and its keys: "signer" (Kconfig
+    KEY_SIGNER=y) or "in-process"."""
+    argv = (os.environ.get("VMGATE_BIN") or
+            os.path.join(REPO, "build", "vmgate")).split()
+    if not os.path.exists(argv[0]):
+        return argv, None
+    m = re.search(r"; keys=(signer|in-process);",
+                  run([argv[0], "--version"]).stdout)
+    return argv, m.group(1) if m else None
+
+
+GATE_ARGV, KEYS = gate_build()
+needs_signer = pytest.mark.skipif(
+    KEYS != "signer", reason="%s was built with Kconfig KEY_SIGNER=n "
+    "(keys=%s): no vmgate-signer" % (GATE_ARGV[0], KEYS))
+
+
+def build_config_h(binary):
+    """config.h of the build |binary| belongs to: beside it (build/,
+    build/inproc/, ...), or build/'s for the sanitized build/asan/."""
+    for d in (os.path.dirname(binary),
+              os.path.join(os.path.dirname(binary), "..")):
+        p = os.path.join(d, "config.h")
+        if os.path.exists(p):
+            with open(p) as f:
+                return p, f.read()
+    pytest.fail("no config.h beside or above %s" % binary)
+
+
+def test_build_keys_as_configured():
+    binary = os.path.realpath(GATE_ARGV[0])
+    assert KEYS, "%s --version names no keys=signer|in-process" % binary
+    path, conf = build_config_h(binary)
+    on = re.search(r"^#define CONFIG_KEY_SIGNER 1$", conf, re.M) is not None
+    assert on == (KEYS == "signer"), \
+        "%s says keys=%s, %s says KEY_SIGNER=%s" % (binary, KEYS, path, on)
+    # The signer is the default: `make` builds it (stale build/.config
+    # from before the default changed: make defconfig).
+    if binary == os.path.realpath(os.path.join(REPO, "build", "vmgate")):
+        assert KEYS == "signer", \
+            "build/vmgate has keys=%s: Kconfig KEY_SIGNER defaults to y" % KEYS
+    signer = os.path.join(os.path.dirname(binary), "vmgate-signer")
+    if KEYS == "signer":
+        assert os.access(signer, os.X_OK), "no %s beside vmgate" % signer
 
 
 def config_text(certs, fleet, extra=""):
@@ -62,7 +104,7 @@ def sgate(certs, fleet, workdir, request):
     cfg = os.path.join(workdir, name + ".yaml")
     with open(cfg, "w") as f:
         f.write(config_text(certs, fleet))
-    g = Gate(signer_gate_bin(), cfg, os.path.join(workdir, name + ".log"),
+    g = Gate(GATE_ARGV, cfg, os.path.join(workdir, name + ".log"),
              ports=[PORT], wait_port=PORT)
     g.start(timeout=10)
     yield g
@@ -122,16 +164,18 @@ CASES = [
 ]
 
 
-def test_handshakes_signed_by_signer(sgate, certs):
+def test_handshakes_signed(sgate, certs):
     log0 = sgate.mark()
-    sgate.wait_log(r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)
-    pid = signer_pid(sgate)
-    # What the signer gave up before serving.
-    with open("/proc/%d/status" % pid) as f:
-        st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
-    assert st["CapEff"].strip() == "0" * 16, st["CapEff"]
-    assert st["NoNewPrivs"].strip() == "1"
-    assert st["Seccomp"].strip() == "2"  # a filter
+    if KEYS == "signer":
+        sgate.wait_log(r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)
+        pid = signer_pid(sgate)
+        # What the signer gave up before serving.
+        with open("/proc/%d/status" % pid) as f:
+            st = dict(l.split(":", 1) for l in f.read().splitlines()
+                      if ":" in l)
+        assert st["CapEff"].strip() == "0" * 16, st["CapEff"]
+        assert st["NoNewPrivs"].strip() == "1"
+        assert st["Seccomp"].strip() == "2"  # a filter
     for host, args, sig in CASES:
         rc, out = s_client(certs, host, args)
         assert rc == 0, "%s %s: s_client failed:\n%s" % (host, args, out)
@@ -140,10 +184,16 @@ def test_handshakes_signed_by_signer(sgate, certs):
         assert m and m.group(1) == sig, "%s %s: %s" % (host, args, out)
         if "RSA+SHA512" in args:
             assert re.search(r"^Hash used: SHA512", out, re.M), out
-    # Nothing signed in process: the handshakes ended well, the signer
-    # stayed the same, and without it no full handshake works (next test).
-    assert signer_pid(sgate) == pid
     assert not sgate.find(r"reason=tls_error", since=log0), sgate.tail()
+    if KEYS == "signer":
+        # Nothing signed in process: the handshakes ended well, the signer
+        # stayed the same, and without it no full handshake works (next
+        # test).
+        assert signer_pid(sgate) == pid
+    else:
+        # Signed by vmgate itself: no signer started, none asked.
+        assert not children(sgate.proc.pid), children(sgate.proc.pid)
+        assert not sgate.find(r" signer ", since=0), sgate.tail()
 
 
 def echo_check(s, size):
@@ -154,6 +204,7 @@ def echo_check(s, size):
         len(got), size)
 
 
+@needs_signer
 @pytest.mark.timeout(60)
 def test_signer_killed_under_load(sgate, certs):
     ctx = certs.client_ctx()
@@ -284,7 +335,7 @@ def memory_holds(pid, needles):
     return found
 
 
-def test_no_private_key_in_vmgate_memory(sgate, certs):
+def test_private_key_only_where_the_build_keeps_it(sgate, certs):
     for host, args, _ in CASES[:3]:
         rc, out = s_client(certs, host, args)
         assert rc == 0, out
@@ -293,6 +344,12 @@ def test_no_private_key_in_vmgate_memory(sgate, certs):
     needles = ec + rsa
     assert all(len(n) >= 32 for n in needles)
     held = memory_holds(sgate.proc.pid, needles)
+    if KEYS != "signer":
+        # KEY_SIGNER=n: vmgate holds the keys, and the search finds the
+        # EC scalar in its memory.
+        assert {0, 1} & held, "the search does not find the EC scalar " \
+            "in the in-process build's vmgate, which holds it"
+        return
     assert not held, "vmgate's memory holds key material: %s" % sorted(held)
     # The control: the signer, which holds the keys, is found to.
     assert {0, 1} & memory_holds(signer_pid(sgate), needles), \
