@@ -1,6 +1,7 @@
 # vmgate: one non-recursive Makefile. Everything it makes goes under build/.
 #
-#   make            build build/vmgate (installs missing Debian packages);
+#   make            build build/vmgate and build/vmgate-signer (installs
+#                   missing Debian packages);
 #                   fails if core/, tls/ or route/ include a ctl/ header
 #   make check-planes  only that check (make test runs it first)
 #   make run        build, make a self-signed demo certificate if there is
@@ -482,10 +483,10 @@ image: deps-build deps-image check-planes $(IMG_ARTIFACTS)
 $(IMG)/kernel/package: $(KBUILD)/.config image/mkimage.py | deps-image
 	$(Q)$(MKIMAGE) kernel --config $(KBUILD)/.config --out $(IMG)
 
-$(IMG)/initramfs.img: $(IMG)/kernel/package $(BIN) $(IMG_ROOTFS) \
-                      image/mkimage.py $(KBUILD)/.config
+$(IMG)/initramfs.img: $(IMG)/kernel/package $(BIN) $(SIGNER_BIN) \
+                      $(IMG_ROOTFS) image/mkimage.py $(KBUILD)/.config
 	$(Q)$(MKIMAGE) initramfs --config $(KBUILD)/.config --out $(IMG) \
-	  --vmgate $(BIN)
+	  --vmgate $(BIN) $(if $(SIGNER_BIN),--signer $(SIGNER_BIN))
 
 $(IMG)/vmlinuz: $(IMG)/initramfs.img
 
@@ -531,7 +532,8 @@ deps-deb:
 
 deb: all deps-deb
 	$(Q)rm -f $(BUILD)/deb/vmgate_*_amd64.deb
-	$(Q)$(PYTHON) pkg/deb/mkdeb.py --vmgate $(BIN) --out $(BUILD)/deb
+	$(Q)$(PYTHON) pkg/deb/mkdeb.py --vmgate $(BIN) \
+	  $(if $(SIGNER_BIN),--signer $(SIGNER_BIN)) --out $(BUILD)/deb
 
 deb-check: deb
 	VMGATE_DEB_DIR=$(abspath $(BUILD)/deb) VMGATE_DEB_WORK=$(abspath $(BUILD)/deb-check) \

@@ -5,10 +5,12 @@
       apt-get download the kernel package Kconfig names and the versioned
       package it depends on, unpack them into DIR/kernel (never installed)
   mkimage.py initramfs   --config .config --out DIR --vmgate BIN
+                         [--signer BIN]
       DIR/vmlinuz and DIR/initramfs.img: busybox-static as init, the
       scripts of image/rootfs, the kernel modules of the Kconfig module
-      sets with their dependencies, vmgate and the shared libraries it
-      links, as a sorted newc cpio with fixed timestamps, gzip'd
+      sets with their dependencies, vmgate (and vmgate-signer beside it,
+      with the system user it runs as) and the shared libraries they
+      link, as a sorted newc cpio with fixed timestamps, gzip'd
   mkimage.py efi         --config .config --out DIR
       DIR/vmgate.efi: systemd-boot's stub + kernel + initramfs + command
       line (objcopy: Debian 12 has no ukify)
@@ -48,6 +50,17 @@ MODULES_BASE = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_rng",
                 "virtio_scsi", "sd_mod", "vfat", "nls_cp437", "nls_ascii",
                 "nls_utf8", "crc32c_generic", "crc32c_intel", "ext4", "button",
                 "evdev"]
+# The appliance's users: vmgate runs as root (it drops its capabilities
+# itself), vmgate-signer (Kconfig KEY_SIGNER) as a user of its own, which
+# can read nothing of root's. glibc reads them from these files (nss_files
+# is in libc.so.6 since 2.34); nothing logs in, so there is no shadow.
+SIGNER_UID = 100
+PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
+          "vmgate-signer:x:%d:%d:vmgate-signer:/nonexistent:/bin/false\n"
+          % (SIGNER_UID, SIGNER_UID))
+GROUP = "root:x:0:\nvmgate-signer:x:%d:\n" % SIGNER_UID
+NSSWITCH = "passwd: files\ngroup: files\n"
+
 # Kconfig IMAGE_MODULES_BAREMETAL: NVMe, AHCI and common server NICs.
 MODULES_BAREMETAL = ["nvme", "ahci", "ata_piix", "e1000", "e1000e", "igb",
                      "igc", "ixgbe", "i40e", "ice", "bnxt_en", "tg3",
@@ -320,7 +333,18 @@ def cmd_initramfs(a):
     stripped = os.path.join(a.out, "vmgate.stripped")
     run(["strip", "--strip-debug", "-o", stripped, a.vmgate])
     t.copy("usr/bin/vmgate", stripped, 0o755)
-    for lib in elf_libs(a.vmgate):
+    libs = set(elf_libs(a.vmgate))
+    # vmgate starts the vmgate-signer beside it (Kconfig KEY_SIGNER): it
+    # links OpenSSL's libcrypto.so.3, and drops to its own user.
+    t.file("etc/passwd", PASSWD.encode(), 0o644)
+    t.file("etc/group", GROUP.encode(), 0o644)
+    t.file("etc/nsswitch.conf", NSSWITCH.encode(), 0o644)
+    if a.signer:
+        stripped = os.path.join(a.out, "vmgate-signer.stripped")
+        run(["strip", "--strip-debug", "-o", stripped, a.signer])
+        t.copy("usr/bin/vmgate-signer", stripped, 0o755)
+        libs |= set(elf_libs(a.signer))
+    for lib in sorted(libs):
         t.copy(lib, os.path.realpath(lib), 0o755)
 
     data = t.cpio(epoch(a.out))
@@ -545,6 +569,7 @@ def main():
         s.add_argument("--out", required=True)
         if name == "initramfs":
             s.add_argument("--vmgate", required=True)
+            s.add_argument("--signer")
     s = sub.add_parser("config-disk")
     s.add_argument("config_file")
     s.add_argument("out")

@@ -430,6 +430,7 @@ static bool drop_privileges(const char *user, bool supervised)
 	struct __user_cap_data_struct data[2] = { { 0 } };
 	const char *name = user ? user : "vmgate-signer";
 	struct passwd *pw = getpwnam(name);
+	char why[160];
 
 	if (!pw && user) {
 		logf_("ERROR", "startup", "no user %s", user);
@@ -453,9 +454,21 @@ static bool drop_privileges(const char *user, bool supervised)
 	 * setuid, which clears it. */
 	if (supervised && prctl(PR_SET_PDEATHSIG, SIGTERM))
 		return false;
-	logf_("INFO", "startup", "uid=%u gid=%u capabilities=none "
-	      "seccomp=no_sockets,no_exec,no_ptrace",
-	      (unsigned)getuid(), (unsigned)getgid());
+	/* Which user holds the keys, and why when it is not its own: root
+	 * without capabilities still reads every root-owned file. */
+	if (pw && getuid() == pw->pw_uid)
+		why[0] = '\0';
+	else if (pw)
+		snprintf(why, sizeof(why), " reason=\"not started as root: "
+			 "cannot become %s, kept the invoking user\"", name);
+	else
+		snprintf(why, sizeof(why), " reason=\"no user %s (useradd "
+			 "--system %s): kept the invoking user\"", name, name);
+	logf_(why[0] && getuid() == 0 ? "WARN" : "INFO", "startup",
+	      "uid=%u gid=%u user=%s capabilities=none "
+	      "seccomp=no_sockets,no_exec,no_ptrace%s",
+	      (unsigned)getuid(), (unsigned)getgid(),
+	      why[0] ? "invoking" : name, why);
 	return true;
 }
 

@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """Builds vmgate_VERSION_amd64.deb (make deb) with dpkg-deb, no debhelper.
 
-  mkdeb.py --vmgate BIN --out DIR
+  mkdeb.py --vmgate BIN [--signer BIN] --out DIR
 
-The package: /usr/sbin/vmgate (debug info stripped), /etc/vmgate/
-appliance.yaml (a conffile), the systemd unit, vmgate(8) made from the
-README's "Command line" section, the README, copyright and changelog. The
-Depends line names the package of every library the binary links (dpkg -S)
-at the upstream version installed here or later.
+The package: /usr/sbin/vmgate and, with Kconfig KEY_SIGNER (the default),
+/usr/sbin/vmgate-signer beside it, where vmgate looks for it (debug info
+stripped), /etc/vmgate/appliance.yaml (a conffile), the systemd unit,
+vmgate(8) made from the README's "Command line" section and
+vmgate-signer(8) from its "The signer" section, the README, copyright and
+changelog. The Depends line names the package of every library the
+binaries link (dpkg -S: libssl3 for the signer's libcrypto.so.3) at the
+upstream version installed here or later. The postinst makes the system
+users vmgate and vmgate-signer.
 """
 
 import argparse
@@ -132,9 +136,41 @@ def manpage(version, date):
 
 # -------------------------------------------------------------------- deps
 
-def depends(binary):
+def signer_manpage(version, date):
+    """vmgate-signer(8): its usage, and the README's "The signer" section
+    as paragraphs and a list."""
+    out = ['.TH VMGATE-SIGNER 8 "%s" "vmgate %s" "System Administration"'
+           % (date, version), ".SH NAME",
+           "vmgate-signer \\- holds vmgate's private keys and signs for it",
+           ".SH SYNOPSIS", ".nf",
+           "vmgate-signer \\-\\-listen\\-fd N [\\-\\-user NAME] [\\-\\-quiet]",
+           "vmgate-signer \\-\\-socket PATH [\\-\\-user NAME] [\\-\\-quiet]",
+           ".fi", ".SH DESCRIPTION"]
+    para = []
+
+    def flush():
+        if para:
+            out.append(".PP")
+            out.extend(roff_line(roff_inline(p.strip().lstrip("- ")))
+                       for p in para)
+            para.clear()
+
+    for line in readme_section("The signer: private keys out of vmgate").split("\n"):
+        if not line.strip() or line.startswith("- "):
+            flush()
+        if line.strip():
+            para.append(line.replace("**", ""))
+    flush()
+    out += [".SH SEE ALSO", "vmgate(8)"]
+    return "\n".join(out) + "\n"
+
+
+def depends(*binaries):
     pkgs = {}
-    for line in run(["ldd", binary]).splitlines():
+    lines = []
+    for b in binaries:
+        lines += run(["ldd", b]).splitlines()
+    for line in lines:
         parts = line.split()
         path = None
         if "=>" in parts:
@@ -165,6 +201,7 @@ def depends(binary):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--vmgate", required=True)
+    p.add_argument("--signer")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     os.umask(0o022)
@@ -188,6 +225,15 @@ def main():
          "--remove-section=.note", "-o", stripped, a.vmgate])
     with open(stripped, "rb") as f:
         add("usr/sbin/vmgate", f.read(), 0o755)
+    if a.signer:
+        # vmgate starts the vmgate-signer beside it (ctl/signerd.c)
+        stripped = os.path.join(a.out, "vmgate-signer.stripped")
+        run(["strip", "--strip-unneeded", "--remove-section=.comment",
+             "--remove-section=.note", "-o", stripped, a.signer])
+        with open(stripped, "rb") as f:
+            add("usr/sbin/vmgate-signer", f.read(), 0o755)
+        add("usr/share/man/man8/vmgate-signer.8.gz",
+            gz(signer_manpage(version, date).encode()))
     with open(os.path.join(HERE, "appliance.yaml"), "rb") as f:
         add("etc/vmgate/appliance.yaml", f.read())
     with open(os.path.join(HERE, "vmgate.service"), "rb") as f:
@@ -226,7 +272,8 @@ def main():
                 " vmgate terminates TLS, reads the server name, finds the VM and\n"
                 " relays plain bytes to it over IPv6: HTTP/1.1, HTTP/2, gRPC,\n"
                 " WebSocket and SSH over TLS all pass through. io_uring based.\n"
-                % (version, MAINTAINER, size_kb, depends(a.vmgate)))
+                % (version, MAINTAINER, size_kb,
+                   depends(*[b for b in (a.vmgate, a.signer) if b])))
     with open(os.path.join(ctl, "conffiles"), "w") as f:
         f.write("/etc/vmgate/appliance.yaml\n")
     for script in ("postinst", "postrm"):

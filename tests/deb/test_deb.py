@@ -2,10 +2,14 @@
 errors, installs into a Debian 12 tree made by debootstrap (kept under
 build/deb-check/rootfs.base, copied for each run) with its dependencies from
 Debian's archive, and there `vmgate --check` passes on the shipped
-/etc/vmgate/appliance.yaml. Needs root (chroot)."""
+/etc/vmgate/appliance.yaml. The package carries vmgate-signer beside
+vmgate (Kconfig KEY_SIGNER, the default), depends on libssl3 for it, and
+makes its system user, which the installed signer, started as root,
+becomes. Needs root (chroot)."""
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 
@@ -72,6 +76,21 @@ def test_installs_and_checks_in_debian_12(tree, deb):
     assert r.returncode == 0, ("vmgate --check failed in the tree", r)
     # the service's user, and the demo key readable by it and not by others
     chroot(tree, "getent", "passwd", "vmgate")
+    # the signer beside vmgate, its library and its own system user
+    r = chroot(tree, "dpkg-query", "-W", "-f=${Depends}", "vmgate")
+    assert re.search(r"(^|, )libssl3 \(>= 3\.", r.stdout), r.stdout
+    assert os.access(os.path.join(tree, "usr/sbin/vmgate-signer"), os.X_OK)
+    pw = chroot(tree, "getent", "passwd", "vmgate-signer").stdout.split(":")
+    assert pw[6].strip() == "/usr/sbin/nologin" and 0 < int(pw[2]) < 1000, pw
+    # the installed signer, run as root, drops to that user: its first
+    # line says so (timeout's SIGTERM ends it after)
+    r = chroot(tree, "timeout", "2", "vmgate-signer", "--socket",
+               "/tmp/signer.sock", check=False)
+    assert r.returncode == 124, r
+    assert re.search(r"^vmgate-signer INFO startup uid=%s gid=%s "
+                     r"user=vmgate-signer " % (pw[2], pw[3]), r.stderr,
+                     re.M), r
+    assert "vmgate-signer INFO shutdown signs=0 errors=0" in r.stderr, r
     r = chroot(tree, "stat", "-c", "%a %U %G", "/etc/vmgate/demo/key.pem")
     assert r.stdout.strip() == "640 root vmgate", r.stdout
     with open(os.path.join(tree, "lib", "systemd", "system", "vmgate.service")) as f:

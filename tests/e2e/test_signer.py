@@ -10,7 +10,9 @@ by it.
 
   - ECDSA P-256 and RSA-2048 certificates, TLS 1.2 and 1.3, RSA-PSS and
     RSA PKCS#1: real handshakes (openssl s_client), signed by the signer
-    (a capability-less, seccomp'd child that stays the same), or in the
+    (a capability-less, seccomp'd child that stays the same, running as
+    the user vmgate-signer, or where there is none saying that it kept
+    the invoking user), or in the
     in-process build by vmgate, with no signer anywhere.
   - The signer SIGKILLed under a load of new handshakes: full handshakes
     fail fast with internal_error (none waits past the bound), TLS 1.2
@@ -26,6 +28,7 @@ by it.
 """
 
 import os
+import pwd
 import re
 import signal
 import ssl
@@ -176,6 +179,18 @@ def test_handshakes_signed(sgate, certs):
         assert st["CapEff"].strip() == "0" * 16, st["CapEff"]
         assert st["NoNewPrivs"].strip() == "1"
         assert st["Seccomp"].strip() == "2"  # a filter
+        # Its own user where there is one, else the log says it is not.
+        uid = int(st["Uid"].split()[0])
+        try:
+            want = pwd.getpwnam("vmgate-signer").pw_uid
+            sgate.wait_log(r"vmgate-signer INFO startup uid=%d .*"
+                           r"user=vmgate-signer " % want, since=0)
+        except KeyError:
+            want = os.getuid()
+            sgate.wait_log(r"vmgate-signer WARN startup uid=%d .*"
+                           r"user=invoking .*reason=\"no user vmgate-signer"
+                           % want, since=0)
+        assert uid == want, (uid, want)
     for host, args, sig in CASES:
         rc, out = s_client(certs, host, args)
         assert rc == 0, "%s %s: s_client failed:\n%s" % (host, args, out)

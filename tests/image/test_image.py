@@ -4,7 +4,10 @@ from make config-disk, a copy of vmgate-disk.img for its VMGATEDATA
 partition) serves curl and ssh, takes an admin API change and is powered
 off by the power button during an ssh session; the second boot of the same
 disks must still route that change; then OVMF boots a fresh copy of
-vmgate-disk.img once. The tests run in this order."""
+vmgate-disk.img once. The tests run in this order. The image's vmgate is
+the default build (Kconfig KEY_SIGNER=y): its private key is in the
+vmgate-signer it starts, running as the image's vmgate-signer user, which
+signs every full handshake of the first boot."""
 
 import hashlib
 import json
@@ -87,6 +90,13 @@ def test_boots_on_debian_kernel_with_fds(first_boot):
     assert "config: /dev/vda mounted read-only at /config" in con
     assert "data: formatting blank /dev/vdb3 (first boot)" in con, first_boot.tail()
     assert "data: /dev/vdb3 mounted at /data" in con
+    # the key is in vmgate-signer, as the image's own user (uid 100 in its
+    # /etc/passwd), not root
+    assert re.search(r"^vmgate-signer INFO startup uid=100 gid=100 "
+                     r"user=vmgate-signer capabilities=none ", con, re.M), \
+        first_boot.tail()
+    assert re.search(r"INFO signer pid=\d+ socket=/tmp/vmgate-signer\.\w+/"
+                     r"signer\.sock keys=1$", con, re.M), first_boot.tail()
     print("boot to ready: %.1f s" % took)
 
 
@@ -143,6 +153,13 @@ def test_admin_put_then_power_button_during_ssh(first_boot, host):
     assert "INFO shutdown drained" in con, first_boot.tail()
     assert "shutdown: vmgate stopped after" in con
     assert rc == 0, (rc, first_boot.tail())
+    # curl's and both ssh sessions' full handshakes were signed by the
+    # signer, which vmgate stopped on its way out
+    m = re.search(r"^vmgate-signer INFO shutdown signs=(\d+) errors=0$", con,
+                  re.M)
+    assert m and int(m.group(1)) >= 3, first_boot.tail()
+    assert "WARN signer" not in con and "ERROR signer" not in con, \
+        first_boot.tail()
 
 
 def test_admin_change_survives_reboot(workdir, host, config_disk, data_disk, first_boot,
