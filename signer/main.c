@@ -10,7 +10,8 @@
  * It answers the frames of signer/keyop.h: LOAD reads a PEM private key
  * (from the descriptor passed with it, else from its path) and keeps it
  * under its key id, which must be the SHA-256 of its public key's DER;
- * SIGN signs with one, in ECDSA, RSA-PSS, RSA PKCS#1 or Ed25519, with
+ * UNLOAD forgets one (vmgate's certificates no longer name it); SIGN
+ * signs with one, in ECDSA, RSA-PSS, RSA PKCS#1 or Ed25519, with
  * OpenSSL 3's libcrypto (on the machine this was measured on it signs
  * P-256 about three times faster than Debian's BoringSSL: see the README).
  * It never sees a TLS record: only the message to sign.
@@ -78,7 +79,7 @@ struct key {
 };
 
 static struct key *keys;
-static size_t keys_len;
+static size_t keys_len, keys_cap;
 static unsigned long long signs, sign_errors;
 static volatile sig_atomic_t stop;
 static bool quiet;
@@ -178,19 +179,36 @@ static uint8_t do_load(const struct keyop_msg *m, int fd)
 		EVP_PKEY_free(pkey);
 		return KEYOP_STATUS_FAILED;
 	}
-	if (!(keys_len & (keys_len + 1)) || !keys) {
-		struct key *n = realloc(keys, (keys_len * 2 + 2) * sizeof(*n));
+	if (keys_len == keys_cap) {
+		size_t cap = keys_cap ? 2 * keys_cap : 8;
+		struct key *n = realloc(keys, cap * sizeof(*n));
 
 		if (!n) {
 			EVP_PKEY_free(pkey);
 			return KEYOP_STATUS_FAILED;
 		}
 		keys = n;
+		keys_cap = cap;
 	}
 	keys[keys_len].id = id;
 	keys[keys_len++].pkey = pkey;
 	logf_("INFO", "load", "key_id=%016llx path=%s keys=%zu",
 	      (unsigned long long)id, path, keys_len);
+	return KEYOP_STATUS_OK;
+}
+
+/* The key leaves: no SIGN can use it any more. OpenSSL clears a private
+ * key's numbers as it frees them. */
+static uint8_t do_unload(const struct keyop_msg *m)
+{
+	struct key *k = key_find(m->key_id);
+
+	if (!k)
+		return KEYOP_STATUS_NO_KEY;
+	EVP_PKEY_free(k->pkey);
+	*k = keys[--keys_len];
+	logf_("INFO", "unload", "key_id=%016llx keys=%zu",
+	      (unsigned long long)m->key_id, keys_len);
 	return KEYOP_STATUS_OK;
 }
 
@@ -308,6 +326,8 @@ static bool serve(struct client *c)
 		a.id = m.id;
 		if (m.type == KEYOP_LOAD) {
 			a.status = do_load(&m, take_fd(c));
+		} else if (m.type == KEYOP_UNLOAD) {
+			a.status = do_unload(&m);
 		} else {
 			size_t sig_len;
 
