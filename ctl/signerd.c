@@ -189,34 +189,35 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The key ids the held stores name, sorted, and how many: NULL (with
- * *out_len 0) if there are none or no memory. */
-static uint64_t *live_ids(size_t *out_len)
+/* The key ids the held stores name, sorted: false if there is no
+ * memory for them. */
+static bool live_ids(uint64_t **out, size_t *out_len)
 {
 	size_t i, j, n = 0;
-	uint64_t *v;
 
+	*out = NULL;
 	*out_len = 0;
 	for (i = 0; i < sd.stores_len; i++)
 		n += tls_ctx_signer_keys(sd.stores[i]);
-	v = n ? malloc(n * sizeof(*v)) : NULL;
-	if (!v)
-		return NULL;
+	if (!n)
+		return true;
+	*out = malloc(n * sizeof(**out));
+	if (!*out)
+		return false;
 	for (i = 0; i < sd.stores_len; i++)
 		for (j = 0; j < tls_ctx_signer_keys(sd.stores[i]); j++) {
 			const char *path;
 
-			tls_ctx_signer_key(sd.stores[i], j, &v[*out_len],
-					   &path);
-			(*out_len)++;
+			tls_ctx_signer_key(sd.stores[i], j,
+					   &(*out)[(*out_len)++], &path);
 		}
-	qsort(v, *out_len, sizeof(*v), cmp_u64);
-	return v;
+	qsort(*out, *out_len, sizeof(**out), cmp_u64);
+	return true;
 }
 
 /* UNLOADs every gone key that no held store names. A key the signer
- * does not have (it restarted since) is no error. What cannot be sent
- * waits for the next connection. */
+ * does not have (it restarted since) is no error. While there is no
+ * connection the keys wait for the next one. */
 static void flush_gone(void)
 {
 	size_t i, kept = 0, dropped = 0, live_len, distinct = 0;
@@ -224,10 +225,10 @@ static void flush_gone(void)
 
 	if (!sd.gone_len)
 		return;
-	cfd_ensure();
-	live = live_ids(&live_len);
-	if (!live && live_len)
+	/* Without the list, nothing: a key still named must stay. */
+	if (!live_ids(&live, &live_len))
 		return;
+	cfd_ensure();
 	for (i = 0; i < live_len; i++)
 		distinct += !i || live[i] != live[i - 1];
 	qsort(sd.gone, sd.gone_len, sizeof(*sd.gone), cmp_u64);
@@ -241,15 +242,19 @@ static void flush_gone(void)
 		    (live_len && bsearch(&sd.gone[i], live, live_len,
 					 sizeof(*live), cmp_u64)))
 			continue;
-		ret = sd.cfd >= 0 ? ask(&m, -1, &status) : -ENOTCONN;
-		if (ret) {
-			if (sd.cfd >= 0)
-				log_warn("signer", "cannot drop key_id=%016llx: "
-					 "%s (again once reconnected)",
-					 (unsigned long long)sd.gone[i],
-					 strerror(-ret));
-			cfd_close();
+		if (sd.cfd < 0) {
 			sd.gone[kept++] = sd.gone[i];
+			continue;
+		}
+		ret = ask(&m, -1, &status);
+		if (ret) {
+			/* Not tried again: a signer too old to know UNLOAD
+			 * closes the socket at each, and a reconnection
+			 * loop would follow. */
+			log_warn("signer", "cannot drop key_id=%016llx: %s",
+				 (unsigned long long)sd.gone[i],
+				 strerror(-ret));
+			cfd_close();
 			continue;
 		}
 		dropped += status == KEYOP_STATUS_OK;

@@ -21,7 +21,8 @@ that supervises its own signer, or uses one the test starts.
     reclaimed (`signer keys_dropped=1`), a SIGN for the old key id sent
     straight to the signer's socket is refused (NO_KEY) while the new key
     and the untouched RSA key sign (signatures verified with openssl), and
-    the signer's own key count goes 2, 3, back to 2.
+    the signer's own key count goes 2, 3, back to 2. A reload that fails
+    after loading a new key takes that key out again, and no other.
   - `vmgate --check` refuses a key file that is not its certificate's key
     (another type, and the same type), though it never starts the signer.
 """
@@ -461,6 +462,15 @@ def signer_counts(path):
                                      f.read())]
 
 
+def replace_file(path, text):
+    """|path| gets |text| in one rename: the gate's file watch sees one
+    change (IN_MOVED_TO) and reloads once (a SIGHUP on top of a write
+    would reload twice)."""
+    with open(path + ".new", "w") as f:
+        f.write(text)
+    os.rename(path + ".new", path)
+
+
 def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
     g = kgate
     mode = "external" if "external" in g.cfg_path else "supervised"
@@ -485,12 +495,30 @@ def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
         text = f.read()
     old = "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key)
     assert old in text
-    with open(g.cfg_path, "w") as f:
-        f.write(text.replace(old, "{ cert: %s, key: %s" % (cert, key)))
+    swapped = text.replace(old, "{ cert: %s, key: %s" % (cert, key))
+    # First a reload that fails after the new key went in (the RSA
+    # certificate gets a key not its own): the key it loaded leaves again.
+    rsa = "{ cert: %s, key: %s" % (certs.other_cert, certs.other_key)
+    assert rsa in swapped
     mark = g.mark()
-    os.kill(g.proc.pid, signal.SIGHUP)
-    g.wait_log(r"INFO reload ", since=mark, timeout=10)
+    replace_file(g.cfg_path, swapped.replace(
+        rsa, "{ cert: %s, key: %s" % (certs.other_cert, key)))
+    g.wait_log(r"reload_error trigger=file .*does not match the "
+               r"certificate", since=mark)
+    g.wait_log(r"INFO signer keys_dropped=1 keys=2", since=mark, timeout=10)
+    assert keyop_sign(g.signer_sock, new_id, 0x0503, msg)[0] == \
+        STATUS_NO_KEY
+    assert signer_counts(g.signer_log)[2:] == [("load", new_id, 3),
+                                               ("unload", new_id, 2)]
+    st, sig = keyop_sign(g.signer_sock, old_id, 0x0403, msg)
+    assert st == STATUS_OK, "the failed reload took the live key away"
+
+    mark = g.mark()
+    replace_file(g.cfg_path, swapped)
+    g.wait_log(r"INFO reload trigger=file", since=mark, timeout=10)
     # Once no worker can use the old store any more, its key goes.
+    assert g.find(r"INFO reload ", since=mark) == \
+        g.find(r"INFO reload trigger=file", since=mark)
     g.wait_log(r"INFO signer keys_dropped=1 keys=2", since=mark, timeout=10)
     st, sig = keyop_sign(g.signer_sock, old_id, 0x0403, msg)
     assert (st, sig) == (STATUS_NO_KEY, b""), \
@@ -502,7 +530,7 @@ def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
                                         msg, sig)
     # The signer's own count: 2 keys, 3 while both stores lived, 2 again.
     counts = signer_counts(g.signer_log)
-    assert counts[2:] == [("load", new_id, 3), ("unload", old_id, 2)], \
+    assert counts[4:] == [("load", new_id, 3), ("unload", old_id, 2)], \
         counts
     # And the gate serves the new certificate, signed by the signer.
     ctx = ssl.create_default_context()
