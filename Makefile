@@ -430,13 +430,16 @@ demo: all $(DEMO_CERT)
 check-config: all
 	$(BIN) --check -c $(CONFIG)
 
-# The benchmark against HAProxy, nginx and hitch (bench/README.md), then
-# the any-port step (bench/anyport.py: sk_lookup with 65,535 ports against
-# 3 per-port listeners, in a namespace of its own); BENCH_QUICK=1 for the
-# short run.
+# The benchmark against HAProxy, nginx and hitch (bench/README.md), vmgate
+# twice: keys in vmgate-signer (build/vmgate, the default) and in process
+# (build/inproc/vmgate, hence inproc-build; bench/run.py tells them apart
+# by their config.h); then the any-port step (bench/anyport.py: sk_lookup
+# with 65,535 ports against 3 per-port listeners, in a namespace of its
+# own); BENCH_QUICK=1 for the short run.
 .PHONY: bench bench-anyport
-bench: all
-	$(PYTHON) bench/run.py
+bench: all inproc-build
+	BENCH_VMGATE_BINS=$${BENCH_VMGATE_BINS:-$(abspath $(BIN)),$(abspath build/inproc/vmgate)} \
+	  $(PYTHON) bench/run.py
 	$(PYTHON) bench/anyport.py
 
 bench-anyport: all
