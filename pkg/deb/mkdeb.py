@@ -134,8 +134,6 @@ def manpage(version, date):
     return "\n".join(out) + "\n"
 
 
-# -------------------------------------------------------------------- deps
-
 def signer_manpage(version, date):
     """vmgate-signer(8): its usage, and the README's "The signer" section
     as paragraphs and a list."""
@@ -164,6 +162,8 @@ def signer_manpage(version, date):
     out += [".SH SEE ALSO", "vmgate(8)"]
     return "\n".join(out) + "\n"
 
+
+# -------------------------------------------------------------------- deps
 
 def depends(*binaries):
     pkgs = {}
