@@ -19,12 +19,11 @@ import os
 import re
 import socket
 import ssl
-import time
 
 import pytest
 
 from conftest import UUID_VM
-from e2e_util import recv_all, tls_connect
+from e2e_util import recv_all, tls_connect, wait_until
 
 ECHO = 22480    # vm.test: -> VM port 8080 (echo)
 DENIED = 22481  # not in vm.test's allowed_ports
@@ -50,15 +49,16 @@ def admin_json(sock_path, url, want_status=200):
     return json.loads(body)
 
 
-def poll(what, fn, want, timeout=5.0):
-    """Calls fn() until it returns |want|; fails with the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got == want or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert got == want, "%s: got %r, want %r" % (what, got, want)
+def stats_reach(sock_path, vid, want, what, timeout=5.0):
+    """Polls GET /vms/|vid|/stats until its counters are |want|; fails
+    with the last ones."""
+    last = {}
+
+    def now():
+        last.clear()
+        last.update(counters(admin_json(sock_path, "/vms/%s/stats" % vid)))
+        return last == want
+    assert wait_until(now, timeout), "%s: got %r, want %r" % (what, last, want)
 
 
 def echo(conn, size):
@@ -107,11 +107,11 @@ def test_vm_stats_match_client(stats_gate, certs):
         s, r = echo(c, 70001)
         sent["vm1"] += s
         got["vm1"] += r
-    poll("vm1 while one connection is open",
-         lambda: counters(admin_json(sock, "/vms/vm1/stats")),
-         {"accepted": 2, "rejected": 0, "open": 1,
-          "bytes_client_to_vm": sent["vm1"],
-          "bytes_vm_to_client": got["vm1"], "connect_errors": 0})
+    stats_reach(sock, "vm1",
+                {"accepted": 2, "rejected": 0, "open": 1,
+                 "bytes_client_to_vm": sent["vm1"],
+                 "bytes_vm_to_client": got["vm1"], "connect_errors": 0},
+                "vm1 while one connection is open")
     held.close()
     # vm2: more bytes than vm1, so it leads the top list.
     for size in (100000, 23456):
@@ -143,9 +143,7 @@ def test_vm_stats_match_client(stats_gate, certs):
                   "connect_errors": 1},
     }
     for vid, w in want.items():
-        poll("/vms/%s/stats" % vid,
-             lambda vid=vid: counters(admin_json(sock, "/vms/%s/stats" % vid)),
-             w)
+        stats_reach(sock, vid, w, "/vms/%s/stats" % vid)
     # Ids in any case are the same VM.
     j = admin_json(sock, "/vms/VM2/stats")
     assert j["id"] == "vm2" and counters(j) == want["vm2"], j
@@ -196,8 +194,7 @@ def test_shared_gate_no_per_vm_series(live_gate, certs):
     want["accepted"] += 1
     want["bytes_client_to_vm"] += s
     want["bytes_vm_to_client"] += r
-    poll("vm2 on the shared gate",
-         lambda: counters(admin_json(sock, "/vms/vm2/stats")), want)
+    stats_reach(sock, "vm2", want, "vm2 on the shared gate")
     _, m = admin_get(sock, "/metrics")
     assert b"vmgate_vm_bytes_total" not in m
     assert b"vmgate_vm_series_dropped" not in m
