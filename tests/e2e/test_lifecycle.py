@@ -76,6 +76,7 @@ def test_idle_timeout(gate_bin, certs, fleet, workdir):
     g = Gate(gate_bin, cfg, os.path.join(workdir, "idle.log"), ports=ports, wait_port=ports[0])
     g.start()
     try:
+        mark = g.mark()
         quiet = tls_connect(certs.client_ctx(), "vm1.vm.test", ports[0])
         busy = tls_connect(certs.client_ctx(), "vm1.vm.test", ports[1])
         quiet.settimeout(8)
@@ -98,7 +99,7 @@ def test_idle_timeout(gate_bin, certs, fleet, workdir):
         except (OSError, ssl.SSLError):  # an alert or a reset also closes it
             quiet_closed_at = time.monotonic() - t0
         assert quiet_closed_at is not None and quiet_closed_at <= 6.0, g.tail()
-        g.wait_log(r"close peer=\S*:%d .*reason=\S*idle" % qport, timeout=5)
+        g.wait_log(r"close peer=\S*:%d .*reason=\S*idle" % qport, timeout=5, since=mark)
         quiet.close()
         busy.close()
     finally:
