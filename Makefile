@@ -416,12 +416,13 @@ demo: all $(DEMO_CERT)
 check-config: all
 	$(BIN) --check -c $(CONFIG)
 
-# The benchmark against HAProxy, nginx and hitch (bench/README.md), then
-# the any-port step (bench/anyport.py: sk_lookup with 65,535 ports against
+# The benchmark against HAProxy, nginx and hitch (bench/README.md), vmgate
+# twice: keys in process (build/vmgate) and in vmgate-signer
+# (build/signer/vmgate, hence signer-build); then the any-port step (bench/anyport.py: sk_lookup with 65,535 ports against
 # 3 per-port listeners, in a namespace of its own); BENCH_QUICK=1 for the
 # short run.
 .PHONY: bench bench-anyport
-bench: all
+bench: all signer-build
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/anyport.py
 

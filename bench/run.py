@@ -11,7 +11,15 @@ Environment:
                        502 (domains[].vm_errors: http) instead of an alert
   BENCH_SCALE=0        skip the W4 scale step (vmgate only); BENCH_SCALE=N
                        (N >= 1000) sets its target number of pairs
+  BENCH_WORKLOADS=w1,w5  only these of w1,w5,w2,w3,w4 (default: all)
   VMGATE_BIN=PATH      the vmgate binary to run (default: build/vmgate)
+  VMGATE_SIGNER_BIN=PATH  the second vmgate build (default:
+                       build/signer/vmgate, make FLAVOUR=signer)
+  BENCH_VMGATE_BINS=A,B   the vmgate builds to compare, instead of those two
+
+The vmgate builds are told apart by Kconfig KEY_SIGNER in the config.h
+beside each binary (or one directory up): the first with keys in process
+is the column "vmgate", the first with vmgate-signer "vmgate+signer".
 """
 import datetime
 import json
@@ -36,8 +44,16 @@ VMGATE = os.environ.get("VMGATE_BIN") or os.path.join(ROOT, "build", "vmgate")
 RESULTS = os.path.join(HERE, "results")
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-ALL_PROXIES = ["vmgate", "haproxy", "nginx", "hitch"]
+# Two vmgate columns: keys in process (BoringSSL signs in the worker) and
+# keys in vmgate-signer (a child process, OpenSSL 3 signs).
+VMGATE_IN, VMGATE_SIGNER = "vmgate", "vmgate+signer"
+VMGATES = [VMGATE_IN, VMGATE_SIGNER]
+SIGNER_COMM = "vmgate-signer"     # the signer child's /proc/PID/comm
+ALL_PROXIES = VMGATES + ["haproxy", "nginx", "hitch"]
 PROXIES = [p for p in os.environ.get("BENCH_PROXIES", ",".join(ALL_PROXIES)).split(",") if p]
+ALL_WORKLOADS = ["w1", "w5", "w2", "w3", "w4"]
+WORKLOADS = [w for w in os.environ.get("BENCH_WORKLOADS",
+                                       ",".join(ALL_WORKLOADS)).split(",") if w]
 
 PROXY_CPU = "0"          # the proxy under test
 LOAD_CPU = "1"           # load generators and the backend
@@ -122,9 +138,79 @@ def build_tools():
                         "-isystem", "/usr/include/android", "-o", out, src,
                         "-L" + lib, "-Wl,-rpath," + lib, "-lssl", "-lcrypto"],
                        check=True)
-    if not os.access(VMGATE, os.X_OK):
-        sys.exit(f"bench: {VMGATE} is missing: run `make` first")
     return out
+
+
+def kconfig_of(binary):
+    """The CONFIG_ values of the build that made binary, from the config.h
+    beside it (or one directory up: build/asan/ uses build/'s); {} when
+    there is none."""
+    d = os.path.dirname(os.path.abspath(binary))
+    for path in (os.path.join(d, "config.h"),
+                 os.path.join(os.path.dirname(d), "config.h")):
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        out = {m.group(1): m.group(2).strip() for m in
+               re.finditer(r"^#define (CONFIG_\w+) (.*)$", text, re.M)}
+        out["_path"] = path
+        return out
+    return {}
+
+
+VMGATE_BUILDS = {}   # column -> {"bin", "key_signer", "config"}
+
+
+def vmgate_builds(notes):
+    """Which binary each vmgate column runs: the first candidate whose
+    config.h says KEY_SIGNER=y is "vmgate+signer", the first without it
+    "vmgate".  A binary without a config.h counts as keys in process (the
+    run itself then looks for a signer child and says if it finds one)."""
+    env = os.environ.get("BENCH_VMGATE_BINS")
+    if env:
+        cands = [x for x in env.split(",") if x]
+    else:
+        cands = [VMGATE, os.environ.get("VMGATE_SIGNER_BIN") or
+                 os.path.join(ROOT, "build", "signer", "vmgate")]
+    builds = {}
+    for b in cands:
+        b = os.path.abspath(b)
+        if not os.access(b, os.X_OK):
+            continue
+        kc = kconfig_of(b)
+        if not kc:
+            # No config.h: its --version says "keys=signer" or
+            # "keys=in-process".
+            r = subprocess.run([b, "--version"], capture_output=True,
+                               text=True)
+            if "keys=signer" in r.stdout + r.stderr:
+                kc = {"CONFIG_KEY_SIGNER": "1"}
+            notes.append(f"{b}: no config.h beside it; by its --version, "
+                         f"keys {'in vmgate-signer' if kc else 'in process'}")
+        col = VMGATE_SIGNER if kc.get("CONFIG_KEY_SIGNER") == "1" else VMGATE_IN
+        if col in builds:
+            if builds[col]["bin"] != b:
+                notes.append(f"{b}: same KEY_SIGNER as "
+                             f"{builds[col]['bin']}: not run")
+            continue
+        builds[col] = {"bin": b, "key_signer": col == VMGATE_SIGNER,
+                       "config": kc}
+    return builds
+
+
+def build_differences(builds):
+    """Kconfig lines in which the vmgate builds differ, besides KEY_SIGNER
+    (the comparison is meant to isolate it)."""
+    if len(builds) < 2:
+        return []
+    a, b = (builds[c]["config"] for c in VMGATES)
+    if not a.get("_path") or not b.get("_path"):
+        return []
+    keys = sorted(k for k in set(a) | set(b) if not k.startswith("_") and
+                  not k.startswith("CONFIG_KEY_SIGNER"))
+    return [f"{k}: {a.get(k, 'n')} / {b.get(k, 'n')}" for k in keys
+            if a.get(k) != b.get(k)]
 
 
 def write(path, text):
@@ -224,6 +310,54 @@ def cpu_seconds(pids):
     return sum(cpu_user_sys(pids))
 
 
+def run_seconds(pid):
+    """CPU seconds of pid's threads from /proc/PID/task/*/schedstat
+    (nanoseconds on the CPU), or None.  utime + stime come in clock ticks
+    (10 ms), too coarse for a helper that runs ~70 ms a second: two reads
+    of a 1 s window could be 20 ms, ~30%, off."""
+    t = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                t += int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return t / 1e9
+
+
+def cpu_parts(root, pids, helper):
+    """(all CPU seconds, the helper's CPU seconds, helper pids) of a
+    process tree.  The helper is the child named helper (/proc/PID/comm):
+    vmgate's supervised vmgate-signer; its time is read from schedstat
+    when it can be (run_seconds).  A helper that ended and was reaped left
+    its CPU in root's cutime + cstime, which counts for it, so that a
+    restart inside a window loses nothing."""
+    total = hcpu = 0.0
+    seen = []
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        comm = s[s.index("(") + 1:s.rindex(")")]
+        fields = s[s.rindex(")") + 2:].split()
+        c = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+        total += c
+        if p == root:
+            reaped = (int(fields[13]) + int(fields[14])) / CLK_TCK
+            total += reaped
+            hcpu += reaped
+        elif comm == helper:
+            rs = run_seconds(p)
+            if rs is not None:
+                total += rs - c
+                c = rs
+            hcpu += c
+            seen.append(p)
+    return total, hcpu, seen
+
+
 def rss_kib(pids):
     t = 0
     for p in pids:
@@ -264,10 +398,12 @@ def wait_port(port, timeout=10.0):
 
 
 class Daemon:
-    """A process we started, pinned to a CPU; stopped by its own pid."""
+    """A process we started, pinned to a CPU; stopped by its own pid.
+    helper: the comm of a child whose CPU is reported apart (cpu())."""
 
-    def __init__(self, name, argv, cpu, logpath, env=None):
-        self.name, self.logpath = name, logpath
+    def __init__(self, name, argv, cpu, logpath, env=None, helper=None):
+        self.name, self.logpath, self.helper = name, logpath, helper
+        self.last_pids, self.helpers_seen = [], set()
         self.logf = open(logpath, "ab")
         self.p = subprocess.Popen(["taskset", "-c", cpu] + argv,
                                   stdout=self.logf, stderr=self.logf,
@@ -279,6 +415,17 @@ class Daemon:
 
     def pids(self):
         return proc_tree(self.p.pid) if self.alive() else []
+
+    def cpu(self):
+        """(CPU seconds of the whole tree, of which the helper's); without
+        a helper, the tree's alone as before."""
+        pids = self.pids() or self.last_pids
+        self.last_pids = pids
+        if not self.helper:
+            return cpu_seconds(pids), 0.0
+        total, hcpu, seen = cpu_parts(self.p.pid, pids, self.helper)
+        self.helpers_seen.update(seen)
+        return total, hcpu
 
     def stop(self):
         if self.alive():
@@ -337,7 +484,7 @@ http {{
 
 
 def vmgate_config(d, files, workers=1, max_connections=20000,
-                  port=PROXY_PORT, backend_port=BACKEND_PORT):
+                  port=PROXY_PORT, backend_port=BACKEND_PORT, binary=VMGATE):
     """Write d/vmgate.yaml; -> its path.  Keys an older build refuses
     (--check) are dropped."""
     cfg = os.path.join(d, "vmgate.yaml")
@@ -366,7 +513,7 @@ limits:
         if os.environ.get("BENCH_VM_ERRORS") else ""))
     # Older vmgate builds lack some limits keys: drop what --check refuses.
     for key in ("max_connections_per_ip", "drain_timeout_ms"):
-        r = subprocess.run([VMGATE, "--check", "-c", cfg],
+        r = subprocess.run([binary, "--check", "-c", cfg],
                            capture_output=True, text=True)
         if r.returncode == 0:
             break
@@ -379,11 +526,12 @@ def proxy_setup(name, tmp, files):
     """-> (argv, env) for the proxy `name`; configs written into tmp/name."""
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
-    if name == "vmgate":
-        cfg = vmgate_config(d, files)
+    if name in VMGATES:
+        binary = VMGATE_BUILDS[name]["bin"]
+        cfg = vmgate_config(d, files, binary=binary)
         write(os.path.join(d, "vmgate-info.yaml"),
               open(cfg).read().replace("log_level: warn", "log_level: info"))
-        return [VMGATE, "-c", cfg], None
+        return [binary, "-c", cfg], None
     if name == "haproxy":
         cfg = os.path.join(d, "haproxy.cfg")
         write(cfg, f"""\
@@ -521,15 +669,16 @@ NOISE = []   # per measured run: CPU-0 busy fraction not spent in the proxy
 
 
 def measured(proxy, fn):
-    """Run fn() and return (result, cpu_seconds, wall_seconds)."""
-    pids = proxy.pids()
+    """Run fn() and return (result, cpu_seconds, wall_seconds,
+    helper_cpu_seconds): the CPU of the proxy's whole process tree, and of
+    that the part its helper (vmgate's signer) spent."""
     b0 = cpu_busy_total(PROXY_CPU)
-    c0, t0 = cpu_seconds(pids), time.monotonic()
+    (c0, h0), t0 = proxy.cpu(), time.monotonic()
     res = fn()
-    c1, t1 = cpu_seconds(proxy.pids() or pids), time.monotonic()
+    (c1, h1), t1 = proxy.cpu(), time.monotonic()
     b1 = cpu_busy_total(PROXY_CPU)
     NOISE.append(max(0.0, (b1 - b0) - (c1 - c0)) / (t1 - t0))
-    return res, c1 - c0, t1 - t0
+    return res, c1 - c0, t1 - t0, h1 - h0
 
 
 def med(xs):
@@ -543,14 +692,21 @@ def run_proxy(name, tmp, files, runner, notes):
     argv, env = proxy_setup(name, tmp, files)
     logpath = os.path.join(tmp, name, "stderr.log")
 
+    # vmgate's signer child (KEY_SIGNER) is looked for in both builds: its
+    # CPU is counted apart, and found where none should be, it is noted.
+    helper = SIGNER_COMM if name in VMGATES else None
+    signer_pids = set()
+
     def start(argv=argv):
-        p = Daemon(name, argv, PROXY_CPU, logpath, env)
+        p = Daemon(name, argv, PROXY_CPU, logpath, env, helper)
         if not wait_port(PROXY_PORT) or not p.alive():
             p.stop()
             raise RuntimeError(f"{name} did not start; see {logpath}")
         return p
 
     def check(p, what):
+        p.cpu()                  # notes a signer pid while it runs
+        signer_pids.update(p.helpers_seen)
         if not p.alive():
             notes.append(f"{name}: exited during {what} (status "
                          f"{p.p.returncode}); log tail: " + tail(logpath))
@@ -559,18 +715,34 @@ def run_proxy(name, tmp, files, runner, notes):
 
     # Once at log level info (vmgate only): which cipher/group, and that
     # resumption really happens.
-    if name == "vmgate":
-        p = start([VMGATE, "-c", os.path.join(tmp, name, "vmgate-info.yaml")])
+    # With a signer, its pid is in vmgate's `signer pid=` line at info and
+    # must be the child found under /proc.
+    if name in VMGATES:
+        p = start([argv[0], "-c", os.path.join(tmp, name, "vmgate-info.yaml")])
         runner.tls("hs", 1, 0.3)
         runner.tls("resume", 1, 0.3)
+        p.cpu()
+        info_seen = sorted(p.helpers_seen)
         p.stop()
         text = open(logpath, errors="replace").read()
         closes = [l for l in text.splitlines() if " close " in l]
+        m = re.search(r"\bsigner pid=(\d+)", text)
         out["info_check"] = {
             "close_lines": len(closes),
             "resumed_1": sum("resumed=1" in l for l in closes),
-            "sample": closes[-1][:400] if closes else tail(logpath)}
+            "sample": closes[-1][:400] if closes else tail(logpath),
+            "signer_log_pid": int(m.group(1)) if m else None,
+            "signer_proc_pids": info_seen}
         os.rename(logpath, logpath + ".info")
+        if VMGATE_BUILDS[name]["key_signer"] != bool(m or info_seen):
+            notes.append(f"{name}: {VMGATE_BUILDS[name]['bin']}: KEY_SIGNER="
+                         f"{'y' if VMGATE_BUILDS[name]['key_signer'] else 'n'}"
+                         " in its config.h, but a signer was "
+                         f"{'found' if m or info_seen else 'not found'} "
+                         "(log line / child process)")
+        elif m and info_seen and int(m.group(1)) not in info_seen:
+            notes.append(f"{name}: the log's signer pid={m.group(1)} is not "
+                         f"the child found under /proc ({info_seen})")
 
     p = start()
     out["version"] = proxy_version(name)
@@ -581,18 +753,31 @@ def run_proxy(name, tmp, files, runner, notes):
     if not pr.get("ok"):
         notes.append(f"{name}: probe failed: {pr.get('first_error')}")
 
-    # W1 full handshakes, W5 resumed handshakes
+    # W1 full handshakes, W5 resumed handshakes.  cpu_us_per is the whole
+    # proxy's (vmgate: with its signer); for vmgate, main_ the vmgate
+    # process's and signer_ the signer's part of it (each a median).
     for key, mode, conc in (("w1", "hs", W1_CONC), ("w5", "resume", W5_CONC)):
+        if key not in WORKLOADS:
+            continue
         reps = []
         for _ in range(REPS):
-            r, cpu, wall = measured(p, lambda: runner.tls(mode, conc, DUR))
-            reps.append({"rate": r["rate"], "ok": r["ok"],
+            r, cpu, wall, scpu = measured(p, lambda: runner.tls(mode, conc, DUR))
+            ok = r["ok"]
+            signed = bool(p.helpers_seen)
+            reps.append({"rate": r["rate"], "ok": ok,
                          "errors": r["errors"], "resumed": r.get("resumed", 0),
-                         "cpu_us_per": cpu * 1e6 / r["ok"] if r["ok"] else None,
+                         "cpu_us_per": cpu * 1e6 / ok if ok else None,
+                         "main_cpu_us_per": ((cpu - scpu) * 1e6 / ok
+                                             if ok and helper else None),
+                         "signer_cpu_us_per": (scpu * 1e6 / ok
+                                               if ok and signed else None),
                          "cpu_busy": cpu / wall,
+                         "signer_cpu_busy": scpu / wall if signed else None,
                          "first_error": r.get("first_error", "")})
             p = check(p, key)
-        out[key] = summarize(reps, ["rate", "cpu_us_per", "cpu_busy"])
+        out[key] = summarize(reps, ["rate", "cpu_us_per", "main_cpu_us_per",
+                                    "signer_cpu_us_per", "cpu_busy",
+                                    "signer_cpu_busy"])
         out[key]["resumed_frac"] = (sum(x["resumed"] for x in reps) /
                                     max(1, sum(x["ok"] for x in reps)))
         errs = [x for x in reps if x["errors"]]
@@ -602,9 +787,9 @@ def run_proxy(name, tmp, files, runner, notes):
 
     # W2 keep-alive small requests
     reps = []
-    for _ in range(REPS):
-        r, cpu, wall = measured(p, lambda: runner.wrk("/tiny", W2_CONC, DUR,
-                                                      "report.lua"))
+    for _ in range(REPS if "w2" in WORKLOADS else 0):
+        r, cpu, wall, _ = measured(p, lambda: runner.wrk("/tiny", W2_CONC, DUR,
+                                                         "report.lua"))
         secs = r["duration_us"] / 1e6
         reps.append({"rate": r["requests"] / secs,
                      "p50_ms": r["p50_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3,
@@ -612,16 +797,20 @@ def run_proxy(name, tmp, files, runner, notes):
                      "cpu_busy": cpu / wall, "errors": r["errors"] + r["status_errors"],
                      "first_error": r.get("first_error", "")})
         p = check(p, "w2")
-    out["w2"] = summarize(reps, ["rate", "p50_ms", "p99_ms", "cpu_us_per", "cpu_busy"])
-    add_errors(out["w2"], reps)
+    if reps:
+        out["w2"] = summarize(reps, ["rate", "p50_ms", "p99_ms", "cpu_us_per",
+                                     "cpu_busy"])
+        add_errors(out["w2"], reps)
 
     # W3 bulk: download and upload
     for key, path, script in (("w3_down", "/big", "report.lua"),
                               ("w3_up", "/upload", "upload.lua")):
+        if "w3" not in WORKLOADS:
+            break
         reps = []
         for _ in range(REPS):
-            r, cpu, wall = measured(p, lambda: runner.wrk(path, W3_CONC, DUR,
-                                                          script))
+            r, cpu, wall, _ = measured(p, lambda: runner.wrk(path, W3_CONC, DUR,
+                                                             script))
             secs = r["duration_us"] / 1e6
             nbytes = r["bytes"] if key == "w3_down" else r["requests"] * UPLOAD_BYTES
             reps.append({"mbps": nbytes / secs / 1e6,
@@ -632,9 +821,18 @@ def run_proxy(name, tmp, files, runner, notes):
             p = check(p, key)
         out[key] = summarize(reps, ["mbps", "cpu_s_per_gb", "cpu_busy"])
         add_errors(out[key], reps)
+    p.cpu()
+    signer_pids.update(p.helpers_seen)
     p.stop()
     out["log_tail"] = log_summary(logpath)
     out["cpu0_other_busy"] = med(NOISE)
+    if helper:
+        out["signer_pids"] = sorted(signer_pids)
+        if len(signer_pids) > 1:
+            notes.append(f"{name}: the signer ran as {len(signer_pids)} "
+                         f"processes (restarted): {sorted(signer_pids)}")
+    if "w4" not in WORKLOADS:
+        return out
 
     # W4 idle connections, on a fresh process
     p = start()
@@ -1020,20 +1218,25 @@ def log_summary(path):
 
 
 def proxy_version(name):
-    cmd = {"vmgate": [VMGATE, "--version"], "haproxy": ["haproxy", "-v"],
-           "nginx": ["nginx", "-v"], "hitch": ["hitch", "--version"]}[name]
+    cmd = ([VMGATE_BUILDS[name]["bin"], "--version"] if name in VMGATES else
+           {"haproxy": ["haproxy", "-v"], "nginx": ["nginx", "-v"],
+            "hitch": ["hitch", "--version"]}[name])
     r = subprocess.run(cmd, capture_output=True, text=True)
     return (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else "?"
 
 
 # ----------------------------------------------------------------- floor
 
+OPENSSL_SIGN = "openssl speed ecdsap256 sign"
+
+
 def crypto_floor(prev=None):
-    """bssl-tool speed on the proxy's CPU: what the crypto alone costs.
+    """bssl-tool speed on the proxy's CPU: what the crypto alone costs;
+    and openssl speed's ECDSA P-256 signature (vmgate-signer's library).
     With prev (an earlier measurement), keep the faster of the two for each
     operation: a floor is a minimum, and the machine may be shared."""
     res = {}
-    for filt, chunks in (("AES-128-GCM", "256,16384"), ("P-256", None),
+    for filt, chunks in (("AES-128-GCM", "256,16384"), ("ECDSA P-256", None),
                          ("Curve25519", None)):
         argv = ["taskset", "-c", PROXY_CPU, "bssl-tool", "speed", "-filter",
                 filt, "-timeout", str(FLOOR_SECS), "-json"]
@@ -1049,6 +1252,18 @@ def crypto_floor(prev=None):
             us = e.get("microseconds", e.get("timeInMicroseconds"))
             res[e["description"]] = {"us_per_call": us / e["numCalls"],
                                      "bytes": e.get("bytesPerCall")}
+    # The same signature in OpenSSL 3's libcrypto, the library
+    # vmgate-signer signs with.  -elapsed: wall time, as bssl-tool counts
+    # (openssl's default divides by its user CPU time).
+    secs = max(1, int(round(FLOOR_SECS)))
+    r = subprocess.run(["taskset", "-c", PROXY_CPU, "openssl", "speed",
+                        "-elapsed", "-seconds", str(secs), "-mr",
+                        "ecdsap256"], capture_output=True, text=True,
+                       timeout=120)
+    m = re.search(r"^\+F4:\d+:256:([0-9.]+):([0-9.]+)", r.stdout, re.M)
+    if m and float(m.group(1)) > 0:
+        res[OPENSSL_SIGN] = {"us_per_call": 1e6 / float(m.group(1)),
+                             "bytes": None}
     if prev:
         for k, v in prev.get("raw", {}).items():
             if k not in res or v["us_per_call"] < res[k]["us_per_call"]:
@@ -1064,6 +1279,7 @@ def crypto_floor(prev=None):
         raise RuntimeError(f"bssl-tool speed: no figure for {e}; got {list(res)}")
     f["aes128gcm_MBps"] = 16384 / gcm16k["us_per_call"]
     f["ecdsa_p256_sign_us"] = sign
+    f["ecdsa_p256_sign_openssl_us"] = res.get(OPENSSL_SIGN, {}).get("us_per_call")
     f["x25519_keygen_us"] = xbase
     f["x25519_agree_us"] = xarb
     # server side of a full TLS 1.3 handshake: X25519 keygen + agree + 1 sign
@@ -1091,7 +1307,9 @@ def fmt(v, digits=0):
 ROWS = [
     # key path, label, digits, higher-is-better, floor key (cpu cost rows)
     (("w1", "rate"), "W1 full handshakes/s", 0, True, None),
-    (("w1", "cpu_us_per"), "W1 proxy CPU-µs / handshake", 0, False, "full_handshake_us"),
+    (("w1", "cpu_us_per"), "W1 proxy CPU-µs / handshake (total: all its processes, vmgate's signer included)", 0, False, "full_handshake_us"),
+    (("w1", "main_cpu_us_per"), "W1 of which vmgate's own process", 0, None, None),
+    (("w1", "signer_cpu_us_per"), "W1 of which vmgate-signer (one signature per handshake; × openssl speed)", 0, None, "ecdsa_p256_sign_openssl_us"),
     (("w1", "cpu_busy"), "W1 proxy CPU busy (of 1 core)", 2, None, None),
     (("w2", "rate"), f"W2 keep-alive requests/s (c={W2_CONC})", 0, True, None),
     (("w2", "p50_ms"), "W2 latency p50 (ms)", 2, False, None),
@@ -1115,6 +1333,7 @@ ROWS = [
     (("w5", "rate"), "W5 resumed handshakes/s", 0, True, None),
     (("w5", "resumed_frac"), "W5 fraction actually resumed", 3, True, None),
     (("w5", "cpu_us_per"), "W5 proxy CPU-µs / resumed handshake", 0, False, "resumed_handshake_us"),
+    (("w5", "signer_cpu_us_per"), "W5 of which vmgate-signer (resumptions sign nothing)", 1, None, None),
     (("w5", "cpu_busy"), "W5 proxy CPU busy", 2, None, None),
 ]
 
@@ -1131,32 +1350,105 @@ def get(d, path):
     return d
 
 
+def vs_best_peer(results, path, higher, name):
+    """name's value at path over the best peer's (None if either lacks it)."""
+    by = {r["name"]: r for r in results}
+    pv = [get(r, path) for r in results if r["name"] not in VMGATES]
+    pv = [x for x in pv if x is not None]
+    v = get(by.get(name), path)
+    if not pv or v is None:
+        return None
+    best = max(pv) if higher else min(pv)
+    return v / best if best else None
+
+
+# Issue 14's target for W1, against the best peer: total CPU per full
+# handshake at most 0.55x, handshakes/s at least 1.3x.
+W1_TARGETS = [(("w1", "cpu_us_per"), False, 0.55,
+               "total CPU per full handshake"),
+              (("w1", "rate"), True, 1.3, "handshakes/s")]
+
+
+def render_targets(results):
+    """One line per vmgate column: issue 14's W1 targets, met or not."""
+    out = []
+    for n in [r["name"] for r in results if r["name"] in VMGATES]:
+        parts = []
+        for path, higher, target, what in W1_TARGETS:
+            r = vs_best_peer(results, path, higher, n)
+            if r is None:
+                continue
+            met = r >= target if higher else r <= target
+            txt = f"{what} {r:.2f}× the best peer's (target {'≥' if higher else '≤'} {target:g}×: "
+            if met:
+                txt += "met)"
+            elif higher:
+                txt += f"missed, {target / r - 1:.0%} short)"
+            else:
+                txt += f"missed, {r / target - 1:.0%} over)"
+            parts.append(txt)
+        if parts:
+            out.append(f"{n}: " + "; ".join(parts))
+    if not out:
+        return ""
+    return ("Issue 14's W1 target (median of each): " + ". ".join(out) +
+            ".\n")
+
+
+def render_signature(results, floor):
+    """The signature's cost: BoringSSL and OpenSSL on this CPU, what the
+    signer spent per handshake in W1, and what it bought."""
+    bssl = floor.get("ecdsa_p256_sign_us")
+    ossl = floor.get("ecdsa_p256_sign_openssl_us")
+    txt = (f"Signature cost (ECDSA P-256 sign, CPU {PROXY_CPU}, wall time, best of "
+           f"before and after): BoringSSL (`bssl-tool speed -filter 'ECDSA "
+           f"P-256'`, vmgate's in-process keys) {1e6 / bssl:,.0f}/s = "
+           f"{bssl:.1f} µs; ")
+    txt += ("OpenSSL 3 (`openssl speed -elapsed ecdsap256`, vmgate-signer's "
+            f"library) {1e6 / ossl:,.0f}/s = {ossl:.1f} µs." if ossl else
+            "OpenSSL 3 (`openssl speed ecdsap256`): no figure.")
+    by = {r["name"]: r for r in results}
+    s = get(by.get(VMGATE_SIGNER), ("w1", "signer_cpu_us_per"))
+    if s is not None:
+        txt += (f" In W1 vmgate-signer spent {s:.0f} CPU-µs per handshake"
+                + (f", {s / ossl:.2f}× openssl speed's signature: the rest "
+                   "is its socket, framing and per-call set-up" if ossl else "")
+                + ".")
+    a = get(by.get(VMGATE_IN), ("w1", "cpu_us_per"))
+    b = get(by.get(VMGATE_SIGNER), ("w1", "cpu_us_per"))
+    if a is not None and b is not None:
+        txt += (f" Total CPU per full handshake: {a:.0f} µs with the keys in "
+                f"process, {b:.0f} µs with the signer ({b - a:+.0f} µs, "
+                f"{b / a:.2f}×).")
+    return txt + "\n"
+
+
 def render(results, floor, meta, scale=None):
     names = [r["name"] for r in results]
-    peers = [n for n in names if n != "vmgate"]
+    peers = [n for n in names if n not in VMGATES]
+    ours = [n for n in names if n in VMGATES]
     by = {r["name"]: r for r in results}
     head = ["metric (median of %d)" % REPS] + names
-    if "vmgate" in by and peers:
-        head.append("vmgate / best peer")
+    if peers:
+        head += [f"{n} / best peer" for n in ours]
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for path, label, digits, higher, fkey in ROWS:
         vals = {n: get(by[n], path) for n in names}
+        if all(v is None for v in vals.values()):
+            continue            # a workload not run (BENCH_WORKLOADS)
         cells = []
         for n in names:
             v = vals[n]
             c = fmt(v, digits)
-            if fkey and v is not None:
+            if fkey and v is not None and floor.get(fkey):
                 c += f" ({v / floor[fkey]:.1f}×)"
             cells.append(c)
-        if "vmgate" in by and peers:
-            pv = [vals[n] for n in peers if vals[n] is not None]
-            v = vals["vmgate"]
-            if higher is None or not pv or v is None:
+        for n in ours if peers else []:
+            r = None if higher is None else vs_best_peer(results, path, higher, n)
+            if higher is None or vals[n] is None:
                 cells.append("")
             else:
-                best = max(pv) if higher else min(pv)
-                r = v / best if best else None
                 cells.append("-" if r is None else
                              "> 100" if r > 100 else f"{r:.2f}")
         lines.append("| " + " | ".join([label] + cells) + " |")
@@ -1173,6 +1465,15 @@ def render(results, floor, meta, scale=None):
           "(N×) after a CPU cost = that cost divided by its floor.")
     sc = render_scale(scale)
     sc = "\n" + sc if sc else ""
+    tg = render_targets(results)
+    sig = render_signature(results, floor)
+    builds = "; ".join(f"{n} = {VMGATE_BUILDS[n]['bin']} (KEY_SIGNER="
+                       f"{'y' if VMGATE_BUILDS[n]['key_signer'] else 'n'})"
+                       for n in ours if n in VMGATE_BUILDS)
+    diff = build_differences(VMGATE_BUILDS) if len(ours) == 2 else []
+    if builds:
+        builds = ("vmgate builds: " + builds + ("; other Kconfig differences: "
+                  + ", ".join(diff) if diff else "") + ".\n")
     neg = "; ".join(f"{r['name']}: {r.get('negotiated_openssl', '?')}"
                     for r in results)
     return f"""\
@@ -1182,11 +1483,13 @@ Machine: {meta['machine']}
 
 {table}
 {sc}
+{tg}
+{sig}
 {fl}
 
 Negotiated (OpenSSL client = wrk's settings): {neg}.
 Versions: {"; ".join(f"{r['name']} {r.get('version', '?')}" for r in results)}.
-Proxy pinned to CPU {PROXY_CPU}, one worker; backend (nginx) and load generators on CPU {LOAD_CPU}.
+{builds}Proxy pinned to CPU {PROXY_CPU}, one worker; backend (nginx) and load generators on CPU {LOAD_CPU}.
 Load: W1/W5 bench/tlsload.c (BoringSSL client, c={W1_CONC}, a new connection per request),
 W2/W3 wrk -t1, W4 bench/tlsload.c idle. {REPS} repetitions of {DUR:g} s each.
 """
@@ -1233,7 +1536,26 @@ def main():
     meta = {"date": datetime.datetime.now(datetime.timezone.utc)
             .strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "quick": QUICK, "reps": REPS, "duration_s": DUR}
+    VMGATE_BUILDS.update(vmgate_builds(notes))
+    proxies = []
+    for name in PROXIES:
+        if name in VMGATES and name not in VMGATE_BUILDS:
+            notes.append(f"{name}: no build found (KEY_SIGNER="
+                         f"{'y' if name == VMGATE_SIGNER else 'n'}): "
+                         + ("`make FLAVOUR=signer all`" if name == VMGATE_SIGNER
+                            else "`make`") + ", or BENCH_VMGATE_BINS")
+            log(notes[-1])
+            continue
+        proxies.append(name)
+    if any(n in VMGATES for n in PROXIES) and not VMGATE_BUILDS:
+        sys.exit(f"bench: {VMGATE} is missing: run `make` first")
+    meta["vmgate_builds"] = {n: {"bin": b["bin"], "key_signer": b["key_signer"],
+                                 "config_h": b["config"].get("_path")}
+                             for n, b in VMGATE_BUILDS.items()}
+    meta["workloads"] = WORKLOADS
     log("machine:", meta["machine"])
+    log("vmgate builds:", ", ".join(f"{n} = {b['bin']}"
+                                    for n, b in VMGATE_BUILDS.items()))
     log("temporary directory:", tmp)
     for port in (BACKEND_PORT, PROXY_PORT):
         if wait_port(port, 0.2):
@@ -1253,7 +1575,7 @@ def main():
         if not wait_port(BACKEND_PORT):
             sys.exit("bench: backend nginx did not start: " +
                      tail(os.path.join(tmp, "backend", "error.log")))
-        for name in PROXIES:
+        for name in proxies:
             log(f"{name}: running")
             t0 = time.monotonic()
             try:
@@ -1268,9 +1590,11 @@ def main():
     log("crypto floor again (the faster of the two is kept)")
     floor = crypto_floor(floor)
     scale = None
-    if "vmgate" in PROXIES:
+    if any(n in VMGATES for n in proxies) and "w4" in WORKLOADS:
         if not SCALE:
             scale = {"skipped": "BENCH_SCALE=0"}
+        elif not os.access(VMGATE, os.X_OK):
+            scale = {"skipped": f"{VMGATE} is missing"}
         else:
             log(f"w4 scale: vmgate, {SCALE_WORKERS} workers, up to "
                 f"{SCALE_TARGET:,} idle pairs")
@@ -1312,7 +1636,8 @@ def main():
     for base in ("latest" + suffix, stamp + suffix):
         write(os.path.join(RESULTS, base + ".md"), md)
         write(os.path.join(RESULTS, base + ".json"), json.dumps(doc, indent=1))
-    if not QUICK and set(PROXIES) == set(ALL_PROXIES):
+    if (not QUICK and set(proxies) == set(ALL_PROXIES) and
+            set(WORKLOADS) == set(ALL_WORKLOADS)):
         update_readme(md)
     log(f"results in {RESULTS}/latest{suffix}.md and .json")
     if os.environ.get("BENCH_KEEP"):

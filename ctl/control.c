@@ -39,9 +39,14 @@
 
 /* Snapshots */
 
+/* The last reference to a store goes once no snapshot (published or
+ * retired) has it: its keys that no other store names leave the
+ * signer. */
 static void tls_ref_put(struct tls_ref *r)
 {
 	if (r && --r->refs == 0) {
+		if (IS_ENABLED(CONFIG_KEY_SIGNER) && r->ctx)
+			signerd_forget(r->ctx);
 		tls_ctx_free(r->ctx);
 		free(r);
 	}

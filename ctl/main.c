@@ -488,6 +488,14 @@ int main(int argc, char **argv)
 	}
 	if (!load(&cfg, &tls, path))
 		goto out;
+	/* The signer checks each key against its certificate as it loads
+	 * it; --check starts no signer, so it looks itself. */
+	if (check && IS_ENABLED(CONFIG_KEY_SIGNER) &&
+	    !tls_ctx_check_keys(&cfg, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		tls_ctx_free(tls);
+		goto out;
+	}
 	if (check) {
 		printf("%s: ok (%zu ports, %zu domains, %zu vms, %zu names "
 		       "on %zu certificates)\n",
@@ -658,10 +666,13 @@ out:
 	free(workers);
 	free(lfds);
 	free(lports);
+	/* Before the stores are freed: an exiting vmgate drops no key from
+	 * an external signer (a vmgate taking over may be using them), and
+	 * its own signer goes anyway. */
+	signerd_stop();
 	control_free(ctl);
 	/* After the workers: the program goes with its listeners. */
 	steer_free(shared.steer);
-	signerd_stop();
 	peers_free(&shared.peers);
 	config_free(&cfg);
 	return status;

@@ -37,9 +37,17 @@ static struct {
 	char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char bin[PATH_MAX];
 	pid_t pid;      /* the child, or 0 */
-	int cfd;        /* control connection: LOADs; -1 if none */
+	int cfd;        /* control connection: LOADs, UNLOADs; -1 if none */
 	uint64_t next_id;
 	uint64_t started_ms, restart_ms, backoff_ms;
+	/* The stores vmgate holds (published, retired or being built): the
+	 * keys the signer must keep are theirs. */
+	const struct tls_ctx **stores;
+	size_t stores_len, stores_cap;
+	/* Key ids of freed stores, to UNLOAD unless a store still names
+	 * them; kept while the signer cannot be reached. */
+	uint64_t *gone;
+	size_t gone_len, gone_cap;
 } sd = { .cfd = -1 };
 
 static int connect_to(const char *path)
@@ -65,46 +73,47 @@ static int connect_to(const char *path)
 	return fd;
 }
 
-/* One LOAD, with |kfd| passed along, and its answer. */
-static int load_one(uint64_t key_id, const char *path, int kfd,
-		    uint8_t *out_status)
+/* Sends |m| (with |kfd| passed along, if not -1) on the control
+ * connection and reads its answer. */
+static int ask(struct keyop_msg *m, int kfd, uint8_t *out_status)
 {
 	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 	uint8_t frame[KEYOP_FRAME_MAX], in[KEYOP_FRAME_MAX];
-	struct keyop_msg m = {
-		.type = KEYOP_LOAD, .id = ++sd.next_id, .key_id = key_id,
-		.data = (const uint8_t *)path, .data_len = strlen(path),
-	};
 	struct iovec iov;
 	struct msghdr mh = { 0 };
 	struct cmsghdr *cm;
 	size_t len, got = 0, used;
 	ssize_t n;
 
-	if (!keyop_encode(frame, &len, sizeof(frame), &m))
+	m->id = ++sd.next_id;
+	if (!keyop_encode(frame, &len, sizeof(frame), m))
 		return -ENAMETOOLONG;
 	iov.iov_base = frame;
 	iov.iov_len = len;
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
-	mh.msg_control = cbuf;
-	mh.msg_controllen = sizeof(cbuf);
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &kfd, sizeof(int));
+	if (kfd >= 0) {
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &kfd, sizeof(int));
+	}
 	do
 		n = sendmsg(sd.cfd, &mh, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)len)
 		return n < 0 ? -errno : -EIO;
 	for (;;) {
-		switch (keyop_decode(&m, &used, in, got)) {
+		struct keyop_msg a;
+
+		switch (keyop_decode(&a, &used, in, got)) {
 		case KEYOP_OK:
-			if (m.type != KEYOP_ANSWER || m.id != sd.next_id)
+			if (a.type != KEYOP_ANSWER || a.id != sd.next_id)
 				return -EPROTO;
-			*out_status = m.status;
+			*out_status = a.status;
 			return 0;
 		case KEYOP_BAD:
 			return -EPROTO;
@@ -119,6 +128,142 @@ static int load_one(uint64_t key_id, const char *path, int kfd,
 				     : -ECONNRESET;
 		got += (size_t)n;
 	}
+}
+
+/* One LOAD, with |kfd| passed along, and its answer. */
+static int load_one(uint64_t key_id, const char *path, int kfd,
+		    uint8_t *out_status)
+{
+	struct keyop_msg m = {
+		.type = KEYOP_LOAD, .key_id = key_id,
+		.data = (const uint8_t *)path, .data_len = strlen(path),
+	};
+
+	return ask(&m, kfd, out_status);
+}
+
+/* The connection is in an unknown state: a fresh one next time. */
+static void cfd_close(void)
+{
+	if (sd.cfd >= 0)
+		close(sd.cfd);
+	sd.cfd = -1;
+}
+
+/* A control connection to our child, which runs and has its keys, after
+ * an error closed the last one. (An external signer is reconnected by
+ * signerd_tick, which loads the keys again: it may have restarted.) */
+static void cfd_ensure(void)
+{
+	if (sd.cfd < 0 && !sd.external && sd.pid > 0)
+		sd.cfd = connect_to(sd.path);
+	if (sd.cfd < 0)
+		sd.cfd = -1;
+}
+
+static int store_add(const struct tls_ctx *tls)
+{
+	size_t i;
+
+	for (i = 0; i < sd.stores_len; i++)
+		if (sd.stores[i] == tls)
+			return 0;
+	if (sd.stores_len == sd.stores_cap) {
+		size_t cap = sd.stores_cap ? 2 * sd.stores_cap : 4;
+		const struct tls_ctx **n = realloc(sd.stores,
+						   cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		sd.stores = n;
+		sd.stores_cap = cap;
+	}
+	sd.stores[sd.stores_len++] = tls;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The key ids the held stores name, sorted: false if there is no
+ * memory for them. */
+static bool live_ids(uint64_t **out, size_t *out_len)
+{
+	size_t i, j, n = 0;
+
+	*out = NULL;
+	*out_len = 0;
+	for (i = 0; i < sd.stores_len; i++)
+		n += tls_ctx_signer_keys(sd.stores[i]);
+	if (!n)
+		return true;
+	*out = malloc(n * sizeof(**out));
+	if (!*out)
+		return false;
+	for (i = 0; i < sd.stores_len; i++)
+		for (j = 0; j < tls_ctx_signer_keys(sd.stores[i]); j++) {
+			const char *path;
+
+			tls_ctx_signer_key(sd.stores[i], j,
+					   &(*out)[(*out_len)++], &path);
+		}
+	qsort(*out, *out_len, sizeof(**out), cmp_u64);
+	return true;
+}
+
+/* UNLOADs every gone key that no held store names. A key the signer
+ * does not have (it restarted since) is no error. While there is no
+ * connection the keys wait for the next one. */
+static void flush_gone(void)
+{
+	size_t i, kept = 0, dropped = 0, live_len, distinct = 0;
+	uint64_t *live;
+
+	if (!sd.gone_len)
+		return;
+	/* Without the list, nothing: a key still named must stay. */
+	if (!live_ids(&live, &live_len))
+		return;
+	cfd_ensure();
+	for (i = 0; i < live_len; i++)
+		distinct += !i || live[i] != live[i - 1];
+	qsort(sd.gone, sd.gone_len, sizeof(*sd.gone), cmp_u64);
+	for (i = 0; i < sd.gone_len; i++) {
+		struct keyop_msg m = { .type = KEYOP_UNLOAD,
+				       .key_id = sd.gone[i] };
+		uint8_t status = KEYOP_STATUS_FAILED;
+		int ret;
+
+		if ((i && sd.gone[i] == sd.gone[i - 1]) ||
+		    (live_len && bsearch(&sd.gone[i], live, live_len,
+					 sizeof(*live), cmp_u64)))
+			continue;
+		if (sd.cfd < 0) {
+			sd.gone[kept++] = sd.gone[i];
+			continue;
+		}
+		ret = ask(&m, -1, &status);
+		if (ret) {
+			/* Not tried again: a signer too old to know UNLOAD
+			 * closes the socket at each, and a reconnection
+			 * loop would follow. */
+			log_warn("signer", "cannot drop key_id=%016llx: %s",
+				 (unsigned long long)sd.gone[i],
+				 strerror(-ret));
+			cfd_close();
+			continue;
+		}
+		dropped += status == KEYOP_STATUS_OK;
+	}
+	sd.gone_len = kept;
+	free(live);
+	if (dropped)
+		log_info("signer", "keys_dropped=%zu keys=%zu", dropped,
+			 distinct);
 }
 
 static int load_keys(const struct tls_ctx *tls, char *err, size_t err_len)
@@ -144,11 +289,7 @@ static int load_keys(const struct tls_ctx *tls, char *err, size_t err_len)
 		if (ret) {
 			snprintf(err, err_len, "%s: signer: %s", path,
 				 strerror(-ret));
-			/* The connection is in an unknown state: a fresh one
-			 * next time. */
-			if (sd.cfd >= 0)
-				close(sd.cfd);
-			sd.cfd = -1;
+			cfd_close();
 			return ret;
 		}
 		if (status == KEYOP_STATUS_MISMATCH) {
@@ -288,6 +429,10 @@ int signerd_start(const char *external, const struct tls_ctx *tls,
 
 	sd.on = true;
 	sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
+	if (store_add(tls)) {
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
 	if (external) {
 		sd.external = true;
 		snprintf(sd.path, sizeof(sd.path), "%s", external);
@@ -326,13 +471,49 @@ int signerd_load(const struct tls_ctx *tls, char *err, size_t err_len)
 {
 	if (!sd.on)
 		return 0;
+	if (store_add(tls)) {
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
 	/* A signer down now gets the keys when it is back (signerd_tick
 	 * loads the published store, which this one is about to be). */
 	if (sd.cfd < 0 && sd.external)
 		sd.cfd = connect_to(sd.path);
+	cfd_ensure();
 	if (sd.cfd < 0)
 		return 0;
 	return load_keys(tls, err, err_len);
+}
+
+void signerd_forget(const struct tls_ctx *tls)
+{
+	size_t i, n;
+
+	for (i = 0; i < sd.stores_len; i++)
+		if (sd.stores[i] == tls)
+			break;
+	if (!sd.on || i == sd.stores_len)
+		return;
+	sd.stores[i] = sd.stores[--sd.stores_len];
+	n = tls_ctx_signer_keys(tls);
+	if (sd.gone_cap - sd.gone_len < n) {
+		size_t cap = sd.gone_len + n;
+		uint64_t *g = realloc(sd.gone, cap * sizeof(*g));
+
+		if (!g) {
+			log_warn("signer", "out of memory: %zu superseded keys "
+				 "stay in the signer", n);
+			return;
+		}
+		sd.gone = g;
+		sd.gone_cap = cap;
+	}
+	for (i = 0; i < n; i++) {
+		const char *path;
+
+		tls_ctx_signer_key(tls, i, &sd.gone[sd.gone_len++], &path);
+	}
+	flush_gone();
 }
 
 /* An external signer's control connection: closed by the peer? */
@@ -364,6 +545,7 @@ void signerd_tick(const struct tls_ctx *tls)
 			log_info("signer", "connected socket=%s keys=%zu",
 				 sd.path, tls_ctx_signer_keys(tls));
 			sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
+			flush_gone();
 			return;
 		}
 		sd.restart_ms = now + sd.backoff_ms;
@@ -400,7 +582,11 @@ void signerd_tick(const struct tls_ctx *tls)
 		sd.restart_ms = now + sd.backoff_ms;
 		if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
 			sd.backoff_ms *= 2;
+		return;
 	}
+	/* A new signer has only the published store's keys: nothing of the
+	 * gone ones to drop. */
+	sd.gone_len = 0;
 }
 
 void signerd_stop(void)
@@ -420,5 +606,10 @@ void signerd_stop(void)
 		unlink(sd.tmp);
 		rmdir(sd.dir);
 	}
+	free(sd.stores);
+	free(sd.gone);
+	sd.stores = NULL;
+	sd.gone = NULL;
+	sd.stores_len = sd.stores_cap = sd.gone_len = sd.gone_cap = 0;
 	sd.on = false;
 }

@@ -16,6 +16,13 @@
  * loads the keys, and reloads them whenever its control connection had to
  * be made again (the signer restarted).
  *
+ * signerd remembers the certificate stores vmgate holds (the published
+ * one, retired ones workers may still use, one a reload is building):
+ * when one is freed, its keys that no other names are UNLOADed, so a key
+ * whose certificate left appliance.yaml stops signing once the last
+ * worker has moved on from the store that had it. The signer's key table
+ * is one for all its clients: an external signer serves one vmgate.
+ *
  * A key is loaded by opening its file and passing the descriptor
  * (SCM_RIGHTS): vmgate never reads a key's bytes, and the signer may run
  * as a user that cannot open the file. The signer checks that the key is
@@ -42,6 +49,13 @@ int signerd_start(const char *external, const struct tls_ctx *tls,
  * calls it before it publishes |tls|. 0, or -errno with |err|
  * ("KEYFILE: reason"). */
 int signerd_load(const struct tls_ctx *tls, char *err, size_t err_len);
+
+/* signerd_forget: vmgate has freed |tls| (no worker can reach it any
+ * more). Each of its keys that no other store vmgate holds names leaves
+ * the signer (UNLOAD), with a `signer keys_dropped=N` line; what cannot
+ * be sent now is sent once the signer is reached again. Called before
+ * |tls| is freed. */
+void signerd_forget(const struct tls_ctx *tls);
 
 /* signerd_tick supervises: restarts an exited child (or reconnects to an
  * external signer) and loads |tls|, the published store, into it. Under

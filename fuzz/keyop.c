@@ -11,7 +11,8 @@
  * delivered in two pieces (the first input byte says where to cut): every
  * frame whole in the first piece must decode the same.
  *
- * Seed corpus: fuzz/corpus/keyop/.
+ * Seed corpus: fuzz/corpus/keyop/ (each frame type, UNLOAD among them, and
+ * streams of several).
  */
 #include <stdint.h>
 #include <stdlib.h>

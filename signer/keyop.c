@@ -80,6 +80,10 @@ enum keyop_parse keyop_decode(struct keyop_msg *out, size_t *out_used,
 		    !out->data_len)
 			return KEYOP_BAD;
 		break;
+	case KEYOP_UNLOAD:
+		if (!rd_u(&r, &out->key_id, 8))
+			return KEYOP_BAD;
+		break;
 	case KEYOP_ANSWER:
 		if (!rd_u(&r, &v, 1) || v > KEYOP_STATUS_MAX)
 			return KEYOP_BAD;
@@ -108,7 +112,7 @@ static uint8_t *put_u(uint8_t *p, uint64_t v, size_t n)
 bool keyop_encode(uint8_t *out, size_t *out_len, size_t cap,
 		  const struct keyop_msg *m)
 {
-	size_t body = 1 + 8 + 2 + m->data_len;
+	size_t body = 1 + 8 + 2 + m->data_len; /* type, id, data */
 	uint8_t *p = out;
 
 	*out_len = 0;
@@ -122,6 +126,11 @@ bool keyop_encode(uint8_t *out, size_t *out_len, size_t cap,
 		if (!m->data_len)
 			return false;
 		body += 8;
+		break;
+	case KEYOP_UNLOAD:
+		if (m->data_len)
+			return false;
+		body += 8 - 2; /* a key id and no data */
 		break;
 	case KEYOP_ANSWER:
 		if (m->status > KEYOP_STATUS_MAX ||
@@ -137,13 +146,14 @@ bool keyop_encode(uint8_t *out, size_t *out_len, size_t cap,
 	p = put_u(p, body, KEYOP_HDR_LEN);
 	p = put_u(p, m->type, 1);
 	p = put_u(p, m->id, 8);
-	if (m->type == KEYOP_SIGN || m->type == KEYOP_LOAD)
+	if (m->type != KEYOP_ANSWER)
 		p = put_u(p, m->key_id, 8);
 	if (m->type == KEYOP_SIGN)
 		p = put_u(p, m->sigalg, 2);
 	if (m->type == KEYOP_ANSWER)
 		p = put_u(p, m->status, 1);
-	p = put_u(p, m->data_len, 2);
+	if (m->type != KEYOP_UNLOAD)
+		p = put_u(p, m->data_len, 2);
 	if (m->data_len)
 		memcpy(p, m->data, m->data_len);
 	*out_len = KEYOP_HDR_LEN + body;

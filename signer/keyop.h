@@ -9,6 +9,7 @@
  *                                      u16 in_len  in[in_len]
  *   LOAD   (vmgate -> signer), rest := u64 key_id  u16 path_len
  *                                      path[path_len]
+ *   UNLOAD (vmgate -> signer), rest := u64 key_id
  *   ANSWER (signer -> vmgate), rest := u8 status  u16 out_len
  *                                      out[out_len]
  *
@@ -19,7 +20,9 @@
  * hashes). A LOAD may carry the key file's descriptor as SCM_RIGHTS
  * ancillary data (vmgate opens the file, never reads it); without one,
  * the signer opens path itself. out is the signature, empty unless status
- * is KEYOP_STATUS_OK. A length over its bound, an unknown type, a zero
+ * is KEYOP_STATUS_OK. UNLOAD drops a key that no certificate of vmgate's
+ * names any more (its answer: OK, or NO_KEY when the signer had none).
+ * A length over its bound, an unknown type, a zero
  * length path, or a byte after the last field is KEYOP_BAD: whoever reads
  * it closes the socket (each side treats the other as untrusted).
  *
@@ -38,11 +41,12 @@ enum keyop_type {
 	KEYOP_SIGN = 1,
 	KEYOP_LOAD = 2,
 	KEYOP_ANSWER = 3,
+	KEYOP_UNLOAD = 4,
 };
 
 enum keyop_status {
 	KEYOP_STATUS_OK = 0,
-	KEYOP_STATUS_NO_KEY = 1,   /* SIGN: no key with that key_id */
+	KEYOP_STATUS_NO_KEY = 1,   /* SIGN, UNLOAD: no key with that key_id */
 	KEYOP_STATUS_BAD_ALG = 2,  /* SIGN: the key cannot make that scheme */
 	KEYOP_STATUS_FAILED = 3,   /* the operation failed */
 	KEYOP_STATUS_MISMATCH = 4, /* LOAD: the file's key is not key_id */
@@ -60,10 +64,11 @@ enum keyop_status {
 struct keyop_msg {
 	uint8_t type;      /* enum keyop_type */
 	uint64_t id;
-	uint64_t key_id;   /* SIGN, LOAD */
+	uint64_t key_id;   /* SIGN, LOAD, UNLOAD */
 	uint16_t sigalg;   /* SIGN */
 	uint8_t status;    /* ANSWER: enum keyop_status */
-	const uint8_t *data; /* SIGN: in; LOAD: path; ANSWER: out */
+	const uint8_t *data; /* SIGN: in; LOAD: path; ANSWER: out; UNLOAD:
+			      * none */
 	size_t data_len;
 };
 

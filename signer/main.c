@@ -10,7 +10,8 @@
  * It answers the frames of signer/keyop.h: LOAD reads a PEM private key
  * (from the descriptor passed with it, else from its path) and keeps it
  * under its key id, which must be the SHA-256 of its public key's DER;
- * SIGN signs with one, in ECDSA, RSA-PSS, RSA PKCS#1 or Ed25519, with
+ * UNLOAD forgets one (vmgate's certificates no longer name it); SIGN
+ * signs with one, in ECDSA, RSA-PSS, RSA PKCS#1 or Ed25519, with
  * OpenSSL 3's libcrypto (on the machine this was measured on it signs
  * P-256 about three times faster than Debian's BoringSSL: see the README).
  * It never sees a TLS record: only the message to sign.
@@ -72,13 +73,25 @@ struct client {
 	uint32_t events; /* what epoll watches for it */
 };
 
+/* A key's signing contexts, made on its first SIGN with a scheme and kept:
+ * EVP_DigestSignInit per signature costs ~3 us of OpenSSL 3's provider
+ * set-up against a ~25 us P-256 signature. */
+#define KEY_CTX_MAX 4
+struct key_ctx {
+	uint16_t sigalg;
+	EVP_MD *md;         /* fetched once; NULL for Ed25519 (no prehash) */
+	EVP_PKEY_CTX *pctx; /* signs a digest; NULL for Ed25519 */
+};
+
 struct key {
 	uint64_t id;
 	EVP_PKEY *pkey;
+	struct key_ctx ctx[KEY_CTX_MAX];
+	unsigned nctx;
 };
 
 static struct key *keys;
-static size_t keys_len;
+static size_t keys_len, keys_cap;
 static unsigned long long signs, sign_errors;
 static volatile sig_atomic_t stop;
 static bool quiet;
@@ -178,15 +191,18 @@ static uint8_t do_load(const struct keyop_msg *m, int fd)
 		EVP_PKEY_free(pkey);
 		return KEYOP_STATUS_FAILED;
 	}
-	if (!(keys_len & (keys_len + 1)) || !keys) {
-		struct key *n = realloc(keys, (keys_len * 2 + 2) * sizeof(*n));
+	if (keys_len == keys_cap) {
+		size_t cap = keys_cap ? 2 * keys_cap : 8;
+		struct key *n = realloc(keys, cap * sizeof(*n));
 
 		if (!n) {
 			EVP_PKEY_free(pkey);
 			return KEYOP_STATUS_FAILED;
 		}
 		keys = n;
+		keys_cap = cap;
 	}
+	memset(&keys[keys_len], 0, sizeof(keys[keys_len]));
 	keys[keys_len].id = id;
 	keys[keys_len++].pkey = pkey;
 	logf_("INFO", "load", "key_id=%016llx path=%s keys=%zu",
@@ -194,28 +210,56 @@ static uint8_t do_load(const struct keyop_msg *m, int fd)
 	return KEYOP_STATUS_OK;
 }
 
+static void key_clear(struct key *k)
+{
+	unsigned i;
+
+	for (i = 0; i < k->nctx; i++) {
+		EVP_PKEY_CTX_free(k->ctx[i].pctx);
+		EVP_MD_free(k->ctx[i].md);
+	}
+	k->nctx = 0;
+	EVP_PKEY_free(k->pkey);
+	k->pkey = NULL;
+}
+
+/* The key leaves: no SIGN can use it any more. OpenSSL clears a private
+ * key's numbers as it frees them. */
+static uint8_t do_unload(const struct keyop_msg *m)
+{
+	struct key *k = key_find(m->key_id);
+
+	if (!k)
+		return KEYOP_STATUS_NO_KEY;
+	key_clear(k);
+	*k = keys[--keys_len];
+	logf_("INFO", "unload", "key_id=%016llx keys=%zu",
+	      (unsigned long long)m->key_id, keys_len);
+	return KEYOP_STATUS_OK;
+}
+
 /* What a SignatureScheme (RFC 8446 4.2.3) asks of the key and the
  * digest. In TLS 1.2 an ECDSA scheme's curve is not the key's: BoringSSL
  * has checked what TLS 1.3 requires before asking. */
-static bool scheme(uint16_t sigalg, int *out_type, const EVP_MD **out_md,
+static bool scheme(uint16_t sigalg, int *out_type, const char **out_md,
 		   bool *out_pss)
 {
 	*out_pss = false;
 	switch (sigalg) {
-	case 0x0201: *out_type = EVP_PKEY_RSA; *out_md = EVP_sha1(); break;
-	case 0x0401: *out_type = EVP_PKEY_RSA; *out_md = EVP_sha256(); break;
-	case 0x0501: *out_type = EVP_PKEY_RSA; *out_md = EVP_sha384(); break;
-	case 0x0601: *out_type = EVP_PKEY_RSA; *out_md = EVP_sha512(); break;
-	case 0x0804: *out_type = EVP_PKEY_RSA; *out_md = EVP_sha256();
+	case 0x0201: *out_type = EVP_PKEY_RSA; *out_md = "SHA1"; break;
+	case 0x0401: *out_type = EVP_PKEY_RSA; *out_md = "SHA256"; break;
+	case 0x0501: *out_type = EVP_PKEY_RSA; *out_md = "SHA384"; break;
+	case 0x0601: *out_type = EVP_PKEY_RSA; *out_md = "SHA512"; break;
+	case 0x0804: *out_type = EVP_PKEY_RSA; *out_md = "SHA256";
 		*out_pss = true; break;
-	case 0x0805: *out_type = EVP_PKEY_RSA; *out_md = EVP_sha384();
+	case 0x0805: *out_type = EVP_PKEY_RSA; *out_md = "SHA384";
 		*out_pss = true; break;
-	case 0x0806: *out_type = EVP_PKEY_RSA; *out_md = EVP_sha512();
+	case 0x0806: *out_type = EVP_PKEY_RSA; *out_md = "SHA512";
 		*out_pss = true; break;
-	case 0x0203: *out_type = EVP_PKEY_EC; *out_md = EVP_sha1(); break;
-	case 0x0403: *out_type = EVP_PKEY_EC; *out_md = EVP_sha256(); break;
-	case 0x0503: *out_type = EVP_PKEY_EC; *out_md = EVP_sha384(); break;
-	case 0x0603: *out_type = EVP_PKEY_EC; *out_md = EVP_sha512(); break;
+	case 0x0203: *out_type = EVP_PKEY_EC; *out_md = "SHA1"; break;
+	case 0x0403: *out_type = EVP_PKEY_EC; *out_md = "SHA256"; break;
+	case 0x0503: *out_type = EVP_PKEY_EC; *out_md = "SHA384"; break;
+	case 0x0603: *out_type = EVP_PKEY_EC; *out_md = "SHA512"; break;
 	case 0x0807: *out_type = EVP_PKEY_ED25519; *out_md = NULL; break;
 	default:
 		return false;
@@ -223,33 +267,85 @@ static bool scheme(uint16_t sigalg, int *out_type, const EVP_MD **out_md,
 	return true;
 }
 
+/* The context that signs with |k| under |sigalg|: found, or made and
+ * kept (NULL when it cannot be made). */
+static struct key_ctx *key_ctx_get(struct key *k, uint16_t sigalg)
+{
+	struct key_ctx *c;
+	const char *mdname;
+	unsigned i;
+	bool pss;
+	int type;
+
+	for (i = 0; i < k->nctx; i++)
+		if (k->ctx[i].sigalg == sigalg)
+			return &k->ctx[i];
+	if (!scheme(sigalg, &type, &mdname, &pss) ||
+	    EVP_PKEY_get_base_id(k->pkey) != type ||
+	    (size_t)EVP_PKEY_get_size(k->pkey) > KEYOP_DATA_MAX)
+		return NULL;
+	/* More schemes than slots (a client can choose among a key's
+	 * schemes): the oldest gives way. */
+	if (k->nctx == KEY_CTX_MAX) {
+		EVP_PKEY_CTX_free(k->ctx[0].pctx);
+		EVP_MD_free(k->ctx[0].md);
+		memmove(k->ctx, k->ctx + 1, --k->nctx * sizeof(k->ctx[0]));
+	}
+	c = &k->ctx[k->nctx];
+	memset(c, 0, sizeof(*c));
+	c->sigalg = sigalg;
+	if (mdname) {
+		c->md = EVP_MD_fetch(NULL, mdname, NULL);
+		c->pctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+		if (!c->md || !c->pctx ||
+		    EVP_PKEY_sign_init(c->pctx) != 1 ||
+		    EVP_PKEY_CTX_set_signature_md(c->pctx, c->md) != 1 ||
+		    (pss &&
+		     (EVP_PKEY_CTX_set_rsa_padding(c->pctx,
+						   RSA_PKCS1_PSS_PADDING) != 1 ||
+		      EVP_PKEY_CTX_set_rsa_pss_saltlen(
+			      c->pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
+		      EVP_PKEY_CTX_set_rsa_mgf1_md(c->pctx, c->md) != 1))) {
+			EVP_PKEY_CTX_free(c->pctx);
+			EVP_MD_free(c->md);
+			ERR_clear_error();
+			return NULL;
+		}
+	}
+	k->nctx++;
+	return c;
+}
+
 static uint8_t do_sign(const struct keyop_msg *m, uint8_t *sig,
 		       size_t *sig_len)
 {
 	struct key *k = key_find(m->key_id);
-	EVP_PKEY_CTX *pctx = NULL;
-	const EVP_MD *md;
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+	struct key_ctx *c;
 	EVP_MD_CTX *ctx;
-	bool pss, ok;
-	int type;
+	bool ok;
 
 	*sig_len = 0;
 	if (!k)
 		return KEYOP_STATUS_NO_KEY;
-	if (!scheme(m->sigalg, &type, &md, &pss) ||
-	    EVP_PKEY_get_base_id(k->pkey) != type ||
-	    (size_t)EVP_PKEY_get_size(k->pkey) > KEYOP_DATA_MAX)
+	c = key_ctx_get(k, m->sigalg);
+	if (!c)
 		return KEYOP_STATUS_BAD_ALG;
-	ctx = EVP_MD_CTX_new();
 	*sig_len = KEYOP_DATA_MAX;
-	ok = ctx && EVP_DigestSignInit(ctx, &pctx, md, NULL, k->pkey) == 1 &&
-	     (!pss ||
-	      (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-	       EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
-						RSA_PSS_SALTLEN_DIGEST) == 1 &&
-	       EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) == 1)) &&
-	     EVP_DigestSign(ctx, sig, sig_len, m->data, m->data_len) == 1;
-	EVP_MD_CTX_free(ctx);
+	if (c->pctx) {
+		ok = EVP_Digest(m->data, m->data_len, digest, &dlen, c->md,
+				NULL) == 1 &&
+		     EVP_PKEY_sign(c->pctx, sig, sig_len, digest, dlen) == 1;
+	} else {
+		/* Ed25519 signs the message itself, in one shot. */
+		ctx = EVP_MD_CTX_new();
+		ok = ctx &&
+		     EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
+		     EVP_DigestSign(ctx, sig, sig_len, m->data,
+				    m->data_len) == 1;
+		EVP_MD_CTX_free(ctx);
+	}
 	if (!ok) {
 		*sig_len = 0;
 		ERR_clear_error();
@@ -308,6 +404,8 @@ static bool serve(struct client *c)
 		a.id = m.id;
 		if (m.type == KEYOP_LOAD) {
 			a.status = do_load(&m, take_fd(c));
+		} else if (m.type == KEYOP_UNLOAD) {
+			a.status = do_unload(&m);
 		} else {
 			size_t sig_len;
 

@@ -313,6 +313,32 @@ out:
 	return ok;
 }
 
+/* The key file of |c| into |ctx|, which has its certificate: it must be
+ * that certificate's key. */
+static bool use_key_file(SSL_CTX *ctx, const struct config_cert *c,
+			 char *err, size_t err_len)
+{
+	if (!SSL_CTX_use_PrivateKey_file(ctx, c->key_path, SSL_FILETYPE_PEM)) {
+		/* BoringSSL compares the key with the certificate as it
+		 * takes it. */
+		unsigned long e = ERR_peek_last_error();
+		bool other = ERR_GET_LIB(e) == ERR_LIB_X509 &&
+			     (ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH ||
+			      ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH);
+
+		add_error(err, err_len, c->key_path,
+			  other ? "private key does not match the certificate"
+				: "cannot load private key (PEM)");
+		return false;
+	}
+	if (!SSL_CTX_check_private_key(ctx)) {
+		add_error(err, err_len, c->key_path,
+			  "private key does not match the certificate");
+		return false;
+	}
+	return true;
+}
+
 static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 			    uint64_t *out_key_id, char *err, size_t err_len)
 {
@@ -336,23 +362,15 @@ static SSL_CTX *new_ssl_ctx(struct tls_ctx *t, const struct config_cert *c,
 	}
 	if (IS_ENABLED(CONFIG_KEY_SIGNER)) {
 		/* vmgate never reads the key file: the signer does, and
-		 * checks it against this certificate (ctl/signer.c). */
+		 * checks it against this certificate (ctl/signerd.c). */
 		if (!use_signer_key(ctx, out_key_id, err, err_len,
 				    c->cert_path))
 			goto err_ctx;
-	} else if (!SSL_CTX_use_PrivateKey_file(ctx, c->key_path,
-						SSL_FILETYPE_PEM)) {
-		add_error(err, err_len, c->key_path,
-			  "cannot load private key (PEM)");
+	} else if (!use_key_file(ctx, c, err, err_len)) {
 		goto err_ctx;
 	}
 	if (c->ocsp_path && !load_ocsp(ctx, c->ocsp_path, err, err_len))
 		goto err_ctx;
-	if (!IS_ENABLED(CONFIG_KEY_SIGNER) && !SSL_CTX_check_private_key(ctx)) {
-		add_error(err, err_len, c->key_path,
-			  "private key does not match the certificate");
-		goto err_ctx;
-	}
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (IS_ENABLED(CONFIG_TLS_SESSION_TICKETS)) {
 		SSL_CTX_set_num_tickets(ctx, 1);
@@ -763,4 +781,27 @@ void tls_ctx_signer_key(const struct tls_ctx *t, size_t i,
 {
 	*out_key_id = t->key_ids[i];
 	*out_path = t->key_paths[i];
+}
+
+bool tls_ctx_check_keys(const struct config *cfg, char *err, size_t err_len)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->certs_len; i++) {
+		const struct config_cert *c = &cfg->certs[i];
+		SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+		bool ok = ctx && SSL_CTX_use_certificate_chain_file(
+					 ctx, c->cert_path);
+
+		if (!ok)
+			add_error(err, err_len, c->cert_path,
+				  "cannot load certificate chain (PEM)");
+		else
+			ok = use_key_file(ctx, c, err, err_len);
+		/* Frees the key: nothing of it outlives the check. */
+		SSL_CTX_free(ctx);
+		if (!ok)
+			return false;
+	}
+	return true;
 }

@@ -100,4 +100,12 @@ size_t tls_ctx_signer_keys(const struct tls_ctx *t);
 void tls_ctx_signer_key(const struct tls_ctx *t, size_t i,
 			uint64_t *out_key_id, const char **out_path);
 
+/* tls_ctx_check_keys reads the private key file of each certificate in
+ * |cfg| and checks that it is that certificate's key, as tls_ctx_new does
+ * without CONFIG_KEY_SIGNER. For `vmgate --check` alone: with
+ * CONFIG_KEY_SIGNER tls_ctx_new never reads a key (the signer does, in a
+ * running vmgate), so --check's own short-lived process reads them here;
+ * each is freed before the next. False with "FILE: reason" in |err|. */
+bool tls_ctx_check_keys(const struct config *cfg, char *err, size_t err_len);
+
 #endif

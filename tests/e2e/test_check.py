@@ -1,5 +1,7 @@
 """13. `vmgate --check -c FILE`: a valid file passes; an invalid one fails
-with FILE:LINE:COL: message at the right line, and vmgate will not start."""
+with FILE:LINE:COL: message at the right line, and vmgate will not start.
+A key file that is not its certificate's key fails in either build (with
+Kconfig KEY_SIGNER --check reads the keys itself: test_signer.py)."""
 
 import os
 import re
@@ -86,3 +88,18 @@ def test_check_invalid(real_bin, gate_config_path, workdir, name, pattern, repl)
 def test_check_missing_file(real_bin, workdir):
     r = check(real_bin, os.path.join(workdir, "does-not-exist.yaml"))
     assert r.returncode != 0, r
+
+
+def test_check_key_not_the_certificates(real_bin, gate_config_path, certs,
+                                        workdir):
+    with open(gate_config_path) as f:
+        text = f.read()
+    vm_key = "key: %s" % certs.vm_key
+    assert vm_key in text
+    bad = os.path.join(workdir, "bad-key-pair.yaml")
+    with open(bad, "w") as f:
+        f.write(text.replace(vm_key, "key: %s" % certs.other_key))
+    r = check(real_bin, bad)
+    assert r.returncode != 0, ("--check accepted a mismatched key", r)
+    assert ("%s: private key does not match the certificate" % certs.other_key
+            in r.stderr), r

@@ -2,8 +2,8 @@
 
 Runs against a build with Kconfig KEY_SIGNER=y: $VMGATE_BIN when its
 --version says so (make e2e-signer), else build/signer/vmgate (make builds
-it for `make e2e`). Each test starts a gate of its own (ports 224xx) that
-supervises its own signer.
+it for `make e2e`). Each test starts a gate of its own (on a free port)
+that supervises its own signer, or uses one the test starts.
 
   - ECDSA P-256 and RSA-2048 certificates, TLS 1.2 and 1.3, RSA-PSS and
     RSA PKCS#1: real handshakes (openssl s_client) signed by the signer.
@@ -16,22 +16,34 @@ supervises its own signer.
     the same search finds the EC scalar in the signer (the search works).
   - A reload with a new certificate loads its key into the signer before
     it is published; one whose key does not match is refused.
+  - A superseded key leaves the signer (supervised, and an external one
+    the test starts): after a certificate swap, once the old store is
+    reclaimed (`signer keys_dropped=1`), a SIGN for the old key id sent
+    straight to the signer's socket is refused (NO_KEY) while the new key
+    and the untouched RSA key sign (signatures verified with openssl), and
+    the signer's own key count goes 2, 3, back to 2. A reload that fails
+    after loading a new key takes that key out again, and no other.
+  - `vmgate --check` refuses a key file that is not its certificate's key
+    (another type, and the same type), though it never starts the signer.
 """
 
+import hashlib
 import os
 import re
 import signal
+import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
 
 import pytest
 
-from e2e_net import run
+from e2e_admin import wait_until
+from e2e_net import free_ports, run, stop_process
 from e2e_util import (REPO, Gate, gate_config, recv_all, tls_connect)
 
-PORT = 22401
 ECHO = 8080
 SIGNER_TIMEOUT_S = 1.0  # Kconfig KEY_SIGNER_TIMEOUT_MS's default
 
@@ -48,23 +60,32 @@ def signer_gate_bin():
     return [path]
 
 
-def config_text(certs, fleet, extra=""):
+def config_text(certs, fleet, port, signer=None):
     # Both names (ECDSA, RSA) reach the echo backend.
-    pm = "{ %d: %d }" % (PORT, ECHO)
-    return gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[PORT],
-                       port_map=pm, allowed_ports="[%d]" % PORT,
-                       other_port_map=pm) + extra
+    pm = "{ %d: %d }" % (port, ECHO)
+    text = gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[port],
+                       port_map=pm, allowed_ports="[%d]" % port,
+                       other_port_map=pm)
+    if signer:
+        text = text.replace("  alpn: [", "  signer: %s\n  alpn: [" % signer, 1)
+    return text
+
+
+def start_gate(certs, fleet, workdir, name, signer=None):
+    port, = free_ports(1)
+    cfg = os.path.join(workdir, name + ".yaml")
+    with open(cfg, "w") as f:
+        f.write(config_text(certs, fleet, port, signer))
+    g = Gate(signer_gate_bin(), cfg, os.path.join(workdir, name + ".log"),
+             ports=[port], wait_port=port)
+    g.port = port
+    g.start(timeout=10)
+    return g
 
 
 @pytest.fixture
 def sgate(certs, fleet, workdir, request):
-    name = "signer-%s" % request.node.name
-    cfg = os.path.join(workdir, name + ".yaml")
-    with open(cfg, "w") as f:
-        f.write(config_text(certs, fleet))
-    g = Gate(signer_gate_bin(), cfg, os.path.join(workdir, name + ".log"),
-             ports=[PORT], wait_port=PORT)
-    g.start(timeout=10)
+    g = start_gate(certs, fleet, workdir, "signer-%s" % request.node.name)
     yield g
     g.stop()
 
@@ -92,19 +113,9 @@ def signer_pid(g):
     return pids[0]
 
 
-def wait_for(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def s_client(certs, host, args):
+def s_client(port, certs, host, args):
     p = subprocess.run(
-        ["openssl", "s_client", "-connect", "127.0.0.1:%d" % PORT,
+        ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
          "-servername", host, "-CAfile", certs.ca, "-verify_return_error",
          "-brief"] + args,
         input=b"", capture_output=True, timeout=20)
@@ -133,7 +144,7 @@ def test_handshakes_signed_by_signer(sgate, certs):
     assert st["NoNewPrivs"].strip() == "1"
     assert st["Seccomp"].strip() == "2"  # a filter
     for host, args, sig in CASES:
-        rc, out = s_client(certs, host, args)
+        rc, out = s_client(sgate.port, certs, host, args)
         assert rc == 0, "%s %s: s_client failed:\n%s" % (host, args, out)
         assert "Verification: OK" in out, out
         m = re.search(r"^Signature type: (\S+)", out, re.M)
@@ -159,9 +170,10 @@ def test_signer_killed_under_load(sgate, certs):
     ctx = certs.client_ctx()
     ctx12 = certs.client_ctx(maxv=ssl.TLSVersion.TLSv1_2)
     host = "vm1.vm.test"
-    stream = tls_connect(ctx, host, PORT)
+    port = sgate.port
+    stream = tls_connect(ctx, host, port)
     echo_check(stream, 65536)
-    with tls_connect(ctx12, host, PORT) as s:
+    with tls_connect(ctx12, host, port) as s:
         echo_check(s, 16)
         session = s.session
     old = signer_pid(sgate)
@@ -175,7 +187,7 @@ def test_signer_killed_under_load(sgate, certs):
             t0 = time.monotonic()
             after = killed_at[0] is not None and t0 >= killed_at[0]
             try:
-                with tls_connect(ctx, host, PORT, timeout=5) as s:
+                with tls_connect(ctx, host, port, timeout=5) as s:
                     echo_check(s, 64)
                 t1 = time.monotonic()
                 results.append((after, True, t1 - t0, "", t1))
@@ -190,13 +202,14 @@ def test_signer_killed_under_load(sgate, certs):
         t.start()
     resumed = []
     try:
-        wait_for(lambda: len(results) >= 20, 10, "handshakes before the kill")
+        assert wait_until(lambda: len(results) >= 20, 10), \
+            "handshakes before the kill: %d" % len(results)
         killed_at[0] = time.monotonic()
         os.kill(old, signal.SIGKILL)
         # Resumptions sign nothing: they go on while the signer is gone.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with tls_connect(ctx12, host, PORT, session=session) as s:
+            with tls_connect(ctx12, host, port, session=session) as s:
                 resumed.append(s.session_reused)
                 echo_check(s, 32)
             kids = [p for p, c in children(sgate.proc.pid)
@@ -228,13 +241,15 @@ def test_signer_killed_under_load(sgate, certs):
     def twenty_full():
         for _ in range(20):
             try:
-                with tls_connect(ctx, host, PORT, timeout=5) as s:
+                with tls_connect(ctx, host, port, timeout=5) as s:
                     echo_check(s, 16)
             except (ssl.SSLError, OSError):
                 return False
         return True
     # Every worker's channel is back within its back-off.
-    wait_for(twenty_full, 5, "20 full handshakes in a row after the restart")
+    assert wait_until(twenty_full, 5), \
+        "no 20 full handshakes in a row within 5 s of the restart"
+
     assert len(resumed) >= 3 and all(resumed), resumed
     assert signer_pid(sgate) != old
     sgate.wait_log(r"WARN signer_exit signal=9", since=0)
@@ -286,7 +301,7 @@ def memory_holds(pid, needles):
 
 def test_no_private_key_in_vmgate_memory(sgate, certs):
     for host, args, _ in CASES[:3]:
-        rc, out = s_client(certs, host, args)
+        rc, out = s_client(sgate.port, certs, host, args)
         assert rc == 0, out
     ec = key_secrets(certs.vm_key)
     rsa = key_secrets(certs.other_key)
@@ -308,7 +323,7 @@ def test_reload_loads_keys_first(sgate, certs, fleet, workdir):
          "/CN=*.vm.test", "-addext", "subjectAltName=DNS:*.vm.test",
          "-keyout", key, "-out", cert])
     # A key that is not the certificate's: refused, nothing changes.
-    bad = config_text(certs, fleet).replace(
+    bad = config_text(certs, fleet, sgate.port).replace(
         "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key),
         "{ cert: %s, key: %s" % (cert, certs.vm_key))
     with open(sgate.cfg_path, "w") as f:
@@ -317,7 +332,7 @@ def test_reload_loads_keys_first(sgate, certs, fleet, workdir):
     os.kill(sgate.proc.pid, signal.SIGHUP)
     sgate.wait_log(r"reload_error .*does not match the certificate",
                    since=mark)
-    rc, out = s_client(certs, "vm1.vm.test", ["-tls1_3"])
+    rc, out = s_client(sgate.port, certs, "vm1.vm.test", ["-tls1_3"])
     assert rc == 0 and "ECDSA" in out, out
     # The new certificate and key: served at once after the reload line.
     good = bad.replace("key: %s" % certs.vm_key, "key: %s" % key, 1)
@@ -330,8 +345,232 @@ def test_reload_loads_keys_first(sgate, certs, fleet, workdir):
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with tls_connect(ctx, "vm1.vm.test", PORT) as s:
+    with tls_connect(ctx, "vm1.vm.test", sgate.port) as s:
         served = s.getpeercert(binary_form=True)
         assert not s.session_reused
     with open(cert) as f:
         assert served == ssl.PEM_cert_to_DER_cert(f.read())
+
+
+# -- superseded keys leave the signer
+
+KEYOP_SIGN, KEYOP_ANSWER = 1, 3
+STATUS_OK, STATUS_NO_KEY = 0, 1
+
+
+def key_id(key_path):
+    """signer/keyop.h's key id: the SHA-256 of the public key's DER
+    SubjectPublicKeyInfo, its first 8 bytes big-endian."""
+    der = subprocess.run(["openssl", "pkey", "-in", key_path, "-pubout",
+                          "-outform", "DER"], capture_output=True,
+                         check=True).stdout
+    return int.from_bytes(hashlib.sha256(der).digest()[:8], "big")
+
+
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        got = s.recv(n - len(data))
+        assert got, "the signer closed the socket after %d of %d bytes" % (
+            len(data), n)
+        data += got
+    return data
+
+
+def keyop_sign(sock_path, kid, sigalg, msg, req_id=77):
+    """One SIGN frame straight to the signer's socket: (status, signature)."""
+    body = struct.pack(">BQQHH", KEYOP_SIGN, req_id, kid, sigalg,
+                       len(msg)) + msg
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(sock_path)
+        s.sendall(struct.pack(">I", len(body)) + body)
+        n, = struct.unpack(">I", recv_exact(s, 4))
+        answer = recv_exact(s, n)
+    typ, rid, status, out_len = struct.unpack(">BQBH", answer[:12])
+    assert typ == KEYOP_ANSWER and rid == req_id, answer[:12]
+    assert len(answer) == 12 + out_len
+    return status, answer[12:]
+
+
+def verifies(workdir, key_path, digest, msg, sig):
+    """openssl's own verdict on |sig| over |msg| with |key_path|'s public
+    key (ECDSA or RSA PKCS#1)."""
+    base = os.path.join(workdir, "verify-%s" % os.getpid())
+    with open(base + ".msg", "wb") as f:
+        f.write(msg)
+    with open(base + ".sig", "wb") as f:
+        f.write(sig)
+    run(["openssl", "pkey", "-in", key_path, "-pubout", "-out",
+         base + ".pub"])
+    p = subprocess.run(["openssl", "dgst", "-" + digest, "-verify",
+                        base + ".pub", "-signature", base + ".sig",
+                        base + ".msg"], capture_output=True, text=True)
+    return p.returncode == 0 and "Verified OK" in p.stdout
+
+
+def signer_bin():
+    path = os.path.join(os.path.dirname(signer_gate_bin()[0]),
+                        "vmgate-signer")
+    assert os.access(path, os.X_OK), path
+    return path
+
+
+@pytest.fixture(params=["supervised", "external"])
+def kgate(request, certs, fleet, workdir):
+    """A gate whose signer is its own child, or one the test runs apart
+    (tls.signer); .signer_log is where the signer's lines go."""
+    name = "signer-keys-%s" % request.param
+    ext = None
+    sock = None
+    slog = os.path.join(workdir, name + "-signer.log")
+    if request.param == "external":
+        sock = os.path.join(workdir, name + ".sock")
+        with open(slog, "wb") as f:
+            ext = subprocess.Popen([signer_bin(), "--socket", sock],
+                                   stdout=f, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    g = None
+    try:
+        if ext:
+            assert wait_until(lambda: ext.poll() is not None or
+                              os.path.exists(sock), 5), "no socket " + sock
+            assert ext.poll() is None, open(slog).read()
+        g = start_gate(certs, fleet, workdir, name, signer=sock)
+        if not ext:
+            m = re.search(r"socket=(\S+)", g.wait_log(
+                r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)[0])
+            sock = m.group(1)
+            slog = g.log_path
+        g.signer_sock, g.signer_log = sock, slog
+        yield g
+    finally:
+        if g:
+            g.stop()
+        if ext:
+            stop_process(ext)
+
+
+def signer_counts(path):
+    """The signer's own key count after each load and unload, from its
+    lines: [(event, key_id, keys)]."""
+    with open(path, errors="replace") as f:
+        return [(m.group(1), int(m.group(2), 16), int(m.group(3)))
+                for m in re.finditer(r"vmgate-signer INFO (load|unload) "
+                                     r"key_id=([0-9a-f]+) .*?keys=(\d+)",
+                                     f.read())]
+
+
+def replace_file(path, text):
+    """|path| gets |text| in one rename: the gate's file watch sees one
+    change (IN_MOVED_TO) and reloads once (a SIGHUP on top of a write
+    would reload twice)."""
+    with open(path + ".new", "w") as f:
+        f.write(text)
+    os.rename(path + ".new", path)
+
+
+def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
+    g = kgate
+    mode = "external" if "external" in g.cfg_path else "supervised"
+    old_id, rsa_id = key_id(certs.vm_key), key_id(certs.other_key)
+    msg = os.urandom(130)  # a TLS 1.3 CertificateVerify input's size
+    # The test's own SIGN reaches the signer: the old key signs.
+    st, sig = keyop_sign(g.signer_sock, old_id, 0x0403, msg)
+    assert st == STATUS_OK and verifies(workdir, certs.vm_key, "sha256",
+                                        msg, sig)
+    assert [c[2] for c in signer_counts(g.signer_log)] == [1, 2]
+
+    # The certificate of *.vm.test swapped for one with a new key.
+    d = os.path.join(workdir, "signer-keys-" + mode)
+    os.makedirs(d, exist_ok=True)
+    cert, key = os.path.join(d, "new.pem"), os.path.join(d, "new.key")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-384", "-nodes", "-days", "2", "-subj",
+         "/CN=*.vm.test", "-addext", "subjectAltName=DNS:*.vm.test",
+         "-keyout", key, "-out", cert])
+    new_id = key_id(key)
+    with open(g.cfg_path) as f:
+        text = f.read()
+    old = "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key)
+    assert old in text
+    swapped = text.replace(old, "{ cert: %s, key: %s" % (cert, key))
+    # First a reload that fails after the new key went in (the RSA
+    # certificate gets a key not its own): the key it loaded leaves again.
+    rsa = "{ cert: %s, key: %s" % (certs.other_cert, certs.other_key)
+    assert rsa in swapped
+    mark = g.mark()
+    replace_file(g.cfg_path, swapped.replace(
+        rsa, "{ cert: %s, key: %s" % (certs.other_cert, key)))
+    g.wait_log(r"reload_error trigger=file .*does not match the "
+               r"certificate", since=mark)
+    g.wait_log(r"INFO signer keys_dropped=1 keys=2", since=mark, timeout=10)
+    assert keyop_sign(g.signer_sock, new_id, 0x0503, msg)[0] == \
+        STATUS_NO_KEY
+    assert signer_counts(g.signer_log)[2:] == [("load", new_id, 3),
+                                               ("unload", new_id, 2)]
+    st, sig = keyop_sign(g.signer_sock, old_id, 0x0403, msg)
+    assert st == STATUS_OK, "the failed reload took the live key away"
+
+    mark = g.mark()
+    replace_file(g.cfg_path, swapped)
+    g.wait_log(r"INFO reload trigger=file", since=mark, timeout=10)
+    # Once no worker can use the old store any more, its key goes.
+    assert g.find(r"INFO reload ", since=mark) == \
+        g.find(r"INFO reload trigger=file", since=mark)
+    g.wait_log(r"INFO signer keys_dropped=1 keys=2", since=mark, timeout=10)
+    st, sig = keyop_sign(g.signer_sock, old_id, 0x0403, msg)
+    assert (st, sig) == (STATUS_NO_KEY, b""), \
+        "the superseded key still signs (status %d)" % st
+    st, sig = keyop_sign(g.signer_sock, new_id, 0x0503, msg)
+    assert st == STATUS_OK and verifies(workdir, key, "sha384", msg, sig)
+    st, sig = keyop_sign(g.signer_sock, rsa_id, 0x0401, msg)
+    assert st == STATUS_OK and verifies(workdir, certs.other_key, "sha256",
+                                        msg, sig)
+    # The signer's own count: 2 keys, 3 while both stores lived, 2 again.
+    counts = signer_counts(g.signer_log)
+    assert counts[4:] == [("load", new_id, 3), ("unload", old_id, 2)], \
+        counts
+    # And the gate serves the new certificate, signed by the signer.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with tls_connect(ctx, "vm1.vm.test", g.port) as s:
+        served = s.getpeercert(binary_form=True)
+        echo_check(s, 64)
+    with open(cert) as f:
+        assert served == ssl.PEM_cert_to_DER_cert(f.read())
+    print("%s signer: old key %016x dropped after the swap, counts %s"
+          % (mode, old_id, [c[2] for c in counts]))
+
+
+def test_check_refuses_mismatched_key(certs, fleet, workdir):
+    """--check reads the keys itself: the signer build starts no signer
+    for it, and accepted any key file before."""
+    gate = signer_gate_bin()
+    port, = free_ports(1)
+    good = config_text(certs, fleet, port)
+    other_ec = os.path.join(workdir, "signer-check-other.key")
+    run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-out", other_ec])
+    vm_key = "key: %s" % certs.vm_key
+    cases = [("ok", good, None),
+             ("rsa-for-ec", good.replace(vm_key, "key: " + certs.other_key),
+              certs.other_key),
+             ("other-p256", good.replace(vm_key, "key: " + other_ec),
+              other_ec)]
+    for name, text, bad_key in cases:
+        path = os.path.join(workdir, "signer-check-%s.yaml" % name)
+        with open(path, "w") as f:
+            f.write(text)
+        r = subprocess.run(gate + ["--check", "-c", path],
+                           capture_output=True, text=True, timeout=10,
+                           cwd=REPO)
+        out = r.stdout + r.stderr
+        if bad_key is None:
+            assert r.returncode == 0 and ": ok (" in r.stdout, out
+            continue
+        assert r.returncode != 0, "%s: --check accepted it:\n%s" % (name, out)
+        assert "%s: private key does not match the certificate" % bad_key \
+            in r.stderr, out

@@ -1,8 +1,8 @@
 /* tests/unit/test_keyop.c: the signer wire format (signer/keyop.h): each
  * message type round-trips; every prefix of a frame is NEED_MORE and
  * every split of two frames decodes both; bounds, unknown types, trailing
- * bytes and error answers with a signature are BAD; the encoder refuses
- * what the decoder would. */
+ * bytes and error answers with a signature are BAD; an UNLOAD is exactly
+ * a key id; the encoder refuses what the decoder would. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -34,6 +34,8 @@ static void test_round_trips(void **state)
 		  .data = input, .data_len = 12 },
 		{ .type = KEYOP_ANSWER, .id = 2,
 		  .status = KEYOP_STATUS_NO_KEY },
+		{ .type = KEYOP_UNLOAD, .id = 3,
+		  .key_id = 0x8877665544332211ull },
 	};
 	uint8_t buf[KEYOP_FRAME_MAX];
 	struct keyop_msg m;
@@ -157,6 +159,44 @@ static void test_bad_frames(void **state)
 	}
 }
 
+/* UNLOAD := type, id, key_id: 17 bytes of body, no more, no less. */
+static void test_unload_frame(void **state)
+{
+	const struct keyop_msg u = { .type = KEYOP_UNLOAD, .id = 5,
+				     .key_id = 0x0102030405060708ull };
+	const uint8_t want[] = { 0, 0, 0, 17, KEYOP_UNLOAD,
+				 0, 0, 0, 0, 0, 0, 0, 5,
+				 1, 2, 3, 4, 5, 6, 7, 8 };
+	uint8_t buf[KEYOP_FRAME_MAX], bad[sizeof(want) + 2];
+	size_t len = enc(buf, sizeof(buf), &u), used, i;
+	struct keyop_msg m;
+
+	(void)state;
+	assert_int_equal(len, sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+	for (i = 0; i < len; i++)
+		assert_int_equal(keyop_decode(&m, &used, buf, i),
+				 KEYOP_NEED_MORE);
+	assert_int_equal(keyop_decode(&m, &used, buf, len), KEYOP_OK);
+	assert_true(m.key_id == u.key_id && !m.data_len && !m.data);
+	/* A LOAD's empty u16 length after the key id: a trailing field. */
+	memcpy(bad, want, sizeof(want));
+	bad[3] += 2;
+	bad[sizeof(want)] = bad[sizeof(want) + 1] = 0;
+	assert_int_equal(keyop_decode(&m, &used, bad, sizeof(bad)), KEYOP_BAD);
+	/* A key id cut short inside its frame. */
+	memcpy(bad, want, sizeof(want));
+	bad[3] -= 1;
+	assert_int_equal(keyop_decode(&m, &used, bad, sizeof(want) - 1),
+			 KEYOP_BAD);
+	/* Nothing to carry: the encoder refuses data. */
+	m = u;
+	m.data = input;
+	m.data_len = 1;
+	assert_false(keyop_encode(buf, &len, sizeof(buf), &m));
+	assert_int_equal(len, 0);
+}
+
 static void test_encoder_bounds(void **state)
 {
 	static uint8_t big[KEYOP_DATA_MAX + 1];
@@ -202,6 +242,7 @@ int main(void)
 		cmocka_unit_test(test_every_prefix_needs_more),
 		cmocka_unit_test(test_two_frames_split_anywhere),
 		cmocka_unit_test(test_bad_frames),
+		cmocka_unit_test(test_unload_frame),
 		cmocka_unit_test(test_encoder_bounds),
 		cmocka_unit_test(test_key_id),
 	};
