@@ -16,7 +16,6 @@ import base64
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl

@@ -8,8 +8,6 @@ curl would pick h2 and get nothing sensible back, so these tests pass
 import hashlib
 import os
 
-import pytest
-
 from e2e_util import curl, peer_re, tls_connect
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from e2e_backend import stream_sha256
 from e2e_net import free_ports
-from e2e_util import recv_all, tls_connect
+from e2e_util import listeners_on, recv_all, tls_connect, wait_until
 
 DRAIN = 3.0   # limits.drain_timeout_ms of these gates
 
@@ -108,8 +108,7 @@ def test_sigterm_transfer_in_flight_completes(private_gate, certs, fleet):
     line = g.wait_log(r"shutdown .*draining=\d+", timeout=3, since=mark)[0]
     assert "draining=1" in line, line
     # workers stop accepting within one tick (100 ms) of the signal
-    time.sleep(0.3)
-    assert refused_or_unserved(g.port["echo"]), (
+    assert wait_until(lambda: refused_or_unserved(g.port["echo"]), 3), (
         "a new connection was served after SIGTERM", g.tail(since=mark))
     dl.join(20)
     assert dl.ok(), ("transfer in flight at SIGTERM: %d of %d bytes, sha %s, error %r"
@@ -139,7 +138,9 @@ def test_sigterm_drain_timeout_closes(private_gate, certs, fleet):
     t_sig = time.monotonic()
     os.kill(g.proc.pid, signal.SIGTERM)
     g.wait_log(r"shutdown .*draining=1\b", timeout=3, since=mark)
-    time.sleep(1.0)
+    # in the drain: the listeners are gone, this connection stays
+    assert wait_until(lambda: not listeners_on([g.port["echo"]]), 3), (
+        "listeners still open during the drain", g.tail(since=mark))
     s.sendall(b"during the drain")
     got = s.recv(100)
     assert got == b"during the drain", ("an established connection stopped working "
