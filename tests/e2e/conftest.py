@@ -272,7 +272,7 @@ def private_gate(gate_bin, certs, fleet, workdir):
     """Factory for a second vmgate of the test's own: private_gate(name,
     ports, port_map=..., extra_limits=..., vms=[...], wrap=[...], ...)
     writes {name}.yaml, starts it (under |wrap|, e.g. prlimit) and stops it
-    after the test. Ports for these: 22000-22999."""
+    after the test. Give it free ports (e2e_net.free_ports)."""
     started = []
 
     def make(name, ports, vms=("vm1", "vm2"), wrap=(), wait_port=None, **cfg_kw):

@@ -21,7 +21,8 @@ import subprocess
 import time
 
 from e2e_net import run, stop_process, wait_tcp
-from e2e_util import REPO, Gate, curl, listeners_on, tls_connect
+# wait_until lives in e2e_util; tests import it from here too
+from e2e_util import REPO, Gate, curl, listeners_on, tls_connect, wait_until  # noqa: F401
 
 ADMIN_PORT = 21901
 ECHO_PORT = 21080  # -> VM port 8080 (echo)
@@ -265,12 +266,3 @@ def make_leaf(certs, d, name="*.vm.test"):
     der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"],
                          capture_output=True, check=True).stdout
     return cert, key, der
-
-
-def wait_until(fn, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(step)

@@ -698,7 +698,25 @@ def fd_listing(pid):
 
 # ---------------------------------------------------------------- conditions to poll
 # (issue 10: a test waits for something it can observe, never for a fixed
-# time; poll these with e2e_admin.wait_until)
+# time; poll these with wait_until)
+
+def wait_until(fn, timeout, step=0.05, what=None):
+    """Calls fn() every |step| s until it returns something true or
+    |timeout| s have passed, and returns its last value: the one poll loop
+    of the suite (callers assert on it). With |what|, a timeout fails here
+    instead, naming |what| and fn()'s last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            if what is not None:
+                raise AssertionError("%s: not within %.1f s (last: %r)"
+                                     % (what, timeout, v))
+            return v
+        time.sleep(step)
+
 
 def tcp_sockets(filt=""):
     """[(state, recv_q, send_q, local, peer)] of this namespace's TCP

@@ -65,11 +65,12 @@ def test_health_at_startup(admin_gate):
 def test_health_needs_no_token(admin_gate):
     assert wait_until(lambda: admin_gate.api("GET", "/health", token=None)[0]
                       == 200, 3)
+    mark = admin_gate.mark()  # this request's line, not the poll's
     st, h, body = admin_gate.api("GET", "/health", token=None)
     assert (st, body) == (200, {"status": "ok"})
     assert h["content-type"] == "application/json"
     admin_gate.wait_log(r"INFO admin method=GET path=/health status=200 ms=\d+ "
-                        r"peer=\S+", timeout=3)
+                        r"peer=\S+", timeout=3, since=mark)
 
 
 def test_token_required(admin_gate):
@@ -96,11 +97,12 @@ def test_wrong_token_refused(admin_gate):
                                  headers={"Authorization": "Basic " + TOKEN})
     assert st == 401
     # nothing changed behind a refused request
+    mark = admin_gate.mark()
     st, h, body = admin_gate.api("DELETE", "/vms/vm1", token="nope")
     assert st == 401
     assert http_health(admin_gate.certs, "vm1") == "ok vm1\n"
     admin_gate.wait_log(r"INFO admin method=DELETE path=/vms/vm1 status=401 "
-                        r"ms=\d+ peer=", timeout=3)
+                        r"ms=\d+ peer=", timeout=3, since=mark)
 
 
 def test_unix_socket(admin_gate):

@@ -29,7 +29,7 @@ import time
 import pytest
 
 from e2e_net import run, stop_process
-from e2e_util import Hello, plaintext_alerts, read_answer
+from e2e_util import Hello, plaintext_alerts, read_answer, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
@@ -98,17 +98,6 @@ def netns_links(ns):
     return out
 
 
-def wait_for(cond, what, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
-
-
 class Topo:
     def __init__(self, workdir):
         self.pid = os.getpid()
@@ -171,7 +160,7 @@ def wait_line(p, needle, timeout=10.0, since=0):
             raise AssertionError("process exited (%s): %s" % (p.returncode,
                                                                log_text(p)[-3000:]))
         return needle in log_text(p)[since:]
-    wait_for(found, "%r in %s" % (needle, p.log_path), timeout)
+    wait_until(found, timeout, what="%r in %s" % (needle, p.log_path))
 
 
 @pytest.fixture(scope="module")
@@ -376,7 +365,7 @@ def test_every_port_sk_lookup(topo, certs, gate_bin, vm, host_service, ports):
     finally:
         stop_process(gate)
     # A clean stop detaches too.
-    wait_for(lambda: netns_links(topo.g) == [], "no link after SIGTERM")
+    wait_until(lambda: netns_links(topo.g) == [], 10, what="no link after SIGTERM")
 
 
 @pytest.mark.timeout(120)
@@ -462,7 +451,7 @@ def test_kill9_restart(topo, certs, gate_bin, vm, host_service, ports):
     gate.kill()
     gate.wait(5)
     # The link went with the process: nothing stale steers to a dead socket.
-    wait_for(lambda: netns_links(topo.g) == [], "the link to go after kill -9")
+    wait_until(lambda: netns_links(topo.g) == [], 10, what="the link to go after kill -9")
     with pytest.raises(ConnectionRefusedError):
         dial(topo, certs, ADDR6, 8080)
 
@@ -499,8 +488,8 @@ def test_admin_put_ports(topo, certs, gate_bin, vm, host_service):
             assert json.load(f)["vms"]["vm2"] == {"address": "fd01::2",
                                                    "ports": [8080, 9011]}
         # Workers take the new snapshot within a tick.
-        wait_for(lambda: _reaches(topo, certs, 9011, "vm2.vm.test"),
-                 "vm2 routed", 5)
+        wait_until(lambda: _reaches(topo, certs, 9011, "vm2.vm.test"), 5,
+                   what="vm2 routed")
         alerts, _ = raw_refusal(topo, ADDR6, 9005, "vm2.vm.test")
         assert alerts == [(2, UNRECOGNIZED_NAME)]
     finally:
@@ -589,20 +578,20 @@ def test_takeover_under_load(topo, certs, gate_bin, vm, host_service, ports):
     for t in threads:
         t.start()
     try:
-        wait_for(lambda: len(done) >= 300, "load before the upgrade", 60)
+        wait_until(lambda: len(done) >= 300, 60, what="load before the upgrade")
         since_new[0] = time.monotonic()
         new = start_gate(topo, gate_bin, cfg, "up-new", args=["--takeover"], env=env)
         assert "INFO takeover old_pid=%d tcp_migrate_req=1" % old.pid in log_text(new)
         # The old process is told to drain: it stops accepting, its
         # streams go on.
         wait_line(old, "signal=SIGTERM", timeout=10)
-        wait_for(lambda: sum(1 for x in done if x > since_new[0]) >= 2000,
-                 "2,000 connections during the upgrade", 120)
+        wait_until(lambda: sum(1 for x in done if x > since_new[0]) >= 2000, 120,
+                   what="2,000 connections during the upgrade")
         stop_streams.set()
         assert old.wait(30) == 0, log_text(old)[-2000:]
         end = time.monotonic()
-        wait_for(lambda: len([x for x in done if x > end]) >= 200,
-                 "connections after the old process left", 60)
+        wait_until(lambda: len([x for x in done if x > end]) >= 200, 60,
+                   what="connections after the old process left")
     finally:
         stop_streams.set()
         stop_load.set()

@@ -9,7 +9,7 @@ their baseline (/proc/PID/fd and VmRSS, taken after warm-up).
 The shared gate (handshake_timeout 5 s) takes the single-connection
 attacks; the limits, the floods (5,000 and 8,000 connections from
 127.0.0.1) and fd exhaustion run on private vmgate instances with their
-own limits (ports 22000-22099)."""
+own limits (on free ports)."""
 
 import os
 import selectors
@@ -22,6 +22,7 @@ import time
 import pytest
 
 from e2e_admin import wait_until
+from e2e_net import free_ports
 from e2e_util import (BioClient, Footprint, Hello, direct_descriptors, echo_roundtrip,
                       fd_listing, gate_metric, peer_re, plaintext_alerts, raise_fd_limit,
                       read_answer, tcp_sockets, tls_connect)
@@ -538,18 +539,19 @@ def test_max_connections_per_ip(private_gate, certs, fleet):
     including established relays, are untouched; another address (::1) is
     served. IPv6 counts by /64: 10 from fd00:X::a + 10 from fd00:X::b fill
     the /64."""
-    g = private_gate("perip", [22010], port_map="{ 22010: 8080 }", allowed_ports="[22010]",
+    port = free_ports(1)[0]
+    g = private_gate("perip", [port], port_map="{ %d: 8080 }" % port, allowed_ports="[%d]" % port,
                      extra_limits={"max_connections_per_ip": 20,
                                    "handshake_timeout_ms": 20000})
     base = Footprint(g)
     mark = g.mark()
     # the fixture's readiness probe (from 127.0.0.1 too) has let its slot go
     _wait_open(g, 0, mark, "before")
-    established = [tls_connect(certs.client_ctx(), "vm1.vm.test", 22010) for _ in range(5)]
-    idle = _idle(22010, 15)
+    established = [tls_connect(certs.client_ctx(), "vm1.vm.test", port) for _ in range(5)]
+    idle = _idle(port, 15)
     # all 20 held before the 21st comes (two workers' accept queues)
     _wait_open(g, 20, mark, "5 relays and 15 idle")
-    over = _idle(22010, 30)
+    over = _idle(port, 30)
     closed = _closed_soon(over, wait=1.5)
     assert len(closed) == 30, ("%d of 30 connections over the per-IP limit closed at once"
                                % len(closed), g.tail(since=mark))
@@ -569,25 +571,26 @@ def test_max_connections_per_ip(private_gate, certs, fleet):
 def test_max_connections_per_ip_counts(private_gate, certs, fleet):
     """The per-IP limit's counting: ::1 is another address; a freed slot is
     usable again; IPv6 is counted by /64."""
-    g = private_gate("perip2", [22011], port_map="{ 22011: 8080 }", allowed_ports="[22011]",
+    port = free_ports(1)[0]
+    g = private_gate("perip2", [port], port_map="{ %d: 8080 }" % port, allowed_ports="[%d]" % port,
                      extra_limits={"max_connections_per_ip": 20,
                                    "handshake_timeout_ms": 20000})
     mark = g.mark()
     # The fixture's readiness probe was a connection from 127.0.0.1 too:
     # start once the gate has let it go, so all 20 slots are free.
     _wait_open(g, 0, mark, "before")
-    idle = _idle(22011, 20)
+    idle = _idle(port, 20)
     # The 20 land on two workers' accept queues: wait until the gate holds
     # all of them, or the 21st could be accepted before one of the 20 (and
     # that one refused instead) on a slow run.
     _wait_open(g, 20, mark, "gate did not accept the 20 idle connections")
     # 127.0.0.1 is full: a new client from there is closed at once
-    extra = _idle(22011, 1)
+    extra = _idle(port, 1)
     assert _closed_soon(extra), ("21st connection from 127.0.0.1 not closed",
                                  g.tail(since=mark))
     extra[0].close()
     # ::1 is another address
-    with tls_connect(certs.client_ctx(), "vm1.vm.test", 22011, addr="::1") as s:
+    with tls_connect(certs.client_ctx(), "vm1.vm.test", port, addr="::1") as s:
         s.settimeout(5)
         s.sendall(b"v6")
         assert s.recv(10) == b"v6", g.tail(since=mark)
@@ -595,7 +598,7 @@ def test_max_connections_per_ip_counts(private_gate, certs, fleet):
     # are gone too)
     idle.pop().close()
     _wait_open(g, 19, mark, "one idle closed")
-    assert echo_roundtrip(certs, port=22011) < 3
+    assert echo_roundtrip(certs, port=port) < 3
     for s in idle:
         s.close()
     _wait_open(g, 0, mark, "all closed")
@@ -608,11 +611,11 @@ def test_max_connections_per_ip_counts(private_gate, certs, fleet):
                        check=True, capture_output=True)
     try:
         assert wait_until(lambda: _bindable(a) and _bindable(b), 5), (a, b)
-        held = _idle(22011, 10, addr=vm.host_addr, src=a) + \
-            _idle(22011, 10, addr=vm.host_addr, src=b)
+        held = _idle(port, 10, addr=vm.host_addr, src=a) + \
+            _idle(port, 10, addr=vm.host_addr, src=b)
         _wait_open(g, 20, mark, "10 + 10 from one /64")
-        more = _idle(22011, 1, addr=vm.host_addr, src=a) + \
-            _idle(22011, 1, addr=vm.host_addr, src=b)
+        more = _idle(port, 1, addr=vm.host_addr, src=a) + \
+            _idle(port, 1, addr=vm.host_addr, src=b)
         closed = _closed_soon(more)
         assert len(closed) == 2, ("IPv6 per-/64 limit: %d of 2 over-limit connections "
                                   "closed" % len(closed), g.tail(since=mark))
@@ -628,12 +631,13 @@ def test_max_connections_per_ip_counts(private_gate, certs, fleet):
 def test_max_clienthello_bytes_setting(private_gate, certs, fleet):
     """limits.max_clienthello_bytes: 1024 -> a normal ClientHello (~500
     bytes) is served, one padded to 2,000 bytes is rejected as too_large."""
-    g = private_gate("hellomax", [22012], port_map="{ 22012: 8080 }",
-                     allowed_ports="[22012]", extra_limits={"max_clienthello_bytes": 1024})
+    port = free_ports(1)[0]
+    g = private_gate("hellomax", [port], port_map="{ %d: 8080 }" % port,
+                     allowed_ports="[%d]" % port, extra_limits={"max_clienthello_bytes": 1024})
     assert len(Hello().message()) < 900
-    assert echo_roundtrip(certs, port=22012) < 3
+    assert echo_roundtrip(certs, port=port) < 3
     mark = g.mark()
-    s = socket.create_connection(("127.0.0.1", 22012), timeout=5)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
     lport = s.getsockname()[1]
     s.sendall(Hello().pad(2000).records())
     data, how = read_answer(s, timeout=5)
@@ -641,20 +645,21 @@ def test_max_clienthello_bytes_setting(private_gate, certs, fleet):
     assert how != "timeout", g.tail(since=mark)
     g.wait_log(r"WARN reject .*%s.*reason=too_large\b" % peer_re(lport), timeout=5,
                since=mark)
-    assert echo_roundtrip(certs, port=22012) < 3
+    assert echo_roundtrip(certs, port=port) < 3
 
 
 def test_max_connections_global(private_gate, certs, fleet):
     """max_connections: 4 (2 per worker): connections beyond are closed at
     once and logged as overload; an established relay is untouched."""
-    g = private_gate("maxconn", [22013], port_map="{ 22013: 8080 }",
-                     allowed_ports="[22013]",
+    port = free_ports(1)[0]
+    g = private_gate("maxconn", [port], port_map="{ %d: 8080 }" % port,
+                     allowed_ports="[%d]" % port,
                      extra_limits={"max_connections": 4, "handshake_timeout_ms": 20000})
     base = Footprint(g)
     mark = g.mark()
-    est = tls_connect(certs.client_ctx(), "vm1.vm.test", 22013)
+    est = tls_connect(certs.client_ctx(), "vm1.vm.test", port)
     est.settimeout(5)
-    socks = _idle(22013, 12)
+    socks = _idle(port, 12)
     closed = _closed_soon(socks, wait=1.5)
     held = len(socks) - len(closed)
     assert 1 <= held <= 3 and len(closed) >= 9, (
@@ -667,7 +672,7 @@ def test_max_connections_global(private_gate, certs, fleet):
         s.close()
     est.close()
     _wait_open(g, 0, mark, "all closed")
-    assert echo_roundtrip(certs, port=22013) < 3, g.tail(since=mark)
+    assert echo_roundtrip(certs, port=port) < 3, g.tail(since=mark)
     base.check("max_connections")
 
 
@@ -692,17 +697,18 @@ def test_5000_silent_connections(private_gate, certs, fleet):
     the gate's fds and RSS come back to their baseline."""
     raise_fd_limit(20000)
     T = 4.0
-    g = private_gate("silent5k", [22020], port_map="{ 22020: 8080 }",
-                     allowed_ports="[22020]", log_level="info",
+    port = free_ports(1)[0]
+    g = private_gate("silent5k", [port], port_map="{ %d: 8080 }" % port,
+                     allowed_ports="[%d]" % port, log_level="info",
                      extra_limits={"max_connections_per_ip": 20000,
                                    "max_connections": 20000,
                                    "handshake_timeout_ms": int(T * 1000)})
     for _ in range(3):
-        echo_roundtrip(certs, port=22020)
+        echo_roundtrip(certs, port=port)
     base = Footprint(g)
-    socks, open_secs = _open_many(22020, 5000)
+    socks, open_secs = _open_many(port, 5000)
     peak_fds = g.held()
-    good = echo_roundtrip(certs, port=22020)
+    good = echo_roundtrip(certs, port=port)
     closed_at = _closed_at([s for s, _ in socks], T + 8)
     for s, _ in socks:
         s.close()
@@ -727,26 +733,27 @@ def test_8000_idle_handshakes_rss(private_gate, certs, fleet):
     200 bytes of a ClientHello) keep the RSS bounded: under 8 KiB per
     connection above the baseline. The figure is printed."""
     raise_fd_limit(20000)
-    g = private_gate("idle8k", [22021], port_map="{ 22021: 8080 }",
-                     allowed_ports="[22021]", log_level="info",
+    port = free_ports(1)[0]
+    g = private_gate("idle8k", [port], port_map="{ %d: 8080 }" % port,
+                     allowed_ports="[%d]" % port, log_level="info",
                      extra_limits={"max_connections_per_ip": 20000,
                                    "max_connections": 20000,
                                    "handshake_timeout_ms": 60000})
     for _ in range(3):
-        echo_roundtrip(certs, port=22021)
+        echo_roundtrip(certs, port=port)
     base = Footprint(g)
     open0 = g.open_connections()
     partial = Hello().records()[:200]
-    socks, open_secs = _open_many(22021, 8000, payload=partial)
+    socks, open_secs = _open_many(port, 8000, payload=partial)
     # the gate holds all 8000 and has read every partial hello (nothing
     # left in its sockets' receive queues): its memory is at the peak
     wait_until(lambda: g.open_connections() >= open0 + 8000, 10)
-    read = wait_until(lambda: sum(1 for st, rq, _, _, _ in tcp_sockets("sport = :22021")
+    read = wait_until(lambda: sum(1 for st, rq, _, _, _ in tcp_sockets("sport = :%d" % port)
                                   if st == "ESTAB" and rq == 0) >= 8000, 10)
     assert read, ("the gate has not read all 8000 partial hellos", g.tail())
     peak_fds = g.held()
     peak_rss = g.rss_kib()
-    good = echo_roundtrip(certs, port=22021)
+    good = echo_roundtrip(certs, port=port)
     for s, _ in socks:
         s.close()
     per_conn = (peak_rss - base.rss) * 1024 / 8000
@@ -780,19 +787,20 @@ def test_fd_exhaustion_recovers(private_gate, certs, fleet, gate_bin):
     exhaustion is served then)."""
     raise_fd_limit(20000)
     direct = direct_descriptors(gate_bin)
-    g = private_gate("emfile", [22030], wrap=["prlimit", "--nofile=200:200", "--"],
-                     port_map="{ 22030: 8080 }", allowed_ports="[22030]",
+    port = free_ports(1)[0]
+    g = private_gate("emfile", [port], wrap=["prlimit", "--nofile=200:200", "--"],
+                     port_map="{ %d: 8080 }" % port, allowed_ports="[%d]" % port,
                      workers=4 if direct else 2,
                      extra_limits={"max_connections_per_ip": 20000,
                                    "handshake_timeout_ms": 30000})
-    est = tls_connect(certs.client_ctx(), "vm1.vm.test", 22030)
+    est = tls_connect(certs.client_ctx(), "vm1.vm.test", port)
     est.settimeout(5)
     base = Footprint(g)
     fds0 = g.fd_count()
     mark = g.mark()
     if direct:
         g.wait_log(r"INFO startup each worker holds at most 92 ", timeout=1)
-        idle, _ = _open_many(22030, 250)
+        idle, _ = _open_many(port, 250)
         deadline = time.monotonic() + 10
         while g.open_connections() < 251 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -804,7 +812,7 @@ def test_fd_exhaustion_recovers(private_gate, certs, fleet, gate_bin):
         assert not g.find(r"WARN (overload|accept_error)", since=mark), g.tail(since=mark)
         # Past 4 x 92: closed at once, counted, logged at most once a
         # second per worker.
-        over, _ = _open_many(22030, 200)
+        over, _ = _open_many(port, 200)
         g.wait_log(r"WARN overload .*reason=max_connections", timeout=5, since=mark)
         closed = len(_closed_soon([s for s, _ in over]))
         assert closed >= 200 + 251 - 4 * 92, ("%d of 200 past capacity closed" % closed,
@@ -821,13 +829,13 @@ def test_fd_exhaustion_recovers(private_gate, certs, fleet, gate_bin):
         deadline = time.monotonic() + 10
         while g.open_connections() > 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert echo_roundtrip(certs, port=22030) < 3
+        assert echo_roundtrip(certs, port=port) < 3
         est.sendall(b"after")
         assert est.recv(100) == b"after"
         est.close()
         base.check("fd exhaustion", timeout=10)
         return
-    idle, _ = _open_many(22030, 250)
+    idle, _ = _open_many(port, 250)
     g.wait_log(r"WARN accept_error .*errno=24\b", timeout=5, since=mark)
     at_limit = g.fd_count()
     assert at_limit >= 195, ("gate fds %d under a limit of 200" % at_limit)
@@ -842,13 +850,13 @@ def test_fd_exhaustion_recovers(private_gate, certs, fleet, gate_bin):
                                   % len(errors))
     # a client arriving while fds are exhausted waits in the backlog ...
     def clients():
-        return sum(1 for st, _, _, _, _ in tcp_sockets("dport = :22030") if st == "ESTAB")
+        return sum(1 for st, _, _, _, _ in tcp_sockets("dport = :%d" % port) if st == "ESTAB")
     clients0 = clients()
     result = []
 
     def late():
         try:
-            result.append(echo_roundtrip(certs, port=22030, timeout=20))
+            result.append(echo_roundtrip(certs, port=port, timeout=20))
         except Exception as e:  # noqa: BLE001
             result.append(e)
     t = threading.Thread(target=late, daemon=True)
@@ -860,7 +868,7 @@ def test_fd_exhaustion_recovers(private_gate, certs, fleet, gate_bin):
     t.join(15)
     assert result and isinstance(result[0], float), (
         "client queued during fd exhaustion: %r" % (result,), g.tail(since=mark))
-    assert echo_roundtrip(certs, port=22030) < 3
+    assert echo_roundtrip(certs, port=port) < 3
     est.sendall(b"after")
     assert est.recv(100) == b"after"
     est.close()

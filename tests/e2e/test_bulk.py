@@ -2,12 +2,11 @@
 byte counts in vmgate's close log line."""
 
 import hashlib
-import time
 
 import pytest
 
 from e2e_backend import stream_chunks, stream_sha256
-from e2e_util import BioClient, parse_kv, peer_re
+from e2e_util import BioClient, parse_kv, peer_re, tcp_sockets, wait_until
 
 SIZE = 100 << 20
 
@@ -80,7 +79,20 @@ def test_backpressure_slow_reader(live_gate, certs):
     c.handshake()
     rss0 = live_gate.rss_kib()
     c.send(b"%d 13\n" % size)
-    time.sleep(3)  # not reading: kernel buffers fill, then vmgate must pause
+    # not reading: the kernel buffers fill (the client's receive queue
+    # stops growing), then vmgate must pause
+    def client_queue():
+        socks = tcp_sockets("sport = :%d" % c.local_port)
+        return socks[0][1] if socks else 0
+    last = [-1]
+
+    def settled():
+        q = client_queue()
+        still = q > 0 and q == last[0]
+        last[0] = q
+        return still
+    assert wait_until(settled, 15, step=0.3), (
+        "the client's receive queue never filled: %d bytes" % last[0])
     rss1 = live_gate.rss_kib()
     print("vmgate RSS %d KiB -> %d KiB while the client was not reading" % (rss0, rss1))
     sink = HashSink()

@@ -9,24 +9,12 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
 from conftest import PY
 from e2e_net import free_ports
-from e2e_util import REPO
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.1)
+from e2e_util import REPO, wait_until
 
 
 def sh(line, **kw):
@@ -50,8 +38,8 @@ def test_demo(gate_bin, workdir):
 
     ns = None
     try:
-        wait_for(lambda: "Ctrl-C stops" in text() or p.poll() is not None, 60,
-                 "the demo's lines")
+        wait_until(lambda: "Ctrl-C stops" in text() or p.poll() is not None, 60, step=0.1,
+                   what="the demo's lines")
         t = text()
         assert p.poll() is None, "demo exited:\n" + t
         ns = re.search(r"\(namespace (vmgate-demo-\d+)\)", t).group(1)

@@ -16,7 +16,6 @@ import base64
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -27,7 +26,7 @@ import urllib.request
 import pytest
 
 from e2e_net import stop_process
-from e2e_util import Gate, echo_roundtrip, gate_config, tls_connect
+from e2e_util import Gate, echo_roundtrip, gate_config, tls_connect, wait_until
 
 PROGRESS_MS = 500
 PREFIX = "/vmgate/v1/"
@@ -45,18 +44,6 @@ def b64(s):
     if isinstance(s, str):
         s = s.encode()
     return base64.b64encode(s).decode()
-
-
-def poll(fn, timeout, what, interval=0.02):
-    """fn() until it returns something true, or fail after |timeout| s."""
-    t0 = time.monotonic()
-    last = None
-    while time.monotonic() < t0 + timeout:
-        last = fn()
-        if last:
-            return time.monotonic() - t0
-        time.sleep(interval)
-    raise AssertionError("%s: not within %.1f s (last: %r)" % (what, timeout, last))
 
 
 # ---------------------------------------------------------------- etcd
@@ -105,8 +92,8 @@ class EtcdCluster:
     def start_all(self):
         for i in range(len(self.members)):
             self.start(i)
-        poll(lambda: self.call("kv/put", {"key": b64("/e2e/up"), "value": b64("1")}),
-             20, "etcd cluster up", interval=0.1)
+        wait_until(lambda: self.call("kv/put", {"key": b64("/e2e/up"), "value": b64("1")}), 20,
+                   step=0.1, what="etcd cluster up")
 
     def kill(self, i, sig=signal.SIGKILL):
         m = self.members[i]
@@ -116,8 +103,8 @@ class EtcdCluster:
 
     def restart(self, i):
         self.start(i, state="existing")
-        poll(lambda: self.call_one(self.members[i], "maintenance/status", {}),
-             10, "member %d back" % i, interval=0.05)
+        wait_until(lambda: self.call_one(self.members[i], "maintenance/status", {}), 10,
+                   step=0.05, what="member %d back" % i)
 
     def stop_all(self):
         for m in self.members:
@@ -290,8 +277,8 @@ def gates(etcd3, gate_bin, certs, fleet, tmp_path_factory):
         for g in gs:
             g.start()
         for g in gs:
-            poll(lambda: g.fleet_status()["watch"] == "watching", 10,
-                 "%s watching" % g.dir)
+            wait_until(lambda: g.fleet_status()["watch"] == "watching", 10,
+                       what="%s watching" % g.dir)
         yield gs
     finally:
         for g in gs:
@@ -312,22 +299,26 @@ def all_route(gates, vid, want=True):
 def test_put_routed_and_delete_refused_by_all(etcd3, gates, vm1):
     a, b, c = gates
     etcd3.put("fa", {"address": vm1, "ports": [8080, "9000-9001"]})
-    took = poll(lambda: all_route(gates, "fa"), 1.0, "put in etcd routed by all three")
-    print("etcd put routed by all three in %.3f s" % took)
+    t0 = time.monotonic()
+    wait_until(lambda: all_route(gates, "fa"), 1.0, step=0.02,
+               what="put in etcd routed by all three")
+    print("etcd put routed by all three in %.3f s" % (time.monotonic() - t0))
 
     st, j = a.api("PUT", "/vms/fb", {"address": vm1})
     assert st == 201, (st, j)
     assert b.routes("fb") or True  # b and c follow within 1 s:
-    took = poll(lambda: all_route(gates, "fb"), 1.0, "admin PUT routed by all three")
-    print("admin API put routed by all three in %.3f s" % took)
+    t0 = time.monotonic()
+    wait_until(lambda: all_route(gates, "fb"), 1.0, step=0.02,
+               what="admin PUT routed by all three")
+    print("admin API put routed by all three in %.3f s" % (time.monotonic() - t0))
     st, j = c.api("PUT", "/vms/fb", {"address": vm1})
     assert st == 200, (st, j)
 
     etcd3.delete("fa")
     st, j = b.api("DELETE", "/vms/fb")
     assert st == 200, (st, j)
-    poll(lambda: all_route(gates, "fa", False) and all_route(gates, "fb", False),
-         1.0, "deletes refused by all three")
+    wait_until(lambda: all_route(gates, "fa", False) and all_route(gates, "fb", False), 1.0,
+               what="deletes refused by all three")
     st, j = a.api("DELETE", "/vms/fb")
     assert st == 404, (st, j)
     # The registration of each appliance is in etcd, seen by the others.
@@ -354,10 +345,10 @@ def bad_values(etcd3, gates, vm1):
     etcd3.put("bad3", {"address": vm1, "pad": "x" * 2000})
     etcd3.put("bad4", {"address": vm1, "ports": [0]})
     etcd3.put("good1", {"address": vm1})
-    poll(lambda: all_route(gates, "good1"), 2.0, "good VM after bad ones")
+    wait_until(lambda: all_route(gates, "good1"), 2.0, what="good VM after bad ones")
     for g, b in zip(gates, before):
-        poll(lambda: g.fleet_status()["skipped_values"] >= b + 5, 2.0,
-             "skipped_values counted")
+        wait_until(lambda: g.fleet_status()["skipped_values"] >= b + 5, 2.0,
+                   what="skipped_values counted")
         assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/bad1\" reason=bad_json")
         assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/bad2\" reason=bad_address")
         assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/bad_id!\" reason=bad_id")
@@ -397,9 +388,10 @@ def test_10000_changes_converge(etcd3, gates, vm1):
         n += 100
     assert n == 10000
     print("10,000 changes written in %.1f s" % (time.monotonic() - t0))
-    took = poll(lambda: converged(etcd3, gates), 15, "three appliances converge",
-                interval=0.2)
-    print("converged %.2f s after the last write" % took)
+    t0 = time.monotonic()
+    wait_until(lambda: converged(etcd3, gates), 15, step=0.2,
+               what="three appliances converge")
+    print("converged %.2f s after the last write" % (time.monotonic() - t0))
     assert len(gates[0].listing()) >= 8000
     assert gates[2].routes("single-999")
     assert not gates[1].routes("bulk-0")
@@ -408,7 +400,7 @@ def test_10000_changes_converge(etcd3, gates, vm1):
 def test_leader_sigkill(etcd3, gates, vm1):
     a, b, c = gates
     etcd3.put("keep1", {"address": vm1})
-    poll(lambda: all_route(gates, "keep1"), 1.0, "keep1 routed")
+    wait_until(lambda: all_route(gates, "keep1"), 1.0, what="keep1 routed")
     lead = etcd3.leader()
     assert lead is not None
     etcd3.kill(lead)
@@ -416,12 +408,13 @@ def test_leader_sigkill(etcd3, gates, vm1):
         # Routing is not touched at all.
         assert all_route(gates, "keep1")
         # Writes through the admin API resume after the election.
-        poll(lambda: a.api("PUT", "/vms/afterlead", {"address": vm1})[0] in (200, 201),
-             10, "admin PUT after the leader died", interval=0.1)
+        wait_until(lambda: a.api("PUT", "/vms/afterlead", {"address": vm1})[0] in (200, 201), 10,
+                   step=0.1, what="admin PUT after the leader died")
         # And every appliance's watch, whichever member it was on, sees it.
-        took = poll(lambda: all_route(gates, "afterlead"), 5.0,
-                    "routed by all after the leader died")
-        print("after leader SIGKILL: routed by all in %.2f s" % took)
+        t0 = time.monotonic()
+        wait_until(lambda: all_route(gates, "afterlead"), 5.0, step=0.02,
+                   what="routed by all after the leader died")
+        print("after leader SIGKILL: routed by all in %.2f s" % (time.monotonic() - t0))
     finally:
         etcd3.restart(lead)
 
@@ -429,7 +422,7 @@ def test_leader_sigkill(etcd3, gates, vm1):
 def test_quorum_lost_then_back(etcd3, gates, vm1):
     a = gates[0]
     etcd3.put("q1", {"address": vm1})
-    poll(lambda: all_route(gates, "q1"), 1.0, "q1 routed")
+    wait_until(lambda: all_route(gates, "q1"), 1.0, what="q1 routed")
     killed = [1, 2]
     for i in killed:
         etcd3.kill(i)
@@ -437,11 +430,11 @@ def test_quorum_lost_then_back(etcd3, gates, vm1):
         # Routing goes on with the last table.
         assert all_route(gates, "q1")
         # A write cannot commit: 503, and nothing changes.
-        poll(lambda: a.api("PUT", "/vms/q2", {"address": vm1}, timeout=15)[0] == 503,
-             15, "PUT refused with 503 while quorum is lost", interval=0.2)
+        wait_until(lambda: a.api("PUT", "/vms/q2", {"address": vm1}, timeout=15)[0] == 503, 15,
+                   step=0.2, what="PUT refused with 503 while quorum is lost")
         # /health stays 200 (the appliance routes) but says etcd is down.
-        poll(lambda: a.api("GET", "/health")[1]["fleet"]["etcd_up"] is False,
-             15, "/health shows etcd down", interval=0.2)
+        wait_until(lambda: a.api("GET", "/health")[1]["fleet"]["etcd_up"] is False, 15,
+                   step=0.2, what="/health shows etcd down")
         st, h = a.api("GET", "/health")
         assert st == 200 and h["status"] == "ok", h
         st, m = a.api("GET", "/metrics")
@@ -451,9 +444,10 @@ def test_quorum_lost_then_back(etcd3, gates, vm1):
     finally:
         for i in killed:
             etcd3.restart(i)
-    poll(lambda: a.api("PUT", "/vms/q2", {"address": vm1})[0] in (200, 201), 15,
-         "PUT after quorum came back", interval=0.2)
-    poll(lambda: all_route(gates, "q2"), 10, "q2 routed by all after quorum came back")
+    wait_until(lambda: a.api("PUT", "/vms/q2", {"address": vm1})[0] in (200, 201), 15,
+               step=0.2, what="PUT after quorum came back")
+    wait_until(lambda: all_route(gates, "q2"), 10,
+               what="q2 routed by all after quorum came back")
     assert a.find(r"WARN fleet_down ")
     assert a.find(r"INFO fleet_up ")
 
@@ -465,7 +459,7 @@ def test_sigstop_member_watchdog(etcd3, gates, vm1, gate_bin, certs, tmp_path):
                   endpoints=[m[1].url, m[0].url, m[2].url])
     g.start()
     try:
-        poll(lambda: g.fleet_status()["watch"] == "watching", 10, "watching")
+        wait_until(lambda: g.fleet_status()["watch"] == "watching", 10, what="watching")
         assert g.fleet_status()["endpoint"] == m[1].url
         since = g.mark()
         etcd3.kill(1, signal.SIGSTOP)
@@ -473,7 +467,7 @@ def test_sigstop_member_watchdog(etcd3, gates, vm1, gate_bin, certs, tmp_path):
             g.wait_log(r"WARN fleet_watchdog ", timeout=3 * PROGRESS_MS / 1000 + 3,
                        since=since)
             etcd3.put("dog1", {"address": vm1})
-            poll(lambda: g.routes("dog1"), 8, "routed through another member")
+            wait_until(lambda: g.routes("dog1"), 8, what="routed through another member")
             assert g.fleet_status()["watchdog_fires"] >= 1
         finally:
             etcd3.kill(1, signal.SIGCONT)
@@ -490,9 +484,9 @@ def test_etcd_down_at_start_serves_snapshot(etcd3, gates, vm1, gate_bin, certs, 
     etcd3.put("snap1", {"address": vm1})
     g.start()
     try:
-        poll(lambda: g.routes("snap1"), 5, "snap1 routed")
-        poll(lambda: os.path.exists(g.snapshot) and "snap1" in open(g.snapshot).read(),
-             5, "snapshot written")
+        wait_until(lambda: g.routes("snap1"), 5, what="snap1 routed")
+        wait_until(lambda: os.path.exists(g.snapshot) and "snap1" in open(g.snapshot).read(), 5,
+                   what="snapshot written")
         g.stop()
         etcd3.kill(2)
         try:
@@ -512,8 +506,8 @@ def test_etcd_down_at_start_serves_snapshot(etcd3, gates, vm1, gate_bin, certs, 
         finally:
             etcd3.restart(2)
         # It reconnects, finds its revision compacted, re-reads, converges.
-        poll(lambda: g.routes("snap2") and not g.routes("snap1"), 15,
-             "converged after compaction while disconnected", interval=0.1)
+        wait_until(lambda: g.routes("snap2") and not g.routes("snap1"), 15,
+                   step=0.1, what="converged after compaction while disconnected")
         st = g.fleet_status()
         assert st["compactions"] >= 1, st
         assert st["full_reads"] >= 1, st
@@ -558,9 +552,9 @@ def test_session_ticket_shared_rotated_expired(etcd3, gate_bin, certs, vm1, tmp_
         a.start()
         b.start()
         etcd3.put("tk1", {"address": vm1}, prefix=prefix)
-        poll(lambda: a.routes("tk1") and b.routes("tk1"), 5, "tk1 routed")
+        wait_until(lambda: a.routes("tk1") and b.routes("tk1"), 5, what="tk1 routed")
         cur = lambda g: g.fleet_status()["tickets"]["current"]
-        poll(lambda: cur(a) and cur(a) == cur(b), 5, "both on the same shared key")
+        wait_until(lambda: cur(a) and cur(a) == cur(b), 5, what="both on the same shared key")
         rotators = [g.fleet_status()["tickets"]["rotator"] for g in (a, b)]
         assert sorted(rotators) == [False, True], rotators
 
@@ -570,14 +564,14 @@ def test_session_ticket_shared_rotated_expired(etcd3, gate_bin, certs, vm1, tmp_
         assert sess.has_ticket
         assert resumes(b, ctx, "tk1", sess), "B did not resume A's ticket\n" + b.tail()
 
-        poll(lambda: cur(a) != k and cur(b) != k, 5, "key rotated", interval=0.1)
+        wait_until(lambda: cur(a) != k and cur(b) != k, 5, step=0.1, what="key rotated")
         assert resumes(b, ctx, "tk1", sess), "not resumed after a rotation"
         assert resumes(a, ctx, "tk1", sess)
 
         r = etcd3.call("kv/range", {"key": b64(prefix + "stek/keys/" + k)})
         not_after = json.loads(base64.b64decode(r["kvs"][0]["value"]))["not_after"]
-        poll(lambda: not resumes(b, ctx, "tk1", sess), not_after - time.time() + 3,
-             "ticket refused once its key expired", interval=0.1)
+        wait_until(lambda: not resumes(b, ctx, "tk1", sess), not_after - time.time() + 3,
+                   step=0.1, what="ticket refused once its key expired")
         assert time.time() >= not_after - 1.0, "refused before its key expired"
         assert not resumes(a, ctx, "tk1", sess)
         # A full handshake still works, and its new ticket resumes.
@@ -630,19 +624,20 @@ def test_auth_token_reacquired_after_restart(gate_bin, certs, vm1, tmp_path):
         try:
             value = json.dumps({"address": vm1})
             assert ctl("put", prefix + "vms/au1", value)
-            poll(lambda: g.routes("au1"), 5, "routed with authentication on")
+            wait_until(lambda: g.routes("au1"), 5, what="routed with authentication on")
             c.kill(0)
             c.start(0, state="existing")
-            poll(lambda: ctl("endpoint", "health"), 10, "member back", interval=0.1)
+            wait_until(lambda: ctl("endpoint", "health"), 10, step=0.1, what="member back")
             assert ctl("put", prefix + "vms/au2", value)
-            poll(lambda: g.routes("au2"), 10, "routed after the member restarted")
+            wait_until(lambda: g.routes("au2"), 10, what="routed after the member restarted")
             # A write through the appliance after the restart: it needs a
             # token the restarted member accepts. Whether the member refused
             # the old one first (then 'etcd_auth ... logging in again' is
             # logged) depends on etcd: it was seen both ways.
             st, j = g.api("PUT", "/vms/au3", {"address": vm1})
             assert st in (200, 201), (st, j, g.tail())
-            poll(lambda: g.routes("au3"), 10, "routed after a PUT through the appliance")
+            wait_until(lambda: g.routes("au3"), 10,
+                       what="routed after a PUT through the appliance")
             refused = g.find(r"WARN fleet_watch ended reason=.*(?i:auth)")
             if refused:
                 assert g.find(r"INFO etcd_auth user=edge token refused: logging in again")

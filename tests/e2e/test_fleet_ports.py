@@ -18,8 +18,8 @@ import socket
 import pytest
 
 from e2e_util import (Gate, Hello, echo_roundtrip, gate_config,
-                      plaintext_alerts, read_answer, tls_connect)
-from test_fleet import PREFIX, EtcdCluster, FleetGate, b64, free_port, poll
+                      plaintext_alerts, read_answer, tls_connect, wait_until)
+from test_fleet import PREFIX, EtcdCluster, FleetGate, b64, free_port
 
 UNRECOGNIZED_NAME = 112
 
@@ -102,11 +102,11 @@ def test_fleet_vm_ports(etcd1, gate_bin, certs, fleet, tmp_path):
     g = PortsGate(gate_bin, d, certs, [m.url for m in etcd1.members])
     g.start()
     try:
-        poll(lambda: g.fleet_status()["watch"] == "watching", 10, "watching")
+        wait_until(lambda: g.fleet_status()["watch"] == "watching", 10, what="watching")
 
         # Put into etcd by someone else: 3000 only.
         etcd1.put("fp", {"address": vm1, "ports": [3000]})
-        poll(lambda: g.http_3000("fp"), 3, "fp routed on 3000")
+        wait_until(lambda: g.http_3000("fp"), 3, what="fp routed on 3000")
         assert g.refused(g.p8080, "fp")
         g.wait_log(r"WARN reject .* port=%d sni=fp\.vm\.test reason=port_denied "
                    r"detail=\"the VM's ports" % g.p8080)
@@ -136,8 +136,8 @@ def test_fleet_vm_ports(etcd1, gate_bin, certs, fleet, tmp_path):
         assert g.http_3000("fq") and g.echo_8080("fq")
 
         # The snapshot file keeps the ports.
-        poll(lambda: os.path.exists(g.snapshot) and '"fq"' in open(g.snapshot).read(),
-             5, "snapshot written")
+        wait_until(lambda: os.path.exists(g.snapshot) and '"fq"' in open(g.snapshot).read(), 5,
+                   what="snapshot written")
         snap = json.load(open(g.snapshot))["vms"]
         assert snap["fp"] == {"address": vm1, "ports": [8080]}, snap
         assert snap["fq"] == {"address": vm1, "ports": ["3000-3001", 8080]}, snap

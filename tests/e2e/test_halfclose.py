@@ -32,8 +32,10 @@ def test_client_fin_without_close_notify(live_gate, certs):
 
 
 def test_client_close_notify_then_read(live_gate, certs):
+    mark = live_gate.mark()  # the client's port may have been used before
     c = sink_roundtrip(live_gate, certs, "close_notify")
-    live_gate.wait_log(r"INFO close .*%s.*vm=vm2" % peer_re(c.local_port), timeout=5)
+    live_gate.wait_log(r"INFO close .*%s.*vm=vm2" % peer_re(c.local_port), timeout=5,
+                       since=mark)
 
 
 def wait_record(path, before, timeout=10.0):

@@ -14,9 +14,9 @@ import re
 import socket
 import subprocess
 
+from e2e_net import free_ports
 from e2e_util import Hello, echo_roundtrip, peer_re, plaintext_alerts, read_answer
 
-PORT = 22040
 HELLO_BYTES = 12 * 1024
 DECODE_ERROR = 50
 
@@ -31,12 +31,13 @@ def build_cap(gate_bin):
 
 def test_default_limit_follows_the_build(private_gate, gate_bin, certs, fleet):
     cap = build_cap(gate_bin)
-    g = private_gate("hellocap", [PORT], port_map="{ %d: 8080 }" % PORT,
-                     allowed_ports="[%d]" % PORT)
+    port = free_ports(1)[0]
+    g = private_gate("hellocap", [port], port_map="{ %d: 8080 }" % port,
+                     allowed_ports="[%d]" % port)
     hello = Hello().pad(HELLO_BYTES)
     assert len(hello.message()) == HELLO_BYTES
     mark = g.mark()
-    s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
     lport = s.getsockname()[1]
     # Split over records so the parser joins it in the scratch buffer.
     s.sendall(hello.records(chunk=1000))
@@ -55,5 +56,5 @@ def test_default_limit_follows_the_build(private_gate, gate_bin, certs, fleet):
     # The worker that took the hello still serves (both workers, a few
     # connections each, so the one that saw it is among them).
     for _ in range(4):
-        assert echo_roundtrip(certs, port=PORT) < 3
+        assert echo_roundtrip(certs, port=port) < 3
     assert g.proc.poll() is None, g.tail(since=mark)

@@ -8,8 +8,6 @@ curl would pick h2 and get nothing sensible back, so these tests pass
 import hashlib
 import os
 
-import pytest
-
 from e2e_util import curl, peer_re, tls_connect
 
 
@@ -25,20 +23,24 @@ def split(r):
 
 
 def test_curl_health_ipv4(live_gate, certs):
+    mark = live_gate.mark()  # the client's port may have been used before
     r = health(certs, "vm1.vm.test", "127.0.0.1")
     assert r.returncode == 0, (r, live_gate.tail())
     body, code, lport = split(r)
     assert (code, body) == (b"200", b"ok vm1\n"), (r, live_gate.tail())
-    live_gate.wait_log(r"INFO close .*%s.*vm=vm1 vm_port=3000 " % peer_re(lport), timeout=5)
+    live_gate.wait_log(r"INFO close .*%s.*vm=vm1 vm_port=3000 " % peer_re(lport), timeout=5,
+                       since=mark)
 
 
 def test_curl_health_ipv6(live_gate, certs):
+    mark = live_gate.mark()
     r = health(certs, "vm1.vm.test", "[::1]")
     assert r.returncode == 0, (r, live_gate.tail())
     body, code, lport = split(r)
     assert (code, body) == (b"200", b"ok vm1\n"), (r, live_gate.tail())
     # the peer really is an IPv6 client
-    live_gate.wait_log(r"INFO close peer=\[::1\]:%d .*vm=vm1 vm_port=3000 " % lport, timeout=5)
+    live_gate.wait_log(r"INFO close peer=\[::1\]:%d .*vm=vm1 vm_port=3000 " % lport, timeout=5,
+                       since=mark)
 
 
 def test_curl_put_upload(live_gate, certs, tmp_path):

@@ -9,43 +9,48 @@ import time
 
 import pytest
 
-from e2e_util import Gate, gate_config, recv_all, tls_connect
-
-PORTS = [13000, 13443]
-
+from e2e_net import free_ports
+from e2e_util import (Gate, gate_config, listeners_on, recv_all, tls_connect,
+                      wait_until)
 
 @pytest.mark.timeout(40)
 def test_log_level_warn_and_sigterm(gate_bin, certs, fleet, workdir):
+    http, echo = ports = free_ports(2)
     cfg = os.path.join(workdir, "lifecycle.yaml")
     with open(cfg, "w") as f:
         f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], log_level="warn",
-                            ports=PORTS, port_map="{ 13000: 3000, 13443: 8080 }",
-                            allowed_ports="[13000, 13443]",
+                            ports=ports, port_map="{ %d: 3000, %d: 8080 }" % (http, echo),
+                            allowed_ports="[%d, %d]" % (http, echo),
                             extra_limits={"drain_timeout_ms": 1500}))
-    g = Gate(gate_bin, cfg, os.path.join(workdir, "lifecycle.log"), ports=PORTS,
-             wait_port=13000)
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "lifecycle.log"), ports=ports,
+             wait_port=http)
     g.start()
     try:
         # a relayed connection (INFO close: must not be printed at warn) ...
-        s = tls_connect(certs.client_ctx(), "vm1.vm.test", 13000)
+        s = tls_connect(certs.client_ctx(), "vm1.vm.test", http)
         s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         got = recv_all(s, timeout=5)
         s.close()
         assert got.endswith(b"ok vm1\n"), (got, g.tail())
         # ... and a rejected one (WARN reject: printed)
         with pytest.raises(Exception):
-            tls_connect(certs.client_ctx(), "nope.vm.test", 13000).close()
+            tls_connect(certs.client_ctx(), "nope.vm.test", http).close()
         g.wait_log(r" WARN reject .*reason=unknown_vm", timeout=5)
         # an open connection at SIGTERM time gets drain_timeout_ms to
         # finish, keeps working meanwhile, and then cannot keep vmgate alive
-        held = tls_connect(certs.client_ctx(), "vm1.vm.test", 13443)
-        time.sleep(0.3)
+        held = tls_connect(certs.client_ctx(), "vm1.vm.test", echo)
+        held.settimeout(5)
+        # relayed both ways: its accept and connect lines are written
+        held.sendall(b"relayed")
+        assert held.recv(64) == b"relayed", g.tail()
         assert not g.find(r" (INFO|DEBUG) "), (
             "log_level: warn printed INFO/DEBUG lines", g.tail())
         t0 = time.monotonic()
         os.kill(g.proc.pid, signal.SIGTERM)
-        time.sleep(0.5)
-        held.settimeout(5)
+        # draining: the listeners go first (log_level warn prints no
+        # shutdown line to wait for)
+        assert wait_until(lambda: not listeners_on(ports), 5), (
+            "listeners still open after SIGTERM", g.tail())
         held.sendall(b"still here")
         assert held.recv(64) == b"still here", g.tail()
         try:
@@ -67,17 +72,19 @@ def test_log_level_warn_and_sigterm(gate_bin, certs, fleet, workdir):
 def test_idle_timeout(gate_bin, certs, fleet, workdir):
     """idle_timeout_ms closes a silent relayed connection, and only that one:
     a connection that keeps talking stays open past the deadline."""
+    ports = free_ports(2)
     cfg = os.path.join(workdir, "idle.yaml")
     with open(cfg, "w") as f:
-        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=PORTS,
-                            port_map="{ 13000: 8080, 13443: 8080 }",
-                            allowed_ports="[13000, 13443]",
+        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=ports,
+                            port_map="{ %d: 8080, %d: 8080 }" % tuple(ports),
+                            allowed_ports="[%d, %d]" % tuple(ports),
                             extra_limits={"idle_timeout_ms": 1500}))
-    g = Gate(gate_bin, cfg, os.path.join(workdir, "idle.log"), ports=PORTS, wait_port=13000)
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "idle.log"), ports=ports, wait_port=ports[0])
     g.start()
     try:
-        quiet = tls_connect(certs.client_ctx(), "vm1.vm.test", 13000)
-        busy = tls_connect(certs.client_ctx(), "vm1.vm.test", 13443)
+        mark = g.mark()
+        quiet = tls_connect(certs.client_ctx(), "vm1.vm.test", ports[0])
+        busy = tls_connect(certs.client_ctx(), "vm1.vm.test", ports[1])
         quiet.settimeout(8)
         busy.settimeout(5)
         for s in (quiet, busy):
@@ -98,7 +105,7 @@ def test_idle_timeout(gate_bin, certs, fleet, workdir):
         except (OSError, ssl.SSLError):  # an alert or a reset also closes it
             quiet_closed_at = time.monotonic() - t0
         assert quiet_closed_at is not None and quiet_closed_at <= 6.0, g.tail()
-        g.wait_log(r"close peer=\S*:%d .*reason=\S*idle" % qport, timeout=5)
+        g.wait_log(r"close peer=\S*:%d .*reason=\S*idle" % qport, timeout=5, since=mark)
         quiet.close()
         busy.close()
     finally:

@@ -13,9 +13,6 @@ import pytest
 from e2e_net import free_ports
 from e2e_util import Gate, gate_config
 
-PORTS = [13100, 13543]
-
-
 def next_msg(sock, want, timeout):
     """The notifications up to and including the first that equals or
     starts with want."""
@@ -36,11 +33,12 @@ def next_msg(sock, want, timeout):
 @pytest.mark.timeout(40)
 def test_notify_ready_watchdog_reload_stopping(gate_bin, certs, fleet, workdir,
                                                monkeypatch):
+    ports = free_ports(2)
     cfg = os.path.join(workdir, "sdnotify.yaml")
     with open(cfg, "w") as f:
-        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=PORTS,
-                            port_map="{ 13100: 3000, 13543: 8080 }",
-                            allowed_ports="[13100, 13543]",
+        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=ports,
+                            port_map="{ %d: 3000, %d: 8080 }" % tuple(ports),
+                            allowed_ports="[%d, %d]" % tuple(ports),
                             extra_limits={"drain_timeout_ms": 1000}))
     path = os.path.join(workdir, "notify-%d.sock" % os.getpid())
     if os.path.exists(path):
@@ -49,8 +47,8 @@ def test_notify_ready_watchdog_reload_stopping(gate_bin, certs, fleet, workdir,
     sock.bind(path)
     monkeypatch.setenv("NOTIFY_SOCKET", path)
     monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # ping every 0.5 s
-    g = Gate(gate_bin, cfg, os.path.join(workdir, "sdnotify.log"), ports=PORTS,
-             wait_port=13100)
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "sdnotify.log"), ports=ports,
+             wait_port=ports[0])
     g.start()
     try:
         seen = next_msg(sock, "READY=1", 10)

@@ -1,8 +1,9 @@
 """Issue 6 (hardening): shutdown. SIGTERM stops accepting, lets established
 connections finish for up to limits.drain_timeout_ms, then closes them and
 exits 0 (log `shutdown ... draining=N`); SIGINT closes everything at once.
-Each test runs a private vmgate (ports 22300-22302): vm2.vm.test:22300 ->
-vm2's sha source (8443), vm1.vm.test:22301 -> vm1's echo (8080)."""
+Each test runs a private vmgate on two free ports: vm2.vm.test on
+g.port["source"] -> vm2's sha source (8443), vm1.vm.test on g.port["echo"]
+-> vm1's echo (8080)."""
 
 import hashlib
 import os
@@ -16,24 +17,28 @@ import time
 import pytest
 
 from e2e_backend import stream_sha256
-from e2e_util import recv_all, tls_connect
+from e2e_net import free_ports
+from e2e_util import listeners_on, recv_all, tls_connect, wait_until
 
 DRAIN = 3.0   # limits.drain_timeout_ms of these gates
 
 
 def start(private_gate, name, drain=DRAIN):
-    return private_gate(name, [22300, 22301], port_map="{ 22300: 8443, 22301: 8080 }",
-                        allowed_ports="[22300, 22301]",
-                        extra_limits={"drain_timeout_ms": int(drain * 1000)})
+    source, echo = free_ports(2)
+    g = private_gate(name, [source, echo], port_map="{ %d: 8443, %d: 8080 }" % (source, echo),
+                     allowed_ports="[%d, %d]" % (source, echo),
+                     extra_limits={"drain_timeout_ms": int(drain * 1000)})
+    g.port = {"source": source, "echo": echo}
+    return g
 
 
 class Download(threading.Thread):
     """Reads SIZE bytes of the sha source at about |rate| bytes/s, so the
     transfer is still in flight when the test signals the gate."""
 
-    def __init__(self, certs, size, rate):
+    def __init__(self, certs, port, size, rate):
         super().__init__(daemon=True)
-        self.s = tls_connect(certs.client_ctx(), "vm2.vm.test", 22300)
+        self.s = tls_connect(certs.client_ctx(), "vm2.vm.test", port)
         self.s.settimeout(15)
         self.size, self.rate = size, rate
         self.n, self.err, self.end = 0, None, None
@@ -92,7 +97,7 @@ def test_sigterm_transfer_in_flight_completes(private_gate, certs, fleet):
     the rest of the drain timeout."""
     g = start(private_gate, "drain1", drain=15.0)
     size = 12 << 20
-    dl = Download(certs, size, rate=6 << 20)       # about 2 s
+    dl = Download(certs, g.port["source"], size, rate=6 << 20)       # about 2 s
     dl.start()
     while dl.n < (2 << 20) and dl.is_alive():
         time.sleep(0.02)
@@ -103,9 +108,8 @@ def test_sigterm_transfer_in_flight_completes(private_gate, certs, fleet):
     line = g.wait_log(r"shutdown .*draining=\d+", timeout=3, since=mark)[0]
     assert "draining=1" in line, line
     # workers stop accepting within one tick (100 ms) of the signal
-    time.sleep(0.3)
-    assert refused_or_unserved(22301), ("a new connection was served after SIGTERM",
-                                        g.tail(since=mark))
+    assert wait_until(lambda: refused_or_unserved(g.port["echo"]), 3), (
+        "a new connection was served after SIGTERM", g.tail(since=mark))
     dl.join(20)
     assert dl.ok(), ("transfer in flight at SIGTERM: %d of %d bytes, sha %s, error %r"
                      % (dl.n, size, "ok" if dl.ok() else "bad", dl.err), g.tail(since=mark))
@@ -126,7 +130,7 @@ def test_sigterm_drain_timeout_closes(private_gate, certs, fleet):
     """A connection that does not finish keeps working during the drain and
     is closed at drain_timeout (3 s); exit status 0."""
     g = start(private_gate, "drain2")
-    s = tls_connect(certs.client_ctx(), "vm1.vm.test", 22301)
+    s = tls_connect(certs.client_ctx(), "vm1.vm.test", g.port["echo"])
     s.settimeout(DRAIN + 5)
     s.sendall(b"before")
     assert s.recv(100) == b"before"
@@ -134,7 +138,9 @@ def test_sigterm_drain_timeout_closes(private_gate, certs, fleet):
     t_sig = time.monotonic()
     os.kill(g.proc.pid, signal.SIGTERM)
     g.wait_log(r"shutdown .*draining=1\b", timeout=3, since=mark)
-    time.sleep(1.0)
+    # in the drain: the listeners are gone, this connection stays
+    assert wait_until(lambda: not listeners_on([g.port["echo"]]), 3), (
+        "listeners still open during the drain", g.tail(since=mark))
     s.sendall(b"during the drain")
     got = s.recv(100)
     assert got == b"during the drain", ("an established connection stopped working "
@@ -174,9 +180,9 @@ def test_sigint_closes_now(private_gate, certs, fleet):
     """SIGINT: the download in flight and an idle relay are closed at once
     (no drain), vmgate exits promptly."""
     g = start(private_gate, "sigint", drain=20.0)
-    idle = tls_connect(certs.client_ctx(), "vm1.vm.test", 22301)
+    idle = tls_connect(certs.client_ctx(), "vm1.vm.test", g.port["echo"])
     idle.settimeout(5)
-    dl = Download(certs, 64 << 20, rate=4 << 20)
+    dl = Download(certs, g.port["source"], 64 << 20, rate=4 << 20)
     dl.start()
     while dl.n < (1 << 20) and dl.is_alive():
         time.sleep(0.02)

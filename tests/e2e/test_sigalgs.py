@@ -9,7 +9,7 @@ ECDSA key signs any ecdsa_* BoringSSL knows (SHA-1 included) and an RSA
 key rsa_pkcs1_* too. ecdsa_sha224 is never signed.
 
 The shared gate's *.vm.test certificate is ECDSA P-256. The dual-name gate
-(port 22400) has an ECDSA and an RSA certificate for *.vm.test, both from
+(on a free port) has an ECDSA and an RSA certificate for *.vm.test, both from
 the harness CA.
 """
 import os
@@ -20,12 +20,12 @@ import subprocess
 
 import pytest
 
+from e2e_net import free_ports
 from e2e_util import (Gate, Hello, echo_roundtrip, gate_config, gate_metric,
                       peer_re, plaintext_alerts, read_answer)
 
 HANDSHAKE_FAILURE = 40
 REJECTS = 'vmgate_rejects_total{reason="no_common_sigalg"}'
-DUAL_PORT = 22400
 
 ECDSA_SHA1 = [0x0203]
 ECDSA_SHA224 = [0x0303]
@@ -126,9 +126,10 @@ def dual_gate(gate_bin, certs, fleet, workdir):
     rsa_key = os.path.join(certs.dir, "vm.test-rsa.key")
     if not os.path.exists(rsa_cert):
         certs._leaf(rsa_cert, rsa_key, "*.vm.test", ["-newkey", "rsa:2048"])
-    text = gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[DUAL_PORT],
-                       port_map="{ %d: 8080 }" % DUAL_PORT,
-                       allowed_ports="[%d]" % DUAL_PORT,
+    port = free_ports(1)[0]
+    text = gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[port],
+                       port_map="{ %d: 8080 }" % port,
+                       allowed_ports="[%d]" % port,
                        admin_unix=os.path.join(workdir, "dualcert.admin.sock"))
     ecdsa_line = "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key)
     assert ecdsa_line in text
@@ -138,7 +139,8 @@ def dual_gate(gate_bin, certs, fleet, workdir):
     with open(cfg, "w") as f:
         f.write(text)
     g = Gate(gate_bin, cfg, os.path.join(workdir, "dualcert.log"),
-             ports=[DUAL_PORT], wait_port=DUAL_PORT)
+             ports=[port], wait_port=port)
+    g.port = port
     g.start(timeout=10)
     yield g
     g.stop()
@@ -176,18 +178,18 @@ DUAL = [
 
 @pytest.mark.parametrize("what,args,want", DUAL, ids=[d[0] for d in DUAL])
 def test_two_certificates_for_one_name(dual_gate, certs, what, args, want):
-    out = s_client(certs, DUAL_PORT, *args)
+    out = s_client(certs, dual_gate.port, *args)
     assert peer_key(out) == want, out
 
 
 def test_two_certificates_refuse_what_neither_signs(dual_gate):
     g = dual_gate
     mark = g.mark()
-    data, how, lport = send_hello(DUAL_PORT, with_sigalgs(Hello(), ECDSA_SHA224))
+    data, how, lport = send_hello(g.port, with_sigalgs(Hello(), ECDSA_SHA224))
     assert plaintext_alerts(data) == [(2, HANDSHAKE_FAILURE)] and len(data) == 7, (
         how, data[:64], g.tail(since=mark))
     g.wait_log(r"WARN reject .*%s.*reason=no_common_sigalg\b" % peer_re(lport),
                timeout=5, since=mark)
     # An RSA-only raw hello is answered (by the RSA certificate).
-    data, how, _ = send_hello(DUAL_PORT, with_sigalgs(Hello(), RSA_ONLY))
+    data, how, _ = send_hello(g.port, with_sigalgs(Hello(), RSA_ONLY))
     assert is_server_hello(data), (how, data[:64], g.tail(since=mark))

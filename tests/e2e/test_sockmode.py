@@ -13,22 +13,24 @@ import hashlib
 import os
 import subprocess
 
+from e2e_net import free_ports
 from e2e_util import BioClient, echo_roundtrip, gate_config, tls_connect
-
-PORT_ECHO = 22060  # -> 8080 (echo) on vm1
-PORT_SINK = 22061  # -> 3000 (sha sink) on vm2
-PORT_SPARE = 22062  # the gate that must not start
 
 FDS_REASON = ("kernel lacks the io_uring socket setsockopt command "
               "(SOCKET_URING_OP_SETSOCKOPT, Linux 6.7)")
 
 
 def start(private_gate, name, kernel):
-    return private_gate(name, [PORT_ECHO, PORT_SINK],
-                        wrap=["env", "VMGATE_PROBE_KERNEL=%s" % kernel],
-                        vms=("vm1", "vm2"),
-                        port_map="{ %d: 8080, %d: 3000 }" % (PORT_ECHO, PORT_SINK),
-                        allowed_ports="[%d, %d]" % (PORT_ECHO, PORT_SINK))
+    """A gate on two free ports: g.port["echo"] -> 8080 (echo) on vm1,
+    g.port["sink"] -> 3000 (sha sink) on vm2."""
+    echo, sink = free_ports(2)
+    g = private_gate(name, [echo, sink],
+                     wrap=["env", "VMGATE_PROBE_KERNEL=%s" % kernel],
+                     vms=("vm1", "vm2"),
+                     port_map="{ %d: 8080, %d: 3000 }" % (echo, sink),
+                     allowed_ports="[%d, %d]" % (echo, sink))
+    g.port = {"echo": echo, "sink": sink}
+    return g
 
 
 def version(gate_bin):
@@ -58,7 +60,7 @@ def sink_through(g, certs, host="vm2.vm.test"):
     """777,777 bytes to vm2's sha sink, then a TCP FIN from the client: the
     gate half-closes the VM side and the sink answers with the digest."""
     data = os.urandom(777_777)
-    c = BioClient(certs.client_ctx(), host, PORT_SINK)
+    c = BioClient(certs.client_ctx(), host, g.port["sink"])
     c.handshake()
     c.send(data)
     c.shutdown_tcp_write()
@@ -74,7 +76,7 @@ def hold(g, certs, n):
     the VM by a round trip. The caller closes them."""
     socks = []
     for i in range(n):
-        s = tls_connect(certs.client_ctx(), "vm1.vm.test", PORT_ECHO)
+        s = tls_connect(certs.client_ctx(), "vm1.vm.test", g.port["echo"])
         s.sendall(b"ping %d" % i)
         assert s.recv(100) == b"ping %d" % i, g.tail()
         socks.append(s)
@@ -84,7 +86,7 @@ def hold(g, certs, n):
 def socket_fds(g):
     """(client, vm): the gate's established TCP sockets that are fds of its
     process (`ss -p` names the owner of an fd; a direct descriptor has
-    none), from clients on PORT_ECHO and to VM port 8080."""
+    none), from clients on g.port["echo"] and to VM port 8080."""
     out = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True,
                          text=True, check=True).stdout
     client = vm = 0
@@ -92,7 +94,7 @@ def socket_fds(g):
         f = line.split()
         if "pid=%d," % g.proc.pid not in line or len(f) < 4:
             continue
-        client += f[2].endswith(":%d" % PORT_ECHO)
+        client += f[2].endswith(":%d" % g.port["echo"])
         vm += f[3].endswith(":8080")
     return client, vm
 
@@ -112,7 +114,7 @@ def test_kernel_6_1_runs_on_fds(private_gate, certs, fleet, gate_bin):
     # Full TLS requests through to a VM, more than one per worker, and a
     # client half-close (shutdown(2) on the VM socket).
     for _ in range(4):
-        assert echo_roundtrip(certs, port=PORT_ECHO, size=100_000) < 3
+        assert echo_roundtrip(certs, port=g.port["echo"], size=100_000) < 3
     sink_through(g, certs)
     assert not g.find(r"connect_error|handshake_timeout|worker_error"), g.tail()
 
@@ -136,18 +138,19 @@ def test_kernel_6_7_half_close_through_the_ring(private_gate, certs, fleet, gate
         s.close()
     for _ in range(3):
         sink_through(g, certs)
-    assert echo_roundtrip(certs, port=PORT_ECHO) < 3
+    assert echo_roundtrip(certs, port=g.port["echo"]) < 3
     assert not g.find(r"connect_error|handshake_timeout|worker_error"), g.tail()
 
 
 def test_kernel_6_0_refuses_to_start(gate_bin, certs, fleet, workdir):
     """The default build asks for IORING_SETUP_DEFER_TASKRUN (6.1): on 6.0
     it says so and exits, instead of running without it."""
+    port = free_ports(1)[0]
     cfg = os.path.join(workdir, "sockmode60.yaml")
     with open(cfg, "w") as f:
-        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[PORT_SPARE],
-                            port_map="{ %d: 8080 }" % PORT_SPARE,
-                            allowed_ports="[%d]" % PORT_SPARE))
+        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[port],
+                            port_map="{ %d: 8080 }" % port,
+                            allowed_ports="[%d]" % port))
     env = dict(os.environ, VMGATE_PROBE_KERNEL="6.0")
     r = subprocess.run(gate_bin + ["-c", cfg], capture_output=True,
                        text=True, timeout=10, env=env)

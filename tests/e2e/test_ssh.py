@@ -42,11 +42,13 @@ def run(argv, timeout):
 
 @pytest.mark.timeout(40)
 def test_ssh_over_443(live_gate, fleet, hosts_file):
+    mark = live_gate.mark()  # other tests' ssh sessions closed before it
     r = run(with_hosts(hosts_file, ["ssh"] + ssh_opts(fleet) +
                        ["root@vm1.vm.test", "echo hello-from-vm; hostname"]), 30)
     assert r.returncode == 0 and r.stdout == "hello-from-vm\n%s\n" % SSH_HOSTNAME, (
         "ssh through vmgate failed", r, live_gate.tail(), fleet.proc_log("vm1", 22)[-2000:])
-    live_gate.wait_log(r"INFO close .*sni=vm1\.vm\.test .*vm=vm1 vm_port=22 ", timeout=5)
+    live_gate.wait_log(r"INFO close .*sni=vm1\.vm\.test .*vm=vm1 vm_port=22 ", timeout=5,
+                       since=mark)
 
 
 @pytest.mark.slow

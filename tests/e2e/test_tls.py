@@ -1,7 +1,6 @@
 """10-12. Session resumption (TLS 1.3 and 1.2), protocol versions, and the
 certificate chosen by SNI."""
 
-import socket
 import ssl
 import subprocess
 import warnings

@@ -5,7 +5,7 @@ and testssl.sh (Debian package testssl.sh, /usr/bin/testssl) finding no
 vulnerability and no weak protocol or cipher.
 
 Cipher/group probing goes to the shared gate; OCSP and testssl use private
-gates on ports 22200-22201."""
+gates on free ports."""
 
 import json
 import os
@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from e2e_net import free_ports
 from e2e_util import run, tls_connect
 
 TESTSSL = shutil.which("testssl") or shutil.which("testssl.sh")
@@ -146,15 +147,17 @@ def test_ocsp_staple(private_gate, certs, fleet, workdir, version):
     resp = make_ocsp_response(certs, os.path.join(workdir, "ocsp"))
     # Both names reach the echo backend: a handshake need not race the
     # VM's refusal of a port it does not serve.
-    g = private_gate("ocsp", [22200], port_map="{ 22200: 8080 }", allowed_ports="[22200]",
-                     vm_ocsp=resp, other_port_map="{ 22200: 8080 }")
-    rc, out = s_client(["-connect", "127.0.0.1:22200", "-servername", "vm1.vm.test",
+    port = free_ports(1)[0]
+    g = private_gate("ocsp", [port], port_map="{ %d: 8080 }" % port,
+                     allowed_ports="[%d]" % port,
+                     vm_ocsp=resp, other_port_map="{ %d: 8080 }" % port)
+    rc, out = s_client(["-connect", "127.0.0.1:%d" % port, "-servername", "vm1.vm.test",
                         version, "-status", "-CAfile", certs.ca])
     assert handshake_ok(out), (out[-1500:], g.tail())
     assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, (
         "no OCSP staple with the certificate that has one", out[:3000])
     # the RSA certificate has no ocsp: entry: nothing stapled
-    rc, out = s_client(["-connect", "127.0.0.1:22200", "-servername", "vm1.other.test",
+    rc, out = s_client(["-connect", "127.0.0.1:%d" % port, "-servername", "vm1.other.test",
                         version, "-status"])
     assert handshake_ok(out), out[-1500:]
     assert "OCSP response: no response sent" in out, out[:3000]
@@ -174,8 +177,9 @@ def test_testssl(private_gate, certs, fleet, workdir):
     -U (vulnerabilities) against vm1.vm.test (http backend behind it)."""
     if not TESTSSL:
         pytest.fail("testssl.sh is not installed (apt-get install testssl.sh)")
-    g = private_gate("testssl", [22201], port_map="{ 22201: 3000 }",
-                     allowed_ports="[22201]", log_level="warn",
+    port = free_ports(1)[0]
+    g = private_gate("testssl", [port], port_map="{ %d: 3000 }" % port,
+                     allowed_ports="[%d]" % port, log_level="warn",
                      extra_limits={"handshake_timeout_ms": 5000})
     out_json = os.path.join(workdir, "testssl.json")
     if os.path.exists(out_json):
@@ -184,7 +188,7 @@ def test_testssl(private_gate, certs, fleet, workdir):
     r = subprocess.run([TESTSSL, "--quiet", "--color", "0", "--warnings", "off",
                         "--openssl", "/usr/bin/openssl", "--connect-timeout", "5",
                         "--openssl-timeout", "5", "--sneaky", "-p", "-s", "-f", "-U",
-                        "--jsonfile", out_json, "--ip", "127.0.0.1", "vm1.vm.test:22201"],
+                        "--jsonfile", out_json, "--ip", "127.0.0.1", "vm1.vm.test:%d" % port],
                        capture_output=True, text=True, timeout=140)
     secs = time.monotonic() - t0
     assert os.path.exists(out_json), (r.returncode, r.stdout[-3000:], r.stderr[-2000:])
@@ -218,7 +222,7 @@ def test_testssl(private_gate, certs, fleet, workdir):
     if "handshake didn't succeed" in renego:
         # testssl probes RFC 5746 without SNI ("no SNI needed here"), which
         # this gate rejects by design (no_sni): check it with SNI instead.
-        rc, out = s_client(["-connect", "127.0.0.1:22201", "-servername", "vm1.vm.test",
+        rc, out = s_client(["-connect", "127.0.0.1:%d" % port, "-servername", "vm1.vm.test",
                             "-no_tls1_3"])
         renego = ("supported" if "Secure Renegotiation IS supported" in out
                   else "s_client with SNI: " + out[-500:])

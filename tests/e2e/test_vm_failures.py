@@ -8,7 +8,7 @@ fds come back to their baseline.
 Refused and black-holed connects go through the shared gate (UUID VM port
 3000: nothing listens; ghost: no host). The misbehaving services run in
 vm2's namespace on ports 9101-9103 (started here) behind a private vmgate
-on ports 22100-22105."""
+on free ports (fgate.port)."""
 
 import hashlib
 import os
@@ -22,7 +22,7 @@ import pytest
 
 from conftest import PY, UUID_VM
 from e2e_backend import stream_sha256
-from e2e_net import stop_process, wait_tcp
+from e2e_net import free_ports, stop_process, wait_tcp
 from e2e_admin import wait_until
 from e2e_util import (BioClient, Footprint, Gate, echo_roundtrip, gate_config,
                       parse_kv, peer_re, recv_all, tcp_sockets, tls_connect)
@@ -75,9 +75,9 @@ while True:
 '''
 
 SERVICES = {"stall": 9101, "rst": 9102, "closer": 9103}
-# gate port -> (vm, VM port)
-PORTS = {22100: ("vm2", 9101), 22101: ("vm2", 9102), 22102: ("vm2", 9103),
-         22103: ("vm2", 8443), 22104: ("vm1", 8080)}
+# the private gate's listeners, by name: -> (vm, VM port)
+ROUTES = {"stall": ("vm2", 9101), "rst": ("vm2", 9102), "closer": ("vm2", 9103),
+          "source": ("vm2", 8443), "echo": ("vm1", 8080)}
 
 
 @pytest.fixture(scope="module")
@@ -97,17 +97,20 @@ def bad_vm(fleet, workdir):
 
 @pytest.fixture(scope="module")
 def fgate(gate_bin, certs, fleet, workdir, bad_vm):
-    """A private vmgate: {vm}.vm.test:2210x -> the services above."""
+    """A private vmgate: {vm}.vm.test on port[name] -> ROUTES[name]."""
+    port = dict(zip(ROUTES, free_ports(len(ROUTES))))
+    ports = list(port.values())
     cfg = os.path.join(workdir, "vmfail.yaml")
-    port_map = "{ %s }" % ", ".join("%d: %d" % (gp, vp) for gp, (_, vp) in PORTS.items())
+    port_map = "{ %s }" % ", ".join("%d: %d" % (port[n], vp) for n, (_, vp) in ROUTES.items())
     with open(cfg, "w") as f:
         f.write(gate_config(certs, [(v, fleet.addr(v)) for v in ("vm1", "vm2")],
-                            ports=list(PORTS), port_map=port_map,
-                            allowed_ports="[%s]" % ", ".join(str(p) for p in PORTS),
+                            ports=ports, port_map=port_map,
+                            allowed_ports="[%s]" % ", ".join(str(p) for p in ports),
                             extra_limits={"buffer_bytes": 65536,
                                           "idle_timeout_ms": int(IDLE_TIMEOUT * 1000)}))
-    g = Gate(gate_bin, cfg, os.path.join(workdir, "vmfail.log"), ports=list(PORTS),
-             wait_port=22104)
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "vmfail.log"), ports=ports,
+             wait_port=port["echo"])
+    g.port = port
     g.start()
     yield g
     g.stop()
@@ -200,9 +203,9 @@ def test_vm_never_reads_backpressure(fgate, certs):
     """The VM accepts and never reads: the client's upload stalls (the gate
     stops reading once its capped buffer is full), the gate's RSS stays
     flat, other connections are served, and closing the client frees all."""
-    good(certs, 22104)
+    good(certs, fgate.port["echo"])
     fp = Footprint(fgate)
-    c = BioClient(certs.client_ctx(), "vm2.vm.test", 22100)
+    c = BioClient(certs.client_ctx(), "vm2.vm.test", fgate.port["stall"])
     c.handshake()
     c.sock.settimeout(2.0)
     chunk = os.urandom(1 << 16)
@@ -224,7 +227,7 @@ def test_vm_never_reads_backpressure(fgate, certs):
         moved = False
     rss2 = fgate.rss_kib()
     rss_growth = rss2 - fp.rss
-    good(certs, 22104)
+    good(certs, fgate.port["echo"])
     c.close()
     print("\nVM never reads: client upload stalled after %.1f MiB; gate RSS +%d KiB"
           % (sent / 1048576, rss_growth))
@@ -249,20 +252,21 @@ RSS_BOUND_KIB = 12 * 1024 + (24 * 1024 if os.environ.get("VMGATE_SANITIZED") els
 def test_client_never_reads_backpressure(fgate, certs, fleet):
     """The reverse: the VM sends 1 GiB, the client reads nothing; the gate
     stops reading from the VM, RSS stays flat, closing frees all."""
-    good(certs, 22104)
+    good(certs, fgate.port["echo"])
     fp = Footprint(fgate)
-    s = tls_connect(certs.client_ctx(), "vm2.vm.test", 22103)
+    s = tls_connect(certs.client_ctx(), "vm2.vm.test", fgate.port["source"])
     s.sendall(b"%d 7\n" % (1 << 30))
     # Stalled: the gate holds bytes from the VM it does not read, and
     # nothing moves on the path (the gate's sockets to the VM and to this
     # client, and this client's) over three samples 0.2 s apart. The RSS
     # is taken with each; the first and the last are compared.
     vm = "[%s]:8443" % fleet.addr("vm2")
+    src = fgate.port["source"]
     samples = []
 
     def stalled():
-        q = sorted(x for x in tcp_sockets("( dport = :8443 or sport = :22103 or "
-                                          "dport = :22103 )") if x[0] == "ESTAB")
+        q = sorted(x for x in tcp_sockets("( dport = :8443 or sport = :%d or dport = :%d )"
+                                          % (src, src)) if x[0] == "ESTAB")
         samples.append((q, fgate.rss_kib()))
         del samples[:-3]
         return (len(samples) == 3 and samples[0][0] == samples[1][0] == samples[2][0] and
@@ -271,7 +275,7 @@ def test_client_never_reads_backpressure(fgate, certs, fleet):
                                                fgate.tail())
     rss1, rss2 = samples[0][1], samples[2][1]
     rss_growth = rss2 - fp.rss
-    good(certs, 22104)
+    good(certs, fgate.port["echo"])
     s.close()
     print("\nclient never reads: gate RSS +%d KiB at the stall, +%d KiB 0.4 s later"
           % (rss1 - fp.rss, rss_growth))
@@ -286,10 +290,10 @@ def test_client_never_reads_backpressure(fgate, certs, fleet):
 def test_vm_resets_mid_stream(fgate, certs):
     """The VM answers a little, then resets: the client gets what was sent
     and then a close (not a hang); logged as reason=vm_reset."""
-    good(certs, 22104)
+    good(certs, fgate.port["echo"])
     fp = Footprint(fgate)
     mark = fgate.mark()
-    c = BioClient(certs.client_ctx(), "vm2.vm.test", 22101)
+    c = BioClient(certs.client_ctx(), "vm2.vm.test", fgate.port["rst"])
     c.handshake()
     c.send(b"GO\n")
     t0 = time.monotonic()
@@ -297,7 +301,7 @@ def test_vm_resets_mid_stream(fgate, certs):
     secs = time.monotonic() - t0
     lport = c.local_port
     c.close()
-    good(certs, 22104)
+    good(certs, fgate.port["echo"])
     assert got == b"PARTIAL-RESPONSE\n", (got, end, fgate.tail(since=mark))
     assert end != "limit" and secs < 5, (end, secs)
     fgate.wait_log(r"close .*%s.*reason=vm_reset" % peer_re(lport), timeout=5, since=mark)
@@ -307,10 +311,10 @@ def test_vm_resets_mid_stream(fgate, certs):
 def test_vm_closes_while_client_sends(fgate, certs):
     """The VM reads 100 kB of an upload and closes while the client is still
     sending: the client's connection is closed within seconds."""
-    good(certs, 22104)
+    good(certs, fgate.port["echo"])
     fp = Footprint(fgate)
     mark = fgate.mark()
-    c = BioClient(certs.client_ctx(), "vm2.vm.test", 22102)
+    c = BioClient(certs.client_ctx(), "vm2.vm.test", fgate.port["closer"])
     c.handshake()
     c.sock.settimeout(10)
     stop = threading.Event()
@@ -335,7 +339,7 @@ def test_vm_closes_while_client_sends(fgate, certs):
     t.join(12)
     lport = c.local_port
     c.close()
-    good(certs, 22104)
+    good(certs, fgate.port["echo"])
     assert closed and secs < 6, ("client still connected %.1fs after the VM closed "
                                  "(sent %d bytes)" % (secs, sent[0]), fgate.tail(since=mark))
     fgate.wait_log(r"close .*%s" % peer_re(lport), timeout=5, since=mark)
@@ -346,7 +350,7 @@ def test_download_correct_after_failures(fgate, certs):
     """Control: after all that, a 16 MiB download through the same gate is
     byte-exact."""
     size = 16 << 20
-    with tls_connect(certs.client_ctx(), "vm2.vm.test", 22103) as s:
+    with tls_connect(certs.client_ctx(), "vm2.vm.test", fgate.port["source"]) as s:
         s.sendall(b"%d 11\n" % size)
         data = recv_all(s, limit=size, timeout=20)
     n = len(data)

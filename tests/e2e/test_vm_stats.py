@@ -19,17 +19,13 @@ import os
 import re
 import socket
 import ssl
-import time
 
 import pytest
 
 from conftest import UUID_VM
-from e2e_util import recv_all, tls_connect
+from e2e_net import free_ports
+from e2e_util import recv_all, tls_connect, wait_until
 
-ECHO = 22480    # vm.test: -> VM port 8080 (echo)
-DENIED = 22481  # not in vm.test's allowed_ports
-REFUSED = 22482  # -> VM port 3000: nothing listens there on the UUID VM
-PORTS = [ECHO, DENIED, REFUSED]
 
 
 def admin_get(sock_path, url):
@@ -50,15 +46,16 @@ def admin_json(sock_path, url, want_status=200):
     return json.loads(body)
 
 
-def poll(what, fn, want, timeout=5.0):
-    """Calls fn() until it returns |want|; fails with the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got == want or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert got == want, "%s: got %r, want %r" % (what, got, want)
+def stats_reach(sock_path, vid, want, what, timeout=5.0):
+    """Polls GET /vms/|vid|/stats until its counters are |want|; fails
+    with the last ones."""
+    last = {}
+
+    def now():
+        last.clear()
+        last.update(counters(admin_json(sock_path, "/vms/%s/stats" % vid)))
+        return last == want
+    assert wait_until(now, timeout), "%s: got %r, want %r" % (what, last, want)
 
 
 def echo(conn, size):
@@ -81,11 +78,17 @@ def counters(j):
 
 @pytest.fixture
 def stats_gate(private_gate, certs):
-    g = private_gate("vmstats", PORTS, vms=("vm1", "vm2", UUID_VM),
-                     port_map="{ %d: 8080, %d: 3000 }" % (ECHO, REFUSED),
-                     allowed_ports="[%d, %d]" % (ECHO, REFUSED),
-                     wait_port=ECHO,
+    """Listener ports (free ones): "echo" (vm.test -> VM port 8080, echo),
+    "denied" (not in vm.test's allowed_ports), "refused" (-> VM port 3000:
+    nothing listens there on the UUID VM)."""
+    names = ("echo", "denied", "refused")
+    ports = dict(zip(names, free_ports(len(names))))
+    g = private_gate("vmstats", list(ports.values()), vms=("vm1", "vm2", UUID_VM),
+                     port_map="{ %d: 8080, %d: 3000 }" % (ports["echo"], ports["refused"]),
+                     allowed_ports="[%d, %d]" % (ports["echo"], ports["refused"]),
+                     wait_port=ports["echo"],
                      extra=["metrics:", "  per_vm: true", "  per_vm_max: 2"])
+    g.port = ports
     g.sock = g.admin_socket()
     g.wait_admin()
     return g
@@ -94,42 +97,43 @@ def stats_gate(private_gate, certs):
 @pytest.mark.timeout(60)
 def test_vm_stats_match_client(stats_gate, certs):
     sock = stats_gate.sock
+    port = stats_gate.port
     ctx = certs.client_ctx()
     sent = {"vm1": 0, "vm2": 0}
     got = {"vm1": 0, "vm2": 0}
 
     # vm1: two connections, one held open while the counters are read.
-    held = tls_connect(ctx, "vm1.vm.test", ECHO)
+    held = tls_connect(ctx, "vm1.vm.test", port["echo"])
     s, r = echo(held, 3000)
     sent["vm1"] += s
     got["vm1"] += r
-    with tls_connect(ctx, "vm1.vm.test", ECHO) as c:
+    with tls_connect(ctx, "vm1.vm.test", port["echo"]) as c:
         s, r = echo(c, 70001)
         sent["vm1"] += s
         got["vm1"] += r
-    poll("vm1 while one connection is open",
-         lambda: counters(admin_json(sock, "/vms/vm1/stats")),
-         {"accepted": 2, "rejected": 0, "open": 1,
-          "bytes_client_to_vm": sent["vm1"],
-          "bytes_vm_to_client": got["vm1"], "connect_errors": 0})
+    stats_reach(sock, "vm1",
+                {"accepted": 2, "rejected": 0, "open": 1,
+                 "bytes_client_to_vm": sent["vm1"],
+                 "bytes_vm_to_client": got["vm1"], "connect_errors": 0},
+                "vm1 while one connection is open")
     held.close()
     # vm2: more bytes than vm1, so it leads the top list.
     for size in (100000, 23456):
-        with tls_connect(ctx, "vm2.vm.test", ECHO) as c:
+        with tls_connect(ctx, "vm2.vm.test", port["echo"]) as c:
             s, r = echo(c, size)
             sent["vm2"] += s
             got["vm2"] += r
     # A port vm.test does not allow: vm1's rejection, no connection.
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        tls_connect(ctx, "vm1.vm.test", DENIED).close()
+        tls_connect(ctx, "vm1.vm.test", port["denied"]).close()
     # Nothing listens on the UUID VM's port 3000: a connect error.
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        with tls_connect(ctx, "%s.vm.test" % UUID_VM, REFUSED) as c:
+        with tls_connect(ctx, "%s.vm.test" % UUID_VM, port["refused"]) as c:
             c.sendall(b"x")
             recv_all(c, timeout=10)
     # An unknown VM takes no entry.
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        tls_connect(ctx, "nope.vm.test", ECHO).close()
+        tls_connect(ctx, "nope.vm.test", port["echo"]).close()
 
     want = {
         "vm1": {"accepted": 2, "rejected": 1, "open": 0,
@@ -143,9 +147,7 @@ def test_vm_stats_match_client(stats_gate, certs):
                   "connect_errors": 1},
     }
     for vid, w in want.items():
-        poll("/vms/%s/stats" % vid,
-             lambda vid=vid: counters(admin_json(sock, "/vms/%s/stats" % vid)),
-             w)
+        stats_reach(sock, vid, w, "/vms/%s/stats" % vid)
     # Ids in any case are the same VM.
     j = admin_json(sock, "/vms/VM2/stats")
     assert j["id"] == "vm2" and counters(j) == want["vm2"], j
@@ -196,8 +198,7 @@ def test_shared_gate_no_per_vm_series(live_gate, certs):
     want["accepted"] += 1
     want["bytes_client_to_vm"] += s
     want["bytes_vm_to_client"] += r
-    poll("vm2 on the shared gate",
-         lambda: counters(admin_json(sock, "/vms/vm2/stats")), want)
+    stats_reach(sock, "vm2", want, "vm2 on the shared gate")
     _, m = admin_get(sock, "/metrics")
     assert b"vmgate_vm_bytes_total" not in m
     assert b"vmgate_vm_series_dropped" not in m
