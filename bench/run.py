@@ -13,8 +13,9 @@ Environment:
                        (N >= 1000) sets its target number of pairs
   BENCH_WORKLOADS=w1,w5  only these of w1,w5,w2,w3,w4 (default: all)
   VMGATE_BIN=PATH      the vmgate binary to run (default: build/vmgate)
-  VMGATE_SIGNER_BIN=PATH  the second vmgate build (default:
-                       build/signer/vmgate, make FLAVOUR=signer)
+  VMGATE_OTHER_BIN=PATH  the second vmgate build (default:
+                       build/inproc/vmgate, make FLAVOUR=inproc: keys in
+                       process; build/vmgate has them in vmgate-signer)
   BENCH_VMGATE_BINS=A,B   the vmgate builds to compare, instead of those two
 
 The vmgate builds are told apart by Kconfig KEY_SIGNER in the config.h
@@ -171,8 +172,8 @@ def vmgate_builds(notes):
     if env:
         cands = [x for x in env.split(",") if x]
     else:
-        cands = [VMGATE, os.environ.get("VMGATE_SIGNER_BIN") or
-                 os.path.join(ROOT, "build", "signer", "vmgate")]
+        cands = [VMGATE, os.environ.get("VMGATE_OTHER_BIN") or
+                 os.path.join(ROOT, "build", "inproc", "vmgate")]
     builds = {}
     for b in cands:
         b = os.path.abspath(b)
@@ -1542,8 +1543,9 @@ def main():
         if name in VMGATES and name not in VMGATE_BUILDS:
             notes.append(f"{name}: no build found (KEY_SIGNER="
                          f"{'y' if name == VMGATE_SIGNER else 'n'}): "
-                         + ("`make FLAVOUR=signer all`" if name == VMGATE_SIGNER
-                            else "`make`") + ", or BENCH_VMGATE_BINS")
+                         + ("`make`" if name == VMGATE_SIGNER
+                            else "`make FLAVOUR=inproc all`")
+                         + ", or BENCH_VMGATE_BINS")
             log(notes[-1])
             continue
         proxies.append(name)
