@@ -75,6 +75,43 @@ static bool load(struct config *cfg, struct tls_ctx **tls, const char *path)
 	return true;
 }
 
+/* --check matches each key with its certificate by reading it. A key an
+ * external signer (tls.signer) holds may be unreadable by vmgate's user,
+ * as it should be: that signer opens it by path and checks it when vmgate
+ * starts (a mismatch fails the start), so --check leaves it out and says
+ * so instead of failing. Every other key is checked as before. */
+static bool check_keys(struct config *cfg, char *err, size_t err_len)
+{
+	struct config_cert *all = cfg->certs, *readable;
+	size_t n = cfg->certs_len, i, kept = 0;
+	bool ok;
+
+	if (!cfg->signer_path)
+		return tls_ctx_check_keys(cfg, err, err_len);
+	readable = calloc(n ? n : 1, sizeof(*readable));
+	if (!readable) {
+		snprintf(err, err_len, "out of memory");
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		if (access(all[i].key_path, R_OK) && errno == EACCES) {
+			printf("%s: not readable by this user: the signer "
+			       "(tls.signer %s) checks it against its "
+			       "certificate when vmgate starts\n",
+			       all[i].key_path, cfg->signer_path);
+			continue;
+		}
+		readable[kept++] = all[i];
+	}
+	cfg->certs = readable;
+	cfg->certs_len = kept;
+	ok = tls_ctx_check_keys(cfg, err, err_len);
+	cfg->certs = all;
+	cfg->certs_len = n;
+	free(readable);
+	return ok;
+}
+
 static unsigned worker_count(const struct config *cfg)
 {
 	long n = cfg->workers;
@@ -491,7 +528,7 @@ int main(int argc, char **argv)
 	/* The signer checks each key against its certificate as it loads
 	 * it; --check starts no signer, so it looks itself. */
 	if (check && IS_ENABLED(CONFIG_KEY_SIGNER) &&
-	    !tls_ctx_check_keys(&cfg, err, sizeof(err))) {
+	    !check_keys(&cfg, err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
 		tls_ctx_free(tls);
 		goto out;

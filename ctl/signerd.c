@@ -271,21 +271,35 @@ static int load_keys(const struct tls_ctx *tls, char *err, size_t err_len)
 	size_t i, n = tls_ctx_signer_keys(tls);
 
 	for (i = 0; i < n; i++) {
+		char abs[PATH_MAX];
 		uint64_t key_id;
 		const char *path;
 		uint8_t status = KEYOP_STATUS_FAILED;
 		int kfd, ret;
 
 		tls_ctx_signer_key(tls, i, &key_id, &path);
-		kfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-		if (kfd < 0) {
-			snprintf(err, err_len, "%s: cannot open private key: %s",
-				 path, strerror(errno));
-			return -errno;
+		/* Our own signer gets the open file: it may run as a user
+		 * that cannot open it. An external one (tls.signer) runs as
+		 * the user the keys belong to and opens them by path itself,
+		 * so that vmgate's user need not be able to read them: with
+		 * a descriptor from vmgate it could. Its working directory
+		 * is not ours: the path goes absolute. */
+		kfd = -1;
+		if (sd.external) {
+			if (path[0] != '/' && realpath(path, abs))
+				path = abs;
+		} else {
+			kfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+			if (kfd < 0) {
+				snprintf(err, err_len, "%s: cannot open private "
+					 "key: %s", path, strerror(errno));
+				return -errno;
+			}
 		}
 		ret = sd.cfd >= 0 ? load_one(key_id, path, kfd, &status)
 				  : -ENOTCONN;
-		close(kfd);
+		if (kfd >= 0)
+			close(kfd);
 		if (ret) {
 			snprintf(err, err_len, "%s: signer: %s", path,
 				 strerror(-ret));
@@ -299,7 +313,9 @@ static int load_keys(const struct tls_ctx *tls, char *err, size_t err_len)
 		}
 		if (status != KEYOP_STATUS_OK) {
 			snprintf(err, err_len, "%s: the signer cannot load this "
-				 "private key (PEM; its log says why)", path);
+				 "private key (%s; its log says why)", path,
+				 sd.external ? "readable by the signer's user, "
+					       "PEM" : "PEM");
 			return -EINVAL;
 		}
 	}

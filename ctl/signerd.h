@@ -23,9 +23,12 @@
  * worker has moved on from the store that had it. The signer's key table
  * is one for all its clients: an external signer serves one vmgate.
  *
- * A key is loaded by opening its file and passing the descriptor
- * (SCM_RIGHTS): vmgate never reads a key's bytes, and the signer may run
- * as a user that cannot open the file. The signer checks that the key is
+ * Our own signer gets a key as its file opened and passed (SCM_RIGHTS):
+ * vmgate never reads a key's bytes, and the signer may run as a user that
+ * cannot open the file. An external signer (tls.signer) gets the absolute
+ * path only and opens the file itself, as its own user: vmgate's user
+ * need not, and should not, be able to read it (the Debian package's
+ * keys are root:vmgate-signer 0640). The signer checks that the key is
  * the certificate's (its key id) and answers before the next one.
  *
  * Everything runs on the thread that holds the control lock, and blocks

@@ -4,6 +4,9 @@
  *                                                a listening Unix socket
  *   vmgate-signer --socket PATH [--user NAME]    on its own: binds PATH
  *                                                (mode 0600)
+ *   --socket-group NAME: with --socket, the socket is mode 0660 and group
+ *   NAME (vmgate's), for a vmgate that runs as another user; set before
+ *   dropping to --user, so the signer need not be in that group
  *   --quiet: only WARN and ERROR lines (vmgate passes it below log_level
  *   info)
  *
@@ -518,6 +521,25 @@ static int listen_path(const char *path)
 	return fd;
 }
 
+/* --socket-group: the members of |name| may connect too. The socket was
+ * bound 0600 (umask 077), so it is never open wider than asked. Root may
+ * give it any group; another user only one of its own. */
+static bool socket_group(const char *path, const char *name)
+{
+	struct group *gr = getgrnam(name);
+
+	if (!gr) {
+		logf_("ERROR", "startup", "--socket-group: no group %s", name);
+		return false;
+	}
+	if (chown(path, (uid_t)-1, gr->gr_gid) || chmod(path, 0660)) {
+		logf_("ERROR", "startup", "--socket-group %s: %s: %s", name,
+		      path, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
 /* Drops to |user| (NULL: vmgate-signer when it exists, else stays), then
  * gives up every capability, any gain of privilege and dumpability. */
 static bool drop_privileges(const char *user, bool supervised)
@@ -616,8 +638,16 @@ static bool seccomp_deny(void)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: vmgate-signer (--listen-fd N | --socket PATH) "
-		   "[--user NAME] [--quiet]\n");
+	fprintf(f, "usage: vmgate-signer (--listen-fd N | --socket PATH "
+		   "[--socket-group NAME]) [--user NAME] [--quiet]\n"
+		   "  --listen-fd N         serve the listening Unix socket N "
+		   "(vmgate's, or systemd's)\n"
+		   "  --socket PATH         bind PATH, mode 0600\n"
+		   "  --socket-group NAME   with --socket: mode 0660, group "
+		   "NAME (vmgate's group)\n"
+		   "  --user NAME           started as root, become NAME "
+		   "(default vmgate-signer)\n"
+		   "  --quiet               only WARN and ERROR lines\n");
 }
 
 int main(int argc, char **argv)
@@ -625,12 +655,13 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "listen-fd", required_argument, NULL, 'f' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "socket-group", required_argument, NULL, 'g' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *path = NULL, *user = NULL;
+	const char *path = NULL, *user = NULL, *group = NULL;
 	struct epoll_event ev, evs[64];
 	int opt, lfd = -1, ep, nclients = 0, i, n;
 	pid_t parent = getppid();
@@ -643,6 +674,9 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			path = optarg;
+			break;
+		case 'g':
+			group = optarg;
 			break;
 		case 'u':
 			user = optarg;
@@ -658,7 +692,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if ((lfd < 0) == !path || optind != argc) {
+	if ((lfd < 0) == !path || (group && !path) || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
@@ -667,6 +701,8 @@ int main(int argc, char **argv)
 		      strerror(errno));
 		return 1;
 	}
+	if (group && !socket_group(path, group))
+		return 1;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);

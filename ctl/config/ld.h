@@ -44,6 +44,11 @@ struct ld {
 	/* The first port range ld_parse_ports met with more than
 	 * LISTENERS_RANGE_MAX ports, or NULL (reset by whoever asks). */
 	const yaml_node_t *wide_range;
+	/* The key: values of tls.certificates whose file this user may not
+	 * read: an error unless tls.signer names a signer, which opens its
+	 * keys itself (known once the whole tls: section is read). */
+	const yaml_node_t **unreadable_keys;
+	size_t unreadable_keys_len;
 	bool oom;
 };
 
@@ -115,6 +120,11 @@ bool ld_parse_port_ranges(struct ld *ld, const yaml_node_t *n,
 char *ld_resolve(const char *dir, const char *path);
 void ld_get_file(struct ld *ld, const yaml_node_t *n, const char *what,
 		 char **out);
+/* ld_get_file, but a regular file this user may not read (EACCES) is
+ * taken too, and says so in *out_unreadable. */
+void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
+			    const char *what, char **out,
+			    bool *out_unreadable);
 
 /* A name and where it was, for ld_check_dups(). */
 struct dup_ent {

@@ -423,6 +423,13 @@ char *ld_resolve(const char *dir, const char *path)
 void ld_get_file(struct ld *ld, const yaml_node_t *n, const char *what,
 		 char **out)
 {
+	ld_get_file_unreadable(ld, n, what, out, NULL);
+}
+
+void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
+			    const char *what, char **out,
+			    bool *out_unreadable)
+{
 	struct show_buf b;
 	const char *v;
 	struct stat st;
@@ -435,7 +442,8 @@ void ld_get_file(struct ld *ld, const yaml_node_t *n, const char *what,
 		ld_oom(ld);
 		return;
 	}
-	if (access(path, R_OK) != 0) {
+	if (access(path, R_OK) != 0 &&
+	    !(out_unreadable && errno == EACCES)) {
 		ld_err(ld, n, "%s file '%s': %s", what,
 		       ld_show(&b, path, strlen(path)), strerror(errno));
 		goto err_path;
@@ -445,6 +453,8 @@ void ld_get_file(struct ld *ld, const yaml_node_t *n, const char *what,
 		       ld_show(&b, path, strlen(path)));
 		goto err_path;
 	}
+	if (out_unreadable)
+		*out_unreadable = access(path, R_OK) != 0;
 	free(*out); /* not reached twice: ld_walk_map refuses duplicate keys */
 	*out = path;
 	return;

@@ -13,7 +13,23 @@ static void key_cert_cert(struct ld *ld, yaml_node_t *v)
 
 static void key_cert_key(struct ld *ld, yaml_node_t *v)
 {
-	ld_get_file(ld, v, "key", &((struct config_cert *)ld->obj)->key_path);
+	const yaml_node_t **n;
+	bool unreadable = false;
+
+	ld_get_file_unreadable(ld, v, "key",
+			       &((struct config_cert *)ld->obj)->key_path,
+			       &unreadable);
+	if (!unreadable)
+		return;
+	/* Judged at the end of tls:, where tls.signer is known. */
+	n = realloc(ld->unreadable_keys,
+		    (ld->unreadable_keys_len + 1) * sizeof(*n));
+	if (!n) {
+		ld_oom(ld);
+		return;
+	}
+	n[ld->unreadable_keys_len++] = v;
+	ld->unreadable_keys = n;
 }
 
 static void key_cert_ocsp(struct ld *ld, yaml_node_t *v)
@@ -179,6 +195,23 @@ static const struct config_key tls_keys[] = {
 
 void ld_key_tls(struct ld *ld, yaml_node_t *v)
 {
+	size_t i;
+
 	ld_walk_map(ld, v, "tls", tls_keys,
 		    sizeof(tls_keys) / sizeof(tls_keys[0]), NULL);
+	/* A key file vmgate cannot read is how it should be with an
+	 * external signer: that signer opens it by path, as its own user
+	 * (ctl/signerd.c). Otherwise vmgate (or the signer it starts, which
+	 * gets the file from vmgate) must read it: the error of any other
+	 * file, read again for it. */
+	if (!ld->c->signer_path || !IS_ENABLED(CONFIG_KEY_SIGNER))
+		for (i = 0; i < ld->unreadable_keys_len; i++) {
+			char *path = NULL;
+
+			ld_get_file(ld, ld->unreadable_keys[i], "key", &path);
+			free(path);
+		}
+	free(ld->unreadable_keys);
+	ld->unreadable_keys = NULL;
+	ld->unreadable_keys_len = 0;
 }

@@ -8,7 +8,10 @@ The package: /usr/sbin/vmgate and, with Kconfig KEY_SIGNER (the default),
 stripped), /etc/vmgate/appliance.yaml (a conffile), the systemd unit,
 vmgate(8) made from the README's "Command line" section and
 vmgate-signer(8) from its "The signer" section, the README, copyright and
-changelog. The Depends line names the package of every library the
+changelog, and with the signer its units vmgate-signer.socket and
+vmgate-signer.service, which /etc/vmgate/appliance.yaml's tls.signer
+points vmgate at (a build without the signer gets neither, nor that
+line). The Depends line names the package of every library the
 binaries link (dpkg -S: libssl3 for the signer's libcrypto.so.3) at the
 upstream version installed here or later. The postinst makes the system
 users vmgate and vmgate-signer.
@@ -142,7 +145,8 @@ def signer_manpage(version, date):
            "vmgate-signer \\- holds vmgate's private keys and signs for it",
            ".SH SYNOPSIS", ".nf",
            "vmgate-signer \\-\\-listen\\-fd N [\\-\\-user NAME] [\\-\\-quiet]",
-           "vmgate-signer \\-\\-socket PATH [\\-\\-user NAME] [\\-\\-quiet]",
+           "vmgate-signer \\-\\-socket PATH [\\-\\-socket\\-group NAME] "
+           "[\\-\\-user NAME] [\\-\\-quiet]",
            ".fi", ".SH DESCRIPTION"]
     para = []
 
@@ -159,7 +163,12 @@ def signer_manpage(version, date):
         if line.strip():
             para.append(line.replace("**", ""))
     flush()
-    out += [".SH SEE ALSO", "vmgate(8)"]
+    out += [".SH FILES", ".TP", "/lib/systemd/system/vmgate-signer.socket",
+            "/run/vmgate-signer/signer.sock, mode 0660, owner vmgate-signer, "
+            "group vmgate",
+            ".TP", "/lib/systemd/system/vmgate-signer.service",
+            "runs the signer as vmgate-signer on that socket",
+            ".SH SEE ALSO", "vmgate(8)"]
     return "\n".join(out) + "\n"
 
 
@@ -235,9 +244,19 @@ def main():
         add("usr/share/man/man8/vmgate-signer.8.gz",
             gz(signer_manpage(version, date).encode()))
     with open(os.path.join(HERE, "appliance.yaml"), "rb") as f:
-        add("etc/vmgate/appliance.yaml", f.read())
+        conf = f.read()
     with open(os.path.join(HERE, "vmgate.service"), "rb") as f:
-        add("lib/systemd/system/vmgate.service", f.read())
+        unit = f.read()
+    if a.signer:
+        for name in ("vmgate-signer.socket", "vmgate-signer.service"):
+            with open(os.path.join(HERE, name), "rb") as f:
+                add("lib/systemd/system/" + name, f.read())
+    else:
+        # KEY_SIGNER=n: no signer to point at, nor to start
+        conf = re.sub(rb"(?m)^  signer: .*\n", b"", conf)
+        unit = re.sub(rb" vmgate-signer\.socket", b"", unit)
+    add("etc/vmgate/appliance.yaml", conf)
+    add("lib/systemd/system/vmgate.service", unit)
     add("usr/share/man/man8/vmgate.8.gz", gz(manpage(version, date).encode()))
     with open(os.path.join(REPO, "README.md"), "rb") as f:
         add("usr/share/doc/vmgate/README.md.gz", gz(f.read()))

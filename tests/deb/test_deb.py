@@ -5,15 +5,26 @@ Debian's archive, and there `vmgate --check` passes on the shipped
 /etc/vmgate/appliance.yaml. The package carries vmgate-signer beside
 vmgate (Kconfig KEY_SIGNER, the default), depends on libssl3 for it, and
 makes its system user, which the installed signer, started as root,
-becomes. Needs root (chroot)."""
+becomes. The package runs the signer as its own unit
+(vmgate-signer.socket/.service, user vmgate-signer) and vmgate uses it
+through tls.signer: the chroot has no systemd, so
+test_signer_units_handshake makes the socket as the socket unit says and
+starts the signer and vmgate with the users and arguments their units
+give, then completes a TLS handshake through them with the key readable by
+the signer's user only. Needs root (chroot)."""
 
 import glob
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
+import threading
+import time
 
 import pytest
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEB_DIR = os.environ.get("VMGATE_DEB_DIR", os.path.join(REPO, "build", "deb"))
@@ -84,28 +95,45 @@ def test_installs_and_checks_in_debian_12(tree, deb):
     assert pw[6].strip() == "/usr/sbin/nologin" and 0 < int(pw[2]) < 1000, pw
     # the installed signer, run as root, drops to that user: its first
     # line says so (timeout's SIGTERM ends it after)
+    # with --socket-group the socket root made is its group's too
     r = chroot(tree, "timeout", "2", "vmgate-signer", "--socket",
-               "/tmp/signer.sock", check=False)
+               "/tmp/signer.sock", "--socket-group", "vmgate", check=False)
     assert r.returncode == 124, r
     assert re.search(r"^vmgate-signer INFO startup uid=%s gid=%s "
                      r"user=vmgate-signer " % (pw[2], pw[3]), r.stderr,
                      re.M), r
     assert "vmgate-signer INFO shutdown signs=0 errors=0" in r.stderr, r
+    r = chroot(tree, "stat", "-c", "%a %U %G %F", "/tmp/signer.sock")
+    assert r.stdout.strip() == "660 root vmgate socket", r.stdout
+    r = chroot(tree, "vmgate-signer", "--socket", "/tmp/signer2.sock",
+               "--socket-group", "no-such-group", check=False)
+    assert r.returncode == 1 and "--socket-group: no group no-such-group" in r.stderr, r
+    # the demo key is the signer's user's, not vmgate's
     r = chroot(tree, "stat", "-c", "%a %U %G", "/etc/vmgate/demo/key.pem")
-    assert r.stdout.strip() == "640 root vmgate", r.stdout
-    with open(os.path.join(tree, "lib", "systemd", "system", "vmgate.service")) as f:
-        unit = f.read()
+    assert r.stdout.strip() == "640 root vmgate-signer", r.stdout
+    # and the unit's ExecStartPre, run as vmgate, passes without reading it
+    r = chroot(tree, "setpriv", "--reuid=vmgate", "--regid=vmgate", "--init-groups",
+               "vmgate", "--check", "-c", "/etc/vmgate/appliance.yaml", check=False)
+    assert r.returncode == 0 and "/etc/vmgate/demo/key.pem: not readable by this " \
+        "user: the signer (tls.signer /run/vmgate-signer/signer.sock)" in r.stdout, r
+    units = {}
+    for name in ("vmgate.service", "vmgate-signer.service", "vmgate-signer.socket"):
+        with open(os.path.join(tree, "lib", "systemd", "system", name)) as f:
+            units[name] = f.read()
     for line in ("Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID",
-                 "AmbientCapabilities=CAP_NET_BIND_SERVICE", "ProtectSystem=strict"):
-        assert line in unit
-    # systemd accepts the unit (the binary path pointed into the tree)
+                 "AmbientCapabilities=CAP_NET_BIND_SERVICE", "ProtectSystem=strict",
+                 "Wants=network-online.target vmgate-signer.socket",
+                 "After=network-online.target vmgate-signer.socket"):
+        assert line in units["vmgate.service"], line
+    # systemd accepts the units (the binary paths pointed into the tree)
     d = os.path.join(WORK, "unit-verify")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
-    with open(os.path.join(d, "vmgate.service"), "w") as f:
-        f.write(unit.replace("/usr/sbin/vmgate", os.path.join(tree, "usr/sbin/vmgate")))
-    r = run(["systemd-analyze", "verify", "--man=no", os.path.join(d, "vmgate.service")],
-            check=False)
+    for name, unit in units.items():
+        with open(os.path.join(d, name), "w") as f:
+            f.write(unit.replace("/usr/sbin/vmgate", os.path.join(tree, "usr/sbin/vmgate")))
+    r = run(["systemd-analyze", "verify", "--man=no"] +
+            [os.path.join(d, n) for n in units], check=False)
     assert r.returncode == 0 and not r.stderr.strip(), r
     # purge takes the conffile and the generated certificate away
     chroot(tree, "apt-get", "purge", "-y", "-q", "vmgate")
@@ -120,3 +148,206 @@ def test_bad_config_fails_check_in_tree(tree):
     r = chroot(tree, "sh", "-c", "apt-get install -y -q /tmp/vmgate_*_amd64.deb "
                ">/dev/null && vmgate --check -c /tmp/bad.yaml", check=False)
     assert r.returncode == 1 and "/tmp/bad.yaml:3:3: unknown key 'adress'" in r.stdout + r.stderr, r
+
+
+def unit_keys(tree, name):
+    """{key: value} of a systemd unit the package installed (the last
+    assignment of a key wins, as in systemd)."""
+    keys = {}
+    with open(os.path.join(tree, "lib", "systemd", "system", name)) as f:
+        for line in f:
+            line = line.strip()
+            if line and line[0] not in "#;[" and "=" in line:
+                k, v = line.split("=", 1)
+                keys[k.strip()] = v.strip()
+    return keys
+
+
+def ids(tree, db, name):
+    return [int(x) for x in chroot(tree, "getent", db, name).stdout.split(":")[2:4]
+            if x.strip().isdigit()]
+
+
+def wait_file(path, pattern, proc, timeout=10.0):
+    """Polls |path| until |pattern| is in it; fails if |proc| exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(path) as f:
+            text = f.read()
+        if re.search(pattern, text, re.M):
+            return text
+        assert proc.poll() is None, ("exited", proc.returncode, text)
+        assert time.monotonic() < deadline, ("no %r in time" % pattern, text)
+        time.sleep(0.05)
+
+
+def e2e_free_ports(n):
+    """|n| TCP ports free right now (bound to port 0 together, released)."""
+    socks = [socket.socket(socket.AF_INET6) for _ in range(n)]
+    for s in socks:
+        s.bind(("::", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def echo_server():
+    """A real TCP echo server on [::1]:port, one thread per connection."""
+    srv = socket.socket(socket.AF_INET6)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("::1", 0))
+    srv.listen(8)
+
+    def serve(c):
+        with c:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    return
+                c.sendall(b)
+
+    def loop():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return srv
+
+
+def test_signer_units_handshake(tree):
+    chroot(tree, "sh", "-c", "apt-get install -y -q /tmp/vmgate_*_amd64.deb >/dev/null")
+    sock = unit_keys(tree, "vmgate-signer.socket")
+    svc = unit_keys(tree, "vmgate-signer.service")
+    gate = unit_keys(tree, "vmgate.service")
+    # the signer's unit: its own user, no capabilities, no network, the
+    # socket systemd makes 0660 for group vmgate
+    assert (svc["User"], svc["Group"]) == ("vmgate-signer", "vmgate-signer"), svc
+    assert svc["CapabilityBoundingSet"] == "" and svc["NoNewPrivileges"] == "yes"
+    assert svc["PrivateNetwork"] == "yes" and svc["RestrictAddressFamilies"] == "AF_UNIX"
+    assert svc["ProtectSystem"] == "strict" and svc["Requires"] == "vmgate-signer.socket"
+    assert (sock["SocketUser"], sock["SocketGroup"], sock["SocketMode"]) == \
+        ("vmgate-signer", "vmgate", "0660"), sock
+    assert gate["User"] == "vmgate" and "vmgate-signer.socket" in gate["Wants"].split()
+    # the shipped configuration uses that signer
+    with open(os.path.join(tree, "etc", "vmgate", "appliance.yaml")) as f:
+        shipped = yaml.safe_load(f)
+    sock_path = sock["ListenStream"]
+    assert shipped["tls"]["signer"] == sock_path, shipped["tls"]
+    su_uid, su_gid = ids(tree, "passwd", "vmgate-signer")
+    vg_uid, vg_gid = ids(tree, "passwd", "vmgate")
+    assert ids(tree, "group", "vmgate")[0] == vg_gid
+    key = "/etc/vmgate/demo/key.pem"
+    r = chroot(tree, "setpriv", "--reuid=vmgate", "--regid=vmgate", "--init-groups",
+               "cat", key, check=False)
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r
+
+    # vmgate-signer.socket, as systemd makes it
+    host_sock = os.path.join(tree, sock_path.lstrip("/"))
+    os.makedirs(os.path.dirname(host_sock), mode=int(sock.get("DirectoryMode", "0755"), 8),
+                exist_ok=True)
+    lsock = socket.socket(socket.AF_UNIX)
+    lsock.bind(host_sock)
+    os.chown(host_sock, su_uid, vg_gid)
+    os.chmod(host_sock, int(sock["SocketMode"], 8))
+    lsock.listen(128)
+    r = chroot(tree, "stat", "-c", "%a %U %G %F", sock_path)
+    assert r.stdout.strip() == "660 vmgate-signer vmgate socket", r.stdout
+
+    procs, logs = [], os.path.join(WORK, "logs")
+    shutil.rmtree(logs, ignore_errors=True)
+    os.makedirs(logs)
+    srv = echo_server()
+    try:
+        # vmgate-signer.service: its user and group (initgroups: none
+        # more), its ExecStart, the listening socket as descriptor 3
+        fd = lsock.fileno()
+        signer_log = os.path.join(logs, "signer.log")
+        with open(signer_log, "w") as err:
+            signer = subprocess.Popen(
+                ["chroot", "--userspec=%d:%d" % (su_uid, su_gid), "--groups=%d" % su_gid,
+                 tree, "/bin/bash", "-c", 'exec "$@" 3<&%d %d<&-' % (fd, fd), "bash"] +
+                svc["ExecStart"].split(), pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                stdout=err, stderr=err)
+        procs.append(signer)
+        lsock.close()
+        text = wait_file(signer_log, r"^vmgate-signer INFO serving ", signer)
+        assert re.search(r"^vmgate-signer INFO startup uid=%d gid=%d user=vmgate-signer "
+                         r"capabilities=none " % (su_uid, su_gid), text, re.M), text
+
+        # a user in neither group cannot connect; root made it, so it can
+        pid = os.fork()
+        if pid == 0:
+            code = 3
+            try:
+                os.chroot(tree)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                c = socket.socket(socket.AF_UNIX)
+                try:
+                    c.connect(sock_path)
+                    code = 1
+                except PermissionError:
+                    code = 0
+            finally:
+                os._exit(code)
+        assert os.waitpid(pid, 0)[1] == 0, "nobody could connect to the signer"
+
+        # vmgate.service: user vmgate, on the shipped configuration but for
+        # a loopback port of the test and a VM on ::1 (its echo server)
+        port, vm_port = e2e_free_ports(1)[0], srv.getsockname()[1]
+        cfg = dict(shipped)
+        cfg["workers"] = 1
+        cfg["listen"] = {"address": "::1", "ports": [port]}
+        cfg["tls"] = dict(shipped["tls"], alpn=["http/1.1"])
+        cfg["tls"].pop("alpn_ports", None)
+        cfg["domains"] = [{"suffix": "vm.example.org", "port_map": {port: vm_port}}]
+        cfg["vms"] = [{"id": "example", "address": "::1"}]
+        with open(os.path.join(tree, "etc", "vmgate", "test.yaml"), "w") as f:
+            yaml.safe_dump(cfg, f)
+        gate_log = os.path.join(logs, "vmgate.log")
+        with open(gate_log, "w") as err:
+            vmgate = subprocess.Popen(
+                ["chroot", "--userspec=%d:%d" % (vg_uid, vg_gid), "--groups=%d" % vg_gid,
+                 tree, "/usr/sbin/vmgate", "-c", "/etc/vmgate/test.yaml"],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        procs.append(vmgate)
+        wait_file(gate_log, r" INFO ready", vmgate)
+        # the signer opened the key by its path, as its own user
+        wait_file(signer_log, r"^vmgate-signer INFO load key_id=\S+ "
+                  r"path=/etc/vmgate/demo/key.pem keys=1", signer)
+
+        ctx = ssl.create_default_context(
+            cafile=os.path.join(tree, "etc", "vmgate", "demo", "fullchain.pem"))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        with socket.create_connection(("::1", port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="example.vm.example.org") as tls:
+                tls.sendall(b"through the installed vmgate\n")
+                got = b""
+                while len(got) < 29:
+                    b = tls.recv(64)
+                    assert b, got
+                    got += b
+                assert got == b"through the installed vmgate\n", got
+        signer.terminate()
+        signer.wait(timeout=10)
+        procs.remove(signer)
+        text = open(signer_log).read()
+        m = re.search(r"^vmgate-signer INFO shutdown signs=(\d+) errors=0$", text, re.M)
+        assert m and int(m.group(1)) >= 1, text
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        srv.close()
+        if os.path.exists(host_sock):
+            os.unlink(host_sock)
