@@ -38,7 +38,9 @@
 #                   (build/repro/) and compare every artifact's sha256
 #   make deb        build/deb/vmgate_VERSION_amd64.deb (pkg/deb/)
 #   make deb-check  lintian on it, then install it into a debootstrap'd
-#                   Debian 12 tree and run vmgate --check there (root)
+#                   Debian 12 tree and run vmgate --check there, and the
+#                   signer and vmgate as their units would, through a
+#                   TLS handshake (root)
 #   make check-config   vmgate --check on $(CONFIG)
 #   make bench-fleet    fleet mode with 1M VMs in etcd (bench/fleet_bench.py)
 #   make defconfig / menuconfig   compile-time options (Kconfig)
@@ -132,7 +134,7 @@ DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi \
 DEB_IMAGE_TEST := $(DEB_IMAGE) qemu-system-x86 ovmf openssh-server \
              openssh-client curl openssl python3-pytest
 # The Debian package (make deb) and its test (make deb-check).
-DEB_PKG   := binutils python3-pytest lintian debootstrap systemd
+DEB_PKG   := binutils python3-pytest python3-yaml lintian debootstrap systemd
 
 # Library objects: everything but main.c. Tests link against these. The
 # data plane is core/, tls/ and route/; the control plane is ctl/.

@@ -5,7 +5,9 @@ Kconfig KEY_SIGNER --check reads the keys itself: test_signer.py)."""
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -103,3 +105,46 @@ def test_check_key_not_the_certificates(real_bin, gate_config_path, certs,
     assert r.returncode != 0, ("--check accepted a mismatched key", r)
     assert ("%s: private key does not match the certificate" % certs.other_key
             in r.stderr), r
+
+
+@pytest.mark.parametrize("signer", [True, False], ids=["tls.signer", "no-signer"])
+def test_check_key_unreadable_by_vmgate(real_bin, certs, signer):
+    """A key file vmgate's user cannot read: with tls.signer that is how
+    it should be (the external signer opens it by path as its own user, as
+    the Debian package's vmgate-signer.service does), so the file loads and
+    --check leaves that key to the signer, saying so; without it (or in a
+    build without the signer) it is an error at the key's line."""
+    keys = "keys=signer" in subprocess.run(real_bin + ["--version"], capture_output=True,
+                                           text=True, timeout=10).stdout
+    d = tempfile.mkdtemp(prefix="vmgate-check-")
+    try:
+        os.chmod(d, 0o755)
+        shutil.copyfile(certs.vm_cert, os.path.join(d, "cert.pem"))
+        shutil.copyfile(certs.vm_key, os.path.join(d, "key.pem"))
+        os.chmod(os.path.join(d, "cert.pem"), 0o644)
+        os.chmod(os.path.join(d, "key.pem"), 0o600)  # root's only
+        path = os.path.join(d, "appliance.yaml")
+        with open(path, "w") as f:
+            f.write('listen:\n  address: "::"\n  ports: [443]\n'
+                    "tls:\n  certificates:\n    - { cert: cert.pem, key: key.pem }\n" +
+                    ("  signer: /run/vmgate-signer/signer.sock\n" if signer else "") +
+                    "domains:\n  - suffix: vm.test\n"
+                    'vms:\n  - { id: vm1, address: "fd00::1" }\n')
+        os.chmod(path, 0o644)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] +
+                           real_bin + ["--check", "-c", path],
+                           capture_output=True, text=True, timeout=10, cwd="/")
+        key = os.path.join(d, "key.pem")
+        if signer and keys:
+            assert r.returncode == 0, r
+            assert ("%s: not readable by this user: the signer (tls.signer "
+                    "/run/vmgate-signer/signer.sock) checks it" % key) in r.stdout, r
+        else:
+            assert r.returncode == 1, r
+            assert "%s:6:30: key file '%s': Permission denied" % (path, key) in r.stderr, r
+        # root reads it: checked as before, no note
+        r = subprocess.run(real_bin + ["--check", "-c", path], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 0 and "not readable" not in r.stdout, r
+    finally:
+        shutil.rmtree(d)
