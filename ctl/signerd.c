@@ -337,7 +337,7 @@ static int spawn(const struct tls_ctx *tls, char *err, size_t err_len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	/* Its lines go to vmgate's stderr: at vmgate's level. */
-	char *argv[] = { sd.bin, "--listen-fd", "3",
+	char *argv[] = { sd.bin, "--listen-fd", "3", "--supervised",
 			 log_enabled(LOG_INFO) ? NULL : "--quiet", NULL };
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -613,7 +613,9 @@ void signerd_stop(void)
 		close(sd.cfd);
 	sd.cfd = -1;
 	if (sd.pid > 0) {
-		kill(sd.pid, SIGTERM);
+		/* Not SIGTERM: a supervised signer ignores it (see
+		 * signer/main.c --supervised). */
+		kill(sd.pid, SIGUSR1);
 		waitpid(sd.pid, NULL, 0);
 		sd.pid = 0;
 	}

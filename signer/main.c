@@ -1,7 +1,8 @@
 /* signer/main.c: vmgate-signer, the process that holds the private keys.
  *
- *   vmgate-signer --listen-fd N [--user NAME]    supervised by vmgate: N is
- *                                                a listening Unix socket
+ *   vmgate-signer --listen-fd N [--user NAME]    N is a listening Unix
+ *                                                socket (vmgate's, or
+ *                                                systemd's)
  *   vmgate-signer --socket PATH [--user NAME]    on its own: binds PATH
  *                                                (mode 0600)
  *   --socket-group NAME: with --socket, the socket is mode 0660 and group
@@ -9,6 +10,11 @@
  *   dropping to --user, so the signer need not be in that group
  *   --quiet: only WARN and ERROR lines (vmgate passes it below log_level
  *   info)
+ *   --supervised: vmgate's own child. SIGTERM and SIGINT are ignored:
+ *   they come to the whole process group (systemd's stop, a terminal's
+ *   Ctrl-C) while vmgate drains, and the handshakes of that drain still
+ *   need their signatures. It goes on SIGUSR1 (vmgate's signerd_stop)
+ *   or when vmgate dies (PR_SET_PDEATHSIG).
  *
  * It answers the frames of signer/keyop.h: LOAD reads a PEM private key
  * (from the descriptor passed with it, else from its path) and keeps it
@@ -572,7 +578,7 @@ static bool drop_privileges(const char *user, bool supervised)
 	}
 	/* The supervisor gone, nobody asks any more: go too. Set after
 	 * setuid, which clears it. */
-	if (supervised && prctl(PR_SET_PDEATHSIG, SIGTERM))
+	if (supervised && prctl(PR_SET_PDEATHSIG, SIGUSR1))
 		return false;
 	/* Which user holds the keys, and why when it is not its own: root
 	 * without capabilities still reads every root-owned file. */
@@ -647,7 +653,10 @@ static void usage(FILE *f)
 		   "NAME (vmgate's group)\n"
 		   "  --user NAME           started as root, become NAME "
 		   "(default vmgate-signer)\n"
-		   "  --quiet               only WARN and ERROR lines\n");
+		   "  --quiet               only WARN and ERROR lines\n"
+		   "  --supervised          vmgate's child: ignore SIGTERM "
+		   "and SIGINT, stop on\n"
+		   "                        SIGUSR1 or when the parent dies\n");
 }
 
 int main(int argc, char **argv)
@@ -658,10 +667,12 @@ int main(int argc, char **argv)
 		{ "socket-group", required_argument, NULL, 'g' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "supervised", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *path = NULL, *user = NULL, *group = NULL;
+	bool supervised = false;
 	struct epoll_event ev, evs[64];
 	int opt, lfd = -1, ep, nclients = 0, i, n;
 	pid_t parent = getppid();
@@ -684,6 +695,9 @@ int main(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
+		case 'S':
+			supervised = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -692,7 +706,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if ((lfd < 0) == !path || (group && !path) || optind != argc) {
+	if ((lfd < 0) == !path || (group && !path) || (supervised && path) ||
+	    optind != argc) {
 		usage(stderr);
 		return 2;
 	}
@@ -703,12 +718,18 @@ int main(int argc, char **argv)
 	}
 	if (group && !socket_group(path, group))
 		return 1;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	if (supervised) {
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
+		sigaction(SIGUSR1, &sa, NULL);
+	} else {
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
 	signal(SIGPIPE, SIG_IGN);
-	if (!drop_privileges(user, !path))
+	if (!drop_privileges(user, supervised))
 		return 1;
-	if (!path && getppid() != parent)
+	if (supervised && getppid() != parent)
 		return 0; /* the supervisor died before PDEATHSIG was set */
 	if (!seccomp_deny()) {
 		logf_("ERROR", "startup", "seccomp: %s", strerror(errno));

@@ -53,7 +53,8 @@ import pytest
 
 from e2e_admin import wait_until
 from e2e_net import free_ports, run, stop_process
-from e2e_util import (REPO, Gate, gate_config, recv_all, tls_connect)
+from e2e_util import (REPO, Gate, gate_config, recv_all, tcp_sockets,
+                      tls_connect)
 
 ECHO = 8080
 SIGNER_TIMEOUT_S = 1.0  # Kconfig KEY_SIGNER_TIMEOUT_MS's default
@@ -229,6 +230,41 @@ def echo_check(s, size):
     got = recv_all(s, limit=size, timeout=10)
     assert got == data, "stream not byte-exact (%d of %d bytes)" % (
         len(got), size)
+
+
+@needs_signer
+@pytest.mark.timeout(40)
+def test_group_sigterm_keeps_the_signer_for_the_drain(sgate, certs):
+    """systemd stops a unit with SIGTERM to its whole cgroup, a terminal's
+    Ctrl-C reaches the whole process group: the supervised signer must not
+    go with that signal while vmgate drains, since a handshake of the drain
+    (its connection accepted before the signal) still needs a signature.
+    The same signer signs it; it leaves with vmgate, saying so."""
+    g = sgate
+    pid = signer_pid(g)
+    held = tls_connect(certs.client_ctx(), "vm1.vm.test", g.port)
+    raw = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+
+    def accepted():
+        return all(q == 0 for st, q, _, _, _ in
+                   tcp_sockets("sport = :%d" % g.port) if st == "LISTEN")
+    wait_until(accepted, 5, what="vmgate accepting the second connection")
+    mark = g.mark()
+    os.killpg(g.proc.pid, signal.SIGTERM)
+    g.wait_log(r"INFO shutdown signal=SIGTERM draining=2\b", since=mark)
+    t = certs.client_ctx().wrap_socket(raw, server_hostname="vm1.vm.test")
+    t.settimeout(10)
+    t.sendall(b"in the drain")
+    assert recv_all(t, limit=12) == b"in the drain", g.tail(since=mark)
+    assert signer_pid(g) == pid, g.tail(since=mark)
+    assert not g.find(r"signer_exit|disconnected", since=mark), \
+        g.tail(since=mark)
+    t.close()
+    held.close()
+    assert g.proc.wait(10) == 0, g.tail(since=mark)
+    g.wait_log(r"vmgate-signer INFO shutdown signs=\d+ errors=0", since=mark)
+    wait_until(lambda: not os.path.exists("/proc/%d" % pid), 5,
+               what="the signer gone with vmgate")
 
 
 @needs_signer
