@@ -236,7 +236,13 @@ def dial(topo, certs, addr, port, sni="vm1.vm.test", size=4096, ctx=None):
     s = ns_socket(topo.g, addr)
     s.settimeout(10)
     s.connect((addr, port))
-    t = (ctx or certs.client_ctx()).wrap_socket(s, server_hostname=sni)
+    lport = s.getsockname()[1]
+    try:
+        t = (ctx or certs.client_ctx()).wrap_socket(s, server_hostname=sni)
+    except Exception as e:
+        e.lport = lport  # for the gate log lines of a failure
+        s.close()
+        raise
     try:
         payload = os.urandom(size)
         t.sendall(payload)
@@ -527,6 +533,7 @@ def test_takeover_under_load(topo, certs, gate_bin, vm, host_service, ports):
     stop_streams, stop_load = threading.Event(), threading.Event()
     streams, errors, done = [], [], []
     since_new = [None]
+    request_stop = [old]
 
     def stream(i):
         ctx = certs.client_ctx()
@@ -570,7 +577,8 @@ def test_takeover_under_load(topo, certs, gate_bin, vm, host_service, ports):
                 if got != (22 if port == 443 else port) or not same:
                     errors.append(("load", addr, port, got, same))
             except Exception as e:  # noqa: BLE001 - refused/reset fail the test
-                errors.append(("load", addr, port, repr(e)))
+                errors.append(("load", addr, port, repr(e),
+                               getattr(e, "lport", None)))
             done.append(time.monotonic())
 
     threads = [threading.Thread(target=stream_guard, args=(i,)) for i in range(4)]
@@ -581,6 +589,7 @@ def test_takeover_under_load(topo, certs, gate_bin, vm, host_service, ports):
         wait_until(lambda: len(done) >= 300, 60, what="load before the upgrade")
         since_new[0] = time.monotonic()
         new = start_gate(topo, gate_bin, cfg, "up-new", args=["--takeover"], env=env)
+        request_stop.append(new)
         assert "INFO takeover old_pid=%d tcp_migrate_req=1" % old.pid in log_text(new)
         # The old process is told to drain: it stops accepting, its
         # streams go on.
@@ -592,24 +601,46 @@ def test_takeover_under_load(topo, certs, gate_bin, vm, host_service, ports):
         end = time.monotonic()
         wait_until(lambda: len([x for x in done if x > end]) >= 200, 60,
                    what="connections after the old process left")
+    except BaseException:
+        stop_streams.set()
+        stop_load.set()
+        for p in request_stop:
+            if p.poll() is None:
+                stop_process(p)
+        raise
     finally:
         stop_streams.set()
         stop_load.set()
         for t in threads:
             t.join(30)
-    during = sum(1 for x in done if since_new[0] < x <= end)
-    assert not errors, errors[:10]
-    assert during >= 2000, during
-    assert len(streams) == 4 and all(h == b"port=8080\n" and ok and n > 0
-                                     for h, ok, n in streams), streams
-    # Only the new process's link is left; it owns the pins now.
-    assert len(netns_links(topo.g)) == 1
-    assert os.listdir(os.path.join(bpffs, "vmgate")) == pins
-    m = metrics(topo, "up")
-    assert m["vmgate_connections_accepted_total"] > 0, m
-    stop_process(new)
-    # The last owner, stopping, takes its pins away.
-    assert os.listdir(os.path.join(bpffs, "vmgate")) == []
+    try:
+        during = sum(1 for x in done if since_new[0] < x <= end)
+
+        def lines_of(err):
+            lport = err[-1] if err[0] == "load" else None
+            if not isinstance(lport, int):
+                return ""
+            return "\n".join("%s: %s" % (p.log_path, l) for p in (old, new)
+                             for l in log_text(p).splitlines()
+                             if ":%d " % lport in l)
+        assert not errors, (errors[:10], "\n".join(lines_of(e) for e in errors[:10]))
+        assert during >= 2000, during
+        assert len(streams) == 4 and all(h == b"port=8080\n" and ok and n > 0
+                                         for h, ok, n in streams), streams
+        # Only the new process's link is left; it owns the pins now.
+        assert len(netns_links(topo.g)) == 1
+        assert os.listdir(os.path.join(bpffs, "vmgate")) == pins
+        m = metrics(topo, "up")
+        assert m["vmgate_connections_accepted_total"] > 0, m
+        stop_process(new)
+        # The last owner, stopping, takes its pins away.
+        assert os.listdir(os.path.join(bpffs, "vmgate")) == []
+    finally:
+        # A gate left steering `ports: all` would take the next test's
+        # connections.
+        for p in request_stop:
+            if p.poll() is None:
+                stop_process(p)
 
 
 @pytest.mark.timeout(60)
