@@ -278,13 +278,9 @@ def proc_tree(pid):
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        ppid = int(s[s.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(d))
+        st = proc_stat(d)
+        if st:
+            children.setdefault(int(st[1][1]), []).append(int(d))
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -293,17 +289,24 @@ def proc_tree(pid):
     return out
 
 
+def proc_stat(pid):
+    """(comm, the fields after it) of /proc/PID/stat, or None when the
+    process is gone. fields[11:15]: utime, stime, cutime, cstime."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    return s[s.index("(") + 1:s.rindex(")")], s[s.rindex(")") + 2:].split()
+
+
 def cpu_user_sys(pids):
     """(user, system) CPU seconds of pids."""
     u = k = 0
     for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        fields = s[s.rindex(")") + 2:].split()
-        u, k = u + int(fields[11]), k + int(fields[12])   # utime, stime
+        st = proc_stat(p)
+        if st:
+            u, k = u + int(st[1][11]), k + int(st[1][12])
     return u / CLK_TCK, k / CLK_TCK
 
 
@@ -336,13 +339,10 @@ def cpu_parts(root, pids, helper):
     total = hcpu = 0.0
     seen = []
     for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                s = f.read()
-        except OSError:
+        st = proc_stat(p)
+        if not st:
             continue
-        comm = s[s.index("(") + 1:s.rindex(")")]
-        fields = s[s.rindex(")") + 2:].split()
+        comm, fields = st
         c = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
         total += c
         if p == root:

@@ -423,14 +423,21 @@ def test_private_key_only_where_the_build_keeps_it(sgate, certs):
         "the search does not find the EC scalar even in the signer"
 
 
-def test_reload_loads_keys_first(sgate, certs, fleet, workdir):
-    d = os.path.join(workdir, "signer-reload")
-    os.makedirs(d, exist_ok=True)
+def new_vm_cert(d):
+    """A new *.vm.test certificate with a new P-384 key in |d|: (cert,
+    key) paths."""
     cert, key = os.path.join(d, "new.pem"), os.path.join(d, "new.key")
     run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
          "ec_paramgen_curve:P-384", "-nodes", "-days", "2", "-subj",
          "/CN=*.vm.test", "-addext", "subjectAltName=DNS:*.vm.test",
          "-keyout", key, "-out", cert])
+    return cert, key
+
+
+def test_reload_loads_keys_first(sgate, certs, fleet, workdir):
+    d = os.path.join(workdir, "signer-reload")
+    os.makedirs(d, exist_ok=True)
+    cert, key = new_vm_cert(d)
     # A key that is not the certificate's: refused, nothing changes.
     bad = config_text(certs, fleet, sgate.port).replace(
         "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key),
@@ -595,11 +602,7 @@ def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
     # The certificate of *.vm.test swapped for one with a new key.
     d = os.path.join(workdir, "signer-keys-" + mode)
     os.makedirs(d, exist_ok=True)
-    cert, key = os.path.join(d, "new.pem"), os.path.join(d, "new.key")
-    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:P-384", "-nodes", "-days", "2", "-subj",
-         "/CN=*.vm.test", "-addext", "subjectAltName=DNS:*.vm.test",
-         "-keyout", key, "-out", cert])
+    cert, key = new_vm_cert(d)
     new_id = key_id(key)
     with open(g.cfg_path) as f:
         text = f.read()
