@@ -431,6 +431,7 @@ void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 			    bool *out_unreadable)
 {
 	struct show_buf b;
+	int read_err = 0;
 	const char *v;
 	struct stat st;
 	char *path;
@@ -442,10 +443,13 @@ void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 		ld_oom(ld);
 		return;
 	}
-	if (access(path, R_OK) != 0 &&
-	    !(out_unreadable && errno == EACCES)) {
+	/* One access(2), kept: asking again could answer differently (the
+	 * mode may change meanwhile) from what the error path went by. */
+	if (access(path, R_OK) != 0)
+		read_err = errno;
+	if (read_err && !(out_unreadable && read_err == EACCES)) {
 		ld_err(ld, n, "%s file '%s': %s", what,
-		       ld_show(&b, path, strlen(path)), strerror(errno));
+		       ld_show(&b, path, strlen(path)), strerror(read_err));
 		goto err_path;
 	}
 	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -454,7 +458,7 @@ void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 		goto err_path;
 	}
 	if (out_unreadable)
-		*out_unreadable = access(path, R_OK) != 0;
+		*out_unreadable = read_err != 0;
 	free(*out); /* not reached twice: ld_walk_map refuses duplicate keys */
 	*out = path;
 	return;
