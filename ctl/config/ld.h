@@ -45,9 +45,10 @@ struct ld {
 	 * LISTENERS_RANGE_MAX ports, or NULL (reset by whoever asks). */
 	const yaml_node_t *wide_range;
 	/* The key: values of tls.certificates whose file this user may not
-	 * read: an error unless tls.signer names a signer, which opens its
-	 * keys itself (known once the whole tls: section is read). */
-	const yaml_node_t **unreadable_keys;
+	 * read, with why: an error unless tls.signer names a signer, which
+	 * opens its keys itself (known once the whole tls: section is read).
+	 * struct ld_unreadable is tls.c's. */
+	struct ld_unreadable *unreadable_keys;
 	size_t unreadable_keys_len;
 	bool oom;
 };
@@ -121,10 +122,11 @@ char *ld_resolve(const char *dir, const char *path);
 void ld_get_file(struct ld *ld, const yaml_node_t *n, const char *what,
 		 char **out);
 /* ld_get_file, but a regular file this user may not read (EACCES) is
- * taken too, and says so in *out_unreadable. */
+ * taken too, and *out_read_err says so: access(2)'s errno, or 0 when the
+ * file is readable. */
 void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 			    const char *what, char **out,
-			    bool *out_unreadable);
+			    int *out_read_err);
 
 /* A name and where it was, for ld_check_dups(). */
 struct dup_ent {

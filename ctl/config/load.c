@@ -428,7 +428,7 @@ void ld_get_file(struct ld *ld, const yaml_node_t *n, const char *what,
 
 void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 			    const char *what, char **out,
-			    bool *out_unreadable)
+			    int *out_read_err)
 {
 	struct show_buf b;
 	int read_err = 0;
@@ -447,7 +447,7 @@ void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 	 * mode may change meanwhile) from what the error path went by. */
 	if (access(path, R_OK) != 0)
 		read_err = errno;
-	if (read_err && !(out_unreadable && read_err == EACCES)) {
+	if (read_err && !(out_read_err && read_err == EACCES)) {
 		ld_err(ld, n, "%s file '%s': %s", what,
 		       ld_show(&b, path, strlen(path)), strerror(read_err));
 		goto err_path;
@@ -457,8 +457,8 @@ void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 		       ld_show(&b, path, strlen(path)));
 		goto err_path;
 	}
-	if (out_unreadable)
-		*out_unreadable = read_err != 0;
+	if (out_read_err)
+		*out_read_err = read_err;
 	free(*out); /* not reached twice: ld_walk_map refuses duplicate keys */
 	*out = path;
 	return;

@@ -11,25 +11,36 @@ static void key_cert_cert(struct ld *ld, yaml_node_t *v)
 	ld_get_file(ld, v, "cert", &((struct config_cert *)ld->obj)->cert_path);
 }
 
+/* A key file this user may not read, as first seen: what its error says
+ * if no signer opens it, so that the error needs no second look at the
+ * file system (which could answer differently by then). */
+struct ld_unreadable {
+	const yaml_node_t *n;
+	int err;		/* access(2)'s errno */
+	struct show_buf path;	/* the resolved path, as messages show it */
+};
+
 static void key_cert_key(struct ld *ld, yaml_node_t *v)
 {
-	const yaml_node_t **n;
-	bool unreadable = false;
+	struct config_cert *cert = ld->obj;
+	struct ld_unreadable *u;
+	int read_err = 0;
 
-	ld_get_file_unreadable(ld, v, "key",
-			       &((struct config_cert *)ld->obj)->key_path,
-			       &unreadable);
-	if (!unreadable)
+	ld_get_file_unreadable(ld, v, "key", &cert->key_path, &read_err);
+	if (!read_err)
 		return;
 	/* Judged at the end of tls:, where tls.signer is known. */
-	n = realloc(ld->unreadable_keys,
-		    (ld->unreadable_keys_len + 1) * sizeof(*n));
-	if (!n) {
+	u = realloc(ld->unreadable_keys,
+		    (ld->unreadable_keys_len + 1) * sizeof(*u));
+	if (!u) {
 		ld_oom(ld);
 		return;
 	}
-	n[ld->unreadable_keys_len++] = v;
-	ld->unreadable_keys = n;
+	ld->unreadable_keys = u;
+	u += ld->unreadable_keys_len++;
+	u->n = v;
+	u->err = read_err;
+	ld_show(&u->path, cert->key_path, strlen(cert->key_path));
 }
 
 static void key_cert_ocsp(struct ld *ld, yaml_node_t *v)
@@ -202,14 +213,14 @@ void ld_key_tls(struct ld *ld, yaml_node_t *v)
 	/* A key file vmgate cannot read is how it should be with an
 	 * external signer: that signer opens it by path, as its own user
 	 * (ctl/signerd.c). Otherwise vmgate (or the signer it starts, which
-	 * gets the file from vmgate) must read it: the error of any other
-	 * file, read again for it. */
+	 * gets the file from vmgate) must read it: the error any other
+	 * file gets, from what key_cert_key saw. */
 	if (!ld->c->signer_path || !IS_ENABLED(CONFIG_KEY_SIGNER))
 		for (i = 0; i < ld->unreadable_keys_len; i++) {
-			char *path = NULL;
+			const struct ld_unreadable *u = &ld->unreadable_keys[i];
 
-			ld_get_file(ld, ld->unreadable_keys[i], "key", &path);
-			free(path);
+			ld_err(ld, u->n, "key file '%s': %s", u->path.s,
+			       strerror(u->err));
 		}
 	free(ld->unreadable_keys);
 	ld->unreadable_keys = NULL;
