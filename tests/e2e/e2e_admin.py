@@ -22,7 +22,7 @@ import time
 
 from e2e_net import run, stop_process, wait_tcp
 # wait_until lives in e2e_util; tests import it from here too
-from e2e_util import REPO, Gate, curl, listeners_on, tls_connect, wait_until  # noqa: F401
+from e2e_util import REPO, Gate, curl, listeners_on, own_gate_head, tls_connect, wait_until  # noqa: F401
 
 ADMIN_PORT = 21901
 ECHO_PORT = 21080  # -> VM port 8080 (echo)
@@ -68,15 +68,8 @@ class AdminGate(Gate):
     def config_text(self, vms, broken=False):
         lines = [
             "# vmgate e2e admin/reload configuration (generated)",
-            "workers: 2",
-            "log_level: %s" % self.log_level,
-            "listen:",
-            '  address: "::"',
-            "  ports: [%s]" % ", ".join(str(p) for p in DATA_PORTS),
-            "tls:",
-            "  certificates:",
-            "    - { cert: %s, key: %s }" % (self.cert, self.key),
-            "  alpn: [http/1.1]",
+            *own_gate_head(DATA_PORTS, self.certs, other=False,
+                           log_level=self.log_level, vm_pair=(self.cert, self.key)),
             "domains:",
             "  - suffix: vm.test",
             "    port_map: { %d: 8080, %d: 3000 }" % (ECHO_PORT, HTTP_PORT),

@@ -769,19 +769,21 @@ def inotify_watches(pid):
     return out
 
 
-def own_gate_head(ports, certs, other=True):
-    """The first lines of a test's own gate config: two workers, debug log,
-    |ports| on "::", the *.vm.test certificate (and *.other.test's with
-    |other|), ALPN http/1.1. The test appends its domains: and vms:."""
+def own_gate_head(ports, certs, other=True, log_level="debug", vm_pair=None):
+    """The first lines of a test's own gate config: two workers, |log_level|,
+    |ports| on "::", the *.vm.test certificate (|vm_pair|, a (cert, key)
+    pair of paths, instead of |certs|' files when given; and *.other.test's
+    with |other|), ALPN http/1.1. The test appends its domains: and vms:."""
+    vm_cert, vm_key = vm_pair or (certs.vm_cert, certs.vm_key)
     lines = [
         "workers: 2",
-        "log_level: debug",
+        "log_level: %s" % log_level,
         "listen:",
         '  address: "::"',
         "  ports: [%s]" % ", ".join(str(p) for p in ports),
         "tls:",
         "  certificates:",
-        "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
+        "    - { cert: %s, key: %s }" % (vm_cert, vm_key),
     ]
     if other:
         lines.append("    - { cert: %s, key: %s }" % (certs.other_cert, certs.other_key))
