@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/log.h"
 #include "core/timer.h"
@@ -14,6 +15,12 @@
 
 #define ANSWER_MAX (256u << 20) /* a 10,000-key page is a few MB */
 #define LINE_MAX_BYTES (64u << 20)
+
+#define ETCD_WHY_LEN 256 /* the watch's error[] and the fleet's last error */
+
+_Static_assert(sizeof(((struct etcd_watch *)0)->error) >= CURL_ERROR_SIZE &&
+	       sizeof(((struct etcd_watch *)0)->error) == ETCD_WHY_LEN,
+	       "etcd_watch.error is curl's error buffer and a why");
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -151,20 +158,61 @@ static struct curl_slist *headers(struct etcd *e, bool watch)
 	return h;
 }
 
-/* One request to one endpoint. */
+/* What curl says went wrong, for a message: its error buffer |buf| names
+ * the TLS problem ("server certificate verification failed"), where the
+ * code alone would say only "SSL connect error". A refused client
+ * certificate it cannot name: in TLS 1.3 the client's handshake may be
+ * over before the server has checked that certificate, and the refusal
+ * (an alert, or a reset) meets whatever the client does next: "Send
+ * failure: Broken pipe" in the handshake's last flight, "getpeername()
+ * failed" or "Connection reset by peer" on the request, an HTTP/2 error
+ * when ALPN chose h2. An https connection that died so, with no HTTP
+ * answer, is that sign. |f| is NULL where the configuration is not at
+ * hand. */
+static void curl_why(char *out, size_t out_len, CURL *c, CURLcode rc,
+		     const char *buf, const struct config_fleet *f)
+{
+	const char *hint = "", *scheme = NULL;
+	long status = 0;
+	bool dropped = rc == CURLE_SSL_CONNECT_ERROR ||
+		       rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR ||
+		       rc == CURLE_GOT_NOTHING || rc == CURLE_HTTP2 ||
+		       rc == CURLE_HTTP2_STREAM;
+
+	curl_easy_getinfo(c, CURLINFO_SCHEME, &scheme);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (dropped && !status && scheme && !strcasecmp(scheme, "https"))
+		hint = !f ? "etcd closed the TLS connection: it may not accept "
+			    "the client certificate, or want one; curl: " :
+		       f->cert_file ? "etcd closed the TLS connection: it may "
+				      "not accept the client certificate; "
+				      "curl: " :
+		       "etcd closed the TLS connection: it may want a client "
+		       "certificate (none configured: fleet.etcd.cert_file); "
+		       "curl: ";
+	if (buf[0])
+		snprintf(out, out_len, "%s%.*s", hint,
+			 (int)strcspn(buf, "\r\n"), buf);
+	else
+		snprintf(out, out_len, "%scurl error %d", hint, rc);
+}
+
+/* One request to one endpoint. On a failure to get an answer, |why| (of
+ * ETCD_WHY_LEN bytes) says what curl saw. */
 static int call_one(struct etcd *e, struct answer *a, long *status,
-		    const char *ep, const char *path, const char *body,
-		    bool with_token)
+		    char *why, const char *ep, const char *path,
+		    const char *body, bool with_token)
 {
 	struct curl_slist *h = with_token ? headers(e, false) :
 			       curl_slist_append(NULL, "Content-Type: "
 						 "application/json");
-	char url[512];
+	char url[512], buf[CURL_ERROR_SIZE] = "";
 	CURL *c = curl_easy_init();
 	CURLcode rc;
 
 	memset(a, 0, sizeof(*a));
 	*status = 0;
+	snprintf(why, ETCD_WHY_LEN, "out of memory");
 	if (!c || !h) {
 		curl_easy_cleanup(c);
 		curl_slist_free_all(h);
@@ -175,8 +223,13 @@ static int call_one(struct etcd *e, struct answer *a, long *status,
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->cfg->timeout_ms);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, answer_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, buf);
 	rc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	if (rc != CURLE_OK)
+		curl_why(why, ETCD_WHY_LEN, c, rc, buf, e->cfg);
+	else if (!a->p)
+		snprintf(why, ETCD_WHY_LEN, "an empty answer");
 	curl_easy_cleanup(c);
 	curl_slist_free_all(h);
 	if (rc != CURLE_OK || !a->p) {
@@ -214,7 +267,7 @@ static bool need_token(struct etcd *e)
 	return need;
 }
 
-static int authenticate(struct etcd *e, const char *ep)
+static int authenticate(struct etcd *e, char *why, const char *ep)
 {
 	char body[1024], u[300], p[300];
 	struct answer a;
@@ -242,7 +295,8 @@ static int authenticate(struct etcd *e, const char *ep)
 	snprintf(body, sizeof(body), "{\"name\":\"%s\",\"password\":\"%s\"}",
 		 u, p);
 	explicit_bzero(p, sizeof(p));
-	ret = call_one(e, &a, &status, ep, "auth/authenticate", body, false);
+	ret = call_one(e, &a, &status, why, ep, "auth/authenticate", body,
+		       false);
 	explicit_bzero(body, sizeof(body));
 	if (ret)
 		return ret;
@@ -261,7 +315,7 @@ int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
 {
 	size_t n = e->cfg->endpoints_len, i, start;
 	int ret = -EHOSTUNREACH;
-	char ep[300], msg[256];
+	char ep[300], msg[256], why[ETCD_WHY_LEN];
 
 	*out = NULL;
 	*out_len = 0;
@@ -278,20 +332,22 @@ int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
 		snprintf(ep, sizeof(ep), "%s", e->cfg->endpoints[k]);
 again:
 		if (need_token(e)) {
-			ret = authenticate(e, ep);
+			ret = authenticate(e, why, ep);
 			if (ret == -EACCES) {
 				snprintf(err, err_len, "etcd refused user "
 					 "'%s'", e->cfg->username);
 				return ret;
 			}
-			if (ret)
+			if (ret) {
+				snprintf(err, err_len, "etcd %s: %s", ep, why);
 				continue;
+			}
 		}
-		ret = call_one(e, &a, &status, ep, path, body, true);
+		ret = call_one(e, &a, &status, why, ep, path, body, true);
 		if (ret == -ENOMEM)
 			return ret;
 		if (ret) {
-			snprintf(err, err_len, "etcd %s: unreachable", ep);
+			snprintf(err, err_len, "etcd %s: %s", ep, why);
 			continue;
 		}
 		if (status == 200) {
@@ -374,7 +430,7 @@ int etcd_watch_start(struct etcd *e, struct etcd_watch *w, const char *body,
 	memset(w, 0, sizeof(*w));
 	if (need_token(e)) {
 		etcd_endpoint(e, ep, sizeof(ep));
-		if (authenticate(e, ep))
+		if (authenticate(e, w->error, ep))
 			return -EHOSTUNREACH;
 	}
 	etcd_endpoint(e, ep, sizeof(ep));
@@ -393,6 +449,7 @@ int etcd_watch_start(struct etcd *e, struct etcd_watch *w, const char *body,
 	curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, watch_write);
 	curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
 	curl_easy_setopt(w->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, w->error);
 	curl_multi_add_handle(w->multi, w->easy);
 	w->last_rx_ms = timer_now_ms();
 	return 0;
@@ -411,10 +468,18 @@ int etcd_watch_step(struct etcd_watch *w, int wait_ms)
 	curl_multi_perform(w->multi, &running);
 	while ((m = curl_multi_info_read(w->multi, &q))) {
 		if (m->msg == CURLMSG_DONE) {
+			char buf[sizeof(w->error)];
+
 			w->done = true;
 			w->result = m->data.result;
 			curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE,
 					  &w->http_status);
+			/* curl writes there no more: it becomes the why. */
+			curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, NULL);
+			memcpy(buf, w->error, sizeof(buf));
+			if (w->result != CURLE_OK)
+				curl_why(w->error, sizeof(w->error), w->easy,
+					 w->result, buf, NULL);
 		}
 	}
 	if (!running)

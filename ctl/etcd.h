@@ -55,7 +55,8 @@ int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
  * objects, one a line. Lines are handed to |on_line| whole, however the
  * bytes were chunked; a line over 64 MiB ends the stream. The stream asks
  * for a member with a leader (Grpc-Metadata-hasleader), so a partitioned
- * member ends it. */
+ * member ends it. |error| says what curl saw when it failed ("" if
+ * nothing), e.g. which certificate check. */
 struct etcd_watch {
 	void *multi, *easy, *hdrs; /* CURLM, CURL, curl_slist */
 	char *body;
@@ -65,6 +66,7 @@ struct etcd_watch {
 	bool done, too_long;
 	int result; /* CURLcode once done */
 	long http_status;
+	char error[256]; /* curl's words for a failure (CURL_ERROR_SIZE) */
 	bool (*on_line)(void *arg, const char *line, size_t len);
 	void *arg;
 };

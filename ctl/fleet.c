@@ -1164,7 +1164,11 @@ static void watch(struct fleet *f)
 	etcd_endpoint(&f->etcd, ep, sizeof(ep));
 	ret = etcd_watch_start(&f->etcd, &w, body, on_line, f);
 	if (ret) {
-		mark_down(f, "watch: cannot start");
+		char why[600];
+
+		snprintf(why, sizeof(why), "watch on %s: cannot start%s%s", ep,
+			 w.error[0] ? ": " : "", w.error);
+		mark_down(f, why);
 		etcd_next_endpoint(&f->etcd);
 		return;
 	}
@@ -1200,10 +1204,19 @@ static void watch(struct fleet *f)
 		pthread_mutex_unlock(&f->ctl->lock);
 		f->need_full = true;
 	} else if (!atomic_load(&f->stop)) {
-		char why[400];
+		char why[600];
 
-		snprintf(why, sizeof(why), "watch on %s ended (curl %d, HTTP "
-			 "%ld)", ep, w.result, w.http_status);
+		/* curl's own words name a TLS problem (an unknown CA, a
+		 * certificate etcd refused); the codes alone do not. */
+		if (w.error[0])
+			snprintf(why, sizeof(why), "watch on %s ended: %.*s "
+				 "(curl %d, HTTP %ld)", ep,
+				 (int)strcspn(w.error, "\r\n"), w.error,
+				 w.result, w.http_status);
+		else
+			snprintf(why, sizeof(why), "watch on %s ended (curl "
+				 "%d, HTTP %ld)", ep, w.result,
+				 w.http_status);
 		pthread_mutex_lock(&f->ctl->lock);
 		f->watch_restarts++;
 		pthread_mutex_unlock(&f->ctl->lock);

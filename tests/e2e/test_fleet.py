@@ -25,19 +25,11 @@ import urllib.request
 
 import pytest
 
-from e2e_net import stop_process
+from e2e_net import free_ports, stop_process
 from e2e_util import Gate, echo_roundtrip, gate_config, tls_connect, wait_until
 
 PROGRESS_MS = 500
 PREFIX = "/vmgate/v1/"
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def b64(s):
@@ -48,21 +40,45 @@ def b64(s):
 
 # ---------------------------------------------------------------- etcd
 
+class EtcdTLS:
+    """Client TLS of an EtcdCluster: the members serve |cert| and |key|;
+    with |client_ca| they require a client certificate from that CA
+    (--client-cert-auth), and the test's own requests present
+    |client_cert| and |client_key|. |ca| verifies the members."""
+
+    def __init__(self, ca, cert, key, client_ca=None, client_cert=None,
+                 client_key=None):
+        self.ca, self.cert, self.key = ca, cert, key
+        self.client_ca = client_ca
+        self.client_cert, self.client_key = client_cert, client_key
+
+    def ctx(self):
+        c = ssl.create_default_context(cafile=self.ca)
+        if self.client_cert:
+            c.load_cert_chain(self.client_cert, self.client_key)
+        return c
+
+
 class Member:
-    def __init__(self, name, d):
+    def __init__(self, name, d, host="127.0.0.1", scheme="http"):
         self.name = name
         self.dir = d
-        self.client = free_port()
-        self.peer = free_port()
+        self.client, self.peer = free_ports(2)
         self.proc = None
-        self.url = "http://127.0.0.1:%d" % self.client
+        self.url = "%s://%s:%d" % (scheme, host, self.client)
 
 
 class EtcdCluster:
-    def __init__(self, d, n=3):
+    """|host| is where clients reach the members ("[::1]" for IPv6); with
+    |tls| (an EtcdTLS) they are reached over https. Peers speak http on
+    127.0.0.1 either way."""
+
+    def __init__(self, d, n=3, host="127.0.0.1", tls=None):
         os.makedirs(d, exist_ok=True)
         self.dir = d
-        self.members = [Member("m%d" % i, os.path.join(d, "m%d" % i))
+        self.tls = tls
+        self.members = [Member("m%d" % i, os.path.join(d, "m%d" % i), host,
+                               "https" if tls else "http")
                         for i in range(n)]
         self.token = "vmgate-e2e-%d" % os.getpid()
 
@@ -73,6 +89,12 @@ class EtcdCluster:
     def start(self, i, state="new"):
         m = self.members[i]
         log = open(m.dir + ".log", "ab")
+        tls = []
+        if self.tls:
+            tls = ["--cert-file", self.tls.cert, "--key-file", self.tls.key]
+        if self.tls and self.tls.client_ca:
+            tls += ["--client-cert-auth", "--trusted-ca-file",
+                    self.tls.client_ca]
         m.proc = subprocess.Popen([
             "etcd", "--name", m.name, "--data-dir", m.dir,
             "--listen-client-urls", m.url, "--advertise-client-urls", m.url,
@@ -84,7 +106,7 @@ class EtcdCluster:
             "--heartbeat-interval", "50", "--election-timeout", "500",
             "--experimental-watch-progress-notify-interval",
             "%dms" % PROGRESS_MS,
-            "--logger", "zap", "--log-outputs", "stderr"],
+            "--logger", "zap", "--log-outputs", "stderr"] + tls,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         log.close()
@@ -119,11 +141,26 @@ class EtcdCluster:
         req = urllib.request.Request(m.url + "/v3/" + path,
                                      data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
+        ctx = self.tls.ctx() if self.tls else None
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
                 return json.loads(r.read())
         except Exception:
             return None
+
+    def ctl(self, *args, user=None):
+        """etcdctl on the first member (as |user|, "name:password"), with
+        the cluster's TLS files: its CompletedProcess."""
+        cmd = ["etcdctl", "--endpoints", self.members[0].url,
+               "--dial-timeout", "2s", "--command-timeout", "5s"]
+        if user:
+            cmd += ["--user", user]
+        if self.tls:
+            cmd += ["--cacert", self.tls.ca]
+        if self.tls and self.tls.client_cert:
+            cmd += ["--cert", self.tls.client_cert, "--key", self.tls.client_key]
+        return subprocess.run(cmd + list(args), capture_output=True, text=True,
+                              env=dict(os.environ, ETCDCTL_API="3"), timeout=20)
 
     def call(self, path, body, timeout=2.0):
         """On the first live member that answers."""
@@ -198,12 +235,15 @@ class UnixHTTP(http.client.HTTPConnection):
 
 
 class FleetGate(Gate):
+    """|etcd_extra|: more lines of the fleet.etcd section (indented);
+    |extra|: more lines of the fleet section."""
+
     def __init__(self, argv, d, certs, cluster, name, endpoints=None, file_vms=(),
-                 prefix=PREFIX, extra=()):
+                 prefix=PREFIX, extra=(), etcd_extra=()):
         os.makedirs(d, exist_ok=True)
         self.dir = d
         self.certs = certs
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self.unix = os.path.join(d, "admin.sock")
         self.snapshot = os.path.join(d, "fleet-snapshot.json")
         eps = endpoints if endpoints is not None else [m.url for m in cluster.members]
@@ -218,6 +258,7 @@ class FleetGate(Gate):
             "    prefix: %s" % prefix,
             "    timeout_ms: 1000",
             "    progress_interval_ms: %d" % PROGRESS_MS,
+        ] + list(etcd_extra) + [
             "  appliance_id: %s" % name,
             "  snapshot_file: %s" % self.snapshot,
         ] + list(extra)) + "\n"
@@ -589,16 +630,9 @@ def test_auth_token_reacquired_after_restart(gate_bin, certs, vm1, tmp_path):
     memory) takes a new token and goes on."""
     prefix = "/auth-e2e/"
     c = EtcdCluster(str(tmp_path / "etcd"), n=1)
-    url = c.members[0].url
 
     def ctl(*args, user="root:rootpw"):
-        cmd = ["etcdctl", "--endpoints", url, "--dial-timeout", "2s",
-               "--command-timeout", "5s"]
-        if user:
-            cmd += ["--user", user]
-        r = subprocess.run(cmd + list(args), capture_output=True, text=True,
-                           env=dict(os.environ, ETCDCTL_API="3"))
-        return r.returncode == 0
+        return c.ctl(*args, user=user).returncode == 0
 
     try:
         c.start_all()
@@ -612,12 +646,8 @@ def test_auth_token_reacquired_after_restart(gate_bin, certs, vm1, tmp_path):
         pw = tmp_path / "etcd.password"
         pw.write_text("s3cret-pw\n")
         g = FleetGate(gate_bin, str(tmp_path / "auth"), certs, c, "edge-auth",
-                      prefix=prefix, extra=[])
-        text = open(g.cfg_path).read().replace(
-            "    timeout_ms: 1000\n",
-            "    timeout_ms: 1000\n    username: edge\n    password_file: %s\n" % pw)
-        with open(g.cfg_path, "w") as f:
-            f.write(text)
+                      prefix=prefix, etcd_extra=["    username: edge",
+                                                 "    password_file: %s" % pw])
         # Without the user's password nobody reads the prefix.
         assert not ctl("get", prefix + "vms/x", user="edge:wrong")
         g.start()
