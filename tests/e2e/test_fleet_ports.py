@@ -19,7 +19,8 @@ import pytest
 
 from e2e_util import (Gate, Hello, echo_roundtrip, gate_config,
                       plaintext_alerts, read_answer, tls_connect, wait_until)
-from test_fleet import PREFIX, EtcdCluster, FleetGate, b64, free_port
+from e2e_net import free_ports
+from test_fleet import PREFIX, EtcdCluster, FleetGate, b64
 
 UNRECOGNIZED_NAME = 112
 
@@ -31,7 +32,7 @@ class PortsGate(FleetGate):
         os.makedirs(d, exist_ok=True)
         self.dir = d
         self.certs = certs
-        self.p3000, self.p8080 = free_port(), free_port()
+        self.p3000, self.p8080 = free_ports(2)
         self.port = self.p8080
         self.unix = os.path.join(d, "admin.sock")
         self.snapshot = os.path.join(d, "fleet-snapshot.json")
@@ -145,7 +146,7 @@ def test_fleet_vm_ports(etcd1, gate_bin, certs, fleet, tmp_path):
         g.stop()
 
     # Started from the snapshot alone (no etcd): the ports still apply.
-    g2 = PortsGate(gate_bin, d, certs, ["http://127.0.0.1:%d" % free_port()])
+    g2 = PortsGate(gate_bin, d, certs, ["http://127.0.0.1:%d" % free_ports(1)[0]])
     g2.start()
     try:
         assert g2.find(r"fleet_snapshot file=.* loaded vms=2 ")
