@@ -52,7 +52,7 @@ VMGATES = [VMGATE_IN, VMGATE_SIGNER]
 SIGNER_COMM = "vmgate-signer"     # the signer child's /proc/PID/comm
 ALL_PROXIES = VMGATES + ["haproxy", "nginx", "hitch"]
 PROXIES = [p for p in os.environ.get("BENCH_PROXIES", ",".join(ALL_PROXIES)).split(",") if p]
-ALL_WORKLOADS = ["w1", "w5", "w2", "w3", "w4"]
+ALL_WORKLOADS = ["w1", "w5", "w2", "w3", "w4", "w1r"]
 WORKLOADS = [w for w in os.environ.get("BENCH_WORKLOADS",
                                        ",".join(ALL_WORKLOADS)).split(",") if w]
 
@@ -73,6 +73,11 @@ else:
     REPS, DUR, FLOOR_SECS = 5, 4.0, 2.0
 
 W1_CONC = 16     # handshakes in flight
+# W1 in rounds (w1r): every proxy once per round, started afresh, in an
+# order rotated each round, so that a slow spell of the shared host
+# falls on all of them alike; the ratios are taken within each round.
+W1R_ROUNDS = 3 if QUICK else 7
+W1R_WARM_S = 0.5
 W2_CONC = 64     # keep-alive connections
 W3_CONC = 4
 W5_CONC = 16
@@ -896,6 +901,99 @@ def run_proxy(name, tmp, files, runner, notes):
 
 # ----------------------------------------------------------------- W4 scale
 
+def run_w1_rounds(proxies, tmp, files, runner, notes):
+    """W1 again, in rounds: {"rounds": [{name: rep}], "order": [[names]]}.
+    Each round starts every proxy afresh (its own warm-up of W1_CONC
+    handshakes for W1R_WARM_S), measures one DUR of W1 and stops it; the
+    order is rotated by one each round."""
+    out = {"rounds": [], "order": []}
+    for r in range(W1R_ROUNDS):
+        order = proxies[r % len(proxies):] + proxies[:r % len(proxies)]
+        row = {}
+        for name in order:
+            argv, env = proxy_setup(name, tmp, files)
+            logpath = os.path.join(tmp, name, "stderr-w1r.log")
+            helper = SIGNER_COMM if name in VMGATES else None
+            p = Daemon(name, argv, PROXY_CPU, logpath, env, helper)
+            try:
+                if not wait_port(PROXY_PORT) or not p.alive():
+                    notes.append(f"{name}: did not start for W1 round {r + 1}; "
+                                 "log tail: " + tail(logpath))
+                    continue
+                runner.tls("hs", W1_CONC, W1R_WARM_S)
+                res, cpu, wall, scpu = measured(
+                    p, lambda: runner.tls("hs", W1_CONC, DUR))
+                ok = res["ok"]
+                if not ok or not p.alive():
+                    notes.append(f"{name}: W1 round {r + 1} failed: "
+                                 f"{res.get('first_error', '')[:200]}")
+                    continue
+                row[name] = {"rate": res["rate"], "cpu_us_per": cpu * 1e6 / ok,
+                             "signer_cpu_us_per": (scpu * 1e6 / ok
+                                                   if p.helpers_seen else None),
+                             "cpu_busy": cpu / wall, "errors": res["errors"]}
+            finally:
+                p.stop()
+        out["rounds"].append(row)
+        out["order"].append(order)
+        log(f"w1 round {r + 1}/{W1R_ROUNDS}: " + ", ".join(
+            f"{n} {row[n]['cpu_us_per']:.0f} µs" for n in order if n in row))
+    return out
+
+
+def w1r_ratios(w1r, name):
+    """Per round: name's CPU per handshake over the cheapest peer's and
+    its rate over the fastest peer's, for the rounds that have both."""
+    cpu, rate = [], []
+    for row in w1r["rounds"]:
+        peers = [v for n, v in row.items() if n not in VMGATES]
+        if name not in row or not peers:
+            continue
+        cpu.append(row[name]["cpu_us_per"] /
+                   min(v["cpu_us_per"] for v in peers))
+        rate.append(row[name]["rate"] / max(v["rate"] for v in peers))
+    return cpu, rate
+
+
+def render_w1r(w1r):
+    """The rounds as a table (CPU-µs per full handshake, each proxy's in
+    each round) and issue 14's targets judged on the ratios within each
+    round."""
+    if not w1r or not w1r["rounds"]:
+        return ""
+    names = [n for n in PROXIES if any(n in row for row in w1r["rounds"])]
+    ours = [n for n in names if n in VMGATES]
+    lines = ["| W1 round (proxy CPU-µs / full handshake) | " +
+             " | ".join(names) + " | " +
+             " | ".join(f"{n} / best peer" for n in ours) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(names) + len(ours))) + "|"]
+    for i, row in enumerate(w1r["rounds"]):
+        cells = [fmt(row[n]["cpu_us_per"]) if n in row else "-" for n in names]
+        peers = [v["cpu_us_per"] for n, v in row.items() if n not in VMGATES]
+        for n in ours:
+            cells.append(f"{row[n]['cpu_us_per'] / min(peers):.2f}"
+                         if n in row and peers else "-")
+        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    out = [f"W1 in rounds ({len(w1r['rounds'])} rounds; in each, every proxy "
+           f"started afresh, warmed up {W1R_WARM_S:g} s and measured for "
+           f"{DUR:g} s, in an order rotated each round):", "",
+           "\n".join(lines), ""]
+    for n in ours:
+        cpu, rate = w1r_ratios(w1r, n)
+        if not cpu:
+            continue
+        mc, mr = statistics.median(cpu), statistics.median(rate)
+        out.append(
+            f"Issue 14's W1 target from the rounds, {n}: total CPU per full "
+            f"handshake {mc:.2f}× the best peer's in the same round (median; "
+            f"{min(cpu):.2f}-{max(cpu):.2f}; target ≤ 0.55×: "
+            f"{'met' if mc <= 0.55 else 'missed'} in {sum(c <= 0.55 for c in cpu)} "
+            f"of {len(cpu)} rounds); handshakes/s {mr:.2f}× (median; "
+            f"{min(rate):.2f}-{max(rate):.2f}; target ≥ 1.3×: "
+            f"{'met' if mr >= 1.3 else 'missed'}).")
+    return "\n".join(out) + "\n"
+
+
 def tcp6_sockets(ports):
     """Loopback TCP sockets by local port, from /proc/net/tcp6:
     {port: {"established": n, "close_wait": n}}, or None if unreadable.
@@ -1424,7 +1522,7 @@ def render_signature(results, floor):
     return txt + "\n"
 
 
-def render(results, floor, meta, scale=None):
+def render(results, floor, meta, scale=None, w1r=None):
     names = [r["name"] for r in results]
     peers = [n for n in names if n not in VMGATES]
     ours = [n for n in names if n in VMGATES]
@@ -1453,7 +1551,8 @@ def render(results, floor, meta, scale=None):
                 cells.append("-" if r is None else
                              "> 100" if r > 100 else f"{r:.2f}")
         lines.append("| " + " | ".join([label] + cells) + " |")
-    table = "\n".join(lines)
+    # No row: only W1 in rounds was run (BENCH_WORKLOADS=w1r).
+    table = "\n".join(lines) if len(lines) > 2 else ""
     fl = (f"Crypto floor (`bssl-tool speed`, CPU {PROXY_CPU}, same run, best of before and after): "
           f"AES-128-GCM {floor['aes128gcm_MBps']:,.0f} MB/s "
           f"({floor['cpu_s_per_gb']:.3f} CPU-s/GB), "
@@ -1467,6 +1566,9 @@ def render(results, floor, meta, scale=None):
     sc = render_scale(scale)
     sc = "\n" + sc if sc else ""
     tg = render_targets(results)
+    rounds = render_w1r(w1r)
+    if rounds:
+        tg = (tg + "\n" if tg else "") + rounds
     sig = render_signature(results, floor)
     builds = "; ".join(f"{n} = {VMGATE_BUILDS[n]['bin']} (KEY_SIGNER="
                        f"{'y' if VMGATE_BUILDS[n]['key_signer'] else 'n'})"
@@ -1477,6 +1579,9 @@ def render(results, floor, meta, scale=None):
                   + ", ".join(diff) if diff else "") + ".\n")
     neg = "; ".join(f"{r['name']}: {r.get('negotiated_openssl', '?')}"
                     for r in results)
+    vers = "; ".join(f"{r['name']} {r.get('version', '?')}" for r in results)
+    about = (f"Negotiated (OpenSSL client = wrk's settings): {neg}.\n"
+             f"Versions: {vers}.\n" if results else "")
     return f"""\
 ## vmgate benchmark: {meta['date']}{' (BENCH_QUICK)' if QUICK else ''}
 
@@ -1488,9 +1593,7 @@ Machine: {meta['machine']}
 {sig}
 {fl}
 
-Negotiated (OpenSSL client = wrk's settings): {neg}.
-Versions: {"; ".join(f"{r['name']} {r.get('version', '?')}" for r in results)}.
-{builds}Proxy pinned to CPU {PROXY_CPU}, one worker; backend (nginx) and load generators on CPU {LOAD_CPU}.
+{about}{builds}Proxy pinned to CPU {PROXY_CPU}, one worker; backend (nginx) and load generators on CPU {LOAD_CPU}.
 Load: W1/W5 bench/tlsload.c (BoringSSL client, c={W1_CONC}, a new connection per request),
 W2/W3 wrk -t1, W4 bench/tlsload.c idle. {REPS} repetitions of {DUR:g} s each.
 """
@@ -1573,11 +1676,13 @@ def main():
                                  "-c", os.path.join(tmp, "backend.conf")],
                      LOAD_CPU, os.path.join(tmp, "backend.stderr"))
     results = []
+    w1r = None
     try:
         if not wait_port(BACKEND_PORT):
             sys.exit("bench: backend nginx did not start: " +
                      tail(os.path.join(tmp, "backend", "error.log")))
-        for name in proxies:
+        per_proxy = [w for w in WORKLOADS if w != "w1r"]
+        for name in proxies if per_proxy else []:
             log(f"{name}: running")
             t0 = time.monotonic()
             try:
@@ -1587,6 +1692,11 @@ def main():
                 log(f"{name}: failed: {e}")
                 results.append({"name": name, "failed": str(e)})
             log(f"{name}: done in {time.monotonic() - t0:.0f} s")
+        if "w1r" in WORKLOADS:
+            log(f"w1 in rounds: {W1R_ROUNDS} rounds of {len(proxies)} proxies")
+            t0 = time.monotonic()
+            w1r = run_w1_rounds(proxies, tmp, files, runner, notes)
+            log(f"w1 in rounds: done in {time.monotonic() - t0:.0f} s")
     finally:
         backend.stop()
     log("crypto floor again (the faster of the two is kept)")
@@ -1624,7 +1734,8 @@ def main():
                 notes.append(f"{r['name']} logged {lt['warn_or_error']} warning/error "
                              f"lines ({k}); first: " + " | ".join(lt["first"][:2])[:300])
     meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
-    md = render([r for r in results if "failed" not in r], floor, meta, scale)
+    md = render([r for r in results if "failed" not in r], floor, meta, scale,
+                w1r)
     if notes:
         md += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
     md += f"\nRun time: {meta['elapsed_s']:.0f} s.\n"
@@ -1635,6 +1746,8 @@ def main():
     doc = {"meta": meta, "floor": floor, "results": results, "notes": notes}
     if scale is not None:
         doc["scale"] = scale
+    if w1r is not None:
+        doc["w1_rounds"] = w1r
     for base in ("latest" + suffix, stamp + suffix):
         write(os.path.join(RESULTS, base + ".md"), md)
         write(os.path.join(RESULTS, base + ".json"), json.dumps(doc, indent=1))
