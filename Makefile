@@ -134,7 +134,7 @@ DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
 # The appliance image (make image), and what booting it in tests adds.
 DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi \
              binutils kmod python3-yaml
-DEB_IMAGE_TEST := $(DEB_IMAGE) qemu-system-x86 ovmf openssh-server \
+DEB_IMAGE_TEST := $(DEB_IMAGE) qemu-system-x86 ovmf openssh-server cpio \
              openssh-client curl openssl python3-pytest
 # The Debian package (make deb) and its test (make deb-check).
 DEB_PKG   := binutils python3-pytest python3-yaml lintian debootstrap systemd
