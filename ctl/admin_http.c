@@ -10,7 +10,10 @@
  *
  * Requests are parsed by nodejs' http_parser, fed whatever arrived; it is
  * paused at the end of each message so that a pipelined request waits
- * until the answer to the one before it is sent. JSON goes through
+ * until the answer to the one before it is sent. A fleet write is
+ * answered later (admin_write.c): its connection waits in AC_WAIT, with
+ * only a poll for the client's close in flight, while the others are
+ * served. JSON goes through
  * jansson both ways. Answers are built whole in memory (the VM listing
  * too: ~70 bytes per VM) with room reserved in front for the status line
  * and headers, so a large body is never copied.
