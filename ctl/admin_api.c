@@ -306,6 +306,7 @@ static void queue_write(struct admin *a, struct aconn *c, const char *id,
 			const char *addr_s, struct config_vm_ports **ports)
 {
 	struct admin_job *j = calloc(1, sizeof(*j));
+	int ret;
 
 	if (!j || (addr_s && !(j->address = strdup(addr_s)))) {
 		admin_job_free(j);
@@ -318,12 +319,16 @@ static void queue_write(struct admin *a, struct aconn *c, const char *id,
 		j->ports = *ports;
 		*ports = NULL;
 	}
-	if (admin_write_submit(a, c, j)) {
+	ret = admin_write_submit(a, c, j);
+	if (ret) {
 		char msg[96];
 
 		admin_job_free(j);
-		snprintf(msg, sizeof(msg), "busy: %d writes already wait for "
-			 "etcd; retry", ADMIN_WRITE_QUEUE);
+		if (ret == -EBUSY)
+			snprintf(msg, sizeof(msg), "busy: %d writes already "
+				 "wait for etcd; retry", ADMIN_WRITE_QUEUE);
+		else
+			snprintf(msg, sizeof(msg), "shutting down; retry");
 		admin_respond_error(a, c, 503, msg, "Retry-After: 1\r\n");
 	}
 }

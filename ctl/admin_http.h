@@ -218,7 +218,8 @@ struct aconn *admin_conn_waiting(struct admin *a, uint32_t slot, uint32_t gen);
  * write running finishes (bounded by fleet.etcd.timeout_ms), queued ones
  * are dropped with their connections; safe when never started.
  * admin_write_submit queues |j| (taken) for connection |c| and parks |c|,
- * or returns -EBUSY (the queue is full; |j| stays the caller's).
+ * or returns -EBUSY (the queue is full) or -ESHUTDOWN (stopping); |j|
+ * then stays the caller's.
  * admin_write_reap, on the admin thread when its eventfd fired, answers
  * the connections whose jobs are done. */
 int admin_write_start(struct admin *a);

@@ -142,8 +142,11 @@ void admin_write_stop(struct admin *a)
 int admin_write_submit(struct admin *a, struct aconn *c, struct admin_job *j)
 {
 	pthread_mutex_lock(&a->wlock);
-	if (!a->writer_started || a->wstop ||
-	    a->wqueue.len >= ADMIN_WRITE_QUEUE) {
+	if (!a->writer_started || a->wstop) {
+		pthread_mutex_unlock(&a->wlock);
+		return -ESHUTDOWN;
+	}
+	if (a->wqueue.len >= ADMIN_WRITE_QUEUE) {
 		a->wrefused++;
 		pthread_mutex_unlock(&a->wlock);
 		return -EBUSY;
