@@ -108,8 +108,11 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow \
             -D_GNU_SOURCE -I. -I$(KBUILD) -isystem $(BSSL_INC) -MMD -MP \
             -ffile-prefix-map=$(CURDIR)=. $(SAN_FLAGS)
 LDFLAGS  += $(SAN_FLAGS)
+# No -lcurl-gnutls: ctl/etcd.c loads libcurl with dlopen in fleet mode
+# only (its dependencies bring OpenSSL's libcrypto.so.3, which must not
+# bind to BoringSSL); libcurl4-gnutls-dev is for <curl/curl.h>.
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
-            -luring -lyaml -ljansson -lhttp_parser -lbpf -lcurl-gnutls -lpthread
+            -luring -lyaml -ljansson -lhttp_parser -lbpf -lpthread
 
 ifeq ($(V),1)
 Q :=

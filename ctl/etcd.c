@@ -2,6 +2,7 @@
 #include "ctl/etcd.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,26 +17,101 @@
 #define ANSWER_MAX (256u << 20) /* a 10,000-key page is a few MB */
 #define LINE_MAX_BYTES (64u << 20)
 
+/* libcurl is loaded when fleet mode starts, never linked: its GnuTLS
+ * build's dependencies (libssh2, krb5) bring OpenSSL's libcrypto.so.3,
+ * whose versioned EVP_* references glibc would bind to BoringSSL's
+ * unversioned definitions in a process that has both, and a gate without
+ * a fleet: section has no use for the dozen libraries. RTLD_DEEPBIND
+ * makes libcurl's tree resolve within itself before the global scope
+ * (vmgate and BoringSSL). The sanitizers' runtimes refuse RTLD_DEEPBIND
+ * (their malloc would be bypassed): those builds go without it, as they
+ * did when libcurl was linked. */
+#define CURL_LIB "libcurl-gnutls.so.4"
+#define CURL_DEB "libcurl3-gnutls"
+#if defined(__SANITIZE_ADDRESS__)
+#define CURL_DEEPBIND 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CURL_DEEPBIND 0
+#endif
+#endif
+#ifndef CURL_DEEPBIND
+#define CURL_DEEPBIND RTLD_DEEPBIND
+#endif
+
 #define ETCD_WHY_LEN 256 /* the watch's error[] and the fleet's last error */
 
 _Static_assert(sizeof(((struct etcd_watch *)0)->error) >= CURL_ERROR_SIZE &&
 	       sizeof(((struct etcd_watch *)0)->error) == ETCD_WHY_LEN,
 	       "etcd_watch.error is curl's error buffer and a why");
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+/* The libcurl functions used here, typed by <curl/curl.h>'s prototypes:
+ * curl.easy_setopt is curl_easy_setopt. (curl.h's check of setopt's value
+ * types is a macro on the name curl_easy_setopt: calls through the
+ * pointer go without it.) */
+#define CURL_FUNCS(X)                                                       \
+	X(global_init) X(easy_init) X(easy_setopt) X(easy_perform)          \
+	X(easy_getinfo) X(easy_cleanup) X(slist_append) X(slist_free_all)   \
+	X(multi_init) X(multi_add_handle) X(multi_perform) X(multi_poll)    \
+	X(multi_info_read) X(multi_remove_handle) X(multi_cleanup)
 
-static void curl_init_once(void)
+static struct curl_api {
+#define CURL_FUNC_PTR(name) typeof(curl_##name) *name;
+	CURL_FUNCS(CURL_FUNC_PTR)
+#undef CURL_FUNC_PTR
+} curl;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static char curl_err[512]; /* why loading failed; "" when it did not */
+
+static void curl_load_once(void)
 {
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	void *lib = dlopen(CURL_LIB, RTLD_NOW | RTLD_LOCAL | CURL_DEEPBIND);
+	CURLcode rc;
+
+	if (!lib)
+		goto fail;
+#define CURL_FUNC_SYM(name)                                                 \
+	if (!(curl.name = (typeof(curl.name))dlsym(lib, "curl_" #name)))    \
+		goto fail;
+	CURL_FUNCS(CURL_FUNC_SYM)
+#undef CURL_FUNC_SYM
+	rc = curl.global_init(CURL_GLOBAL_DEFAULT);
+	if (rc != CURLE_OK)
+		snprintf(curl_err, sizeof(curl_err), "fleet mode: "
+			 "curl_global_init of " CURL_LIB " failed (CURLcode %d)",
+			 (int)rc);
+	return;
+
+fail:
+	/* dlerror() names the file, or the symbol it lacks. */
+	snprintf(curl_err, sizeof(curl_err), "fleet mode needs " CURL_LIB
+		 " (Debian package " CURL_DEB "): %s", dlerror());
+	if (lib)
+		dlclose(lib);
+	memset(&curl, 0, sizeof(curl));
+}
+
+int etcd_curl_load(char *err, size_t err_len)
+{
+	pthread_once(&curl_once, curl_load_once);
+	if (!curl_err[0])
+		return 0;
+	snprintf(err, err_len, "%s", curl_err);
+	return -ELIBACC;
 }
 
 int etcd_init(struct etcd *e, const struct config_fleet *cfg, char *err,
 	      size_t err_len)
 {
+	int ret;
+
 	memset(e, 0, sizeof(*e));
+	ret = etcd_curl_load(err, err_len);
+	if (ret)
+		return ret;
 	e->cfg = cfg;
 	pthread_mutex_init(&e->lock, NULL);
-	pthread_once(&curl_once, curl_init_once);
 	if (cfg->password_file) {
 		FILE *f = fopen(cfg->password_file, "r");
 		size_t n;
@@ -123,18 +199,18 @@ static void common_opts(struct etcd *e, CURL *c, const char *url,
 {
 	const struct config_fleet *f = e->cfg;
 
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)f->timeout_ms);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl.easy_setopt(c, CURLOPT_URL, url);
+	curl.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl.easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl.easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl.easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl.easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)f->timeout_ms);
+	curl.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (f->ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, f->ca_file);
+		curl.easy_setopt(c, CURLOPT_CAINFO, f->ca_file);
 	if (f->cert_file) {
-		curl_easy_setopt(c, CURLOPT_SSLCERT, f->cert_file);
-		curl_easy_setopt(c, CURLOPT_SSLKEY, f->key_file);
+		curl.easy_setopt(c, CURLOPT_SSLCERT, f->cert_file);
+		curl.easy_setopt(c, CURLOPT_SSLKEY, f->key_file);
 	}
 }
 
@@ -143,8 +219,8 @@ static struct curl_slist *headers(struct etcd *e, bool watch)
 	struct curl_slist *h = NULL, *n;
 	char auth[600];
 
-	h = curl_slist_append(h, "Content-Type: application/json");
-	if (h && watch && (n = curl_slist_append(h, "Grpc-Metadata-hasleader: "
+	h = curl.slist_append(h, "Content-Type: application/json");
+	if (h && watch && (n = curl.slist_append(h, "Grpc-Metadata-hasleader: "
 						  "true")))
 		h = n;
 	pthread_mutex_lock(&e->lock);
@@ -153,7 +229,7 @@ static struct curl_slist *headers(struct etcd *e, bool watch)
 	else
 		auth[0] = '\0';
 	pthread_mutex_unlock(&e->lock);
-	if (h && auth[0] && (n = curl_slist_append(h, auth)))
+	if (h && auth[0] && (n = curl.slist_append(h, auth)))
 		h = n;
 	return h;
 }
@@ -179,8 +255,8 @@ static void curl_why(char *out, size_t out_len, CURL *c, CURLcode rc,
 		       rc == CURLE_GOT_NOTHING || rc == CURLE_HTTP2 ||
 		       rc == CURLE_HTTP2_STREAM;
 
-	curl_easy_getinfo(c, CURLINFO_SCHEME, &scheme);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl.easy_getinfo(c, CURLINFO_SCHEME, &scheme);
+	curl.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	if (dropped && !status && scheme && !strcasecmp(scheme, "https"))
 		hint = !f ? "etcd closed the TLS connection: it may not accept "
 			    "the client certificate, or want one; curl: " :
@@ -204,34 +280,34 @@ static int call_one(struct etcd *e, struct answer *a, long *status,
 		    const char *body, bool with_token)
 {
 	struct curl_slist *h = with_token ? headers(e, false) :
-			       curl_slist_append(NULL, "Content-Type: "
+			       curl.slist_append(NULL, "Content-Type: "
 						 "application/json");
 	char url[512], buf[CURL_ERROR_SIZE] = "";
-	CURL *c = curl_easy_init();
+	CURL *c = curl.easy_init();
 	CURLcode rc;
 
 	memset(a, 0, sizeof(*a));
 	*status = 0;
 	snprintf(why, ETCD_WHY_LEN, "out of memory");
 	if (!c || !h) {
-		curl_easy_cleanup(c);
-		curl_slist_free_all(h);
+		curl.easy_cleanup(c);
+		curl.slist_free_all(h);
 		return -ENOMEM;
 	}
 	snprintf(url, sizeof(url), "%s/v3/%s", ep, path);
 	common_opts(e, c, url, h, body);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->cfg->timeout_ms);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, answer_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, buf);
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	curl.easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->cfg->timeout_ms);
+	curl.easy_setopt(c, CURLOPT_WRITEFUNCTION, answer_write);
+	curl.easy_setopt(c, CURLOPT_WRITEDATA, a);
+	curl.easy_setopt(c, CURLOPT_ERRORBUFFER, buf);
+	rc = curl.easy_perform(c);
+	curl.easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	if (rc != CURLE_OK)
 		curl_why(why, ETCD_WHY_LEN, c, rc, buf, e->cfg);
 	else if (!a->p)
 		snprintf(why, ETCD_WHY_LEN, "an empty answer");
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
+	curl.easy_cleanup(c);
+	curl.slist_free_all(h);
 	if (rc != CURLE_OK || !a->p) {
 		free(a->p);
 		a->p = NULL;
@@ -438,19 +514,19 @@ int etcd_watch_start(struct etcd *e, struct etcd_watch *w, const char *body,
 	w->arg = arg;
 	w->body = strdup(body);
 	w->hdrs = headers(e, true);
-	w->easy = curl_easy_init();
-	w->multi = curl_multi_init();
+	w->easy = curl.easy_init();
+	w->multi = curl.multi_init();
 	if (!w->body || !w->hdrs || !w->easy || !w->multi) {
 		etcd_watch_stop(w);
 		return -ENOMEM;
 	}
 	snprintf(url, sizeof(url), "%s/v3/watch", ep);
 	common_opts(e, w->easy, url, w->hdrs, w->body);
-	curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, watch_write);
-	curl_easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
-	curl_easy_setopt(w->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, w->error);
-	curl_multi_add_handle(w->multi, w->easy);
+	curl.easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, watch_write);
+	curl.easy_setopt(w->easy, CURLOPT_WRITEDATA, w);
+	curl.easy_setopt(w->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl.easy_setopt(w->easy, CURLOPT_ERRORBUFFER, w->error);
+	curl.multi_add_handle(w->multi, w->easy);
 	w->last_rx_ms = timer_now_ms();
 	return 0;
 }
@@ -462,20 +538,20 @@ int etcd_watch_step(struct etcd_watch *w, int wait_ms)
 
 	if (w->done)
 		return 0;
-	curl_multi_perform(w->multi, &running);
+	curl.multi_perform(w->multi, &running);
 	if (running)
-		curl_multi_poll(w->multi, NULL, 0, wait_ms, NULL);
-	curl_multi_perform(w->multi, &running);
-	while ((m = curl_multi_info_read(w->multi, &q))) {
+		curl.multi_poll(w->multi, NULL, 0, wait_ms, NULL);
+	curl.multi_perform(w->multi, &running);
+	while ((m = curl.multi_info_read(w->multi, &q))) {
 		if (m->msg == CURLMSG_DONE) {
 			char buf[sizeof(w->error)];
 
 			w->done = true;
 			w->result = m->data.result;
-			curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE,
+			curl.easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE,
 					  &w->http_status);
 			/* curl writes there no more: it becomes the why. */
-			curl_easy_setopt(w->easy, CURLOPT_ERRORBUFFER, NULL);
+			curl.easy_setopt(w->easy, CURLOPT_ERRORBUFFER, NULL);
 			memcpy(buf, w->error, sizeof(buf));
 			if (w->result != CURLE_OK)
 				curl_why(w->error, sizeof(w->error), w->easy,
@@ -490,10 +566,10 @@ int etcd_watch_step(struct etcd_watch *w, int wait_ms)
 void etcd_watch_stop(struct etcd_watch *w)
 {
 	if (w->multi && w->easy)
-		curl_multi_remove_handle(w->multi, w->easy);
-	curl_easy_cleanup(w->easy);
-	curl_multi_cleanup(w->multi);
-	curl_slist_free_all(w->hdrs);
+		curl.multi_remove_handle(w->multi, w->easy);
+	curl.easy_cleanup(w->easy);
+	curl.multi_cleanup(w->multi);
+	curl.slist_free_all(w->hdrs);
 	free(w->body);
 	free(w->buf);
 	memset(w, 0, sizeof(*w));

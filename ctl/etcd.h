@@ -1,5 +1,7 @@
 /* ctl/etcd.h: a small client of etcd's v3 HTTP gateway (/v3/...), over
  * libcurl, for the fleet (ctl/fleet.c) and the admin API's writes.
+ * libcurl is not linked: etcd_init loads it (etcd_curl_load), so only a
+ * gate in fleet mode has it mapped.
  *
  * Control plane only: calls block their thread for at most the configured
  * timeout (every unary request has one; a stale or forged token can
@@ -34,7 +36,16 @@ struct etcd {
 	char password[256];
 };
 
-/* etcd_init reads the password file, if any. 0 or -errno with |err|. */
+/* etcd_curl_load loads libcurl-gnutls.so.4 (dlopen, RTLD_DEEPBIND: its
+ * dependencies bring OpenSSL's libcrypto.so.3, which must not bind to
+ * BoringSSL) and runs curl_global_init, once per process; later calls
+ * give the first one's answer. etcd_init calls it; vmgate --check of a
+ * fleet configuration too. 0, or -ELIBACC with |err| naming the library,
+ * dlerror()'s text and the Debian package. */
+int etcd_curl_load(char *err, size_t err_len);
+
+/* etcd_init loads libcurl (etcd_curl_load) and reads the password file,
+ * if any. 0 or -errno with |err|. */
 int etcd_init(struct etcd *e, const struct config_fleet *cfg, char *err,
 	      size_t err_len);
 void etcd_free(struct etcd *e);

@@ -35,6 +35,7 @@
 #include "core/timer.h"
 #include "core/worker.h"
 #include "ctl/config.h"
+#include "ctl/etcd.h"
 #include "ctl/sdnotify.h"
 #include "ctl/signerd.h"
 #include "route/route.h"
@@ -530,6 +531,13 @@ int main(int argc, char **argv)
 	if (check && IS_ENABLED(CONFIG_KEY_SIGNER) &&
 	    !check_keys(&cfg, err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
+		tls_ctx_free(tls);
+		goto out;
+	}
+	/* A fleet configuration needs libcurl, which only fleet mode loads:
+	 * --check loads it too, so a missing one fails here, not at start. */
+	if (check && cfg.fleet.enabled && etcd_curl_load(err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", path, err);
 		tls_ctx_free(tls);
 		goto out;
 	}

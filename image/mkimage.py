@@ -10,7 +10,7 @@
       scripts of image/rootfs, the kernel modules of the Kconfig module
       sets with their dependencies, vmgate (and vmgate-signer beside it,
       with the system user it runs as) and the shared libraries they
-      link, as a sorted newc cpio with fixed timestamps, gzip'd
+      link or load (libcurl for fleet mode: DLOPENED), as a sorted newc cpio with fixed timestamps, gzip'd
   mkimage.py efi         --config .config --out DIR
       DIR/vmgate.efi: systemd-boot's stub + kernel + initramfs + command
       line (objcopy: Debian 12 has no ukify)
@@ -31,6 +31,7 @@ import glob
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -225,6 +226,26 @@ def elf_libs(binary):
     return sorted(set(libs))
 
 
+# Libraries vmgate opens with dlopen, which ldd cannot see: libcurl, that
+# fleet mode loads when it starts (ctl/etcd.c: not linked, so that its
+# OpenSSL libcrypto.so.3 stays out of every gate without a fleet: section).
+# An appliance's config partition may hold a fleet configuration like any
+# host's, so the image carries it and what it links, found as the dynamic
+# loader would (ldconfig's cache).
+DLOPENED = {"libcurl-gnutls.so.4": "libcurl3-gnutls"}
+
+
+def dlopened_libs():
+    cache = run(["/sbin/ldconfig", "-p"])
+    libs = []
+    for name, pkg in sorted(DLOPENED.items()):
+        m = re.search(r"^\s*%s \(libc6,x86-64\) => (/\S+)$" % re.escape(name), cache, re.M)
+        if not m:
+            die("%s (fleet mode loads it) is not installed: apt-get install %s" % (name, pkg))
+        libs += [m.group(1)] + elf_libs(m.group(1))
+    return sorted(set(libs))
+
+
 class Tree:
     """The initramfs contents: path -> (mode, data or link target, rdev)."""
 
@@ -333,7 +354,7 @@ def cmd_initramfs(a):
     stripped = os.path.join(a.out, "vmgate.stripped")
     run(["strip", "--strip-debug", "-o", stripped, a.vmgate])
     t.copy("usr/bin/vmgate", stripped, 0o755)
-    libs = set(elf_libs(a.vmgate))
+    libs = set(elf_libs(a.vmgate)) | set(dlopened_libs())
     # vmgate starts the vmgate-signer beside it (Kconfig KEY_SIGNER): it
     # links OpenSSL's libcrypto.so.3, and drops to its own user.
     t.file("etc/passwd", PASSWD.encode(), 0o644)

@@ -12,8 +12,9 @@ changelog, and with the signer its units vmgate-signer.socket and
 vmgate-signer.service, which /etc/vmgate/appliance.yaml's tls.signer
 points vmgate at (a build without the signer gets neither, nor that
 line). The Depends line names the package of every library the
-binaries link (dpkg -S: libssl3 for the signer's libcrypto.so.3) at the
-upstream version installed here or later. The postinst makes the system
+binaries link (dpkg -S: libssl3 for the signer's libcrypto.so.3), and
+libcurl3-gnutls, whose libcurl fleet mode loads with dlopen (DLOPENED), at
+the upstream version installed here or later. The postinst makes the system
 users vmgate and vmgate-signer.
 """
 
@@ -174,22 +175,32 @@ def signer_manpage(version, date):
 
 # -------------------------------------------------------------------- deps
 
-def depends(*binaries):
-    pkgs = {}
-    lines = []
-    for b in binaries:
-        lines += run(["ldd", b]).splitlines()
-    for line in lines:
+# Libraries vmgate opens with dlopen, which ldd cannot see: libcurl, that
+# fleet mode loads when it starts (ctl/etcd.c; not linked, so that its
+# OpenSSL libcrypto.so.3 stays out of every gate without a fleet: section).
+# Depended on by name: its package brings what it links.
+DLOPENED = ["/lib/x86_64-linux-gnu/libcurl-gnutls.so.4"]
+
+
+def ldd_paths(binary):
+    paths = []
+    for line in run(["ldd", binary]).splitlines():
         parts = line.split()
-        path = None
         if "=>" in parts:
             j = parts.index("=>")
             if j + 1 < len(parts) and parts[j + 1].startswith("/"):
-                path = parts[j + 1]
+                paths.append(parts[j + 1])
         elif parts and parts[0].startswith("/"):
-            path = parts[0]
-        if not path:
-            continue
+            paths.append(parts[0])
+    return paths
+
+
+def depends(*binaries):
+    pkgs = {}
+    paths = list(DLOPENED)
+    for b in binaries:
+        paths += ldd_paths(b)
+    for path in paths:
         owner = None
         for cand in (path, os.path.realpath(path),
                      "/usr" + path if not path.startswith("/usr/") else path):

@@ -2,7 +2,9 @@
 errors, installs into a Debian 12 tree made by debootstrap (kept under
 build/deb-check/rootfs.base, copied for each run) with its dependencies from
 Debian's archive, and there `vmgate --check` passes on the shipped
-/etc/vmgate/appliance.yaml. The package carries vmgate-signer beside
+/etc/vmgate/appliance.yaml, and on a fleet configuration (libcurl,
+which fleet mode loads with dlopen, is a Depends: libcurl3-gnutls). The
+package carries vmgate-signer beside
 vmgate (Kconfig KEY_SIGNER, the default), depends on libssl3 for it, and
 makes its system user, which the installed signer, started as root,
 becomes. The package runs the signer as its own unit
@@ -90,6 +92,28 @@ def test_installs_and_checks_in_debian_12(tree, deb):
     # the signer beside vmgate, its library and its own system user
     r = chroot(tree, "dpkg-query", "-W", "-f=${Depends}", "vmgate")
     assert re.search(r"(^|, )libssl3 \(>= 3\.", r.stdout), r.stdout
+    # fleet mode's libcurl, loaded with dlopen (not in ldd), is depended on
+    # by name, and --check of a fleet configuration loads it in the tree;
+    # with the library gone, --check says which and from what package
+    assert re.search(r"(^|, )libcurl3-gnutls \(>= ", r.stdout), r.stdout
+    with open(os.path.join(tree, "etc", "vmgate", "appliance.yaml")) as f:
+        fleet_cfg = f.read() + '\nfleet:\n  etcd:\n    endpoints: ["http://127.0.0.1:2379"]\n'
+    fleet_yaml = os.path.join(tree, "etc", "vmgate", "fleet.yaml")  # beside its files
+    with open(fleet_yaml, "w") as f:
+        f.write(fleet_cfg)
+    r = chroot(tree, "vmgate", "--check", "-c", "/etc/vmgate/fleet.yaml", check=False)
+    assert r.returncode == 0 and "/etc/vmgate/fleet.yaml: ok (" in r.stdout, r
+    lib = os.path.realpath(os.path.join(tree, "lib/x86_64-linux-gnu/libcurl-gnutls.so.4"))
+    assert lib.startswith(tree + "/") and os.path.isfile(lib), lib
+    os.rename(lib, lib + ".away")
+    try:
+        r = chroot(tree, "vmgate", "--check", "-c", "/etc/vmgate/fleet.yaml", check=False)
+    finally:
+        os.rename(lib + ".away", lib)
+        os.unlink(fleet_yaml)
+    assert r.returncode == 1 and r.stderr.startswith(
+        "/etc/vmgate/fleet.yaml: fleet mode needs libcurl-gnutls.so.4 (Debian package "
+        "libcurl3-gnutls): libcurl-gnutls.so.4: cannot open shared object file"), r
     assert os.access(os.path.join(tree, "usr/sbin/vmgate-signer"), os.X_OK)
     pw = chroot(tree, "getent", "passwd", "vmgate-signer").stdout.split(":")
     assert pw[6].strip() == "/usr/sbin/nologin" and 0 < int(pw[2]) < 1000, pw
