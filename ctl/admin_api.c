@@ -257,13 +257,88 @@ static void respond_write_error(struct admin *a, struct aconn *c, int ret,
 	}
 }
 
+static void put_answer(struct admin *a, struct aconn *c, char *id,
+		       const char *addr_s, int ret, bool created, char *err,
+		       size_t err_len)
+{
+	struct in6_addr addr;
+
+	if (ret) {
+		if (!err[0])
+			snprintf(err, err_len, "%s", strerror(-ret));
+		respond_write_error(a, c, ret, err);
+		return;
+	}
+	/* Answer with the address as routed (normalised), when it still is. */
+	if (control_vm_get(a->ctl, &addr, id) &&
+	    route_parse_vm_addr(&addr, addr_s, strlen(addr_s)) !=
+		    ROUTE_ADDR_OK) {
+		norm_id(id);
+		admin_respond_json(a, c, created ? 201 : 200,
+				   json_pack("{s:s,s:s}", "id", id, "address",
+					     addr_s), NULL);
+		return;
+	}
+	norm_id(id);
+	admin_respond_json(a, c, created ? 201 : 200,
+			   vm_json_ports(a, id, &addr), NULL);
+}
+
+static void delete_answer(struct admin *a, struct aconn *c, char *id,
+			  int ret, char *err, size_t err_len)
+{
+	if (!err[0] && ret)
+		snprintf(err, err_len, "%s", ret == -ENOENT ? "no such VM" :
+			 strerror(-ret));
+	norm_id(id);
+	if (ret)
+		respond_write_error(a, c, ret, err);
+	else
+		admin_respond_json(a, c, 200, json_pack("{s:s}", "deleted", id),
+				   NULL);
+}
+
+/* queue_write hands a fleet write (|addr_s| NULL: a delete) to the writer
+ * thread (admin_write.c), taking |*ports|: the connection waits there
+ * while the others are served, and admin_write_answer answers it. A full
+ * queue is a 503 at once. */
+static void queue_write(struct admin *a, struct aconn *c, const char *id,
+			const char *addr_s, struct config_vm_ports **ports)
+{
+	struct admin_job *j = calloc(1, sizeof(*j));
+	int ret;
+
+	if (!j || (addr_s && !(j->address = strdup(addr_s)))) {
+		admin_job_free(j);
+		admin_respond_error(a, c, 500, "out of memory", NULL);
+		return;
+	}
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	j->del = !addr_s;
+	if (ports) {
+		j->ports = *ports;
+		*ports = NULL;
+	}
+	ret = admin_write_submit(a, c, j);
+	if (ret) {
+		char msg[96];
+
+		admin_job_free(j);
+		if (ret == -EBUSY)
+			snprintf(msg, sizeof(msg), "busy: %d writes already "
+				 "wait for etcd; retry", ADMIN_WRITE_QUEUE);
+		else
+			snprintf(msg, sizeof(msg), "shutting down; retry");
+		admin_respond_error(a, c, 503, msg, "Retry-After: 1\r\n");
+	}
+}
+
 static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 {
 	json_error_t jerr;
 	json_t *body, *jaddr, *jports;
 	struct config_vm_ports *ports = NULL;
 	const char *addr_s;
-	struct in6_addr addr;
 	char err[512] = "";
 	bool created = false;
 	int ret;
@@ -302,31 +377,15 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 		admin_respond_error(a, c, 400, err, NULL);
 		goto out;
 	}
-	if (control_fleet(a->ctl))
-		ret = fleet_vm_put(control_fleet(a->ctl), &created, id, addr_s,
-				   ports, err, sizeof(err));
-	else
-		ret = control_vm_put(a->ctl, &created, id, addr_s, ports, err,
-				     sizeof(err));
-	if (ret) {
-		if (!err[0])
-			snprintf(err, sizeof(err), "%s", strerror(-ret));
-		respond_write_error(a, c, ret, err);
+	if (control_fleet(a->ctl)) {
+		queue_write(a, c, id, addr_s, &ports);
 		goto out;
 	}
-	/* Answer with the address as routed (normalised), when it still is. */
-	if (control_vm_get(a->ctl, &addr, id) &&
-	    route_parse_vm_addr(&addr, addr_s, strlen(addr_s)) !=
-		    ROUTE_ADDR_OK) {
-		norm_id(id);
-		admin_respond_json(a, c, created ? 201 : 200,
-				   json_pack("{s:s,s:s}", "id", id, "address",
-					     addr_s), NULL);
-		goto out;
-	}
-	norm_id(id);
-	admin_respond_json(a, c, created ? 201 : 200,
-			   vm_json_ports(a, id, &addr), NULL);
+	/* Not fleet mode: a state-file write and an fsync, no network, so
+	 * on this thread. */
+	ret = control_vm_put(a->ctl, &created, id, addr_s, ports, err,
+			     sizeof(err));
+	put_answer(a, c, id, addr_s, ret, created, err, sizeof(err));
 out:
 	free(ports);
 	json_decref(body);
@@ -335,20 +394,25 @@ out:
 static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
 {
 	char err[512] = "";
-	int ret = control_fleet(a->ctl) ?
-		  fleet_vm_delete(control_fleet(a->ctl), id, err,
-				  sizeof(err)) :
-		  control_vm_delete(a->ctl, id, err, sizeof(err));
+	int ret;
 
-	if (!err[0] && ret)
-		snprintf(err, sizeof(err), "%s", ret == -ENOENT ? "no such VM" :
-			 strerror(-ret));
-	norm_id(id);
-	if (ret)
-		respond_write_error(a, c, ret, err);
+	if (control_fleet(a->ctl)) {
+		queue_write(a, c, id, NULL, NULL);
+		return;
+	}
+	/* Not fleet mode: synchronous, as do_vm_put. */
+	ret = control_vm_delete(a->ctl, id, err, sizeof(err));
+	delete_answer(a, c, id, ret, err, sizeof(err));
+}
+
+void admin_write_answer(struct admin *a, struct aconn *c,
+			struct admin_job *j)
+{
+	if (j->del)
+		delete_answer(a, c, j->id, j->ret, j->err, sizeof(j->err));
 	else
-		admin_respond_json(a, c, 200, json_pack("{s:s}", "deleted", id),
-				   NULL);
+		put_answer(a, c, j->id, j->address, j->ret, j->created,
+			   j->err, sizeof(j->err));
 }
 
 static void do_reload(struct admin *a, struct aconn *c)
@@ -386,6 +450,34 @@ out:
 	free(err);
 }
 
+/* The fleet writer's queue (admin_write.c), after control_metrics'. */
+static bool metrics_writer(struct admin *a, struct buf *b)
+{
+	char s[768];
+	uint64_t refused;
+	size_t queued;
+	bool running;
+	int n;
+
+	admin_write_stats(a, &queued, &running, &refused);
+	n = snprintf(s, sizeof(s),
+		     "# HELP vmgate_admin_fleet_writes_queued Admin API writes "
+		     "waiting for etcd behind the one running.\n"
+		     "# TYPE vmgate_admin_fleet_writes_queued gauge\n"
+		     "vmgate_admin_fleet_writes_queued %zu\n"
+		     "# HELP vmgate_admin_fleet_write_running 1 while an "
+		     "admin API write waits on etcd.\n"
+		     "# TYPE vmgate_admin_fleet_write_running gauge\n"
+		     "vmgate_admin_fleet_write_running %d\n"
+		     "# HELP vmgate_admin_fleet_writes_refused_total Admin API "
+		     "writes refused (503) as the queue was full.\n"
+		     "# TYPE vmgate_admin_fleet_writes_refused_total counter\n"
+		     "vmgate_admin_fleet_writes_refused_total %llu\n",
+		     queued, running, (unsigned long long)refused);
+	return n > 0 && (size_t)n < sizeof(s) &&
+	       admin_obuf_add(b, s, (size_t)n);
+}
+
 static void do_metrics(struct admin *a, struct aconn *c)
 {
 	size_t len = 0;
@@ -398,6 +490,11 @@ static void do_metrics(struct admin *a, struct aconn *c)
 		return;
 	}
 	free(m);
+	if (control_fleet(a->ctl) && !metrics_writer(a, &c->out)) {
+		buf_free(&c->out);
+		admin_respond_error(a, c, 500, "out of memory", NULL);
+		return;
+	}
 	admin_respond(a, c, 200, "text/plain; version=0.0.4", NULL);
 }
 

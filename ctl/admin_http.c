@@ -10,7 +10,10 @@
  *
  * Requests are parsed by nodejs' http_parser, fed whatever arrived; it is
  * paused at the end of each message so that a pipelined request waits
- * until the answer to the one before it is sent. JSON goes through
+ * until the answer to the one before it is sent. A fleet write is
+ * answered later (admin_write.c): its connection waits in AC_WAIT, with
+ * only a poll for the client's close in flight, while the others are
+ * served. JSON goes through
  * jansson both ways. Answers are built whole in memory (the VM listing
  * too: ~70 bytes per VM) with room reserved in front for the status line
  * and headers, so a large body is never copied.
@@ -29,6 +32,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -155,6 +159,74 @@ static void conn_close(struct admin *a, struct aconn *c)
 		conn_release(a, c);
 }
 
+/* ------------------------------------------------------------ waiting */
+
+/* Only a close is watched for (POLLRDHUP; POLLHUP and POLLERR come
+ * anyway): a pipelined request behind this one stays in the socket. */
+static void post_poll(struct admin *a, struct aconn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&a->ring);
+	uint32_t slot = (uint32_t)(c - a->conns);
+
+	io_uring_prep_poll_add(sqe, c->fd, POLLRDHUP);
+	io_uring_sqe_set_data64(sqe, aud(AOP_POLL, slot, c->gen));
+	c->poll_posted = true;
+	c->inflight++;
+}
+
+static void remove_poll(struct admin *a, struct aconn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->poll_posted)
+		return;
+	sqe = ring_sqe(&a->ring);
+	io_uring_prep_poll_remove(sqe, aud(AOP_POLL,
+					   (uint32_t)(c - a->conns), c->gen));
+	io_uring_sqe_set_data64(sqe, aud(AOP_IGNORE, 0, 0));
+}
+
+void admin_wait(struct admin *a, struct aconn *c)
+{
+	c->state = AC_WAIT;
+	if (!c->poll_posted)
+		post_poll(a, c);
+}
+
+struct aconn *admin_conn_waiting(struct admin *a, uint32_t slot, uint32_t gen)
+{
+	struct aconn *c;
+
+	if (slot >= ADMIN_MAX_CONNS)
+		return NULL;
+	c = &a->conns[slot];
+	return c->state == AC_WAIT && c->gen == gen ? c : NULL;
+}
+
+/* A client gone while its write waits: like nginx's 499, the connection
+ * is closed at once (a client that only shut its sending side loses the
+ * answer too; HTTP/1.1 clients do not do that), and the answer dropped
+ * when it comes. */
+static void on_poll(struct admin *a, struct aconn *c, int res)
+{
+	char path[256];
+
+	c->poll_posted = false;
+	if (c->state != AC_WAIT)
+		return;
+	/* Removed after an earlier answer, and waiting again since. */
+	if (res == -ECANCELED) {
+		post_poll(a, c);
+		return;
+	}
+	log_info("admin", "method=%s path=%s status=- ms=%llu peer=%s: the "
+		 "client closed the connection while its write waited",
+		 http_method_str((enum http_method)c->parser.method),
+		 log_escape(path, sizeof(path), c->url, c->url_len),
+		 (unsigned long long)(a->now_ms - c->started_ms), c->peer);
+	conn_close(a, c);
+}
+
 /* ------------------------------------------------------------ answers */
 
 static const char *status_text(int status)
@@ -185,6 +257,9 @@ void admin_respond(struct admin *a, struct aconn *c, int status,
 	size_t body_len, head_len;
 	int n;
 
+	/* An answer from the writer: stop watching for a close; recv
+	 * sees it from here on. */
+	remove_poll(a, c);
 	if (!obuf_reserve(&c->out, 0)) {
 		conn_close(a, c);
 		return;
@@ -519,7 +594,7 @@ static void on_accept(struct admin *a, struct admin_listener *l, int fd)
 	c->fd = fd;
 	c->state = AC_READ;
 	c->inflight = 0;
-	c->recv_posted = c->send_posted = false;
+	c->recv_posted = c->send_posted = c->poll_posted = false;
 	c->served = c->close_after = false;
 	c->in_request = false;
 	c->fail_status = 0;
@@ -617,6 +692,8 @@ static void on_conn_cqe(struct admin *a, enum admin_op op, uint32_t slot,
 		on_recv(a, c, res);
 	else if (op == AOP_SEND)
 		on_send(a, c, res);
+	else if (op == AOP_POLL)
+		on_poll(a, c, res);
 	if (c->state == AC_CLOSING && !c->inflight)
 		conn_release(a, c);
 }
@@ -628,8 +705,10 @@ static void expire(struct admin *a)
 	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
 		struct aconn *c = &a->conns[i];
 
+		/* AC_WAIT: the request is in; the writer thread answers
+		 * within its own timeouts. */
 		if (c->state == AC_FREE || c->state == AC_CLOSING ||
-		    c->deadline_ms > a->now_ms)
+		    c->state == AC_WAIT || c->deadline_ms > a->now_ms)
 			continue;
 		if (c->state == AC_READ && (c->in_request || !c->served)) {
 			/* slowloris, or a client that never spoke */
@@ -703,11 +782,14 @@ static void dispatch(struct admin *a, const struct io_uring_cqe *cqe)
 	}
 	case AOP_RECV:
 	case AOP_SEND:
+	case AOP_POLL:
 		on_conn_cqe(a, op, slot, ring_ud_gen(ud), cqe->res);
 		break;
 	case AOP_WAKE:
-		if (!atomic_load(&a->stop))
-			post_wake(a);
+		if (atomic_load(&a->stop))
+			break;
+		admin_write_reap(a);
+		post_wake(a);
 		break;
 	default:
 		break;
@@ -726,7 +808,7 @@ static uint64_t next_deadline(const struct admin *a)
 		const struct aconn *c = &a->conns[i];
 
 		if (c->state != AC_FREE && c->state != AC_CLOSING &&
-		    c->deadline_ms < next)
+		    c->state != AC_WAIT && c->deadline_ms < next)
 			next = c->deadline_ms;
 	}
 	return next;
@@ -751,6 +833,9 @@ static void teardown_conns(struct admin *a)
 			if (c->state == AC_FREE)
 				continue;
 			if (c->fd >= 0) {
+				/* A poll holds the file: shutdown does not
+				 * always end it. */
+				remove_poll(a, c);
 				shutdown(c->fd, SHUT_RDWR);
 				close(c->fd);
 				c->fd = -1;
@@ -768,7 +853,8 @@ static void teardown_conns(struct admin *a)
 			uint64_t ud = io_uring_cqe_get_data64(cqe);
 			enum admin_op op = (enum admin_op)ring_ud_op(ud);
 
-			if (op == AOP_RECV || op == AOP_SEND)
+			if (op == AOP_RECV || op == AOP_SEND ||
+			    op == AOP_POLL)
 				on_conn_cqe(a, op, ring_ud_slot(ud),
 					    ring_ud_gen(ud), cqe->res);
 			n++;
@@ -941,6 +1027,8 @@ static void admin_free(struct admin *a)
 {
 	unsigned i;
 
+	/* First: the writer may still wake the ring's eventfd. */
+	admin_write_stop(a);
 	if (a->ring_ok)
 		io_uring_queue_exit(&a->ring);
 	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
@@ -963,6 +1051,8 @@ static void admin_free(struct admin *a)
 	if (a->efd >= 0)
 		close(a->efd);
 	sem_destroy(&a->ready);
+	pthread_cond_destroy(&a->wcond);
+	pthread_mutex_destroy(&a->wlock);
 	OPENSSL_cleanse(a->token_digest, sizeof(a->token_digest));
 	free(a);
 }
@@ -983,6 +1073,8 @@ int admin_start(struct admin **out, const struct config_admin *cfg,
 	a->ctl = ctl;
 	a->efd = -1;
 	sem_init(&a->ready, 0, 0);
+	pthread_mutex_init(&a->wlock, NULL);
+	pthread_cond_init(&a->wcond, NULL);
 
 	if (cfg->token_file) {
 		ret = read_token(a, cfg->token_file);
@@ -1031,6 +1123,12 @@ int admin_start(struct admin **out, const struct config_admin *cfg,
 		ret = -errno;
 		goto err;
 	}
+	ret = admin_write_start(a);
+	if (ret) {
+		log_error("admin", "cannot start the fleet writer thread: %s",
+			  strerror(-ret));
+		goto err;
+	}
 	ret = -pthread_create(&a->thread, NULL, admin_main, a);
 	if (ret)
 		goto err;
@@ -1058,6 +1156,12 @@ void admin_stop(struct admin *a)
 
 	if (!a)
 		return;
+	/* The writer takes no new job from here on; the one running (if
+	 * any) ends within its etcd timeouts, joined in admin_free. */
+	pthread_mutex_lock(&a->wlock);
+	a->wstop = true;
+	pthread_cond_signal(&a->wcond);
+	pthread_mutex_unlock(&a->wlock);
 	atomic_store(&a->stop, true);
 	(void)!write(a->efd, &one, sizeof(one));
 	pthread_join(a->thread, NULL);

@@ -46,13 +46,17 @@ struct control;
  * while more than this is queued. */
 #define ADMIN_OUT_BUDGET ((size_t)128 << 20)
 #define ADMIN_LIST_MAX ((size_t)1 << 30)
+/* Fleet writes waiting for the writer thread (the one running is not
+ * counted); one more is refused with a 503. */
+#define ADMIN_WRITE_QUEUE 64
 
 enum admin_op {
 	AOP_NONE,
 	AOP_ACCEPT, /* slot = listener index */
 	AOP_RECV,
 	AOP_SEND,
-	AOP_WAKE,   /* the eventfd admin_stop writes */
+	AOP_WAKE,   /* the eventfd admin_stop and the writer thread write */
+	AOP_POLL,   /* a waiting connection's peer closed (POLLRDHUP) */
 	AOP_IGNORE, /* close, cancel: nothing to do on completion */
 };
 
@@ -64,6 +68,7 @@ static inline uint64_t aud(enum admin_op op, uint32_t slot, uint32_t gen)
 enum aconn_state {
 	AC_FREE,
 	AC_READ,    /* reading and parsing a request */
+	AC_WAIT,    /* its answer is pending on the writer thread */
 	AC_WRITE,   /* sending an answer */
 	AC_LINGER,  /* answer sent, FIN sent: drain until EOF, then close */
 	AC_CLOSING, /* fd closed; waiting for in-flight operations */
@@ -77,7 +82,7 @@ struct aconn {
 	int fd;
 	uint32_t gen;
 	unsigned inflight;
-	bool recv_posted, send_posted;
+	bool recv_posted, send_posted, poll_posted;
 	bool served;      /* an answer went out: idle now, not slow */
 	bool close_after; /* close once the answer is sent */
 	uint64_t deadline_ms;
@@ -114,6 +119,29 @@ struct aconn {
 	size_t out_held; /* counted in admin.out_bytes */
 };
 
+struct config_vm_ports;
+
+/* A fleet write (PUT or DELETE /vms/ID) for the writer thread
+ * (admin_write.c): what it needs, copied out of the request, since the
+ * connection may be gone when it is done; then what it answered. */
+struct admin_job {
+	struct admin_job *next;
+	uint32_t slot, gen; /* the connection that asked */
+	bool del;
+	char id[ADMIN_MAX_URL + 1];
+	char *address;                 /* PUT: owned */
+	struct config_vm_ports *ports; /* PUT: owned; NULL: every port */
+
+	int ret;
+	bool created;
+	char err[512];
+};
+
+struct admin_jobs {
+	struct admin_job *head, *tail;
+	size_t len;
+};
+
 struct admin_listener {
 	int fd;
 	bool armed;
@@ -147,6 +175,18 @@ struct admin {
 	unsigned live;
 	size_t out_bytes; /* answer bytes held by every connection */
 	uint64_t overload_logged_ms;
+
+	/* The fleet writer thread (admin_write.c), in fleet mode only. Under
+	 * wlock: */
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;
+	struct admin_jobs wqueue; /* waiting to run */
+	struct admin_jobs wdone;  /* answered, for the admin thread */
+	bool wstop;
+	bool wrunning;     /* a job is out of wqueue, not yet in wdone */
+	uint64_t wrefused; /* 503s for a full queue */
+	pthread_t writer;
+	bool writer_started;
 };
 
 /* The answer buffer: admin_obuf_add and admin_obuf_json append (false when
@@ -164,6 +204,38 @@ void admin_respond_json(struct admin *a, struct aconn *c, int status,
 			json_t *j, const char *extra);
 void admin_respond_error(struct admin *a, struct aconn *c, int status,
 			 const char *msg, const char *extra);
+
+/* admin_wait (admin_http.c) parks |c| until its answer comes from the
+ * writer thread: its parser stays paused, no request timeout applies,
+ * and a peer that closes meanwhile gets its connection closed (the
+ * answer is then dropped). admin_conn_waiting is the connection that
+ * asked for job |slot|, |gen| if it still waits, else NULL. */
+void admin_wait(struct admin *a, struct aconn *c);
+struct aconn *admin_conn_waiting(struct admin *a, uint32_t slot, uint32_t gen);
+
+/* The fleet writer (admin_write.c). admin_write_start starts its thread
+ * when |a| is in fleet mode (0 or -errno); admin_write_stop stops it: the
+ * write running finishes (bounded by fleet.etcd.timeout_ms), queued ones
+ * are dropped with their connections; safe when never started.
+ * admin_write_submit queues |j| (taken) for connection |c| and parks |c|,
+ * or returns -EBUSY (the queue is full) or -ESHUTDOWN (stopping); |j|
+ * then stays the caller's.
+ * admin_write_reap, on the admin thread when its eventfd fired, answers
+ * the connections whose jobs are done. */
+int admin_write_start(struct admin *a);
+void admin_write_stop(struct admin *a);
+int admin_write_submit(struct admin *a, struct aconn *c, struct admin_job *j);
+void admin_write_reap(struct admin *a);
+void admin_job_free(struct admin_job *j);
+/* For /metrics: the queue's length, whether a write is running, and the
+ * count of writes refused as the queue was full. */
+void admin_write_stats(struct admin *a, size_t *out_queued,
+		       bool *out_running, uint64_t *out_refused);
+
+/* admin_write_answer (admin_api.c) answers |c| with the result of |j|,
+ * exactly as a synchronous write would have. */
+void admin_write_answer(struct admin *a, struct aconn *c,
+			struct admin_job *j);
 
 /* admin_handle_request (admin_api.c) answers the complete request in |c|:
  * checks the token, routes by method and path, calls into ctl/control.h. */

@@ -239,7 +239,7 @@ class FleetGate(Gate):
     |extra|: more lines of the fleet section."""
 
     def __init__(self, argv, d, certs, cluster, name, endpoints=None, file_vms=(),
-                 prefix=PREFIX, extra=(), etcd_extra=()):
+                 prefix=PREFIX, extra=(), etcd_extra=(), timeout_ms=1000):
         os.makedirs(d, exist_ok=True)
         self.dir = d
         self.certs = certs
@@ -256,7 +256,7 @@ class FleetGate(Gate):
             "  etcd:",
             "    endpoints: [%s]" % ", ".join('"%s"' % e for e in eps),
             "    prefix: %s" % prefix,
-            "    timeout_ms: 1000",
+            "    timeout_ms: %d" % timeout_ms,
             "    progress_interval_ms: %d" % PROGRESS_MS,
         ] + list(etcd_extra) + [
             "  appliance_id: %s" % name,
