@@ -128,6 +128,19 @@ class EtcdCluster:
         wait_until(lambda: self.call_one(self.members[i], "maintenance/status", {}), 10,
                    step=0.05, what="member %d back" % i)
 
+    def __enter__(self):
+        """`with EtcdCluster(...) as c:` starts every member and stops
+        them all at the end, whatever happened in between."""
+        try:
+            self.start_all()
+        except BaseException:
+            self.stop_all()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_all()
+
     def stop_all(self):
         for m in self.members:
             if m.proc and m.proc.poll() is None:
@@ -301,12 +314,8 @@ class FleetGate(Gate):
 @pytest.fixture(scope="module")
 def etcd3(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("etcd"))
-    c = EtcdCluster(d)
-    try:
-        c.start_all()
+    with EtcdCluster(d) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @pytest.fixture(scope="module")

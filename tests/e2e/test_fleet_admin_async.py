@@ -37,12 +37,8 @@ QUEUE = 64
 
 @pytest.fixture(scope="module")
 def etcd1(tmp_path_factory):
-    c = EtcdCluster(str(tmp_path_factory.mktemp("etcd-async")), n=1)
-    try:
-        c.start_all()
+    with EtcdCluster(str(tmp_path_factory.mktemp("etcd-async")), n=1) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def new_gate(gate_bin, certs, etcd1, d, name):

@@ -39,12 +39,8 @@ def sanitized(binary):
 
 @pytest.fixture(scope="module")
 def etcd1(tmp_path_factory):
-    c = EtcdCluster(str(tmp_path_factory.mktemp("etcd-libcurl")), n=1)
-    try:
-        c.start_all()
+    with EtcdCluster(str(tmp_path_factory.mktemp("etcd-libcurl")), n=1) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @pytest.fixture

@@ -89,12 +89,8 @@ class PortsGate(FleetGate):
 
 @pytest.fixture(scope="module")
 def etcd1(tmp_path_factory):
-    c = EtcdCluster(str(tmp_path_factory.mktemp("etcd1")), n=1)
-    try:
-        c.start_all()
+    with EtcdCluster(str(tmp_path_factory.mktemp("etcd1")), n=1) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def test_fleet_vm_ports(etcd1, gate_bin, certs, fleet, tmp_path):

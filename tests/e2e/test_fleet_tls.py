@@ -68,13 +68,9 @@ def pki(tmp_path_factory):
 def etcd_tls(pki, tmp_path_factory):
     tls = EtcdTLS(pki.ca[0], *pki.server, client_ca=pki.ca[0],
                   client_cert=pki.client[0], client_key=pki.client[1])
-    c = EtcdCluster(str(tmp_path_factory.mktemp("etcd-tls")), n=1,
-                    host="[::1]", tls=tls)
-    try:
-        c.start_all()
+    with EtcdCluster(str(tmp_path_factory.mktemp("etcd-tls")), n=1,
+                     host="[::1]", tls=tls) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def tls_lines(ca=None, cert=None):
