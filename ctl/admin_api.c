@@ -298,11 +298,12 @@ static void delete_answer(struct admin *a, struct aconn *c, char *id,
 				   NULL);
 }
 
-/* queue_write hands a fleet write (|addr_s| NULL: a delete) to the writer
- * thread (admin_write.c), taking |*ports|: the connection waits there
- * while the others are served, and admin_write_answer answers it. A full
- * queue is a 503 at once. */
-static void queue_write(struct admin *a, struct aconn *c, const char *id,
+/* queue_write hands a job that asks etcd (a PUT with |addr_s|, a DELETE,
+ * GET /fleet) to the writer thread (admin_write.c), taking |*ports|: the
+ * connection waits there while the others are served, and
+ * admin_write_answer answers it. A full queue is a 503 at once. */
+static void queue_write(struct admin *a, struct aconn *c,
+			enum admin_job_kind kind, const char *id,
 			const char *addr_s, struct config_vm_ports **ports)
 {
 	struct admin_job *j = calloc(1, sizeof(*j));
@@ -314,7 +315,7 @@ static void queue_write(struct admin *a, struct aconn *c, const char *id,
 		return;
 	}
 	snprintf(j->id, sizeof(j->id), "%s", id);
-	j->del = !addr_s;
+	j->kind = kind;
 	if (ports) {
 		j->ports = *ports;
 		*ports = NULL;
@@ -325,7 +326,7 @@ static void queue_write(struct admin *a, struct aconn *c, const char *id,
 
 		admin_job_free(j);
 		if (ret == -EBUSY)
-			snprintf(msg, sizeof(msg), "busy: %d writes already "
+			snprintf(msg, sizeof(msg), "busy: %d requests already "
 				 "wait for etcd; retry", ADMIN_WRITE_QUEUE);
 		else
 			snprintf(msg, sizeof(msg), "shutting down; retry");
@@ -378,7 +379,7 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 		goto out;
 	}
 	if (control_fleet(a->ctl)) {
-		queue_write(a, c, id, addr_s, &ports);
+		queue_write(a, c, JOB_PUT, id, addr_s, &ports);
 		goto out;
 	}
 	/* Not fleet mode: a state-file write and an fsync, no network, so
@@ -397,7 +398,7 @@ static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
 	int ret;
 
 	if (control_fleet(a->ctl)) {
-		queue_write(a, c, id, NULL, NULL);
+		queue_write(a, c, JOB_DELETE, id, NULL, NULL);
 		return;
 	}
 	/* Not fleet mode: synchronous, as do_vm_put. */
@@ -408,11 +409,19 @@ static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
 void admin_write_answer(struct admin *a, struct aconn *c,
 			struct admin_job *j)
 {
-	if (j->del)
-		delete_answer(a, c, j->id, j->ret, j->err, sizeof(j->err));
-	else
+	switch (j->kind) {
+	case JOB_PUT:
 		put_answer(a, c, j->id, j->address, j->ret, j->created,
 			   j->err, sizeof(j->err));
+		break;
+	case JOB_DELETE:
+		delete_answer(a, c, j->id, j->ret, j->err, sizeof(j->err));
+		break;
+	case JOB_FLEET:
+		admin_respond_json(a, c, 200, j->status, NULL);
+		j->status = NULL; /* admin_respond_json took it */
+		break;
+	}
 }
 
 static void do_reload(struct admin *a, struct aconn *c)
@@ -518,8 +527,8 @@ static void do_fleet(struct admin *a, struct aconn *c)
 				    "section)", NULL);
 		return;
 	}
-	admin_respond_json(a, c, 200, fleet_status_json(control_fleet(a->ctl)),
-			   NULL);
+	/* It lists the other appliances from etcd: on the writer thread. */
+	queue_write(a, c, JOB_FLEET, "", NULL, NULL);
 }
 
 static bool path_is(const char *path, size_t len, const char *want)

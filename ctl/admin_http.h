@@ -124,10 +124,14 @@ struct config_vm_ports;
 /* A fleet write (PUT or DELETE /vms/ID) for the writer thread
  * (admin_write.c): what it needs, copied out of the request, since the
  * connection may be gone when it is done; then what it answered. */
+/* What a job asks of etcd: a VM's PUT or DELETE, or GET /fleet (which
+ * lists the other appliances from etcd). */
+enum admin_job_kind { JOB_PUT, JOB_DELETE, JOB_FLEET };
+
 struct admin_job {
 	struct admin_job *next;
 	uint32_t slot, gen; /* the connection that asked */
-	bool del;
+	enum admin_job_kind kind;
 	char id[ADMIN_MAX_URL + 1];
 	char *address;                 /* PUT: owned */
 	struct config_vm_ports *ports; /* PUT: owned; NULL: every port */
@@ -135,6 +139,7 @@ struct admin_job {
 	int ret;
 	bool created;
 	char err[512];
+	json_t *status;                /* JOB_FLEET's answer: owned */
 };
 
 struct admin_jobs {

@@ -2,7 +2,8 @@
  *
  * In fleet mode PUT and DELETE /vms/ID are etcd round trips through
  * libcurl, each up to fleet.etcd.timeout_ms on every endpoint in turn,
- * then a wait until this appliance applied the change. Run on the admin
+ * then a wait until this appliance applied the change; GET /fleet reads
+ * the other appliances from etcd. Run on the admin
  * thread, one slow etcd would stall every other admin request, /health
  * included (what a load balancer probes). So they run here, on a thread
  * of their own, one at a time and in order, from a bounded FIFO: the
@@ -34,6 +35,7 @@ void admin_job_free(struct admin_job *j)
 		return;
 	free(j->address);
 	free(j->ports);
+	json_decref(j->status);
 	free(j);
 }
 
@@ -74,11 +76,18 @@ static void job_run(struct admin *a, struct admin_job *j)
 {
 	struct fleet *f = control_fleet(a->ctl);
 
-	if (j->del)
-		j->ret = fleet_vm_delete(f, j->id, j->err, sizeof(j->err));
-	else
+	switch (j->kind) {
+	case JOB_PUT:
 		j->ret = fleet_vm_put(f, &j->created, j->id, j->address,
 				      j->ports, j->err, sizeof(j->err));
+		break;
+	case JOB_DELETE:
+		j->ret = fleet_vm_delete(f, j->id, j->err, sizeof(j->err));
+		break;
+	case JOB_FLEET:
+		j->status = fleet_status_json(f);
+		break;
+	}
 }
 
 static void *writer_main(void *arg)
@@ -160,6 +169,12 @@ int admin_write_submit(struct admin *a, struct aconn *c, struct admin_job *j)
 	return 0;
 }
 
+static const char *job_method(const struct admin_job *j)
+{
+	return j->kind == JOB_PUT ? "PUT" : j->kind == JOB_DELETE ? "DELETE" :
+	       "GET";
+}
+
 void admin_write_reap(struct admin *a)
 {
 	struct admin_jobs done;
@@ -179,8 +194,8 @@ void admin_write_reap(struct admin *a)
 		else
 			log_info("admin_write_dropped", "method=%s vm=%.64s "
 				 "result=\"%s\": its client closed the "
-				 "connection first", j->del ? "DELETE" : "PUT",
-				 j->id, j->ret ? strerror(-j->ret) : "done");
+				 "connection first", job_method(j), j->id,
+				 j->ret ? strerror(-j->ret) : "done");
 		admin_job_free(j);
 	}
 }

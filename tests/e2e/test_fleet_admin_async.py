@@ -176,6 +176,35 @@ def test_health_answers_while_a_write_waits_on_etcd(etcd1, gate, vm1):
     assert not g.routes("slow1")
 
 
+def test_get_fleet_waits_on_the_writer_not_the_admin_thread(etcd1, gate):
+    """GET /fleet lists the other appliances from etcd: with etcd stopped it
+    waits (on the writer thread) while /health answers, then answers 200
+    with why the list is missing in "appliances_error"."""
+    g = gate
+    wait_until(lambda: not running(g), 30, what="writer idle")
+    out = {}
+
+    def get():
+        out["r"], out["s"] = timed(g.api, "GET", "/fleet", timeout=15)
+
+    with Stopped(etcd1):
+        t = threading.Thread(target=get)
+        t.start()
+        try:
+            wait_until(lambda: running(g), 5, step=0.02, what="GET /fleet on the writer")
+            (st, h), took = timed(g.api, "GET", "/health", timeout=5)
+            assert st == 200 and took < 0.5, (st, took)
+            assert t.is_alive(), "GET /fleet did not wait on the stopped etcd"
+        finally:
+            t.join(30)
+    assert not t.is_alive()
+    st, j = out["r"]
+    assert st == 200, (st, j)
+    assert j["appliance_id"] == "edge-async", j
+    assert j["appliances"] is None and "etcd" in j["appliances_error"], j
+    assert out["s"] >= TIMEOUT_MS / 1000 * 0.9, out["s"]
+
+
 def test_client_gone_while_its_write_waits(etcd1, gate, vm1):
     g = gate
     wait_until(lambda: metric(g, "vmgate_admin_fleet_write_running") == 0, 30,
@@ -223,7 +252,7 @@ def test_queue_full_refused_then_drained(etcd1, gate, vm1):
         (st, hdrs, j), took = timed(put_raw, g, "over", vm1)
         assert st == 503, (st, j)
         assert hdrs.get("Retry-After") == "1", hdrs
-        assert j == {"error": "busy: 64 writes already wait for etcd; retry"}, j
+        assert j == {"error": "busy: 64 requests already wait for etcd; retry"}, j
         assert took < 0.5, took
         assert metric(g, "vmgate_admin_fleet_writes_refused_total") == refused + 1
         (st, _), took = timed(g.api, "GET", "/health", timeout=5)
