@@ -199,6 +199,13 @@ def fleet(workdir):
     f.teardown()
 
 
+@pytest.fixture
+def vm1(fleet):
+    """The address of the session's simulated VM vm1 (the fleet tests put
+    it into etcd)."""
+    return fleet.addr("vm1")
+
+
 def wait_ready(p, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -21,8 +21,7 @@ import subprocess
 import time
 
 from e2e_net import run, stop_process, wait_tcp
-# wait_until lives in e2e_util; tests import it from here too
-from e2e_util import REPO, Gate, curl, listeners_on, own_gate_head, tls_connect, wait_until  # noqa: F401
+from e2e_util import Gate, curl, listeners_on, own_gate_head, tls_connect
 
 ADMIN_PORT = 21901
 ECHO_PORT = 21080  # -> VM port 8080 (echo)

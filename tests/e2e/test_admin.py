@@ -16,9 +16,8 @@ import time
 import pytest
 
 from e2e_admin import (ADMIN_PORT, TOKEN, echo_once,
-                       handshake_error, http_health, is_unrecognized_name,
-                       wait_until)
-from e2e_util import peer_re, read_answer, recv_all, tcp_sockets
+                       handshake_error, http_health, is_unrecognized_name)
+from e2e_util import peer_re, read_answer, recv_all, tcp_sockets, wait_until
 
 
 def raw_exchange(data, timeout=15, wait_close=True):

@@ -21,9 +21,8 @@ import time
 
 import pytest
 
-from e2e_admin import wait_until
 from e2e_net import free_ports
-from e2e_util import (BioClient, Footprint, Hello, direct_descriptors, echo_roundtrip,
+from e2e_util import (wait_until, BioClient, Footprint, Hello, direct_descriptors, echo_roundtrip,
                       fd_listing, gate_metric, peer_re, plaintext_alerts, raise_fd_limit,
                       read_answer, tcp_sockets, tls_connect)
 

@@ -335,11 +335,6 @@ def gates(etcd3, gate_bin, certs, fleet, tmp_path_factory):
             g.stop()
 
 
-@pytest.fixture
-def vm1(fleet):
-    return fleet.addr("vm1")
-
-
 def all_route(gates, vid, want=True):
     return all(g.routes(vid, timeout=0.5) == want for g in gates)
 

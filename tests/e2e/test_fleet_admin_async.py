@@ -59,11 +59,6 @@ def gate(etcd1, gate_bin, certs, fleet, tmp_path_factory):
         g.stop()
 
 
-@pytest.fixture
-def vm1(fleet):
-    return fleet.addr("vm1")
-
-
 class Stopped:
     """etcd's member SIGSTOPped for the block (SIGCONT on the way out)."""
 

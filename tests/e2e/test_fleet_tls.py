@@ -17,7 +17,7 @@ import pytest
 
 from e2e_net import run
 from e2e_util import wait_until
-from test_fleet import EtcdCluster, EtcdTLS, FleetGate, PREFIX, vm1  # noqa: F401
+from test_fleet import EtcdCluster, EtcdTLS, FleetGate, PREFIX
 
 
 def make_ca(d, name):

@@ -14,8 +14,8 @@ import pytest
 
 from e2e_admin import (ECHO_PORT, AdminGate, echo_once, handshake_error,
                        host, http_health, is_unrecognized_name, leaf_der,
-                       make_leaf, wait_until)
-from e2e_util import inotify_watches, peer_re, recv_all, tls_connect
+                       make_leaf)
+from e2e_util import inotify_watches, peer_re, recv_all, tls_connect, wait_until
 
 
 @pytest.fixture

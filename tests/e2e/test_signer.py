@@ -51,9 +51,8 @@ import time
 
 import pytest
 
-from e2e_admin import wait_until
 from e2e_net import free_ports, run, stop_process
-from e2e_util import (REPO, Gate, gate_config, recv_all, tcp_sockets,
+from e2e_util import (wait_until, REPO, Gate, gate_config, recv_all, tcp_sockets,
                       tls_connect)
 
 ECHO = 8080

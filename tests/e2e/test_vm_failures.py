@@ -23,8 +23,7 @@ import pytest
 from conftest import PY, UUID_VM
 from e2e_backend import stream_sha256
 from e2e_net import free_ports, stop_process, wait_tcp
-from e2e_admin import wait_until
-from e2e_util import (BioClient, Footprint, Gate, echo_roundtrip, gate_config,
+from e2e_util import (wait_until, BioClient, Footprint, Gate, echo_roundtrip, gate_config,
                       parse_kv, peer_re, recv_all, tcp_sockets, tls_connect)
 
 CONNECT_TIMEOUT = 1.5   # the shared gate's limits.connect_timeout_ms
