@@ -462,39 +462,19 @@ again:
 static size_t watch_write(char *data, size_t size, size_t n, void *arg)
 {
 	struct etcd_watch *w = arg;
-	size_t len = size * n, start = 0, i;
+	size_t len = size * n;
 
 	w->last_rx_ms = timer_now_ms();
-	if (w->len + len > w->cap) {
-		size_t cap = w->cap ? w->cap : 65536;
-		char *b;
-
-		while (cap < w->len + len)
-			cap *= 2;
-		if (cap > LINE_MAX_BYTES + 65536) {
-			w->too_long = true;
-			return 0;
-		}
-		b = realloc(w->buf, cap);
-		if (!b)
-			return 0;
-		w->buf = b;
-		w->cap = cap;
+	switch (fleet_lines_feed(&w->lines, data, len, LINE_MAX_BYTES,
+				 w->on_line, w->arg)) {
+	case FLEET_LINES_OK:
+		return len;
+	case FLEET_LINES_TOO_LONG:
+		w->too_long = true;
+		return 0;
+	default:
+		return 0; /* curl ends the stream: CURLE_WRITE_ERROR */
 	}
-	memcpy(w->buf + w->len, data, len);
-	w->len += len;
-	/* Whole lines only: a chunk may end anywhere, even inside a UTF-8
-	 * sequence. */
-	for (i = 0; i < w->len; i++) {
-		if (w->buf[i] != '\n')
-			continue;
-		if (i > start && !w->on_line(w->arg, w->buf + start, i - start))
-			return 0;
-		start = i + 1;
-	}
-	memmove(w->buf, w->buf + start, w->len - start);
-	w->len -= start;
-	return len;
 }
 
 int etcd_watch_start(struct etcd *e, struct etcd_watch *w, const char *body,
@@ -571,6 +551,6 @@ void etcd_watch_stop(struct etcd_watch *w)
 	curl.multi_cleanup(w->multi);
 	curl.slist_free_all(w->hdrs);
 	free(w->body);
-	free(w->buf);
+	fleet_lines_free(&w->lines);
 	memset(w, 0, sizeof(*w));
 }

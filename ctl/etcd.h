@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ctl/fleet_parse.h"
+
 struct config_fleet;
 
 struct etcd {
@@ -71,8 +73,7 @@ int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
 struct etcd_watch {
 	void *multi, *easy, *hdrs; /* CURLM, CURL, curl_slist */
 	char *body;
-	char *buf;
-	size_t len, cap;
+	struct fleet_lines lines; /* the stream cut into lines */
 	uint64_t last_rx_ms; /* when bytes last arrived */
 	bool done, too_long;
 	int result; /* CURLcode once done */

@@ -418,6 +418,68 @@ void fleet_watch_msg_free(struct fleet_watch_msg *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* Appends |n| bytes to the kept part of a line. */
+static enum fleet_lines_status lines_keep(struct fleet_lines *l,
+					  const char *data, size_t n,
+					  size_t max)
+{
+	size_t cap = l->cap ? l->cap : 65536;
+	char *b;
+
+	if (n > max - l->len)
+		return FLEET_LINES_TOO_LONG;
+	while (cap < l->len + n)
+		cap *= 2;
+	if (cap != l->cap) {
+		b = realloc(l->buf, cap);
+		if (!b)
+			return FLEET_LINES_NOMEM;
+		l->buf = b;
+		l->cap = cap;
+	}
+	memcpy(l->buf + l->len, data, n);
+	l->len += n;
+	return FLEET_LINES_OK;
+}
+
+enum fleet_lines_status fleet_lines_feed(struct fleet_lines *l,
+					 const char *data, size_t len,
+					 size_t max,
+					 bool (*on_line)(void *arg,
+							 const char *line,
+							 size_t len),
+					 void *arg)
+{
+	enum fleet_lines_status st;
+	const char *nl;
+
+	while (len && (nl = memchr(data, '\n', len))) {
+		size_t n = (size_t)(nl - data);
+		const char *line = data;
+
+		/* The kept part has no '\n': this one ends its line. */
+		if (l->len) {
+			st = lines_keep(l, data, n, max);
+			if (st != FLEET_LINES_OK)
+				return st;
+			line = l->buf;
+			n = l->len;
+			l->len = 0;
+		}
+		if (n && !on_line(arg, line, n))
+			return FLEET_LINES_STOP;
+		len -= (size_t)(nl - data) + 1;
+		data = nl + 1;
+	}
+	return len ? lines_keep(l, data, len, max) : FLEET_LINES_OK;
+}
+
+void fleet_lines_free(struct fleet_lines *l)
+{
+	free(l->buf);
+	*l = (struct fleet_lines){ 0 };
+}
+
 static void copy_str(char *out, size_t cap, const json_t *v)
 {
 	if (cap)

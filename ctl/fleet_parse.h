@@ -113,6 +113,37 @@ bool fleet_parse_watch(struct fleet_watch_msg *out, const char *line,
 		       size_t len);
 void fleet_watch_msg_free(struct fleet_watch_msg *m);
 
+/* The watch stream's framing: the gateway sends one JSON object per line,
+ * in chunks that end anywhere. fleet_lines_feed takes the next chunk and
+ * calls |on_line| with each whole non-empty line (without its '\n'),
+ * from the chunk itself where it can; what follows the last '\n' is kept
+ * for the next chunk. Each byte is looked at once however the chunks
+ * fall (scanning the kept part again for every chunk made a long line
+ * cost its length squared). A kept part over |max| bytes is
+ * FLEET_LINES_TOO_LONG, |on_line| returning false FLEET_LINES_STOP; after
+ * either, or FLEET_LINES_NOMEM, the stream is not to be fed again.
+ * fleet_lines_free frees what is kept; a zero struct is an empty one. */
+struct fleet_lines {
+	char *buf;
+	size_t len, cap;
+};
+
+enum fleet_lines_status {
+	FLEET_LINES_OK,
+	FLEET_LINES_STOP,
+	FLEET_LINES_TOO_LONG,
+	FLEET_LINES_NOMEM,
+};
+
+enum fleet_lines_status fleet_lines_feed(struct fleet_lines *l,
+					 const char *data, size_t len,
+					 size_t max,
+					 bool (*on_line)(void *arg,
+							 const char *line,
+							 size_t len),
+					 void *arg);
+void fleet_lines_free(struct fleet_lines *l);
+
 /* The other answers: a txn (succeeded, header.revision), a lease grant or
  * keep-alive (ID, TTL; a keep-alive of an expired lease has TTL 0 or
  * none), an authenticate (token), and the gateway's error object (the

@@ -3,7 +3,7 @@
  * gateway's JSON (range pages, watch stream lines, txn, lease,
  * authenticate and error answers).
  *
- * Input: one selector byte, then the bytes to parse. Selector % 9:
+ * Input: one selector byte, then the bytes to parse. Selector % 10:
  *   0  a VM value (fleet_vm_parse), and the same bytes as a key under
  *      "/p/vms/" (fleet_vm_key)
  *   1  a /v3/kv/range answer      2  a /v3/watch line
@@ -13,6 +13,8 @@
  *      a well-formed watch line first, so the value parser is reached
  *      through the gateway parser
  *   8  a session-ticket key value (fleet_parse_stek)
+ *   9  a watch stream cut into lines (fleet_lines_feed): the next byte
+ *      seeds the chunk sizes (1-64 bytes), the rest is the stream
  *
  * Invariants checked (abort on violation; LeakSanitizer checks the rest):
  *   - a VM value accepted has an IPv6 address that survives inet_ntop and
@@ -31,7 +33,10 @@
  *   - a ticket key accepted has 0 < not_before < not_after, and one
  *     refused is left all zero (no half-copied key material);
  *   - selector 7: the event parsed from a line we built carries exactly
- *     the bytes we put in it, and the value parses as it does directly.
+ *     the bytes we put in it, and the value parses as it does directly;
+ *   - selector 9: the lines handed on are the stream's non-empty lines,
+ *     in order, and what is kept at the end is what follows the last
+ *     '\n' (only a prefix of that when a kept part grew past the bound).
  *
  * Seed corpus: fuzz/corpus/fleet/ (made by fuzz/mkseeds.py).
  */
@@ -143,6 +148,66 @@ static void through_watch(const uint8_t *p, size_t len)
 	free(line);
 }
 
+struct lines_out {
+	char *p;
+	size_t len;
+};
+
+static bool lines_collect(void *arg, const char *line, size_t len)
+{
+	struct lines_out *o = arg;
+
+	check(len > 0 && !memchr(line, '\n', len));
+	memcpy(o->p + o->len, line, len);
+	o->len += len;
+	o->p[o->len++] = '\n';
+	return true;
+}
+
+/* The expected result, made the plain way: the stream's non-empty lines
+ * each with its '\n', and the tail after the last '\n'. */
+static void lines_through(const uint8_t *data, size_t len)
+{
+	const char *s = (const char *)data + 1, *tail;
+	enum fleet_lines_status st = FLEET_LINES_OK;
+	struct fleet_lines l = { 0 };
+	struct lines_out got, want;
+	unsigned seed = len ? data[0] : 0;
+	size_t off = 0, n, i, start = 0;
+
+	if (!len--)
+		return;
+	got = (struct lines_out){ malloc(len + 1), 0 };
+	want = (struct lines_out){ malloc(len + 1), 0 };
+	check(got.p && want.p);
+	for (i = 0; i < len; i++) {
+		if (s[i] != '\n')
+			continue;
+		if (i > start)
+			lines_collect(&want, s + start, i - start);
+		start = i + 1;
+	}
+	tail = s + start;
+	while (off < len && st == FLEET_LINES_OK) {
+		seed = seed * 1103515245u + 12345u;
+		n = 1 + (seed >> 16) % 64;
+		if (n > len - off)
+			n = len - off;
+		st = fleet_lines_feed(&l, s + off, n, 256, lines_collect, &got);
+		off += n;
+	}
+	check(st == FLEET_LINES_OK || st == FLEET_LINES_TOO_LONG);
+	check(got.len <= want.len && !memcmp(got.p, want.p, got.len));
+	if (st == FLEET_LINES_OK) {
+		check(got.len == want.len);
+		check(l.len == (size_t)(s + len - tail));
+		check(!l.len || !memcmp(l.buf, tail, l.len));
+	}
+	fleet_lines_free(&l);
+	free(got.p);
+	free(want.p);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *s = (const char *)data + 1;
@@ -151,7 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!size)
 		return 0;
-	switch (data[0] % 9) {
+	switch (data[0] % 10) {
 	case 0:
 		vm_value(data + 1, len);
 		vm_key(data + 1, len);
@@ -219,6 +284,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(!memcmp(&k, &zero, sizeof(k)));
 		break;
 	}
+	case 9:
+		lines_through(data + 1, len);
+		break;
 	}
 	return 0;
 }

@@ -178,3 +178,10 @@ fleet("through-watch", 7, '{"address":"fd00::10","ports":[22]}')
 fleet("stek", 8, {"name": "00112233445566778899aabbccddeeff",
                   "key": base64.b64encode(bytes(range(64))).decode(),
                   "not_before": 1764800000, "not_after": 1764864800})
+# A watch stream (a chunk-size seed byte, then the lines): a created line, an
+# empty one, an event, half of the next.
+fleet("lines", 9, b"\x07" + _json.dumps({"result": {"header": hdr, "created": True}},
+                                        separators=(",", ":")).encode()
+      + b"\n\n" + _json.dumps({"result": {"header": hdr, "events": [
+          {"kv": kv("vm1", '{"address":"fd00::1"}', 42)}]}}, separators=(",", ":")).encode()
+      + b"\n{\"result\":{")

@@ -1,6 +1,7 @@
 /* tests/unit/test_fleet.c: ctl/fleet_parse.c, the parsers of what etcd
  * sends a fleet appliance (VM values and keys, the gRPC gateway's range,
- * watch, txn, lease, authenticate and error answers), and the fleet:
+ * watch, txn, lease, authenticate and error answers, the watch stream's
+ * framing into lines), and the fleet:
  * section of appliance.yaml (ctl/config/fleet.c). */
 #include <arpa/inet.h>
 #include <setjmp.h>
@@ -320,6 +321,94 @@ static void test_watch(void **state)
 				       strlen("{\"result\":{" HDR)));
 }
 
+/* What fleet_lines_feed hands on: the lines, each followed by '|'. */
+struct got_lines {
+	char s[256];
+	size_t len, calls, stop_after;
+};
+
+static bool got_line(void *arg, const char *line, size_t len)
+{
+	struct got_lines *g = arg;
+
+	assert_true(len > 0 && !memchr(line, '\n', len));
+	assert_true(g->len + len + 1 < sizeof(g->s));
+	memcpy(g->s + g->len, line, len);
+	g->len += len;
+	g->s[g->len++] = '|';
+	g->s[g->len] = '\0';
+	return ++g->calls != g->stop_after;
+}
+
+/* |in| fed in chunks of |step| bytes. */
+static enum fleet_lines_status feed_steps(struct fleet_lines *l,
+					  struct got_lines *g, const char *in,
+					  size_t step, size_t max)
+{
+	size_t len = strlen(in), off, n;
+	enum fleet_lines_status st = FLEET_LINES_OK;
+
+	for (off = 0; off < len && st == FLEET_LINES_OK; off += n) {
+		n = len - off < step ? len - off : step;
+		st = fleet_lines_feed(l, in + off, n, max, got_line, g);
+	}
+	return st;
+}
+
+static void test_lines(void **state)
+{
+	static const char in[] = "{\"a\":1}\n\n{\"b\":22}\n{\"c\":333}\n{\"d\"";
+	struct fleet_lines l = { 0 };
+	struct got_lines g;
+	size_t step;
+
+	(void)state;
+	/* Every chunking gives the same lines; the tail is kept. */
+	for (step = 1; step <= sizeof(in); step++) {
+		g = (struct got_lines){ .stop_after = 0 };
+		assert_int_equal(feed_steps(&l, &g, in, step, 1024),
+				 FLEET_LINES_OK);
+		assert_string_equal(g.s, "{\"a\":1}|{\"b\":22}|{\"c\":333}|");
+		assert_int_equal(l.len, 4);
+		assert_memory_equal(l.buf, "{\"d\"", 4);
+		/* The kept part ends with the next chunk's first '\n'. */
+		assert_int_equal(fleet_lines_feed(&l, ":4}\nx", 5, 1024,
+						  got_line, &g), FLEET_LINES_OK);
+		assert_string_equal(g.s, "{\"a\":1}|{\"b\":22}|{\"c\":333}|"
+				    "{\"d\":4}|");
+		assert_int_equal(l.len, 1);
+		fleet_lines_free(&l);
+		assert_null(l.buf);
+	}
+
+	/* A kept part over max, whether it grows byte by byte or comes
+	 * whole; a line of exactly max is fine. */
+	g = (struct got_lines){ .stop_after = 0 };
+	assert_int_equal(feed_steps(&l, &g, "0123456789", 1, 10),
+			 FLEET_LINES_OK);
+	assert_int_equal(fleet_lines_feed(&l, "\n", 1, 10, got_line, &g),
+			 FLEET_LINES_OK);
+	assert_string_equal(g.s, "0123456789|");
+	assert_int_equal(feed_steps(&l, &g, "0123456789A", 1, 10),
+			 FLEET_LINES_TOO_LONG);
+	fleet_lines_free(&l);
+	assert_int_equal(fleet_lines_feed(&l, "0123456789A", 11, 10, got_line,
+					  &g), FLEET_LINES_TOO_LONG);
+	fleet_lines_free(&l);
+	/* A whole line in one chunk is not kept, so not bounded here: the
+	 * chunk is curl's, at most CURL_MAX_WRITE_SIZE. */
+	assert_int_equal(fleet_lines_feed(&l, "0123456789AB\n", 13, 10,
+					  got_line, &g), FLEET_LINES_OK);
+	assert_null(l.buf);
+
+	/* on_line saying stop stops at once. */
+	g = (struct got_lines){ .stop_after = 2 };
+	assert_int_equal(feed_steps(&l, &g, "a\nb\nc\n", 64, 10),
+			 FLEET_LINES_STOP);
+	assert_string_equal(g.s, "a|b|");
+	fleet_lines_free(&l);
+}
+
 static void test_small_answers(void **state)
 {
 	char tok[64];
@@ -553,6 +642,7 @@ int main(void)
 		cmocka_unit_test(test_vm_keys),
 		cmocka_unit_test(test_range),
 		cmocka_unit_test(test_watch),
+		cmocka_unit_test(test_lines),
 		cmocka_unit_test(test_small_answers),
 		cmocka_unit_test(test_stek),
 		cmocka_unit_test(test_config),
