@@ -403,6 +403,21 @@ def wait_port(port, timeout=10.0):
     return False
 
 
+def wait_port_free(port, timeout=10.0):
+    """True once nothing accepts on [::1]:port: a proxy stopped may leave
+    a child holding its listener for a moment, and the next proxy's
+    wait_port would take that for its own."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("::1", port), timeout=0.5):
+                pass
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 class Daemon:
     """A process we started, pinned to a CPU; stopped by its own pid.
     helper: the comm of a child whose CPU is reported apart (cpu())."""
@@ -914,6 +929,10 @@ def run_w1_rounds(proxies, tmp, files, runner, notes):
             argv, env = proxy_setup(name, tmp, files)
             logpath = os.path.join(tmp, name, "stderr-w1r.log")
             helper = SIGNER_COMM if name in VMGATES else None
+            if not wait_port_free(PROXY_PORT):
+                notes.append(f"W1 round {r + 1}: port {PROXY_PORT} still "
+                             f"taken before {name}; round skipped for it")
+                continue
             p = Daemon(name, argv, PROXY_CPU, logpath, env, helper)
             try:
                 if not wait_port(PROXY_PORT) or not p.alive():
