@@ -131,37 +131,60 @@ def running(g):
     return metric(g, "vmgate_admin_fleet_write_running") == 1
 
 
+class Pending:
+    """`with Pending(etcd1, g, what, fn) as p:` stops etcd, calls fn() on a
+    thread of its own and waits until the writer runs it; the block then
+    checks the admin API while it waits. On the way out the thread is
+    joined while etcd is still stopped (fn() gets etcd's timeout), then
+    etcd goes on: p.result is fn()'s value, p.seconds its time."""
+
+    def __init__(self, etcd, g, what, fn):
+        self.stopped = Stopped(etcd)
+        self.g, self.what, self.fn = g, what, fn
+
+    def run(self):
+        self.result, self.seconds = timed(self.fn)
+
+    def __enter__(self):
+        self.stopped.__enter__()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+        try:
+            wait_until(lambda: running(self.g), 5, step=0.02,
+                       what=self.what + " on the writer")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def waiting(self):
+        return self.thread.is_alive()
+
+    def __exit__(self, *exc):
+        self.thread.join(30)
+        self.stopped.__exit__()
+        assert not self.thread.is_alive(), self.what + " never answered"
+
+
 def test_health_answers_while_a_write_waits_on_etcd(etcd1, gate, vm1):
     g = gate
-    out = {}
-
-    def put():
-        out["r"], out["s"] = timed(put_raw, g, "slow1", vm1)
-
-    with Stopped(etcd1):
-        t = threading.Thread(target=put)
-        t.start()
-        try:
-            wait_until(lambda: running(g), 5, step=0.02, what="the PUT on the writer")
-            (st, h), took = timed(g.api, "GET", "/health", timeout=5)
-            assert st == 200 and h["status"] == "ok", h
-            assert took < 0.5, "/health took %.3f s behind a pending PUT" % took
-            (st, _), took_m = timed(g.api, "GET", "/metrics", timeout=5)
-            assert st == 200 and took_m < 0.5, took_m
-            (st, _), took_l = timed(g.api, "GET", "/vms", timeout=5)
-            assert st == 200 and took_l < 0.5, took_l
-            assert t.is_alive(), "the PUT did not wait on the stopped etcd"
-            print("/health %.1f ms, /metrics %.1f ms, GET /vms %.1f ms while a PUT "
-                  "waited on etcd" % (took * 1e3, took_m * 1e3, took_l * 1e3))
-        finally:
-            t.join(30)
-    assert not t.is_alive()
-    st, hdrs, j = out["r"]
+    with Pending(etcd1, g, "the PUT", lambda: put_raw(g, "slow1", vm1)) as p:
+        (st, h), took = timed(g.api, "GET", "/health", timeout=5)
+        assert st == 200 and h["status"] == "ok", h
+        assert took < 0.5, "/health took %.3f s behind a pending PUT" % took
+        (st, _), took_m = timed(g.api, "GET", "/metrics", timeout=5)
+        assert st == 200 and took_m < 0.5, took_m
+        (st, _), took_l = timed(g.api, "GET", "/vms", timeout=5)
+        assert st == 200 and took_l < 0.5, took_l
+        assert p.waiting(), "the PUT did not wait on the stopped etcd"
+        print("/health %.1f ms, /metrics %.1f ms, GET /vms %.1f ms while a PUT "
+              "waited on etcd" % (took * 1e3, took_m * 1e3, took_l * 1e3))
+    st, hdrs, j = p.result
     # The same answer as a synchronous write gave: etcd unreachable.
     assert st == 503, (st, j)
     assert hdrs.get("Retry-After") == "1", hdrs
     assert "etcd" in j["error"], j
-    assert out["s"] >= TIMEOUT_MS / 1000 * 0.9, out["s"]
+    assert p.seconds >= TIMEOUT_MS / 1000 * 0.9, p.seconds
     # etcd back: a PUT succeeds and routes, as before.
     wait_until(lambda: g.api("PUT", "/vms/slow1", {"address": vm1})[0] in (200, 201),
                15, step=0.1, what="PUT with etcd back")
@@ -177,27 +200,16 @@ def test_get_fleet_waits_on_the_writer_not_the_admin_thread(etcd1, gate):
     with why the list is missing in "appliances_error"."""
     g = gate
     wait_until(lambda: not running(g), 30, what="writer idle")
-    out = {}
-
-    def get():
-        out["r"], out["s"] = timed(g.api, "GET", "/fleet", timeout=15)
-
-    with Stopped(etcd1):
-        t = threading.Thread(target=get)
-        t.start()
-        try:
-            wait_until(lambda: running(g), 5, step=0.02, what="GET /fleet on the writer")
-            (st, h), took = timed(g.api, "GET", "/health", timeout=5)
-            assert st == 200 and took < 0.5, (st, took)
-            assert t.is_alive(), "GET /fleet did not wait on the stopped etcd"
-        finally:
-            t.join(30)
-    assert not t.is_alive()
-    st, j = out["r"]
+    with Pending(etcd1, g, "GET /fleet",
+                 lambda: g.api("GET", "/fleet", timeout=15)) as p:
+        (st, h), took = timed(g.api, "GET", "/health", timeout=5)
+        assert st == 200 and took < 0.5, (st, took)
+        assert p.waiting(), "GET /fleet did not wait on the stopped etcd"
+    st, j = p.result
     assert st == 200, (st, j)
     assert j["appliance_id"] == "edge-async", j
     assert j["appliances"] is None and "etcd" in j["appliances_error"], j
-    assert out["s"] >= TIMEOUT_MS / 1000 * 0.9, out["s"]
+    assert p.seconds >= TIMEOUT_MS / 1000 * 0.9, p.seconds
 
 
 def test_client_gone_while_its_write_waits(etcd1, gate, vm1):
