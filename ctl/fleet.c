@@ -1208,15 +1208,10 @@ static void watch(struct fleet *f)
 
 		/* curl's own words name a TLS problem (an unknown CA, a
 		 * certificate etcd refused); the codes alone do not. */
-		if (w.error[0])
-			snprintf(why, sizeof(why), "watch on %s ended: %.*s "
-				 "(curl %d, HTTP %ld)", ep,
-				 (int)strcspn(w.error, "\r\n"), w.error,
-				 w.result, w.http_status);
-		else
-			snprintf(why, sizeof(why), "watch on %s ended (curl "
-				 "%d, HTTP %ld)", ep, w.result,
-				 w.http_status);
+		snprintf(why, sizeof(why), "watch on %s ended%s%.*s (curl %d, "
+			 "HTTP %ld)", ep, w.error[0] ? ": " : "",
+			 (int)strcspn(w.error, "\r\n"), w.error, w.result,
+			 w.http_status);
 		pthread_mutex_lock(&f->ctl->lock);
 		f->watch_restarts++;
 		pthread_mutex_unlock(&f->ctl->lock);
