@@ -250,6 +250,7 @@ static void respond_write_error(struct admin *a, struct aconn *c, int ret,
 		admin_respond_error(a, c, 409, err, NULL);
 		break;
 	case -EHOSTUNREACH:
+	case -ECANCELED: /* vmgate is stopping: another one may answer */
 		admin_respond_error(a, c, 503, err, "Retry-After: 1\r\n");
 		break;
 	default:
@@ -418,6 +419,10 @@ void admin_write_answer(struct admin *a, struct aconn *c,
 		delete_answer(a, c, j->id, j->ret, j->err, sizeof(j->err));
 		break;
 	case JOB_FLEET:
+		if (j->ret) {
+			respond_write_error(a, c, j->ret, j->err);
+			break;
+		}
 		admin_respond_json(a, c, 200, j->status, NULL);
 		j->status = NULL; /* admin_respond_json took it */
 		break;

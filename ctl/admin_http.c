@@ -863,6 +863,42 @@ static void teardown_conns(struct admin *a)
 	}
 }
 
+static bool writing(const struct admin *a)
+{
+	unsigned i;
+
+	for (i = 0; i < ADMIN_MAX_CONNS; i++)
+		if (a->conns[i].state == AC_WRITE)
+			return true;
+	return false;
+}
+
+/* Stopping: the writer was joined before a->stop was set, so the answers
+ * to its jobs (a cancelled etcd call's 503) are all on its done list, or
+ * already being sent. They go out, for at most ADMIN_STOP_FLUSH_MS, before
+ * teardown_conns closes the connections; a client too slow for that has
+ * its connection closed. */
+static void flush_answers(struct admin *a)
+{
+	uint64_t until = timer_now_ms() + ADMIN_STOP_FLUSH_MS;
+
+	a->now_ms = timer_now_ms();
+	admin_write_reap(a);
+	while (writing(a) && timer_now_ms() < until) {
+		struct __kernel_timespec ts = { .tv_nsec = 20 * 1000000 };
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		io_uring_submit_and_wait_timeout(&a->ring, &cqe, 1, &ts, NULL);
+		a->now_ms = timer_now_ms();
+		io_uring_for_each_cqe(&a->ring, head, cqe) {
+			dispatch(a, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&a->ring, n);
+	}
+}
+
 static void *admin_main(void *arg)
 {
 	struct admin *a = arg;
@@ -904,6 +940,7 @@ static void *admin_main(void *arg)
 		io_uring_cq_advance(&a->ring, n);
 		expire(a);
 	}
+	flush_answers(a);
 	teardown_conns(a);
 	/* Here: the ring's fd was registered by this thread. */
 	io_uring_queue_exit(&a->ring);
@@ -1028,7 +1065,7 @@ static void admin_free(struct admin *a)
 	unsigned i;
 
 	/* First: the writer may still wake the ring's eventfd. */
-	admin_write_stop(a);
+	admin_write_free(a);
 	if (a->ring_ok)
 		io_uring_queue_exit(&a->ring);
 	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
@@ -1156,12 +1193,12 @@ void admin_stop(struct admin *a)
 
 	if (!a)
 		return;
-	/* The writer takes no new job from here on; the one running (if
-	 * any) ends within its etcd timeouts, joined in admin_free. */
-	pthread_mutex_lock(&a->wlock);
-	a->wstop = true;
-	pthread_cond_signal(&a->wcond);
-	pthread_mutex_unlock(&a->wlock);
+	/* The writer takes no new job from here on, and is joined while the
+	 * admin thread still serves: the job running ends within about a
+	 * second (control_stopping cancelled the etcd calls), and its
+	 * answer and the queued jobs' 503 are on the done list before the
+	 * admin thread is told to stop (flush_answers sends them). */
+	admin_write_stop(a);
 	atomic_store(&a->stop, true);
 	(void)!write(a->efd, &one, sizeof(one));
 	pthread_join(a->thread, NULL);

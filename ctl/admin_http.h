@@ -49,6 +49,9 @@ struct control;
 /* Fleet writes waiting for the writer thread (the one running is not
  * counted); one more is refused with a 503. */
 #define ADMIN_WRITE_QUEUE 64
+/* Stopping: how long the answers to the writer's jobs (503, vmgate is
+ * stopping) may take to go out before the connections are closed. */
+#define ADMIN_STOP_FLUSH_MS 500
 
 enum admin_op {
 	AOP_NONE,
@@ -220,15 +223,21 @@ struct aconn *admin_conn_waiting(struct admin *a, uint32_t slot, uint32_t gen);
 
 /* The fleet writer (admin_write.c). admin_write_start starts its thread
  * when |a| is in fleet mode (0 or -errno); admin_write_stop stops it: the
- * write running finishes (bounded by fleet.etcd.timeout_ms), queued ones
- * are dropped with their connections; safe when never started.
+ * write running finishes (within about a second once control_stopping
+ * cancelled the etcd calls, else within its etcd timeouts), and the jobs
+ * still queued become cancelled ones (-ECANCELED, ETCD_CANCELLED) on the
+ * done list, the eventfd written, for admin_write_reap to answer; safe
+ * when never started, and twice. admin_write_free stops it and frees
+ * what is left on both lists.
  * admin_write_submit queues |j| (taken) for connection |c| and parks |c|,
  * or returns -EBUSY (the queue is full) or -ESHUTDOWN (stopping); |j|
  * then stays the caller's.
- * admin_write_reap, on the admin thread when its eventfd fired, answers
- * the connections whose jobs are done. */
+ * admin_write_reap, on the admin thread when its eventfd fired (and once
+ * more when it stops), answers the connections whose jobs are done; once
+ * the writer is stopping, with Connection: close. */
 int admin_write_start(struct admin *a);
 void admin_write_stop(struct admin *a);
+void admin_write_free(struct admin *a);
 int admin_write_submit(struct admin *a, struct aconn *c, struct admin_job *j);
 void admin_write_reap(struct admin *a);
 void admin_job_free(struct admin_job *j);

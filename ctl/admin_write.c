@@ -18,6 +18,12 @@
  * request been served at once (etcd cannot be told the client left).
  * Outside fleet mode writes stay synchronous: a state-file write and an
  * fsync, milliseconds, with no network in between.
+ *
+ * Stopping (admin_stop) does not wait on etcd: control_stopping has
+ * cancelled every etcd call by then, so the job running ends within about
+ * a second, with -ECANCELED. It and the jobs still queued are answered
+ * 503 "cancelled: vmgate is stopping" before the admin thread closes the
+ * connections.
  */
 #include "ctl/admin_http.h"
 
@@ -27,6 +33,7 @@
 #include <unistd.h>
 
 #include "ctl/control.h"
+#include "ctl/etcd.h"
 #include "ctl/fleet.h"
 
 void admin_job_free(struct admin_job *j)
@@ -72,6 +79,20 @@ static void jobs_free(struct admin_jobs *q)
 		admin_job_free(j);
 }
 
+static const char *job_method(const struct admin_job *j)
+{
+	return j->kind == JOB_PUT ? "PUT" : j->kind == JOB_DELETE ? "DELETE" :
+	       "GET";
+}
+
+static void job_cancel(struct admin_job *j)
+{
+	j->ret = -ECANCELED;
+	snprintf(j->err, sizeof(j->err), ETCD_CANCELLED);
+	json_decref(j->status);
+	j->status = NULL;
+}
+
 static void job_run(struct admin *a, struct admin_job *j)
 {
 	struct fleet *f = control_fleet(a->ctl);
@@ -86,8 +107,16 @@ static void job_run(struct admin *a, struct admin_job *j)
 		break;
 	case JOB_FLEET:
 		j->status = fleet_status_json(f);
+		/* Its list of appliances was cut short: a 503, not a status
+		 * saying etcd failed. */
+		if (fleet_cancelled(f))
+			job_cancel(j);
 		break;
 	}
+	if (j->ret == -ECANCELED)
+		log_info("admin_write_cancelled", "method=%s vm=%.64s "
+			 "error=\"%s\"", job_method(j),
+			 j->kind == JOB_FLEET ? "-" : j->id, j->err);
 }
 
 static void *writer_main(void *arg)
@@ -136,14 +165,31 @@ int admin_write_start(struct admin *a)
 
 void admin_write_stop(struct admin *a)
 {
-	if (a->writer_started) {
-		pthread_mutex_lock(&a->wlock);
-		a->wstop = true;
-		pthread_cond_signal(&a->wcond);
-		pthread_mutex_unlock(&a->wlock);
-		pthread_join(a->writer, NULL);
-		a->writer_started = false;
+	struct admin_job *j;
+	uint64_t one = 1;
+
+	if (!a->writer_started)
+		return;
+	pthread_mutex_lock(&a->wlock);
+	a->wstop = true;
+	pthread_cond_signal(&a->wcond);
+	pthread_mutex_unlock(&a->wlock);
+	pthread_join(a->writer, NULL);
+	pthread_mutex_lock(&a->wlock);
+	a->writer_started = false;
+	/* Never run: answered as a cancelled etcd call would be. */
+	while ((j = jobs_pop(&a->wqueue))) {
+		job_cancel(j);
+		jobs_push(&a->wdone, j);
 	}
+	if (a->wdone.head)
+		(void)!write(a->efd, &one, sizeof(one));
+	pthread_mutex_unlock(&a->wlock);
+}
+
+void admin_write_free(struct admin *a)
+{
+	admin_write_stop(a);
 	jobs_free(&a->wqueue);
 	jobs_free(&a->wdone);
 }
@@ -169,26 +215,25 @@ int admin_write_submit(struct admin *a, struct aconn *c, struct admin_job *j)
 	return 0;
 }
 
-static const char *job_method(const struct admin_job *j)
-{
-	return j->kind == JOB_PUT ? "PUT" : j->kind == JOB_DELETE ? "DELETE" :
-	       "GET";
-}
-
 void admin_write_reap(struct admin *a)
 {
 	struct admin_jobs done;
 	struct admin_job *j;
+	bool stopping;
 
-	if (!a->writer_started)
-		return;
+	/* Also once the writer was joined: admin_write_stop leaves the
+	 * cancelled jobs here. */
 	pthread_mutex_lock(&a->wlock);
 	done = a->wdone;
 	a->wdone = (struct admin_jobs){ 0 };
+	stopping = a->wstop;
 	pthread_mutex_unlock(&a->wlock);
 	while ((j = jobs_pop(&done))) {
 		struct aconn *c = admin_conn_waiting(a, j->slot, j->gen);
 
+		/* The connection is closed after this answer anyway. */
+		if (c && stopping)
+			c->close_after = true;
 		if (c)
 			admin_write_answer(a, c, j);
 		else

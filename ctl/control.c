@@ -466,6 +466,12 @@ err:
 	return ret;
 }
 
+void control_stopping(struct control *ctl)
+{
+	if (ctl)
+		fleet_cancel(ctl->fleet);
+}
+
 void control_free(struct control *ctl)
 {
 	size_t i;

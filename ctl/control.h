@@ -41,6 +41,13 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 int control_run(struct control *ctl, const sigset_t *sigs);
 void control_free(struct control *ctl); /* NULL is fine */
 
+/* control_stopping: shutdown has begun (control_run returned). In fleet
+ * mode every etcd call, running or to come, fails at once (fleet_cancel),
+ * so that neither the admin API's writer nor the fleet thread holds up
+ * joining them: limits.drain_timeout_ms bounds shutdown, not
+ * fleet.etcd.timeout_ms. Call it before admin_stop; NULL is fine. */
+void control_stopping(struct control *ctl);
+
 /* control_reload re-reads appliance.yaml (and the certificates it names)
  * and the state file, and publishes the result. -EINVAL: the file is
  * invalid; |err| holds its errors, one "FILE:LINE:COL: message" per line,

@@ -159,6 +159,16 @@ void etcd_forget_token(struct etcd *e)
 		 e->cfg->username ? e->cfg->username : "-");
 }
 
+void etcd_cancel(struct etcd *e)
+{
+	atomic_store(&e->cancel, true);
+}
+
+bool etcd_cancelled(struct etcd *e)
+{
+	return atomic_load(&e->cancel);
+}
+
 void etcd_next_endpoint(struct etcd *e)
 {
 	pthread_mutex_lock(&e->lock);
@@ -192,8 +202,24 @@ static size_t answer_write(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
-/* The options every request shares: TLS files, no signals (threads), and
- * no proxy from the environment (etcd is reached directly). */
+/* libcurl's progress callback, on every handle: non-zero aborts the
+ * transfer (CURLE_ABORTED_BY_CALLBACK). It is called on every turn of the
+ * transfer's loop, and a transfer waiting (on a connect, on an answer)
+ * turns at least once a second: curl_easy_perform polls for at most 1000
+ * ms at a time, and a watch turns on every etcd_watch_step. So a call
+ * running when etcd_cancel comes ends within about a second, not after
+ * fleet.etcd.timeout_ms. */
+static int xfer_cancel(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct etcd *e = arg;
+
+	return atomic_load(&e->cancel);
+}
+
+/* The options every request shares: TLS files, no signals (threads), no
+ * proxy from the environment (etcd is reached directly), and the cancel
+ * check. */
 static void common_opts(struct etcd *e, CURL *c, const char *url,
 			struct curl_slist *h, const char *body)
 {
@@ -206,6 +232,9 @@ static void common_opts(struct etcd *e, CURL *c, const char *url,
 	curl.easy_setopt(c, CURLOPT_POSTFIELDS, body);
 	curl.easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)f->timeout_ms);
 	curl.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl.easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl.easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xfer_cancel);
+	curl.easy_setopt(c, CURLOPT_XFERINFODATA, e);
 	if (f->ca_file)
 		curl.easy_setopt(c, CURLOPT_CAINFO, f->ca_file);
 	if (f->cert_file) {
@@ -274,7 +303,8 @@ static void curl_why(char *out, size_t out_len, CURL *c, CURLcode rc,
 }
 
 /* One request to one endpoint. On a failure to get an answer, |why| (of
- * ETCD_WHY_LEN bytes) says what curl saw. */
+ * ETCD_WHY_LEN bytes) says what curl saw: -EHOSTUNREACH, or -ECANCELED
+ * when etcd_cancel cut it short. */
 static int call_one(struct etcd *e, struct answer *a, long *status,
 		    char *why, const char *ep, const char *path,
 		    const char *body, bool with_token)
@@ -302,7 +332,9 @@ static int call_one(struct etcd *e, struct answer *a, long *status,
 	curl.easy_setopt(c, CURLOPT_ERRORBUFFER, buf);
 	rc = curl.easy_perform(c);
 	curl.easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	if (rc != CURLE_OK)
+	if (rc == CURLE_ABORTED_BY_CALLBACK)
+		snprintf(why, ETCD_WHY_LEN, ETCD_CANCELLED);
+	else if (rc != CURLE_OK)
 		curl_why(why, ETCD_WHY_LEN, c, rc, buf, e->cfg);
 	else if (!a->p)
 		snprintf(why, ETCD_WHY_LEN, "an empty answer");
@@ -311,7 +343,8 @@ static int call_one(struct etcd *e, struct answer *a, long *status,
 	if (rc != CURLE_OK || !a->p) {
 		free(a->p);
 		a->p = NULL;
-		return -EHOSTUNREACH;
+		return rc == CURLE_ABORTED_BY_CALLBACK ? -ECANCELED :
+							 -EHOSTUNREACH;
 	}
 	return 0;
 }
@@ -386,6 +419,13 @@ static int authenticate(struct etcd *e, char *why, const char *ep)
 	return ret;
 }
 
+/* A cancelled call's answer. */
+static int cancelled(char *err, size_t err_len)
+{
+	snprintf(err, err_len, ETCD_CANCELLED);
+	return -ECANCELED;
+}
+
 int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
 	      const char *body, char *err, size_t err_len)
 {
@@ -407,8 +447,14 @@ int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
 
 		snprintf(ep, sizeof(ep), "%s", e->cfg->endpoints[k]);
 again:
+		/* Stopping: no endpoint is tried, not even the next one; and
+		 * the endpoint that works stays the one it was. */
+		if (atomic_load(&e->cancel))
+			return cancelled(err, err_len);
 		if (need_token(e)) {
 			ret = authenticate(e, why, ep);
+			if (ret == -ECANCELED)
+				return cancelled(err, err_len);
 			if (ret == -EACCES) {
 				snprintf(err, err_len, "etcd refused user "
 					 "'%s'", e->cfg->username);
@@ -420,6 +466,8 @@ again:
 			}
 		}
 		ret = call_one(e, &a, &status, why, ep, path, body, true);
+		if (ret == -ECANCELED)
+			return cancelled(err, err_len);
 		if (ret == -ENOMEM)
 			return ret;
 		if (ret) {
@@ -484,10 +532,15 @@ int etcd_watch_start(struct etcd *e, struct etcd_watch *w, const char *body,
 	char url[512], ep[300];
 
 	memset(w, 0, sizeof(*w));
+	if (atomic_load(&e->cancel))
+		return cancelled(w->error, sizeof(w->error));
 	if (need_token(e)) {
+		int ret;
+
 		etcd_endpoint(e, ep, sizeof(ep));
-		if (authenticate(e, w->error, ep))
-			return -EHOSTUNREACH;
+		ret = authenticate(e, w->error, ep);
+		if (ret)
+			return ret == -ECANCELED ? ret : -EHOSTUNREACH;
 	}
 	etcd_endpoint(e, ep, sizeof(ep));
 	w->on_line = on_line;
@@ -533,7 +586,10 @@ int etcd_watch_step(struct etcd_watch *w, int wait_ms)
 			/* curl writes there no more: it becomes the why. */
 			curl.easy_setopt(w->easy, CURLOPT_ERRORBUFFER, NULL);
 			memcpy(buf, w->error, sizeof(buf));
-			if (w->result != CURLE_OK)
+			if (w->result == CURLE_ABORTED_BY_CALLBACK)
+				snprintf(w->error, sizeof(w->error),
+					 ETCD_CANCELLED);
+			else if (w->result != CURLE_OK)
 				curl_why(w->error, sizeof(w->error), w->easy,
 					 w->result, buf, NULL);
 		}

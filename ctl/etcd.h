@@ -17,11 +17,15 @@
  *
  * Thread-safe: the client's state is under its own mutex, and each call
  * uses its own curl handle.
+ *
+ * A stopping vmgate does not wait on etcd: etcd_cancel makes every call,
+ * running or to come, fail at once with -ECANCELED.
  */
 #ifndef VMGATE_CTL_ETCD_H
 #define VMGATE_CTL_ETCD_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,7 +40,11 @@ struct etcd {
 	size_t ep;       /* the endpoint to try first */
 	char token[512]; /* "" until authenticated */
 	char password[256];
+	atomic_bool cancel; /* etcd_cancel was called */
 };
+
+/* What a cancelled call says (in |err|, a watch's error). */
+#define ETCD_CANCELLED "cancelled: vmgate is stopping"
 
 /* etcd_curl_load loads libcurl-gnutls.so.4 (dlopen, RTLD_DEEPBIND: its
  * dependencies bring OpenSSL's libcrypto.so.3, which must not bind to
@@ -60,7 +68,8 @@ void etcd_endpoint(struct etcd *e, char *out, size_t out_cap);
  * terminated). Errors: -EHOSTUNREACH when no endpoint answered (refused,
  * timed out, no leader: the caller says "etcd unreachable"), -EACCES when
  * authentication failed, -EPROTO when etcd answered with an error (its
- * message in |err|). */
+ * message in |err|), -ECANCELED when etcd_cancel was called before or
+ * during the call (|err| is ETCD_CANCELLED; no other endpoint is tried). */
 int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
 	      const char *body, char *err, size_t err_len);
 
@@ -85,7 +94,9 @@ struct etcd_watch {
 
 /* etcd_watch_start connects to the first endpoint that takes the request
  * (the client's current one first). |on_line| returning false ends the
- * stream. 0 or -EHOSTUNREACH / -ENOMEM. */
+ * stream. 0 or -EHOSTUNREACH / -ENOMEM / -ECANCELED (w->error says
+ * why). A stream running when etcd_cancel is called ends with
+ * CURLE_ABORTED_BY_CALLBACK and w->error ETCD_CANCELLED. */
 int etcd_watch_start(struct etcd *e, struct etcd_watch *w, const char *body,
 		     bool (*on_line)(void *arg, const char *line, size_t len),
 		     void *arg);
@@ -101,6 +112,14 @@ void etcd_watch_stop(struct etcd_watch *w);
  * cancel reason; etcd_call's own retry) and logs that: the next request
  * authenticates. */
 void etcd_forget_token(struct etcd *e);
+
+/* etcd_cancel: shutdown has begun. Every call of |e| fails from now on
+ * with -ECANCELED and ETCD_CANCELLED, without trying another endpoint; a
+ * transfer already running is cut short within about a second (see
+ * xfer_cancel in etcd.c), whatever fleet.etcd.timeout_ms is. Any thread;
+ * not undone. etcd_cancelled says whether it was called. */
+void etcd_cancel(struct etcd *e);
+bool etcd_cancelled(struct etcd *e);
 
 /* etcd_next_endpoint moves to the next endpoint (after a watch failed). */
 void etcd_next_endpoint(struct etcd *e);

@@ -924,6 +924,11 @@ static int full_read(struct fleet *f)
 			 PAGE_LIMIT, (long long)pinned);
 		ret = etcd_call(&f->etcd, &ans, &ans_len, "kv/range", body,
 				err, sizeof(err));
+		if (ret == -ECANCELED) {
+			/* Not etcd's fault: it is not down. */
+			log_info("fleet_read", "error=\"%s\"", err);
+			goto out;
+		}
 		if (ret) {
 			mark_down(f, err);
 			goto out;
@@ -1163,6 +1168,8 @@ static void watch(struct fleet *f)
 	f->pend_rev = f->revision;
 	etcd_endpoint(&f->etcd, ep, sizeof(ep));
 	ret = etcd_watch_start(&f->etcd, &w, body, on_line, f);
+	if (ret == -ECANCELED)
+		return;
 	if (ret) {
 		char why[600];
 
@@ -1579,12 +1586,32 @@ int fleet_start(struct fleet *f)
 	return 0;
 }
 
+void fleet_cancel(struct fleet *f)
+{
+	if (!f || etcd_cancelled(&f->etcd))
+		return;
+	atomic_store(&f->stop, true);
+	etcd_cancel(&f->etcd);
+	/* wait_applied looks at f->stop when woken. */
+	pthread_mutex_lock(&f->ctl->lock);
+	pthread_cond_broadcast(&f->applied);
+	pthread_mutex_unlock(&f->ctl->lock);
+	log_info("fleet_stop", "etcd calls %s", ETCD_CANCELLED);
+}
+
+bool fleet_cancelled(struct fleet *f)
+{
+	return etcd_cancelled(&f->etcd);
+}
+
 void fleet_free(struct fleet *f)
 {
 	if (!f)
 		return;
+	/* Whoever frees it is stopping: the thread is joined without
+	 * waiting on etcd. */
 	if (f->started) {
-		atomic_store(&f->stop, true);
+		fleet_cancel(f);
 		pthread_join(f->thread, NULL);
 	}
 	snap_reap(f, true);
@@ -1628,7 +1655,10 @@ static int key_revision(struct fleet *f, int64_t *out_rev, const char *key,
 	return 0;
 }
 
-/* Waits (at most timeout_ms) until this appliance applied |rev|. */
+/* Waits (at most timeout_ms) until this appliance applied |rev|, or
+ * until fleet_cancel: a stopping vmgate does not wait for it (the change
+ * is committed in etcd all the same, and is acknowledged as such, as
+ * after a wait that timed out). */
 static void wait_applied(struct fleet *f, int64_t rev)
 {
 	struct timespec ts;
@@ -1641,7 +1671,7 @@ static void wait_applied(struct fleet *f, int64_t rev)
 		ts.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&f->ctl->lock);
-	while (f->revision < rev &&
+	while (f->revision < rev && !atomic_load(&f->stop) &&
 	       pthread_cond_timedwait(&f->applied, &f->ctl->lock, &ts) == 0)
 		;
 	pthread_mutex_unlock(&f->ctl->lock);

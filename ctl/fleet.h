@@ -38,6 +38,16 @@ int fleet_new(struct fleet **out, struct control *ctl, char *err,
 int fleet_start(struct fleet *f);
 void fleet_free(struct fleet *f);
 
+/* fleet_cancel: vmgate is stopping. The thread stops, and every etcd call
+ * of the fleet, its own and the admin API's writes (etcd_cancel), fails
+ * at once with -ECANCELED and ETCD_CANCELLED, "cancelled: vmgate is
+ * stopping", a running one within about a second; wait_applied stops
+ * waiting. Any thread, before the threads that call into the fleet are
+ * joined (fleet_free does it too); NULL is fine; not undone.
+ * fleet_cancelled says whether it was called. */
+void fleet_cancel(struct fleet *f);
+bool fleet_cancelled(struct fleet *f);
+
 /* The file's VMs with etcd's over them, rebuilt after a reload (under
  * the lock; -ENOMEM leaves the old one). */
 int fleet_rebuild_locked(struct fleet *f);

@@ -700,6 +700,9 @@ int main(int argc, char **argv)
 		 sig == SIGINT ? "now" : "remaining");
 	status = atomic_load(&shared.stop) ? 1 : 0;
 stop:
+	/* Before the admin writer and the fleet thread are joined: neither
+	 * waits on etcd from here on. */
+	control_stopping(ctl);
 	admin_stop(admin);
 	atomic_store(&shared.stop, true);
 	for (i = 0; i < started; i++)
