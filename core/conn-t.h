@@ -59,6 +59,8 @@ enum conn_flag {
 	CF_KEY_WAIT = 1u << 21,   /* a signature asked of the signer */
 	CF_PASSTHROUGH = 1u << 22, /* tls: passthrough: the client's bytes
 	                            * go to the VM as they are, and back */
+	CF_VM_MORE = 1u << 23,    /* the VM's socket held more (bytes or its
+	                           * FIN) after the last receive */
 };
 
 struct conn {

@@ -10,6 +10,12 @@
  * reader pauses its peer instead of growing memory. At most one recv and
  * one send are in flight per direction.
  *
+ * A VM receive that leaves more in the socket (IORING_CQE_F_SOCK_NONEMPTY:
+ * bytes, or the FIN) is followed by another receive before less than a
+ * receive buffer's worth goes to the client, so a short answer and the
+ * FIN behind it leave in one send, with the close_notify, not in two;
+ * bulk data is sent as it comes.
+ *
  * Half-close: the client's close_notify or FIN ends "up" (shutdown toward
  * the VM once up.data is sent); the VM's FIN ends "down" (close_notify,
  * then shutdown toward the client once everything is sent). The
@@ -140,7 +146,10 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 			r = tls_conn_write(&c->tls, buf, (size_t)cqe->res);
 		ring_buf_put(&w->bufs, bid);
 	}
+	c->flags &= ~CF_VM_MORE;
 	if (cqe->res > 0) {
+		if (cqe->flags & IORING_CQE_F_SOCK_NONEMPTY)
+			c->flags |= CF_VM_MORE;
 		c->active_ms = w->now_ms;
 		c->down_bytes += (uint64_t)cqe->res;
 		metric_add(&w->metrics.bytes_down, (uint64_t)cqe->res);
@@ -413,16 +422,20 @@ void relay_run(struct worker *w, struct conn *c)
 		tls_conn_close_notify(&c->tls);
 		c->flags |= CF_NOTIFY;
 	}
-	relay_flush_client(w, c);
+	/* One more receive adds at most one buffer's worth of records: the
+	 * TLS output has room for that past the cap (see conn_accept). */
+	if (!(c->flags & CF_VM_EOF) && tls_conn_out_len(&c->tls) < cap)
+		arm_vm_recv(w, c);
+	/* A short piece the VM has already sent more behind waits for that
+	 * receive, which completes at once. */
+	if (!(c->flags & CF_VM_MORE) || !(c->flags & CF_VM_RECV) ||
+	    tls_conn_out_len(&c->tls) >= CONFIG_RECV_BUF_SIZE)
+		relay_flush_client(w, c);
 	if (c->state != CONN_RELAY)
 		return;
 	if ((c->flags & CF_NOTIFY) && !tls_conn_out_len(&c->tls) &&
 	    !(c->flags & (CF_CLIENT_SEND | CF_CLIENT_SHUT)))
 		half_close(w, c, c->cfd, CF_CLIENT_SHUT);
-	/* One more receive adds at most one buffer's worth of records: the
-	 * TLS output has room for that past the cap (see conn_accept). */
-	if (!(c->flags & CF_VM_EOF) && tls_conn_out_len(&c->tls) < cap)
-		arm_vm_recv(w, c);
 
 	if ((c->flags & (CF_VM_SHUT | CF_CLIENT_SHUT)) ==
 	    (CF_VM_SHUT | CF_CLIENT_SHUT))
