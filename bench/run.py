@@ -9,6 +9,8 @@ Environment:
   BENCH_KEEP=1         keep the temporary directory (configs, logs)
   BENCH_VM_ERRORS=http vmgate's domain answers unreachable VMs with an HTTP
                        502 (domains[].vm_errors: http) instead of an alert
+  BENCH_W1_RATE=N      W1 rounds: also measure every proxy at N handshakes/s
+                       offered (tlsload -r), all at one load
   BENCH_SCALE=0        skip the W4 scale step (vmgate only); BENCH_SCALE=N
                        (N >= 1000) sets its target number of pairs
   BENCH_WORKLOADS=w1,w5  only these of w1,w5,w2,w3,w4 (default: all)
@@ -78,6 +80,10 @@ W1_CONC = 16     # handshakes in flight
 # falls on all of them alike; the ratios are taken within each round.
 W1R_ROUNDS = 3 if QUICK else 7
 W1R_WARM_S = 0.5
+# BENCH_W1_RATE: the rounds also measure each proxy at this offered rate,
+# below every proxy's limit, so CPU per handshake is compared at one load
+# rather than each at what the one-core client can drive (0: not done).
+W1R_RATE = int(os.environ.get("BENCH_W1_RATE", "0") or 0)
 W2_CONC = 64     # keep-alive connections
 W3_CONC = 4
 W5_CONC = 16
@@ -631,10 +637,10 @@ class Runner:
         self.client_env = dict(os.environ,
                                OPENSSL_CONF=os.path.join(tmp, "openssl-client.cnf"))
 
-    def tls(self, mode, conc, dur, path="/tiny", port=PROXY_PORT):
+    def tls(self, mode, conc, dur, path="/tiny", port=PROXY_PORT, rate=0):
         argv = ["taskset", "-c", LOAD_CPU, self.tlsload, mode, "-a", "::1",
                 "-p", str(port), "-s", SNI, "-c", str(conc),
-                "-d", str(dur), "-P", path]
+                "-d", str(dur), "-P", path] + (["-r", str(rate)] if rate else [])
         r = subprocess.run(argv, capture_output=True, text=True,
                            timeout=dur + 30)
         try:
@@ -919,8 +925,9 @@ def run_proxy(name, tmp, files, runner, notes):
 def run_w1_rounds(proxies, tmp, files, runner, notes):
     """W1 again, in rounds: {"rounds": [{name: rep}], "order": [[names]]}.
     Each round starts every proxy afresh (its own warm-up of W1_CONC
-    handshakes for W1R_WARM_S), measures one DUR of W1 and stops it; the
-    order is rotated by one each round."""
+    handshakes for W1R_WARM_S), measures one DUR of W1 and, with
+    W1R_RATE, one DUR at that offered rate (rep["fixed"]), and stops it;
+    the order is rotated by one each round."""
     out = {"rounds": [], "order": []}
     for r in range(W1R_ROUNDS):
         order = proxies[r % len(proxies):] + proxies[:r % len(proxies)]
@@ -951,12 +958,23 @@ def run_w1_rounds(proxies, tmp, files, runner, notes):
                              "signer_cpu_us_per": (scpu * 1e6 / ok
                                                    if p.helpers_seen else None),
                              "cpu_busy": cpu / wall, "errors": res["errors"]}
+                if W1R_RATE:
+                    res, cpu, wall, scpu = measured(
+                        p, lambda: runner.tls("hs", W1_CONC, DUR,
+                                              rate=W1R_RATE))
+                    if res["ok"] and p.alive():
+                        row[name]["fixed"] = {
+                            "rate": res["rate"],
+                            "cpu_us_per": cpu * 1e6 / res["ok"],
+                            "cpu_busy": cpu / wall}
             finally:
                 p.stop()
         out["rounds"].append(row)
         out["order"].append(order)
         log(f"w1 round {r + 1}/{W1R_ROUNDS}: " + ", ".join(
-            f"{n} {row[n]['cpu_us_per']:.0f} µs" for n in order if n in row))
+            f"{n} {row[n]['cpu_us_per']:.0f} µs" +
+            (f" ({row[n]['fixed']['cpu_us_per']:.0f} µs at {W1R_RATE}/s)"
+             if "fixed" in row[n] else "") for n in order if n in row))
     return out
 
 
@@ -972,6 +990,47 @@ def w1r_ratios(w1r, name):
                    min(v["cpu_us_per"] for v in peers))
         rate.append(row[name]["rate"] / max(v["rate"] for v in peers))
     return cpu, rate
+
+
+def render_w1r_fixed(w1r):
+    """The rounds' measurements at one offered rate (BENCH_W1_RATE), with
+    each vmgate build's CPU per handshake over the cheapest peer's."""
+    rows = [row for row in w1r["rounds"]
+            if any("fixed" in v for v in row.values())]
+    if not rows:
+        return ""
+    names = [n for n in PROXIES if any("fixed" in row.get(n, {})
+                                       for row in rows)]
+    ours = [n for n in names if n in VMGATES]
+    lines = [f"| W1 at {W1R_RATE}/s offered (CPU-µs / full handshake) | " +
+             " | ".join(names) + " | " +
+             " | ".join(f"{n} / best peer" for n in ours) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(names) + len(ours))) + "|"]
+    ratios = {n: [] for n in ours}
+    for i, row in enumerate(rows):
+        fx = {n: row[n]["fixed"] for n in names if "fixed" in row.get(n, {})}
+        cells = [fmt(fx[n]["cpu_us_per"]) if n in fx else "-" for n in names]
+        peers = [v["cpu_us_per"] for n, v in fx.items() if n not in VMGATES]
+        for n in ours:
+            if n in fx and peers:
+                ratios[n].append(fx[n]["cpu_us_per"] / min(peers))
+                cells.append(f"{ratios[n][-1]:.2f}")
+            else:
+                cells.append("-")
+        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    low = min(row[n]["fixed"]["rate"] for row in rows for n in names
+              if "fixed" in row.get(n, {}))
+    out = ["", "\n".join(lines), "",
+           f"The lowest rate reached was {low:.0f}/s"
+           + (" (below the offered rate: that proxy was at its limit)"
+              if low < 0.95 * W1R_RATE else "") + "."]
+    for n in ours:
+        if ratios[n]:
+            out.append(f"At {W1R_RATE} handshakes/s offered to all, {n}: "
+                       f"{statistics.median(ratios[n]):.2f}× the best peer's "
+                       f"CPU per full handshake (median; "
+                       f"{min(ratios[n]):.2f}-{max(ratios[n]):.2f}).")
+    return "\n".join(out) + "\n"
 
 
 def render_w1r(w1r):
@@ -1010,7 +1069,7 @@ def render_w1r(w1r):
             f"of {len(cpu)} rounds); handshakes/s {mr:.2f}× (median; "
             f"{min(rate):.2f}-{max(rate):.2f}; target ≥ 1.3×: "
             f"{'met' if mr >= 1.3 else 'missed'}).")
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + render_w1r_fixed(w1r)
 
 
 def tcp6_sockets(ports):

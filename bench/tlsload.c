@@ -5,9 +5,13 @@
  * SNI separately, so no name resolution is involved.
  *
  *   tlsload hs     -a ADDR -p PORT -s SNI [-c CONC] [-d SECONDS] [-P PATH]
+ *                  [-r RATE]
  *       Each connection: TCP connect, full TLS handshake, one request
  *       ("Connection: close"), read the whole response, close. Repeat until
- *       the duration is over with CONC connections in flight.
+ *       the duration is over with CONC connections in flight. With -r, at
+ *       most RATE connections start per second (evenly paced; still at
+ *       most CONC in flight), so proxies can be compared at one offered
+ *       load instead of each at the client's limit.
  *   tlsload resume ... (same options)
  *       Same, but every connection offers the newest session ticket the
  *       client has received, so handshakes are resumed (PSK + X25519).
@@ -63,6 +67,7 @@ static const char *sni = "vm1.bench.internal";
 static const char *path = "/tiny";
 static int conc = 32;
 static double duration = 5, hold_max = 120, step_max = 60;
+static double rate_max; /* -r: connection starts per second, 0 = no limit */
 static SSL_CTX *ctx;
 static SSL_SESSION *latest; /* newest ticket (resume mode) */
 static int ep;
@@ -330,18 +335,29 @@ static void poll_once(int timeout_ms)
 		step(evs[i].data.ptr, evs[i].events);
 }
 
+/* May another connection start at |t|? Under -r, only while fewer than
+ * RATE x elapsed have started. */
+static bool may_start(double t0, double t, long started)
+{
+	return rate_max <= 0 || started < (long)(rate_max * (t - t0)) + 1;
+}
+
 static void run_load(void)
 {
 	double t0 = now(), t1 = t0 + duration, t;
+	long started = 0;
 	int i;
 
-	for (i = 0; i < conc; i++)
+	for (i = 0; i < conc && may_start(t0, now(), started); i++, started++)
 		conn_open(&conns[i]);
 	while ((t = now()) < t1) {
-		poll_once(10);
-		for (i = 0; i < conc && now() < t1; i++)
-			if (conns[i].st == S_FREE)
+		poll_once(rate_max > 0 ? 1 : 10);
+		for (i = 0; i < conc && (t = now()) < t1; i++)
+			if (conns[i].st == S_FREE &&
+			    may_start(t0, t, started)) {
 				conn_open(&conns[i]);
+				started++;
+			}
 		if (n_err > 1000 && n_ok == 0)
 			break;
 	}
@@ -404,7 +420,8 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: tlsload hs|resume|idle -a ADDR -p PORT "
-				"-s SNI [-c N] [-d S] [-T S] [-g S] [-P PATH]\n");
+				"-s SNI [-c N] [-d S] [-r RATE] [-T S] [-g S] "
+				"[-P PATH]\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "hs"))
@@ -418,13 +435,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	optind = 2;
-	while ((opt = getopt(argc, argv, "a:p:s:c:d:T:g:P:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:p:s:c:d:r:T:g:P:")) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
 		case 'p': port = atoi(optarg); break;
 		case 's': sni = optarg; break;
 		case 'c': conc = atoi(optarg); break;
 		case 'd': duration = atof(optarg); break;
+		case 'r': rate_max = atof(optarg); break;
 		case 'T': hold_max = atof(optarg); break;
 		case 'g': step_max = atof(optarg); break;
 		case 'P': path = optarg; break;
