@@ -12,6 +12,7 @@
 #include "core/conn.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -179,6 +180,7 @@ void conn_close(struct worker *w, struct conn *c, enum conn_reason reason)
 
 void conn_linger(struct worker *w, struct conn *c, uint8_t desc)
 {
+	timer_disarm(&c->key_timer); /* no tickets after an alert */
 	if (desc)
 		tls_conn_alert(&c->tls, desc, c->hello_version);
 	c->flags |= CF_LOGGED;
@@ -322,12 +324,12 @@ static void do_handshake(struct worker *w, struct conn *c)
 					   ? &w->metrics.handshakes_resumed
 					   : &w->metrics.handshakes_full,
 				   1);
-			/* Tickets go out with the handshake, not behind the
-			 * VM's first answer (or never, if it has none). */
-			if (tls_conn_flush(&c->tls) != TLS_IO_DONE) {
-				conn_tls_failed(w, c);
-				return;
-			}
+			/* The tickets wait for the VM's first answer, for
+			 * CONN_TICKET_HOLD_MS at most (the signer's wait,
+			 * over now, had the same timer). */
+			if (tls_conn_tickets_held(&c->tls))
+				timer_arm(&w->ticket_timers, &c->key_timer,
+					  w->now_ms);
 			break;
 		case TLS_IO_WANT_READ:
 			if (c->flags & CF_CLIENT_FIN) {
@@ -665,6 +667,18 @@ void conn_expire_timers(struct worker *w)
 		}
 		conn_close(w, c, REASON_IDLE_TIMEOUT);
 		conn_run(w, c);
+	}
+	while ((n = timer_pop_expired(&w->ticket_timers, w->now_ms))) {
+		struct conn *c = (struct conn *)((char *)n -
+						 offsetof(struct conn, key_timer));
+
+		/* The VM has not answered in time: the tickets go alone. */
+		if (tls_conn_flush_tickets(&c->tls) != TLS_IO_DONE) {
+			conn_tls_failed(w, c);
+			conn_run(w, c);
+			continue;
+		}
+		relay_flush_client(w, c);
 	}
 	while ((n = timer_pop_expired(&w->linger_timers, w->now_ms))) {
 		struct conn *c = (struct conn *)n;

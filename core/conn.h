@@ -41,6 +41,11 @@ void conn_close(struct worker *w, struct conn *c, enum conn_reason reason);
 #define CONN_LINGER_MS 1000
 void conn_linger(struct worker *w, struct conn *c, uint8_t desc);
 
+/* A finished TLS 1.3 handshake's session tickets wait for the first bytes
+ * to the client (the VM's answer), to share its send, at most this long:
+ * a VM that says nothing does not keep them from the client. */
+#define CONN_TICKET_HOLD_MS 100
+
 /* conn_tls_failed logs the close with TLS's reason and lingers, so the
  * alert BoringSSL queued reaches the client. */
 void conn_tls_failed(struct worker *w, struct conn *c);

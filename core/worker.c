@@ -128,6 +128,7 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	timer_list_init(&w->hs_timers, lim->handshake_timeout_ms);
 	timer_list_init(&w->idle_timers, lim->idle_timeout_ms);
 	timer_list_init(&w->linger_timers, CONN_LINGER_MS);
+	timer_list_init(&w->ticket_timers, CONN_TICKET_HOLD_MS);
 	/* Healthy from the start: /health may be asked before the first
 	 * loop has turned. */
 	atomic_store(&w->turned_ms, timer_now_ms());

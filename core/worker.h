@@ -117,6 +117,8 @@ struct worker {
 	struct timer_list hs_timers;   /* handshake_timeout_ms */
 	struct timer_list idle_timers; /* idle_timeout_ms */
 	struct timer_list linger_timers; /* CONN_LINGER_MS */
+	struct timer_list ticket_timers; /* CONN_TICKET_HOLD_MS, on
+	                                  * conn.key_timer */
 	struct __kernel_timespec connect_ts;
 	uint64_t now_ms;
 	uint64_t overload_logged_ms; /* rate limit of "overload" lines */

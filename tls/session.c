@@ -9,6 +9,7 @@
 
 #include <openssl/err.h>
 
+#include "core/kconfig.h" /* TLS_SESSION_TICKETS: build-time only */
 #include "tls/alert.h"
 #include "tls/ctx.h"
 
@@ -436,8 +437,10 @@ enum tls_io tls_conn_handshake(struct tls_conn *t)
 	 * queue themselves, and every path here leaves it empty. */
 	ret = SSL_do_handshake(t->ssl);
 	if (ret == 1) {
-		/* TLS 1.3 tickets wait for the next write. */
-		t->held_back = true;
+		/* TLS 1.3 tickets wait for the next write (TLS 1.2 sends its
+		 * ticket inside the handshake). */
+		t->tickets_held = IS_ENABLED(CONFIG_TLS_SESSION_TICKETS) &&
+				  SSL_version(t->ssl) == TLS1_3_VERSION;
 		return TLS_IO_DONE;
 	}
 	return io_result(t, ret);
@@ -484,8 +487,11 @@ enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len)
 	/* The output BIO pushes back only at its limit, which core/'s
 	 * backpressure keeps clear of, so SSL_write takes it all. */
 	ret = SSL_write(t->ssl, in, (int)len);
-	if (ret == (int)len)
+	if (ret == (int)len) {
+		/* What TLS held back went out first. */
+		t->tickets_held = false;
 		return TLS_IO_DONE;
+	}
 	return io_result(t, ret);
 }
 
@@ -498,6 +504,7 @@ enum tls_io tls_conn_flush(struct tls_conn *t)
 	if (!t->held_back)
 		return TLS_IO_DONE;
 	t->held_back = false;
+	t->tickets_held = false;
 	if (!t->ssl || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
 		return TLS_IO_DONE;
 	/* BoringSSL keeps what it writes after the handshake (TLS 1.3
@@ -509,10 +516,21 @@ enum tls_io tls_conn_flush(struct tls_conn *t)
 	return io_result(t, ret);
 }
 
+enum tls_io tls_conn_flush_tickets(struct tls_conn *t)
+{
+	if (!t->tickets_held)
+		return TLS_IO_DONE;
+	t->held_back = true;
+	return tls_conn_flush(t);
+}
+
 void tls_conn_close_notify(struct tls_conn *t)
 {
 	if (!t->ssl)
 		return;
+	/* An alert does not take what TLS holds back along: the tickets
+	 * would be lost. (A failure here fails the close_notify too.) */
+	(void)tls_conn_flush_tickets(t);
 	ERR_clear_error();
 	/* The first call sends close_notify and returns 0: it does not wait
 	 * for the client's, so client -> VM keeps flowing. */

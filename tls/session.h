@@ -63,7 +63,9 @@ struct tls_conn {
 	bool out_pinned;    /* a send from out is in flight: it must not
 	                     * move or be freed */
 	bool held_back;     /* TLS holds output back until the next write
-	                     * (tickets, a KeyUpdate answer): flush it */
+	                     * (a KeyUpdate answer): flush it */
+	bool tickets_held;  /* a finished TLS 1.3 handshake's session
+	                     * tickets wait in TLS for the next write */
 	uint8_t *out_old;   /* out's previous block, moved from while
 	                     * pinned: freed when the send completes */
 	char *sni; /* the name the router accepted; checked by the
@@ -167,13 +169,25 @@ enum tls_io tls_conn_peek(struct tls_conn *t, size_t *out_len, uint8_t *out,
 enum tls_io tls_conn_write(struct tls_conn *t, const uint8_t *in, size_t len);
 
 /* tls_conn_flush moves into the output what TLS holds back until the next
- * write: the session tickets of a finished TLS 1.3 handshake, and the
- * KeyUpdate that answers a client's update_requested. Call it when the
- * handshake completes and after reading; it costs a flag test unless the
- * handshake just finished or a KeyUpdate was read. */
+ * write when a KeyUpdate that answers a client's update_requested is
+ * among it (the session tickets too, if still held). Call it after
+ * reading; it costs a flag test unless a KeyUpdate was read. */
 enum tls_io tls_conn_flush(struct tls_conn *t);
 
-/* tls_conn_close_notify queues a close_notify alert; reading goes on. */
+/* The session tickets of a finished TLS 1.3 handshake stay in TLS until
+ * the next write, so they leave with the first bytes for the client (the
+ * VM's answer, a close_notify) rather than in a send of their own.
+ * tls_conn_tickets_held says whether they still wait; tls_conn_flush_tickets
+ * moves them into the output now. */
+static inline bool tls_conn_tickets_held(const struct tls_conn *t)
+{
+	return t->tickets_held;
+}
+
+enum tls_io tls_conn_flush_tickets(struct tls_conn *t);
+
+/* tls_conn_close_notify queues a close_notify alert, after the tickets
+ * if they still wait; reading goes on. */
 void tls_conn_close_notify(struct tls_conn *t);
 
 /* tls_conn_alert queues a fatal alert |desc| (RFC 8446 6.2): a plaintext

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from e2e_util import curl, recv_all, tls_connect
+from e2e_util import curl, recv_all, tls_connect, wait_until
 
 
 def echo_once(s, msg=b"x"):
@@ -39,6 +39,39 @@ def test_session_resumption(live_gate, certs, version):
         s2.close()
         assert reused, "%s session not resumed on connection %d\n%s" % (
             version.name, i + 2, live_gate.tail())
+
+
+def test_ticket_reaches_a_client_whose_vm_says_nothing(live_gate, certs):
+    """TLS 1.3 session tickets wait for the VM's first answer, to leave in
+    its send, but no longer than CONN_TICKET_HOLD_MS (100 ms, seen on the
+    worker's 100 ms tick): vm2's sink says nothing until the client's EOF,
+    and the client still gets its ticket, which then resumes."""
+    ctx = certs.client_ctx(minv=ssl.TLSVersion.TLSv1_3,
+                           maxv=ssl.TLSVersion.TLSv1_3)
+    s = tls_connect(ctx, "vm2.vm.test", 3000)
+    try:
+        s.sendall(b"kept by the sink until EOF")
+        s.settimeout(0.05)
+
+        def ticket():
+            # A read lets the NewSessionTicket be processed; the VM itself
+            # sends nothing, so the read can only time out.
+            try:
+                got = s.recv(1)
+            except TimeoutError:
+                got = None
+            assert got is None, ("the sink answered before EOF", got)
+            return s.session is not None and s.session.has_ticket
+
+        wait_until(ticket, 5, what="a session ticket while the VM is silent")
+        sess = s.session
+    finally:
+        s.close()
+    s2 = tls_connect(ctx, "vm2.vm.test", 3000, session=sess)
+    try:
+        assert s2.session_reused, live_gate.tail()
+    finally:
+        s2.close()
 
 
 @pytest.mark.parametrize("flags,want", [(["--tlsv1.2", "--tls-max", "1.2"], "TLSv1.2"),
