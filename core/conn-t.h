@@ -17,6 +17,7 @@
 #define VMGATE_CORE_CONN_T_H
 
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/timer.h"
@@ -97,5 +98,12 @@ struct conn {
 	struct sockaddr_in6 local; /* what the client dialled: read at accept
 	                            * when steered, else with proxy */
 };
+
+/* The connection whose key_timer is |n| (the signer's wait, then the
+ * tickets' hold). */
+static inline struct conn *conn_of_key_timer(struct timer_node *n)
+{
+	return (struct conn *)((char *)n - offsetof(struct conn, key_timer));
+}
 
 #endif

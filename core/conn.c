@@ -12,7 +12,6 @@
 #include "core/conn.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -669,8 +668,7 @@ void conn_expire_timers(struct worker *w)
 		conn_run(w, c);
 	}
 	while ((n = timer_pop_expired(&w->ticket_timers, w->now_ms))) {
-		struct conn *c = (struct conn *)((char *)n -
-						 offsetof(struct conn, key_timer));
+		struct conn *c = conn_of_key_timer(n);
 
 		/* The VM has not answered in time: the tickets go alone. */
 		if (tls_conn_flush_tickets(&c->tls) != TLS_IO_DONE) {

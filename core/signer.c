@@ -53,18 +53,13 @@ void signer_chan_free(struct worker *w)
 	s->in = s->out = NULL;
 }
 
-static struct conn *wait_conn(struct timer_node *n)
-{
-	return (struct conn *)((char *)n - offsetof(struct conn, key_timer));
-}
-
 /* Every request in flight fails: their answers cannot come any more. */
 static void fail_waits(struct worker *w, const char *why)
 {
 	struct timer_node *n;
 
 	while ((n = timer_pop_expired(&w->signer.waits, UINT64_MAX)))
-		conn_keyop_done(w, wait_conn(n), false, NULL, 0, why);
+		conn_keyop_done(w, conn_of_key_timer(n), false, NULL, 0, why);
 }
 
 /* The socket is broken or the signer misbehaved: fail what waits, and
@@ -169,7 +164,7 @@ void signer_tick(struct worker *w)
 	if (!IS_ENABLED(CONFIG_KEY_SIGNER))
 		return;
 	while ((n = timer_pop_expired(&s->waits, w->now_ms)))
-		conn_keyop_done(w, wait_conn(n), false, NULL, 0,
+		conn_keyop_done(w, conn_of_key_timer(n), false, NULL, 0,
 				"signer: no answer in time");
 	if (!s->up && s->fd < 0 && w->now_ms >= s->retry_ms)
 		chan_connect(w);

@@ -873,6 +873,32 @@ static bool writing(const struct admin *a)
 	return false;
 }
 
+/* One turn of the admin ring: submit, wait at most |wait_ms| for a
+ * completion, and dispatch what completed. Returns 0, or io_uring_enter's
+ * error (nothing dispatched then). */
+static int turn(struct admin *a, uint64_t wait_ms)
+{
+	struct __kernel_timespec ts = {
+		.tv_sec = (long long)(wait_ms / 1000),
+		.tv_nsec = (long long)(wait_ms % 1000) * 1000000,
+	};
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+	int ret;
+
+	ret = io_uring_submit_and_wait_timeout(&a->ring, &cqe, 1, &ts, NULL);
+	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY &&
+	    ret != -EAGAIN)
+		return ret;
+	a->now_ms = timer_now_ms();
+	io_uring_for_each_cqe(&a->ring, head, cqe) {
+		dispatch(a, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&a->ring, n);
+	return 0;
+}
+
 /* Stopping: the writer was joined before a->stop was set, so the answers
  * to its jobs (a cancelled etcd call's 503) are all on its done list, or
  * already being sent. They go out, for at most ADMIN_STOP_FLUSH_MS, before
@@ -884,19 +910,8 @@ static void flush_answers(struct admin *a)
 
 	a->now_ms = timer_now_ms();
 	admin_write_reap(a);
-	while (writing(a) && timer_now_ms() < until) {
-		struct __kernel_timespec ts = { .tv_nsec = 20 * 1000000 };
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-
-		io_uring_submit_and_wait_timeout(&a->ring, &cqe, 1, &ts, NULL);
-		a->now_ms = timer_now_ms();
-		io_uring_for_each_cqe(&a->ring, head, cqe) {
-			dispatch(a, cqe);
-			n++;
-		}
-		io_uring_cq_advance(&a->ring, n);
-	}
+	while (writing(a) && timer_now_ms() < until)
+		turn(a, 20);
 }
 
 static void *admin_main(void *arg)
@@ -913,31 +928,18 @@ static void *admin_main(void *arg)
 	a->now_ms = timer_now_ms();
 	post_wake(a);
 	while (!atomic_load(&a->stop)) {
-		struct __kernel_timespec ts;
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
 		uint64_t wait_ms;
 
 		arm_listeners(a);
 		wait_ms = next_deadline(a);
 		/* +1: wake just after a deadline, not just before it */
 		wait_ms = (wait_ms > a->now_ms ? wait_ms - a->now_ms : 0) + 1;
-		ts.tv_sec = (long long)(wait_ms / 1000);
-		ts.tv_nsec = (long long)(wait_ms % 1000) * 1000000;
-		ret = io_uring_submit_and_wait_timeout(&a->ring, &cqe, 1, &ts,
-						       NULL);
-		if (ret < 0 && ret != -ETIME && ret != -EINTR &&
-		    ret != -EBUSY && ret != -EAGAIN) {
+		ret = turn(a, wait_ms);
+		if (ret) {
 			log_error("admin_error", "io_uring_enter: %s; the "
 				  "admin API stops", strerror(-ret));
 			break;
 		}
-		a->now_ms = timer_now_ms();
-		io_uring_for_each_cqe(&a->ring, head, cqe) {
-			dispatch(a, cqe);
-			n++;
-		}
-		io_uring_cq_advance(&a->ring, n);
 		expire(a);
 	}
 	flush_answers(a);
