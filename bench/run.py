@@ -992,6 +992,28 @@ def w1r_ratios(w1r, name):
     return cpu, rate
 
 
+def rounds_table(title, rows, names):
+    """A table of CPU-µs per full handshake, a line per round (rows:
+    [{name: µs}]), with each vmgate build's ratio to the cheapest peer of
+    its round; and those ratios, {name: [ratio per round]}."""
+    ours = [n for n in names if n in VMGATES]
+    lines = [f"| {title} | " + " | ".join(names) + " | " +
+             " | ".join(f"{n} / best peer" for n in ours) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(names) + len(ours))) + "|"]
+    ratios = {n: [] for n in ours}
+    for i, row in enumerate(rows):
+        cells = [fmt(row[n]) if n in row else "-" for n in names]
+        peers = [v for n, v in row.items() if n not in VMGATES]
+        for n in ours:
+            if n in row and peers:
+                ratios[n].append(row[n] / min(peers))
+                cells.append(f"{ratios[n][-1]:.2f}")
+            else:
+                cells.append("-")
+        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), ratios
+
+
 def render_w1r_fixed(w1r):
     """The rounds' measurements at one offered rate (BENCH_W1_RATE), with
     each vmgate build's CPU per handshake over the cheapest peer's."""
@@ -1001,35 +1023,22 @@ def render_w1r_fixed(w1r):
         return ""
     names = [n for n in PROXIES if any("fixed" in row.get(n, {})
                                        for row in rows)]
-    ours = [n for n in names if n in VMGATES]
-    lines = [f"| W1 at {W1R_RATE}/s offered (CPU-µs / full handshake) | " +
-             " | ".join(names) + " | " +
-             " | ".join(f"{n} / best peer" for n in ours) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(names) + len(ours))) + "|"]
-    ratios = {n: [] for n in ours}
-    for i, row in enumerate(rows):
-        fx = {n: row[n]["fixed"] for n in names if "fixed" in row.get(n, {})}
-        cells = [fmt(fx[n]["cpu_us_per"]) if n in fx else "-" for n in names]
-        peers = [v["cpu_us_per"] for n, v in fx.items() if n not in VMGATES]
-        for n in ours:
-            if n in fx and peers:
-                ratios[n].append(fx[n]["cpu_us_per"] / min(peers))
-                cells.append(f"{ratios[n][-1]:.2f}")
-            else:
-                cells.append("-")
-        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    table, ratios = rounds_table(
+        f"W1 at {W1R_RATE}/s offered (CPU-µs / full handshake)",
+        [{n: row[n]["fixed"]["cpu_us_per"] for n in names
+          if "fixed" in row.get(n, {})} for row in rows], names)
     low = min(row[n]["fixed"]["rate"] for row in rows for n in names
               if "fixed" in row.get(n, {}))
-    out = ["", "\n".join(lines), "",
+    out = ["", table, "",
            f"The lowest rate reached was {low:.0f}/s"
            + (" (below the offered rate: that proxy was at its limit)"
               if low < 0.95 * W1R_RATE else "") + "."]
-    for n in ours:
-        if ratios[n]:
+    for n, r in ratios.items():
+        if r:
             out.append(f"At {W1R_RATE} handshakes/s offered to all, {n}: "
-                       f"{statistics.median(ratios[n]):.2f}× the best peer's "
+                       f"{statistics.median(r):.2f}× the best peer's "
                        f"CPU per full handshake (median; "
-                       f"{min(ratios[n]):.2f}-{max(ratios[n]):.2f}).")
+                       f"{min(r):.2f}-{max(r):.2f}).")
     return "\n".join(out) + "\n"
 
 
@@ -1041,21 +1050,14 @@ def render_w1r(w1r):
         return ""
     names = [n for n in PROXIES if any(n in row for row in w1r["rounds"])]
     ours = [n for n in names if n in VMGATES]
-    lines = ["| W1 round (proxy CPU-µs / full handshake) | " +
-             " | ".join(names) + " | " +
-             " | ".join(f"{n} / best peer" for n in ours) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(names) + len(ours))) + "|"]
-    for i, row in enumerate(w1r["rounds"]):
-        cells = [fmt(row[n]["cpu_us_per"]) if n in row else "-" for n in names]
-        peers = [v["cpu_us_per"] for n, v in row.items() if n not in VMGATES]
-        for n in ours:
-            cells.append(f"{row[n]['cpu_us_per'] / min(peers):.2f}"
-                         if n in row and peers else "-")
-        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
+    table, _ = rounds_table(
+        "W1 round (proxy CPU-µs / full handshake)",
+        [{n: v["cpu_us_per"] for n, v in row.items()}
+         for row in w1r["rounds"]], names)
     out = [f"W1 in rounds ({len(w1r['rounds'])} rounds; in each, every proxy "
            f"started afresh, warmed up {W1R_WARM_S:g} s and measured for "
            f"{DUR:g} s, in an order rotated each round):", "",
-           "\n".join(lines), ""]
+           table, ""]
     for n in ours:
         cpu, rate = w1r_ratios(w1r, n)
         if not cpu:
