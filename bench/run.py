@@ -11,6 +11,9 @@ Environment:
                        502 (domains[].vm_errors: http) instead of an alert
   BENCH_W1_RATE=N      W1 rounds: also measure every proxy at N handshakes/s
                        offered (tlsload -r), all at one load
+  BENCH_W1_BUDGET=P    W1 rounds: also measure every proxy's handshakes/s
+                       held to P% of one core (a CPU cgroup; default 40,
+                       0: not done)
   BENCH_SCALE=0        skip the W4 scale step (vmgate only); BENCH_SCALE=N
                        (N >= 1000) sets its target number of pairs
   BENCH_WORKLOADS=w1,w5  only these of w1,w5,w2,w3,w4 (default: all)
@@ -84,6 +87,12 @@ W1R_WARM_S = 0.5
 # below every proxy's limit, so CPU per handshake is compared at one load
 # rather than each at what the one-core client can drive (0: not done).
 W1R_RATE = int(os.environ.get("BENCH_W1_RATE", "0") or 0)
+# BENCH_W1_BUDGET: the rounds also measure each proxy's handshakes/s with
+# its whole process tree held to this percent of one core (a CPU cgroup's
+# quota, every CPU_BUDGET_PERIOD_US), so the proxy and not the one-core
+# client is the limit: capacity on equal CPU (0: not done).
+W1R_BUDGET = int(os.environ.get("BENCH_W1_BUDGET", "40") or 0)
+CPU_BUDGET_PERIOD_US = 10000
 W2_CONC = 64     # keep-alive connections
 W3_CONC = 4
 W5_CONC = 16
@@ -468,6 +477,82 @@ class Daemon:
                 self.p.wait(5)
         self.logf.close()
         return self.p.returncode
+
+
+class CpuBudget:
+    """A CPU cgroup of our own whose processes together get at most pct%
+    of one core: cgroup v1's cpu controller (cpu.cfs_quota_us) or, where
+    the root already delegates cpu, v2's cpu.max.  hold() moves a process
+    tree in (its children, a restarted signer too, are born inside);
+    remove() when they have ended.  self.why says why there is none."""
+
+    V1 = "/sys/fs/cgroup/cpu"
+    V2 = "/sys/fs/cgroup"
+
+    def __init__(self, pct):
+        self.pct, self.path, self.why = pct, None, None
+        name = f"vmgate-bench-{os.getpid()}"
+        quota = max(1000, pct * CPU_BUDGET_PERIOD_US // 100)
+        try:
+            if os.path.exists(os.path.join(self.V1, "cpu.cfs_quota_us")):
+                self.path, self.v2 = os.path.join(self.V1, name), False
+                os.mkdir(self.path)
+                write(os.path.join(self.path, "cpu.cfs_period_us"),
+                      str(CPU_BUDGET_PERIOD_US))
+                write(os.path.join(self.path, "cpu.cfs_quota_us"), str(quota))
+            elif "cpu" in read_text(os.path.join(
+                    self.V2, "cgroup.subtree_control")).split():
+                self.path, self.v2 = os.path.join(self.V2, name), True
+                os.mkdir(self.path)
+                write(os.path.join(self.path, "cpu.max"),
+                      f"{quota} {CPU_BUDGET_PERIOD_US}")
+            else:
+                self.why = ("no CPU cgroup controller here (cgroup v1 cpu or "
+                            "v2 with cpu delegated at the root)")
+        except OSError as e:
+            self.why = f"cannot make a CPU cgroup: {e}"
+            self.remove()
+
+    def hold(self, pids):
+        for pid in pids:
+            try:
+                write(os.path.join(self.path, "cgroup.procs"), str(pid))
+            except ProcessLookupError:
+                pass
+
+    def throttled_s(self):
+        """Seconds the group was held back by its quota so far."""
+        key, scale = (("throttled_usec", 1e6) if self.v2
+                      else ("throttled_time", 1e9))
+        for line in read_text(os.path.join(self.path, "cpu.stat")).splitlines():
+            k, _, v = line.partition(" ")
+            if k == key:
+                return int(v) / scale
+        return 0.0
+
+    def remove(self):
+        """rmdir the group; its processes must have ended (wait a little
+        for the last to be reaped)."""
+        if not self.path:
+            return
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                os.rmdir(self.path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    log(f"bench: could not remove {self.path}")
+                    break
+                time.sleep(0.05)
+        self.path = None
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
 
 
 # ----------------------------------------------------------------- configs
@@ -925,57 +1010,91 @@ def run_proxy(name, tmp, files, runner, notes):
 def run_w1_rounds(proxies, tmp, files, runner, notes):
     """W1 again, in rounds: {"rounds": [{name: rep}], "order": [[names]]}.
     Each round starts every proxy afresh (its own warm-up of W1_CONC
-    handshakes for W1R_WARM_S), measures one DUR of W1 and, with
-    W1R_RATE, one DUR at that offered rate (rep["fixed"]), and stops it;
-    the order is rotated by one each round."""
+    handshakes for W1R_WARM_S), measures one DUR of W1, with W1R_RATE one
+    DUR at that offered rate (rep["fixed"]), with W1R_BUDGET one DUR with
+    the proxy held to that CPU budget (rep["budget"], after a warm-up in
+    it), and stops it; the order is rotated by one each round."""
     out = {"rounds": [], "order": []}
-    for r in range(W1R_ROUNDS):
-        order = proxies[r % len(proxies):] + proxies[:r % len(proxies)]
-        row = {}
-        for name in order:
-            argv, env = proxy_setup(name, tmp, files)
-            logpath = os.path.join(tmp, name, "stderr-w1r.log")
-            helper = SIGNER_COMM if name in VMGATES else None
-            if not wait_port_free(PROXY_PORT):
-                notes.append(f"W1 round {r + 1}: port {PROXY_PORT} still "
-                             f"taken before {name}; round skipped for it")
+    budget = CpuBudget(W1R_BUDGET) if W1R_BUDGET else None
+    if budget and budget.why:
+        notes.append(f"W1 at a CPU budget of {W1R_BUDGET}%: not measured: "
+                     f"{budget.why}")
+        budget = None
+    try:
+        for r in range(W1R_ROUNDS):
+            run_w1_round(r, proxies, tmp, files, runner, notes, budget, out)
+    finally:
+        if budget:
+            budget.remove()
+    if budget:
+        out["budget_pct"] = W1R_BUDGET
+    return out
+
+
+def run_w1_round(r, proxies, tmp, files, runner, notes, budget, out):
+    """Round r of run_w1_rounds, appended to out."""
+    order = proxies[r % len(proxies):] + proxies[:r % len(proxies)]
+    row = {}
+    for name in order:
+        argv, env = proxy_setup(name, tmp, files)
+        logpath = os.path.join(tmp, name, "stderr-w1r.log")
+        helper = SIGNER_COMM if name in VMGATES else None
+        if not wait_port_free(PROXY_PORT):
+            notes.append(f"W1 round {r + 1}: port {PROXY_PORT} still "
+                         f"taken before {name}; round skipped for it")
+            continue
+        p = Daemon(name, argv, PROXY_CPU, logpath, env, helper)
+        try:
+            if not wait_port(PROXY_PORT) or not p.alive():
+                notes.append(f"{name}: did not start for W1 round {r + 1}; "
+                             "log tail: " + tail(logpath))
                 continue
-            p = Daemon(name, argv, PROXY_CPU, logpath, env, helper)
-            try:
-                if not wait_port(PROXY_PORT) or not p.alive():
-                    notes.append(f"{name}: did not start for W1 round {r + 1}; "
-                                 "log tail: " + tail(logpath))
-                    continue
+            runner.tls("hs", W1_CONC, W1R_WARM_S)
+            res, cpu, wall, scpu = measured(
+                p, lambda: runner.tls("hs", W1_CONC, DUR))
+            ok = res["ok"]
+            if not ok or not p.alive():
+                notes.append(f"{name}: W1 round {r + 1} failed: "
+                             f"{res.get('first_error', '')[:200]}")
+                continue
+            row[name] = {"rate": res["rate"], "cpu_us_per": cpu * 1e6 / ok,
+                         "signer_cpu_us_per": (scpu * 1e6 / ok
+                                               if p.helpers_seen else None),
+                         "cpu_busy": cpu / wall, "errors": res["errors"]}
+            if W1R_RATE:
+                res, cpu, wall, scpu = measured(
+                    p, lambda: runner.tls("hs", W1_CONC, DUR,
+                                          rate=W1R_RATE))
+                if res["ok"] and p.alive():
+                    row[name]["fixed"] = {
+                        "rate": res["rate"],
+                        "cpu_us_per": cpu * 1e6 / res["ok"],
+                        "cpu_busy": cpu / wall}
+            if budget:
+                budget.hold(p.pids())
                 runner.tls("hs", W1_CONC, W1R_WARM_S)
+                t0 = budget.throttled_s()
                 res, cpu, wall, scpu = measured(
                     p, lambda: runner.tls("hs", W1_CONC, DUR))
-                ok = res["ok"]
-                if not ok or not p.alive():
-                    notes.append(f"{name}: W1 round {r + 1} failed: "
-                                 f"{res.get('first_error', '')[:200]}")
-                    continue
-                row[name] = {"rate": res["rate"], "cpu_us_per": cpu * 1e6 / ok,
-                             "signer_cpu_us_per": (scpu * 1e6 / ok
-                                                   if p.helpers_seen else None),
-                             "cpu_busy": cpu / wall, "errors": res["errors"]}
-                if W1R_RATE:
-                    res, cpu, wall, scpu = measured(
-                        p, lambda: runner.tls("hs", W1_CONC, DUR,
-                                              rate=W1R_RATE))
-                    if res["ok"] and p.alive():
-                        row[name]["fixed"] = {
-                            "rate": res["rate"],
-                            "cpu_us_per": cpu * 1e6 / res["ok"],
-                            "cpu_busy": cpu / wall}
-            finally:
-                p.stop()
-        out["rounds"].append(row)
-        out["order"].append(order)
-        log(f"w1 round {r + 1}/{W1R_ROUNDS}: " + ", ".join(
-            f"{n} {row[n]['cpu_us_per']:.0f} µs" +
-            (f" ({row[n]['fixed']['cpu_us_per']:.0f} µs at {W1R_RATE}/s)"
-             if "fixed" in row[n] else "") for n in order if n in row))
-    return out
+                if res["ok"] and p.alive():
+                    busy = cpu / wall
+                    row[name]["budget"] = {
+                        "rate": res["rate"],
+                        "cpu_us_per": cpu * 1e6 / res["ok"],
+                        "cpu_busy": busy, "errors": res["errors"],
+                        "throttled_s": budget.throttled_s() - t0,
+                        # the budget, not the client, was the limit
+                        "held": busy >= 0.9 * W1R_BUDGET / 100}
+        finally:
+            p.stop()
+    out["rounds"].append(row)
+    out["order"].append(order)
+    log(f"w1 round {r + 1}/{W1R_ROUNDS}: " + ", ".join(
+        f"{n} {row[n]['cpu_us_per']:.0f} µs" +
+        (f" ({row[n]['fixed']['cpu_us_per']:.0f} µs at {W1R_RATE}/s)"
+         if "fixed" in row[n] else "") +
+        (f" ({row[n]['budget']['rate']:.0f}/s at {W1R_BUDGET}% CPU)"
+         if "budget" in row[n] else "") for n in order if n in row))
 
 
 def w1r_ratios(w1r, name):
@@ -992,10 +1111,11 @@ def w1r_ratios(w1r, name):
     return cpu, rate
 
 
-def rounds_table(title, rows, names):
+def rounds_table(title, rows, names, higher=False):
     """A table of CPU-µs per full handshake, a line per round (rows:
     [{name: µs}]), with each vmgate build's ratio to the cheapest peer of
-    its round; and those ratios, {name: [ratio per round]}."""
+    its round (higher: a rate, to the fastest peer's); and those ratios,
+    {name: [ratio per round]}."""
     ours = [n for n in names if n in VMGATES]
     lines = [f"| {title} | " + " | ".join(names) + " | " +
              " | ".join(f"{n} / best peer" for n in ours) + " |",
@@ -1006,7 +1126,8 @@ def rounds_table(title, rows, names):
         peers = [v for n, v in row.items() if n not in VMGATES]
         for n in ours:
             if n in row and peers:
-                ratios[n].append(row[n] / min(peers))
+                ratios[n].append(row[n] / (max(peers) if higher
+                                           else min(peers)))
                 cells.append(f"{ratios[n][-1]:.2f}")
             else:
                 cells.append("-")
@@ -1042,6 +1163,56 @@ def render_w1r_fixed(w1r):
     return "\n".join(out) + "\n"
 
 
+def render_w1r_budget(w1r):
+    """The rounds' handshakes/s with every proxy held to one CPU budget
+    (BENCH_W1_BUDGET), with each vmgate build's over the fastest peer's;
+    and those ratios, {name: [ratio per round]}."""
+    pct = w1r.get("budget_pct")
+    rows = [row for row in w1r["rounds"]
+            if any("budget" in v for v in row.values())]
+    if not pct or not rows:
+        return "", {}
+    names = [n for n in PROXIES if any("budget" in row.get(n, {})
+                                       for row in rows)]
+    table, _ = rounds_table(
+        f"W1 held to {pct}% of one core (full handshakes/s)",
+        [{n: row[n]["budget"]["rate"] for n in names
+          if "budget" in row.get(n, {})} for row in rows], names,
+        higher=True)
+    # A peer the client held back ran below its capacity: its round says
+    # nothing about the ratio (ours held back only understates it).
+    ratios = {}
+    for row in rows:
+        b = {n: v["budget"] for n, v in row.items() if "budget" in v}
+        peers = [v for n, v in b.items() if n not in VMGATES]
+        if not peers or not all(v["held"] for v in peers):
+            continue
+        for n in b:
+            if n in VMGATES:
+                ratios.setdefault(n, []).append(
+                    b[n]["rate"] / max(v["rate"] for v in peers))
+    loose = sorted({f"{n} (round {i + 1}: {row[n]['budget']['cpu_busy']:.2f})"
+                    for i, row in enumerate(rows) for n in names
+                    if not row.get(n, {}).get("budget", {"held": True})["held"]})
+    cpu = {n: [row[n]["budget"]["cpu_us_per"] for row in rows
+               if "budget" in row.get(n, {})] for n in names}
+    out = ["", table, "",
+           f"Each proxy's process tree in a CPU cgroup with a quota of {pct}% "
+           f"of one core ({pct * CPU_BUDGET_PERIOD_US // 100000} ms every "
+           f"{CPU_BUDGET_PERIOD_US // 1000} ms), after its unconstrained "
+           "measurement and 0.5 s of warm-up in it: the proxy, not the "
+           "one-core client, is the limit, so this is each proxy's "
+           "handshakes/s on equal CPU. CPU-µs per full handshake in it "
+           "(median): " + ", ".join(f"{n} {statistics.median(v):.0f}"
+                                   for n, v in cpu.items() if v) + "."]
+    if loose:
+        out.append("Not held at the budget (busy below 0.9 of it: the client "
+                   "was the limit, so the rate is a lower bound; a round "
+                   "where a peer was not held is left out of the ratios): "
+                   + ", ".join(loose) + ".")
+    return "\n".join(out) + "\n", ratios
+
+
 def render_w1r(w1r):
     """The rounds as a table (CPU-µs per full handshake, each proxy's in
     each round) and issue 14's targets judged on the ratios within each
@@ -1058,20 +1229,34 @@ def render_w1r(w1r):
            f"started afresh, warmed up {W1R_WARM_S:g} s and measured for "
            f"{DUR:g} s, in an order rotated each round):", "",
            table, ""]
+    budget, held = render_w1r_budget(w1r)
     for n in ours:
         cpu, rate = w1r_ratios(w1r, n)
         if not cpu:
             continue
         mc, mr = statistics.median(cpu), statistics.median(rate)
-        out.append(
+        line = (
             f"Issue 14's W1 target from the rounds, {n}: total CPU per full "
             f"handshake {mc:.2f}× the best peer's in the same round (median; "
             f"{min(cpu):.2f}-{max(cpu):.2f}; target ≤ 0.55×: "
             f"{'met' if mc <= 0.55 else 'missed'} in {sum(c <= 0.55 for c in cpu)} "
-            f"of {len(cpu)} rounds); handshakes/s {mr:.2f}× (median; "
-            f"{min(rate):.2f}-{max(rate):.2f}; target ≥ 1.3×: "
-            f"{'met' if mr >= 1.3 else 'missed'}).")
-    return "\n".join(out) + "\n" + render_w1r_fixed(w1r)
+            f"of {len(cpu)} rounds); handshakes/s ")
+        hr = held.get(n)
+        if hr:
+            mh = statistics.median(hr)
+            line += (
+                f"on equal CPU ({w1r['budget_pct']}% of one core each) "
+                f"{mh:.2f}× the fastest peer's (median; {min(hr):.2f}-"
+                f"{max(hr):.2f}; target ≥ 1.3×: "
+                f"{'met' if mh >= 1.3 else 'missed'} in "
+                f"{sum(h >= 1.3 for h in hr)} of {len(hr)} rounds), "
+                f"{mr:.2f}× at the one-core client's limit.")
+        else:
+            line += (f"{mr:.2f}× (median; {min(rate):.2f}-{max(rate):.2f}; "
+                     f"target ≥ 1.3×: {'met' if mr >= 1.3 else 'missed'}; "
+                     "at the one-core client's limit).")
+        out.append(line)
+    return "\n".join(out) + "\n" + budget + render_w1r_fixed(w1r)
 
 
 def tcp6_sockets(ports):
