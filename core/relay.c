@@ -19,7 +19,11 @@
  * Half-close: the client's close_notify or FIN ends "up" (shutdown toward
  * the VM once up.data is sent); the VM's FIN ends "down" (close_notify,
  * then shutdown toward the client once everything is sent). The
- * connection is done when both are.
+ * connection is done when both are. The sends after the close_notify are
+ * the last of "down" and carry MSG_MORE: the kernel keeps their tail
+ * unsent until the shutdown (or close) that follows their completion
+ * sets the FIN on it, so the client gets the last records and the FIN in
+ * one segment, not two.
  */
 #include "core/conn.h"
 
@@ -215,9 +219,12 @@ static bool hold_dirbuf(struct worker *w, struct conn *c, struct buf *d)
 }
 
 /* Every TLS record waiting goes out in one send, straight from the TLS
- * output buffer, which stays pinned until the send completes. */
+ * output buffer, which stays pinned until the send completes. Once the
+ * close_notify is queued, relay_run shuts the client side when the send
+ * completes: MSG_MORE holds the tail for that FIN (see the top). */
 void relay_flush_client(struct worker *w, struct conn *c)
 {
+	bool last = (c->flags & CF_NOTIFY) && c->state == CONN_RELAY;
 	struct io_uring_sqe *sqe;
 	const uint8_t *data;
 	size_t len;
@@ -228,7 +235,8 @@ void relay_flush_client(struct worker *w, struct conn *c)
 	if (!len)
 		return;
 	sqe = conn_sqe(w, c, OP_CLIENT_SEND);
-	io_uring_prep_send(sqe, c->cfd, data, len, MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, c->cfd, data, len,
+			   MSG_NOSIGNAL | (last ? MSG_MORE : 0));
 	ring_sock(sqe);
 	c->flags |= CF_CLIENT_SEND;
 }

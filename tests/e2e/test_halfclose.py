@@ -3,6 +3,8 @@ TLS close_notify and TCP FIN separately."""
 
 import hashlib
 import os
+import socket
+import struct
 import time
 
 from e2e_backend import HELLO
@@ -91,3 +93,52 @@ def test_vm_halfclose_is_close_notify(live_gate, certs, fleet):
     TCP FIN (a bare FIN would look like a truncation attack)."""
     end = vm_halfclose(live_gate, certs, fleet, "fin")
     assert end == "close_notify", end
+
+
+def fins_from(cap, sport, dport):
+    """Payload lengths of the TCP segments with FIN from sport to dport
+    that the packet socket |cap| (on lo) has seen, each once."""
+    out = []
+    while True:
+        try:
+            frame, addr = cap.recvfrom(1 << 16)
+        except BlockingIOError:
+            return out
+        if addr[2] == socket.PACKET_OUTGOING:   # lo shows each twice
+            continue
+        ip = frame[14:]
+        if ip[0] >> 4 == 4 and ip[9] == socket.IPPROTO_TCP:
+            ihl, total = (ip[0] & 15) * 4, struct.unpack("!H", ip[2:4])[0]
+            tcp, tcp_len = ip[ihl:], total - ihl
+        elif ip[0] >> 4 == 6 and ip[6] == socket.IPPROTO_TCP:
+            tcp, tcp_len = ip[40:], struct.unpack("!H", ip[4:6])[0]
+        else:
+            continue
+        s, d = struct.unpack("!HH", tcp[:4])
+        if (s, d) == (sport, dport) and tcp[13] & 0x01:
+            out.append(tcp_len - (tcp[12] >> 4) * 4)
+
+
+def test_vm_halfclose_last_records_ride_with_the_fin(live_gate, certs, fleet):
+    """After the VM's FIN, vmgate's last records to the client (at least the
+    close_notify) and its FIN leave in one segment, not a data segment and
+    then a bare FIN: one segment, one wake-up and one ACK fewer per
+    connection (MSG_MORE on the last sends, core/relay.c)."""
+    cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    try:
+        cap.bind(("lo", 0))
+        cap.setblocking(False)
+        c = BioClient(certs.client_ctx(), "vm3.vm.test", 8443)
+        c.handshake()
+        got, end = c.read(limit=1 << 20)
+        closed = c.wait_tcp_eof(timeout=10)
+        c.close()
+        assert got == HELLO and end == "close_notify" and closed, (
+            got, end, closed, live_gate.tail())
+        fins = fins_from(cap, 8443, c.local_port)
+    finally:
+        cap.close()
+    assert len(fins) == 1, ("want one FIN segment from vmgate, saw payload "
+                            "lengths %r" % fins)
+    assert fins[0] > 0, ("vmgate's FIN came in a segment of its own after "
+                         "the last records")
