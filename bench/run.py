@@ -514,11 +514,16 @@ class CpuBudget:
             self.remove()
 
     def hold(self, pids):
+        """Move pids in; None, or why not (a process gone meanwhile is no
+        reason)."""
         for pid in pids:
             try:
                 write(os.path.join(self.path, "cgroup.procs"), str(pid))
             except ProcessLookupError:
                 pass
+            except OSError as e:
+                return f"cannot move pid {pid} into {self.path}: {e}"
+        return None
 
     def throttled_s(self):
         """Seconds the group was held back by its quota so far."""
@@ -1070,8 +1075,11 @@ def run_w1_round(r, proxies, tmp, files, runner, notes, budget, out):
                         "rate": res["rate"],
                         "cpu_us_per": cpu * 1e6 / res["ok"],
                         "cpu_busy": cpu / wall}
-            if budget:
-                budget.hold(p.pids())
+            why = budget.hold(p.pids()) if budget else "no budget"
+            if budget and why:
+                notes.append(f"{name}: W1 round {r + 1} at the CPU budget "
+                             f"not measured: {why}")
+            if not why:
                 runner.tls("hs", W1_CONC, W1R_WARM_S)
                 t0 = budget.throttled_s()
                 res, cpu, wall, scpu = measured(
