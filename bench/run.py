@@ -1247,8 +1247,9 @@ def render_w1r(w1r):
             f"Issue 14's W1 target from the rounds, {n}: total CPU per full "
             f"handshake {mc:.2f}× the best peer's in the same round (median; "
             f"{min(cpu):.2f}-{max(cpu):.2f}; target ≤ 0.55×: "
-            f"{'met' if mc <= 0.55 else 'missed'} in {sum(c <= 0.55 for c in cpu)} "
-            f"of {len(cpu)} rounds); handshakes/s ")
+            f"{'met' if mc <= 0.55 else 'missed'}; rounds within it: "
+            f"{sum(c <= 0.55 for c in cpu)} of {len(cpu)}); "
+            "handshakes/s ")
         hr = held.get(n)
         if hr:
             mh = statistics.median(hr)
@@ -1256,8 +1257,8 @@ def render_w1r(w1r):
                 f"on equal CPU ({w1r['budget_pct']}% of one core each) "
                 f"{mh:.2f}× the fastest peer's (median; {min(hr):.2f}-"
                 f"{max(hr):.2f}; target ≥ 1.3×: "
-                f"{'met' if mh >= 1.3 else 'missed'} in "
-                f"{sum(h >= 1.3 for h in hr)} of {len(hr)} rounds), "
+                f"{'met' if mh >= 1.3 else 'missed'}; rounds within it: "
+                f"{sum(h >= 1.3 for h in hr)} of {len(hr)}), "
                 f"{mr:.2f}× at the one-core client's limit.")
         else:
             line += (f"{mr:.2f}× (median; {min(rate):.2f}-{max(rate):.2f}; "
