@@ -93,6 +93,8 @@ W1R_RATE = int(os.environ.get("BENCH_W1_RATE", "0") or 0)
 # client is the limit: capacity on equal CPU (0: not done).
 W1R_BUDGET = int(os.environ.get("BENCH_W1_BUDGET", "40") or 0)
 CPU_BUDGET_PERIOD_US = 10000
+# Below this fraction of its budget a proxy was held back by the client.
+BUDGET_HELD = 0.9
 W2_CONC = 64     # keep-alive connections
 W3_CONC = 4
 W5_CONC = 16
@@ -490,7 +492,7 @@ class CpuBudget:
     V2 = "/sys/fs/cgroup"
 
     def __init__(self, pct):
-        self.pct, self.path, self.why = pct, None, None
+        self.path, self.why = None, None
         name = f"vmgate-bench-{os.getpid()}"
         quota = max(1000, pct * CPU_BUDGET_PERIOD_US // 100)
         try:
@@ -1085,14 +1087,11 @@ def run_w1_round(r, proxies, tmp, files, runner, notes, budget, out):
                 res, cpu, wall, scpu = measured(
                     p, lambda: runner.tls("hs", W1_CONC, DUR))
                 if res["ok"] and p.alive():
-                    busy = cpu / wall
                     row[name]["budget"] = {
                         "rate": res["rate"],
                         "cpu_us_per": cpu * 1e6 / res["ok"],
-                        "cpu_busy": busy, "errors": res["errors"],
-                        "throttled_s": budget.throttled_s() - t0,
-                        # the budget, not the client, was the limit
-                        "held": busy >= 0.9 * W1R_BUDGET / 100}
+                        "cpu_busy": cpu / wall, "errors": res["errors"],
+                        "throttled_s": budget.throttled_s() - t0}
         finally:
             p.stop()
     out["rounds"].append(row)
@@ -1176,34 +1175,35 @@ def render_w1r_budget(w1r):
     (BENCH_W1_BUDGET), with each vmgate build's over the fastest peer's;
     and those ratios, {name: [ratio per round]}."""
     pct = w1r.get("budget_pct")
-    rows = [row for row in w1r["rounds"]
-            if any("budget" in v for v in row.values())]
-    if not pct or not rows:
+    rounds = [{n: v["budget"] for n, v in row.items() if "budget" in v}
+              for row in w1r["rounds"]]
+    rounds = [b for b in rounds if b]
+    if not pct or not rounds:
         return "", {}
-    names = [n for n in PROXIES if any("budget" in row.get(n, {})
-                                       for row in rows)]
+
+    def held(b):     # the budget, not the client, was the limit
+        return b["cpu_busy"] >= BUDGET_HELD * pct / 100
+
+    names = [n for n in PROXIES if any(n in b for b in rounds)]
     table, _ = rounds_table(
         f"W1 held to {pct}% of one core (full handshakes/s)",
-        [{n: row[n]["budget"]["rate"] for n in names
-          if "budget" in row.get(n, {})} for row in rows], names,
+        [{n: v["rate"] for n, v in b.items()} for b in rounds], names,
         higher=True)
     # A peer the client held back ran below its capacity: its round says
     # nothing about the ratio (ours held back only understates it).
     ratios = {}
-    for row in rows:
-        b = {n: v["budget"] for n, v in row.items() if "budget" in v}
+    for b in rounds:
         peers = [v for n, v in b.items() if n not in VMGATES]
-        if not peers or not all(v["held"] for v in peers):
+        if not peers or not all(held(v) for v in peers):
             continue
         for n in b:
             if n in VMGATES:
                 ratios.setdefault(n, []).append(
                     b[n]["rate"] / max(v["rate"] for v in peers))
-    loose = sorted({f"{n} (round {i + 1}: {row[n]['budget']['cpu_busy']:.2f})"
-                    for i, row in enumerate(rows) for n in names
-                    if not row.get(n, {}).get("budget", {"held": True})["held"]})
-    cpu = {n: [row[n]["budget"]["cpu_us_per"] for row in rows
-               if "budget" in row.get(n, {})] for n in names}
+    loose = sorted({f"{n} (round {i + 1}: {v['cpu_busy']:.2f})"
+                    for i, b in enumerate(rounds) for n, v in b.items()
+                    if not held(v)})
+    cpu = {n: [b[n]["cpu_us_per"] for b in rounds if n in b] for n in names}
     out = ["", table, "",
            f"Each proxy's process tree in a CPU cgroup with a quota of {pct}% "
            f"of one core ({pct * CPU_BUDGET_PERIOD_US // 100000} ms every "
@@ -1214,10 +1214,10 @@ def render_w1r_budget(w1r):
            "(median): " + ", ".join(f"{n} {statistics.median(v):.0f}"
                                    for n, v in cpu.items() if v) + "."]
     if loose:
-        out.append("Not held at the budget (busy below 0.9 of it: the client "
-                   "was the limit, so the rate is a lower bound; a round "
-                   "where a peer was not held is left out of the ratios): "
-                   + ", ".join(loose) + ".")
+        out.append(f"Not held at the budget (busy below {BUDGET_HELD:g} of "
+                   "it: the client was the limit, so the rate is a lower "
+                   "bound; a round where a peer was not held is left out "
+                   "of the ratios): " + ", ".join(loose) + ".")
     return "\n".join(out) + "\n", ratios
 
 
