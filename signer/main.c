@@ -15,6 +15,8 @@
  *   Ctrl-C) while vmgate drains, and the handshakes of that drain still
  *   need their signatures. It goes on SIGUSR1 (vmgate's signerd_stop)
  *   or when vmgate dies (PR_SET_PDEATHSIG).
+ *   --sched batch|normal: its scheduling policy, SCHED_BATCH by default
+ *   (see sched_batch)
  *
  * It answers the frames of signer/keyop.h: LOAD reads a PEM private key
  * (from the descriptor passed with it, else from its path) and keeps it
@@ -41,6 +43,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -642,10 +645,30 @@ static bool seccomp_deny(void)
 #endif
 }
 
+/* SCHED_BATCH: a signer woken by a request does not preempt the vmgate
+ * worker that sent it (no wake-up preemption for batch tasks); it runs
+ * when the worker waits on its ring or its slice ends, and then signs
+ * every request queued by then in one go. On a core shared with the
+ * worker that is ~10 signatures per time slice instead of ~3.5, and each
+ * signature costs ~31 CPU-us instead of ~58 (W1: the rest was the
+ * preemptions and the caches the worker had taken over); a request waits
+ * at most a scheduler slice, far under vmgate's KEY_SIGNER_TIMEOUT_MS. */
+static bool sched_batch(void)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+
+	if (sched_setscheduler(0, SCHED_BATCH, &sp) == 0)
+		return true;
+	logf_("WARN", "startup", "sched=normal reason=\"SCHED_BATCH: %s\"",
+	      strerror(errno));
+	return false;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmgate-signer (--listen-fd N | --socket PATH "
 		   "[--socket-group NAME]) [--user NAME] [--quiet]\n"
+		   "       [--sched batch|normal]\n"
 		   "  --listen-fd N         serve the listening Unix socket N "
 		   "(vmgate's, or systemd's)\n"
 		   "  --socket PATH         bind PATH, mode 0600\n"
@@ -654,6 +677,10 @@ static void usage(FILE *f)
 		   "  --user NAME           started as root, become NAME "
 		   "(default vmgate-signer)\n"
 		   "  --quiet               only WARN and ERROR lines\n"
+		   "  --sched batch|normal  scheduling policy (default batch: "
+		   "a woken signer\n"
+		   "                        waits for the CPU instead of "
+		   "preempting vmgate)\n"
 		   "  --supervised          vmgate's child: ignore SIGTERM "
 		   "and SIGINT, stop on\n"
 		   "                        SIGUSR1 or when the parent dies\n");
@@ -668,11 +695,12 @@ int main(int argc, char **argv)
 		{ "user", required_argument, NULL, 'u' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "supervised", no_argument, NULL, 'S' },
+		{ "sched", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *path = NULL, *user = NULL, *group = NULL;
-	bool supervised = false;
+	bool supervised = false, batch = true;
 	struct epoll_event ev, evs[64];
 	int opt, lfd = -1, ep, nclients = 0, i, n;
 	pid_t parent = getppid();
@@ -697,6 +725,14 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			supervised = true;
+			break;
+		case 'P':
+			if (strcmp(optarg, "batch") && strcmp(optarg, "normal")) {
+				logf_("ERROR", "startup", "--sched %s: batch or "
+				      "normal", optarg);
+				return 2;
+			}
+			batch = !strcmp(optarg, "batch");
 			break;
 		case 'h':
 			usage(stdout);
@@ -731,6 +767,8 @@ int main(int argc, char **argv)
 		return 1;
 	if (supervised && getppid() != parent)
 		return 0; /* the supervisor died before PDEATHSIG was set */
+	if (batch && !sched_batch())
+		batch = false;
 	if (!seccomp_deny()) {
 		logf_("ERROR", "startup", "seccomp: %s", strerror(errno));
 		return 1;
@@ -742,7 +780,8 @@ int main(int argc, char **argv)
 		logf_("ERROR", "startup", "epoll: %s", strerror(errno));
 		return 1;
 	}
-	logf_("INFO", "serving", "pid=%d", (int)getpid());
+	logf_("INFO", "serving", "pid=%d sched=%s", (int)getpid(),
+	      batch ? "batch" : "normal");
 	while (!stop) {
 		n = epoll_wait(ep, evs, 64, -1);
 		for (i = 0; i < n; i++) {

@@ -191,6 +191,9 @@ def test_handshakes_signed(sgate, certs):
         assert st["CapEff"].strip() == "0" * 16, st["CapEff"]
         assert st["NoNewPrivs"].strip() == "1"
         assert st["Seccomp"].strip() == "2"  # a filter
+        # SCHED_BATCH: woken by a request it does not preempt the worker.
+        assert os.sched_getscheduler(pid) == os.SCHED_BATCH, \
+            os.sched_getscheduler(pid)
         # Its own user where there is one, else the log says it is not.
         uid = int(st["Uid"].split()[0])
         try:
@@ -687,3 +690,34 @@ def test_check_refuses_mismatched_key(certs, fleet, workdir):
         assert r.returncode != 0, "%s: --check accepted it:\n%s" % (name, out)
         assert "%s: private key does not match the certificate" % bad_key \
             in r.stderr, out
+
+
+@needs_signer
+def test_external_signer_sched_option(workdir):
+    """A signer run apart takes SCHED_BATCH unless told --sched normal,
+    says which in its serving line, and refuses any other value."""
+    for arg, policy in ((None, os.SCHED_BATCH), ("normal", os.SCHED_OTHER)):
+        sock = os.path.join(workdir, "sched-%s.sock" % arg)
+        slog = os.path.join(workdir, "sched-%s.log" % arg)
+        argv = [signer_bin(), "--socket", sock] + (
+            ["--sched", arg] if arg else [])
+        with open(slog, "wb") as f:
+            p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+        try:
+            assert wait_until(lambda: "INFO serving" in open(slog).read(),
+                              5), open(slog).read()
+            assert os.sched_getscheduler(p.pid) == policy, \
+                (arg, os.sched_getscheduler(p.pid))
+            assert re.search(r"vmgate-signer INFO serving pid=%d sched=%s"
+                             % (p.pid, arg or "batch"), open(slog).read())
+        finally:
+            stop_process(p)
+    r = subprocess.run([signer_bin(), "--socket",
+                        os.path.join(workdir, "sched-bad.sock"),
+                        "--sched", "fifo"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 2, r
+    assert "--sched fifo: batch or normal" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(workdir, "sched-bad.sock"))
