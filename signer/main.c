@@ -767,8 +767,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (supervised && getppid() != parent)
 		return 0; /* the supervisor died before PDEATHSIG was set */
-	if (batch && !sched_batch())
-		batch = false;
+	batch = batch && sched_batch();
 	if (!seccomp_deny()) {
 		logf_("ERROR", "startup", "seccomp: %s", strerror(errno));
 		return 1;

@@ -534,6 +534,20 @@ def signer_bin():
     return path
 
 
+def external_signer(sock, log, *args):
+    """A vmgate-signer run apart on |sock|, its lines in |log|."""
+    with open(log, "wb") as f:
+        return subprocess.Popen([signer_bin(), "--socket", sock, *args],
+                                stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def read_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
 @pytest.fixture(params=["supervised", "external"])
 def kgate(request, certs, fleet, workdir):
     """A gate whose signer is its own child, or one the test runs apart
@@ -544,17 +558,13 @@ def kgate(request, certs, fleet, workdir):
     slog = os.path.join(workdir, name + "-signer.log")
     if request.param == "external":
         sock = os.path.join(workdir, name + ".sock")
-        with open(slog, "wb") as f:
-            ext = subprocess.Popen([signer_bin(), "--socket", sock],
-                                   stdout=f, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        ext = external_signer(sock, slog)
     g = None
     try:
         if ext:
             assert wait_until(lambda: ext.poll() is not None or
                               os.path.exists(sock), 5), "no socket " + sock
-            assert ext.poll() is None, open(slog).read()
+            assert ext.poll() is None, read_text(slog)
         g = start_gate(certs, fleet, workdir, name, signer=sock)
         if not ext:
             m = re.search(r"socket=(\S+)", g.wait_log(
@@ -573,11 +583,10 @@ def kgate(request, certs, fleet, workdir):
 def signer_counts(path):
     """The signer's own key count after each load and unload, from its
     lines: [(event, key_id, keys)]."""
-    with open(path, errors="replace") as f:
-        return [(m.group(1), int(m.group(2), 16), int(m.group(3)))
-                for m in re.finditer(r"vmgate-signer INFO (load|unload) "
-                                     r"key_id=([0-9a-f]+) .*?keys=(\d+)",
-                                     f.read())]
+    return [(m.group(1), int(m.group(2), 16), int(m.group(3)))
+            for m in re.finditer(r"vmgate-signer INFO (load|unload) "
+                                 r"key_id=([0-9a-f]+) .*?keys=(\d+)",
+                                 read_text(path))]
 
 
 def replace_file(path, text):
@@ -699,19 +708,14 @@ def test_external_signer_sched_option(workdir):
     for arg, policy in ((None, os.SCHED_BATCH), ("normal", os.SCHED_OTHER)):
         sock = os.path.join(workdir, "sched-%s.sock" % arg)
         slog = os.path.join(workdir, "sched-%s.log" % arg)
-        argv = [signer_bin(), "--socket", sock] + (
-            ["--sched", arg] if arg else [])
-        with open(slog, "wb") as f:
-            p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
+        p = external_signer(sock, slog, *(["--sched", arg] if arg else []))
         try:
-            assert wait_until(lambda: "INFO serving" in open(slog).read(),
-                              5), open(slog).read()
+            assert wait_until(lambda: "INFO serving" in read_text(slog),
+                              5), read_text(slog)
             assert os.sched_getscheduler(p.pid) == policy, \
                 (arg, os.sched_getscheduler(p.pid))
             assert re.search(r"vmgate-signer INFO serving pid=%d sched=%s"
-                             % (p.pid, arg or "batch"), open(slog).read())
+                             % (p.pid, arg or "batch"), read_text(slog))
         finally:
             stop_process(p)
     r = subprocess.run([signer_bin(), "--socket",
