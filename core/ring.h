@@ -95,8 +95,8 @@ static inline void ring_sock(struct io_uring_sqe *sqe)
 
 /* ring_prep_close_sock closes connection socket |fd|, fire and forget:
  * a close that succeeds posts no completion, so it never ends the
- * worker's wait by itself (half of all closes did, each costing a turn
- * of the loop with nothing to do). */
+ * worker's wait by itself (in W1 one turn of the loop in fourteen had
+ * nothing else to do). */
 static inline void ring_prep_close_sock(struct io_uring_sqe *sqe, int fd)
 {
 	if (ring_direct)
