@@ -4,9 +4,9 @@
 #   make fuzz-replay   run each target once over its seed corpus
 #                      (fuzz/corpus/NAME/) and its regressions
 #                      (fuzz/regressions/NAME/); fails on any finding
-#   make fuzz-run      fuzz each target for FUZZ_SECONDS (default 60), one
-#                      after the other; new inputs go to
-#                      build/fuzz/corpus/NAME/, findings to
+#   make fuzz-run      fuzz each target for FUZZ_SECONDS (default 60),
+#                      FUZZ_JOBS at once (default: one per CPU); new
+#                      inputs go to build/fuzz/corpus/NAME/, findings to
 #                      build/fuzz/artifacts/NAME/; fails on any crash, leak
 #                      or timeout (FUZZ_TARGETS=NAME for just one)
 #   make fuzz-ci       fuzz-run for FUZZ_CI_SECONDS (default 30) each: the
@@ -28,6 +28,7 @@ FUZZ_CC      := clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CI_SECONDS ?= 30
+FUZZ_JOBS    ?= $(shell nproc)
 FUZZ_BSSL    := /usr/lib/x86_64-linux-gnu/android
 FUZZ_COMMON  := -g -std=gnu11 -D_GNU_SOURCE -I. -I$(FUZZ_BUILD)/kconfig \
                 -isystem /usr/include/android
@@ -117,24 +118,15 @@ fuzz-replay: $(FUZZ_BINS)
 	         exit 1; }; \
 	done
 
-# fuzz_loop,SECONDS: fuzz every target in turn. A slow input (10 s) is a
-# finding, and so is memory growth past 2 GB. Prints libFuzzer's final
-# stats and coverage for each.
+# fuzz_loop,SECONDS: fuzz every target for SECONDS, FUZZ_JOBS at once
+# (default: one per CPU; each target still gets SECONDS of a CPU of its
+# own), through fuzz/fuzz1.sh. Fails if any target finds something, after
+# the others have finished.
 define fuzz_loop
-	@for spec in $(FUZZ_SPECS); do \
-	  t=$${spec%%:*}; maxlen=$${spec#*:}; log=$(FUZZ_BUILD)/run-$$t.log; \
-	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
-	  regr=; [ -d fuzz/regressions/$$t ] && regr=fuzz/regressions/$$t; \
-	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
-	  printf '  %-6s %s (%s s)\n' FUZZ $$t $(1); \
-	  $(FUZZ_BUILD)/$$t -max_total_time=$(1) -timeout=10 \
-	    -rss_limit_mb=2048 -max_len=$$maxlen -print_final_stats=1 $$dict \
-	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ \
-	    $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t $$regr > $$log 2>&1 \
-	    || { tail -n 60 $$log; \
-	         echo "fuzz: $$t found something, log in $$log" >&2; exit 1; }; \
-	  printf '         %s\n' "$$(grep -aEo '#[0-9]+[[:space:]]+DONE +cov: [0-9]+ ft: [0-9]+ corp: [^ ]+' $$log) $$(grep -aE '^stat::average_exec_per_sec' $$log)"; \
-	done
+	@printf '%s\n' $(FUZZ_SPECS) | \
+	  xargs -n 1 -P $(FUZZ_JOBS) sh fuzz/fuzz1.sh $(FUZZ_BUILD) $(1) \
+	  || { echo "fuzz: a target found something (its log is named above)" >&2; \
+	       exit 1; }
 endef
 
 fuzz-run: $(FUZZ_BINS)
