@@ -120,13 +120,11 @@ fuzz-replay: $(FUZZ_BINS)
 
 # fuzz_loop,SECONDS: fuzz every target for SECONDS, FUZZ_JOBS at once
 # (default: one per CPU; each target still gets SECONDS of a CPU of its
-# own), through fuzz/fuzz1.sh. Fails if any target finds something, after
-# the others have finished.
+# own), through fuzz/fuzz1.sh, which names the log of what it found.
+# xargs fails (123) if any target did, after the others have finished.
 define fuzz_loop
 	@printf '%s\n' $(FUZZ_SPECS) | \
-	  xargs -n 1 -P $(FUZZ_JOBS) sh fuzz/fuzz1.sh $(FUZZ_BUILD) $(1) \
-	  || { echo "fuzz: a target found something (its log is named above)" >&2; \
-	       exit 1; }
+	  xargs -n 1 -P $(FUZZ_JOBS) sh fuzz/fuzz1.sh $(FUZZ_BUILD) $(1)
 endef
 
 fuzz-run: $(FUZZ_BINS)
