@@ -26,25 +26,15 @@
 static bool authorized(const struct admin *a, const struct aconn *c)
 {
 	uint8_t digest[SHA256_DIGEST_LENGTH];
-	const char *v = c->auth;
-	size_t len = c->auth_len;
+	const char *tok;
+	size_t len;
 
 	if (!a->have_token)
 		return true;
-	if (!c->auth_seen || c->auth_bad)
+	if (!c->req.auth_seen || c->req.auth_bad ||
+	    !admin_bearer(c->req.auth, c->req.auth_len, &tok, &len))
 		return false;
-	while (len && (*v == ' ' || *v == '\t'))
-		v++, len--;
-	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
-		len--;
-	if (len < 7 || strncasecmp(v, "bearer", 6) || (v[6] != ' ' &&
-						       v[6] != '\t'))
-		return false;
-	v += 7;
-	len -= 7;
-	while (len && (*v == ' ' || *v == '\t'))
-		v++, len--;
-	SHA256((const uint8_t *)v, len, digest);
+	SHA256((const uint8_t *)tok, len, digest);
 	return CRYPTO_memcmp(digest, a->token_digest, sizeof(digest)) == 0;
 }
 
@@ -181,30 +171,6 @@ static void do_vm_stats(struct admin *a, struct aconn *c, const char *id)
 		admin_respond_json(a, c, 200, stats_json(&s), NULL);
 }
 
-/* ?top=N: 1 to STATS_TOP_MAX VMs; STATS_TOP_DEFAULT without it. */
-#define STATS_TOP_DEFAULT 10
-#define STATS_TOP_MAX 10000
-
-static bool parse_top(size_t *out, const char *q, size_t len)
-{
-	size_t n = 0, i;
-
-	*out = STATS_TOP_DEFAULT;
-	if (!len)
-		return true;
-	if (len < 5 || memcmp(q, "top=", 4))
-		return false;
-	for (i = 4; i < len; i++) {
-		if (q[i] < '0' || q[i] > '9' || n > STATS_TOP_MAX)
-			return false;
-		n = n * 10 + (size_t)(q[i] - '0');
-	}
-	if (n < 1 || n > STATS_TOP_MAX)
-		return false;
-	*out = n;
-	return true;
-}
-
 static void do_stats_vms(struct admin *a, struct aconn *c, const char *q,
 			 size_t q_len)
 {
@@ -212,7 +178,7 @@ static void do_stats_vms(struct admin *a, struct aconn *c, const char *q,
 	size_t n, len, counted, i;
 	json_t *list, *j;
 
-	if (!parse_top(&n, q, q_len)) {
+	if (!admin_parse_top(&n, q, q_len)) {
 		admin_respond_error(a, c, 400, "expected ?top=N, N from 1 to "
 				    "10000", NULL);
 		return;
@@ -345,12 +311,12 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 	bool created = false;
 	int ret;
 
-	if (!c->body_len) {
+	if (!c->req.body_len) {
 		admin_respond_error(a, c, 400, "missing JSON body "
 				    "({\"address\": \"<IPv6>\"})", NULL);
 		return;
 	}
-	body = json_loadb((const char *)c->body, c->body_len,
+	body = json_loadb((const char *)c->req.body, c->req.body_len,
 			  JSON_REJECT_DUPLICATES, &jerr);
 	if (!body) {
 		char msg[300];
@@ -536,11 +502,6 @@ static void do_fleet(struct admin *a, struct aconn *c)
 	queue_write(a, c, JOB_FLEET, "", NULL, NULL);
 }
 
-static bool path_is(const char *path, size_t len, const char *want)
-{
-	return len == strlen(want) && !memcmp(path, want, len);
-}
-
 static void method_not_allowed(struct admin *a, struct aconn *c,
 			       const char *allow)
 {
@@ -552,94 +513,67 @@ static void method_not_allowed(struct admin *a, struct aconn *c,
 
 void admin_handle_request(struct admin *a, struct aconn *c)
 {
-	enum http_method m = (enum http_method)c->parser.method;
-	struct http_parser_url u;
-	const char *path;
-	size_t len;
+	enum http_method m = (enum http_method)c->req.parser.method;
+	struct admin_target t;
 
-	if (c->url_long) {
+	if (c->req.url_long) {
 		c->close_after = true;
 		admin_respond_error(a, c, 414, "request target too long", NULL);
 		return;
 	}
-	http_parser_url_init(&u);
-	if (http_parser_parse_url(c->url, c->url_len, m == HTTP_CONNECT, &u) ||
-	    !(u.field_set & (1 << UF_PATH))) {
+	admin_route(&t, m, c->req.url, c->req.url_len);
+	if (t.ep == AEP_BAD_URL) {
 		admin_respond_error(a, c, 404, "not found", NULL);
 		return;
 	}
-	path = c->url + u.field_data[UF_PATH].off;
-	len = u.field_data[UF_PATH].len;
-
-	if (path_is(path, len, "/health")) {
-		if (m != HTTP_GET)
-			method_not_allowed(a, c, "GET");
-		else
-			do_health(a, c);
-		return;
-	}
-	if (!authorized(a, c)) {
-		admin_respond_error(a, c, 401, c->auth_seen ?
+	if (t.ep != AEP_HEALTH && !authorized(a, c)) {
+		admin_respond_error(a, c, 401, c->req.auth_seen ?
 				    "invalid bearer token" :
 				    "missing bearer token (Authorization: "
 				    "Bearer <token>)",
 				    "WWW-Authenticate: Bearer\r\n");
 		return;
 	}
-	if (len > 11 && !memcmp(path, "/vms/", 5) &&
-	    !memcmp(path + len - 6, "/stats", 6) &&
-	    !memchr(path + 5, '/', len - 11)) {
-		char id[ADMIN_MAX_URL + 1];
-
-		memcpy(id, path + 5, len - 11);
-		id[len - 11] = '\0';
-		if (m != HTTP_GET)
-			method_not_allowed(a, c, "GET");
-		else
-			do_vm_stats(a, c, id);
-	} else if (path_is(path, len, "/stats/vms")) {
-		if (m != HTTP_GET)
-			method_not_allowed(a, c, "GET");
-		else if (u.field_set & (1 << UF_QUERY))
-			do_stats_vms(a, c, c->url + u.field_data[UF_QUERY].off,
-				     u.field_data[UF_QUERY].len);
-		else
-			do_stats_vms(a, c, "", 0);
-	} else if (path_is(path, len, "/vms")) {
-		if (m != HTTP_GET)
-			method_not_allowed(a, c, "GET");
-		else
-			do_list(a, c);
-	} else if (len > 5 && !memcmp(path, "/vms/", 5) &&
-		   !memchr(path + 5, '/', len - 5)) {
-		char id[ADMIN_MAX_URL + 1];
-
-		memcpy(id, path + 5, len - 5);
-		id[len - 5] = '\0';
-		if (m == HTTP_GET)
-			do_vm_get(a, c, id);
-		else if (m == HTTP_PUT)
-			do_vm_put(a, c, id);
-		else if (m == HTTP_DELETE)
-			do_vm_delete(a, c, id);
-		else
-			method_not_allowed(a, c, "GET, PUT, DELETE");
-	} else if (path_is(path, len, "/reload")) {
-		if (m != HTTP_POST)
-			method_not_allowed(a, c, "POST");
-		else
-			do_reload(a, c);
-	} else if (path_is(path, len, "/fleet")) {
-		if (m != HTTP_GET)
-			method_not_allowed(a, c, "GET");
-		else
-			do_fleet(a, c);
-	} else if (path_is(path, len, "/metrics")) {
-		if (m != HTTP_GET)
-			method_not_allowed(a, c, "GET");
-		else
-			do_metrics(a, c);
-	} else {
+	if (t.ep == AEP_NOT_FOUND) {
 		admin_respond_error(a, c, 404, "not found", NULL);
+		return;
+	}
+	if (!t.allowed) {
+		method_not_allowed(a, c, t.allow);
+		return;
+	}
+	switch (t.ep) {
+	case AEP_HEALTH:
+		do_health(a, c);
+		break;
+	case AEP_VMS:
+		do_list(a, c);
+		break;
+	case AEP_VM:
+		if (m == HTTP_GET)
+			do_vm_get(a, c, t.id);
+		else if (m == HTTP_PUT)
+			do_vm_put(a, c, t.id);
+		else
+			do_vm_delete(a, c, t.id);
+		break;
+	case AEP_VM_STATS:
+		do_vm_stats(a, c, t.id);
+		break;
+	case AEP_STATS_VMS:
+		do_stats_vms(a, c, t.query, t.query_len);
+		break;
+	case AEP_RELOAD:
+		do_reload(a, c);
+		break;
+	case AEP_FLEET:
+		do_fleet(a, c);
+		break;
+	case AEP_METRICS:
+		do_metrics(a, c);
+		break;
+	case AEP_BAD_URL:
+	case AEP_NOT_FOUND:
+		break;
 	}
 }

@@ -8,8 +8,8 @@
  * has one operation of each kind in flight at most, and is freed when the
  * last one has completed.
  *
- * Requests are parsed by nodejs' http_parser, fed whatever arrived; it is
- * paused at the end of each message so that a pipelined request waits
+ * Requests are parsed by nodejs' http_parser through admin_parse.c (pure,
+ * fuzzed), fed whatever arrived; it is paused at the end of each message so that a pipelined request waits
  * until the answer to the one before it is sent. A fleet write is
  * answered later (admin_write.c): its connection waits in AC_WAIT, with
  * only a poll for the client's close in flight, while the others are
@@ -129,9 +129,7 @@ static void out_free(struct admin *a, struct aconn *c)
 static void conn_release(struct admin *a, struct aconn *c)
 {
 	out_free(a, c);
-	free(c->body);
-	c->body = NULL;
-	c->body_len = c->body_cap = 0;
+	admin_req_free(&c->req);
 	c->state = AC_FREE;
 	c->gen++;
 	a->live--;
@@ -221,8 +219,8 @@ static void on_poll(struct admin *a, struct aconn *c, int res)
 	}
 	log_info("admin", "method=%s path=%s status=- ms=%llu peer=%s: the "
 		 "client closed the connection while its write waited",
-		 http_method_str((enum http_method)c->parser.method),
-		 log_escape(path, sizeof(path), c->url, c->url_len),
+		 http_method_str((enum http_method)c->req.parser.method),
+		 log_escape(path, sizeof(path), c->req.url, c->req.url_len),
 		 (unsigned long long)(a->now_ms - c->started_ms), c->peer);
 	conn_close(a, c);
 }
@@ -282,16 +280,16 @@ void admin_respond(struct admin *a, struct aconn *c, int status,
 	buf_consume(&c->out, ADMIN_HDR_RESERVE - head_len);
 	memcpy(buf_head(&c->out), head, head_len);
 	/* An answer to HEAD says how long the body is, without it. */
-	if (c->url_len && c->parser.method == HTTP_HEAD)
+	if (c->req.url_len && c->req.parser.method == HTTP_HEAD)
 		c->out.len = (uint32_t)head_len;
 	c->out_held = c->out.cap;
 	a->out_bytes += c->out_held;
 
 	/* The method is known once the request line has begun. */
-	if (c->url_len)
-		method = http_method_str((enum http_method)c->parser.method);
+	if (c->req.url_len)
+		method = http_method_str((enum http_method)c->req.parser.method);
 	log_info("admin", "method=%s path=%s status=%d ms=%llu peer=%s",
-		 method, log_escape(path, sizeof(path), c->url, c->url_len),
+		 method, log_escape(path, sizeof(path), c->req.url, c->req.url_len),
 		 status,
 		 (unsigned long long)(a->now_ms - c->started_ms), c->peer);
 
@@ -323,219 +321,50 @@ void admin_respond_error(struct admin *a, struct aconn *c, int status,
 
 /* ------------------------------------------------------------ parsing */
 
-static struct aconn *pconn(http_parser *p)
-{
-	return p->data;
-}
-
-static int fail(struct aconn *c, int status, const char *msg)
-{
-	c->fail_status = status;
-	c->fail_msg = msg;
-	return -1;
-}
-
-static int count_header(struct aconn *c, size_t len)
-{
-	c->header_bytes += len;
-	if (c->header_bytes > ADMIN_MAX_HEADERS)
-		return fail(c, 413, "request headers larger than 16 KiB");
-	return 0;
-}
-
-static int on_message_begin(http_parser *p)
-{
-	struct aconn *c = pconn(p);
-
-	c->in_request = true;
-	c->started_ms = c->a->now_ms;
-	c->header_bytes = 0;
-	c->url_len = 0;
-	c->url_long = false;
-	c->hname_len = 0;
-	c->hname_long = c->last_was_value = c->in_auth = false;
-	c->auth_len = 0;
-	c->auth_bad = c->auth_seen = false;
-	c->in_expect = false;
-	c->expect_len = 0;
-	c->body_len = 0;
-	return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len)
-{
-	struct aconn *c = pconn(p);
-
-	if (c->url_len + len > ADMIN_MAX_URL)
-		c->url_long = true;
-	else {
-		memcpy(c->url + c->url_len, at, len);
-		c->url_len += len;
-	}
-	c->url[c->url_len] = '\0';
-	return count_header(c, len);
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len)
-{
-	struct aconn *c = pconn(p);
-
-	if (c->last_was_value) {
-		c->last_was_value = false;
-		c->hname_len = 0;
-		c->hname_long = false;
-	}
-	if (c->hname_len + len >= sizeof(c->hname))
-		c->hname_long = true;
-	else {
-		memcpy(c->hname + c->hname_len, at, len);
-		c->hname_len += len;
-	}
-	/* 4: ": " and CRLF, which the parser does not hand us */
-	return count_header(c, len + 4);
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len)
-{
-	struct aconn *c = pconn(p);
-
-	if (!c->last_was_value) {
-		c->last_was_value = true;
-		c->in_auth = !c->hname_long && c->hname_len == 13 &&
-			     !strncasecmp(c->hname, "authorization", 13);
-		if (c->in_auth) {
-			if (c->auth_seen)
-				c->auth_bad = true;
-			c->auth_seen = true;
-			c->auth_len = 0;
-		}
-		c->in_expect = !c->hname_long && c->hname_len == 6 &&
-			       !strncasecmp(c->hname, "expect", 6);
-		if (c->in_expect)
-			c->expect_len = 0;
-	}
-	if (c->in_expect) {
-		if (c->expect_len + len < sizeof(c->expect))
-			memcpy(c->expect + c->expect_len, at, len);
-		c->expect_len += len;
-	}
-	if (c->in_auth && !c->auth_bad) {
-		if (c->auth_len + len > ADMIN_MAX_AUTH)
-			c->auth_bad = true;
-		else {
-			memcpy(c->auth + c->auth_len, at, len);
-			c->auth_len += len;
-		}
-	}
-	return count_header(c, len);
-}
-
 /* "Expect: 100-continue": the client waits for this before it sends the
- * body (curl, for a second, on bodies over 1 KiB). Written at once, so it
- * goes out before any answer: 25 bytes on a connection with nothing else
- * in flight (HTTP/1.1 sends no second request before the body). If the
- * socket cannot take them, the client sends the body after its own
- * timeout anyway. */
-static void send_continue(struct aconn *c, const http_parser *p)
+ * body. Written at once, so it goes out before any answer: 25 bytes on a
+ * connection with nothing else in flight (HTTP/1.1 sends no second
+ * request before the body). If the socket cannot take them, the client
+ * sends the body after its own timeout anyway. */
+static void send_continue(struct aconn *c)
 {
 	static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-	if (c->fail_status || c->send_posted || p->http_major != 1 ||
-	    p->http_minor < 1 ||
-	    (!(p->flags & F_CHUNKED) &&
-	     (!(p->flags & F_CONTENTLENGTH) || !p->content_length)))
+	if (c->send_posted)
 		return;
 	(void)!send(c->fd, msg, sizeof(msg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
-
-static int on_headers_complete(http_parser *p)
-{
-	struct aconn *c = pconn(p);
-
-	/* Refuse a declared oversized body before reading any of it. */
-	if ((p->flags & F_CONTENTLENGTH) && p->content_length > ADMIN_MAX_BODY)
-		return fail(c, 413, "request body larger than 64 KiB");
-	if (c->expect_len == 12 && !strncasecmp(c->expect, "100-continue", 12))
-		send_continue(c, p);
-	return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len)
-{
-	struct aconn *c = pconn(p);
-
-	if (c->body_len + len > ADMIN_MAX_BODY)
-		return fail(c, 413, "request body larger than 64 KiB");
-	if (c->body_len + len > c->body_cap) {
-		size_t cap = c->body_cap ? c->body_cap : 1024;
-		uint8_t *b;
-
-		while (cap < c->body_len + len)
-			cap *= 2;
-		b = realloc(c->body, cap);
-		if (!b)
-			return fail(c, 500, "out of memory");
-		c->body = b;
-		c->body_cap = cap;
-	}
-	memcpy(c->body + c->body_len, at, len);
-	c->body_len += len;
-	return 0;
-}
-
-static int on_message_complete(http_parser *p)
-{
-	struct aconn *c = pconn(p);
-
-	c->in_request = false;
-	c->close_after = !http_should_keep_alive(p) || p->upgrade;
-	/* Stop here: the next pipelined request waits for this answer. */
-	http_parser_pause(p, 1);
-	return 0;
-}
-
-static const http_parser_settings parser_settings = {
-	.on_message_begin = on_message_begin,
-	.on_url = on_url,
-	.on_header_field = on_header_field,
-	.on_header_value = on_header_value,
-	.on_headers_complete = on_headers_complete,
-	.on_body = on_body,
-	.on_message_complete = on_message_complete,
-};
 
 /* conn_parse feeds the parser what is buffered; it answers a complete
  * request or an error, or asks for more bytes. */
 static void conn_parse(struct admin *a, struct aconn *c)
 {
-	while (c->in_off < c->in_len) {
-		size_t n = http_parser_execute(&c->parser, &parser_settings,
-					       (const char *)c->in + c->in_off,
-					       c->in_len - c->in_off);
-		enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+	struct admin_req *r = &c->req;
 
-		c->in_off += n;
-		if (c->fail_status) {
+	while (c->in_off < c->in_len) {
+		size_t used;
+		enum admin_feed res = admin_req_feed(r, c->in + c->in_off,
+						     c->in_len - c->in_off,
+						     &used);
+
+		c->in_off += used;
+		if (r->began) {
+			r->began = false;
+			c->started_ms = a->now_ms;
+		}
+		if (res == ADMIN_FEED_ERROR) {
 			c->close_after = true;
-			admin_respond_error(a, c, c->fail_status, c->fail_msg,
+			admin_respond_error(a, c, r->fail_status, r->fail_msg,
 					    NULL);
 			return;
 		}
-		if (err == HPE_PAUSED) {
-			admin_handle_request(a, c);
-			c->body_len = c->body_cap = 0;
-			free(c->body);
-			c->body = NULL;
-			return;
+		if (r->want_continue) {
+			r->want_continue = false;
+			send_continue(c);
 		}
-		if (err != HPE_OK) {
-			char msg[160];
-
-			snprintf(msg, sizeof(msg), "malformed request: %s",
-				 http_errno_description(err));
-			c->close_after = true;
-			admin_respond_error(a, c, err == HPE_HEADER_OVERFLOW ?
-					    413 : 400, msg, NULL);
+		if (res == ADMIN_FEED_REQUEST) {
+			c->close_after = r->close_after;
+			admin_handle_request(a, c);
 			return;
 		}
 	}
@@ -596,11 +425,8 @@ static void on_accept(struct admin *a, struct admin_listener *l, int fd)
 	c->inflight = 0;
 	c->recv_posted = c->send_posted = c->poll_posted = false;
 	c->served = c->close_after = false;
-	c->in_request = false;
-	c->fail_status = 0;
 	c->in_off = c->in_len = 0;
 	c->discarded = 0;
-	c->url_len = 0;
 	c->started_ms = a->now_ms;
 	c->deadline_ms = a->now_ms + ADMIN_REQUEST_MS;
 	if (!strcmp(l->name, "unix"))
@@ -609,8 +435,7 @@ static void on_accept(struct admin *a, struct admin_listener *l, int fd)
 		log_fmt_addr(c->peer, &sa);
 	else
 		snprintf(c->peer, sizeof(c->peer), "-");
-	http_parser_init(&c->parser, HTTP_REQUEST);
-	c->parser.data = c;
+	admin_req_init(&c->req);
 	post_recv(a, c);
 }
 
@@ -670,7 +495,7 @@ static void on_send(struct admin *a, struct aconn *c, int res)
 	c->served = true;
 	c->state = AC_READ;
 	c->deadline_ms = a->now_ms + ADMIN_REQUEST_MS;
-	http_parser_pause(&c->parser, 0);
+	admin_req_next(&c->req);
 	if (c->recv_posted) /* cannot happen; never two recvs at once */
 		return;
 	conn_parse(a, c);
@@ -710,7 +535,7 @@ static void expire(struct admin *a)
 		if (c->state == AC_FREE || c->state == AC_CLOSING ||
 		    c->state == AC_WAIT || c->deadline_ms > a->now_ms)
 			continue;
-		if (c->state == AC_READ && (c->in_request || !c->served)) {
+		if (c->state == AC_READ && (c->req.in_request || !c->served)) {
 			/* slowloris, or a client that never spoke */
 			c->close_after = true;
 			c->started_ms = a->now_ms - ADMIN_REQUEST_MS;
@@ -1074,7 +899,7 @@ static void admin_free(struct admin *a)
 		if (a->conns[i].state != AC_FREE && a->conns[i].fd >= 0)
 			close(a->conns[i].fd);
 		buf_free(&a->conns[i].out);
-		free(a->conns[i].body);
+		admin_req_free(&a->conns[i].req);
 	}
 	for (i = 0; i < a->ls_len; i++)
 		close(a->ls[i].fd);

@@ -3,8 +3,9 @@
  * /health, /vms, /reload, /metrics). Nothing outside ctl/admin_*.c
  * includes it.
  *
- * The server parses a request into its struct aconn and calls
- * admin_handle_request once the request is complete; the handler answers
+ * The server parses a request into its connection's struct admin_req
+ * (admin_parse.h) and calls admin_handle_request once the request is
+ * complete; the handler answers
  * it exactly once through admin_respond*(), with the body (if any) built
  * in c->out first.
  */
@@ -18,21 +19,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <http_parser.h>
 #include <jansson.h>
 #include <openssl/sha.h>
 
 #include "core/log.h"
 #include "core/ring.h"
+#include "ctl/admin_parse.h"
 #include "tls/buf.h"
 
 struct control;
 
 #define ADMIN_MAX_CONNS 64
-#define ADMIN_MAX_BODY (64 * 1024)
-#define ADMIN_MAX_HEADERS (16 * 1024)
-#define ADMIN_MAX_URL 1024
-#define ADMIN_MAX_AUTH 1024    /* longer Authorization values never match */
 #define ADMIN_MAX_TOKEN 4096
 #define ADMIN_IN_BUF 8192
 #define ADMIN_REQUEST_MS 10000 /* to send a whole request */
@@ -92,31 +89,10 @@ struct aconn {
 	uint64_t started_ms;
 	char peer[LOG_ADDR_MAX];
 
-	http_parser parser;
+	struct admin_req req; /* its parser and the request being read */
 	uint8_t in[ADMIN_IN_BUF];
 	size_t in_off, in_len; /* unparsed bytes are in[in_off, in_len) */
 	size_t discarded;      /* while lingering */
-
-	/* the request being parsed */
-	bool in_request;
-	int fail_status;
-	const char *fail_msg;
-	size_t header_bytes;
-	char url[ADMIN_MAX_URL + 1];
-	size_t url_len;
-	bool url_long;
-	char hname[32];
-	size_t hname_len;
-	bool hname_long, last_was_value, in_auth;
-	char auth[ADMIN_MAX_AUTH + 1];
-	size_t auth_len;
-	bool auth_bad; /* too long, or given twice */
-	bool auth_seen;
-	bool in_expect;      /* in an Expect: header's value */
-	char expect[16];     /* its value, if it fits */
-	size_t expect_len;
-	uint8_t *body;
-	size_t body_len, body_cap;
 
 	struct buf out;
 	size_t out_held; /* counted in admin.out_bytes */

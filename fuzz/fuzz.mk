@@ -37,7 +37,7 @@ FUZZ_CFLAGS  := $(FUZZ_COMMON) -O1 -fno-omit-frame-pointer \
                 -fno-sanitize-recover=undefined
 FUZZ_SSL     := -L$(FUZZ_BSSL) -Wl,-rpath,$(FUZZ_BSSL) -lssl -lcrypto
 
-FUZZ_TARGETS := clienthello route config front answer fleet keyop
+FUZZ_TARGETS := clienthello route config front answer fleet keyop admin
 
 FUZZ_SRCS_clienthello := fuzz/clienthello.c fuzz/testcert.c tls/hello.c
 FUZZ_LIBS_clienthello := $(FUZZ_SSL)
@@ -79,8 +79,15 @@ FUZZ_SRCS_keyop := fuzz/keyop.c signer/keyop.c
 FUZZ_LIBS_keyop :=
 FUZZ_MAXLEN_keyop := 4096
 
+# What the admin API reads from its clients (ctl/admin_parse.c), through
+# Debian's http-parser, and a PUT's JSON body up to its ports.
+FUZZ_SRCS_admin := fuzz/admin.c ctl/admin_parse.c ctl/fleet_parse.c \
+                   route/host.c
+FUZZ_LIBS_admin := -lhttp_parser -ljansson $(FUZZ_SSL)
+FUZZ_MAXLEN_admin := 8192
+
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
-FUZZ_HDRS := $(wildcard signer/*.h tls/*.h route/*.h core/front.h core/answer.h core/log.h core/reason.h ctl/config.h ctl/config/*.h ctl/fleet_parse.h fuzz/*.h)
+FUZZ_HDRS := $(wildcard signer/*.h tls/*.h route/*.h core/front.h core/answer.h core/log.h core/reason.h ctl/config.h ctl/config/*.h ctl/fleet_parse.h ctl/admin_parse.h fuzz/*.h)
 
 # For the shell loops: NAME:MAX_LEN of every target.
 FUZZ_SPECS = $(foreach t,$(FUZZ_TARGETS),$(t):$(FUZZ_MAXLEN_$(t)))

@@ -2,7 +2,8 @@
 """fuzz/mkseeds.py: write the hand-made seeds of fuzz/corpus/clienthello/
 (the tmpl-* and raw-* files): template-mode extension blocks taken from the
 real hellos in tests/fixtures/hello, and one seed per rule of tls/hello.c
-that real clients never break. Run from the repository root; the files it
+that real clients never break; and those of fuzz/corpus/fleet/ and
+fuzz/corpus/admin/. Run from the repository root; the files it
 writes are committed, so this only documents how they were made."""
 import os
 import struct
@@ -185,3 +186,43 @@ fleet("lines", 9, b"\x07" + _json.dumps({"result": {"header": hdr, "created": Tr
       + b"\n\n" + _json.dumps({"result": {"header": hdr, "events": [
           {"kv": kv("vm1", '{"address":"fd00::1"}', 42)}]}}, separators=(",", ":")).encode()
       + b"\n{\"result\":{")
+
+
+# fuzz/corpus/admin/: the admin API's requests, a split byte first (odd:
+# reads of 1-300 bytes; with 0x80 set: of 1-7 bytes).
+ADMIN = "fuzz/corpus/admin"
+AUTH = "Authorization: Bearer s3cret-token\r\n"
+
+
+def admin(name, split, data):
+    os.makedirs(ADMIN, exist_ok=True)
+    with open(os.path.join(ADMIN, name), "wb") as f:
+        f.write(bytes([split]) + data.encode())
+
+
+admin("health", 0x01, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+admin("vms", 0x81, "GET /vms HTTP/1.1\r\nHost: x\r\n" + AUTH + "\r\n")
+admin("vm-get", 0x03, "GET /vms/vm1 HTTP/1.1\r\n" + AUTH + "\r\n")
+body = '{"address": "fd00::10", "ports": [22, "8000-8099"]}'
+admin("vm-put", 0x85, "PUT /vms/vm1 HTTP/1.1\r\nHost: x\r\n" + AUTH
+      + "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+      % (len(body), body))
+admin("vm-put-continue", 0x07, "PUT /vms/vm2 HTTP/1.1\r\n" + AUTH
+      + "Expect: 100-continue\r\nContent-Length: %d\r\n\r\n%s"
+      % (len(body), body))
+admin("vm-put-chunked", 0x89, "PUT /vms/vm3 HTTP/1.1\r\n" + AUTH
+      + "Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+      % (len(body), body))
+admin("vm-delete", 0x0b, "DELETE /vms/vm1 HTTP/1.1\r\n" + AUTH
+      + "Connection: close\r\n\r\n")
+admin("vm-stats", 0x8d, "GET /vms/vm1/stats HTTP/1.1\r\n" + AUTH + "\r\n")
+admin("stats-top", 0x0f, "GET /stats/vms?top=25 HTTP/1.1\r\n" + AUTH + "\r\n")
+admin("pipelined", 0x91, "GET /health HTTP/1.1\r\n\r\n"
+      "POST /reload HTTP/1.1\r\n" + AUTH + "Content-Length: 0\r\n\r\n"
+      "GET /metrics HTTP/1.0\r\n" + AUTH + "\r\n")
+admin("fleet-head", 0x13, "HEAD /fleet HTTP/1.1\r\n" + AUTH + "\r\n")
+admin("bad-auth-twice", 0x95, "GET /vms HTTP/1.1\r\n" + AUTH + AUTH + "\r\n")
+admin("absolute-target", 0x17, "GET http://admin:9901/vms/a%2Fb?x=1#f HTTP/1.1\r\n"
+      + AUTH + "\r\n")
+admin("body-too-big", 0x99, "PUT /vms/vm1 HTTP/1.1\r\nContent-Length: 70000\r\n\r\n{")
+admin("malformed", 0x1b, "GET /vms HTTP/1.1\r\nBad Header\r\n\r\n")
