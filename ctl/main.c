@@ -600,15 +600,15 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	nworkers = worker_count(&cfg);
 	/* The keys go to the signer before any worker can need one. */
 	if (IS_ENABLED(CONFIG_KEY_SIGNER) &&
-	    signerd_start(cfg.signer_path, tls, &shared.signer_path, err,
-			  sizeof(err))) {
+	    signerd_start(cfg.signer_path, tls, nworkers, &shared.signer_path,
+			  err, sizeof(err))) {
 		log_error("startup", "signer: %s", err);
 		tls_ctx_free(tls);
 		goto out;
 	}
-	nworkers = worker_count(&cfg);
 	workers = calloc(nworkers, sizeof(*workers));
 	if (!workers)
 		goto out;

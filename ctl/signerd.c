@@ -37,6 +37,7 @@ static struct {
 	char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char bin[PATH_MAX];
 	pid_t pid;      /* the child, or 0 */
+	unsigned threads; /* the child's: one per worker */
 	int cfd;        /* control connection: LOADs, UNLOADs; -1 if none */
 	uint64_t next_id;
 	uint64_t started_ms, restart_ms, backoff_ms;
@@ -337,13 +338,16 @@ static int spawn(const struct tls_ctx *tls, char *err, size_t err_len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	/* Its lines go to vmgate's stderr: at vmgate's level. */
+	char threads[16];
 	char *argv[] = { sd.bin, "--listen-fd", "3", "--supervised",
+			 "--threads", threads,
 			 log_enabled(LOG_INFO) ? NULL : "--quiet", NULL };
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, dflt;
 	int lfd, ret;
 
+	snprintf(threads, sizeof(threads), "%u", sd.threads);
 	strcpy(sa.sun_path, sd.tmp);
 	unlink(sd.tmp);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -438,12 +442,14 @@ static int find_bin(char *err, size_t err_len)
 }
 
 int signerd_start(const char *external, const struct tls_ctx *tls,
-		  const char **out_path, char *err, size_t err_len)
+		  unsigned threads, const char **out_path, char *err,
+		  size_t err_len)
 {
 	const char *base = getenv("RUNTIME_DIRECTORY");
 	int ret;
 
 	sd.on = true;
+	sd.threads = threads;
 	sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
 	if (store_add(tls)) {
 		snprintf(err, err_len, "out of memory");

@@ -44,9 +44,11 @@ struct tls_ctx;
 
 /* signerd_start starts (or, with |external|, connects to) the signer and
  * loads |tls|'s keys; |*out_path| is the socket the workers connect to.
- * 0, or -errno with a message in |err|. */
+ * A signer of vmgate's own serves with |threads| threads (one per
+ * worker). 0, or -errno with a message in |err|. */
 int signerd_start(const char *external, const struct tls_ctx *tls,
-		  const char **out_path, char *err, size_t err_len);
+		  unsigned threads, const char **out_path, char *err,
+		  size_t err_len);
 
 /* signerd_load loads |tls|'s keys into the running signer: a reload
  * calls it before it publishes |tls|. 0, or -errno with |err|

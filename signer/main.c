@@ -17,6 +17,7 @@
  *   or when vmgate dies (PR_SET_PDEATHSIG).
  *   --sched batch|normal: its scheduling policy, SCHED_BATCH by default
  *   (see sched_batch)
+ *   --threads N: serving threads (see below)
  *
  * It answers the frames of signer/keyop.h: LOAD reads a PEM private key
  * (from the descriptor passed with it, else from its path) and keeps it
@@ -27,25 +28,34 @@
  * P-256 about three times faster than Debian's BoringSSL: see the README).
  * It never sees a TLS record: only the message to sign.
  *
- * One thread, epoll, non-blocking sockets; every client may have many
- * requests in flight, answered in order (each answer carries its
- * request's id). A malformed frame closes that client's socket and is
- * logged. Before serving it drops what it does not need: to the user
+ * --threads N threads (vmgate passes its number of workers; on its own
+ * the CPUs it may run on), each with its own epoll over the clients it
+ * was given: the first thread accepts and hands each new client to the
+ * thread with the fewest, so every vmgate worker's signatures have a
+ * thread, and a core, of their own. Non-blocking sockets; every client
+ * may have many requests in flight, answered in order (each answer
+ * carries its request's id). The keys are shared under a lock that LOAD
+ * and UNLOAD take to write and SIGN to read; each thread signs with
+ * contexts of its own (struct key_ctxs). A malformed frame closes that
+ * client's socket and is logged. Before serving it drops what it does not need: to the user
  * --user names (or vmgate-signer if that user exists), no capabilities,
  * no new privileges, not dumpable (no core file, no ptrace by its user),
  * and a seccomp filter that refuses new sockets, exec and ptrace.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,8 +83,21 @@
 #define SIGNER_OUT_MAX (256 * 1024)
 #define SIGNER_IN_CAP (16 * KEYOP_FRAME_MAX)
 #define SIGNER_FDS_MAX 8
+#define SIGNER_THREADS_MAX 64
+
+/* A serving thread: its epoll, the pipe thread 0 hands it clients (and
+ * the wake-up to stop) through, and its counts. */
+struct thread {
+	unsigned index;
+	pthread_t tid;
+	int ep;
+	int pipe_r, pipe_w;
+	atomic_uint nclients;
+	unsigned long long signs, sign_errors;
+};
 
 struct client {
+	struct thread *t; /* the one thread that serves it */
 	int fd;
 	uint8_t in[SIGNER_IN_CAP];
 	size_t in_len;
@@ -95,16 +118,24 @@ struct key_ctx {
 	EVP_PKEY_CTX *pctx; /* signs a digest; NULL for Ed25519 */
 };
 
-struct key {
-	uint64_t id;
-	EVP_PKEY *pkey;
+/* One thread's contexts for one key: only that thread touches them,
+ * under keys_lock read; UNLOAD frees them under keys_lock write. */
+struct key_ctxs {
 	struct key_ctx ctx[KEY_CTX_MAX];
 	unsigned nctx;
 };
 
-static struct key *keys;
+struct key {
+	uint64_t id;
+	EVP_PKEY *pkey;
+	struct key_ctxs *tctx; /* [nthreads] */
+};
+
+static pthread_rwlock_t keys_lock;
+static struct key *keys; /* under keys_lock */
 static size_t keys_len, keys_cap;
-static unsigned long long signs, sign_errors;
+static struct thread *threads;
+static unsigned nthreads;
 static volatile sig_atomic_t stop;
 static bool quiet;
 
@@ -127,6 +158,7 @@ static void on_term(int sig)
 	stop = 1;
 }
 
+/* Under keys_lock. */
 static struct key *key_find(uint64_t id)
 {
 	size_t i;
@@ -158,9 +190,10 @@ static bool pkey_id(uint64_t *out, EVP_PKEY *pkey)
 static uint8_t do_load(const struct keyop_msg *m, int fd)
 {
 	char path[KEYOP_DATA_MAX + 1];
+	struct key_ctxs *tctx;
 	EVP_PKEY *pkey = NULL;
-	struct key *k;
 	uint64_t id;
+	size_t len;
 	FILE *f;
 
 	memcpy(path, m->data, m->data_len);
@@ -193,60 +226,80 @@ static uint8_t do_load(const struct keyop_msg *m, int fd)
 		EVP_PKEY_free(pkey);
 		return KEYOP_STATUS_MISMATCH;
 	}
-	k = key_find(id);
-	if (k) {
+	tctx = calloc(nthreads, sizeof(*tctx));
+	pthread_rwlock_wrlock(&keys_lock);
+	if (key_find(id)) {
 		/* The same public key: the same private key. */
+		pthread_rwlock_unlock(&keys_lock);
 		EVP_PKEY_free(pkey);
+		free(tctx);
 		return KEYOP_STATUS_OK;
 	}
-	if (keys_len == SIGNER_KEYS_MAX) {
-		EVP_PKEY_free(pkey);
-		return KEYOP_STATUS_FAILED;
-	}
+	if (!tctx || keys_len == SIGNER_KEYS_MAX)
+		goto failed;
 	if (keys_len == keys_cap) {
 		size_t cap = keys_cap ? 2 * keys_cap : 8;
 		struct key *n = realloc(keys, cap * sizeof(*n));
 
-		if (!n) {
-			EVP_PKEY_free(pkey);
-			return KEYOP_STATUS_FAILED;
-		}
+		if (!n)
+			goto failed;
 		keys = n;
 		keys_cap = cap;
 	}
-	memset(&keys[keys_len], 0, sizeof(keys[keys_len]));
-	keys[keys_len].id = id;
-	keys[keys_len++].pkey = pkey;
+	keys[keys_len++] = (struct key){ .id = id, .pkey = pkey,
+					 .tctx = tctx };
+	len = keys_len;
+	pthread_rwlock_unlock(&keys_lock);
 	logf_("INFO", "load", "key_id=%016llx path=%s keys=%zu",
-	      (unsigned long long)id, path, keys_len);
+	      (unsigned long long)id, path, len);
 	return KEYOP_STATUS_OK;
+failed:
+	pthread_rwlock_unlock(&keys_lock);
+	EVP_PKEY_free(pkey);
+	free(tctx);
+	return KEYOP_STATUS_FAILED;
 }
 
+static void key_ctx_free(struct key_ctx *c)
+{
+	EVP_PKEY_CTX_free(c->pctx);
+	EVP_MD_free(c->md);
+}
+
+/* Under keys_lock write: no thread is signing. */
 static void key_clear(struct key *k)
 {
-	unsigned i;
+	unsigned t, i;
 
-	for (i = 0; i < k->nctx; i++) {
-		EVP_PKEY_CTX_free(k->ctx[i].pctx);
-		EVP_MD_free(k->ctx[i].md);
-	}
-	k->nctx = 0;
+	for (t = 0; t < nthreads; t++)
+		for (i = 0; i < k->tctx[t].nctx; i++)
+			key_ctx_free(&k->tctx[t].ctx[i]);
+	free(k->tctx);
+	k->tctx = NULL;
 	EVP_PKEY_free(k->pkey);
 	k->pkey = NULL;
 }
 
-/* The key leaves: no SIGN can use it any more. OpenSSL clears a private
- * key's numbers as it frees them. */
+/* The key leaves: no SIGN can use it any more (they read it under the
+ * lock this takes to write). OpenSSL clears a private key's numbers as
+ * it frees them. */
 static uint8_t do_unload(const struct keyop_msg *m)
 {
-	struct key *k = key_find(m->key_id);
+	struct key *k;
+	size_t len;
 
-	if (!k)
+	pthread_rwlock_wrlock(&keys_lock);
+	k = key_find(m->key_id);
+	if (!k) {
+		pthread_rwlock_unlock(&keys_lock);
 		return KEYOP_STATUS_NO_KEY;
+	}
 	key_clear(k);
 	*k = keys[--keys_len];
+	len = keys_len;
+	pthread_rwlock_unlock(&keys_lock);
 	logf_("INFO", "unload", "key_id=%016llx keys=%zu",
-	      (unsigned long long)m->key_id, keys_len);
+	      (unsigned long long)m->key_id, len);
 	return KEYOP_STATUS_OK;
 }
 
@@ -279,31 +332,32 @@ static bool scheme(uint16_t sigalg, int *out_type, const char **out_md,
 	return true;
 }
 
-/* The context that signs with |k| under |sigalg|: found, or made and
- * kept (NULL when it cannot be made). */
-static struct key_ctx *key_ctx_get(struct key *k, uint16_t sigalg)
+/* The context that signs with |k| under |sigalg| on thread |t|: found,
+ * or made and kept (NULL when it cannot be made). Under keys_lock. */
+static struct key_ctx *key_ctx_get(struct key *k, const struct thread *t,
+				   uint16_t sigalg)
 {
+	struct key_ctxs *kc = &k->tctx[t->index];
 	struct key_ctx *c;
 	const char *mdname;
 	unsigned i;
 	bool pss;
 	int type;
 
-	for (i = 0; i < k->nctx; i++)
-		if (k->ctx[i].sigalg == sigalg)
-			return &k->ctx[i];
+	for (i = 0; i < kc->nctx; i++)
+		if (kc->ctx[i].sigalg == sigalg)
+			return &kc->ctx[i];
 	if (!scheme(sigalg, &type, &mdname, &pss) ||
 	    EVP_PKEY_get_base_id(k->pkey) != type ||
 	    (size_t)EVP_PKEY_get_size(k->pkey) > KEYOP_DATA_MAX)
 		return NULL;
 	/* More schemes than slots (a client can choose among a key's
 	 * schemes): the oldest gives way. */
-	if (k->nctx == KEY_CTX_MAX) {
-		EVP_PKEY_CTX_free(k->ctx[0].pctx);
-		EVP_MD_free(k->ctx[0].md);
-		memmove(k->ctx, k->ctx + 1, --k->nctx * sizeof(k->ctx[0]));
+	if (kc->nctx == KEY_CTX_MAX) {
+		key_ctx_free(&kc->ctx[0]);
+		memmove(kc->ctx, kc->ctx + 1, --kc->nctx * sizeof(kc->ctx[0]));
 	}
-	c = &k->ctx[k->nctx];
+	c = &kc->ctx[kc->nctx];
 	memset(c, 0, sizeof(*c));
 	c->sigalg = sigalg;
 	if (mdname) {
@@ -324,12 +378,13 @@ static struct key_ctx *key_ctx_get(struct key *k, uint16_t sigalg)
 			return NULL;
 		}
 	}
-	k->nctx++;
+	kc->nctx++;
 	return c;
 }
 
-static uint8_t do_sign(const struct keyop_msg *m, uint8_t *sig,
-		       size_t *sig_len)
+/* Under keys_lock read. */
+static uint8_t sign_locked(struct thread *t, const struct keyop_msg *m,
+			   uint8_t *sig, size_t *sig_len)
 {
 	struct key *k = key_find(m->key_id);
 	unsigned char digest[EVP_MAX_MD_SIZE];
@@ -341,7 +396,7 @@ static uint8_t do_sign(const struct keyop_msg *m, uint8_t *sig,
 	*sig_len = 0;
 	if (!k)
 		return KEYOP_STATUS_NO_KEY;
-	c = key_ctx_get(k, m->sigalg);
+	c = key_ctx_get(k, t, m->sigalg);
 	if (!c)
 		return KEYOP_STATUS_BAD_ALG;
 	*sig_len = KEYOP_DATA_MAX;
@@ -364,6 +419,22 @@ static uint8_t do_sign(const struct keyop_msg *m, uint8_t *sig,
 		return KEYOP_STATUS_FAILED;
 	}
 	return KEYOP_STATUS_OK;
+}
+
+/* Signs under keys_lock read: threads sign at once, each with its own
+ * contexts, and an UNLOAD waits for the signatures under way. */
+static uint8_t do_sign(struct thread *t, const struct keyop_msg *m,
+		       uint8_t *sig, size_t *sig_len)
+{
+	uint8_t status;
+
+	pthread_rwlock_rdlock(&keys_lock);
+	status = sign_locked(t, m, sig, sig_len);
+	pthread_rwlock_unlock(&keys_lock);
+	t->signs++;
+	if (status != KEYOP_STATUS_OK)
+		t->sign_errors++;
+	return status;
 }
 
 static bool out_append(struct client *c, const struct keyop_msg *a)
@@ -421,12 +492,9 @@ static bool serve(struct client *c)
 		} else {
 			size_t sig_len;
 
-			a.status = do_sign(&m, sig, &sig_len);
+			a.status = do_sign(c->t, &m, sig, &sig_len);
 			a.data = sig;
 			a.data_len = sig_len;
-			signs++;
-			if (a.status != KEYOP_STATUS_OK)
-				sign_errors++;
 		}
 		if (!out_append(c, &a))
 			return false;
@@ -664,11 +732,232 @@ static bool sched_batch(void)
 	return false;
 }
 
+/* The thread of the fewest clients, for a new one: thread 0 counts
+ * what it hands over, each thread what it closes. */
+static struct thread *least_busy(void)
+{
+	struct thread *best = &threads[0];
+	unsigned i;
+
+	for (i = 1; i < nthreads; i++)
+		if (atomic_load(&threads[i].nclients) <
+		    atomic_load(&best->nclients))
+			best = &threads[i];
+	return best;
+}
+
+static unsigned clients_total(void)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < nthreads; i++)
+		n += atomic_load(&threads[i].nclients);
+	return n;
+}
+
+static void client_add(struct thread *t, struct client *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+
+	c->t = t;
+	c->events = EPOLLIN;
+	if (epoll_ctl(t->ep, EPOLL_CTL_ADD, c->fd, &ev)) {
+		client_free(c);
+		atomic_fetch_sub(&t->nclients, 1);
+	}
+}
+
+/* Thread 0: a new client, for the thread with the fewest. */
+static void on_accept(int lfd)
+{
+	struct client *c;
+	struct thread *t;
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return;
+	c = clients_total() < SIGNER_CLIENTS_MAX ? calloc(1, sizeof(*c))
+						 : NULL;
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	t = least_busy();
+	atomic_fetch_add(&t->nclients, 1);
+	if (t == &threads[0]) {
+		client_add(t, c);
+	} else if (write(t->pipe_w, &c, sizeof(c)) != sizeof(c)) {
+		client_free(c);
+		atomic_fetch_sub(&t->nclients, 1);
+	}
+}
+
+/* Another thread: the clients thread 0 handed over; NULL: stop. */
+static bool on_pipe(struct thread *t)
+{
+	struct client *c;
+
+	while (read(t->pipe_r, &c, sizeof(c)) == sizeof(c)) {
+		if (!c)
+			return false;
+		client_add(t, c);
+	}
+	return true;
+}
+
+/* One client's event. False: it is closed. */
+static bool on_client(struct thread *t, struct client *c, uint32_t events)
+{
+	struct epoll_event ev;
+	bool ok;
+
+	ok = !(events & EPOLLIN) || client_read(c);
+	ok = ok && client_write(c);
+	/* Requests left unread while answers pile up: read them once the
+	 * answers are out. */
+	if (ok && !c->out_len && c->in_len)
+		ok = serve(c) && client_write(c);
+	if (ok && (events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN))
+		ok = false;
+	/* Reading stops while its answers pile up, writing is watched only
+	 * while some wait. */
+	ev.events = (c->out_len < SIGNER_OUT_MAX ? EPOLLIN : 0) |
+		    (c->out_len ? EPOLLOUT : 0);
+	if (ok && ev.events != c->events) {
+		c->events = ev.events;
+		ev.data.ptr = c;
+		ok = !epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev);
+	}
+	if (!ok) {
+		epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
+		client_free(c);
+		atomic_fetch_sub(&t->nclients, 1);
+	}
+	return ok;
+}
+
+/* Thread |t|'s loop: its clients, and on thread 0 the listener (|lfd|;
+ * -1 on the others, which watch their pipe). */
+static void serve_loop(struct thread *t, int lfd)
+{
+	struct epoll_event evs[64];
+	int i, n;
+
+	while (!stop) {
+		n = epoll_wait(t->ep, evs, 64, -1);
+		for (i = 0; i < n; i++) {
+			void *p = evs[i].data.ptr;
+
+			if (!p)
+				on_accept(lfd);
+			else if (p == t) {
+				if (!on_pipe(t))
+					return;
+			} else {
+				on_client(t, p, evs[i].events);
+			}
+		}
+	}
+}
+
+static void *thread_main(void *arg)
+{
+	serve_loop(arg, -1);
+	return NULL;
+}
+
+/* The threads' epolls and pipes, then the threads beside this one
+ * (thread 0), with the signals blocked: they come to thread 0. */
+static bool threads_start(int lfd, unsigned n)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	pthread_rwlockattr_t attr;
+	sigset_t all, old;
+	cpu_set_t cpus;
+	unsigned i;
+	int err;
+
+	if (!n)
+		n = sched_getaffinity(0, sizeof(cpus), &cpus) ? 1
+			: (unsigned)CPU_COUNT(&cpus);
+	if (n > SIGNER_THREADS_MAX)
+		n = SIGNER_THREADS_MAX;
+	/* Writers first: a LOAD or UNLOAD waits for the signatures under
+	 * way, not for every one that comes after them. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr,
+		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	err = pthread_rwlock_init(&keys_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	if (err) {
+		errno = err;
+		return false;
+	}
+	threads = calloc(n, sizeof(*threads));
+	if (!threads)
+		return false;
+	nthreads = n;
+	for (i = 0; i < n; i++) {
+		struct thread *t = &threads[i];
+		int p[2];
+
+		t->index = i;
+		t->ep = epoll_create1(EPOLL_CLOEXEC);
+		if (t->ep < 0)
+			return false;
+		ev.data.ptr = i ? (void *)t : NULL;
+		if (i && pipe2(p, O_CLOEXEC | O_NONBLOCK))
+			return false;
+		if (i) {
+			t->pipe_r = p[0];
+			t->pipe_w = p[1];
+		}
+		if (epoll_ctl(t->ep, EPOLL_CTL_ADD, i ? t->pipe_r : lfd, &ev))
+			return false;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (i = 1; i < n; i++) {
+		err = pthread_create(&threads[i].tid, NULL, thread_main,
+				     &threads[i]);
+		if (err) {
+			errno = err;
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return i == n;
+}
+
+/* Thread 0, stopping: the others stop too, then the counts. */
+static void threads_stop(void)
+{
+	struct client *none = NULL;
+	unsigned long long signs = 0, errors = 0;
+	char each[SIGNER_THREADS_MAX * 21] = "";
+	size_t len = 0;
+	unsigned i;
+
+	for (i = 1; i < nthreads; i++)
+		if (write(threads[i].pipe_w, &none, sizeof(none)) ==
+		    sizeof(none))
+			pthread_join(threads[i].tid, NULL);
+	for (i = 0; i < nthreads; i++) {
+		signs += threads[i].signs;
+		errors += threads[i].sign_errors;
+		len += (size_t)snprintf(each + len, sizeof(each) - len, "%s%llu",
+					i ? "," : "", threads[i].signs);
+	}
+	logf_("INFO", "shutdown", "signs=%llu errors=%llu thread_signs=%s",
+	      signs, errors, each);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmgate-signer (--listen-fd N | --socket PATH "
 		   "[--socket-group NAME]) [--user NAME] [--quiet]\n"
-		   "       [--sched batch|normal]\n"
+		   "       [--sched batch|normal] [--threads N]\n"
 		   "  --listen-fd N         serve the listening Unix socket N "
 		   "(vmgate's, or systemd's)\n"
 		   "  --socket PATH         bind PATH, mode 0600\n"
@@ -681,6 +970,10 @@ static void usage(FILE *f)
 		   "a woken signer\n"
 		   "                        waits for the CPU instead of "
 		   "preempting vmgate)\n"
+		   "  --threads N           serving threads, 1 to 64 (default: "
+		   "the CPUs it may\n"
+		   "                        run on; vmgate gives its own one "
+		   "per worker)\n"
 		   "  --supervised          vmgate's child: ignore SIGTERM "
 		   "and SIGINT, stop on\n"
 		   "                        SIGUSR1 or when the parent dies\n");
@@ -696,13 +989,14 @@ int main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "supervised", no_argument, NULL, 'S' },
 		{ "sched", required_argument, NULL, 'P' },
+		{ "threads", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *path = NULL, *user = NULL, *group = NULL;
 	bool supervised = false, batch = true;
-	struct epoll_event ev, evs[64];
-	int opt, lfd = -1, ep, nclients = 0, i, n;
+	unsigned nthreads_opt = 0;
+	int opt, lfd = -1;
 	pid_t parent = getppid();
 	struct sigaction sa = { .sa_handler = on_term };
 
@@ -734,6 +1028,19 @@ int main(int argc, char **argv)
 			}
 			batch = !strcmp(optarg, "batch");
 			break;
+		case 'T': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*optarg < '1' || *optarg > '9' || *end ||
+			    v > SIGNER_THREADS_MAX) {
+				logf_("ERROR", "startup", "--threads %s: 1 to "
+				      "%d", optarg, SIGNER_THREADS_MAX);
+				return 2;
+			}
+			nthreads_opt = (unsigned)v;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -772,68 +1079,13 @@ int main(int argc, char **argv)
 		logf_("ERROR", "startup", "seccomp: %s", strerror(errno));
 		return 1;
 	}
-	ep = epoll_create1(EPOLL_CLOEXEC);
-	ev.events = EPOLLIN;
-	ev.data.ptr = NULL;
-	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev)) {
-		logf_("ERROR", "startup", "epoll: %s", strerror(errno));
+	if (!threads_start(lfd, nthreads_opt)) {
+		logf_("ERROR", "startup", "threads: %s", strerror(errno));
 		return 1;
 	}
-	logf_("INFO", "serving", "pid=%d sched=%s", (int)getpid(),
-	      batch ? "batch" : "normal");
-	while (!stop) {
-		n = epoll_wait(ep, evs, 64, -1);
-		for (i = 0; i < n; i++) {
-			struct client *c = evs[i].data.ptr;
-			bool ok;
-
-			if (!c) {
-				int fd = accept4(lfd, NULL, NULL,
-						 SOCK_CLOEXEC | SOCK_NONBLOCK);
-
-				if (fd < 0)
-					continue;
-				c = nclients < SIGNER_CLIENTS_MAX
-					    ? calloc(1, sizeof(*c)) : NULL;
-				if (!c) {
-					close(fd);
-					continue;
-				}
-				c->fd = fd;
-				c->events = ev.events = EPOLLIN;
-				ev.data.ptr = c;
-				if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) {
-					client_free(c);
-					continue;
-				}
-				nclients++;
-				continue;
-			}
-			ok = !(evs[i].events & EPOLLIN) || client_read(c);
-			ok = ok && client_write(c);
-			/* Requests left unread while answers pile up: read
-			 * them once the answers are out. */
-			if (ok && !c->out_len && c->in_len)
-				ok = serve(c) && client_write(c);
-			if (ok && (evs[i].events & (EPOLLHUP | EPOLLERR)) &&
-			    !(evs[i].events & EPOLLIN))
-				ok = false;
-			/* Reading stops while its answers pile up, writing
-			 * is watched only while some wait. */
-			ev.events = (c->out_len < SIGNER_OUT_MAX ? EPOLLIN : 0) |
-				    (c->out_len ? EPOLLOUT : 0);
-			if (ok && ev.events != c->events) {
-				c->events = ev.events;
-				ev.data.ptr = c;
-				ok = !epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-			}
-			if (!ok) {
-				epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-				client_free(c);
-				nclients--;
-			}
-		}
-	}
-	logf_("INFO", "shutdown", "signs=%llu errors=%llu", signs, sign_errors);
+	logf_("INFO", "serving", "pid=%d sched=%s threads=%u", (int)getpid(),
+	      batch ? "batch" : "normal", nthreads);
+	serve_loop(&threads[0], lfd);
+	threads_stop();
 	return 0;
 }

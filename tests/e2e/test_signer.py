@@ -725,3 +725,101 @@ def test_external_signer_sched_option(workdir):
     assert r.returncode == 2, r
     assert "--sched fifo: batch or normal" in r.stderr, r.stderr
     assert not os.path.exists(os.path.join(workdir, "sched-bad.sock"))
+
+
+# -- one thread per worker
+
+KEYOP_LOAD, KEYOP_UNLOAD = 2, 4
+
+
+def keyop_call(s, typ, rest, req_id):
+    """One frame on open socket |s|, its answer: (status, data)."""
+    body = struct.pack(">BQ", typ, req_id) + rest
+    s.sendall(struct.pack(">I", len(body)) + body)
+    n, = struct.unpack(">I", recv_exact(s, 4))
+    answer = recv_exact(s, n)
+    t, rid, status, out_len = struct.unpack(">BQBH", answer[:12])
+    assert t == KEYOP_ANSWER and rid == req_id, answer[:12]
+    return status, answer[12:12 + out_len]
+
+
+def unix_client(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(path)
+    return s
+
+
+def thread_signs(text):
+    """The per-thread signature counts of the signer's shutdown line."""
+    m = re.search(r"vmgate-signer INFO shutdown signs=(\d+) errors=\d+ "
+                  r"thread_signs=([\d,]+)", text)
+    assert m, text[-2000:]
+    each = [int(x) for x in m.group(2).split(",")]
+    assert sum(each) == int(m.group(1)), m.group(0)
+    return each
+
+
+@needs_signer
+def test_signer_threads_share_the_keys(certs, workdir):
+    """--threads 2: a new client goes to the thread with the fewest; a key
+    LOADed on one thread signs on both (signatures verified), an UNLOAD
+    on one takes it from both, and each thread counts its own."""
+    sock = os.path.join(workdir, "threads.sock")
+    slog = os.path.join(workdir, "threads.log")
+    p = external_signer(sock, slog, "--threads", "2")
+    clients = []
+    try:
+        assert wait_until(lambda: "INFO serving" in read_text(slog), 5), \
+            read_text(slog)
+        assert re.search(r"INFO serving pid=%d sched=batch threads=2"
+                         % p.pid, read_text(slog)), read_text(slog)
+        kid = key_id(certs.vm_key)
+        path = certs.vm_key.encode()
+        msg = b"signed on the thread of each client" * 3
+        # Thread 0 takes the first client, thread 1 the second.
+        clients = [unix_client(sock), None]
+        assert keyop_call(clients[0], KEYOP_LOAD,
+                          struct.pack(">QH", kid, len(path)) + path,
+                          1) == (STATUS_OK, b"")
+        clients[1] = unix_client(sock)
+        for i, s in ((1, clients[1]), (0, clients[0])):
+            st, sig = keyop_call(s, KEYOP_SIGN, struct.pack(
+                ">QHH", kid, 0x0403, len(msg)) + msg, 10 + i)
+            assert st == STATUS_OK and verifies(
+                workdir, certs.vm_key, "sha256", msg, sig), (i, st)
+        assert keyop_call(clients[1], KEYOP_UNLOAD, struct.pack(">Q", kid),
+                          20) == (STATUS_OK, b"")
+        # Gone for thread 0 too, with the context it had made.
+        assert keyop_call(clients[0], KEYOP_SIGN, struct.pack(
+            ">QHH", kid, 0x0403, len(msg)) + msg, 21)[0] == STATUS_NO_KEY
+    finally:
+        for s in clients:
+            if s:
+                s.close()
+        stop_process(p)
+    assert thread_signs(read_text(slog)) == [2, 1], read_text(slog)
+    r = subprocess.run([signer_bin(), "--socket",
+                        os.path.join(workdir, "threads-bad.sock"),
+                        "--threads", "0"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 2 and "--threads 0: 1 to 64" in r.stderr, r
+
+
+@needs_signer
+def test_supervised_signer_thread_per_worker(certs, fleet, workdir):
+    """vmgate's own signer serves with one thread per worker (2 here), and
+    the handshakes of both workers are signed on both threads."""
+    g = start_gate(certs, fleet, workdir, "signer-threads")
+    try:
+        g.wait_log(r"vmgate-signer INFO serving pid=\d+ sched=batch "
+                   r"threads=2", since=0)
+        # Connections spread over the two workers by the kernel's hash:
+        # 40 all on one worker would be a 1 in 2^39 chance.
+        for _ in range(40):
+            rc, out = s_client(g.port, certs, "vm1.vm.test", ["-tls1_3"])
+            assert rc == 0, out
+    finally:
+        g.stop()
+    each = thread_signs(read_text(g.log_path))
+    assert len(each) == 2 and min(each) > 0, each
