@@ -126,7 +126,8 @@ def test_installs_and_checks_in_debian_12(tree, deb):
     assert re.search(r"^vmgate-signer INFO startup uid=%s gid=%s "
                      r"user=vmgate-signer " % (pw[2], pw[3]), r.stderr,
                      re.M), r
-    assert "vmgate-signer INFO shutdown signs=0 errors=0" in r.stderr, r
+    assert re.search(r"^vmgate-signer INFO shutdown signs=0 errors=0 "
+                     r"thread_signs=0(,0)*$", r.stderr, re.M), r
     r = chroot(tree, "stat", "-c", "%a %U %G %F", "/tmp/signer.sock")
     assert r.stdout.strip() == "660 root vmgate socket", r.stdout
     r = chroot(tree, "vmgate-signer", "--socket", "/tmp/signer2.sock",
@@ -362,7 +363,8 @@ def test_signer_units_handshake(tree):
         signer.wait(timeout=10)
         procs.remove(signer)
         text = open(signer_log).read()
-        m = re.search(r"^vmgate-signer INFO shutdown signs=(\d+) errors=0$", text, re.M)
+        m = re.search(r"^vmgate-signer INFO shutdown signs=(\d+) errors=0 "
+                      r"thread_signs=[\d,]+$", text, re.M)
         assert m and int(m.group(1)) >= 1, text
     finally:
         for p in procs:

@@ -155,8 +155,8 @@ def test_admin_put_then_power_button_during_ssh(first_boot, host):
     assert rc == 0, (rc, first_boot.tail())
     # curl's and both ssh sessions' full handshakes were signed by the
     # signer, which vmgate stopped on its way out
-    m = re.search(r"^vmgate-signer INFO shutdown signs=(\d+) errors=0$", con,
-                  re.M)
+    m = re.search(r"^vmgate-signer INFO shutdown signs=(\d+) errors=0 "
+                  r"thread_signs=[\d,]+$", con, re.M)
     assert m and int(m.group(1)) >= 3, first_boot.tail()
     assert "WARN signer" not in con and "ERROR signer" not in con, \
         first_boot.tail()
