@@ -628,7 +628,7 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		pthread_mutex_lock(&ctl->lock);
 		reclaim_locked(ctl);
 		if (IS_ENABLED(CONFIG_KEY_SIGNER))
-			signerd_tick(ctl->tls->ctx);
+			signerd_tick();
 		pthread_mutex_unlock(&ctl->lock);
 		if (wd_ms && timer_now_ms() >= wd_last + wd_ms &&
 		    control_healthy(ctl)) {

@@ -603,7 +603,8 @@ int main(int argc, char **argv)
 	nworkers = worker_count(&cfg);
 	/* The keys go to the signer before any worker can need one. */
 	if (IS_ENABLED(CONFIG_KEY_SIGNER) &&
-	    signerd_start(cfg.signer_path, tls, nworkers, &shared.signer_path,
+	    signerd_start(cfg.signer_path, tls, nworkers,
+			  cfg.limits.handshake_timeout_ms, &shared.signer_path,
 			  err, sizeof(err))) {
 		log_error("startup", "signer: %s", err);
 		tls_ctx_free(tls);

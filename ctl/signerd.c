@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/kconfig.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "signer/keyop.h"
@@ -38,6 +39,8 @@ static struct {
 	char bin[PATH_MAX];
 	pid_t pid;      /* the child, or 0 */
 	unsigned threads; /* the child's: one per worker */
+	uint64_t hold_ms; /* a freed store's keys stay this long */
+	size_t failed;    /* keys the last best-effort load could not load */
 	int cfd;        /* control connection: LOADs, UNLOADs; -1 if none */
 	uint64_t next_id;
 	uint64_t started_ms, restart_ms, backoff_ms;
@@ -45,9 +48,11 @@ static struct {
 	 * keys the signer must keep are theirs. */
 	const struct tls_ctx **stores;
 	size_t stores_len, stores_cap;
-	/* Key ids of freed stores, to UNLOAD unless a store still names
-	 * them; kept while the signer cannot be reached. */
-	uint64_t *gone;
+	/* Keys of freed stores, to UNLOAD at due_ms unless a store still
+	 * names them; kept while the signer cannot be reached. */
+	struct gone_key {
+		uint64_t id, due_ms;
+	} *gone;
 	size_t gone_len, gone_cap;
 } sd = { .cfd = -1 };
 
@@ -216,46 +221,74 @@ static bool live_ids(uint64_t **out, size_t *out_len)
 	return true;
 }
 
-/* UNLOADs every gone key that no held store names. A key the signer
- * does not have (it restarted since) is no error. While there is no
- * connection the keys wait for the next one. */
+/* How many distinct keys the held stores name. */
+static size_t held_keys(void)
+{
+	size_t i, distinct = 0, len;
+	uint64_t *ids;
+
+	if (!live_ids(&ids, &len))
+		return 0;
+	for (i = 0; i < len; i++)
+		distinct += !i || ids[i] != ids[i - 1];
+	free(ids);
+	return distinct;
+}
+
+/* The held keys the last best-effort load got into the signer. */
+static size_t loaded_keys(void)
+{
+	size_t held = held_keys();
+
+	return held > sd.failed ? held - sd.failed : 0;
+}
+
+/* UNLOADs every gone key that is due and that no held store names. A
+ * key the signer does not have (it restarted since) is no error. While
+ * there is no connection the keys wait for the next one, and one whose
+ * UNLOAD got no answer in time is tried again with the next. */
 static void flush_gone(void)
 {
 	size_t i, kept = 0, dropped = 0, live_len, distinct = 0;
-	uint64_t *live;
+	uint64_t now = timer_now_ms(), *live;
 
 	if (!sd.gone_len)
 		return;
 	/* Without the list, nothing: a key still named must stay. */
 	if (!live_ids(&live, &live_len))
 		return;
-	cfd_ensure();
 	for (i = 0; i < live_len; i++)
 		distinct += !i || live[i] != live[i - 1];
-	qsort(sd.gone, sd.gone_len, sizeof(*sd.gone), cmp_u64);
 	for (i = 0; i < sd.gone_len; i++) {
-		struct keyop_msg m = { .type = KEYOP_UNLOAD,
-				       .key_id = sd.gone[i] };
+		struct gone_key g = sd.gone[i];
+		struct keyop_msg m = { .type = KEYOP_UNLOAD, .key_id = g.id };
 		uint8_t status = KEYOP_STATUS_FAILED;
 		int ret;
 
-		if ((i && sd.gone[i] == sd.gone[i - 1]) ||
-		    (live_len && bsearch(&sd.gone[i], live, live_len,
-					 sizeof(*live), cmp_u64)))
+		if (g.due_ms > now) {
+			sd.gone[kept++] = g;
 			continue;
+		}
+		if (live_len && bsearch(&g.id, live, live_len, sizeof(*live),
+					cmp_u64))
+			continue;
+		cfd_ensure();
 		if (sd.cfd < 0) {
-			sd.gone[kept++] = sd.gone[i];
+			sd.gone[kept++] = g;
 			continue;
 		}
 		ret = ask(&m, -1, &status);
 		if (ret) {
-			/* Not tried again: a signer too old to know UNLOAD
-			 * closes the socket at each, and a reconnection
-			 * loop would follow. */
-			log_warn("signer", "cannot drop key_id=%016llx: %s",
-				 (unsigned long long)sd.gone[i],
-				 strerror(-ret));
+			log_warn("signer", "cannot drop key_id=%016llx: %s%s",
+				 (unsigned long long)g.id, strerror(-ret),
+				 ret == -ETIMEDOUT ? " (tried again on the "
+				 "next connection)" : "");
 			cfd_close();
+			/* No answer in time: again on the next connection.
+			 * Closed at once: a signer too old to know UNLOAD,
+			 * which closes the socket at each; not again. */
+			if (ret == -ETIMEDOUT)
+				sd.gone[kept++] = g;
 			continue;
 		}
 		dropped += status == KEYOP_STATUS_OK;
@@ -267,7 +300,15 @@ static void flush_gone(void)
 			 distinct);
 }
 
-static int load_keys(const struct tls_ctx *tls, char *err, size_t err_len)
+/* LOADs |tls|'s keys. Strict (|best_effort| false: startup, a reload),
+ * the first key that fails stops it with |err|, so that no store is
+ * published without its keys. Best effort (a signer that came back, with
+ * every store vmgate holds): a key that fails is an ERROR line naming
+ * its file and the others still load, so one bad file takes down its
+ * certificate's full handshakes, not every one; only a broken connection
+ * stops it. */
+static int load_keys(const struct tls_ctx *tls, bool best_effort, char *err,
+		     size_t err_len)
 {
 	size_t i, n = tls_ctx_signer_keys(tls);
 
@@ -286,39 +327,67 @@ static int load_keys(const struct tls_ctx *tls, char *err, size_t err_len)
 		 * a descriptor from vmgate it could. Its working directory
 		 * is not ours: the path goes absolute. */
 		kfd = -1;
+		ret = 0;
 		if (sd.external) {
 			if (path[0] != '/' && realpath(path, abs))
 				path = abs;
 		} else {
 			kfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 			if (kfd < 0) {
+				ret = -errno;
 				snprintf(err, err_len, "%s: cannot open private "
 					 "key: %s", path, strerror(errno));
-				return -errno;
 			}
 		}
-		ret = sd.cfd >= 0 ? load_one(key_id, path, kfd, &status)
-				  : -ENOTCONN;
-		if (kfd >= 0)
-			close(kfd);
-		if (ret) {
-			snprintf(err, err_len, "%s: signer: %s", path,
-				 strerror(-ret));
-			cfd_close();
+		if (!ret) {
+			ret = sd.cfd >= 0 ? load_one(key_id, path, kfd,
+						     &status)
+					  : -ENOTCONN;
+			if (kfd >= 0)
+				close(kfd);
+			if (ret) {
+				snprintf(err, err_len, "%s: signer: %s", path,
+					 strerror(-ret));
+				cfd_close();
+				return ret;
+			}
+			if (status == KEYOP_STATUS_MISMATCH) {
+				ret = -EINVAL;
+				snprintf(err, err_len, "%s: private key does "
+					 "not match the certificate", path);
+			} else if (status != KEYOP_STATUS_OK) {
+				ret = -EINVAL;
+				snprintf(err, err_len, "%s: the signer cannot "
+					 "load this private key (%s; its log "
+					 "says why)", path, sd.external ?
+					 "readable by the signer's user, PEM"
+					 : "PEM");
+			}
+		}
+		if (!ret)
+			continue;
+		if (!best_effort)
 			return ret;
-		}
-		if (status == KEYOP_STATUS_MISMATCH) {
-			snprintf(err, err_len, "%s: private key does not match "
-				 "the certificate", path);
-			return -EINVAL;
-		}
-		if (status != KEYOP_STATUS_OK) {
-			snprintf(err, err_len, "%s: the signer cannot load this "
-				 "private key (%s; its log says why)", path,
-				 sd.external ? "readable by the signer's user, "
-					       "PEM" : "PEM");
-			return -EINVAL;
-		}
+		sd.failed++;
+		log_error("signer", "key_id=%016llx %s: full handshakes with "
+			  "its certificate fail until the file is fixed and "
+			  "vmgate reloads", (unsigned long long)key_id, err);
+	}
+	return 0;
+}
+
+/* After a (re)start or a reconnection: every store vmgate holds, best
+ * effort (see load_keys). */
+static int load_held(char *err, size_t err_len)
+{
+	size_t i;
+	int ret;
+
+	sd.failed = 0;
+	for (i = 0; i < sd.stores_len; i++) {
+		ret = load_keys(sd.stores[i], true, err, err_len);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -332,9 +401,11 @@ static void child_kill(void)
 	sd.pid = 0;
 }
 
-/* Starts a child on signer.sock.new, loads |tls|, then publishes the
- * socket under its real name. */
-static int spawn(const struct tls_ctx *tls, char *err, size_t err_len)
+/* Starts a child on signer.sock.new, loads the keys, then publishes the
+ * socket under its real name. At startup (|first|, the first store) a
+ * key that cannot be loaded stops vmgate; a restart loads every store
+ * vmgate holds, best effort (load_keys). */
+static int spawn(const struct tls_ctx *first, char *err, size_t err_len)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	/* Its lines go to vmgate's stderr: at vmgate's level. */
@@ -400,7 +471,8 @@ static int spawn(const struct tls_ctx *tls, char *err, size_t err_len)
 		snprintf(err, err_len, "signer: %s", strerror(-ret));
 		goto err_child;
 	}
-	ret = load_keys(tls, err, err_len);
+	ret = first ? load_keys(first, false, err, err_len)
+		    : load_held(err, err_len);
 	if (ret)
 		goto err_child;
 	if (rename(sd.tmp, sd.path)) {
@@ -409,8 +481,13 @@ static int spawn(const struct tls_ctx *tls, char *err, size_t err_len)
 			 strerror(errno));
 		goto err_child;
 	}
-	log_info("signer", "pid=%d socket=%s keys=%zu", (int)sd.pid, sd.path,
-		 tls_ctx_signer_keys(tls));
+	if (first || !sd.failed)
+		log_info("signer", "pid=%d socket=%s keys=%zu", (int)sd.pid,
+			 sd.path, held_keys());
+	else
+		log_warn("signer", "pid=%d socket=%s keys=%zu failed=%zu",
+			 (int)sd.pid, sd.path, loaded_keys(),
+			 sd.failed);
 	return 0;
 
 err_child:
@@ -442,14 +519,19 @@ static int find_bin(char *err, size_t err_len)
 }
 
 int signerd_start(const char *external, const struct tls_ctx *tls,
-		  unsigned threads, const char **out_path, char *err,
-		  size_t err_len)
+		  unsigned threads, uint32_t handshake_ms,
+		  const char **out_path, char *err, size_t err_len)
 {
 	const char *base = getenv("RUNTIME_DIRECTORY");
 	int ret;
 
 	sd.on = true;
-	sd.threads = threads;
+	sd.threads = threads < SIGNER_THREADS_MAX ? threads
+						  : SIGNER_THREADS_MAX;
+	/* A handshake that began on a store now freed may still sign with
+	 * its key (its SSL holds the old context): until it has ended or
+	 * timed out, waiting on the signer at most that long. */
+	sd.hold_ms = (uint64_t)handshake_ms + CONFIG_KEY_SIGNER_TIMEOUT_MS;
 	sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
 	if (store_add(tls)) {
 		snprintf(err, err_len, "out of memory");
@@ -465,7 +547,7 @@ int signerd_start(const char *external, const struct tls_ctx *tls,
 				 strerror(-sd.cfd));
 			return sd.cfd;
 		}
-		return load_keys(tls, err, err_len);
+		return load_keys(tls, false, err, err_len);
 	}
 	ret = find_bin(err, err_len);
 	if (ret)
@@ -498,13 +580,20 @@ int signerd_load(const struct tls_ctx *tls, char *err, size_t err_len)
 		return -ENOMEM;
 	}
 	/* A signer down now gets the keys when it is back (signerd_tick
-	 * loads the published store, which this one is about to be). */
+	 * loads every held store, this one among them). */
 	if (sd.cfd < 0 && sd.external)
 		sd.cfd = connect_to(sd.path);
 	cfd_ensure();
+	if (sd.cfd < 0 && !sd.external && sd.pid > 0) {
+		/* Our child runs (so nothing will load them later) but
+		 * cannot be reached: the store must not be published. */
+		snprintf(err, err_len, "signer: cannot connect to %s",
+			 sd.path);
+		return -ENOTCONN;
+	}
 	if (sd.cfd < 0)
 		return 0;
-	return load_keys(tls, err, err_len);
+	return load_keys(tls, false, err, err_len);
 }
 
 void signerd_forget(const struct tls_ctx *tls)
@@ -520,7 +609,7 @@ void signerd_forget(const struct tls_ctx *tls)
 	n = tls_ctx_signer_keys(tls);
 	if (sd.gone_cap - sd.gone_len < n) {
 		size_t cap = sd.gone_len + n;
-		uint64_t *g = realloc(sd.gone, cap * sizeof(*g));
+		struct gone_key *g = realloc(sd.gone, cap * sizeof(*g));
 
 		if (!g) {
 			log_warn("signer", "out of memory: %zu superseded keys "
@@ -531,11 +620,12 @@ void signerd_forget(const struct tls_ctx *tls)
 		sd.gone_cap = cap;
 	}
 	for (i = 0; i < n; i++) {
+		struct gone_key *g = &sd.gone[sd.gone_len++];
 		const char *path;
 
-		tls_ctx_signer_key(tls, i, &sd.gone[sd.gone_len++], &path);
+		tls_ctx_signer_key(tls, i, &g->id, &path);
+		g->due_ms = timer_now_ms() + sd.hold_ms;
 	}
-	flush_gone();
 }
 
 /* An external signer's control connection: closed by the peer? */
@@ -547,68 +637,83 @@ static bool cfd_dead(void)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
 }
 
-void signerd_tick(const struct tls_ctx *tls)
+/* An external signer, once its control connection is gone: connect
+ * again (after the back-off) and load every held store; it may have
+ * restarted and lost them. */
+static void reconnect(uint64_t now)
+{
+	char err[512];
+
+	if (now < sd.restart_ms)
+		return;
+	cfd_close();
+	sd.cfd = connect_to(sd.path);
+	if (sd.cfd >= 0 && !load_held(err, sizeof(err))) {
+		if (sd.failed)
+			log_warn("signer", "connected socket=%s keys=%zu "
+				 "failed=%zu", sd.path,
+				 loaded_keys(), sd.failed);
+		else
+			log_info("signer", "connected socket=%s keys=%zu",
+				 sd.path, held_keys());
+		sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
+		return;
+	}
+	cfd_close();
+	sd.restart_ms = now + sd.backoff_ms;
+	if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
+		sd.backoff_ms *= 2;
+}
+
+void signerd_tick(void)
 {
 	uint64_t now = timer_now_ms();
 	char err[512];
+	size_t i;
 	int status;
 
 	if (!sd.on)
 		return;
 	if (sd.external) {
-		if (sd.cfd >= 0 && !cfd_dead())
-			return;
-		if (now < sd.restart_ms)
-			return;
-		if (sd.cfd >= 0)
-			close(sd.cfd);
-		sd.cfd = connect_to(sd.path);
-		if (sd.cfd >= 0 && !load_keys(tls, err, sizeof(err))) {
-			log_info("signer", "connected socket=%s keys=%zu",
-				 sd.path, tls_ctx_signer_keys(tls));
-			sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
-			flush_gone();
+		if (sd.cfd < 0 || cfd_dead())
+			reconnect(now);
+	} else if (sd.pid > 0) {
+		if (waitpid(sd.pid, &status, WNOHANG) == sd.pid) {
+			/* Gone: no worker may reach its socket any more,
+			 * so new handshakes fail at once instead of
+			 * waiting. */
+			unlink(sd.path);
+			cfd_close();
+			sd.pid = 0;
+			if (now - sd.started_ms >= SIGNERD_STABLE_MS)
+				sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
+			sd.restart_ms = now + sd.backoff_ms;
+			log_warn("signer_exit", "%s=%d restart_in_ms=%llu",
+				 WIFSIGNALED(status) ? "signal" : "status",
+				 WIFSIGNALED(status) ? WTERMSIG(status)
+						     : WEXITSTATUS(status),
+				 (unsigned long long)sd.backoff_ms);
+			if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
+				sd.backoff_ms *= 2;
 			return;
 		}
-		sd.restart_ms = now + sd.backoff_ms;
-		if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
-			sd.backoff_ms *= 2;
-		return;
-	}
-	if (sd.pid > 0) {
-		if (waitpid(sd.pid, &status, WNOHANG) != sd.pid)
+	} else if (now >= sd.restart_ms) {
+		if (spawn(NULL, err, sizeof(err))) {
+			log_error("signer", "restart failed: %s", err);
+			sd.restart_ms = now + sd.backoff_ms;
+			if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
+				sd.backoff_ms *= 2;
 			return;
-		/* Gone: no worker may reach its socket any more, so new
-		 * handshakes fail at once instead of waiting. */
-		unlink(sd.path);
-		if (sd.cfd >= 0)
-			close(sd.cfd);
-		sd.cfd = -1;
-		sd.pid = 0;
-		if (now - sd.started_ms >= SIGNERD_STABLE_MS)
-			sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
-		sd.restart_ms = now + sd.backoff_ms;
-		log_warn("signer_exit", "%s=%d restart_in_ms=%llu",
-			 WIFSIGNALED(status) ? "signal" : "status",
-			 WIFSIGNALED(status) ? WTERMSIG(status)
-					     : WEXITSTATUS(status),
-			 (unsigned long long)sd.backoff_ms);
-		if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
-			sd.backoff_ms *= 2;
-		return;
+		}
+		/* A new signer has the held stores' keys only: nothing of
+		 * the gone ones to drop. */
+		sd.gone_len = 0;
 	}
-	if (now < sd.restart_ms)
-		return;
-	if (spawn(tls, err, sizeof(err))) {
-		log_error("signer", "restart failed: %s", err);
-		sd.restart_ms = now + sd.backoff_ms;
-		if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
-			sd.backoff_ms *= 2;
-		return;
-	}
-	/* A new signer has only the published store's keys: nothing of the
-	 * gone ones to drop. */
-	sd.gone_len = 0;
+	for (i = 0; i < sd.gone_len; i++)
+		if (sd.gone[i].due_ms <= now) {
+			flush_gone();
+			break;
+		}
 }
 
 void signerd_stop(void)

@@ -56,6 +56,10 @@ enum keyop_status {
 /* Bounds. A SIGN input is at most ~200 bytes in TLS 1.2 (two randoms and
  * an ECDHE ServerKeyExchange) and 1.3 (RFC 8446 4.4.3: 64 spaces, a
  * context string, a transcript hash); an RSA-8192 signature is 1024. */
+/* vmgate-signer's --threads bound; vmgate gives its own signer one
+ * thread per worker, up to this many. */
+#define SIGNER_THREADS_MAX 64
+
 #define KEYOP_DATA_MAX 1024
 #define KEYOP_HDR_LEN 4
 #define KEYOP_BODY_MAX (1 + 8 + 8 + 2 + 2 + KEYOP_DATA_MAX)

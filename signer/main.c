@@ -83,7 +83,6 @@
 #define SIGNER_OUT_MAX (256 * 1024)
 #define SIGNER_IN_CAP (16 * KEYOP_FRAME_MAX)
 #define SIGNER_FDS_MAX 8
-#define SIGNER_THREADS_MAX 64
 
 /* A serving thread: its epoll, the pipe thread 0 hands it clients (and
  * the wake-up to stop) through, and its counts. */
@@ -838,14 +837,18 @@ static bool on_client(struct thread *t, struct client *c, uint32_t events)
 }
 
 /* Thread |t|'s loop: its clients, and on thread 0 the listener (|lfd|;
- * -1 on the others, which watch their pipe). */
-static void serve_loop(struct thread *t, int lfd)
+ * -1 on the others, which watch their pipe). Thread 0 takes the stop
+ * signals only while it waits (|waitmask|, NULL on the others, which
+ * never take them): one that comes while it works is pending at its
+ * next wait, which it ends at once, never one that sleeps through it. */
+static void serve_loop(struct thread *t, int lfd, const sigset_t *waitmask)
 {
 	struct epoll_event evs[64];
 	int i, n;
 
 	while (!stop) {
-		n = epoll_wait(t->ep, evs, 64, -1);
+		n = waitmask ? epoll_pwait(t->ep, evs, 64, -1, waitmask)
+			     : epoll_wait(t->ep, evs, 64, -1);
 		for (i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
 
@@ -863,7 +866,7 @@ static void serve_loop(struct thread *t, int lfd)
 
 static void *thread_main(void *arg)
 {
-	serve_loop(arg, -1);
+	serve_loop(arg, -1, NULL);
 	return NULL;
 }
 
@@ -996,6 +999,7 @@ int main(int argc, char **argv)
 	const char *path = NULL, *user = NULL, *group = NULL;
 	bool supervised = false, batch = true;
 	unsigned nthreads_opt = 0;
+	sigset_t stops, waitmask;
 	int opt, lfd = -1;
 	pid_t parent = getppid();
 	struct sigaction sa = { .sa_handler = on_term };
@@ -1079,13 +1083,18 @@ int main(int argc, char **argv)
 		logf_("ERROR", "startup", "seccomp: %s", strerror(errno));
 		return 1;
 	}
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &stops, &waitmask);
 	if (!threads_start(lfd, nthreads_opt)) {
 		logf_("ERROR", "startup", "threads: %s", strerror(errno));
 		return 1;
 	}
 	logf_("INFO", "serving", "pid=%d sched=%s threads=%u", (int)getpid(),
 	      batch ? "batch" : "normal", nthreads);
-	serve_loop(&threads[0], lfd);
+	serve_loop(&threads[0], lfd, &waitmask);
 	threads_stop();
 	return 0;
 }

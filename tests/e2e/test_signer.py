@@ -26,13 +26,21 @@ signer, or uses one the test starts. Tests of the signer itself say so
     in the signer's; in the in-process build it finds it in vmgate's.
   - A reload with a new certificate loads its key (into the signer before
     it is published); one whose key does not match is refused.
-  - A superseded key leaves the signer (signer build only; supervised, and an external one
-    the test starts): after a certificate swap, once the old store is
-    reclaimed (`signer keys_dropped=1`), a SIGN for the old key id sent
-    straight to the signer's socket is refused (NO_KEY) while the new key
-    and the untouched RSA key sign (signatures verified with openssl), and
-    the signer's own key count goes 2, 3, back to 2. A reload that fails
-    after loading a new key takes that key out again, and no other.
+  - A superseded key leaves the signer (signer build only; supervised, and
+    an external one the test starts): after a certificate swap the old key
+    still signs for the handshake timeout and the signer's own (handshakes
+    that began on the old store), then leaves (`signer keys_dropped=1`,
+    not before 5 s): a SIGN for the old key id sent straight to the
+    signer's socket is refused (NO_KEY) while the new key and the
+    untouched RSA key sign (signatures verified with openssl), and the
+    signer's own key count goes 2, 3, back to 2. A reload that fails after
+    loading a new key takes that key out again, and no other.
+  - Restarts and reconnections load every store vmgate holds, best effort:
+    with one key file broken on disk, a killed signer comes back with the
+    other key (an ERROR line names the broken file) instead of failing
+    every restart.
+  - The signer's threads (one per worker; --threads for one run apart)
+    share the keys: loaded on one, signing on all, unloaded from all.
   - `vmgate --check` refuses a key file that is not its certificate's key
     (another type, and the same type), though it never starts the signer.
 """
@@ -629,7 +637,7 @@ def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
         rsa, "{ cert: %s, key: %s" % (certs.other_cert, key)))
     g.wait_log(r"reload_error trigger=file .*does not match the "
                r"certificate", since=mark)
-    g.wait_log(r"INFO signer keys_dropped=1 keys=2", since=mark, timeout=10)
+    g.wait_log(r"INFO signer keys_dropped=1 keys=2", since=mark, timeout=15)
     assert keyop_sign(g.signer_sock, new_id, 0x0503, msg)[0] == \
         STATUS_NO_KEY
     assert signer_counts(g.signer_log)[2:] == [("load", new_id, 3),
@@ -640,10 +648,18 @@ def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
     mark = g.mark()
     replace_file(g.cfg_path, swapped)
     g.wait_log(r"INFO reload trigger=file", since=mark, timeout=10)
-    # Once no worker can use the old store any more, its key goes.
+    reloaded = time.monotonic()
     assert g.find(r"INFO reload ", since=mark) == \
         g.find(r"INFO reload trigger=file", since=mark)
-    g.wait_log(r"INFO signer keys_dropped=1 keys=2", since=mark, timeout=10)
+    # A handshake that began on the old store may still sign with its
+    # key: it stays for the handshake timeout (5 s here) and the signer's
+    # own (1 s) after the store is freed, then goes.
+    st, sig = keyop_sign(g.signer_sock, old_id, 0x0403, msg)
+    assert st == STATUS_OK, "the old key left before the handshakes " \
+        "that began on its store were over"
+    g.wait_log(r"INFO signer keys_dropped=1 keys=2", since=mark, timeout=15)
+    held = time.monotonic() - reloaded
+    assert held >= 5.0, "the old key left %.1f s after the reload" % held
     st, sig = keyop_sign(g.signer_sock, old_id, 0x0403, msg)
     assert (st, sig) == (STATUS_NO_KEY, b""), \
         "the superseded key still signs (status %d)" % st
@@ -823,3 +839,54 @@ def test_supervised_signer_thread_per_worker(certs, fleet, workdir):
         g.stop()
     each = thread_signs(read_text(g.log_path))
     assert len(each) == 2 and min(each) > 0, each
+
+
+@needs_signer
+def test_restart_loads_what_it_can(certs, fleet, workdir):
+    """A key file broken on disk since it was loaded (replaced by another
+    key, no reload): when the signer dies, vmgate restarts it with every
+    other key, names the broken file in an ERROR line, and only that
+    certificate's full handshakes fail, where before every restart failed
+    and with it every full handshake."""
+    d = os.path.join(workdir, "restart-keys")
+    os.makedirs(d, exist_ok=True)
+    cert, key = new_vm_cert(d)
+    port, = free_ports(1)
+    cfg = os.path.join(workdir, "restart-keys.yaml")
+    text = config_text(certs, fleet, port)
+    old = "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key)
+    assert old in text
+    with open(cfg, "w") as f:
+        f.write(text.replace(old, "{ cert: %s, key: %s" % (cert, key)))
+    g = Gate(GATE_ARGV, cfg, os.path.join(workdir, "restart-keys.log"),
+             ports=[port], wait_port=port)
+    g.start(timeout=10)
+    try:
+        g.wait_log(r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)
+        pid = signer_pid(g)
+        with open(certs.other_key) as f:
+            other = f.read()
+        with open(key, "w") as f:
+            f.write(other)  # not the *.vm.test certificate's key now
+        mark = g.mark()
+        os.kill(pid, signal.SIGKILL)
+        g.wait_log(r"WARN signer_exit signal=9", since=mark)
+        g.wait_log(r"WARN signer pid=\d+ socket=\S+ keys=1 failed=1",
+                   since=mark)
+        assert g.find(r"ERROR signer key_id=[0-9a-f]+ %s: private key does "
+                      r"not match the certificate: full handshakes with "
+                      r"its certificate fail" % re.escape(key), since=mark)
+        assert not g.find(r"restart failed", since=mark), g.tail()
+        assert signer_pid(g) != pid
+        # The RSA certificate's handshakes are signed again ...
+        rc, out = s_client(port, certs, "vm1.other.test", ["-tls1_3"])
+        assert rc == 0 and "Verification: OK" in out, out
+        # ... the broken one's fail, with internal_error.
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with pytest.raises(ssl.SSLError, match="INTERNAL_ERROR"):
+            with tls_connect(ctx, "vm1.vm.test", port):
+                pass
+    finally:
+        g.stop()
