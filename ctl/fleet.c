@@ -781,7 +781,10 @@ loaded:
 /* Values from etcd */
 
 /* Parses one key-value into |p|; a bad one is logged (once per event,
- * naming the key) and counted, and false. */
+ * naming the key) and counted. A key that is no VM's: false. A VM's key
+ * with a bad value: the VM's removal, so that a watch leaves the table
+ * as a full read of the same store would (without the VM: the file's
+ * address, if it has one), whatever the VM's value was before. */
 static bool kv_to_pend(struct fleet *f, struct pend *p,
 		       const struct fleet_kv *kv)
 {
@@ -789,7 +792,8 @@ static bool kv_to_pend(struct fleet *f, struct pend *p,
 	char key[LOG_ESCAPED_MAX(128)];
 
 	memset(p, 0, sizeof(*p));
-	if (!fleet_vm_key(p->id, kv->key, kv->key_len, f->vms_dir))
+	if (kv->key_truncated ||
+	    !fleet_vm_key(p->id, kv->key, kv->key_len, f->vms_dir))
 		st = FLEET_VM_BAD_ID;
 	else if (kv->deleted)
 		p->removed = true;
@@ -807,13 +811,16 @@ static bool kv_to_pend(struct fleet *f, struct pend *p,
 		return false;
 	log_escape(key, sizeof(key), kv->key,
 		   kv->key_len > 128 ? 128 : kv->key_len);
-	log_warn("fleet_bad_value", "key=\"%s\" reason=%s revision=%lld "
-		 "skipped", key, fleet_vm_status_str(st),
-		 (long long)kv->mod_revision);
+	log_warn("fleet_bad_value", "key=\"%s%s\" reason=%s revision=%lld "
+		 "skipped", key, kv->key_len > 128 ? "..." : "",
+		 fleet_vm_status_str(st), (long long)kv->mod_revision);
 	pthread_mutex_lock(&f->ctl->lock);
 	f->skipped++;
 	pthread_mutex_unlock(&f->ctl->lock);
-	return false;
+	if (st == FLEET_VM_BAD_ID)
+		return false;
+	p->removed = true;
+	return true;
 }
 
 /* Backoff and the down state */
@@ -945,7 +952,7 @@ static int full_read(struct fleet *f)
 		for (i = 0; i < r.kvs_len; i++) {
 			struct pend p;
 
-			if (!kv_to_pend(f, &p, &r.kvs[i])) {
+			if (!kv_to_pend(f, &p, &r.kvs[i]) || p.removed) {
 				skipped++;
 				continue;
 			}
@@ -959,15 +966,14 @@ static int full_read(struct fleet *f)
 			fleet_range_free(&r);
 			break;
 		}
-		/* The next page starts just after the last key. */
-		key_len = r.kvs[r.kvs_len - 1].key_len;
-		if (key_len + 1 > FLEET_KEY_MAX) {
+		/* The next page starts just after the last key, or after
+		 * every key that begins as a truncated last key does (all
+		 * longer than any VM's). */
+		if (!fleet_next_key(key, &key_len, &r.kvs[r.kvs_len - 1])) {
 			fleet_range_free(&r);
 			ret = -EPROTO;
 			goto out;
 		}
-		memcpy(key, r.kvs[r.kvs_len - 1].key, key_len);
-		key[key_len++] = '\0';
 		fleet_range_free(&r);
 	}
 	pthread_mutex_lock(&f->ctl->lock);

@@ -167,8 +167,32 @@ bool fleet_vm_key(char out_id[ROUTE_VM_ID_MAX + 1], const uint8_t *key,
 		return false;
 	if (memchr(key + dir_len, '\0', key_len - dir_len))
 		return false;
+	/* Lowercase only: etcd's keys are case-sensitive, names are not,
+	 * and one VM must be one key (what the admin API writes and
+	 * deletes), never two that a full read and a watch could see in
+	 * different orders. */
 	return route_vm_id_norm(out_id, &len, (const char *)key + dir_len,
-				key_len - dir_len);
+				key_len - dir_len) &&
+	       !memcmp(out_id, key + dir_len, len);
+}
+
+bool fleet_next_key(char *key, size_t *key_len, const struct fleet_kv *last)
+{
+	size_t n = last->key_len;
+
+	memcpy(key, last->key, n);
+	if (!last->key_truncated) {
+		key[n] = '\0';
+		*key_len = n + 1;
+		return true;
+	}
+	while (n && (uint8_t)key[n - 1] == 0xff)
+		n--;
+	if (!n)
+		return false;
+	key[n - 1] = (char)((uint8_t)key[n - 1] + 1);
+	*key_len = n;
+	return true;
 }
 
 /* Integers */
@@ -274,6 +298,45 @@ void fleet_kvs_free(struct fleet_kv *kvs, size_t n)
 	free(kvs);
 }
 
+/* A key may be any size in etcd (up to its request limit, 1.5 MiB by
+ * default): one longer than FLEET_KEY_MAX keeps its first FLEET_KEY_MAX
+ * bytes, marked truncated. It is no VM's (an id is one DNS label), but it
+ * must not stop the message it came in, and a full read pages past it. */
+static bool get_key(struct fleet_kv *kv, const json_t *j)
+{
+	const json_t *v = json_object_get(j, "key");
+	/* base64 of FLEET_KEY_MAX + 1 to + 3 bytes, whole quanta */
+	size_t head = (FLEET_KEY_MAX / 3 + 1) * 4, len = 0;
+	uint8_t *buf;
+
+	if (!json_is_string(v))
+		return false;
+	if (json_string_length(v) <= head) {
+		if (!get_b64(&kv->key, &kv->key_len, j, "key",
+			     FLEET_KEY_MAX) || !kv->key_len)
+			return false;
+		if (kv->key_len > FLEET_KEY_MAX) {
+			kv->key_len = FLEET_KEY_MAX;
+			kv->key[FLEET_KEY_MAX] = '\0';
+			kv->key_truncated = true;
+		}
+		return true;
+	}
+	buf = malloc(head / 4 * 3 + 1);
+	if (!buf || !EVP_DecodeBase64(buf, &len, head / 4 * 3,
+				      (const uint8_t *)json_string_value(v),
+				      head) ||
+	    len <= FLEET_KEY_MAX) {
+		free(buf);
+		return false;
+	}
+	buf[FLEET_KEY_MAX] = '\0';
+	kv->key = buf;
+	kv->key_len = FLEET_KEY_MAX;
+	kv->key_truncated = true;
+	return true;
+}
+
 /* A value may be any size in etcd: keep at most FLEET_VALUE_MAX + 1 bytes
  * of it decoded, so that a big one is still seen as too big. */
 static bool parse_kv(struct fleet_kv *kv, const json_t *j)
@@ -282,9 +345,7 @@ static bool parse_kv(struct fleet_kv *kv, const json_t *j)
 	int64_t rev;
 
 	memset(kv, 0, sizeof(*kv));
-	if (!json_is_object(j) ||
-	    !get_b64(&kv->key, &kv->key_len, j, "key", FLEET_KEY_MAX) ||
-	    kv->key_len == 0 || kv->key_len > FLEET_KEY_MAX ||
+	if (!json_is_object(j) || !get_key(kv, j) ||
 	    !get_i64(&rev, j, "mod_revision") || rev < 0)
 		goto err;
 	kv->mod_revision = rev;

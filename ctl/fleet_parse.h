@@ -74,9 +74,21 @@ struct fleet_kv {
 	size_t value_len;
 	int64_t mod_revision;
 	bool deleted; /* a watch event of type DELETE */
+	/* The key was longer than FLEET_KEY_MAX: key holds its first
+	 * FLEET_KEY_MAX bytes. Never a VM's. */
+	bool key_truncated;
 };
 
 void fleet_kvs_free(struct fleet_kv *kvs, size_t n); /* NULL is fine */
+
+/* fleet_next_key: where a range read goes on after the page that ended
+ * with |last|, into |key| (FLEET_KEY_MAX + 1 bytes), its length in
+ * |*key_len|: |last|'s key and a NUL, its smallest successor; after a
+ * truncated key, the first key that does not begin with its
+ * FLEET_KEY_MAX bytes (all that do are longer than any VM's): that
+ * prefix with its last byte below 0xff raised by one and what follows
+ * dropped. False if there is none (a prefix of 0xff bytes only). */
+bool fleet_next_key(char *key, size_t *key_len, const struct fleet_kv *last);
 
 /* /v3/kv/range's answer. */
 struct fleet_range {

@@ -25,7 +25,10 @@
  *   - a VM key accepted gives a lowercase DNS label that
  *     route_vm_id_norm accepts as itself;
  *   - a range accepted has revision > 0 and every key 1..FLEET_KEY_MAX
- *     bytes, every value at most FLEET_VALUE_MAX + 1, both NUL-terminated;
+ *     bytes (exactly FLEET_KEY_MAX when truncated), every value at most
+ *     FLEET_VALUE_MAX + 1, both NUL-terminated; the next page's start
+ *     after a key (fleet_next_key) sorts after it, and after a truncated
+ *     key after every key that begins with its bytes;
  *   - a watch line accepted is of one kind consistent with its fields
  *     (EVENTS has events, COMPACTED a compact_revision, reason
  *     NUL-terminated);
@@ -60,11 +63,37 @@
 		}                                                          \
 	} while (0)
 
+static void check_next_key(const struct fleet_kv *kv)
+{
+	char next[FLEET_KEY_MAX + 1];
+	size_t len, n;
+	int c;
+
+	if (!fleet_next_key(next, &len, kv)) {
+		check(kv->key_truncated);
+		for (n = 0; n < kv->key_len; n++)
+			check(kv->key[n] == 0xff);
+		return;
+	}
+	check(len >= 1 && len <= FLEET_KEY_MAX + 1);
+	n = len < kv->key_len ? len : kv->key_len;
+	c = memcmp(next, kv->key, n);
+	/* After the key: greater, or the key and more (a NUL). */
+	check(c > 0 || (c == 0 && len > kv->key_len && !kv->key_truncated));
+	/* After every key with the truncated key's bytes: differs within
+	 * them, upwards. */
+	if (kv->key_truncated)
+		check(c > 0 && len <= kv->key_len);
+}
+
 static void check_kvs(const struct fleet_kv *kvs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		check(kvs[i].key_len >= 1 && kvs[i].key_len <= FLEET_KEY_MAX);
+		check(!kvs[i].key_truncated ||
+		      kvs[i].key_len == FLEET_KEY_MAX);
 		check(kvs[i].key[kvs[i].key_len] == '\0');
+		check_next_key(&kvs[i]);
 		check(kvs[i].value_len <= FLEET_VALUE_MAX + 1);
 		check(kvs[i].value[kvs[i].value_len] == '\0');
 		check(kvs[i].mod_revision >= 0);

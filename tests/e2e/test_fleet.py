@@ -373,11 +373,15 @@ def test_put_routed_and_delete_refused_by_all(etcd3, gates, vm1):
     assert ids == ["edge-a", "edge-b", "edge-c"], j
 
 
+LONG_KEY = "long-" + "k" * 600  # longer than FLEET_KEY_MAX (512)
+
+
 def test_bad_values_skipped_and_counted(etcd3, gates, vm1):
     try:
         bad_values(etcd3, gates, vm1)
     finally:
-        for vid in ("bad1", "bad2", "bad3", "bad4"):
+        for vid in ("bad1", "bad2", "bad3", "bad4", "bad5", "Upper1",
+                    LONG_KEY, "good1", "good2"):
             etcd3.delete(vid)
         etcd3.call("kv/deleterange", {"key": b64(PREFIX + "vms/bad_id!")})
 
@@ -404,6 +408,55 @@ def bad_values(etcd3, gates, vm1):
         line = [l for l in m.splitlines()
                 if l.startswith("vmgate_fleet_skipped_values_total ")]
         assert line and int(line[0].split()[1]) >= b + 5, line
+
+    # A bad value over a good one: the VM is no longer routed, as a full
+    # read of the same store would leave it (it used to keep its old
+    # address on the appliances that saw the change, not on the others).
+    etcd3.put("bad5", {"address": vm1})
+    wait_until(lambda: all_route(gates, "bad5"), 2.0, what="bad5 routed")
+    etcd3.put("bad5", {"address": "10.0.0.1"})
+    wait_until(lambda: all_route(gates, "bad5", False), 2.0,
+               what="bad5 unrouted after its bad value")
+    # An id in capitals: skipped (one VM, one key: etcd's keys are
+    # case-sensitive, names are not).
+    etcd3.put("Upper1", {"address": vm1})
+    # A key longer than any VM's: skipped, and the watch goes on (its
+    # event used to fail the whole line, and the watch restarted at it
+    # for ever).
+    etcd3.put(LONG_KEY, {"address": vm1})
+    etcd3.put("good2", {"address": vm1})
+    wait_until(lambda: all_route(gates, "good2"), 2.0,
+               what="good VM after an over-long key")
+    for g in gates:
+        assert not g.routes("upper1")
+        assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/Upper1\" "
+                      r"reason=bad_id")
+        assert g.find(r"fleet_bad_value key=\"/vmgate/v1/vms/long-k+\.\.\.\" "
+                      r"reason=bad_id")
+        assert g.fleet_status()["watch"] == "watching"
+        assert not g.find(r"malformed line")
+
+
+def test_full_read_past_an_overlong_key(etcd3, gates, vm1, gate_bin, certs,
+                                       tmp_path):
+    """A full read (a new appliance, no snapshot) with an over-long key in
+    the store: the key is skipped, the rest is read (the page holding it
+    was refused as malformed and the read retried for ever)."""
+    etcd3.put(LONG_KEY, {"address": vm1})
+    etcd3.put("after-long", {"address": vm1})
+    g = FleetGate(gate_bin, str(tmp_path / "longkey"), certs, etcd3,
+                  "edge-longkey")
+    g.start()
+    try:
+        wait_until(lambda: g.fleet_status()["watch"] == "watching", 10,
+                   what="watching after the full read")
+        assert g.routes("after-long")
+        assert g.find(r"INFO fleet_read vms=\d+ revision=\d+ skipped=[1-9]")
+        assert not g.find(r"malformed answer")
+    finally:
+        g.stop()
+        etcd3.delete(LONG_KEY)
+        etcd3.delete("after-long")
 
 
 def converged(etcd3, gates):

@@ -179,8 +179,10 @@ static void test_vm_keys(void **state)
 	char id[ROUTE_VM_ID_MAX + 1];
 
 	(void)state;
-	assert_true(key(id, "/p/vms/Web-1"));
+	assert_true(key(id, "/p/vms/web-1"));
 	assert_string_equal(id, "web-1");
+	/* One VM, one key: etcd's keys are case-sensitive, names not. */
+	assert_false(key(id, "/p/vms/Web-1"));
 	assert_true(key(id, "/p/vms/45a68069-defc-4233-9865-6298d87053af"));
 	assert_false(key(id, "/p/vms/"));
 	assert_false(key(id, "/p/vms/a/b"));
@@ -242,6 +244,101 @@ static void test_range(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (fleet_parse_range(&r, bad[i], strlen(bad[i])))
 			fail_msg("accepted: %s", bad[i]);
+}
+
+/* A key of |n| bytes ("/p/vms/" and 'k's) in base64, in |out|. */
+static void long_key_b64(char *out, size_t cap, size_t n)
+{
+	char *k = malloc(n);
+
+	assert_non_null(k);
+	memcpy(k, "/p/vms/", 7);
+	memset(k + 7, 'k', n - 7);
+	assert_true(fleet_b64(out, cap, k, n));
+	free(k);
+}
+
+/* Keys longer than FLEET_KEY_MAX: kept truncated and marked, and the
+ * page or watch line they came in is still read (it used to be refused
+ * whole, which stopped the fleet at that revision for good). */
+static void test_long_keys(void **state)
+{
+	static const size_t lens[] = { FLEET_KEY_MAX, FLEET_KEY_MAX + 1,
+				       FLEET_KEY_MAX + 3, FLEET_KEY_MAX + 4,
+				       600, 100000 };
+	size_t i, cap = 140000;
+	char *b64 = malloc(cap), *msg = malloc(cap + 512);
+	struct fleet_watch_msg m;
+	struct fleet_range r;
+
+	(void)state;
+	assert_non_null(b64);
+	assert_non_null(msg);
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		bool cut = lens[i] > FLEET_KEY_MAX;
+
+		long_key_b64(b64, cap, lens[i]);
+		snprintf(msg, cap + 512, "{" HDR ",\"kvs\":[{\"key\":\"%s\","
+			 "\"mod_revision\":\"40\",\"value\":\"" V1 "\"},"
+			 "{\"key\":\"" K1 "\",\"mod_revision\":41}],"
+			 "\"more\":true}", b64);
+		assert_true(fleet_parse_range(&r, msg, strlen(msg)));
+		assert_int_equal(r.kvs_len, 2);
+		assert_int_equal(r.kvs[0].key_truncated, cut);
+		assert_int_equal(r.kvs[0].key_len,
+				 cut ? FLEET_KEY_MAX : lens[i]);
+		assert_memory_equal(r.kvs[0].key, "/p/vms/kkk", 10);
+		assert_int_equal(r.kvs[0].key[r.kvs[0].key_len], '\0');
+		assert_false(r.kvs[1].key_truncated);
+		fleet_range_free(&r);
+
+		snprintf(msg, cap + 512, "{\"result\":{" HDR ",\"events\":["
+			 "{\"type\":\"DELETE\",\"kv\":{\"key\":\"%s\","
+			 "\"mod_revision\":\"43\"}},{\"kv\":{\"key\":\""
+			 K1 "\",\"mod_revision\":\"43\",\"value\":\"" V1
+			 "\"}}]}}", b64);
+		assert_true(fleet_parse_watch(&m, msg, strlen(msg)));
+		assert_int_equal(m.events_len, 2);
+		assert_int_equal(m.events[0].key_truncated, cut);
+		assert_true(m.events[0].deleted);
+		assert_false(m.events[1].key_truncated);
+		fleet_watch_msg_free(&m);
+	}
+	free(b64);
+	free(msg);
+}
+
+/* Where a full read's next page starts. */
+static void test_next_key(void **state)
+{
+	uint8_t k[FLEET_KEY_MAX + 1];
+	struct fleet_kv kv = { .key = k, .key_len = 10 };
+	char next[FLEET_KEY_MAX + 1];
+	size_t len;
+
+	(void)state;
+	memcpy(k, "/p/vms/vm1", 10);
+	assert_true(fleet_next_key(next, &len, &kv));
+	assert_int_equal(len, 11);
+	assert_memory_equal(next, "/p/vms/vm1\0", 11);
+	/* A full-length key that is not cut: the same. */
+	memset(k, 'a', FLEET_KEY_MAX);
+	kv.key_len = FLEET_KEY_MAX;
+	assert_true(fleet_next_key(next, &len, &kv));
+	assert_int_equal(len, FLEET_KEY_MAX + 1);
+	/* Cut: past every key that begins the same. */
+	kv.key_truncated = true;
+	assert_true(fleet_next_key(next, &len, &kv));
+	assert_int_equal(len, FLEET_KEY_MAX);
+	assert_int_equal(next[FLEET_KEY_MAX - 1], 'b');
+	assert_memory_equal(next, k, FLEET_KEY_MAX - 1);
+	k[FLEET_KEY_MAX - 1] = (uint8_t)0xff;
+	k[FLEET_KEY_MAX - 2] = (uint8_t)0xff;
+	assert_true(fleet_next_key(next, &len, &kv));
+	assert_int_equal(len, FLEET_KEY_MAX - 2);
+	assert_int_equal(next[FLEET_KEY_MAX - 3], 'b');
+	memset(k, 0xff, FLEET_KEY_MAX);
+	assert_false(fleet_next_key(next, &len, &kv));
 }
 
 static struct fleet_watch_msg watch_ok(const char *line)
@@ -640,6 +737,8 @@ int main(void)
 		cmocka_unit_test(test_vm_values),
 		cmocka_unit_test(test_vm_ports),
 		cmocka_unit_test(test_vm_keys),
+		cmocka_unit_test(test_long_keys),
+		cmocka_unit_test(test_next_key),
 		cmocka_unit_test(test_range),
 		cmocka_unit_test(test_watch),
 		cmocka_unit_test(test_lines),
