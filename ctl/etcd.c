@@ -412,7 +412,17 @@ static int authenticate(struct etcd *e, char *why, const char *ep)
 	pthread_mutex_lock(&e->lock);
 	if (!fleet_parse_token(e->token, sizeof(e->token), a.p, a.len)) {
 		e->token[0] = '\0';
-		ret = -EACCES;
+		/* Refused: a 4xx (a wrong user or password). Anything else
+		 * without a token (a 503 in a leader election, a learner
+		 * that serves no authenticate) is this endpoint's: the next
+		 * one is tried. */
+		if (status >= 400 && status < 500) {
+			ret = -EACCES;
+		} else {
+			snprintf(why, ETCD_WHY_LEN, "auth/authenticate: HTTP "
+				 "%ld without a token", status);
+			ret = -EAGAIN;
+		}
 	}
 	pthread_mutex_unlock(&e->lock);
 	free(a.p);

@@ -898,6 +898,8 @@ static void range_end(char *out, const char *dir)
 	out[n - 1]++;
 }
 
+static void register_tick(struct fleet *f);
+
 /* A full read of {prefix}vms/ at one revision, in pages. */
 static int full_read(struct fleet *f)
 {
@@ -966,6 +968,9 @@ static int full_read(struct fleet *f)
 			fleet_range_free(&r);
 			break;
 		}
+		/* A read of many pages may outlast the registration's lease
+		 * (10 s): keep it alive meanwhile, as the watch does. */
+		register_tick(f);
 		/* The next page starts just after the last key, or after
 		 * every key that begins as a truncated last key does (all
 		 * longer than any VM's). */
@@ -985,10 +990,15 @@ static int full_read(struct fleet *f)
 	ret = fleet_rebuild_locked(f);
 	pthread_cond_broadcast(&f->applied);
 	pthread_mutex_unlock(&f->ctl->lock);
-	if (!ret) {
-		snap_reap(f, true);
-		snapshot_kick(f);
+	if (ret) {
+		/* The map is in, the table not: read again (need_full
+		 * stays). */
+		log_error("fleet_read", "cannot build the table: %s; "
+			  "re-reading", strerror(-ret));
+		goto out;
 	}
+	snap_reap(f, true);
+	snapshot_kick(f);
 	log_info("fleet_read", "vms=%zu revision=%lld skipped=%zu ms=%llu",
 		 f->map.n, (long long)pinned, skipped,
 		 (unsigned long long)(timer_now_ms() - t0));
@@ -1019,8 +1029,12 @@ static void flush_pending(struct fleet *f)
 		return;
 	pthread_mutex_lock(&f->ctl->lock);
 	for (i = 0; i < f->pend_len; i++)
-		if (!change_locked(f, &f->pend[i]))
+		if (!change_locked(f, &f->pend[i])) {
+			/* A change lost: the store is read whole again. */
 			log_error("fleet_apply", "out of memory; re-reading");
+			f->need_full = true;
+			f->watch_failed = true;
+		}
 	f->events += f->pend_len;
 	if (f->pend_len) {
 		f->vms_revision = f->pend_rev;
@@ -1083,7 +1097,13 @@ static bool on_line(void *arg, const char *line, size_t len)
 							 cap * sizeof(*n));
 
 				if (!n) {
+					/* This event is lost (pend_rev is
+					 * past it): the store is read whole
+					 * again. */
+					log_error("fleet_watch", "out of memory; "
+						  "re-reading");
 					free(p.ports);
+					f->need_full = true;
 					f->watch_failed = true;
 					fleet_watch_msg_free(&m);
 					return false;
@@ -1137,7 +1157,6 @@ static bool on_line(void *arg, const char *line, size_t len)
 	return true;
 }
 
-static void register_tick(struct fleet *f);
 static void stek_tick(struct fleet *f);
 
 /* The snapshot file also follows the watch: written when the VMs
@@ -1194,7 +1213,7 @@ static void watch(struct fleet *f)
 			flush_pending(f);
 		else if (!f->pend_len && f->pend_rev > f->revision)
 			flush_pending(f);
-		if (!ret)
+		if (!ret || f->need_full)
 			break;
 		if (now - w.last_rx_ms > dog_ms) {
 			log_warn("fleet_watchdog", "endpoint=%s silent_ms=%llu "
@@ -1269,6 +1288,7 @@ static void register_tick(struct fleet *f)
 {
 	uint64_t now = timer_now_ms();
 	char body[256], err[300], value[512], addr[INET6_ADDRSTRLEN], *ans;
+	struct in6_addr listen_addr;
 	size_t ans_len, n;
 	int64_t id, ttl, vrev, rev;
 
@@ -1306,14 +1326,15 @@ maybe_put:
 	vrev = f->vms_revision;
 	rev = f->revision;
 	n = f->map.n;
+	/* Under the lock: a reload frees the file's config. */
+	listen_addr = file_cfg(f->ctl)->listen_addr;
 	pthread_mutex_unlock(&f->ctl->lock);
 	/* Only when the VMs moved: a registration is a write, and writes
 	 * move every appliance's revision. */
 	if (vrev == f->reg_vms_revision || now - f->reg_put_ms < 1000)
 		return;
 	f->reg_put_ms = now;
-	inet_ntop(AF_INET6, &file_cfg(f->ctl)->listen_addr, addr,
-		  sizeof(addr));
+	inet_ntop(AF_INET6, &listen_addr, addr, sizeof(addr));
 	snprintf(value, sizeof(value), "{\"address\":\"%s\",\"version\":"
 		 "\"%s\",\"revision\":%lld,\"vms_revision\":%lld,\"vms\":%zu}",
 		 addr, VMGATE_VERSION, (long long)rev, (long long)vrev, n);

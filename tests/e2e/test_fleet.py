@@ -734,3 +734,81 @@ def test_auth_token_reacquired_after_restart(gate_bin, certs, vm1, tmp_path):
             g.stop()
     finally:
         c.stop_all()
+
+
+class Unavailable503:
+    """An HTTP endpoint that answers everything as an etcd member that
+    cannot serve: 503 with etcd's JSON (a leader election, a learner)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                body = json.dumps({"error": "etcdserver: leader changed",
+                                   "code": 14}).encode()
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_auth_unavailable_member_is_not_a_refusal(gate_bin, certs, vm1,
+                                                   tmp_path):
+    """With authentication on, a member that answers authenticate with a
+    503 (no token) is that member's trouble: the next endpoint is tried.
+    It used to be read as a wrong password: no other endpoint was tried,
+    and an appliance starting with that member first never read the
+    store."""
+    prefix = "/auth503-e2e/"
+    c = EtcdCluster(str(tmp_path / "etcd"), n=1)
+    down = Unavailable503()
+
+    def ctl(*args, user="root:rootpw"):
+        return c.ctl(*args, user=user).returncode == 0
+
+    try:
+        c.start_all()
+        assert ctl("user", "add", "root:rootpw", user=None)
+        assert ctl("role", "add", "vmgate-edge", user=None)
+        assert ctl("role", "grant-permission", "vmgate-edge", "--prefix=true",
+                   "readwrite", prefix, user=None)
+        assert ctl("user", "add", "edge:s3cret-pw", user=None)
+        assert ctl("user", "grant-role", "edge", "vmgate-edge", user=None)
+        assert ctl("auth", "enable", user=None)
+        assert ctl("put", prefix + "vms/au503", json.dumps({"address": vm1}))
+        pw = tmp_path / "etcd.password"
+        pw.write_text("s3cret-pw\n")
+        g = FleetGate(gate_bin, str(tmp_path / "auth503"), certs, c,
+                      "edge-auth503", prefix=prefix,
+                      endpoints=[down.url, c.members[0].url],
+                      etcd_extra=["    username: edge",
+                                  "    password_file: %s" % pw])
+        g.start()
+        try:
+            wait_until(lambda: g.routes("au503"), 10,
+                       what="routed past a member answering 503")
+            assert not g.find(r"etcd refused user")
+            assert g.fleet_status()["watch"] == "watching"
+        finally:
+            g.stop()
+    finally:
+        down.close()
+        c.stop_all()
