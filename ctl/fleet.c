@@ -1586,7 +1586,16 @@ int fleet_new(struct fleet **out, struct control *ctl, char *err,
 	f->ctl = ctl;
 	f->cfg = cfg;
 	f->snap_every_ms = SNAPSHOT_EVERY_MS;
-	pthread_cond_init(&f->applied, NULL);
+	{
+		pthread_condattr_t ca;
+
+		/* Admin writes wait on it with a deadline: one a clock step
+		 * cannot stretch. */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&f->applied, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	ret = etcd_init(&f->etcd, cfg, err, err_len);
 	if (ret) {
 		pthread_cond_destroy(&f->applied);
@@ -1690,7 +1699,7 @@ static void wait_applied(struct fleet *f, int64_t rev)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += f->cfg->timeout_ms / 1000;
 	ts.tv_nsec += (long)(f->cfg->timeout_ms % 1000) * 1000000;
 	if (ts.tv_nsec >= 1000000000) {
