@@ -254,7 +254,7 @@ struct fleet {
 	int64_t snap_vms_revision;
 	enum fleet_state state;
 	uint64_t skipped, full_reads, watch_restarts, batches, events,
-		 watchdog_fires, compactions;
+		 watchdog_fires, compactions, fragments;
 	char last_error[256];
 	pthread_cond_t applied; /* revision moved */
 
@@ -268,6 +268,10 @@ struct fleet {
 	int64_t pend_rev;
 	uint64_t pend_since_ms;
 	bool compacted, watch_failed;
+	/* The last watch message was a fragment: what is pending is part of
+	 * a response whose rest is still to come, and is not applied (nor
+	 * the revision moved) before it is whole. */
+	bool fragmented;
 	unsigned fails;
 	uint64_t down_log_ms;
 	int64_t lease;
@@ -1083,6 +1087,12 @@ static bool on_line(void *arg, const char *line, size_t len)
 			 (long long)f->revision + 1, (long long)m.revision);
 		break;
 	case FLEET_WATCH_EVENTS:
+		if (m.fragment) {
+			pthread_mutex_lock(&f->ctl->lock);
+			f->fragments++;
+			pthread_mutex_unlock(&f->ctl->lock);
+		}
+		f->fragmented = m.fragment;
 		for (i = 0; i < m.events_len; i++) {
 			struct pend p;
 
@@ -1119,6 +1129,11 @@ static bool on_line(void *arg, const char *line, size_t len)
 			f->pend_since_ms = timer_now_ms();
 		break;
 	case FLEET_WATCH_PROGRESS:
+		/* (A split response's last part has events: this one ends
+		 * none, but says so all the same.) */
+		f->fragmented = m.fragment;
+		if (m.fragment)
+			break;
 		/* Everything up to the header's revision was sent. */
 		if (m.revision > f->pend_rev)
 			f->pend_rev = m.revision;
@@ -1186,9 +1201,9 @@ static void watch(struct fleet *f)
 	b64key(bend, sizeof(bend), end, strlen(end));
 	snprintf(body, sizeof(body), "{\"create_request\":{\"key\":\"%s\","
 		 "\"range_end\":\"%s\",\"start_revision\":%lld,"
-		 "\"progress_notify\":true}}", bkey, bend,
+		 "\"progress_notify\":true,\"fragment\":true}}", bkey, bend,
 		 (long long)f->revision + 1);
-	f->compacted = f->watch_failed = false;
+	f->compacted = f->watch_failed = f->fragmented = false;
 	pend_clear(f);
 	f->pend_rev = f->revision;
 	etcd_endpoint(&f->etcd, ep, sizeof(ep));
@@ -1209,7 +1224,9 @@ static void watch(struct fleet *f)
 
 		ret = etcd_watch_step(&w, f->pend_len ? 1 : 50);
 		now = timer_now_ms();
-		if (f->pend_len && now - f->pend_since_ms >= BATCH_MS)
+		if (f->fragmented)
+			; /* the rest of the response first */
+		else if (f->pend_len && now - f->pend_since_ms >= BATCH_MS)
 			flush_pending(f);
 		else if (!f->pend_len && f->pend_rev > f->revision)
 			flush_pending(f);
@@ -1228,6 +1245,14 @@ static void watch(struct fleet *f)
 		register_tick(f);
 		stek_tick(f);
 		snapshot_tick(f);
+	}
+	if (f->fragmented) {
+		/* Ended inside a split response: what came of it is
+		 * dropped, and the next watch gets it whole from
+		 * f->revision + 1. */
+		pend_clear(f);
+		f->pend_rev = f->revision;
+		f->fragmented = false;
 	}
 	flush_pending(f);
 	if (f->compacted) {
@@ -1961,7 +1986,7 @@ json_t *fleet_status_json(struct fleet *f)
 	etcd_endpoint(&f->etcd, ep, sizeof(ep));
 	pthread_mutex_lock(&f->ctl->lock);
 	j = json_pack("{s:s,s:o,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		      "s:I,s:s}",
+		      "s:I,s:I,s:s}",
 		      "appliance_id", f->cfg->appliance_id,
 		      "endpoints", eps ? eps : json_array(),
 		      "endpoint", ep,
@@ -1976,6 +2001,7 @@ json_t *fleet_status_json(struct fleet *f)
 		      "watchdog_fires", (json_int_t)f->watchdog_fires,
 		      "compactions", (json_int_t)f->compactions,
 		      "batches", (json_int_t)f->batches,
+		      "fragments", (json_int_t)f->fragments,
 		      "error", f->last_error);
 	pthread_mutex_unlock(&f->ctl->lock);
 	if (j) {

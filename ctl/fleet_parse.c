@@ -571,6 +571,7 @@ bool fleet_parse_watch(struct fleet_watch_msg *out, const char *line,
 	if (!json_is_object(res) || !header_rev(&out->revision, res) ||
 	    !get_bool(&created, res, "created") ||
 	    !get_bool(&canceled, res, "canceled") ||
+	    !get_bool(&out->fragment, res, "fragment") ||
 	    !get_i64(&out->compact_revision, res, "compact_revision") ||
 	    out->compact_revision < 0 ||
 	    !parse_kvs(&out->events, &out->events_len,

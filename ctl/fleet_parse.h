@@ -118,6 +118,10 @@ struct fleet_watch_msg {
 	int64_t compact_revision; /* FLEET_WATCH_COMPACTED */
 	struct fleet_kv *events;
 	size_t events_len;
+	/* A part of a large response that etcd split (the watch asks for
+	 * it: create_request's fragment): more of it follows, up to a
+	 * part without. A revision's events may be in several parts. */
+	bool fragment;
 	char reason[128];         /* cancel_reason or the error's message */
 };
 

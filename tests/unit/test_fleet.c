@@ -376,7 +376,19 @@ static void test_watch(void **state)
 	assert_int_equal(m.events[0].mod_revision, 41);
 	assert_true(m.events[1].deleted);
 	assert_int_equal(m.events[1].mod_revision, 42);
+	assert_false(m.fragment);
 	fleet_watch_msg_free(&m);
+
+	/* A part of a split response: more of it follows. */
+	m = watch_ok("{\"result\":{" HDR ",\"events\":[{\"kv\":{\"key\":\""
+		     K1 "\",\"mod_revision\":\"41\",\"value\":\"" V1 "\"}}],"
+		     "\"fragment\":true}}");
+	assert_int_equal(m.kind, FLEET_WATCH_EVENTS);
+	assert_true(m.fragment);
+	fleet_watch_msg_free(&m);
+	assert_false(fleet_parse_watch(&m, "{\"result\":{" HDR ",\"fragment\":"
+				       "\"yes\"}}", strlen("{\"result\":{" HDR
+				       ",\"fragment\":\"yes\"}}")));
 
 	m = watch_ok("{\"result\":{" HDR ",\"canceled\":true,"
 		     "\"compact_revision\":\"30\"}}");
