@@ -681,6 +681,25 @@ def test_session_ticket_shared_rotated_expired(etcd3, gate_bin, certs, vm1, tmp_
         b.stop()
 
 
+def start_with_auth(c, prefix, tmp_path):
+    """Starts |c| with authentication on: root, and a user edge whose role
+    covers |prefix|; returns the path of a file holding edge's password."""
+    def ctl(*args):
+        return c.ctl(*args, user=None).returncode == 0
+
+    c.start_all()
+    assert ctl("user", "add", "root:rootpw")
+    assert ctl("role", "add", "vmgate-edge")
+    assert ctl("role", "grant-permission", "vmgate-edge", "--prefix=true",
+               "readwrite", prefix)
+    assert ctl("user", "add", "edge:s3cret-pw")
+    assert ctl("user", "grant-role", "edge", "vmgate-edge")
+    assert ctl("auth", "enable")
+    pw = tmp_path / "etcd.password"
+    pw.write_text("s3cret-pw\n")
+    return pw
+
+
 def test_auth_token_reacquired_after_restart(gate_bin, certs, vm1, tmp_path):
     """etcd with authentication on (a single member of its own): the
     appliance logs in as a user whose role covers its prefix, routes what
@@ -693,16 +712,7 @@ def test_auth_token_reacquired_after_restart(gate_bin, certs, vm1, tmp_path):
         return c.ctl(*args, user=user).returncode == 0
 
     try:
-        c.start_all()
-        assert ctl("user", "add", "root:rootpw", user=None)
-        assert ctl("role", "add", "vmgate-edge", user=None)
-        assert ctl("role", "grant-permission", "vmgate-edge", "--prefix=true",
-                   "readwrite", prefix, user=None)
-        assert ctl("user", "add", "edge:s3cret-pw", user=None)
-        assert ctl("user", "grant-role", "edge", "vmgate-edge", user=None)
-        assert ctl("auth", "enable", user=None)
-        pw = tmp_path / "etcd.password"
-        pw.write_text("s3cret-pw\n")
+        pw = start_with_auth(c, prefix, tmp_path)
         g = FleetGate(gate_bin, str(tmp_path / "auth"), certs, c, "edge-auth",
                       prefix=prefix, etcd_extra=["    username: edge",
                                                  "    password_file: %s" % pw])
@@ -782,21 +792,10 @@ def test_auth_unavailable_member_is_not_a_refusal(gate_bin, certs, vm1,
     c = EtcdCluster(str(tmp_path / "etcd"), n=1)
     down = Unavailable503()
 
-    def ctl(*args, user="root:rootpw"):
-        return c.ctl(*args, user=user).returncode == 0
-
     try:
-        c.start_all()
-        assert ctl("user", "add", "root:rootpw", user=None)
-        assert ctl("role", "add", "vmgate-edge", user=None)
-        assert ctl("role", "grant-permission", "vmgate-edge", "--prefix=true",
-                   "readwrite", prefix, user=None)
-        assert ctl("user", "add", "edge:s3cret-pw", user=None)
-        assert ctl("user", "grant-role", "edge", "vmgate-edge", user=None)
-        assert ctl("auth", "enable", user=None)
-        assert ctl("put", prefix + "vms/au503", json.dumps({"address": vm1}))
-        pw = tmp_path / "etcd.password"
-        pw.write_text("s3cret-pw\n")
+        pw = start_with_auth(c, prefix, tmp_path)
+        assert c.ctl("put", prefix + "vms/au503", json.dumps(
+            {"address": vm1}), user="root:rootpw").returncode == 0
         g = FleetGate(gate_bin, str(tmp_path / "auth503"), certs, c,
                       "edge-auth503", prefix=prefix,
                       endpoints=[down.url, c.members[0].url],
