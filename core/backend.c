@@ -133,10 +133,19 @@ void backend_answer(struct worker *w, struct conn *c)
 	conn_linger(w, c, 0);
 }
 
+/* TCP_NODELAY, or with VMGATE_TEST_VM_SETUP_FAILS an option TCP has
+ * not, which fails the setup as a socket the kernel cannot make would. */
+static int nodelay_opt(const struct worker *w)
+{
+	return w->shared->test_vm_setup_fails ? -1 : TCP_NODELAY;
+}
+
 /* The VM socket as a direct descriptor: socket and TCP_NODELAY go
  * through the ring, linked ahead of the connect, so the whole setup is one
  * submission and no syscall of its own. They post a completion only if
- * they fail (OP_VM_SOCKET records why; the connect then fails too). */
+ * they fail, and a request that skips its completion on success takes
+ * its link's with it when it fails: the connect and its timeout then post
+ * none. OP_VM_SOCKET ends the connect (conn.c). */
 static void vm_socket_direct(struct worker *w, struct conn *c)
 {
 	static const int one = 1;
@@ -150,7 +159,7 @@ static void vm_socket_direct(struct worker *w, struct conn *c)
 	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
 	io_uring_sqe_set_data64(sqe, ud);
 	sqe = ring_sqe(&w->ring);
-	ring_prep_setsockopt(sqe, c->vfd, IPPROTO_TCP, TCP_NODELAY, &one,
+	ring_prep_setsockopt(sqe, c->vfd, IPPROTO_TCP, nodelay_opt(w), &one,
 			     sizeof(one));
 	sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
 	io_uring_sqe_set_data64(sqe, ud);
@@ -254,8 +263,15 @@ void backend_connect(struct worker *w, struct conn *c)
 			connect_failed(w, c, errno);
 			return;
 		}
-		setsockopt(c->vfd, IPPROTO_TCP, TCP_NODELAY, &one,
-			   sizeof(one));
+		if (setsockopt(c->vfd, IPPROTO_TCP, nodelay_opt(w), &one,
+			       sizeof(one)) && w->shared->test_vm_setup_fails) {
+			int err = errno;
+
+			close(c->vfd);
+			c->vfd = -1;
+			connect_failed(w, c, err);
+			return;
+		}
 	}
 	sqe = conn_sqe(w, c, OP_VM_CONNECT);
 	io_uring_prep_connect(sqe, c->vfd, (struct sockaddr *)&c->vm,
@@ -275,7 +291,7 @@ void backend_on_connect(struct worker *w, struct conn *c, int res)
 		return;
 	}
 	if (res == -ECANCELED)
-		/* The linked timeout fired, or the socket was never made. */
-		res = c->vm_errno ? -c->vm_errno : -ETIMEDOUT;
+		/* The linked timeout fired. */
+		res = -ETIMEDOUT;
 	connect_failed(w, c, -res);
 }

@@ -83,7 +83,7 @@ struct conn {
 	uint32_t hello_need;    /* input length worth parsing the hello at */
 	struct tls_hello_state hello; /* the records of it walked so far */
 	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
-	int vm_errno;           /* why the VM socket could not be made */
+	int vm_errno;           /* why the VM connect failed */
 	struct tls_conn tls;
 	/* The worker's counters of the routed VM (core/vmstats.h), from
 	 * route() on; NULL before. Counted open while set. */

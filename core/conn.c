@@ -570,9 +570,14 @@ void conn_complete(struct worker *w, struct io_uring_cqe *cqe)
 	}
 	if (ring_ud_op(ud) == OP_VM_SOCKET) {
 		/* Not counted in flight: it completes only when it fails,
-		 * and the connect linked after it then fails -ECANCELED. */
-		c->vm_errno = -cqe->res;
-		return;
+		 * and then the connect and its timeout linked after it post
+		 * nothing (backend.c): they are over, the connect failed. */
+		c->inflight -= 2;
+		if ((c->flags & CF_VM_CONNECTING) &&
+		    c->state != CONN_LINGER && c->state != CONN_CLOSING)
+			backend_on_connect(w, c, cqe->res);
+		c->flags &= ~CF_VM_CONNECTING;
+		goto run;
 	}
 	c->inflight--;
 	switch (ring_ud_op(ud)) {

@@ -49,6 +49,10 @@ struct shared {
 	 * listeners; its maps are the control plane's to update. */
 	struct steer *steer;
 	const char *signer_path; /* CONFIG_KEY_SIGNER: the signer's socket */
+	/* Tests only (VMGATE_TEST_VM_SETUP_FAILS): every VM socket's
+	 * TCP_NODELAY is asked as an option TCP does not have, so its setup
+	 * fails as a socket the kernel cannot make would (backend.c). */
+	bool test_vm_setup_fails;
 };
 
 /* Accepts in flight per listener, at most. Each is a single-shot accept

@@ -459,7 +459,9 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct shared shared = {0};
+	struct shared shared = {
+		.test_vm_setup_fails = getenv("VMGATE_TEST_VM_SETUP_FAILS"),
+	};
 	struct config cfg = {0};
 	struct tls_ctx *tls = NULL;
 	struct sockmode_choice sockets;

@@ -160,6 +160,7 @@ class Gate:
         self.cfg_path = cfg_path
         self.log_path = log_path
         self.proc = None
+        self.env = {}  # more environment for vmgate
 
     def start(self, timeout=10.0):
         busy = listeners_on(self.ports)
@@ -183,7 +184,8 @@ class Gate:
         self.proc = subprocess.Popen(self.argv + ["-c", self.cfg_path],
                                      stdout=logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=REPO)
+                                     start_new_session=True, cwd=REPO,
+                                     env=dict(os.environ, **self.env))
         logf.close()
 
     def stop(self):
