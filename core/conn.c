@@ -662,11 +662,13 @@ void conn_expire_timers(struct worker *w)
 	while ((n = timer_pop_expired(&w->idle_timers, w->now_ms))) {
 		struct conn *c = (struct conn *)n;
 
-		if (w->now_ms - c->active_ms < w->idle_timers.duration_ms) {
-			/* Active since it was armed: arm again from the
-			 * last activity rather than touching the list on
-			 * every byte. */
-			timer_arm(&w->idle_timers, n, c->active_ms);
+		if (w->now_ms - c->active_ms < w->idle_ms) {
+			/* Active in the last idle_timeout_ms: looked at again
+			 * a quarter of it later, rather than touching the
+			 * list on every byte. Armed from now, so the list
+			 * stays in deadline order; an idle connection closes
+			 * 1 to 1.25 idle_timeout_ms after its last byte. */
+			timer_arm(&w->idle_timers, n, w->now_ms);
 			continue;
 		}
 		conn_close(w, c, REASON_IDLE_TIMEOUT);

@@ -126,7 +126,9 @@ int worker_init(struct worker *w, unsigned id, struct shared *shared,
 	 * idle connections do not keep a burst's peak. */
 	w->pool.max_cached = 16;
 	timer_list_init(&w->hs_timers, lim->handshake_timeout_ms);
-	timer_list_init(&w->idle_timers, lim->idle_timeout_ms);
+	w->idle_ms = lim->idle_timeout_ms;
+	timer_list_init(&w->idle_timers, lim->idle_timeout_ms / 4 ?
+					 lim->idle_timeout_ms / 4 : 1);
 	timer_list_init(&w->linger_timers, CONN_LINGER_MS);
 	timer_list_init(&w->ticket_timers, CONN_TICKET_HOLD_MS);
 	/* Healthy from the start: /health may be asked before the first

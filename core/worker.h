@@ -119,7 +119,8 @@ struct worker {
 	unsigned accepts; /* in flight per listener (1..LISTENER_ACCEPTS) */
 
 	struct timer_list hs_timers;   /* handshake_timeout_ms */
-	struct timer_list idle_timers; /* idle_timeout_ms */
+	struct timer_list idle_timers; /* a quarter of idle_timeout_ms */
+	uint64_t idle_ms;              /* idle_timeout_ms */
 	struct timer_list linger_timers; /* CONN_LINGER_MS */
 	struct timer_list ticket_timers; /* CONN_TICKET_HOLD_MS, on
 	                                  * conn.key_timer */

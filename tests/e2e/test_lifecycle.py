@@ -110,3 +110,44 @@ def test_idle_timeout(gate_bin, certs, fleet, workdir):
         busy.close()
     finally:
         g.stop()
+
+
+def test_idle_timeout_after_the_last_byte(gate_bin, certs, fleet, workdir):
+    """A connection closes idle_timeout_ms (to 1.25 times that) after its
+    last byte, whatever connections came after it to the same worker (one
+    here). The idle timer used to
+    re-arm an active connection from its last byte behind connections
+    armed later, so it closed when they did (here ~5.4 s after its last
+    byte instead of ~3-3.75)."""
+    port, = free_ports(1)
+    cfg = os.path.join(workdir, "idle2.yaml")
+    with open(cfg, "w") as f:
+        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[port],
+                            port_map="{ %d: 8080 }" % port,
+                            allowed_ports="[%d]" % port, workers=1,
+                            extra_limits={"idle_timeout_ms": 3000}))
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "idle2.log"), ports=[port],
+             wait_port=port)
+    g.start()
+    try:
+        a = tls_connect(certs.client_ctx(), "vm1.vm.test", port)
+        a.settimeout(15)
+        t0 = time.monotonic()
+        # A talks once, early; B comes later and stays silent.
+        time.sleep(0.5)
+        a.sendall(b"x")
+        assert a.recv(10) == b"x"
+        last = time.monotonic()
+        time.sleep(max(0, 2.9 - (time.monotonic() - t0)))
+        b = tls_connect(certs.client_ctx(), "vm1.vm.test", port)
+        try:
+            d = a.recv(10)
+            assert d == b"", d
+        except (OSError, ssl.SSLError):  # an alert or a reset closes too
+            pass
+        idle = time.monotonic() - last
+        assert 2.9 <= idle <= 4.75, "closed %.2f s after its last byte" % idle
+        a.close()
+        b.close()
+    finally:
+        g.stop()
