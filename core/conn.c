@@ -184,6 +184,10 @@ void conn_linger(struct worker *w, struct conn *c, uint8_t desc)
 		tls_conn_alert(&c->tls, desc, c->hello_version);
 	c->flags |= CF_LOGGED;
 	c->state = CONN_LINGER;
+	/* The linger timer from here: a client that never takes the last
+	 * bytes (a zero window) or trickles bytes after our FIN is closed
+	 * all the same. relay_linger arms it again once they are sent. */
+	timer_arm(&w->linger_timers, &c->timer, w->now_ms);
 	cancel_vm(w, c);
 }
 
