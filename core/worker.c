@@ -249,8 +249,15 @@ void worker_wake(struct worker *w, struct io_uring *from)
 	int fd = atomic_load(&w->wake_fd);
 	struct io_uring_sqe *sqe;
 
-	/* A ring gone meanwhile (or its fd reused) only fails the message. */
-	if (fd < 0 || !(sqe = io_uring_get_sqe(from)))
+	/* A ring gone meanwhile (or its fd reused) only fails the message.
+	 * The sender's ring may be smaller than the number of workers: full,
+	 * it is submitted first. */
+	if (fd < 0)
+		return;
+	sqe = io_uring_get_sqe(from);
+	if (!sqe && io_uring_submit(from) >= 0)
+		sqe = io_uring_get_sqe(from);
+	if (!sqe)
 		return;
 	io_uring_prep_msg_ring(sqe, fd, 0, ring_ud(OP_NONE, 0, 0), 0);
 	io_uring_sqe_set_data64(sqe, 0);

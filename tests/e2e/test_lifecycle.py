@@ -151,3 +151,27 @@ def test_idle_timeout_after_the_last_byte(gate_bin, certs, fleet, workdir):
         b.close()
     finally:
         g.stop()
+
+
+def test_sigterm_with_many_workers(gate_bin, certs, fleet, workdir):
+    """SIGTERM wakes every worker through the control loop's ring, whose
+    16 entries one wake-up per worker used to fill: with 16 workers or
+    more the next read was prepared on no entry and vmgate crashed
+    instead of draining (the default on a 16-CPU machine)."""
+    port, = free_ports(1)
+    cfg = os.path.join(workdir, "workers20.yaml")
+    with open(cfg, "w") as f:
+        f.write(gate_config(certs, [("vm1", fleet.addr("vm1"))], ports=[port],
+                            port_map="{ %d: 8080 }" % port,
+                            allowed_ports="[%d]" % port, workers=20))
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "workers20.log"),
+             ports=[port], wait_port=port)
+    g.start()
+    s = tls_connect(certs.client_ctx(), "vm1.vm.test", port)
+    s.sendall(b"x")
+    assert s.recv(10) == b"x"
+    s.close()
+    mark = g.mark()
+    rc = g.stop()
+    assert rc == 0, (rc, g.tail(since=mark))
+    assert g.find(r"INFO shutdown drained", since=mark), g.tail(since=mark)
