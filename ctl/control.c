@@ -254,6 +254,7 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	struct base_ref *base = NULL;
 	struct tls_ref *tls = NULL;
+	bool parsed = false;
 	char msg[512];
 	size_t i, off = 0;
 	int ret;
@@ -281,6 +282,7 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		ret = -EINVAL;
 		goto err;
 	}
+	parsed = true;
 	tls = calloc(1, sizeof(*tls));
 	if (!tls) {
 		ret = -ENOMEM;
@@ -349,7 +351,7 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		ret = control_republish_locked(ctl);
 	if (ret)
 		goto out;
-	control_rewatch_locked(ctl);
+	control_rewatch_locked(ctl, NULL);
 	ctl->reloads_ok++;
 	log_info("reload", "trigger=%s vms=%zu domains=%zu certificates=%zu "
 		 "api_changes=%zu", why, route_vm_count(current(ctl)->routes),
@@ -357,6 +359,11 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	goto out;
 err:
 	ctl->reloads_failed++;
+	/* A file that parsed but names what is not there yet (a new
+	 * certificate): its files are watched too, so their arrival
+	 * reloads. */
+	if (parsed)
+		control_rewatch_locked(ctl, cfg);
 	base_ref_put(base);
 	tls_ref_put(tls);
 	config_free(cfg);
@@ -446,7 +453,7 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 		log_warn("watch", "inotify: %s: file changes need SIGHUP",
 			 strerror(errno));
 	pthread_mutex_lock(&ctl->lock);
-	control_rewatch_locked(ctl);
+	control_rewatch_locked(ctl, NULL);
 	pthread_mutex_unlock(&ctl->lock);
 	if (ctl->fleet && (ret = fleet_start(ctl->fleet))) {
 		snprintf(err, err_len, "cannot start the fleet thread: %s",
@@ -498,13 +505,7 @@ void control_free(struct control *ctl)
 		config_free(ctl->cfg);
 		free(ctl->cfg);
 	}
-	for (i = 0; i < ctl->watches_len; i++) {
-		size_t j;
-
-		for (j = 0; j < ctl->watches[i].names_len; j++)
-			free(ctl->watches[i].names[j]);
-		free(ctl->watches[i].dir);
-	}
+	control_watches_free(ctl);
 	if (ctl->ifd >= 0)
 		close(ctl->ifd);
 	pthread_mutex_destroy(&ctl->lock);

@@ -52,12 +52,11 @@ struct override {
 	bool removed;
 };
 
-#define WATCH_MAX 16
-
 struct watch {
-	int wd;
+	int wd;  /* -1: the directory could not be watched */
 	char *dir;
-	char *names[WATCH_MAX]; /* basenames that trigger a reload */
+	char **names; /* basenames that trigger a reload */
+	size_t names_cap;
 	size_t names_len;
 };
 
@@ -85,7 +84,7 @@ struct control {
 	uint64_t reloads_ok, reloads_failed;
 
 	int ifd; /* inotify */
-	struct watch watches[WATCH_MAX];
+	struct watch *watches;
 	size_t watches_len;
 };
 
@@ -120,9 +119,15 @@ int control_load_state(struct control *ctl, char *err, size_t err_len);
  * step). 0 or -errno. */
 int control_fsync_dir(const char *path);
 
-/* watch.c: watches the files the current config names (nothing when
- * ctl->ifd < 0); under the lock. */
-void control_rewatch_locked(struct control *ctl);
+/* watch.c: watches the files the current config names and, when not
+ * NULL, those |also| names (a new file a reload could not use yet: the
+ * files it lacked are watched for); nothing when ctl->ifd < 0. Under the
+ * lock. A directory watched before keeps its watch, so events already
+ * queued for it still count. */
+void control_rewatch_locked(struct control *ctl, const struct config *also);
+
+/* watch.c: frees the watch list (control_free). */
+void control_watches_free(struct control *ctl);
 
 /* watch.c: does this batch of inotify events name a watched file? Takes
  * the lock. */

@@ -9,78 +9,172 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <stdio.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 
 #include "core/log.h"
 #include "route/config-t.h"
 
-/* Watches: the directory of each file a reload reads, so that a file
- * replaced by rename (as editors and deploy tools do) is seen too. */
-static void watch_file(struct control *ctl, const char *path)
+/* What each directory is watched for: a file written (IN_CLOSE_WRITE),
+ * renamed into place (IN_MOVED_TO: editors, deploy tools), or a symlink
+ * made anew (IN_CREATE: certbot replaces live/NAME.pem links). */
+#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)
+
+static void watch_free(struct watch *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->names_len; i++)
+		free(w->names[i]);
+	free(w->names);
+	free(w->dir);
+}
+
+void control_watches_free(struct control *ctl)
+{
+	size_t i;
+
+	for (i = 0; i < ctl->watches_len; i++)
+		watch_free(&ctl->watches[i]);
+	free(ctl->watches);
+	ctl->watches = NULL;
+	ctl->watches_len = 0;
+}
+
+/* Adds |path|'s directory and name to the set |ws| (|*len| entries, wd
+ * -1 until watched). False when out of memory. */
+static bool want_file(struct watch **ws, size_t *len, const char *path)
 {
 	char *dcopy = strdup(path), *bcopy = strdup(path);
-	const char *dir, *base;
 	struct watch *w = NULL;
+	const char *dir, *base;
+	bool ok = false;
 	size_t i;
 
 	if (!dcopy || !bcopy)
 		goto out;
 	dir = dirname(dcopy);
 	base = basename(bcopy);
-	for (i = 0; i < ctl->watches_len; i++)
-		if (!strcmp(ctl->watches[i].dir, dir))
-			w = &ctl->watches[i];
+	for (i = 0; i < *len; i++)
+		if (!strcmp((*ws)[i].dir, dir))
+			w = &(*ws)[i];
 	if (!w) {
-		if (ctl->watches_len == WATCH_MAX)
+		struct watch *n = realloc(*ws, (*len + 1) * sizeof(*n));
+
+		if (!n)
 			goto out;
-		w = &ctl->watches[ctl->watches_len];
-		w->wd = inotify_add_watch(ctl->ifd, dir,
-					  IN_CLOSE_WRITE | IN_MOVED_TO);
-		if (w->wd < 0) {
-			log_warn("watch", "dir=%s error=\"%s\": changes there "
-				 "need SIGHUP", dir, strerror(errno));
+		*ws = n;
+		w = &n[*len];
+		memset(w, 0, sizeof(*w));
+		w->wd = -1;
+		if (!(w->dir = strdup(dir)))
 			goto out;
-		}
-		w->dir = strdup(dir);
-		if (!w->dir)
-			goto out;
-		w->names_len = 0;
-		ctl->watches_len++;
+		++*len;
 	}
 	for (i = 0; i < w->names_len; i++)
-		if (!strcmp(w->names[i], base))
+		if (!strcmp(w->names[i], base)) {
+			ok = true;
 			goto out;
-	if (w->names_len < WATCH_MAX && (w->names[w->names_len] = strdup(base)))
+		}
+	if (w->names_len == w->names_cap) {
+		size_t cap = w->names_cap ? 2 * w->names_cap : 4;
+		char **n = realloc(w->names, cap * sizeof(*n));
+
+		if (!n)
+			goto out;
+		w->names = n;
+		w->names_cap = cap;
+	}
+	w->names[w->names_len] = strdup(base);
+	if (w->names[w->names_len]) {
 		w->names_len++;
+		ok = true;
+	}
 out:
 	free(dcopy);
 	free(bcopy);
+	return ok;
 }
 
-void control_rewatch_locked(struct control *ctl)
+static bool want_config(struct watch **ws, size_t *len,
+			const struct config *cfg)
 {
-	const struct config *cfg = file_cfg(ctl);
-	size_t i, j;
+	bool ok = true;
+	size_t i;
 
-	if (ctl->ifd < 0)
-		return;
-	for (i = 0; i < ctl->watches_len; i++) {
-		inotify_rm_watch(ctl->ifd, ctl->watches[i].wd);
-		for (j = 0; j < ctl->watches[i].names_len; j++)
-			free(ctl->watches[i].names[j]);
-		free(ctl->watches[i].dir);
-	}
-	ctl->watches_len = 0;
-	watch_file(ctl, ctl->path);
 	for (i = 0; i < cfg->certs_len; i++) {
-		watch_file(ctl, cfg->certs[i].cert_path);
-		watch_file(ctl, cfg->certs[i].key_path);
+		ok &= want_file(ws, len, cfg->certs[i].cert_path);
+		ok &= want_file(ws, len, cfg->certs[i].key_path);
 		if (cfg->certs[i].ocsp_path)
-			watch_file(ctl, cfg->certs[i].ocsp_path);
+			ok &= want_file(ws, len, cfg->certs[i].ocsp_path);
 	}
 	for (i = 0; i < cfg->domains_len; i++)
 		if (cfg->domains[i].client_ca_path)
-			watch_file(ctl, cfg->domains[i].client_ca_path);
+			ok &= want_file(ws, len,
+					cfg->domains[i].client_ca_path);
+	return ok;
+}
+
+void control_rewatch_locked(struct control *ctl, const struct config *also)
+{
+	struct watch *ws = NULL;
+	size_t len = 0, i, j;
+	bool ok;
+
+	if (ctl->ifd < 0)
+		return;
+	ok = want_file(&ws, &len, ctl->path) &&
+	     want_config(&ws, &len, file_cfg(ctl)) &&
+	     (!also || want_config(&ws, &len, also));
+	if (!ok) {
+		/* The old set stays, as it was. */
+		log_warn("watch", "out of memory: the watched files stay as "
+			 "they were");
+		for (i = 0; i < len; i++)
+			watch_free(&ws[i]);
+		free(ws);
+		return;
+	}
+	/* A directory watched already keeps its watch descriptor: events
+	 * queued for it while a reload ran still name it. */
+	for (i = 0; i < len; i++) {
+		for (j = 0; j < ctl->watches_len; j++)
+			if (!strcmp(ctl->watches[j].dir, ws[i].dir))
+				ws[i].wd = ctl->watches[j].wd;
+		if (ws[i].wd >= 0)
+			continue;
+		ws[i].wd = inotify_add_watch(ctl->ifd, ws[i].dir, WATCH_MASK);
+		if (ws[i].wd < 0)
+			log_warn("watch", "dir=%s error=\"%s\": changes there "
+				 "need SIGHUP", ws[i].dir, strerror(errno));
+	}
+	/* One no longer needed goes, unless another path names the same
+	 * directory (one inode, one watch descriptor). */
+	for (j = 0; j < ctl->watches_len; j++) {
+		bool kept = ctl->watches[j].wd < 0;
+
+		for (i = 0; !kept && i < len; i++)
+			kept = ws[i].wd == ctl->watches[j].wd;
+		if (!kept)
+			inotify_rm_watch(ctl->ifd, ctl->watches[j].wd);
+	}
+	control_watches_free(ctl);
+	ctl->watches = ws;
+	ctl->watches_len = len;
+}
+
+/* A created name counts only as a symlink (a link replaced whole); a file
+ * created is seen when it is written and closed. */
+static bool created_link(const struct watch *w, const char *name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	return (size_t)snprintf(path, sizeof(path), "%s/%s", w->dir, name) <
+		       sizeof(path) &&
+	       !lstat(path, &st) && S_ISLNK(st.st_mode);
 }
 
 /* Does this batch of inotify events name a watched file? */
@@ -101,7 +195,11 @@ bool control_events_match(struct control *ctl, const uint8_t *buf, size_t len)
 			if (ctl->watches[i].wd != ev->wd)
 				continue;
 			for (j = 0; j < ctl->watches[i].names_len; j++)
-				if (!strcmp(ctl->watches[i].names[j], ev->name))
+				if (!strcmp(ctl->watches[i].names[j],
+					    ev->name) &&
+				    (!(ev->mask & IN_CREATE) ||
+				     created_link(&ctl->watches[i],
+						  ev->name)))
 					hit = true;
 		}
 	}

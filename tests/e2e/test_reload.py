@@ -7,6 +7,7 @@ established stream survives 100 reloads untouched."""
 import hashlib
 import os
 import re
+import shutil
 import socket
 import time
 
@@ -264,4 +265,95 @@ def test_stream_survives_100_reloads(admin_gate, certs):
     assert len(g.find(r"INFO reload trigger=SIGHUP ", since=mark)) >= 100
     assert not g.find(r"ERROR ", since=mark), g.tail(since=mark)
     assert not g.find(r"close .*%s" % "reason=(?!done)", since=mark), \
+        g.tail(since=mark)
+
+
+# ---------------------------------------------------------------- file watch
+
+def watch_descriptors(pid):
+    """{wd: inode} of what the inotify instances of process |pid| watch."""
+    out = {}
+    d = "/proc/%d/fdinfo" % pid
+    for n in os.listdir(d):
+        try:
+            with open(os.path.join(d, n)) as f:
+                text = f.read()
+        except OSError:
+            continue
+        for m in re.finditer(r"^inotify wd:(\d+) ino:([0-9a-f]+)", text,
+                             re.M):
+            out[int(m.group(1))] = int(m.group(2), 16)
+    return out
+
+
+def test_watches_kept_across_reloads(admin_gate):
+    """A reload keeps the watches of the directories it still needs: it
+    used to remove them all and add them again, and the kernel gives a
+    directory a new watch descriptor each time, so events queued while a
+    reload ran (a second certificate file rewritten meanwhile) named a
+    descriptor no longer watched and were dropped."""
+    g = admin_gate
+    before = watch_descriptors(g.proc.pid)
+    assert before, "no inotify watch"
+    for i in range(3):
+        mark = g.mark()
+        g.hup()
+        g.wait_log(r"INFO reload trigger=SIGHUP ", since=mark, timeout=3)
+    assert watch_descriptors(g.proc.pid) == before
+
+
+def test_certificate_symlinks_replaced(gate_bin, certs, fleet, tmp_path):
+    """Certificate and key given as symlinks, replaced the way certbot
+    renews (each link removed and made again to the new file, which lives
+    in another directory): the links' directory sees them created, and the
+    new certificate is served without SIGHUP (only writes and renames were
+    watched for)."""
+    g = AdminGate(gate_bin, str(tmp_path / "links"), certs,
+                  [("vm1", fleet.addr("vm1"))], hidden=True)
+    archive = str(tmp_path / "archive")
+    os.makedirs(archive)
+    for path, name in ((g.cert, "cert1.pem"), (g.key, "privkey1.pem")):
+        os.rename(path, os.path.join(archive, name))
+        os.symlink(os.path.join(archive, name), path)
+    g.start()
+    try:
+        old = leaf_der(certs, host("vm1"))
+        cert, key, new = make_leaf(certs, archive)
+        assert new != old
+        mark = g.mark()
+        for link, target in ((g.key, key), (g.cert, cert)):
+            os.unlink(link)
+            os.symlink(target, link)
+        g.wait_log(r"INFO reload trigger=file ", since=mark, timeout=5)
+        assert wait_until(lambda: leaf_der(certs, host("vm1")) == new, 3), \
+            g.tail(since=mark)
+    finally:
+        g.stop()
+
+
+def test_failed_reload_watches_its_files(admin_gate, certs, tmp_path):
+    """appliance.yaml moves the certificate to a directory not watched
+    before, and its key there is not yet the right one: the reload fails
+    and the old certificate serves; when the right key arrives it is seen,
+    and the reload that follows serves the new certificate (the watches
+    followed the last good file only, so nothing but SIGHUP read it)."""
+    g = admin_gate
+    old = leaf_der(certs, host("vm1"))
+    staging = str(tmp_path / "staging")
+    os.makedirs(staging)
+    cert, key, new = make_leaf(certs, staging)
+    d = str(tmp_path / "certs-next")
+    os.makedirs(d)
+    shutil.copy(cert, os.path.join(d, "vm.pem"))
+    shutil.copy(certs.other_key, os.path.join(d, "vm.key"))  # not its key
+    mark = g.mark()
+    g.cert, g.key = os.path.join(d, "vm.pem"), os.path.join(d, "vm.key")
+    g.write_config(g.vms)
+    g.wait_log(r"ERROR reload_error trigger=file .*does not match", since=mark,
+               timeout=5)
+    assert leaf_der(certs, host("vm1")) == old
+    mark = g.mark()
+    os.rename(key, g.key)
+    g.wait_log(r"INFO reload trigger=file ", since=mark, timeout=5)
+    assert wait_until(lambda: leaf_der(certs, host("vm1")) == new, 3), \
         g.tail(since=mark)
