@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -297,6 +298,41 @@ out:
 /* Records an API change of VM |norm| (an address, or removed), persists
  * it and publishes it. A change that could not be persisted is not
  * acknowledged, so it is not applied either. Under the lock. */
+/* Does appliance.yaml's vms: name |norm|? */
+static bool in_file(const struct control *ctl, const char *norm)
+{
+	const struct config *cfg = file_cfg(ctl);
+	size_t i;
+
+	for (i = 0; i < cfg->vms_len; i++)
+		if (!strcasecmp(cfg->vms[i].id, norm))
+			return true;
+	return false;
+}
+
+/* A VM the API made and now deletes, which the file does not name: its
+ * entry goes (a "removed" one would only mask nothing, and API-made VMs
+ * come and go all day: the overlay and the state file would grow for
+ * ever). */
+static int forget_locked(struct control *ctl, struct override *o, char *err,
+			 size_t err_len)
+{
+	struct override saved = *o;
+	size_t at = (size_t)(o - ctl->ov);
+	int ret;
+
+	ctl->ov[at] = ctl->ov[--ctl->ov_len];
+	ret = persist_locked(ctl, err, err_len);
+	if (ret) {
+		ctl->ov[ctl->ov_len++] = ctl->ov[at];
+		ctl->ov[at] = saved;
+		return ret;
+	}
+	free(saved.id);
+	free(saved.ports);
+	return control_republish_locked(ctl);
+}
+
 static int change_locked(struct control *ctl, const char *norm,
 			 const struct in6_addr *addr,
 			 const struct config_vm_ports *ports, char *err,
@@ -306,6 +342,9 @@ static int change_locked(struct control *ctl, const char *norm,
 	struct config_vm_ports *copy = NULL;
 	bool added = false;
 	int ret;
+
+	if (!addr && o && !in_file(ctl, norm))
+		return forget_locked(ctl, o, err, err_len);
 
 	if (addr && ports) {
 		copy = malloc(sizeof(*ports) + ports->len * sizeof(ports->r[0]));

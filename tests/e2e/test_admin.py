@@ -538,3 +538,26 @@ def test_lingering_close_does_not_touch_the_next_connection(admin_gate):
         assert st == 400, (i, st, body)
     assert i >= 200, "too few rounds in the time allowed: %d" % i
     assert admin_gate.alive()
+
+
+def test_api_vms_come_and_go_without_a_trace(admin_gate, fleet):
+    """A VM the API made and then deleted, which appliance.yaml does not
+    name, leaves nothing behind: the state file used to keep a "removed"
+    entry for each one for ever, and every later write rewrote them all
+    (VMs with UUID ids come and go all day). One the file names keeps its
+    "removed" entry: that is what hides it."""
+    g = admin_gate
+    for i in range(5):
+        st, _, j = g.api("PUT", "/vms/churn%d" % i,
+                         {"address": fleet.addr("vm1")})
+        assert st == 201, (st, j)
+        st, _, j = g.api("DELETE", "/vms/churn%d" % i)
+        assert st == 200, (st, j)
+        st, _, j = g.api("GET", "/vms/churn%d" % i)
+        assert st == 404, (st, j)
+    st, _, j = g.api("DELETE", "/vms/vm2")
+    assert st == 200, (st, j)
+    with open(g.state_file) as f:
+        state = json.load(f)
+    assert state.get("removed") == ["vm2"], state
+    assert not any(k.startswith("churn") for k in state.get("vms", {})), state
