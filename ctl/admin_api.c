@@ -301,6 +301,20 @@ static void queue_write(struct admin *a, struct aconn *c,
 	}
 }
 
+/* A draining vmgate makes no change of its own (not in fleet mode: that
+ * goes to etcd): a newer one taking over (--takeover) read the state file
+ * when it started and would never see it, and its first write would
+ * overwrite it. 503: the client asks again, and reaches the new one. */
+static bool refuse_stopping(struct admin *a, struct aconn *c)
+{
+	if (!control_draining(a->ctl))
+		return false;
+	admin_respond_error(a, c, 503, "vmgate is stopping (a stop, or an "
+			    "upgrade taking over): nothing changed; ask again",
+			    "Retry-After: 1\r\n");
+	return true;
+}
+
 static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 {
 	json_error_t jerr;
@@ -349,6 +363,8 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 		queue_write(a, c, JOB_PUT, id, addr_s, &ports);
 		goto out;
 	}
+	if (refuse_stopping(a, c))
+		goto out;
 	/* Not fleet mode: a state-file write and an fsync, no network, so
 	 * on this thread. */
 	ret = control_vm_put(a->ctl, &created, id, addr_s, ports, err,
@@ -368,6 +384,8 @@ static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
 		queue_write(a, c, JOB_DELETE, id, NULL, NULL);
 		return;
 	}
+	if (refuse_stopping(a, c))
+		return;
 	/* Not fleet mode: synchronous, as do_vm_put. */
 	ret = control_vm_delete(a->ctl, id, err, sizeof(err));
 	delete_answer(a, c, id, ret, err, sizeof(err));

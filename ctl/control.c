@@ -212,6 +212,11 @@ struct fleet *control_fleet(struct control *ctl)
 	return ctl->fleet;
 }
 
+bool control_draining(struct control *ctl)
+{
+	return atomic_load(&ctl->shared->draining);
+}
+
 /* The public operations */
 
 static bool listen_same(const struct config *old, const struct config *new)

@@ -119,6 +119,10 @@ uint64_t control_vm_stats_lost(struct control *ctl);
  * NULL. */
 struct fleet *control_fleet(struct control *ctl);
 
+/* control_draining: SIGTERM came (a stop, or a newer vmgate taking over
+ * with --takeover); vmgate drains. */
+bool control_draining(struct control *ctl);
+
 /* control_healthy tells whether every worker has turned its loop within
  * the last two seconds. */
 bool control_healthy(struct control *ctl);

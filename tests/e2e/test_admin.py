@@ -561,3 +561,38 @@ def test_api_vms_come_and_go_without_a_trace(admin_gate, fleet):
         state = json.load(f)
     assert state.get("removed") == ["vm2"], state
     assert not any(k.startswith("churn") for k in state.get("vms", {})), state
+
+
+def test_no_change_while_draining(admin_gate, certs, fleet):
+    """After SIGTERM (a stop, or a newer vmgate taking over) the draining
+    vmgate answers PUT and DELETE with 503 and changes nothing: a process
+    taking over has read the state file already and would never see the
+    change, and its first write would overwrite it (the change was
+    acknowledged and lost)."""
+    import signal
+
+    from e2e_admin import ECHO_PORT, host
+    from e2e_util import tls_connect
+
+    g = admin_gate
+    s = tls_connect(certs.client_ctx(), host("vm1"), ECHO_PORT)
+    try:
+        s.sendall(b"hold\n")
+        assert recv_all(s, limit=5) == b"hold\n"
+        with open(g.state_file) if os.path.exists(g.state_file) else \
+                open(os.devnull) as f:
+            before = f.read()
+        mark = g.mark()
+        os.kill(g.proc.pid, signal.SIGTERM)
+        g.wait_log(r"INFO shutdown signal=SIGTERM draining=[1-9]", since=mark)
+        st, h, body = g.api("PUT", "/vms/late", {"address": fleet.addr("vm1")},
+                            unix=True)
+        assert st == 503 and "stopping" in body["error"], (st, body)
+        assert h.get("retry-after") == "1", h
+        st, h, body = g.api("DELETE", "/vms/vm1", unix=True)
+        assert st == 503, (st, body)
+        with open(g.state_file) if os.path.exists(g.state_file) else \
+                open(os.devnull) as f:
+            assert f.read() == before
+    finally:
+        s.close()
