@@ -752,10 +752,10 @@ def gate_metric(gate, name):
     return None
 
 
-def inotify_watches(pid):
-    """{(st_dev, st_ino)} of what the inotify instances of process |pid|
-    watch (/proc/PID/fdinfo)."""
-    out = set()
+def inotify_watch_list(pid):
+    """[(wd, st_dev, st_ino)] of what the inotify instances of process
+    |pid| watch (/proc/PID/fdinfo)."""
+    out = []
     d = "/proc/%d/fdinfo" % pid
     for n in os.listdir(d):
         try:
@@ -763,12 +763,19 @@ def inotify_watches(pid):
                 text = f.read()
         except OSError:
             continue
-        for m in re.finditer(r"^inotify wd:\S+ ino:([0-9a-f]+) sdev:([0-9a-f]+)",
+        for m in re.finditer(r"^inotify wd:(\d+) ino:([0-9a-f]+) sdev:([0-9a-f]+)",
                              text, re.M):
-            sdev = int(m.group(2), 16)
+            sdev = int(m.group(3), 16)
             # the kernel's dev_t: major in the top 12 bits, minor below
-            out.add((os.makedev(sdev >> 20, sdev & 0xfffff), int(m.group(1), 16)))
+            out.append((int(m.group(1)), os.makedev(sdev >> 20, sdev & 0xfffff),
+                        int(m.group(2), 16)))
     return out
+
+
+def inotify_watches(pid):
+    """{(st_dev, st_ino)} of what the inotify instances of process |pid|
+    watch."""
+    return {(dev, ino) for _, dev, ino in inotify_watch_list(pid)}
 
 
 def own_gate_head(ports, certs, other=True, log_level="debug", vm_pair=None):

@@ -16,7 +16,7 @@ import pytest
 from e2e_admin import (ECHO_PORT, AdminGate, echo_once, handshake_error,
                        host, http_health, is_unrecognized_name, leaf_der,
                        make_leaf)
-from e2e_util import inotify_watches, peer_re, recv_all, tls_connect, wait_until
+from e2e_util import inotify_watch_list, inotify_watches, peer_re, recv_all, tls_connect, wait_until
 
 
 @pytest.fixture
@@ -271,19 +271,8 @@ def test_stream_survives_100_reloads(admin_gate, certs):
 # ---------------------------------------------------------------- file watch
 
 def watch_descriptors(pid):
-    """{wd: inode} of what the inotify instances of process |pid| watch."""
-    out = {}
-    d = "/proc/%d/fdinfo" % pid
-    for n in os.listdir(d):
-        try:
-            with open(os.path.join(d, n)) as f:
-                text = f.read()
-        except OSError:
-            continue
-        for m in re.finditer(r"^inotify wd:(\d+) ino:([0-9a-f]+)", text,
-                             re.M):
-            out[int(m.group(1))] = int(m.group(2), 16)
-    return out
+    """{wd: (st_dev, st_ino)} of what process |pid|'s inotify watches."""
+    return {wd: (dev, ino) for wd, dev, ino in inotify_watch_list(pid)}
 
 
 def test_watches_kept_across_reloads(admin_gate):
