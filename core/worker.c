@@ -250,15 +250,11 @@ void worker_wake(struct worker *w, struct io_uring *from)
 	struct io_uring_sqe *sqe;
 
 	/* A ring gone meanwhile (or its fd reused) only fails the message.
-	 * The sender's ring may be smaller than the number of workers: full,
-	 * it is submitted first. */
+	 * The sender's ring may be smaller than the number of workers:
+	 * ring_sqe submits it when full. */
 	if (fd < 0)
 		return;
-	sqe = io_uring_get_sqe(from);
-	if (!sqe && io_uring_submit(from) >= 0)
-		sqe = io_uring_get_sqe(from);
-	if (!sqe)
-		return;
+	sqe = ring_sqe(from);
 	io_uring_prep_msg_ring(sqe, fd, 0, ring_ud(OP_NONE, 0, 0), 0);
 	io_uring_sqe_set_data64(sqe, 0);
 }

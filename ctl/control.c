@@ -522,16 +522,9 @@ enum { CTL_SIGNAL = 1, CTL_INOTIFY = 2 };
 static void post_read(struct io_uring *ring, int fd, void *buf, size_t len,
 		      uint64_t ud)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-	/* Full after one wake-up per worker (wake_workers): submit first. */
-	if (!sqe && io_uring_submit(ring) >= 0)
-		sqe = io_uring_get_sqe(ring);
-	if (!sqe) {
-		log_error("control", "no room in the control ring for a read "
-			  "of fd %d", fd);
-		return;
-	}
+	/* Full after one wake-up per worker (wake_workers): ring_sqe
+	 * submits first. */
+	struct io_uring_sqe *sqe = ring_sqe(ring);
 
 	io_uring_prep_read(sqe, fd, buf, (unsigned)len, 0);
 	io_uring_sqe_set_data64(sqe, ud);
