@@ -537,7 +537,8 @@ e2e-image: deps-test deps-image-test image
 
 include fuzz/fuzz.mk
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# Header dependencies (-MMD) of vmgate's objects and of the signer's.
+-include $(shell find $(BUILD)/obj $(BUILD)/obj-signer -name '*.d' 2>/dev/null)
 
 # The Debian package for running vmgate on an existing host (pkg/deb/).
 .PHONY: deb deb-check deps-deb
