@@ -37,7 +37,8 @@ FUZZ_CFLAGS  := $(FUZZ_COMMON) -O1 -fno-omit-frame-pointer \
                 -fno-sanitize-recover=undefined
 FUZZ_SSL     := -L$(FUZZ_BSSL) -Wl,-rpath,$(FUZZ_BSSL) -lssl -lcrypto
 
-FUZZ_TARGETS := clienthello route config front answer fleet keyop admin
+FUZZ_TARGETS := clienthello route config front answer fleet keyop admin \
+                x25519
 
 FUZZ_SRCS_clienthello := fuzz/clienthello.c fuzz/testcert.c tls/hello.c
 FUZZ_LIBS_clienthello := $(FUZZ_SSL)
@@ -60,7 +61,7 @@ FUZZ_MAXLEN_config := 16384
 FUZZ_SRCS_front := fuzz/front.c fuzz/testcert.c core/front.c \
                    $(wildcard tls/*.c) $(FUZZ_LOADER) route/table.c \
                    route/trie.c route/host.c
-FUZZ_LIBS_front := -lyaml $(FUZZ_SSL)
+FUZZ_LIBS_front := -lyaml $(FUZZ_SSL) -lsodium
 FUZZ_MAXLEN_front := 20000
 
 # A failed VM connect's answer: the request-line check of the client's
@@ -85,6 +86,14 @@ FUZZ_SRCS_admin := fuzz/admin.c ctl/admin_parse.c ctl/fleet_parse.c \
                    route/host.c
 FUZZ_LIBS_admin := -lhttp_parser -ljansson $(FUZZ_SSL)
 FUZZ_MAXLEN_admin := 8192
+
+# The key agreement on the client's key share (tls/x25519.c): libsodium's
+# against BoringSSL's. The executable must export X25519 for
+# tls_x25519_init to choose libsodium; vmgate's does because libssl.so
+# refers to it, and this target does not link libssl.
+FUZZ_SRCS_x25519 := fuzz/x25519.c tls/x25519.c
+FUZZ_LIBS_x25519 := $(FUZZ_SSL) -lsodium -Wl,--export-dynamic-symbol=X25519
+FUZZ_MAXLEN_x25519 := 64
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 FUZZ_HDRS := $(wildcard signer/*.h tls/*.h route/*.h core/front.h core/answer.h core/log.h core/reason.h ctl/config.h ctl/config/*.h ctl/fleet_parse.h ctl/admin_parse.h fuzz/*.h)

@@ -1,0 +1,50 @@
+/* fuzz/x25519.c: libFuzzer target for tls/x25519.c, the X25519 libssl
+ * calls for every handshake's key agreement, on the client's key share:
+ * bytes a stranger chose.
+ *
+ * Differential: the input's first 32 bytes are the private scalar, the
+ * next 32 the peer's public value (shorter inputs are zero-padded). The
+ * X25519 tls_x25519_init chose (libsodium) and BoringSSL's own must return
+ * the same, and on success write the same shared key; aborts otherwise,
+ * and if the choice was not libsodium (the target would compare BoringSSL
+ * with itself).
+ *
+ * Seed corpus: fuzz/corpus/x25519/ (RFC 7748's vectors, points of small
+ * order, public values at and above p, with the top bit set).
+ */
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/curve25519.h>
+
+#include "tls/x25519.h"
+
+typedef int x25519_fn(uint8_t out[32], const uint8_t priv[32],
+		      const uint8_t peer[32]);
+
+static x25519_fn *boringssl;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	const char *why;
+
+	boringssl = (x25519_fn *)dlsym(RTLD_NEXT, "X25519");
+	if (!boringssl || tls_x25519_init(&why) != TLS_X25519_LIBSODIUM)
+		abort();
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint8_t in[64] = { 0 }, a[32], b[32];
+	int ra, rb;
+
+	memcpy(in, data, size < sizeof(in) ? size : sizeof(in));
+	ra = X25519(a, in, in + 32);
+	rb = boringssl(b, in, in + 32);
+	if (ra != rb || (rb && memcmp(a, b, sizeof(a)) != 0))
+		abort();
+	return 0;
+}

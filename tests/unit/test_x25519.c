@@ -1,0 +1,264 @@
+/* tests/unit/test_x25519.c: tls/x25519.c, the X25519 every handshake's
+ * key agreement goes through: libsodium is chosen; it agrees with
+ * BoringSSL's own X25519 on RFC 7748's vectors, on random inputs (public
+ * values with their top bit set and unreduced ones among them) and on the
+ * points of small order, which both refuse; and libssl really calls it:
+ * after a TLS 1.3 handshake over X25519 between two SSL objects in memory,
+ * libssl's relocation for X25519 holds this program's function, not
+ * libcrypto's. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+
+#include <openssl/curve25519.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include "tls/x25519.h"
+
+#include "fuzz/testcert.c"
+
+typedef int x25519_fn(uint8_t out[32], const uint8_t priv[32],
+		      const uint8_t peer[32]);
+
+static x25519_fn *boringssl;
+
+static int setup(void **state)
+{
+	const char *why = NULL;
+
+	/* Before the choice X25519 is BoringSSL's: same answers. */
+	boringssl = (x25519_fn *)dlsym(RTLD_NEXT, "X25519");
+	if (!boringssl || (void *)boringssl == (void *)X25519)
+		return -1;
+	if (tls_x25519_init(&why) != TLS_X25519_LIBSODIUM) {
+		fprintf(stderr, "tls_x25519_init: %s\n", why);
+		return -1;
+	}
+	return 0;
+}
+
+static void hex(uint8_t out[32], const char *s)
+{
+	for (int i = 0; i < 32; i++)
+		assert_int_equal(sscanf(s + 2 * i, "%2hhx", &out[i]), 1);
+}
+
+static void test_rfc7748_vectors(void **state)
+{
+	static const char *const v[][3] = {
+		{ "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+		  "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+		  "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552" },
+		{ "4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
+		  "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+		  "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957" },
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		uint8_t k[32], u[32], want[32], got[32];
+
+		hex(k, v[i][0]);
+		hex(u, v[i][1]);
+		hex(want, v[i][2]);
+		assert_int_equal(X25519(got, k, u), 1);
+		assert_memory_equal(got, want, 32);
+	}
+}
+
+/* RFC 7748 5.2's iterated vector, 1,000 steps: k and u feed back. */
+static void test_rfc7748_iterated(void **state)
+{
+	uint8_t k[32] = { 9 }, u[32] = { 9 }, r[32], want[32];
+
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(X25519(r, k, u), 1);
+		memcpy(u, k, 32);
+		memcpy(k, r, 32);
+	}
+	hex(want, "684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51");
+	assert_memory_equal(k, want, 32);
+}
+
+static void test_random_inputs_agree(void **state)
+{
+	for (int i = 0; i < 3000; i++) {
+		uint8_t k[32], u[32], a[32], b[32];
+		int ra, rb;
+
+		RAND_bytes(k, sizeof(k));
+		RAND_bytes(u, sizeof(u));
+		if (i % 3 == 1)
+			u[31] |= 0x80;	/* top bit: ignored by both */
+		if (i % 3 == 2)	/* at or above p = 2^255 - 19 */
+			memset(u + 1, 0xff, 31), u[0] |= 0xed;
+		ra = X25519(a, k, u);
+		rb = boringssl(b, k, u);
+		assert_int_equal(ra, rb);
+		if (rb)
+			assert_memory_equal(a, b, 32);
+	}
+}
+
+/* The points of order 1, 2, 4 and 8 and their unreduced encodings (the
+ * list libsodium and others refuse): a shared key of zeros, refused by
+ * both with 0. */
+static void test_small_order_refused(void **state)
+{
+	static const char *const pts[] = {
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"0100000000000000000000000000000000000000000000000000000000000000",
+		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+	};
+	uint8_t k[32], u[32], a[32], b[32];
+
+	RAND_bytes(k, sizeof(k));
+	for (size_t i = 0; i < sizeof(pts) / sizeof(pts[0]); i++) {
+		hex(u, pts[i]);
+		assert_int_equal(X25519(a, k, u), 0);
+		assert_int_equal(boringssl(b, k, u), 0);
+		u[31] |= 0x80;
+		assert_int_equal(X25519(a, k, u), 0);
+		assert_int_equal(boringssl(b, k, u), 0);
+	}
+}
+
+/* The address in |lib|'s relocation slot for the function |name|. */
+struct slot_query {
+	const char *lib;
+	const char *name;
+	void *value;
+	bool found;
+};
+
+static int find_slot(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct slot_query *q = arg;
+	const ElfW(Dyn) *dyn = NULL;
+	const ElfW(Sym) *symtab = NULL;
+	const char *strtab = NULL;
+	const ElfW(Rela) *rel[2] = { NULL, NULL };
+	size_t rel_len[2] = { 0, 0 };
+
+	if (!strstr(info->dlpi_name, q->lib))
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+			dyn = (const ElfW(Dyn) *)(info->dlpi_addr +
+						  info->dlpi_phdr[i].p_vaddr);
+	for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
+		/* glibc has relocated these to addresses already. */
+		switch (dyn->d_tag) {
+		case DT_SYMTAB:
+			symtab = (const ElfW(Sym) *)dyn->d_un.d_ptr;
+			break;
+		case DT_STRTAB:
+			strtab = (const char *)dyn->d_un.d_ptr;
+			break;
+		case DT_JMPREL:
+			rel[0] = (const ElfW(Rela) *)dyn->d_un.d_ptr;
+			break;
+		case DT_PLTRELSZ:
+			rel_len[0] = dyn->d_un.d_val / sizeof(ElfW(Rela));
+			break;
+		case DT_RELA:
+			rel[1] = (const ElfW(Rela) *)dyn->d_un.d_ptr;
+			break;
+		case DT_RELASZ:
+			rel_len[1] = dyn->d_un.d_val / sizeof(ElfW(Rela));
+			break;
+		}
+	}
+	if (!symtab || !strtab)
+		return 0;
+	for (int t = 0; t < 2; t++) {
+		for (size_t i = 0; rel[t] && i < rel_len[t]; i++) {
+			const ElfW(Sym) *s =
+				&symtab[ELF64_R_SYM(rel[t][i].r_info)];
+
+			if (strcmp(strtab + s->st_name, q->name) != 0)
+				continue;
+			q->value = *(void **)(info->dlpi_addr +
+					      rel[t][i].r_offset);
+			q->found = true;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void handshake_x25519(void)
+{
+	SSL_CTX *sctx = SSL_CTX_new(TLS_method());
+	SSL_CTX *cctx = SSL_CTX_new(TLS_method());
+	EVP_PKEY *key;
+	X509 *cert;
+	SSL *s, *c;
+	BIO *sb, *cb;
+	int sr = -1, cr = -1;
+
+	assert_true(testcert_make(&key, &cert, false, "x25519.test", NULL, 0));
+	assert_true(SSL_CTX_use_certificate(sctx, cert));
+	assert_true(SSL_CTX_use_PrivateKey(sctx, key));
+	assert_true(SSL_CTX_set1_curves_list(sctx, "X25519"));
+	assert_true(SSL_CTX_set1_curves_list(cctx, "X25519"));
+	s = SSL_new(sctx);
+	c = SSL_new(cctx);
+	assert_true(BIO_new_bio_pair(&sb, 0, &cb, 0));
+	SSL_set_bio(s, sb, sb);
+	SSL_set_bio(c, cb, cb);
+	SSL_set_accept_state(s);
+	SSL_set_connect_state(c);
+	for (int i = 0; i < 20 && (sr != 1 || cr != 1); i++) {
+		cr = SSL_do_handshake(c);
+		sr = SSL_do_handshake(s);
+	}
+	assert_int_equal(sr, 1);
+	assert_int_equal(cr, 1);
+	assert_int_equal(SSL_version(s), TLS1_3_VERSION);
+	assert_int_equal(SSL_get_curve_id(s), SSL_CURVE_X25519);
+	SSL_free(s);
+	SSL_free(c);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+}
+
+static void test_libssl_calls_it(void **state)
+{
+	struct slot_query q = { .lib = "libssl.so", .name = "X25519" };
+
+	assert_ptr_equal(dlsym(RTLD_DEFAULT, "X25519"), (void *)X25519);
+	handshake_x25519();	/* binds the slot if binding is lazy */
+	dl_iterate_phdr(find_slot, &q);
+	assert_true(q.found);
+	assert_ptr_equal(q.value, (void *)X25519);
+	assert_ptr_not_equal(q.value, (void *)boringssl);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rfc7748_vectors),
+		cmocka_unit_test(test_rfc7748_iterated),
+		cmocka_unit_test(test_random_inputs_agree),
+		cmocka_unit_test(test_small_order_refused),
+		cmocka_unit_test(test_libssl_calls_it),
+	};
+
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
