@@ -251,7 +251,7 @@ $(BIN): $(BUILD)/obj/ctl/main.o $(LIB)
 
 # vmgate-signer (signer/): OpenSSL 3's libcrypto, never BoringSSL: no
 # BoringSSL header path and no BoringSSL library on its command lines.
-SIGNER_SRCS := signer/main.c signer/keyop.c
+SIGNER_SRCS := signer/main.c signer/keyop.c signer/getpid.c
 SIGNER_OBJS := $(SIGNER_SRCS:%.c=$(BUILD)/obj-signer/%.o)
 # In a sanitized build it gets UBSan only: LeakSanitizer stops the process
 # with ptrace at exit, which the signer has forbidden itself (not dumpable,
@@ -275,6 +275,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(KBUILD)/config.h
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+
+# The signer's getpid is tested as the signer is built: OpenSSL 3's
+# libcrypto, no BoringSSL.
+$(BUILD)/tests/test_signer_getpid: tests/unit/test_signer_getpid.c \
+                                   signer/getpid.c
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(SIGNER_CFLAGS) $(filter-out $(SAN_FLAGS),$(LDFLAGS)) \
+	  -o $@ $^ -lcrypto -lcmocka
 
 unit: deps-test $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do \

@@ -557,6 +557,11 @@ static bool client_read(struct client *c)
 		c->in_len += (size_t)n;
 		if (!serve(c))
 			return false;
+		/* Short: the socket had no more. epoll is level-triggered
+		 * and says so if more comes; a recvmsg to see EAGAIN would
+		 * be one more system call per signature. */
+		if ((size_t)n < iov.iov_len)
+			return true;
 	}
 }
 
