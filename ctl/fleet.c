@@ -1509,21 +1509,11 @@ static int stek_read(struct fleet *f, struct tls_ticket_key *keys,
 		return ret;
 	for (i = 0; i < r.kvs_len; i++) {
 		struct tls_ticket_key k;
-		size_t j;
 
-		if (!fleet_parse_stek(&k, r.kvs[i].value, r.kvs[i].value_len) ||
-		    k.not_after <= now)
-			continue;
-		if (*n < TLS_TICKET_KEYS_MAX) {
-			keys[(*n)++] = k;
-			continue;
-		}
-		/* Full: replace the oldest if this one is newer. */
-		for (j = 0; j < *n; j++)
-			if (keys[j].not_before < k.not_before) {
-				keys[j] = k;
-				break;
-			}
+		if (fleet_parse_stek(&k, r.kvs[i].value, r.kvs[i].value_len) &&
+		    k.not_after > now)
+			fleet_stek_keep(keys, n, TLS_TICKET_KEYS_MAX, &k);
+		explicit_bzero(&k, sizeof(k));
 	}
 	for (i = 0; i < r.kvs_len; i++)
 		explicit_bzero(r.kvs[i].value, r.kvs[i].value_len);

@@ -693,6 +693,22 @@ static int hexval(char c)
 	return -1;
 }
 
+void fleet_stek_keep(struct tls_ticket_key *keys, size_t *n, size_t cap,
+		     const struct tls_ticket_key *k)
+{
+	size_t i, oldest = 0;
+
+	if (*n < cap) {
+		keys[(*n)++] = *k;
+		return;
+	}
+	for (i = 1; i < *n; i++)
+		if (keys[i].not_before < keys[oldest].not_before)
+			oldest = i;
+	if (*n && keys[oldest].not_before < k->not_before)
+		keys[oldest] = *k;
+}
+
 bool fleet_parse_stek(struct tls_ticket_key *out, const uint8_t *val,
 		      size_t val_len)
 {

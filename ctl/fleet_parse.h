@@ -182,6 +182,12 @@ struct tls_ticket_key;
 bool fleet_parse_stek(struct tls_ticket_key *out, const uint8_t *val,
 		      size_t val_len);
 
+/* fleet_stek_keep adds |k| to |keys|, which holds |*n| of at most |cap|.
+ * When full, |k| takes the place of the key with the oldest not_before if
+ * it is newer: whatever order keys come in, the |cap| newest are kept. */
+void fleet_stek_keep(struct tls_ticket_key *keys, size_t *n, size_t cap,
+		     const struct tls_ticket_key *k);
+
 /* fleet_b64 encodes |len| bytes to base64 in |out| (NUL-terminated);
  * false if |out_cap| is too small. */
 bool fleet_b64(char *out, size_t out_cap, const void *in, size_t len);

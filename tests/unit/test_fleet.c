@@ -614,6 +614,52 @@ static void test_stek(void **state)
 	}
 }
 
+/* More valid keys than there is room for, in every order: the newest are
+ * kept (the first older key was replaced before, not the oldest). */
+static void test_stek_keep_newest(void **state)
+{
+	enum { CAP = 32, ALL = 40 };
+	static const unsigned steps[] = { 1, 7, 9, 11, 13, 17, 39 };
+	struct tls_ticket_key keys[CAP], k;
+
+	(void)state;
+	for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
+		size_t n = 0;
+		unsigned seen[ALL] = { 0 };
+
+		/* not_before 1..ALL, in the order i * step mod ALL (a
+		 * permutation: each step is prime to ALL) */
+		for (unsigned i = 0; i < ALL; i++) {
+			memset(&k, 0, sizeof(k));
+			k.not_before = 1 + (i * steps[s]) % ALL;
+			k.not_after = k.not_before + 1000;
+			k.name[0] = (uint8_t)k.not_before;
+			fleet_stek_keep(keys, &n, CAP, &k);
+		}
+		assert_int_equal(n, CAP);
+		for (size_t i = 0; i < n; i++) {
+			assert_true(keys[i].not_before > ALL - CAP);
+			assert_int_equal(keys[i].name[0], keys[i].not_before);
+			seen[keys[i].not_before - 1]++;
+		}
+		for (unsigned v = ALL - CAP; v < ALL; v++)
+			assert_int_equal(seen[v], 1);
+	}
+	/* An older key than all of a full set changes nothing. */
+	memset(&k, 0, sizeof(k));
+	k.not_before = 0;
+	{
+		size_t n = CAP;
+
+		for (size_t i = 0; i < CAP; i++)
+			keys[i].not_before = 100 + (int64_t)i;
+		fleet_stek_keep(keys, &n, CAP, &k);
+		assert_int_equal(n, CAP);
+		for (size_t i = 0; i < CAP; i++)
+			assert_int_equal(keys[i].not_before, 100 + (int64_t)i);
+	}
+}
+
 /* The fleet: section. */
 
 static bool load(struct config *c, struct config_errors *e, const char *y)
@@ -756,6 +802,7 @@ int main(void)
 		cmocka_unit_test(test_lines),
 		cmocka_unit_test(test_small_answers),
 		cmocka_unit_test(test_stek),
+		cmocka_unit_test(test_stek_keep_newest),
 		cmocka_unit_test(test_config),
 	};
 
