@@ -49,9 +49,12 @@ static struct {
 	const struct tls_ctx **stores;
 	size_t stores_len, stores_cap;
 	/* Keys of freed stores, to UNLOAD at due_ms unless a store still
-	 * names them; kept while the signer cannot be reached. */
+	 * names them; kept while the signer cannot be reached. A signer
+	 * that came back gets them again from |path| (NULL: no memory for
+	 * it) until then. */
 	struct gone_key {
 		uint64_t id, due_ms;
+		char *path;
 	} *gone;
 	size_t gone_len, gone_cap;
 } sd = { .cfd = -1 };
@@ -270,8 +273,10 @@ static void flush_gone(void)
 			continue;
 		}
 		if (live_len && bsearch(&g.id, live, live_len, sizeof(*live),
-					cmp_u64))
+					cmp_u64)) {
+			free(g.path);
 			continue;
+		}
 		cfd_ensure();
 		if (sd.cfd < 0) {
 			sd.gone[kept++] = g;
@@ -289,15 +294,70 @@ static void flush_gone(void)
 			 * which closes the socket at each; not again. */
 			if (ret == -ETIMEDOUT)
 				sd.gone[kept++] = g;
+			else
+				free(g.path);
 			continue;
 		}
 		dropped += status == KEYOP_STATUS_OK;
+		free(g.path);
 	}
 	sd.gone_len = kept;
 	free(live);
 	if (dropped)
 		log_info("signer", "keys_dropped=%zu keys=%zu", dropped,
 			 distinct);
+}
+
+/* LOADs the key |key_id| from |path|: 0, or an error in |err|, with
+ * |*out_broken| set when it was the connection that failed (then closed;
+ * nothing more can load). */
+static int load_path(uint64_t key_id, const char *path, bool *out_broken,
+		     char *err, size_t err_len)
+{
+	char abs[PATH_MAX];
+	uint8_t status = KEYOP_STATUS_FAILED;
+	int kfd = -1, ret;
+
+	*out_broken = false;
+	/* Our own signer gets the open file: it may run as a user that
+	 * cannot open it. An external one (tls.signer) runs as the user the
+	 * keys belong to and opens them by path itself, so that vmgate's
+	 * user need not be able to read them: with a descriptor from vmgate
+	 * it could. Its working directory is not ours: the path goes
+	 * absolute. */
+	if (sd.external) {
+		if (path[0] != '/' && realpath(path, abs))
+			path = abs;
+	} else {
+		kfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (kfd < 0) {
+			ret = -errno;
+			snprintf(err, err_len, "%s: cannot open private key: "
+				 "%s", path, strerror(errno));
+			return ret;
+		}
+	}
+	ret = sd.cfd >= 0 ? load_one(key_id, path, kfd, &status) : -ENOTCONN;
+	if (kfd >= 0)
+		close(kfd);
+	if (ret) {
+		snprintf(err, err_len, "%s: signer: %s", path, strerror(-ret));
+		cfd_close();
+		*out_broken = true;
+		return ret;
+	}
+	if (status == KEYOP_STATUS_MISMATCH) {
+		snprintf(err, err_len, "%s: private key does not match the "
+			 "certificate", path);
+		return -EINVAL;
+	}
+	if (status != KEYOP_STATUS_OK) {
+		snprintf(err, err_len, "%s: the signer cannot load this private "
+			 "key (%s; its log says why)", path, sd.external ?
+			 "readable by the signer's user, PEM" : "PEM");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* LOADs |tls|'s keys. Strict (|best_effort| false: startup, a reload),
@@ -313,66 +373,60 @@ static int load_keys(const struct tls_ctx *tls, bool best_effort, char *err,
 	size_t i, n = tls_ctx_signer_keys(tls);
 
 	for (i = 0; i < n; i++) {
-		char abs[PATH_MAX];
 		uint64_t key_id;
 		const char *path;
-		uint8_t status = KEYOP_STATUS_FAILED;
-		int kfd, ret;
+		bool broken;
+		int ret;
 
 		tls_ctx_signer_key(tls, i, &key_id, &path);
-		/* Our own signer gets the open file: it may run as a user
-		 * that cannot open it. An external one (tls.signer) runs as
-		 * the user the keys belong to and opens them by path itself,
-		 * so that vmgate's user need not be able to read them: with
-		 * a descriptor from vmgate it could. Its working directory
-		 * is not ours: the path goes absolute. */
-		kfd = -1;
-		ret = 0;
-		if (sd.external) {
-			if (path[0] != '/' && realpath(path, abs))
-				path = abs;
-		} else {
-			kfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-			if (kfd < 0) {
-				ret = -errno;
-				snprintf(err, err_len, "%s: cannot open private "
-					 "key: %s", path, strerror(errno));
-			}
-		}
-		if (!ret) {
-			ret = sd.cfd >= 0 ? load_one(key_id, path, kfd,
-						     &status)
-					  : -ENOTCONN;
-			if (kfd >= 0)
-				close(kfd);
-			if (ret) {
-				snprintf(err, err_len, "%s: signer: %s", path,
-					 strerror(-ret));
-				cfd_close();
-				return ret;
-			}
-			if (status == KEYOP_STATUS_MISMATCH) {
-				ret = -EINVAL;
-				snprintf(err, err_len, "%s: private key does "
-					 "not match the certificate", path);
-			} else if (status != KEYOP_STATUS_OK) {
-				ret = -EINVAL;
-				snprintf(err, err_len, "%s: the signer cannot "
-					 "load this private key (%s; its log "
-					 "says why)", path, sd.external ?
-					 "readable by the signer's user, PEM"
-					 : "PEM");
-			}
-		}
+		ret = load_path(key_id, path, &broken, err, err_len);
 		if (!ret)
 			continue;
-		if (!best_effort)
+		if (!best_effort || broken)
 			return ret;
 		sd.failed++;
 		log_error("signer", "key_id=%016llx %s: full handshakes with "
 			  "its certificate fail until the file is fixed and "
 			  "vmgate reloads", (unsigned long long)key_id, err);
 	}
+	return 0;
+}
+
+/* A signer that came back (restarted, or an external one reconnected)
+ * also gets the keys of freed stores that handshakes begun on them may
+ * still sign with, until they are due to leave, best effort: a key that
+ * fails is a WARN line (those handshakes fail, as they would have), only
+ * a broken connection stops it. Keys a held store names are loaded with
+ * it. */
+static int load_gone(void)
+{
+	size_t i, j, live_len;
+	uint64_t *live;
+	char err[512];
+
+	if (!sd.gone_len || !live_ids(&live, &live_len))
+		return 0;
+	for (i = 0; i < sd.gone_len; i++) {
+		const struct gone_key *g = &sd.gone[i];
+		bool broken, again = false;
+		int ret;
+
+		for (j = 0; j < i; j++)
+			again |= sd.gone[j].id == g->id;
+		if (again || !g->path || (live_len && bsearch(&g->id, live,
+				live_len, sizeof(*live), cmp_u64)))
+			continue;
+		ret = load_path(g->id, g->path, &broken, err, sizeof(err));
+		if (broken) {
+			free(live);
+			return ret;
+		}
+		if (ret)
+			log_warn("signer", "key_id=%016llx %s: the handshakes "
+				 "begun before the reload that superseded it "
+				 "fail", (unsigned long long)g->id, err);
+	}
+	free(live);
 	return 0;
 }
 
@@ -473,6 +527,8 @@ static int spawn(const struct tls_ctx *first, char *err, size_t err_len)
 	}
 	ret = first ? load_keys(first, false, err, err_len)
 		    : load_held(err, err_len);
+	if (!ret && !first)
+		ret = load_gone();
 	if (ret)
 		goto err_child;
 	if (rename(sd.tmp, sd.path)) {
@@ -625,6 +681,7 @@ void signerd_forget(const struct tls_ctx *tls)
 
 		tls_ctx_signer_key(tls, i, &g->id, &path);
 		g->due_ms = timer_now_ms() + sd.hold_ms;
+		g->path = strdup(path);
 	}
 }
 
@@ -648,7 +705,7 @@ static void reconnect(uint64_t now)
 		return;
 	cfd_close();
 	sd.cfd = connect_to(sd.path);
-	if (sd.cfd >= 0 && !load_held(err, sizeof(err))) {
+	if (sd.cfd >= 0 && !load_held(err, sizeof(err)) && !load_gone()) {
 		if (sd.failed)
 			log_warn("signer", "connected socket=%s keys=%zu "
 				 "failed=%zu", sd.path,
@@ -705,9 +762,6 @@ void signerd_tick(void)
 				sd.backoff_ms *= 2;
 			return;
 		}
-		/* A new signer has the held stores' keys only: nothing of
-		 * the gone ones to drop. */
-		sd.gone_len = 0;
 	}
 	for (i = 0; i < sd.gone_len; i++)
 		if (sd.gone[i].due_ms <= now) {
@@ -736,6 +790,8 @@ void signerd_stop(void)
 		rmdir(sd.dir);
 	}
 	free(sd.stores);
+	for (size_t i = 0; i < sd.gone_len; i++)
+		free(sd.gone[i].path);
 	free(sd.gone);
 	sd.stores = NULL;
 	sd.gone = NULL;

@@ -688,6 +688,56 @@ def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
           % (mode, old_id, [c[2] for c in counts]))
 
 
+@needs_signer
+def test_restarted_signer_gets_superseded_key(certs, fleet, workdir):
+    """A key whose certificate a reload replaced stays in the signer for
+    the handshakes begun on the old store; if the signer dies and
+    restarts in that time, the new one gets it again (it got only the
+    held stores' keys before, and those handshakes failed), and lets it
+    go when it is due."""
+    g = start_gate(certs, fleet, workdir, "signer-restart-gone",
+                   limits={"handshake_timeout_ms": 4000})
+    try:
+        g.wait_log(r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)
+        sock = re.search(r"socket=(\S+)", g.wait_log(
+            r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)[0]).group(1)
+        old_id = key_id(certs.vm_key)
+        msg = os.urandom(130)
+        d = os.path.join(workdir, "signer-restart-gone")
+        os.makedirs(d, exist_ok=True)
+        cert, key = new_vm_cert(d)
+        new_id = key_id(key)
+        with open(g.cfg_path) as f:
+            text = f.read()
+        old = "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key)
+        assert old in text
+        mark = g.mark()
+        replace_file(g.cfg_path, text.replace(
+            old, "{ cert: %s, key: %s" % (cert, key)))
+        g.wait_log(r"INFO reload trigger=file", since=mark, timeout=10)
+        pid = signer_pid(g)
+        os.kill(pid, signal.SIGKILL)
+        g.wait_log(r"WARN signer_exit signal=9", since=mark)
+        g.wait_log(r"INFO signer pid=\d+ socket=\S+ keys=2", since=mark)
+        assert signer_pid(g) != pid
+        # The restarted signer: the new key, and the superseded one,
+        # which a handshake begun before the reload may still ask for.
+        st, sig = keyop_sign(sock, new_id, 0x0503, msg)
+        assert st == STATUS_OK and verifies(workdir, key, "sha384", msg,
+                                            sig)
+        st, sig = keyop_sign(sock, old_id, 0x0403, msg)
+        assert st == STATUS_OK, "the restarted signer lacks the key of " \
+            "the store the reload freed (status %d)" % st
+        assert verifies(workdir, certs.vm_key, "sha256", msg, sig)
+        # It leaves when due (4 s + the signer's 1 s after the reload).
+        g.wait_log(r"INFO signer keys_dropped=1 keys=2", since=mark,
+                   timeout=15)
+        assert keyop_sign(sock, old_id, 0x0403, msg)[0] == STATUS_NO_KEY
+        assert not g.find(r"WARN signer key_id=", since=mark), g.tail()
+    finally:
+        g.stop()
+
+
 def test_check_refuses_mismatched_key(certs, fleet, workdir):
     """--check reads the keys itself: the signer build starts no signer
     for it, and accepted any key file before; the in-process build loads
