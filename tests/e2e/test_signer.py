@@ -698,7 +698,6 @@ def test_restarted_signer_gets_superseded_key(certs, fleet, workdir):
     g = start_gate(certs, fleet, workdir, "signer-restart-gone",
                    limits={"handshake_timeout_ms": 4000})
     try:
-        g.wait_log(r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)
         sock = re.search(r"socket=(\S+)", g.wait_log(
             r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)[0]).group(1)
         old_id = key_id(certs.vm_key)
