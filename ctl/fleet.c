@@ -1556,8 +1556,10 @@ static void stek_tick(struct fleet *f)
 		if (!next)
 			stek_mint(f, (cur ? cur_nb : now) +
 					     f->cfg->ticket_rotation_s, now);
-		if (stek_read(f, keys, &n, now))
+		if (stek_read(f, keys, &n, now)) {
+			explicit_bzero(keys, sizeof(keys));
 			return;
+		}
 	}
 	tls_ticket_keys_set(keys, n);
 	explicit_bzero(keys, sizeof(keys));

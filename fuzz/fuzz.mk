@@ -92,7 +92,7 @@ FUZZ_MAXLEN_admin := 8192
 # The key agreement on the client's key share (tls/x25519.c): libsodium's
 # against BoringSSL's. The executable must export X25519 for
 # tls_x25519_init to choose libsodium; vmgate's does because libssl.so
-# refers to it, and this target does not link libssl.
+# refers to it, and nothing of libssl's is linked into this target.
 FUZZ_SRCS_x25519 := fuzz/x25519.c tls/x25519.c
 FUZZ_LIBS_x25519 := $(FUZZ_SSL) -lsodium -Wl,--export-dynamic-symbol=X25519
 FUZZ_MAXLEN_x25519 := 64

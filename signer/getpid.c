@@ -9,38 +9,48 @@
  *
  * vmgate-signer defines getpid itself; the dynamic linker binds
  * libcrypto's calls to the executable's definition first. It answers from
- * a cache that is cleared in the child of a fork (pthread_atfork), so
- * OpenSSL still sees every fork: the signer never forks, but a cache that
- * outlived one would give parent and child the same random numbers, ECDSA
- * nonces among them, and with them the key.
+ * a cache on a page of its own marked MADV_WIPEONFORK (Linux 4.14), which
+ * the kernel hands to a forked child zeroed, however the fork was made
+ * (fork, _Fork, a raw clone: BoringSSL's fork detection uses the same
+ * mark): the child asks the kernel, and OpenSSL sees the fork. A cache
+ * that outlived a fork would give parent and child the same random
+ * numbers, ECDSA nonces among them, and with them the key. The signer
+ * never forks; where the mark cannot be set, every call asks the kernel.
  */
-#include <pthread.h>
-#include <stdbool.h>
+#include <stddef.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
-static pid_t cached;
-static bool usable; /* the fork handler is in place */
-
-static void forget(void)
-{
-	__atomic_store_n(&cached, 0, __ATOMIC_RELAXED);
-}
+/* The page, or NULL: no cache. Set once, before main. */
+static pid_t *cached;
 
 __attribute__((constructor)) static void getpid_init(void)
 {
-	usable = pthread_atfork(NULL, NULL, forget) == 0;
+	void *p = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE),
+		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		       0);
+
+	if (p == MAP_FAILED)
+		return;
+	if (madvise(p, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK)) {
+		munmap(p, (size_t)sysconf(_SC_PAGESIZE));
+		return;
+	}
+	cached = p;
 }
 
 pid_t getpid(void)
 {
-	pid_t pid = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+	pid_t pid;
 
+	if (!cached)
+		return (pid_t)syscall(SYS_getpid);
+	pid = __atomic_load_n(cached, __ATOMIC_RELAXED);
 	if (!pid) {
 		pid = (pid_t)syscall(SYS_getpid);
-		if (usable)
-			__atomic_store_n(&cached, pid, __ATOMIC_RELAXED);
+		__atomic_store_n(cached, pid, __ATOMIC_RELAXED);
 	}
 	return pid;
 }

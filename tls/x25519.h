@@ -27,9 +27,10 @@ enum tls_x25519_impl {
 };
 
 /* tls_x25519_init chooses the implementation behind X25519 and returns it:
- * libsodium, once sodium_init has succeeded and libsodium agrees with
- * BoringSSL on a set of inputs (RFC 7748's vectors, a public value with
- * its top bit set, one of small order), else BoringSSL. When X25519 is
+ * libsodium, once sodium_init has succeeded, the CPU has AVX (libsodium's
+ * fast code) and libsodium agrees with BoringSSL on a set of inputs (RFC
+ * 7748's vectors, a public value with its top bit set, one of small
+ * order), else BoringSSL. When X25519 is
  * not the executable's (the link did not export it), libssl never calls
  * it and the answer is BoringSSL too. |*out_why| gets a sentence for the
  * startup log. Call it once, before any handshake and any other thread. */

@@ -3,8 +3,10 @@
  * BoringSSL). It is the one the dynamic linker binds; it answers the
  * kernel's pid, also in a forked child; and OpenSSL's random generators
  * still see the fork through it: a parent and its child draw different
- * bytes, public and private (ECDSA's nonces come from the private one).
- * With a cache the fork did not clear, the two would draw the same. */
+ * bytes, public and private (ECDSA's nonces come from the private one),
+ * whether the child came from fork(), from _Fork() (no fork handlers) or
+ * from the fork system call itself. With a cache the fork did not clear,
+ * the two would draw the same. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,8 +49,13 @@ static void test_child_gets_its_own_pid(void **state)
 	assert_int_equal(getpid(), parent);
 }
 
-/* |priv|: RAND_priv_bytes, else RAND_bytes. */
-static void draw_after_fork(int priv)
+static pid_t raw_fork(void)
+{
+	return (pid_t)syscall(SYS_fork);
+}
+
+/* |priv|: RAND_priv_bytes, else RAND_bytes; the child made by |fork_fn|. */
+static void draw_after_fork(int priv, pid_t (*fork_fn)(void))
 {
 	uint8_t warm[16], mine[32], theirs[32];
 	int fds[2], status;
@@ -58,14 +65,15 @@ static void draw_after_fork(int priv)
 	assert_int_equal(priv ? RAND_priv_bytes(warm, sizeof(warm))
 			      : RAND_bytes(warm, sizeof(warm)), 1);
 	assert_int_equal(pipe(fds), 0);
-	child = fork();
+	child = fork_fn();
 	assert_true(child >= 0);
 	if (child == 0) {
 		int ok = priv ? RAND_priv_bytes(mine, sizeof(mine))
 			      : RAND_bytes(mine, sizeof(mine));
 
-		_exit(ok == 1 && write(fds[1], mine, sizeof(mine)) ==
-				       (ssize_t)sizeof(mine) ? 0 : 1);
+		_exit(getpid() == (pid_t)syscall(SYS_getpid) && ok == 1 &&
+		      write(fds[1], mine, sizeof(mine)) ==
+			      (ssize_t)sizeof(mine) ? 0 : 1);
 	}
 	close(fds[1]);
 	assert_int_equal(priv ? RAND_priv_bytes(mine, sizeof(mine))
@@ -74,18 +82,31 @@ static void draw_after_fork(int priv)
 			 (ssize_t)sizeof(theirs));
 	close(fds[0]);
 	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	assert_memory_not_equal(mine, theirs, sizeof(mine));
 }
 
 static void test_openssl_public_random_forks(void **state)
 {
-	draw_after_fork(0);
+	draw_after_fork(0, fork);
 }
 
 static void test_openssl_private_random_forks(void **state)
 {
-	draw_after_fork(1);
+	draw_after_fork(1, fork);
+}
+
+static void test_openssl_random_forks_without_handlers(void **state)
+{
+	draw_after_fork(1, _Fork);
+	draw_after_fork(0, _Fork);
+}
+
+static void test_openssl_random_forks_by_system_call(void **state)
+{
+	draw_after_fork(1, raw_fork);
+	draw_after_fork(0, raw_fork);
 }
 
 int main(void)
@@ -96,6 +117,8 @@ int main(void)
 		cmocka_unit_test(test_child_gets_its_own_pid),
 		cmocka_unit_test(test_openssl_public_random_forks),
 		cmocka_unit_test(test_openssl_private_random_forks),
+		cmocka_unit_test(test_openssl_random_forks_without_handlers),
+		cmocka_unit_test(test_openssl_random_forks_by_system_call),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,10 @@
 /* tests/unit/test_x25519.c: tls/x25519.c, the X25519 every handshake's
- * key agreement goes through: libsodium is chosen; it agrees with
- * BoringSSL's own X25519 on RFC 7748's vectors, on random inputs (public
- * values with their top bit set and unreduced ones among them) and on the
- * points of small order, which both refuse; and libssl really calls it:
+ * key agreement goes through: libsodium is chosen (the CPU this runs on
+ * has AVX); it agrees with BoringSSL's own X25519 on RFC 7748's vectors,
+ * on 3,000 inputs of a fixed sequence (public values with their top bit
+ * set and unreduced ones among them), with the output over the peer's
+ * value, and on the points of small order, which both refuse; and libssl
+ * really calls it:
  * after a TLS 1.3 handshake over X25519 between two SSL objects in memory,
  * libssl's relocation for X25519 holds this program's function, not
  * libcrypto's. */
@@ -21,6 +23,7 @@
 
 #include <openssl/curve25519.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 
 #include "tls/x25519.h"
@@ -89,23 +92,51 @@ static void test_rfc7748_iterated(void **state)
 	assert_memory_equal(k, want, 32);
 }
 
-static void test_random_inputs_agree(void **state)
+/* Input |i| of a fixed sequence (SHA-256 of a tag and i): a failure is
+ * the same input on every run. */
+static void input(uint8_t out[32], char tag, uint32_t i)
 {
-	for (int i = 0; i < 3000; i++) {
+	uint8_t in[5] = { (uint8_t)tag, (uint8_t)i, (uint8_t)(i >> 8),
+			  (uint8_t)(i >> 16), (uint8_t)(i >> 24) };
+
+	SHA256(in, sizeof(in), out);
+}
+
+static void test_many_inputs_agree(void **state)
+{
+	for (uint32_t i = 0; i < 3000; i++) {
 		uint8_t k[32], u[32], a[32], b[32];
 		int ra, rb;
 
-		RAND_bytes(k, sizeof(k));
-		RAND_bytes(u, sizeof(u));
+		input(k, 'k', i);
+		input(u, 'u', i);
 		if (i % 3 == 1)
 			u[31] |= 0x80;	/* top bit: ignored by both */
-		if (i % 3 == 2)	/* at or above p = 2^255 - 19 */
-			memset(u + 1, 0xff, 31), u[0] |= 0xed;
+		if (i % 3 == 2) {	/* p = 2^255 - 19 and the 18 above it,
+					 * top bit or not */
+			memset(u, 0xff, 32);
+			u[0] = (uint8_t)(0xed + i % 19);
+			u[31] = i % 2 ? 0xff : 0x7f;
+		}
 		ra = X25519(a, k, u);
 		rb = boringssl(b, k, u);
-		assert_int_equal(ra, rb);
-		if (rb)
-			assert_memory_equal(a, b, 32);
+		if (ra != rb || (rb && memcmp(a, b, 32) != 0))
+			fail_msg("input %u: libsodium %d, BoringSSL %d", i, ra,
+				 rb);
+	}
+}
+
+/* The output may be the peer's value itself, as BoringSSL allows. */
+static void test_output_over_peer_value(void **state)
+{
+	for (uint32_t i = 0; i < 50; i++) {
+		uint8_t k[32], u[32], want[32];
+
+		input(k, 'K', i);
+		input(u, 'U', i);
+		assert_int_equal(boringssl(want, k, u), 1);
+		assert_int_equal(X25519(u, k, u), 1);
+		assert_memory_equal(u, want, 32);
 	}
 }
 
@@ -255,7 +286,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rfc7748_vectors),
 		cmocka_unit_test(test_rfc7748_iterated),
-		cmocka_unit_test(test_random_inputs_agree),
+		cmocka_unit_test(test_many_inputs_agree),
+		cmocka_unit_test(test_output_over_peer_value),
 		cmocka_unit_test(test_small_order_refused),
 		cmocka_unit_test(test_libssl_calls_it),
 	};
