@@ -595,12 +595,9 @@ int main(int argc, char **argv)
 		 steer_link_id(shared.steer), steer_why);
 	/* Falling back costs every handshake ~17 µs: say so loudly. */
 	x25519 = tls_x25519_init(&x25519_why);
-	if (x25519 == TLS_X25519_LIBSODIUM)
-		log_info("x25519", "impl=%s reason=\"%s\"",
-			 tls_x25519_impl_name(x25519), x25519_why);
-	else
-		log_warn("x25519", "impl=%s reason=\"%s\"",
-			 tls_x25519_impl_name(x25519), x25519_why);
+	log_msg(x25519 == TLS_X25519_LIBSODIUM ? LOG_INFO : LOG_WARN,
+		"x25519", "impl=%s reason=\"%s\"",
+		tls_x25519_impl_name(x25519), x25519_why);
 	raise_nofile();
 	tune_malloc();
 	signal(SIGPIPE, SIG_IGN);

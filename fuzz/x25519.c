@@ -12,7 +12,6 @@
  * Seed corpus: fuzz/corpus/x25519/ (RFC 7748's vectors, points of small
  * order, public values at and above p, with the top bit set).
  */
-#include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,16 +20,13 @@
 
 #include "tls/x25519.h"
 
-typedef int x25519_fn(uint8_t out[32], const uint8_t priv[32],
-		      const uint8_t peer[32]);
-
-static x25519_fn *boringssl;
+static tls_x25519_fn *boringssl;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	const char *why;
 
-	boringssl = (x25519_fn *)dlsym(RTLD_NEXT, "X25519");
+	boringssl = tls_x25519_boringssl();
 	if (!boringssl || tls_x25519_init(&why) != TLS_X25519_LIBSODIUM)
 		abort();
 	return 0;

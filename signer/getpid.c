@@ -28,14 +28,14 @@ static pid_t *cached;
 
 __attribute__((constructor)) static void getpid_init(void)
 {
-	void *p = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE),
-		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-		       0);
+	size_t len = (size_t)sysconf(_SC_PAGESIZE);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED)
 		return;
-	if (madvise(p, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK)) {
-		munmap(p, (size_t)sysconf(_SC_PAGESIZE));
+	if (madvise(p, len, MADV_WIPEONFORK)) {
+		munmap(p, len);
 		return;
 	}
 	cached = p;

@@ -9,22 +9,19 @@
 #include <openssl/curve25519.h>
 #include <sodium.h>
 
-typedef int x25519_fn(uint8_t out[32], const uint8_t priv[32],
-		      const uint8_t peer[32]);
-
 /* Written once by tls_x25519_init before any other thread exists; NULL
  * before (or in a program that never calls it): BoringSSL's. */
-static x25519_fn *chosen;
+static tls_x25519_fn *chosen;
 
-/* BoringSSL's X25519: the next definition after the executable's, looked
- * up once (a race only looks it up twice). */
-static x25519_fn *boringssl_x25519(void)
+/* The next definition after the executable's, looked up once (a race
+ * only looks it up twice). */
+tls_x25519_fn *tls_x25519_boringssl(void)
 {
-	static x25519_fn *f;
-	x25519_fn *g = __atomic_load_n(&f, __ATOMIC_RELAXED);
+	static tls_x25519_fn *f;
+	tls_x25519_fn *g = __atomic_load_n(&f, __ATOMIC_RELAXED);
 
 	if (!g) {
-		g = (x25519_fn *)dlsym(RTLD_NEXT, "X25519");
+		g = (tls_x25519_fn *)dlsym(RTLD_NEXT, "X25519");
 		__atomic_store_n(&f, g, __ATOMIC_RELAXED);
 	}
 	return g;
@@ -46,7 +43,7 @@ static int sodium_x25519(uint8_t out[32], const uint8_t priv[32],
 int X25519(uint8_t out_shared_key[32], const uint8_t private_key[32],
 	   const uint8_t peer_public_value[32])
 {
-	x25519_fn *f = chosen ? chosen : boringssl_x25519();
+	tls_x25519_fn *f = chosen ? chosen : tls_x25519_boringssl();
 
 	/* Not found: no X25519 at all (libcrypto always has one). */
 	if (!f)
@@ -79,7 +76,7 @@ static const uint8_t checks[][2][32] = {
 	    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f } },
 };
 
-static bool agrees(x25519_fn *ours, x25519_fn *theirs)
+static bool agrees(tls_x25519_fn *ours, tls_x25519_fn *theirs)
 {
 	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
 		uint8_t a[32], b[32];
@@ -94,7 +91,7 @@ static bool agrees(x25519_fn *ours, x25519_fn *theirs)
 
 enum tls_x25519_impl tls_x25519_init(const char **out_why)
 {
-	x25519_fn *bssl = boringssl_x25519();
+	tls_x25519_fn *bssl = tls_x25519_boringssl();
 
 	chosen = bssl;
 	if (dlsym(RTLD_DEFAULT, "X25519") != (void *)X25519) {

@@ -21,6 +21,13 @@
 #ifndef VMGATE_TLS_X25519_H
 #define VMGATE_TLS_X25519_H
 
+#include <stdint.h>
+
+/* BoringSSL's X25519 signature (<openssl/curve25519.h>). */
+typedef int tls_x25519_fn(uint8_t out_shared_key[32],
+			  const uint8_t private_key[32],
+			  const uint8_t peer_public_value[32]);
+
 enum tls_x25519_impl {
 	TLS_X25519_BORINGSSL,
 	TLS_X25519_LIBSODIUM,
@@ -35,6 +42,10 @@ enum tls_x25519_impl {
  * it and the answer is BoringSSL too. |*out_why| gets a sentence for the
  * startup log. Call it once, before any handshake and any other thread. */
 enum tls_x25519_impl tls_x25519_init(const char **out_why);
+
+/* tls_x25519_boringssl returns BoringSSL's own X25519, the one this file
+ * stands in front of (NULL if not found): what tests compare with. */
+tls_x25519_fn *tls_x25519_boringssl(void);
 
 /* tls_x25519_impl_name is "libsodium" or "boringssl". */
 const char *tls_x25519_impl_name(enum tls_x25519_impl impl);

@@ -609,6 +609,20 @@ def replace_file(path, text):
     os.rename(path + ".new", path)
 
 
+def swap_vm_cert(g, certs, d):
+    """A new key and certificate for *.vm.test in |d|, and |g|'s
+    configuration with them in place of the old ones (not written):
+    (cert, key, key id, text)."""
+    os.makedirs(d, exist_ok=True)
+    cert, key = new_vm_cert(d)
+    with open(g.cfg_path) as f:
+        text = f.read()
+    old = "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key)
+    assert old in text
+    return cert, key, key_id(key), text.replace(
+        old, "{ cert: %s, key: %s" % (cert, key))
+
+
 @needs_signer
 def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
     g = kgate
@@ -622,15 +636,8 @@ def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
     assert [c[2] for c in signer_counts(g.signer_log)] == [1, 2]
 
     # The certificate of *.vm.test swapped for one with a new key.
-    d = os.path.join(workdir, "signer-keys-" + mode)
-    os.makedirs(d, exist_ok=True)
-    cert, key = new_vm_cert(d)
-    new_id = key_id(key)
-    with open(g.cfg_path) as f:
-        text = f.read()
-    old = "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key)
-    assert old in text
-    swapped = text.replace(old, "{ cert: %s, key: %s" % (cert, key))
+    cert, key, new_id, swapped = swap_vm_cert(
+        g, certs, os.path.join(workdir, "signer-keys-" + mode))
     # First a reload that fails after the new key went in (the RSA
     # certificate gets a key not its own): the key it loaded leaves again.
     rsa = "{ cert: %s, key: %s" % (certs.other_cert, certs.other_key)
@@ -702,17 +709,10 @@ def test_restarted_signer_gets_superseded_key(certs, fleet, workdir):
             r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)[0]).group(1)
         old_id = key_id(certs.vm_key)
         msg = os.urandom(130)
-        d = os.path.join(workdir, "signer-restart-gone")
-        os.makedirs(d, exist_ok=True)
-        cert, key = new_vm_cert(d)
-        new_id = key_id(key)
-        with open(g.cfg_path) as f:
-            text = f.read()
-        old = "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key)
-        assert old in text
+        cert, key, new_id, swapped = swap_vm_cert(
+            g, certs, os.path.join(workdir, "signer-restart-gone"))
         mark = g.mark()
-        replace_file(g.cfg_path, text.replace(
-            old, "{ cert: %s, key: %s" % (cert, key)))
+        replace_file(g.cfg_path, swapped)
         g.wait_log(r"INFO reload trigger=file", since=mark, timeout=10)
         pid = signer_pid(g)
         os.kill(pid, signal.SIGKILL)

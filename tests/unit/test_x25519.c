@@ -30,17 +30,14 @@
 
 #include "fuzz/testcert.c"
 
-typedef int x25519_fn(uint8_t out[32], const uint8_t priv[32],
-		      const uint8_t peer[32]);
-
-static x25519_fn *boringssl;
+static tls_x25519_fn *boringssl;
 
 static int setup(void **state)
 {
 	const char *why = NULL;
 
 	/* Before the choice X25519 is BoringSSL's: same answers. */
-	boringssl = (x25519_fn *)dlsym(RTLD_NEXT, "X25519");
+	boringssl = tls_x25519_boringssl();
 	if (!boringssl || (void *)boringssl == (void *)X25519)
 		return -1;
 	if (tls_x25519_init(&why) != TLS_X25519_LIBSODIUM) {
