@@ -342,6 +342,11 @@ e2e-fds: deps-test
 	VMGATE_BIN=$(abspath build/fds/vmgate) \
 	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
 
+# The runs of the suite after `make e2e` leave out the tests marked
+# `once` (testssl.sh, a minute): what they check is the same in every
+# socket mode and key path.
+E2E_AGAIN := -m 'not once'
+
 # The build without vmgate-signer, whose private keys stay in vmgate
 # (Kconfig KEY_SIGNER=n; the default is y): the tests where a handshake's
 # signature, its alerts, resumption or a certificate reload is what is
@@ -359,17 +364,19 @@ inproc-build: deps-build
 
 e2e-inproc: deps-test inproc-build $(KUCLIENT)
 	VMGATE_BIN=$(abspath build/inproc/vmgate) \
-	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_INPROC_TESTS) $(E2E_ARGS)
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_AGAIN) \
+	    $(E2E_INPROC_TESTS) $(E2E_ARGS)
 
 # The default build as on Debian 12's Linux 6.1: VMGATE_PROBE_KERNEL (for
 # tests) makes the startup probe report no more than that release has, so
 # the socket mode is chosen at run time as there (plain fds: no io_uring
-# socket setsockopt before 6.7). The whole suite, then the session gate's
-# startup line must say mode=fds (its log is under --basetemp).
+# socket setsockopt before 6.7). The whole suite (but the `once` tests),
+# then the session gate's startup line must say mode=fds (its log is under
+# --basetemp).
 E2E_OLDKERNEL_TMP := $(abspath $(BUILD))/e2e-oldkernel
 e2e-oldkernel: deps-test $(BIN) $(SIGNER_BIN) $(KUCLIENT)
 	VMGATE_BIN=$(abspath $(BIN)) VMGATE_PROBE_KERNEL=6.1 \
-	  $(E2E_PY) -m pytest -q -p no:cacheprovider \
+	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_AGAIN) \
 	    --basetemp=$(E2E_OLDKERNEL_TMP) tests/e2e $(E2E_ARGS); \
 	rc=$$?; log=$(E2E_OLDKERNEL_TMP)/vmgate-e2e0/vmgate.log; \
 	if ! grep -q 'INFO sockets mode=fds .*probe_kernel=6.1 ' $$log; then \
@@ -398,24 +405,27 @@ e2e-hello4k: deps-test
 # run of each target (FUZZ_CI_SECONDS), the plain-fd build's socket tests,
 # end-to-end last so that pytest's summary is the final line. With
 # SANITIZE=1, `unit` already is the sanitized build.
+# Each step but the last says how long it took ("== make unit: 41 s").
+step = t0=$$(date +%s); $(MAKE) --no-print-directory $(1); rc=$$?; \
+       echo "== make $(1): $$(( $$(date +%s) - t0 )) s"; exit $$rc
 test: deps-test
 	@$(MAKE) --no-print-directory check-planes
-	@$(MAKE) --no-print-directory unit
+	@$(call step,unit)
 ifneq ($(SANITIZE),1)
-	@$(MAKE) --no-print-directory unit-asan
+	@$(call step,unit-asan)
 endif
-	@$(MAKE) --no-print-directory fuzz-replay
-	@$(MAKE) --no-print-directory fuzz-ci
+	@$(call step,fuzz-replay)
+	@$(call step,fuzz-ci)
 ifneq ($(SANITIZE),1)
-	@$(MAKE) --no-print-directory e2e-fds
-	@$(MAKE) --no-print-directory e2e-oldkernel
-	@$(MAKE) --no-print-directory e2e-inproc
+	@$(call step,e2e-fds)
+	@$(call step,e2e-oldkernel)
+	@$(call step,e2e-inproc)
 endif
-	@$(MAKE) --no-print-directory e2e-hello4k
+	@$(call step,e2e-hello4k)
 ifneq ($(SANITIZE),1)
-	@$(MAKE) --no-print-directory image-check
-	@$(MAKE) --no-print-directory e2e-image
-	@$(MAKE) --no-print-directory deb-check
+	@$(call step,image-check)
+	@$(call step,e2e-image)
+	@$(call step,deb-check)
 endif
 	@$(MAKE) --no-print-directory e2e
 

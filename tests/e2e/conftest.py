@@ -61,6 +61,9 @@ def _sigterm(signum, frame):
 def pytest_configure(config):
     signal.signal(signal.SIGTERM, _sigterm)
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "once: long, and the same in every "
+                            "socket mode and key path: make test runs it in "
+                            "e2e only, not again in e2e-oldkernel or e2e-inproc")
     config.addinivalue_line("markers", "timeout(seconds): per-test watchdog")
 
 

@@ -576,9 +576,10 @@ class Hello:
                         for i in range(0, len(m), chunk))
 
 
-def read_answer(sock, timeout=10.0, limit=1 << 20):
-    """Read until EOF/reset/timeout. -> (data, how) with how one of
-    "eof", "reset", "timeout"."""
+def read_answer(sock, timeout=10.0, limit=1 << 20, done=None):
+    """Read until EOF/reset/timeout, or until done(data) holds (how is
+    then "done"). -> (data, how) with how one of "eof", "reset",
+    "timeout", "done"."""
     sock.settimeout(timeout)
     data, how = b"", "eof"
     deadline = time.monotonic() + timeout
@@ -589,11 +590,23 @@ def read_answer(sock, timeout=10.0, limit=1 << 20):
             if not d:
                 break
             data += d
+            if done and done(data):
+                how = "done"
+                break
     except socket.timeout:
         how = "timeout"
     except (ConnectionResetError, BrokenPipeError):
         how = "reset"
     return data, how
+
+
+def server_flight_in(data):
+    """True once |data| begins with a whole handshake record (the
+    server's first flight, after which the server waits for the client):
+    a read_answer(done=) that need not wait out its timeout. An alert
+    does not count: its reader goes on to the close that follows it."""
+    return (data[:1] == b"\x16" and len(data) >= 5
+            and len(data) >= 5 + int.from_bytes(data[3:5], "big"))
 
 
 def plaintext_alerts(data):

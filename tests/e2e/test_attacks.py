@@ -24,7 +24,7 @@ import pytest
 from e2e_net import free_ports
 from e2e_util import (wait_until, BioClient, Footprint, Hello, direct_descriptors, echo_roundtrip,
                       fd_listing, gate_metric, peer_re, plaintext_alerts, raise_fd_limit,
-                      read_answer, tcp_sockets, tls_connect)
+                      read_answer, server_flight_in, tcp_sockets, tls_connect)
 
 HANDSHAKE_TIMEOUT = 5.0     # the shared gate's limits.handshake_timeout_ms
 ALERT_ILLEGAL_PARAMETER = 47
@@ -355,7 +355,7 @@ def test_alert_mid_handshake(live_gate, certs, fp, when, alert):
         s.sendall(hello + alert)
     else:
         s.sendall(hello)
-        flight, _ = read_answer(s, timeout=1.0)
+        flight, _ = read_answer(s, timeout=1.0, done=server_flight_in)
         assert flight[:1] == b"\x16", ("no server flight", flight[:16], live_gate.tail(since=mark))
         s.sendall(alert)
     echo_roundtrip(certs)

@@ -15,7 +15,8 @@ import socket
 import subprocess
 
 from e2e_net import free_ports
-from e2e_util import Hello, echo_roundtrip, peer_re, plaintext_alerts, read_answer
+from e2e_util import (Hello, echo_roundtrip, peer_re, plaintext_alerts, read_answer,
+                      server_flight_in)
 
 HELLO_BYTES = 12 * 1024
 DECODE_ERROR = 50
@@ -41,7 +42,7 @@ def test_default_limit_follows_the_build(private_gate, gate_bin, certs, fleet):
     lport = s.getsockname()[1]
     # Split over records so the parser joins it in the scratch buffer.
     s.sendall(hello.records(chunk=1000))
-    data, how = read_answer(s, timeout=5)
+    data, how = read_answer(s, timeout=5, done=server_flight_in)
     s.close()
     if cap < HELLO_BYTES:
         assert plaintext_alerts(data) == [(2, DECODE_ERROR)], (

@@ -21,8 +21,8 @@ import subprocess
 import pytest
 
 from e2e_net import free_ports
-from e2e_util import (Gate, Hello, echo_roundtrip, gate_config, gate_metric,
-                      peer_re, plaintext_alerts, read_answer)
+from e2e_util import (Gate, Hello, echo_roundtrip, server_flight_in, gate_config,
+                      gate_metric, peer_re, plaintext_alerts, read_answer)
 
 HANDSHAKE_FAILURE = 40
 REJECTS = 'vmgate_rejects_total{reason="no_common_sigalg"}'
@@ -48,7 +48,8 @@ def send_hello(port, hello):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     lport = s.getsockname()[1]
     s.sendall(hello.records())
-    data, how = read_answer(s, timeout=5)
+    # After a ServerHello the gate waits for the client's next flight.
+    data, how = read_answer(s, timeout=5, done=server_flight_in)
     s.close()
     return data, how, lport
 

@@ -171,6 +171,7 @@ WEAK_CIPHER_IDS = ("cipherlist_NULL", "cipherlist_aNULL", "cipherlist_EXPORT",
 
 
 @pytest.mark.slow
+@pytest.mark.once
 @pytest.mark.timeout(150)
 def test_testssl(private_gate, certs, fleet, workdir):
     """testssl.sh -p (protocols) -s (cipher categories) -f (forward secrecy)
