@@ -251,7 +251,7 @@ $(BIN): $(BUILD)/obj/ctl/main.o $(LIB)
 
 # vmgate-signer (signer/): OpenSSL 3's libcrypto, never BoringSSL: no
 # BoringSSL header path and no BoringSSL library on its command lines.
-SIGNER_SRCS := signer/main.c signer/keyop.c signer/getpid.c
+SIGNER_SRCS := signer/main.c signer/keyop.c signer/getpid.c signer/sandbox.c
 SIGNER_OBJS := $(SIGNER_SRCS:%.c=$(BUILD)/obj-signer/%.o)
 # In a sanitized build it gets UBSan only: LeakSanitizer stops the process
 # with ptrace at exit, which the signer has forbidden itself (not dumpable,
@@ -284,6 +284,14 @@ $(BUILD)/tests/test_signer_getpid: tests/unit/test_signer_getpid.c \
 	$(call msg,CC,$<)
 	$(Q)$(CC) $(SIGNER_CFLAGS) $(filter-out $(SAN_FLAGS),$(LDFLAGS)) \
 	  -o $@ $^ -lcrypto -lcmocka
+
+# The signer's seccomp filter, as the signer is built.
+$(BUILD)/tests/test_signer_sandbox: tests/unit/test_signer_sandbox.c \
+                                    signer/sandbox.c signer/sandbox.h
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$<)
+	$(Q)$(CC) $(SIGNER_CFLAGS) $(filter-out $(SAN_FLAGS),$(LDFLAGS)) \
+	  -o $@ $(filter %.c,$^) -lcmocka
 
 unit: deps-test $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do \

@@ -40,16 +40,14 @@
  * client's socket and is logged. Before serving it drops what it does not need: to the user
  * --user names (or vmgate-signer if that user exists), no capabilities,
  * no new privileges, not dumpable (no core file, no ptrace by its user),
- * and a seccomp filter that refuses new sockets, exec and ptrace.
+ * and a seccomp filter that refuses new sockets, exec, ptrace, new
+ * processes, io_uring, namespaces and eBPF (signer/sandbox.c).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
-#include <linux/audit.h>
 #include <linux/capability.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
@@ -75,6 +73,7 @@
 #include <openssl/rsa.h>
 
 #include "signer/keyop.h"
+#include "signer/sandbox.h"
 
 #define SIGNER_CLIENTS_MAX 1024
 #define SIGNER_KEYS_MAX 65536
@@ -667,54 +666,10 @@ static bool drop_privileges(const char *user, bool supervised)
 			 "--system %s): kept the invoking user\"", name, name);
 	logf_(why[0] && getuid() == 0 ? "WARN" : "INFO", "startup",
 	      "uid=%u gid=%u user=%s capabilities=none "
-	      "seccomp=no_sockets,no_exec,no_ptrace%s",
+	      "seccomp=" SIGNER_SECCOMP_WHAT "%s",
 	      (unsigned)getuid(), (unsigned)getgid(),
 	      why[0] ? "invoking" : name, why);
 	return true;
-}
-
-/* What the signer never needs once it serves, refused with EPERM by a
- * seccomp filter: making or reaching any other socket (no network),
- * running a program, reading or writing another process. A deny list:
- * glibc and OpenSSL may use any other call. */
-static const int denied[] = {
-	SYS_socket, SYS_socketpair, SYS_connect, SYS_bind, SYS_listen,
-	SYS_execve, SYS_execveat, SYS_ptrace, SYS_process_vm_readv,
-	SYS_process_vm_writev,
-};
-
-static bool seccomp_deny(void)
-{
-#if defined(__x86_64__)
-#define DENIED_N (sizeof(denied) / sizeof(denied[0]))
-	struct sock_filter f[4 + 2 * DENIED_N + 1];
-	struct sock_fprog prog = { .filter = f };
-	size_t i, n = 0;
-
-	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-		offsetof(struct seccomp_data, arch));
-	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-		AUDIT_ARCH_X86_64, 1, 0);
-	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
-		SECCOMP_RET_KILL_PROCESS);
-	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-		offsetof(struct seccomp_data, nr));
-	for (i = 0; i < DENIED_N; i++) {
-		f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-			(unsigned)denied[i], 0, 1);
-		f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
-			SECCOMP_RET_ERRNO | EPERM);
-	}
-	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
-					      SECCOMP_RET_ALLOW);
-	prog.len = (unsigned short)n;
-	/* x32 calls (nr | 0x40000000) share the arch: they are other
-	 * numbers, allowed; none of the denied ones is reachable by them
-	 * without the x32 ABI, which Debian's kernel leaves off. */
-	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
-#else
-	return true;
-#endif
 }
 
 /* SCHED_BATCH: a signer woken by a request does not preempt the vmgate
@@ -1084,7 +1039,7 @@ int main(int argc, char **argv)
 	if (supervised && getppid() != parent)
 		return 0; /* the supervisor died before PDEATHSIG was set */
 	batch = batch && sched_batch();
-	if (!seccomp_deny()) {
+	if (!signer_seccomp()) {
 		logf_("ERROR", "startup", "seccomp: %s", strerror(errno));
 		return 1;
 	}
