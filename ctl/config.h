@@ -30,6 +30,10 @@ struct config_errors {
 	const char *file; /* as given to config_load; borrowed */
 	struct config_error *v;
 	size_t len;
+	/* Files the config names that do not exist (ENOENT), resolved: a
+	 * caller may watch for their arrival. Owned. */
+	char **missing;
+	size_t missing_len;
 };
 
 /* config_load reads and validates |path|. On success it fills |out| and

@@ -356,7 +356,7 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		ret = control_republish_locked(ctl);
 	if (ret)
 		goto out;
-	control_rewatch_locked(ctl, NULL);
+	control_rewatch_locked(ctl, NULL, NULL, 0);
 	ctl->reloads_ok++;
 	log_info("reload", "trigger=%s vms=%zu domains=%zu certificates=%zu "
 		 "api_changes=%zu", why, route_vm_count(current(ctl)->routes),
@@ -366,9 +366,12 @@ err:
 	ctl->reloads_failed++;
 	/* A file that parsed but names what is not there yet (a new
 	 * certificate): its files are watched too, so their arrival
-	 * reloads. */
+	 * reloads; so are those it names that do not exist. */
 	if (parsed)
-		control_rewatch_locked(ctl, cfg);
+		control_rewatch_locked(ctl, cfg, NULL, 0);
+	else if (errs.missing_len)
+		control_rewatch_locked(ctl, NULL, errs.missing,
+				       errs.missing_len);
 	base_ref_put(base);
 	tls_ref_put(tls);
 	config_free(cfg);
@@ -458,7 +461,7 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 		log_warn("watch", "inotify: %s: file changes need SIGHUP",
 			 strerror(errno));
 	pthread_mutex_lock(&ctl->lock);
-	control_rewatch_locked(ctl, NULL);
+	control_rewatch_locked(ctl, NULL, NULL, 0);
 	pthread_mutex_unlock(&ctl->lock);
 	if (ctl->fleet && (ret = fleet_start(ctl->fleet))) {
 		snprintf(err, err_len, "cannot start the fleet thread: %s",
@@ -570,6 +573,7 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 	struct signalfd_siginfo si;
 	struct io_uring ring;
 	int sfd, sig = 0, ret;
+	bool caught_up;
 
 	sfd = signalfd(-1, sigs, SFD_CLOEXEC);
 	if (sfd < 0)
@@ -637,7 +641,13 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		reclaim_locked(ctl);
 		if (IS_ENABLED(CONFIG_KEY_SIGNER))
 			signerd_tick();
+		caught_up = ctl->watch_caught_up;
+		ctl->watch_caught_up = false;
 		pthread_mutex_unlock(&ctl->lock);
+		/* A directory watched only now that it exists (ctl/watch.c):
+		 * what was written in it before is read. */
+		if (caught_up)
+			control_reload(ctl, "file", err, sizeof(err));
 		if (wd_ms && timer_now_ms() >= wd_last + wd_ms &&
 		    control_healthy(ctl)) {
 			sdnotify_send("WATCHDOG=1");

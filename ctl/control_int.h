@@ -56,8 +56,12 @@ struct watch {
 	int wd;  /* -1: the directory could not be watched */
 	char *dir;
 	char **names; /* basenames that trigger a reload */
+	bool *subdir; /* [names_cap]: the name is a directory awaited on the
+		       * way to a watched one that does not exist yet */
 	size_t names_cap;
 	size_t names_len;
+	char *via; /* this directory does not exist: the nearest one that
+		    * does, watched for the next step towards it; or NULL */
 };
 
 struct control {
@@ -86,6 +90,9 @@ struct control {
 	int ifd; /* inotify */
 	struct watch *watches;
 	size_t watches_len;
+	/* A directory that did not exist is watched now: files written in
+	 * it before its watch began were not seen (control_run reloads). */
+	bool watch_caught_up;
 };
 
 static inline const struct config *file_cfg(const struct control *ctl)
@@ -120,11 +127,14 @@ int control_load_state(struct control *ctl, char *err, size_t err_len);
 int control_fsync_dir(const char *path);
 
 /* watch.c: watches the files the current config names and, when not
- * NULL, those |also| names (a new file a reload could not use yet: the
- * files it lacked are watched for); nothing when ctl->ifd < 0. Under the
- * lock. A directory watched before keeps its watch, so events already
- * queued for it still count. */
-void control_rewatch_locked(struct control *ctl, const struct config *also);
+ * NULL, those |also| names and the |missing_len| paths of |missing| (a
+ * new file a reload could not use or find yet: the files it lacked are
+ * watched for); nothing when ctl->ifd < 0. A directory that does not
+ * exist is watched for from the nearest one that does. Under the lock. A
+ * directory watched before keeps its watch, so events already queued for
+ * it still count. */
+void control_rewatch_locked(struct control *ctl, const struct config *also,
+			    char *const *missing, size_t missing_len);
 
 /* watch.c: frees the watch list (control_free). */
 void control_watches_free(struct control *ctl);

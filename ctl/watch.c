@@ -1,6 +1,14 @@
 /* ctl/watch.c: inotify on the directories of appliance.yaml and of the
  * certificate files; control_run (control.c) reads the events and reloads
  * when one names a watched file.
+ *
+ * A directory that does not exist yet (a certificate deployed to a new
+ * directory, named in appliance.yaml first) cannot be watched: the
+ * nearest directory above it that exists is watched for the next name on
+ * the way, and its arrival reloads, which watches one step further. A
+ * directory watched only once it existed may already hold the files
+ * written in it since: ctl->watch_caught_up asks control_run for one more
+ * reload.
  */
 #include "ctl/control_int.h"
 
@@ -29,7 +37,9 @@ static void watch_free(struct watch *w)
 	for (i = 0; i < w->names_len; i++)
 		free(w->names[i]);
 	free(w->names);
+	free(w->subdir);
 	free(w->dir);
+	free(w->via);
 }
 
 void control_watches_free(struct control *ctl)
@@ -43,20 +53,15 @@ void control_watches_free(struct control *ctl)
 	ctl->watches_len = 0;
 }
 
-/* Adds |path|'s directory and name to the set |ws| (|*len| entries, wd
- * -1 until watched). False when out of memory. */
-static bool want_file(struct watch **ws, size_t *len, const char *path)
+/* Adds |dir| and |base| in it (a directory awaited if |subdir|) to the
+ * set |ws| (|*len| entries, wd -1 until watched). False when out of
+ * memory. */
+static bool want_name(struct watch **ws, size_t *len, const char *dir,
+		      const char *base, bool subdir)
 {
-	char *dcopy = strdup(path), *bcopy = strdup(path);
 	struct watch *w = NULL;
-	const char *dir, *base;
-	bool ok = false;
 	size_t i;
 
-	if (!dcopy || !bcopy)
-		goto out;
-	dir = dirname(dcopy);
-	base = basename(bcopy);
 	for (i = 0; i < *len; i++)
 		if (!strcmp((*ws)[i].dir, dir))
 			w = &(*ws)[i];
@@ -64,38 +69,89 @@ static bool want_file(struct watch **ws, size_t *len, const char *path)
 		struct watch *n = realloc(*ws, (*len + 1) * sizeof(*n));
 
 		if (!n)
-			goto out;
+			return false;
 		*ws = n;
 		w = &n[*len];
 		memset(w, 0, sizeof(*w));
 		w->wd = -1;
 		if (!(w->dir = strdup(dir)))
-			goto out;
+			return false;
 		++*len;
 	}
 	for (i = 0; i < w->names_len; i++)
 		if (!strcmp(w->names[i], base)) {
-			ok = true;
-			goto out;
+			w->subdir[i] |= subdir;
+			return true;
 		}
 	if (w->names_len == w->names_cap) {
 		size_t cap = w->names_cap ? 2 * w->names_cap : 4;
 		char **n = realloc(w->names, cap * sizeof(*n));
+		bool *s;
 
 		if (!n)
-			goto out;
+			return false;
 		w->names = n;
+		if (!(s = realloc(w->subdir, cap * sizeof(*s))))
+			return false;
+		w->subdir = s;
 		w->names_cap = cap;
 	}
-	w->names[w->names_len] = strdup(base);
-	if (w->names[w->names_len]) {
-		w->names_len++;
-		ok = true;
-	}
-out:
+	if (!(w->names[w->names_len] = strdup(base)))
+		return false;
+	w->subdir[w->names_len++] = subdir;
+	return true;
+}
+
+/* Adds |path|'s directory and name to the set |ws|. */
+static bool want_file(struct watch **ws, size_t *len, const char *path)
+{
+	char *dcopy = strdup(path), *bcopy = strdup(path);
+	bool ok = dcopy && bcopy &&
+		  want_name(ws, len, dirname(dcopy), basename(bcopy), false);
+
 	free(dcopy);
 	free(bcopy);
 	return ok;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return !stat(path, &st) && S_ISDIR(st.st_mode);
+}
+
+static bool no_such_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) && errno == ENOENT;
+}
+
+/* |ws|[|i|]'s directory does not exist: the nearest one above it that
+ * does is watched for the next name on the way (ws[i].via says which).
+ * False when out of memory. */
+static bool want_way_to(struct watch **ws, size_t *len, size_t i)
+{
+	char cur[PATH_MAX], up[PATH_MAX], name[PATH_MAX];
+	const char *d;
+
+	if ((size_t)snprintf(cur, sizeof(cur), "%s", (*ws)[i].dir) >=
+	    sizeof(cur))
+		return true; /* too long to walk: SIGHUP then */
+	for (;;) {
+		memcpy(up, cur, sizeof(up));
+		d = dirname(up);
+		if (!strcmp(d, cur))
+			return true; /* "/" or "." itself is missing */
+		if (is_dir(d))
+			break;
+		memmove(cur, d, strlen(d) + 1);
+	}
+	memcpy(name, cur, sizeof(name));
+	if (!((*ws)[i].via = strdup(d)))
+		return false;
+	return want_name(ws, len, (*ws)[i].via, basename(name), true);
 }
 
 static bool want_config(struct watch **ws, size_t *len,
@@ -117,10 +173,11 @@ static bool want_config(struct watch **ws, size_t *len,
 	return ok;
 }
 
-void control_rewatch_locked(struct control *ctl, const struct config *also)
+void control_rewatch_locked(struct control *ctl, const struct config *also,
+			    char *const *missing, size_t missing_len)
 {
 	struct watch *ws = NULL;
-	size_t len = 0, i, j;
+	size_t len = 0, named, i, j;
 	bool ok;
 
 	if (ctl->ifd < 0)
@@ -128,6 +185,12 @@ void control_rewatch_locked(struct control *ctl, const struct config *also)
 	ok = want_file(&ws, &len, ctl->path) &&
 	     want_config(&ws, &len, file_cfg(ctl)) &&
 	     (!also || want_config(&ws, &len, also));
+	for (i = 0; ok && i < missing_len; i++)
+		ok = want_file(&ws, &len, missing[i]);
+	named = len;
+	for (i = 0; ok && i < named; i++)
+		if (no_such_dir(ws[i].dir))
+			ok = want_way_to(&ws, &len, i);
 	if (!ok) {
 		/* The old set stays, as it was. */
 		log_warn("watch", "out of memory: the watched files stay as "
@@ -140,13 +203,22 @@ void control_rewatch_locked(struct control *ctl, const struct config *also)
 	/* A directory watched already keeps its watch descriptor: events
 	 * queued for it while a reload ran still name it. */
 	for (i = 0; i < len; i++) {
+		bool missed = false;
+
 		for (j = 0; j < ctl->watches_len; j++)
-			if (!strcmp(ctl->watches[j].dir, ws[i].dir))
+			if (!strcmp(ctl->watches[j].dir, ws[i].dir)) {
 				ws[i].wd = ctl->watches[j].wd;
+				missed = ctl->watches[j].via != NULL;
+			}
 		if (ws[i].wd >= 0)
 			continue;
 		ws[i].wd = inotify_add_watch(ctl->ifd, ws[i].dir, WATCH_MASK);
-		if (ws[i].wd < 0)
+		if (ws[i].wd >= 0)
+			ctl->watch_caught_up |= missed;
+		else if (ws[i].via)
+			log_warn("watch", "dir=%s error=\"%s\": watched for in "
+				 "%s", ws[i].dir, strerror(errno), ws[i].via);
+		else
 			log_warn("watch", "dir=%s error=\"%s\": changes there "
 				 "need SIGHUP", ws[i].dir, strerror(errno));
 	}
@@ -197,7 +269,8 @@ bool control_events_match(struct control *ctl, const uint8_t *buf, size_t len)
 			for (j = 0; j < ctl->watches[i].names_len; j++)
 				if (!strcmp(ctl->watches[i].names[j],
 					    ev->name) &&
-				    (!(ev->mask & IN_CREATE) ||
+				    (ctl->watches[i].subdir[j] ||
+				     !(ev->mask & IN_CREATE) ||
 				     created_link(&ctl->watches[i],
 						  ev->name)))
 					hit = true;

@@ -426,6 +426,22 @@ void ld_get_file(struct ld *ld, const yaml_node_t *n, const char *what,
 	ld_get_file_unreadable(ld, n, what, out, NULL);
 }
 
+/* Records |path| (copied) in the errors' files that do not exist. */
+static void ld_missing(struct ld *ld, const char *path)
+{
+	struct config_errors *e = ld->errs;
+	char **m = realloc(e->missing, (e->missing_len + 1) * sizeof(*m));
+
+	if (!m || !(m[e->missing_len] = strdup(path))) {
+		if (m)
+			e->missing = m;
+		ld_oom(ld);
+		return;
+	}
+	e->missing = m;
+	e->missing_len++;
+}
+
 void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 			    const char *what, char **out,
 			    int *out_read_err)
@@ -448,6 +464,8 @@ void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 	if (access(path, R_OK) != 0)
 		read_err = errno;
 	if (read_err && !(out_read_err && read_err == EACCES)) {
+		if (read_err == ENOENT)
+			ld_missing(ld, path);
 		ld_err(ld, n, "%s file '%s': %s", what,
 		       ld_show(&b, path, strlen(path)), strerror(read_err));
 		goto err_path;
@@ -859,5 +877,8 @@ void config_errors_free(struct config_errors *errs)
 	if (!errs)
 		return;
 	free(errs->v);
+	while (errs->missing_len)
+		free(errs->missing[--errs->missing_len]);
+	free(errs->missing);
 	memset(errs, 0, sizeof(*errs));
 }

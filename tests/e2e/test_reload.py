@@ -346,3 +346,42 @@ def test_failed_reload_watches_its_files(admin_gate, certs, tmp_path):
     g.wait_log(r"INFO reload trigger=file ", since=mark, timeout=5)
     assert wait_until(lambda: leaf_der(certs, host("vm1")) == new, 3), \
         g.tail(since=mark)
+
+
+@pytest.mark.parametrize("arrives", ["mkdir", "rename"])
+def test_certificate_in_a_directory_made_later(admin_gate, certs, tmp_path,
+                                               arrives):
+    """appliance.yaml names a certificate two directories below any that
+    exists: the reload fails and the old certificate serves. The
+    directories are then made and the files written at once (mkdir -p and
+    two copies, or a staged directory renamed into place): seen without
+    SIGHUP, and the new certificate serves. Before, a directory that did
+    not exist could not be watched: only SIGHUP read the files."""
+    g = admin_gate
+    old = leaf_der(certs, host("vm1"))
+    staging = str(tmp_path / "staging")
+    os.makedirs(staging)
+    cert, key, new = make_leaf(certs, staging)
+    top = str(tmp_path / "later")
+    d = os.path.join(top, "certs")
+    mark = g.mark()
+    g.cert, g.key = os.path.join(d, "vm.pem"), os.path.join(d, "vm.key")
+    g.write_config(g.vms)
+    g.wait_log(r"ERROR reload_error trigger=file ", since=mark, timeout=5)
+    g.wait_log(r"WARN watch dir=%s error=.*: watched for in %s\b" %
+               (re.escape(d), re.escape(str(tmp_path))), since=mark, timeout=5)
+    assert leaf_der(certs, host("vm1")) == old
+    mark = g.mark()
+    if arrives == "mkdir":
+        os.makedirs(d)
+        shutil.copy(key, g.key)
+        shutil.copy(cert, g.cert)
+    else:
+        stage = str(tmp_path / "stage")
+        os.makedirs(os.path.join(stage, "certs"))
+        shutil.copy(key, os.path.join(stage, "certs", "vm.key"))
+        shutil.copy(cert, os.path.join(stage, "certs", "vm.pem"))
+        os.rename(stage, top)
+    assert wait_until(lambda: leaf_der(certs, host("vm1")) == new, 5), \
+        g.tail(since=mark)
+    g.wait_log(r"INFO reload trigger=file ", since=mark, timeout=3)

@@ -30,7 +30,7 @@ static const char *self; /* argv[0], to re-exec for the leak check */
 
 static const char *const scratch_files[] = {
 	"cert.pem", "key.pem", "build/demo/fullchain.pem", "build/demo/key.pem",
-	"appliance.yaml",
+	"appliance.yaml", "missing.yaml",
 };
 static const char *const scratch_dirs[] = {
 	"build/demo", "build", "adir",
@@ -257,6 +257,36 @@ static void test_load_missing_file(void **state)
 	assert_memory_equal(&c, &zero, sizeof(c));
 	config_free(&c);
 	config_errors_free(&e);
+}
+
+/* The files a config names that do not exist are listed, resolved, for a
+ * caller to watch for; one that exists, or that exists and is not a
+ * regular file, is not. */
+static void test_load_lists_missing_files(void **state)
+{
+	static const char y[] =
+		"listen:\n  ports: [443]\n"
+		"tls:\n  certificates:\n"
+		"    - { cert: later/new.pem, key: key.pem }\n"
+		"    - { cert: cert.pem, key: adir }\n"
+		"    - { cert: cert.pem, key: /nonexistent-vmgate/k.pem }\n";
+	struct config c;
+	struct config_errors e;
+	char p[512], want[512];
+
+	(void)state;
+	assert_int_equal(write_file("missing.yaml", y, sizeof(y) - 1), 0);
+	assert_false(config_load(&c, &e, tmp_path(p, sizeof(p),
+						   "missing.yaml")));
+	assert_int_equal(e.missing_len, 2);
+	assert_string_equal(e.missing[0], tmp_path(want, sizeof(want),
+						   "later/new.pem"));
+	assert_string_equal(e.missing[1], "/nonexistent-vmgate/k.pem");
+	assert_int_equal(e.len, 3);
+	config_free(&c);
+	config_errors_free(&e);
+	assert_int_equal(e.missing_len, 0);
+	assert_null(e.missing);
 }
 
 /* Defaults and normalisation */
@@ -1063,6 +1093,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_shipped_buf),
 		cmocka_unit_test(test_shipped_file),
 		cmocka_unit_test(test_load_missing_file),
+		cmocka_unit_test(test_load_lists_missing_files),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_anyport),
