@@ -12,9 +12,16 @@
  * - reading or writing another process (ptrace, process_vm_*);
  * - io_uring, whose operations (sockets, connect, open) would go around
  *   this filter, which sees system calls only;
- * - new namespaces (unshare, setns: an unprivileged user namespace would
- *   hand the process capabilities in it) and eBPF programs and perf
- *   events.
+ * - new namespaces (unshare, setns, clone's CLONE_NEW* flags: an
+ *   unprivileged user namespace would hand the process capabilities in
+ *   it), eBPF programs, perf events, userfaultfd, the kernel's keyrings,
+ *   and another process's descriptors or memory (pidfd_getfd, kcmp,
+ *   process_madvise);
+ * - any x32 call (numbers with bit 30 set; ENOSYS): the deny list is of
+ *   x86_64 numbers, and a kernel booted with syscall.x32=y would
+ *   otherwise run the same calls under their x32 numbers.
+ * The filter is put on every thread of the process (TSYNC), though the
+ * signer makes its threads after it.
  */
 #include "signer/sandbox.h"
 
@@ -24,8 +31,8 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 static const int denied[] = {
@@ -33,9 +40,21 @@ static const int denied[] = {
 	SYS_execve, SYS_execveat, SYS_ptrace, SYS_process_vm_readv,
 	SYS_process_vm_writev, SYS_fork, SYS_vfork, SYS_io_uring_setup,
 	SYS_io_uring_enter, SYS_io_uring_register, SYS_unshare, SYS_setns,
-	SYS_bpf, SYS_perf_event_open,
+	SYS_bpf, SYS_perf_event_open, SYS_userfaultfd, SYS_keyctl,
+	SYS_add_key, SYS_request_key, SYS_pidfd_getfd, SYS_kcmp,
+	SYS_process_madvise,
 };
 #define DENIED_N (sizeof(denied) / sizeof(denied[0]))
+#define X32_BIT 0x40000000u
+#define CLONE_NEW_ANY (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | \
+		       CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | \
+		       CLONE_NEWNET)
+
+const int *signer_seccomp_denied(size_t *n)
+{
+	*n = DENIED_N;
+	return denied;
+}
 
 #define STMT(code, k) ((struct sock_filter)BPF_STMT(code, k))
 #define JUMP(code, k, jt, jf) ((struct sock_filter)BPF_JUMP(code, k, jt, jf))
@@ -43,7 +62,7 @@ static const int denied[] = {
 
 bool signer_seccomp(void)
 {
-	struct sock_filter f[4 + 2 * DENIED_N + 2 + 5 + 1];
+	struct sock_filter f[4 + 2 + 2 * DENIED_N + 2 + 6 + 1];
 	struct sock_fprog prog = { .filter = f };
 	size_t i, n = 0;
 
@@ -53,6 +72,8 @@ bool signer_seccomp(void)
 	f[n++] = STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
 	f[n++] = STMT(BPF_LD | BPF_W | BPF_ABS,
 		      offsetof(struct seccomp_data, nr));
+	f[n++] = JUMP(BPF_JMP | BPF_JSET | BPF_K, X32_BIT, 0, 1);
+	f[n++] = RET_ERRNO(ENOSYS);
 	for (i = 0; i < DENIED_N; i++) {
 		f[n++] = JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)denied[i],
 			      0, 1);
@@ -60,24 +81,30 @@ bool signer_seccomp(void)
 	}
 	f[n++] = JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1);
 	f[n++] = RET_ERRNO(ENOSYS);
-	/* clone: a thread (CLONE_THREAD in the low word of its flags) or
-	 * nothing. CLONE_THREAD needs CLONE_SIGHAND, which needs CLONE_VM. */
-	f[n++] = JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 4);
+	/* clone: a thread (CLONE_THREAD in the low word of its flags, the
+	 * word the kernel reads) in no new namespace, or nothing.
+	 * CLONE_THREAD needs CLONE_SIGHAND, which needs CLONE_VM. */
+	f[n++] = JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 5);
 	f[n++] = STMT(BPF_LD | BPF_W | BPF_ABS,
 		      offsetof(struct seccomp_data, args[0]));
+	f[n++] = JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NEW_ANY, 2, 0);
 	f[n++] = JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1);
 	f[n++] = STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 	f[n++] = RET_ERRNO(EPERM);
 	f[n++] = STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 	prog.len = (unsigned short)n;
-	/* x32 calls (nr | 0x40000000) share the arch: they are other
-	 * numbers, allowed; none of the denied ones is reachable by them
-	 * without the x32 ABI, which Debian's kernel leaves off. */
-	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+	return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+		       SECCOMP_FILTER_FLAG_TSYNC, &prog) == 0;
 }
 #else
 bool signer_seccomp(void)
 {
 	return true;
+}
+
+const int *signer_seccomp_denied(size_t *n)
+{
+	*n = 0;
+	return NULL;
 }
 #endif

@@ -3,6 +3,7 @@
 #define VMGATE_SIGNER_SANDBOX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* What the filter refuses, as the signer's startup line says it. */
 #define SIGNER_SECCOMP_WHAT \
@@ -13,5 +14,9 @@
  * errno set if the kernel refused it; true without a filter on an
  * architecture it does not know. */
 bool signer_seccomp(void);
+
+/* The system calls the filter refuses with EPERM whatever their
+ * arguments (for tests): |*n| of them. */
+const int *signer_seccomp_denied(size_t *n);
 
 #endif
