@@ -62,6 +62,7 @@ struct watch {
 	size_t names_len;
 	char *via; /* this directory does not exist: the nearest one that
 		    * does, watched for the next step towards it; or NULL */
+	int err;   /* why inotify_add_watch failed (wd -1) */
 };
 
 struct control {

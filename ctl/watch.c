@@ -21,14 +21,17 @@
 #include <stdio.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "route/config-t.h"
 
 /* What each directory is watched for: a file written (IN_CLOSE_WRITE),
  * renamed into place (IN_MOVED_TO: editors, deploy tools), or a symlink
- * made anew (IN_CREATE: certbot replaces live/NAME.pem links). */
-#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)
+ * made anew (IN_CREATE: certbot replaces live/NAME.pem links); and the
+ * directory itself moved away (IN_MOVE_SELF; one deleted ends its watch
+ * with IN_IGNORED): it is then watched anew at its path. */
+#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MOVE_SELF)
 
 static void watch_free(struct watch *w)
 {
@@ -140,7 +143,7 @@ static bool want_way_to(struct watch **ws, size_t *len, size_t i)
 	    sizeof(cur))
 		return true; /* too long to walk: SIGHUP then */
 	for (;;) {
-		memcpy(up, cur, sizeof(up));
+		memcpy(up, cur, strlen(cur) + 1);
 		d = dirname(up);
 		if (!strcmp(d, cur))
 			return true; /* "/" or "." itself is missing */
@@ -148,7 +151,7 @@ static bool want_way_to(struct watch **ws, size_t *len, size_t i)
 			break;
 		memmove(cur, d, strlen(d) + 1);
 	}
-	memcpy(name, cur, sizeof(name));
+	memcpy(name, cur, strlen(cur) + 1);
 	if (!((*ws)[i].via = strdup(d)))
 		return false;
 	return want_name(ws, len, (*ws)[i].via, basename(name), true);
@@ -171,6 +174,31 @@ static bool want_config(struct watch **ws, size_t *len,
 			ok &= want_file(ws, len,
 					cfg->domains[i].client_ca_path);
 	return ok;
+}
+
+/* Says why |w| has no watch, and what stands in for it. */
+static void warn_unwatched(const struct watch *ws, size_t len,
+			   const struct watch *w)
+{
+	size_t i;
+
+	for (i = 0; w->via && i < len; i++)
+		if (!strcmp(ws[i].dir, w->via) && ws[i].wd >= 0) {
+			log_warn("watch", "dir=%s error=\"%s\": watched for in "
+				 "%s", w->dir, strerror(w->err), w->via);
+			return;
+		}
+	log_warn("watch", "dir=%s error=\"%s\": changes there need SIGHUP",
+		 w->dir, strerror(w->err));
+}
+
+/* Is |name| in |w|'s directory a directory? */
+static bool has_dir(const struct watch *w, const char *name)
+{
+	char path[PATH_MAX];
+
+	return (size_t)snprintf(path, sizeof(path), "%s/%s", w->dir, name) <
+		       sizeof(path) && is_dir(path);
 }
 
 void control_rewatch_locked(struct control *ctl, const struct config *also,
@@ -201,13 +229,18 @@ void control_rewatch_locked(struct control *ctl, const struct config *also,
 		return;
 	}
 	/* A directory watched already keeps its watch descriptor: events
-	 * queued for it while a reload ran still name it. */
-	for (i = 0; i < len; i++) {
+	 * queued for it while a reload ran still name it (one that is gone
+	 * now does not: its watch is gone with it). The directories watched
+	 * for one that does not exist come last in |ws| and are watched
+	 * first, so that a step made meanwhile is seen by one or the other
+	 * (or by the look below). */
+	for (i = len; i-- > 0;) {
 		bool missed = false;
 
 		for (j = 0; j < ctl->watches_len; j++)
 			if (!strcmp(ctl->watches[j].dir, ws[i].dir)) {
-				ws[i].wd = ctl->watches[j].wd;
+				if (!ws[i].via)
+					ws[i].wd = ctl->watches[j].wd;
 				missed = ctl->watches[j].via != NULL;
 			}
 		if (ws[i].wd >= 0)
@@ -215,13 +248,20 @@ void control_rewatch_locked(struct control *ctl, const struct config *also,
 		ws[i].wd = inotify_add_watch(ctl->ifd, ws[i].dir, WATCH_MASK);
 		if (ws[i].wd >= 0)
 			ctl->watch_caught_up |= missed;
-		else if (ws[i].via)
-			log_warn("watch", "dir=%s error=\"%s\": watched for in "
-				 "%s", ws[i].dir, strerror(errno), ws[i].via);
 		else
-			log_warn("watch", "dir=%s error=\"%s\": changes there "
-				 "need SIGHUP", ws[i].dir, strerror(errno));
+			ws[i].err = errno;
 	}
+	for (i = 0; i < len; i++)
+		if (ws[i].wd < 0)
+			warn_unwatched(ws, len, &ws[i]);
+	/* Arrived before their watches: a reload reads them. */
+	for (i = 0; i < len; i++)
+		for (j = 0; j < ws[i].names_len; j++)
+			if (ws[i].subdir[j] && has_dir(&ws[i], ws[i].names[j]))
+				ctl->watch_caught_up = true;
+	for (i = 0; i < missing_len; i++)
+		if (!access(missing[i], F_OK))
+			ctl->watch_caught_up = true;
 	/* One no longer needed goes, unless another path names the same
 	 * directory (one inode, one watch descriptor). */
 	for (j = 0; j < ctl->watches_len; j++) {
@@ -261,7 +301,26 @@ bool control_events_match(struct control *ctl, const uint8_t *buf, size_t len)
 			(const struct inotify_event *)(buf + off);
 
 		off += sizeof(*ev) + ev->len;
-		if (!ev->len || off > len)
+		if (off > len)
+			break;
+		if (ev->mask & IN_Q_OVERFLOW) {
+			hit = true; /* events were lost: read everything */
+			continue;
+		}
+		if (ev->mask & (IN_IGNORED | IN_MOVE_SELF)) {
+			/* A watched directory deleted or moved away: the
+			 * reload's rewatch watches its path anew. */
+			for (i = 0; i < ctl->watches_len; i++)
+				if (ctl->watches[i].wd == ev->wd) {
+					if (ev->mask & IN_MOVE_SELF)
+						inotify_rm_watch(ctl->ifd,
+								 ev->wd);
+					ctl->watches[i].wd = -1;
+					hit = true;
+				}
+			continue;
+		}
+		if (!ev->len)
 			continue;
 		for (i = 0; i < ctl->watches_len; i++) {
 			if (ctl->watches[i].wd != ev->wd)
