@@ -320,6 +320,13 @@ def test_certificate_symlinks_replaced(gate_bin, certs, fleet, tmp_path):
         g.stop()
 
 
+def staged_leaf(certs, tmp_path):
+    """A new *.vm.test leaf made in tmp_path/staging: (cert, key, DER)."""
+    staging = str(tmp_path / "staging")
+    os.makedirs(staging)
+    return make_leaf(certs, staging)
+
+
 def test_failed_reload_watches_its_files(admin_gate, certs, tmp_path):
     """appliance.yaml moves the certificate to a directory not watched
     before, and its key there is not yet the right one: the reload fails
@@ -328,9 +335,7 @@ def test_failed_reload_watches_its_files(admin_gate, certs, tmp_path):
     followed the last good file only, so nothing but SIGHUP read it)."""
     g = admin_gate
     old = leaf_der(certs, host("vm1"))
-    staging = str(tmp_path / "staging")
-    os.makedirs(staging)
-    cert, key, new = make_leaf(certs, staging)
+    cert, key, new = staged_leaf(certs, tmp_path)
     d = str(tmp_path / "certs-next")
     os.makedirs(d)
     shutil.copy(cert, os.path.join(d, "vm.pem"))
@@ -359,9 +364,7 @@ def test_certificate_in_a_directory_made_later(admin_gate, certs, tmp_path,
     not exist could not be watched: only SIGHUP read the files."""
     g = admin_gate
     old = leaf_der(certs, host("vm1"))
-    staging = str(tmp_path / "staging")
-    os.makedirs(staging)
-    cert, key, new = make_leaf(certs, staging)
+    cert, key, new = staged_leaf(certs, tmp_path)
     top = str(tmp_path / "later")
     d = os.path.join(top, "certs")
     mark = g.mark()
