@@ -90,7 +90,9 @@ int control_fsync_dir(const char *path)
 }
 
 /* Written to a temporary file, fsynced and renamed over the old one, then
- * the directory fsynced: a crash leaves the old file or the new one. */
+ * the directory fsynced: a crash leaves the old file or the new one. A
+ * failure before the rename leaves the old file, and the change is
+ * refused; after it the change is in the file and is kept. */
 static int persist_locked(struct control *ctl, char *err, size_t err_len)
 {
 	json_t *root = json_object(), *vms = json_object(),
@@ -139,10 +141,19 @@ static int persist_locked(struct control *ctl, char *err, size_t err_len)
 	}
 	close(fd);
 	fd = -1;
-	if (rename(tmp, ctl->state_file) || (ret = control_fsync_dir(ctl->state_file))) {
-		ret = ret ? ret : -errno;
+	if (rename(tmp, ctl->state_file)) {
+		ret = -errno;
 		goto out_err;
 	}
+	/* From here the file holds the change: it is kept, as the file
+	 * will be read after a restart, even if the rename may not yet be
+	 * on disk. */
+	ret = control_fsync_dir(ctl->state_file);
+	if (ret)
+		log_error("state_error", "file=%s error=\"%s\": the change is "
+			  "in the file, but its directory is not synced: a "
+			  "power loss may lose it", ctl->state_file,
+			  strerror(-ret));
 	ret = 0;
 	goto out;
 out_err:

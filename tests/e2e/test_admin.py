@@ -7,6 +7,7 @@ and slow requests."""
 import http.client
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from e2e_admin import (ADMIN_PORT, TOKEN, echo_once,
+from e2e_admin import (ADMIN_PORT, TOKEN, AdminGate, echo_once,
                        handshake_error, http_health, is_unrecognized_name)
 from e2e_util import peer_re, read_answer, recv_all, tcp_sockets, wait_until
 
@@ -596,3 +597,45 @@ def test_no_change_while_draining(admin_gate, certs, fleet):
             assert f.read() == before
     finally:
         s.close()
+
+
+
+def test_state_directory_not_synced_keeps_the_change(gate_bin, fleet, certs,
+                                                     tmp_path):
+    """The state file's directory can be written but not read (mode 0300,
+    vmgate without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH): the new file
+    is renamed into place, but the directory cannot be opened to fsync
+    it. The change is in the file, so it is kept and acknowledged, with an
+    ERROR that says durability is not assured, and it is there after a
+    SIGKILL and restart. Before, the PUT answered 500 and was rolled back
+    in memory while the file held it: the VM came back after a restart."""
+    argv = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] + \
+        list(gate_bin)
+    g = AdminGate(argv, str(tmp_path / "gate"), certs,
+                  [("vm1", fleet.addr("vm1"))])
+    state_dir = str(tmp_path / "state")
+    os.makedirs(state_dir)
+    os.chmod(state_dir, 0o300)
+    g.state_file = os.path.join(state_dir, "state.json")
+    g.write_config(g.vms)
+    vid = "unsynced1"
+    g.start()
+    try:
+        mark = g.mark()
+        st, h, body = g.api("PUT", "/vms/" + vid, {"address": fleet.addr("vm1")})
+        assert st == 201, (st, body, g.tail(since=mark))
+        g.wait_log(r"ERROR state_error file=%s .*not synced" %
+                   re.escape(g.state_file), since=mark, timeout=3)
+        assert g.api("GET", "/vms/" + vid)[0] == 200
+        with open(g.state_file) as f:
+            assert vid in json.load(f)["vms"]
+        g.kill()
+        mark = g.mark()
+        g.start()
+        assert g.wait_log(r"INFO ready ", since=mark, timeout=5)
+        assert g.api("GET", "/vms/" + vid)[0] == 200
+        assert wait_until(lambda: http_health(certs, vid) == "ok vm1\n", 2), \
+            g.tail(since=mark)
+    finally:
+        g.stop()
+        os.chmod(state_dir, 0o700)
