@@ -77,6 +77,11 @@
 
 #define SIGNER_CLIENTS_MAX 1024
 #define SIGNER_KEYS_MAX 65536
+/* A key file's largest size: an RSA-8192 key is ~6.5 KB of PEM; a file
+ * with the certificate chain in it too stays far below. */
+#define SIGNER_KEY_FILE_MAX 1048576
+#define STR_(x) #x
+#define STR(x) STR_(x)
 /* Answers waiting for a client that does not read: past this, stop
  * reading its requests until it catches up. */
 #define SIGNER_OUT_MAX (256 * 1024)
@@ -185,11 +190,52 @@ static bool pkey_id(uint64_t *out, EVP_PKEY *pkey)
 	return ok;
 }
 
+/* OpenSSL's passphrase callback: keys come unencrypted. Without one,
+ * OpenSSL would ask for the passphrase on the terminal, and the thread
+ * would wait there for good. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	return -1;
+}
+
+/* |fd| (passed with the LOAD), or |path| opened without blocking (a FIFO
+ * would block the open and the reads) and never as a controlling
+ * terminal: a stream on a regular file of at most SIGNER_KEY_FILE_MAX
+ * bytes, else NULL with |*why| set. Takes |fd| in either case. */
+static FILE *open_key(const char *path, int fd, const char **why)
+{
+	struct stat st;
+	FILE *f;
+
+	if (fd < 0)
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		*why = strerror(errno);
+		return NULL;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		*why = "not a regular file";
+		close(fd);
+		return NULL;
+	}
+	if (st.st_size > SIGNER_KEY_FILE_MAX) {
+		*why = "larger than " STR(SIGNER_KEY_FILE_MAX) " bytes";
+		close(fd);
+		return NULL;
+	}
+	if (!(f = fdopen(fd, "r"))) {
+		*why = strerror(errno);
+		close(fd);
+	}
+	return f;
+}
+
 static uint8_t do_load(const struct keyop_msg *m, int fd)
 {
 	char path[KEYOP_DATA_MAX + 1];
 	struct key_ctxs *tctx;
 	EVP_PKEY *pkey = NULL;
+	const char *why;
 	uint64_t id;
 	size_t len;
 	FILE *f;
@@ -201,19 +247,23 @@ static uint8_t do_load(const struct keyop_msg *m, int fd)
 			close(fd);
 		return KEYOP_STATUS_FAILED;
 	}
-	f = fd >= 0 ? fdopen(fd, "r") : fopen(path, "re");
-	if (!f) {
+	if (!(f = open_key(path, fd, &why))) {
 		logf_("WARN", "load", "key_id=%016llx path=%s error=\"%s\"",
-		      (unsigned long long)m->key_id, path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+		      (unsigned long long)m->key_id, path, why);
 		return KEYOP_STATUS_FAILED;
 	}
-	pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	pkey = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
 	fclose(f);
 	if (!pkey) {
-		logf_("WARN", "load", "key_id=%016llx path=%s error=\"not a "
-		      "PEM private key\"", (unsigned long long)m->key_id, path);
+		unsigned long e = ERR_peek_last_error();
+
+		logf_("WARN", "load", "key_id=%016llx path=%s error=\"%s\"",
+		      (unsigned long long)m->key_id, path,
+		      ERR_GET_LIB(e) == ERR_LIB_PEM &&
+				      ERR_GET_REASON(e) == PEM_R_BAD_PASSWORD_READ ?
+			      "an encrypted key: give it unencrypted (the "
+			      "signer holds it, readable by its user only)" :
+			      "not a PEM private key");
 		ERR_clear_error();
 		return KEYOP_STATUS_FAILED;
 	}

@@ -45,6 +45,7 @@ signer, or uses one the test starts. Tests of the signer itself say so
     (another type, and the same type), though it never starts the signer.
 """
 
+import fcntl
 import hashlib
 import os
 import pwd
@@ -54,6 +55,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import termios
 import threading
 import time
 
@@ -481,7 +483,7 @@ def test_reload_loads_keys_first(sgate, certs, fleet, workdir):
 # -- superseded keys leave the signer
 
 KEYOP_SIGN, KEYOP_ANSWER = 1, 3
-STATUS_OK, STATUS_NO_KEY = 0, 1
+STATUS_OK, STATUS_NO_KEY, STATUS_FAILED = 0, 1, 3
 
 
 def key_id(key_path):
@@ -942,3 +944,70 @@ def test_restart_loads_what_it_can(certs, fleet, workdir):
                 pass
     finally:
         g.stop()
+
+
+@needs_signer
+def test_load_refuses_what_would_block(certs, workdir):
+    """LOAD of an encrypted key, a FIFO or an oversized file fails at once
+    with a line that says why, and the same thread goes on serving: the
+    signer runs here with a controlling terminal (as under `make run`),
+    where OpenSSL asked for the encrypted key's passphrase on it and the
+    thread waited there for good, and opening a FIFO blocked until a
+    writer came."""
+    sock = os.path.join(workdir, "blocking.sock")
+    slog = os.path.join(workdir, "blocking.log")
+    enc = os.path.join(workdir, "blocking-enc.key")
+    subprocess.run(["openssl", "pkey", "-in", certs.vm_key, "-aes256",
+                    "-passout", "pass:secret", "-out", enc], check=True)
+    fifo = os.path.join(workdir, "blocking.fifo")
+    if os.path.exists(fifo):
+        os.unlink(fifo)
+    os.mkfifo(fifo)
+    big = os.path.join(workdir, "blocking-big.key")
+    with open(certs.vm_key, "rb") as f, open(big, "wb") as out:
+        out.write(f.read() + b"\n" * (2 << 20))
+    master, slave = os.openpty()
+
+    def with_terminal():
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    with open(slog, "wb") as f:
+        p = subprocess.Popen([signer_bin(), "--socket", sock], stdout=f,
+                             stderr=subprocess.STDOUT, stdin=slave,
+                             preexec_fn=with_terminal, pass_fds=(slave,))
+    os.close(slave)
+    s = None
+    try:
+        assert wait_until(lambda: "INFO serving" in read_text(slog), 5), \
+            read_text(slog)
+        s = unix_client(sock)
+        kid = key_id(certs.vm_key)
+        for rid, (path, why) in enumerate((
+                (enc, "an encrypted key: give it unencrypted"),
+                (fifo, "not a regular file"),
+                (big, "larger than 1048576 bytes")), 1):
+            b = path.encode()
+            t0 = time.monotonic()
+            st, _ = keyop_call(s, KEYOP_LOAD,
+                               struct.pack(">QH", kid, len(b)) + b, rid)
+            assert st == STATUS_FAILED, (path, st)
+            assert time.monotonic() - t0 < 2, path
+            assert re.search(r"WARN load key_id=%016x path=%s error=\"%s" %
+                             (kid, re.escape(path), re.escape(why)),
+                             read_text(slog)), read_text(slog)
+        # The same client, on the same thread: served.
+        b = certs.vm_key.encode()
+        assert keyop_call(s, KEYOP_LOAD, struct.pack(">QH", kid, len(b)) + b,
+                          10) == (STATUS_OK, b"")
+        msg = b"after the refusals"
+        st, sig = keyop_call(s, KEYOP_SIGN, struct.pack(
+            ">QHH", kid, 0x0403, len(msg)) + msg, 11)
+        assert st == STATUS_OK and verifies(workdir, certs.vm_key, "sha256",
+                                            msg, sig)
+    finally:
+        if s:
+            s.close()
+        stop_process(p)
+        os.close(master)
+        os.unlink(fifo)
