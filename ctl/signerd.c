@@ -627,6 +627,8 @@ int signerd_start(const char *external, const struct tls_ctx *tls,
 	return spawn(tls, err, err_len);
 }
 
+static void reconnect(uint64_t now);
+
 int signerd_load(const struct tls_ctx *tls, char *err, size_t err_len)
 {
 	if (!sd.on)
@@ -636,9 +638,18 @@ int signerd_load(const struct tls_ctx *tls, char *err, size_t err_len)
 		return -ENOMEM;
 	}
 	/* A signer down now gets the keys when it is back (signerd_tick
-	 * loads every held store, this one among them). */
-	if (sd.cfd < 0 && sd.external)
-		sd.cfd = connect_to(sd.path);
+	 * loads every held store, this one among them). One back already
+	 * (it may have restarted and lost every key) is reconnected now,
+	 * back-off or not, and given what signerd_tick would give it:
+	 * every held store and the superseded keys; this store's keys are
+	 * then checked strictly below. Loading this store's only would
+	 * leave the published ones out for good if this reload fails: the
+	 * connection is up, and signerd_tick reconnects only one that is
+	 * not. */
+	if (sd.cfd < 0 && sd.external) {
+		sd.restart_ms = 0;
+		reconnect(timer_now_ms());
+	}
 	cfd_ensure();
 	if (sd.cfd < 0 && !sd.external && sd.pid > 0) {
 		/* Our child runs (so nothing will load them later) but

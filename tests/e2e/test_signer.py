@@ -1011,3 +1011,56 @@ def test_load_refuses_what_would_block(certs, workdir):
         stop_process(p)
         os.close(master)
         os.unlink(fifo)
+
+
+@needs_signer
+def test_external_signer_back_during_a_failed_reload(certs, fleet, workdir):
+    """An external signer restarted (its keys lost) and back while vmgate
+    still waits out its reconnect back-off, and then a reload that fails
+    (a key that is not its certificate's): the reload's own connection
+    gives the signer every key vmgate holds, as a reconnection does, so
+    full handshakes are signed right after the reload_error line. Before,
+    that connection got the failed store's keys only and, being up, was
+    never reconnected: every full handshake failed until a reload
+    succeeded."""
+    name = "signer-back"
+    sock = os.path.join(workdir, name + ".sock")
+    slog = os.path.join(workdir, name + "-signer.log")
+    ext = external_signer(sock, slog)
+    g = None
+    try:
+        assert wait_until(lambda: os.path.exists(sock), 5), read_text(slog)
+        g = start_gate(certs, fleet, workdir, name, signer=sock)
+        rc, out = s_client(g.port, certs, "vm1.vm.test", ["-tls1_3"])
+        assert rc == 0, out
+        ext.kill()
+        ext.wait()
+        # Down long enough for vmgate's reconnect back-off to reach
+        # 3.2 s (100 ms, doubled at each failed try: tries at 0.1, 0.3,
+        # 0.7, 1.5 and 3.1 s, the next at 6.3): the reload below and the
+        # handshakes after it come inside it. A set-up wait, not a wait
+        # for a result.
+        time.sleep(3.5)
+        ext = external_signer(sock, slog + ".2")
+        assert wait_until(lambda: "INFO serving" in read_text(slog + ".2"),
+                          5), read_text(slog + ".2")
+        with open(g.cfg_path) as f:
+            text = f.read()
+        bad = text.replace("key: %s" % certs.vm_key,
+                           "key: %s" % certs.other_key, 1)
+        assert bad != text
+        with open(g.cfg_path, "w") as f:
+            f.write(bad)
+        mark = g.mark()
+        os.kill(g.proc.pid, signal.SIGHUP)
+        g.wait_log(r"reload_error .*does not match the certificate",
+                   since=mark)
+        # Each worker's own channel comes back within its 100 ms back-off;
+        # until then its handshakes fail fast, as with any signer down.
+        assert wait_until(lambda: s_client(g.port, certs, "vm1.vm.test",
+                                           ["-tls1_3"])[0] == 0, 2), (
+            g.tail(since=mark), read_text(slog + ".2"))
+    finally:
+        if g:
+            g.stop()
+        stop_process(ext)
