@@ -107,10 +107,14 @@ void backend_answer(struct worker *w, struct conn *c)
 	} else if (!alpn_is_http11(&f)) {
 		h = ANSWER_NOT_HTTP;
 	}
-	/* A client that waits for the server to speak first (SSH) gets its
-	 * alert when the wait armed in connect_failed ends. */
-	if (h == ANSWER_NEED_MORE)
+	/* More of the request line to read: a read is posted (the
+	 * handshake's last one may have been its end, and nothing else
+	 * would read). A client that waits for the server to speak first
+	 * (SSH) gets its alert when the wait armed in connect_failed ends. */
+	if (h == ANSWER_NEED_MORE) {
+		relay_arm_client_recv(w, c);
 		return;
+	}
 	if (h == ANSWER_NOT_HTTP) {
 		conn_linger(w, c, TLS_ALERT_INTERNAL_ERROR);
 		return;

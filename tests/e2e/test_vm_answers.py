@@ -11,6 +11,8 @@ test_vm_failures.py makes its failing VMs: vm2 with nothing on VM port
 SYNs vanish (timed out). curl is the client."""
 
 import os
+import socket
+import ssl
 import subprocess
 import time
 
@@ -102,6 +104,44 @@ def test_refused_no_alpn_request_line(agate, certs):
     r = get(certs, agate, "vm2", agate.h1, "--no-alpn", addr="::1")
     code, body, _ = answer(r)
     assert code == 502 and "port %d of VM vm2" % REFUSED_PORT in body, (r.stdout, r.stderr)
+
+
+def test_no_alpn_request_after_a_resumed_tls12_handshake(agate, certs):
+    """A resumed TLS 1.2 handshake (the server writes nothing after the
+    client's Finished), no ALPN, and the request line a moment after the
+    handshake, in a read of its own: answered with the 502. Before, no
+    read of the client was posted once the handshake was done, so the
+    request was never read and the client got internal_error when the
+    connection's one-second wait ran out."""
+    ctx = ssl.create_default_context(cafile=certs.ca)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    host = "vm2.vm.test"
+    with socket.create_connection(("127.0.0.1", agate.h1), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host) as s:
+            session = s.session
+            assert s.selected_alpn_protocol() is None
+    assert session is not None and session.has_ticket
+    with socket.create_connection(("127.0.0.1", agate.h1), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host,
+                             session=session) as s:
+            assert s.session_reused
+            # Sent after the handshake's last read: a set-up wait, so
+            # the request comes in a read of its own.
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: %s\r\n\r\n"
+                      % host.encode())
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    d = s.recv(4096)
+                    if not d:
+                        break
+                    data += d
+            except ssl.SSLError as e:
+                pytest.fail("no answer (%s) %.2fs after the request"
+                            % (e, time.monotonic() - t0))
+    assert data.startswith(b"HTTP/1.1 502 "), data
 
 
 def test_default_is_alert(agate, certs):
