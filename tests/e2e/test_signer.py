@@ -446,6 +446,17 @@ def new_vm_cert(d):
     return cert, key
 
 
+def refused_reload(g, text):
+    """|g| reloads |text|, whose key is not its certificate's: refused.
+    Returns the log mark from before the reload."""
+    with open(g.cfg_path, "w") as f:
+        f.write(text)
+    mark = g.mark()
+    os.kill(g.proc.pid, signal.SIGHUP)
+    g.wait_log(r"reload_error .*does not match the certificate", since=mark)
+    return mark
+
+
 def test_reload_loads_keys_first(sgate, certs, fleet, workdir):
     d = os.path.join(workdir, "signer-reload")
     os.makedirs(d, exist_ok=True)
@@ -454,12 +465,7 @@ def test_reload_loads_keys_first(sgate, certs, fleet, workdir):
     bad = config_text(certs, fleet, sgate.port).replace(
         "{ cert: %s, key: %s" % (certs.vm_cert, certs.vm_key),
         "{ cert: %s, key: %s" % (cert, certs.vm_key))
-    with open(sgate.cfg_path, "w") as f:
-        f.write(bad)
-    mark = sgate.mark()
-    os.kill(sgate.proc.pid, signal.SIGHUP)
-    sgate.wait_log(r"reload_error .*does not match the certificate",
-                   since=mark)
+    refused_reload(sgate, bad)
     rc, out = s_client(sgate.port, certs, "vm1.vm.test", ["-tls1_3"])
     assert rc == 0 and "ECDSA" in out, out
     # The new certificate and key: served at once after the reload line.
@@ -1049,12 +1055,7 @@ def test_external_signer_back_during_a_failed_reload(certs, fleet, workdir):
         bad = text.replace("key: %s" % certs.vm_key,
                            "key: %s" % certs.other_key, 1)
         assert bad != text
-        with open(g.cfg_path, "w") as f:
-            f.write(bad)
-        mark = g.mark()
-        os.kill(g.proc.pid, signal.SIGHUP)
-        g.wait_log(r"reload_error .*does not match the certificate",
-                   since=mark)
+        mark = refused_reload(g, bad)
         # Each worker's own channel comes back within its 100 ms back-off;
         # until then its handshakes fail fast, as with any signer down.
         assert wait_until(lambda: s_client(g.port, certs, "vm1.vm.test",
