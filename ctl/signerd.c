@@ -28,7 +28,13 @@ extern char **environ;
 #define SIGNERD_ANSWER_MS 3000
 #define SIGNERD_BACKOFF_MIN_MS 100
 #define SIGNERD_BACKOFF_MAX_MS 5000
+/* An external signer's reconnection: a refused connect is one system
+ * call, and the workers' own channels come back within 100 ms
+ * (core/signer.c): their keys must not lag seconds behind them. */
+#define SIGNERD_RECONNECT_MAX_MS 200
 #define SIGNERD_STABLE_MS 10000
+/* How often our child is asked whether it still answers (ping_child). */
+#define SIGNERD_PING_MS 1000
 
 static struct {
 	bool on;
@@ -44,6 +50,7 @@ static struct {
 	int cfd;        /* control connection: LOADs, UNLOADs; -1 if none */
 	uint64_t next_id;
 	uint64_t started_ms, restart_ms, backoff_ms;
+	uint64_t ping_ms; /* when our child is asked next */
 	/* The stores vmgate holds (published, retired or being built): the
 	 * keys the signer must keep are theirs. */
 	const struct tls_ctx **stores;
@@ -729,8 +736,36 @@ static void reconnect(uint64_t now)
 	}
 	cfd_close();
 	sd.restart_ms = now + sd.backoff_ms;
-	if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
+	if (sd.backoff_ms < SIGNERD_RECONNECT_MAX_MS)
 		sd.backoff_ms *= 2;
+}
+
+/* Our child answers, or is killed, and then restarted as one that died:
+ * a signer alive but not answering (stopped, deadlocked) would fail
+ * every full handshake after its wait for as long as it stayed so. Once
+ * a second, an UNLOAD of key id 0, which no key has (the first 8 bytes
+ * of a SHA-256): a signer that serves answers NO_KEY at once. */
+static void ping_child(uint64_t now)
+{
+	struct keyop_msg m = { .type = KEYOP_UNLOAD, .key_id = 0 };
+	uint8_t status;
+	int ret;
+
+	if (now < sd.ping_ms)
+		return;
+	sd.ping_ms = now + SIGNERD_PING_MS;
+	cfd_ensure();
+	if (sd.cfd < 0)
+		return;
+	ret = ask(&m, -1, &status);
+	if (!ret)
+		return;
+	cfd_close();
+	if (ret != -ETIMEDOUT)
+		return;
+	log_error("signer", "pid=%d did not answer in %d ms: killed, to be "
+		  "restarted", (int)sd.pid, SIGNERD_ANSWER_MS);
+	kill(sd.pid, SIGKILL);
 }
 
 void signerd_tick(void)
@@ -765,6 +800,7 @@ void signerd_tick(void)
 				sd.backoff_ms *= 2;
 			return;
 		}
+		ping_child(now);
 	} else if (now >= sd.restart_ms) {
 		if (spawn(NULL, err, sizeof(err))) {
 			log_error("signer", "restart failed: %s", err);

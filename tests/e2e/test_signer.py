@@ -1021,14 +1021,15 @@ def test_load_refuses_what_would_block(certs, workdir):
 
 @needs_signer
 def test_external_signer_back_during_a_failed_reload(certs, fleet, workdir):
-    """An external signer restarted (its keys lost) and back while vmgate
-    still waits out its reconnect back-off, and then a reload that fails
-    (a key that is not its certificate's): the reload's own connection
-    gives the signer every key vmgate holds, as a reconnection does, so
-    full handshakes are signed right after the reload_error line. Before,
-    that connection got the failed store's keys only and, being up, was
-    never reconnected: every full handshake failed until a reload
-    succeeded."""
+    """An external signer restarted (its keys lost), and a reload that
+    fails (a key that is not its certificate's) as soon as it is back,
+    before vmgate's next reconnection try (every 200 ms at most): the
+    reload's own connection gives the signer every key vmgate holds, as a
+    reconnection does, so full handshakes are signed again. Before, that
+    connection got the failed store's keys only and, being up, was never
+    reconnected: every full handshake failed until a reload succeeded
+    (then with a reconnect back-off of up to 5 s, which made the race
+    easy to lose)."""
     name = "signer-back"
     sock = os.path.join(workdir, name + ".sock")
     slog = os.path.join(workdir, name + "-signer.log")
@@ -1039,14 +1040,10 @@ def test_external_signer_back_during_a_failed_reload(certs, fleet, workdir):
         g = start_gate(certs, fleet, workdir, name, signer=sock)
         rc, out = s_client(g.port, certs, "vm1.vm.test", ["-tls1_3"])
         assert rc == 0, out
+        mark = g.mark()
         ext.kill()
         ext.wait()
-        # Down long enough for vmgate's reconnect back-off to reach
-        # 3.2 s (100 ms, doubled at each failed try: tries at 0.1, 0.3,
-        # 0.7, 1.5 and 3.1 s, the next at 6.3): the reload below and the
-        # handshakes after it come inside it. A set-up wait, not a wait
-        # for a result.
-        time.sleep(3.5)
+        g.wait_log(r"WARN signer worker=\d+ disconnected", since=mark)
         ext = external_signer(sock, slog + ".2")
         assert wait_until(lambda: "INFO serving" in read_text(slog + ".2"),
                           5), read_text(slog + ".2")
@@ -1065,3 +1062,31 @@ def test_external_signer_back_during_a_failed_reload(certs, fleet, workdir):
         if g:
             g.stop()
         stop_process(ext)
+
+
+@needs_signer
+def test_stopped_signer_is_replaced(sgate, certs):
+    """vmgate's own signer stopped (SIGSTOP: alive, answering nothing):
+    vmgate asks it once a second, kills it when an answer has not come in
+    3 s, and restarts it as one that died; full handshakes are signed
+    again. Before, it stayed stopped, and every full handshake failed
+    after the signer's wait for as long as it did."""
+    g = sgate
+    pid = signer_pid(g)
+    mark = g.mark()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        g.wait_log(r"ERROR signer pid=%d did not answer in 3000 ms: "
+                   r"killed, to be restarted" % pid, since=mark, timeout=10)
+        g.wait_log(r"WARN signer_exit signal=9 ", since=mark, timeout=3)
+        g.wait_log(r"INFO signer pid=\d+ socket=\S+ keys=", since=mark,
+                   timeout=5)
+        assert signer_pid(g) != pid
+        assert wait_until(lambda: s_client(g.port, certs, "vm1.vm.test",
+                                           ["-tls1_3"])[0] == 0, 3), \
+            g.tail(since=mark)
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
