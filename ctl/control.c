@@ -367,11 +367,8 @@ err:
 	/* A file that parsed but names what is not there yet (a new
 	 * certificate): its files are watched too, so their arrival
 	 * reloads; so are those it names that do not exist. */
-	if (parsed)
-		control_rewatch_locked(ctl, cfg, NULL, 0);
-	else if (errs.missing_len)
-		control_rewatch_locked(ctl, NULL, errs.missing,
-				       errs.missing_len);
+	control_rewatch_locked(ctl, parsed ? cfg : NULL, errs.missing,
+			       errs.missing_len);
 	base_ref_put(base);
 	tls_ref_put(tls);
 	config_free(cfg);

@@ -438,7 +438,7 @@ static int load_gone(void)
 }
 
 /* After a (re)start or a reconnection: every store vmgate holds, best
- * effort (see load_keys). */
+ * effort (see load_keys), then the superseded keys (load_gone). */
 static int load_held(char *err, size_t err_len)
 {
 	size_t i;
@@ -450,7 +450,7 @@ static int load_held(char *err, size_t err_len)
 		if (ret)
 			return ret;
 	}
-	return 0;
+	return load_gone();
 }
 
 static void child_kill(void)
@@ -534,8 +534,6 @@ static int spawn(const struct tls_ctx *first, char *err, size_t err_len)
 	}
 	ret = first ? load_keys(first, false, err, err_len)
 		    : load_held(err, err_len);
-	if (!ret && !first)
-		ret = load_gone();
 	if (ret)
 		goto err_child;
 	if (rename(sd.tmp, sd.path)) {
@@ -634,7 +632,33 @@ int signerd_start(const char *external, const struct tls_ctx *tls,
 	return spawn(tls, err, err_len);
 }
 
-static void reconnect(uint64_t now);
+/* An external signer, once its control connection is gone: connect
+ * again (after the back-off) and load every held store; it may have
+ * restarted and lost them. */
+static void reconnect(uint64_t now)
+{
+	char err[512];
+
+	if (now < sd.restart_ms)
+		return;
+	cfd_close();
+	sd.cfd = connect_to(sd.path);
+	if (sd.cfd >= 0 && !load_held(err, sizeof(err))) {
+		if (sd.failed)
+			log_warn("signer", "connected socket=%s keys=%zu "
+				 "failed=%zu", sd.path,
+				 loaded_keys(), sd.failed);
+		else
+			log_info("signer", "connected socket=%s keys=%zu",
+				 sd.path, held_keys());
+		sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
+		return;
+	}
+	cfd_close();
+	sd.restart_ms = now + sd.backoff_ms;
+	if (sd.backoff_ms < SIGNERD_RECONNECT_MAX_MS)
+		sd.backoff_ms *= 2;
+}
 
 int signerd_load(const struct tls_ctx *tls, char *err, size_t err_len)
 {
@@ -710,34 +734,6 @@ static bool cfd_dead(void)
 	ssize_t n = recv(sd.cfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
-}
-
-/* An external signer, once its control connection is gone: connect
- * again (after the back-off) and load every held store; it may have
- * restarted and lost them. */
-static void reconnect(uint64_t now)
-{
-	char err[512];
-
-	if (now < sd.restart_ms)
-		return;
-	cfd_close();
-	sd.cfd = connect_to(sd.path);
-	if (sd.cfd >= 0 && !load_held(err, sizeof(err)) && !load_gone()) {
-		if (sd.failed)
-			log_warn("signer", "connected socket=%s keys=%zu "
-				 "failed=%zu", sd.path,
-				 loaded_keys(), sd.failed);
-		else
-			log_info("signer", "connected socket=%s keys=%zu",
-				 sd.path, held_keys());
-		sd.backoff_ms = SIGNERD_BACKOFF_MIN_MS;
-		return;
-	}
-	cfd_close();
-	sd.restart_ms = now + sd.backoff_ms;
-	if (sd.backoff_ms < SIGNERD_RECONNECT_MAX_MS)
-		sd.backoff_ms *= 2;
 }
 
 /* Our child answers, or is killed, and then restarted as one that died:

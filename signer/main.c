@@ -213,21 +213,16 @@ static FILE *open_key(const char *path, int fd, const char **why)
 		*why = strerror(errno);
 		return NULL;
 	}
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
 		*why = "not a regular file";
-		close(fd);
-		return NULL;
-	}
-	if (st.st_size > SIGNER_KEY_FILE_MAX) {
+	else if (st.st_size > SIGNER_KEY_FILE_MAX)
 		*why = "larger than " STR(SIGNER_KEY_FILE_MAX) " bytes";
-		close(fd);
-		return NULL;
-	}
-	if (!(f = fdopen(fd, "r"))) {
+	else if ((f = fdopen(fd, "r")))
+		return f;
+	else
 		*why = strerror(errno);
-		close(fd);
-	}
-	return f;
+	close(fd);
+	return NULL;
 }
 
 static uint8_t do_load(const struct keyop_msg *m, int fd)

@@ -30,6 +30,9 @@
 
 enum { OK = 0, NO_FILTER = 100, WRONG = 101 };
 
+/* In a child of in_child: whether the filter is on. */
+static bool filter_on;
+
 /* Runs |fn| in a child, with the filter on if |filtered|; its status. */
 static int in_child(int (*fn)(void), bool filtered)
 {
@@ -41,6 +44,7 @@ static int in_child(int (*fn)(void), bool filtered)
 		if (filtered && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
 				 !signer_seccomp()))
 			_exit(NO_FILTER);
+		filter_on = filtered;
 		_exit(fn());
 	}
 	assert_int_equal(waitpid(child, &status, 0), child);
@@ -71,11 +75,13 @@ static int try_socket(void)
 }
 
 /* Each call of the deny list with arguments no kernel accepts: 0 if each
- * answered as |filtered| says it should (EPERM, or anything else), else 1
- * + the index of the first that did not. fork and vfork take no
- * arguments: made only under the filter (a child would _exit at once). */
-static int every_denied_call(bool filtered)
+ * answered as the filter being on or off says it should (EPERM, or
+ * anything else), else 1 + the index of the first that did not. fork and
+ * vfork take no arguments: made only under the filter (a child would
+ * _exit at once). */
+static int every_denied_call(void)
 {
+	bool filtered = filter_on;
 	size_t n, i;
 	const int *nr = signer_seccomp_denied(&n);
 
@@ -97,16 +103,6 @@ static int every_denied_call(bool filtered)
 	return OK;
 }
 
-static int every_denied_call_filtered(void)
-{
-	return every_denied_call(true);
-}
-
-static int every_denied_call_unfiltered(void)
-{
-	return every_denied_call(false);
-}
-
 /* A thread in a new namespace: refused before the kernel sees it
  * (without the filter this child would crash: no stack). */
 static int try_thread_in_new_namespace(void)
@@ -118,38 +114,32 @@ static int try_thread_in_new_namespace(void)
 	return denied_with(r, EPERM);
 }
 
-static int try_fork(void)
+/* What a call that makes a process answered: a child made exits at
+ * once (and is waited for); then as denied_with. */
+static int child_made(long p, int err)
 {
-	pid_t p = fork();
-
-	if (p == 0)
-		_exit(0);
-	if (p > 0)
-		waitpid(p, NULL, 0);
-	return denied_with(p, EPERM);
-}
-
-static int try_raw_clone(void)
-{
-	long p = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-
 	if (p == 0)
 		_exit(0);
 	if (p > 0)
 		waitpid((pid_t)p, NULL, 0);
-	return denied_with(p, EPERM);
+	return denied_with(p, err);
+}
+
+static int try_fork(void)
+{
+	return child_made(fork(), EPERM);
+}
+
+static int try_raw_clone(void)
+{
+	return child_made(syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0), EPERM);
 }
 
 static int try_clone3(void)
 {
 	struct clone_args args = { .exit_signal = SIGCHLD };
-	long p = syscall(SYS_clone3, &args, sizeof(args));
 
-	if (p == 0)
-		_exit(0);
-	if (p > 0)
-		waitpid((pid_t)p, NULL, 0);
-	return denied_with(p, ENOSYS);
+	return child_made(syscall(SYS_clone3, &args, sizeof(args)), ENOSYS);
 }
 
 /* Allowed, /bin/false runs and exits 1, as an allowed call answers. */
@@ -175,8 +165,8 @@ static int try_unshare(void)
 
 static void test_every_denied_call(void **state)
 {
-	assert_int_equal(in_child(every_denied_call_filtered, true), OK);
-	assert_int_equal(in_child(every_denied_call_unfiltered, false), OK);
+	assert_int_equal(in_child(every_denied_call, true), OK);
+	assert_int_equal(in_child(every_denied_call, false), OK);
 }
 
 static void test_no_thread_in_new_namespace(void **state)
