@@ -62,6 +62,8 @@ enum conn_flag {
 	                            * go to the VM as they are, and back */
 	CF_VM_MORE = 1u << 23,    /* the VM's socket held more (bytes or its
 	                           * FIN) after the last receive */
+	CF_VM_GONE = 1u << 24,    /* a send to the VM failed (vm_errno): up
+	                           * is over, down goes on to its end */
 };
 
 struct conn {
@@ -83,7 +85,8 @@ struct conn {
 	uint32_t hello_need;    /* input length worth parsing the hello at */
 	struct tls_hello_state hello; /* the records of it walked so far */
 	uint32_t peer_slot;     /* in shared->peers, with CF_PEER */
-	int vm_errno;           /* why the VM connect failed */
+	int vm_errno;           /* why the VM connect failed, or with
+	                         * CF_VM_GONE why a send to it did */
 	struct tls_conn tls;
 	/* The worker's counters of the routed VM (core/vmstats.h), from
 	 * route() on; NULL before. Counted open while set. */

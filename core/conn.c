@@ -306,6 +306,15 @@ void conn_tls_failed(struct worker *w, struct conn *c)
 	conn_linger(w, c, 0);
 }
 
+void conn_vm_failed(struct worker *w, struct conn *c,
+		    enum conn_reason reason)
+{
+	if (!(c->flags & CF_LOGGED))
+		log_close(w, c, reason, NULL);
+	/* No alert, no close_notify: a FIN after the last bytes. */
+	conn_linger(w, c, 0);
+}
+
 static void do_handshake(struct worker *w, struct conn *c)
 {
 	uint32_t cap = w->shared->cfg->limits.buffer_bytes;

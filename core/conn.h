@@ -37,7 +37,8 @@ void conn_close(struct worker *w, struct conn *c, enum conn_reason reason);
 
 /* conn_linger queues alert |desc| (0: none) for the client, sends what is
  * pending, then closes without logging again: a lingering close, so the
- * client reads the alert instead of a reset (see relay_linger). */
+ * client reads the alert instead of a reset (see relay_linger). It ends
+ * CONN_LINGER_MS after the client last took bytes, or after our FIN. */
 #define CONN_LINGER_MS 1000
 void conn_linger(struct worker *w, struct conn *c, uint8_t desc);
 
@@ -49,6 +50,17 @@ void conn_linger(struct worker *w, struct conn *c, uint8_t desc);
 /* conn_tls_failed logs the close with TLS's reason and lingers, so the
  * alert BoringSSL queued reaches the client. */
 void conn_tls_failed(struct worker *w, struct conn *c);
+
+/* conn_vm_failed: the VM's stream ended in a reset or an error in the
+ * relay. Logged with |reason| (vm_reset, vm_error) unless it was already,
+ * then a lingering close: what the VM sent before is in the TLS output
+ * and still reaches the client, then our FIN without a close_notify
+ * (unless the VM had ended its side cleanly before), so the client can
+ * tell the stream was cut short; the client's further bytes are read and
+ * dropped, since a close with them unread would reset the client, and a
+ * reset can destroy what the client has not read yet. */
+void conn_vm_failed(struct worker *w, struct conn *c,
+		    enum conn_reason reason);
 
 /* conn_keyop_done ends |c|'s wait for the signer (CF_KEY_WAIT) with its
  * answer (tls_conn_keyop_done) and runs |c|. core/signer.c calls it. */

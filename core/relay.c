@@ -16,6 +16,12 @@
  * FIN behind it leave in one send, with the close_notify, not in two;
  * bulk data is sent as it comes.
  *
+ * A VM's reset or error ends "down" as cut short, not finished: what the
+ * VM sent before still goes to the client, then a FIN without a
+ * close_notify (conn_vm_failed). Seen on a send to the VM, it ends "up"
+ * at once (its bytes are dropped) and "down" goes on until the receives
+ * have taken what the VM sent before the reset (CF_VM_GONE).
+ *
  * Half-close: the client's close_notify or FIN ends "up" (shutdown toward
  * the VM once up.data is sent); the VM's FIN ends "down" (close_notify,
  * then shutdown toward the client once everything is sent). The
@@ -163,13 +169,17 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 			conn_close(w, c, REASON_OUT_OF_MEMORY);
 		else if (r != TLS_IO_DONE)
 			conn_tls_failed(w, c);
-	} else if (cqe->res == 0) {
+	} else if (cqe->res == 0 && !(c->flags & CF_VM_GONE)) {
 		c->flags |= CF_VM_EOF;
 	} else if (cqe->res == -ENOBUFS) {
 		starve(w, c);
 	} else {
-		conn_close(w, c, error_reason(cqe->res, REASON_VM_RESET,
-					      REASON_VM_ERROR));
+		/* After a failed send the socket's error is taken: its
+		 * receives end as if at a FIN, which this is not. */
+		int err = c->flags & CF_VM_GONE ? -c->vm_errno : cqe->res;
+
+		conn_vm_failed(w, c, error_reason(err, REASON_VM_RESET,
+						  REASON_VM_ERROR));
 	}
 }
 
@@ -191,15 +201,26 @@ void relay_on_client_send(struct worker *w, struct conn *c, int res)
 	}
 	tls_conn_out_consume(&c->tls, (size_t)res);
 	c->active_ms = w->now_ms;
+	/* A lingering client that takes bytes has the linger time again. */
+	if (c->state == CONN_LINGER)
+		timer_arm(&w->linger_timers, &c->timer, w->now_ms);
 }
 
 void relay_on_vm_send(struct worker *w, struct conn *c, int res)
 {
-	if (res <= 0)
-		conn_close(w, c,
-			   error_reason(res, REASON_VM_RESET, REASON_VM_ERROR));
-	else
+	if (res > 0) {
 		on_sent(w, c, &c->up, res);
+	} else if (c->flags & CF_VM_EOF) {
+		conn_vm_failed(w, c, error_reason(res, REASON_VM_RESET,
+						  REASON_VM_ERROR));
+	} else {
+		/* What the VM sent before its reset may still wait in our
+		 * socket: up ends here, down goes on (see the top), and the
+		 * close line is written at its end, with all it took. */
+		c->vm_errno = res < 0 ? -res : EIO;
+		c->flags |= CF_VM_GONE | CF_VM_SHUT | CF_CLIENT_EOF;
+		put_dirbuf(w, &c->up);
+	}
 }
 
 /* Make sure |d| has a buffer; false (and the connection closed) if the

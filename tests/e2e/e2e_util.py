@@ -368,8 +368,15 @@ class BioClient:
     """A TLS client over a plain blocking socket and ssl.MemoryBIO, so a test
     controls the TLS layer (close_notify) and the TCP layer (FIN) apart."""
 
-    def __init__(self, ctx, host, port, addr="127.0.0.1", timeout=10.0):
-        self.sock = socket.create_connection((addr, port), timeout=timeout)
+    def __init__(self, ctx, host, port, addr="127.0.0.1", timeout=10.0, rcvbuf=None):
+        if rcvbuf:
+            # before the connect: the window offered in the SYN follows it
+            self.sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((addr, port))
+        else:
+            self.sock = socket.create_connection((addr, port), timeout=timeout)
         self.local_port = self.sock.getsockname()[1]
         self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=host)
@@ -411,7 +418,8 @@ class BioClient:
     def read(self, limit=None, sink=None):
         """Read application data until the stream ends (or |limit| bytes).
         Returns (data, end): end is "close_notify" (TLS closure alert),
-        "eof" (TCP FIN without close_notify), "limit", or "error:..."
+        "eof" (TCP FIN without close_notify; a context with Python's default
+        OP_IGNORE_UNEXPECTED_EOF reads that as close_notify), "limit", or "error:..."
         (an alert or a reset). With |sink| (a callable) data is passed to it
         instead of being kept."""
         chunks, n = [], 0
@@ -433,6 +441,8 @@ class BioClient:
             except ssl.SSLEOFError:
                 return b"".join(chunks), "eof"
             except ssl.SSLError as e:
+                if e.reason == "UNEXPECTED_EOF_WHILE_READING":
+                    return b"".join(chunks), "eof"
                 return b"".join(chunks), "error:%s" % e
         return b"".join(chunks), "limit"
 

@@ -12,6 +12,7 @@ on free ports (fgate.port)."""
 
 import hashlib
 import os
+import re
 import socket
 import ssl
 import sys
@@ -58,6 +59,25 @@ def handle(c):
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
         return
+    if mode == "burst":          # send until every buffer is full, then reset
+        c.recv(100)
+        c.setblocking(False)
+        block = bytes(range(256)) * 256      # byte i of the stream is i % 256
+        sent, moved = 0, time.monotonic()
+        deadline = moved + 10
+        while sent < (64 << 20) and time.monotonic() - moved < 0.5 and \
+                time.monotonic() < deadline:
+            try:
+                sent += c.send(block[sent % len(block):])
+                moved = time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.005)
+        # what the gate's end has acknowledged: what it got before the reset
+        unacked = struct.unpack("i", fcntl.ioctl(c, termios.TIOCOUTQ, b"\0" * 4))[0]
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        print("burst: reset after %d acked %d" % (sent, sent - unacked), flush=True)
+        return
     if mode == "closer":         # read 100 kB of an upload, then close
         n = 0
         while n < 100000:
@@ -73,10 +93,10 @@ while True:
     threading.Thread(target=handle, args=(c,), daemon=True).start()
 '''
 
-SERVICES = {"stall": 9101, "rst": 9102, "closer": 9103}
+SERVICES = {"stall": 9101, "rst": 9102, "closer": 9103, "burst": 9104}
 # the private gate's listeners, by name: -> (vm, VM port)
 ROUTES = {"stall": ("vm2", 9101), "rst": ("vm2", 9102), "closer": ("vm2", 9103),
-          "source": ("vm2", 8443), "echo": ("vm1", 8080)}
+          "burst": ("vm2", 9104), "source": ("vm2", 8443), "echo": ("vm1", 8080)}
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +325,45 @@ def test_vm_resets_mid_stream(fgate, certs):
     assert end != "limit" and secs < 5, (end, secs)
     fgate.wait_log(r"close .*%s.*reason=vm_reset" % peer_re(lport), timeout=5, since=mark)
     fp.check("VM reset")
+
+
+def test_vm_reset_loses_nothing_the_gate_took(fgate, certs, workdir):
+    """The VM sends until every buffer on the way is full, then resets,
+    while the client reads nothing; then the client uploads a little (the
+    gate's send to the VM finds the reset), then reads. Every
+    byte the VM's end saw acknowledged before the reset reaches the
+    client, in order (down= in the gate's close line too), then a FIN
+    without a close_notify, so the client can tell the stream was cut
+    short, not ended. (Before: the gate dropped what it held unsent and
+    never read what still waited in its socket.)"""
+    good(certs, fgate.port["echo"])
+    fp = Footprint(fgate)
+    mark = fgate.mark()
+    log = os.path.join(workdir, "backend-logs", "vm2-%d-burst.log" % SERVICES["burst"])
+    before = open(log).read().count("burst: reset")
+    ctx = certs.client_ctx()
+    # Python's default context reads an EOF without close_notify as one
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+    c = BioClient(ctx, "vm2.vm.test", fgate.port["burst"], rcvbuf=4096)
+    c.handshake()
+    c.send(b"GO\n")
+    assert wait_until(lambda: open(log).read().count("burst: reset") > before, 15), \
+        "the VM never reset"
+    acked = int(re.findall(r"burst: reset after \d+ acked (\d+)", open(log).read())[-1])
+    c.send(b"u" * 65536)
+    got, end = c.read(limit=256 << 20)
+    lport = c.local_port
+    c.close()
+    line = fgate.wait_log(r"close .*%s.*reason=vm_reset" % peer_re(lport), since=mark)[0]
+    down = int(parse_kv(line)["down"])
+    n = len(got)
+    print("\nVM reset after a burst: its end saw %d bytes acknowledged, the gate "
+          "took %d, the client got %d (%s)" % (acked, down, n, end))
+    assert got == (bytes(range(256)) * (n // 256 + 1))[:n], "the bytes came out of order"
+    assert n == down == acked and end == "eof", (acked, down, n, end,
+                                                 fgate.tail(since=mark))
+    good(certs, fgate.port["echo"])
+    fp.check("VM reset after a burst")
 
 
 def test_vm_closes_while_client_sends(fgate, certs):
