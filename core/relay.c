@@ -19,8 +19,9 @@
  * A VM's reset or error ends "down" as cut short, not finished: what the
  * VM sent before still goes to the client, then a FIN without a
  * close_notify (conn_vm_failed). Seen on a send to the VM, it ends "up"
- * at once (its bytes are dropped) and "down" goes on until the receives
- * have taken what the VM sent before the reset (CF_VM_GONE).
+ * at once (the client's bytes are read and dropped from then on) and
+ * "down" goes on until the receives have taken what the VM sent before
+ * the reset (CF_VM_GONE).
  *
  * Half-close: the client's close_notify or FIN ends "up" (shutdown toward
  * the VM once up.data is sent); the VM's FIN ends "down" (close_notify,
@@ -120,8 +121,10 @@ void relay_on_client_recv(struct worker *w, struct conn *c,
 
 	buf = cqe_buffer(w, cqe, &bid);
 	if (buf) {
-		/* A lingering connection only drains what the client sends. */
-		if (cqe->res > 0 && c->state != CONN_LINGER)
+		/* A lingering connection only drains what the client sends,
+		 * and so does one whose VM is gone. */
+		if (cqe->res > 0 && c->state != CONN_LINGER &&
+		    !(c->flags & CF_VM_GONE))
 			fed = tls_conn_feed(&c->tls, buf, (size_t)cqe->res);
 		ring_buf_put(&w->bufs, bid);
 	}
@@ -174,10 +177,17 @@ void relay_on_vm_recv(struct worker *w, struct conn *c,
 	} else if (cqe->res == -ENOBUFS) {
 		starve(w, c);
 	} else {
-		/* After a failed send the socket's error is taken: its
-		 * receives end as if at a FIN, which this is not. */
+		/* After a failed send the socket's error is taken and its
+		 * receives end as if at a FIN. A real one only if the reset
+		 * came after it: then the send failed with EPIPE, as the
+		 * kernel says of a reset in CLOSE_WAIT, and the VM's stream
+		 * ended cleanly. */
 		int err = c->flags & CF_VM_GONE ? -c->vm_errno : cqe->res;
 
+		if (cqe->res == 0 && err == -EPIPE) {
+			tls_conn_close_notify(&c->tls);
+			c->flags |= CF_VM_EOF | CF_NOTIFY;
+		}
 		conn_vm_failed(w, c, error_reason(err, REASON_VM_RESET,
 						  REASON_VM_ERROR));
 	}
@@ -420,8 +430,12 @@ bool relay_start(struct worker *w, struct conn *c)
 bool relay_linger(struct worker *w, struct conn *c)
 {
 	relay_flush_client(w, c);
-	if ((c->flags & CF_CLIENT_SEND) || tls_conn_out_len(&c->tls))
+	if ((c->flags & CF_CLIENT_SEND) || tls_conn_out_len(&c->tls)) {
+		/* Drained meanwhile too: a client blocked in its own send
+		 * would never take the last bytes. */
+		relay_arm_client_recv(w, c);
 		return c->state != CONN_LINGER;
+	}
 	if (!(c->flags & CF_CLIENT_SHUT)) {
 		shut_wr(w, c, c->cfd);
 		c->flags |= CF_CLIENT_SHUT;
@@ -445,6 +459,10 @@ void relay_run(struct worker *w, struct conn *c)
 		half_close(w, c, c->vfd, CF_VM_SHUT);
 	if (!(c->flags & CF_CLIENT_EOF) && c->up.len < cap &&
 	    tls_conn_input_len(&c->tls) < cap)
+		relay_arm_client_recv(w, c);
+	/* Read to drop: a client blocked in its own send would never read
+	 * what is still on its way to it. */
+	if (c->flags & CF_VM_GONE)
 		relay_arm_client_recv(w, c);
 
 	if ((c->flags & CF_VM_EOF) && !(c->flags & CF_NOTIFY)) {

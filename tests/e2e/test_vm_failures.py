@@ -78,6 +78,17 @@ def handle(c):
         c.close()
         print("burst: reset after %d acked %d" % (sent, sent - unacked), flush=True)
         return
+    if mode == "finrst":         # answer at once, FIN, reset once the FIN is taken
+        c.sendall(b"ANSWER\n")
+        c.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + 5
+        while c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] != 5 and \
+                time.monotonic() < deadline:        # TCP_FIN_WAIT2
+            time.sleep(0.005)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        print("finrst: reset", flush=True)
+        return
     if mode == "closer":         # read 100 kB of an upload, then close
         n = 0
         while n < 100000:
@@ -93,10 +104,11 @@ while True:
     threading.Thread(target=handle, args=(c,), daemon=True).start()
 '''
 
-SERVICES = {"stall": 9101, "rst": 9102, "closer": 9103, "burst": 9104}
+SERVICES = {"stall": 9101, "rst": 9102, "closer": 9103, "burst": 9104, "finrst": 9105}
 # the private gate's listeners, by name: -> (vm, VM port)
 ROUTES = {"stall": ("vm2", 9101), "rst": ("vm2", 9102), "closer": ("vm2", 9103),
-          "burst": ("vm2", 9104), "source": ("vm2", 8443), "echo": ("vm1", 8080)}
+          "burst": ("vm2", 9104), "finrst": ("vm2", 9105), "source": ("vm2", 8443),
+          "echo": ("vm1", 8080)}
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +342,8 @@ def test_vm_resets_mid_stream(fgate, certs):
 def test_vm_reset_loses_nothing_the_gate_took(fgate, certs, workdir):
     """The VM sends until every buffer on the way is full, then resets,
     while the client reads nothing; then the client uploads a little (the
-    gate's send to the VM finds the reset), then reads. Every
+    gate's send to the VM finds the reset: 8 MiB, more than the buffers
+    on the way hold, so the gate must read and drop it), then reads. Every
     byte the VM's end saw acknowledged before the reset reaches the
     client, in order (down= in the gate's close line too), then a FIN
     without a close_notify, so the client can tell the stream was cut
@@ -350,7 +363,7 @@ def test_vm_reset_loses_nothing_the_gate_took(fgate, certs, workdir):
     assert wait_until(lambda: open(log).read().count("burst: reset") > before, 15), \
         "the VM never reset"
     acked = int(re.findall(r"burst: reset after \d+ acked (\d+)", open(log).read())[-1])
-    c.send(b"u" * 65536)
+    c.send(b"u" * (8 << 20))
     got, end = c.read(limit=256 << 20)
     lport = c.local_port
     c.close()
@@ -363,7 +376,48 @@ def test_vm_reset_loses_nothing_the_gate_took(fgate, certs, workdir):
     assert n == down == acked and end == "eof", (acked, down, n, end,
                                                  fgate.tail(since=mark))
     good(certs, fgate.port["echo"])
-    fp.check("VM reset after a burst")
+    # 8 MiB read and dropped touch the worker's whole receive ring
+    fp.check("VM reset after a burst", rss_slack_kib=RSS_BOUND_KIB)
+
+
+def test_vm_answer_fin_then_reset_is_a_clean_end(fgate, certs, workdir):
+    """The VM answers at once, sends its FIN and resets, all while the
+    client's handshake is still under way; the client's Finished and its
+    first bytes then leave in one segment, so the gate's send to the VM
+    finds the reset (EPIPE: the kernel's word for a reset after a FIN)
+    before its receive has read the answer. The answer had ended cleanly:
+    the client gets it and a close_notify, and its 4 MiB upload is read
+    and dropped, not left blocked. (Before: an unexpected EOF.)"""
+    good(certs, fgate.port["echo"])
+    fp = Footprint(fgate)
+    mark = fgate.mark()
+    log = os.path.join(workdir, "backend-logs", "vm2-%d-finrst.log" % SERVICES["finrst"])
+    before = open(log).read().count("finrst: reset")
+    ctx = certs.client_ctx()
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+    c = BioClient(ctx, "vm2.vm.test", fgate.port["finrst"])
+    with pytest.raises(ssl.SSLWantReadError):
+        c.obj.do_handshake()
+    c._flush()                      # the ClientHello: the gate connects the VM
+    assert wait_until(lambda: open(log).read().count("finrst: reset") > before, 10), \
+        "the VM never reset"
+    while True:
+        try:
+            c.obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            c._flush()
+            assert c._fill(), "TCP EOF during the handshake"
+    c.obj.write(b"GO\n")             # with the Finished, in one send
+    c._flush()
+    c.send(b"u" * (4 << 20))
+    got, end = c.read(limit=1 << 20)
+    lport = c.local_port
+    c.close()
+    assert (got, end) == (b"ANSWER\n", "close_notify"), (got, end, fgate.tail(since=mark))
+    fgate.wait_log(r"close .*%s.*reason=vm_reset" % peer_re(lport), since=mark)
+    good(certs, fgate.port["echo"])
+    fp.check("VM answered, then reset")
 
 
 def test_vm_closes_while_client_sends(fgate, certs):
