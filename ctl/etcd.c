@@ -338,6 +338,8 @@ static int call_one(struct etcd *e, struct answer *a, long *status,
 		curl_why(why, ETCD_WHY_LEN, c, rc, buf, e->cfg);
 	else if (!a->p)
 		snprintf(why, ETCD_WHY_LEN, "an empty answer");
+	else
+		why[0] = '\0';
 	curl.easy_cleanup(c);
 	curl.slist_free_all(h);
 	if (rc != CURLE_OK || !a->p) {
@@ -417,6 +419,12 @@ static int authenticate(struct etcd *e, char *why, const char *ep)
 		 * that serves no authenticate) is this endpoint's: the next
 		 * one is tried. */
 		if (status >= 400 && status < 500) {
+			char msg[200];
+
+			if (!fleet_parse_error(msg, sizeof(msg), a.p, a.len))
+				snprintf(msg, sizeof(msg), "HTTP %ld", status);
+			snprintf(why, ETCD_WHY_LEN, "etcd refused user '%s': %s",
+				 e->cfg->username, msg);
 			ret = -EACCES;
 		} else {
 			snprintf(why, ETCD_WHY_LEN, "auth/authenticate: HTTP "
@@ -465,13 +473,16 @@ again:
 			ret = authenticate(e, why, ep);
 			if (ret == -ECANCELED)
 				return cancelled(err, err_len);
-			if (ret == -EACCES) {
-				snprintf(err, err_len, "etcd refused user "
-					 "'%s'", e->cfg->username);
+			if (ret == -EACCES || ret == -ENOMEM) {
+				snprintf(err, err_len, "%s", why);
 				return ret;
 			}
 			if (ret) {
+				/* This member's trouble (authenticate without
+				 * a token, no answer): the next one is tried,
+				 * and -EAGAIN is no answer of etcd_call's. */
 				snprintf(err, err_len, "etcd %s: %s", ep, why);
+				ret = -EHOSTUNREACH;
 				continue;
 			}
 		}

@@ -1927,7 +1927,7 @@ static json_t *other_appliances(struct fleet *f, char *err, size_t err_len)
 	char bkey[800], bend[800], end[FLEET_KEY_MAX], body[2048], *ans;
 	struct fleet_range r;
 	json_t *list = json_array();
-	size_t ans_len, i, dl = strlen(f->apps_dir);
+	size_t ans_len, i, id_len, dl = strlen(f->apps_dir);
 
 	range_end(end, f->apps_dir);
 	b64key(bkey, sizeof(bkey), f->apps_dir, dl);
@@ -1946,16 +1946,21 @@ static json_t *other_appliances(struct fleet *f, char *err, size_t err_len)
 	}
 	free(ans);
 	for (i = 0; i < r.kvs_len; i++) {
+		const uint8_t *id = fleet_key_under(r.kvs[i].key,
+						    r.kvs[i].key_len,
+						    f->apps_dir, &id_len);
 		json_error_t jerr;
-		json_t *v = json_loadb((const char *)r.kvs[i].value,
-				       r.kvs[i].value_len, 0, &jerr), *o;
+		json_t *v, *o;
 
+		if (!id)
+			continue;
+		v = json_loadb((const char *)r.kvs[i].value,
+			       r.kvs[i].value_len, 0, &jerr);
 		if (!json_is_object(v)) {
 			json_decref(v);
 			v = json_object();
 		}
-		o = json_pack("{s:s%}", "id", (const char *)r.kvs[i].key + dl,
-			      r.kvs[i].key_len - dl);
+		o = json_pack("{s:s%}", "id", (const char *)id, id_len);
 		if (o && v)
 			json_object_update_missing(o, v);
 		json_decref(v);

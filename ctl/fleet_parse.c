@@ -158,22 +158,31 @@ out:
 	return st;
 }
 
+const uint8_t *fleet_key_under(const uint8_t *key, size_t key_len,
+			       const char *dir, size_t *rest_len)
+{
+	size_t dir_len = strlen(dir);
+
+	if (key_len <= dir_len || memcmp(key, dir, dir_len))
+		return NULL;
+	*rest_len = key_len - dir_len;
+	return key + dir_len;
+}
+
 bool fleet_vm_key(char out_id[ROUTE_VM_ID_MAX + 1], const uint8_t *key,
 		  size_t key_len, const char *dir)
 {
-	size_t dir_len = strlen(dir), len;
+	const uint8_t *id = fleet_key_under(key, key_len, dir, &key_len);
+	size_t len;
 
-	if (key_len <= dir_len || memcmp(key, dir, dir_len))
-		return false;
-	if (memchr(key + dir_len, '\0', key_len - dir_len))
+	if (!id || memchr(id, '\0', key_len))
 		return false;
 	/* Lowercase only: etcd's keys are case-sensitive, names are not,
 	 * and one VM must be one key (what the admin API writes and
 	 * deletes), never two that a full read and a watch could see in
 	 * different orders. */
-	return route_vm_id_norm(out_id, &len, (const char *)key + dir_len,
-				key_len - dir_len) &&
-	       !memcmp(out_id, key + dir_len, len);
+	return route_vm_id_norm(out_id, &len, (const char *)id, key_len) &&
+	       !memcmp(out_id, id, len);
 }
 
 bool fleet_next_key(char *key, size_t *key_len, const struct fleet_kv *last)

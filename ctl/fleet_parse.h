@@ -58,6 +58,13 @@ struct json_t;
 bool fleet_parse_ports(struct config_vm_ports **out, size_t *out_bad,
 		       const struct json_t *list);
 
+/* fleet_key_under: the part of key |key| (|key_len| bytes) after |dir|,
+ * its length in |*rest_len|; NULL unless the key starts with |dir| and
+ * has more after it. etcd's answers are not trusted to hold only the
+ * keys of the range asked for. */
+const uint8_t *fleet_key_under(const uint8_t *key, size_t key_len,
+			       const char *dir, size_t *rest_len);
+
 /* fleet_vm_key takes key |key| (|key_len| bytes) under |dir| (the
  * "{prefix}vms/" string) and writes the VM id, normalised, to |out_id|.
  * False when the key is not directly under |dir| or its last segment is

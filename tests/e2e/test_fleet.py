@@ -743,6 +743,20 @@ def test_auth_token_reacquired_after_restart(gate_bin, certs, vm1, tmp_path):
             assert st["watch"] == "watching", st
         finally:
             g.stop()
+        # Started again from its snapshot (so with the watch, not a read)
+        # with a wrong password: the error says so (it said "out of
+        # memory"), and the snapshot's routes are served meanwhile.
+        assert os.path.exists(g.snapshot)
+        pw.write_text("not-the-password\n")
+        g.start()
+        try:
+            wait_until(lambda: "refused user 'edge'" in g.fleet_status()["error"], 10,
+                       what="the wrong password named")
+            st = g.fleet_status()
+            assert "out of memory" not in st["error"], st
+            assert g.routes("au1"), g.tail()
+        finally:
+            g.stop()
     finally:
         c.stop_all()
 
@@ -807,6 +821,19 @@ def test_auth_unavailable_member_is_not_a_refusal(gate_bin, certs, vm1,
                        what="routed past a member answering 503")
             assert not g.find(r"etcd refused user")
             assert g.fleet_status()["watch"] == "watching"
+        finally:
+            g.stop()
+        # With only that member, a write through the admin API is refused
+        # as etcd unreachable (503), not as vmgate's own failure (500 from
+        # an -EAGAIN that etcd_call let out).
+        g = FleetGate(gate_bin, str(tmp_path / "auth503only"), certs, c,
+                      "edge-auth503only", prefix=prefix, endpoints=[down.url],
+                      etcd_extra=["    username: edge",
+                                  "    password_file: %s" % pw])
+        g.start()
+        try:
+            st, j = g.api("PUT", "/vms/au503b", {"address": vm1})
+            assert st == 503, (st, j, g.tail())
         finally:
             g.stop()
     finally:

@@ -195,6 +195,30 @@ static void test_vm_keys(void **state)
 				  "/p/vms/"));
 }
 
+/* What GET /fleet lists from etcd's answer: only keys under the
+ * directory asked for, whatever the answer holds (a short key once made
+ * it read before its start). */
+static void test_key_under(void **state)
+{
+	static const char dir[] = "/p/appliances/";
+	const uint8_t *rest;
+	size_t n = 99;
+
+	(void)state;
+	rest = fleet_key_under((const uint8_t *)"/p/appliances/a-1", 17, dir,
+			       &n);
+	assert_non_null(rest);
+	assert_int_equal(n, 3);
+	assert_memory_equal(rest, "a-1", 3);
+	assert_null(fleet_key_under((const uint8_t *)"/p/", 3, dir, &n));
+	assert_null(fleet_key_under((const uint8_t *)"", 0, dir, &n));
+	assert_null(fleet_key_under((const uint8_t *)dir, strlen(dir), dir,
+				    &n));
+	assert_null(fleet_key_under((const uint8_t *)"/q/appliances/a", 15,
+				    dir, &n));
+	assert_int_equal(n, 3); /* untouched when NULL */
+}
+
 #define HDR "\"header\":{\"cluster_id\":\"1\",\"member_id\":\"2\"," \
 	    "\"revision\":\"42\",\"raft_term\":\"3\"}"
 /* base64 of /p/vms/vm1 and {"address":"fd00::1"} */
@@ -795,6 +819,7 @@ int main(void)
 		cmocka_unit_test(test_vm_values),
 		cmocka_unit_test(test_vm_ports),
 		cmocka_unit_test(test_vm_keys),
+		cmocka_unit_test(test_key_under),
 		cmocka_unit_test(test_long_keys),
 		cmocka_unit_test(test_next_key),
 		cmocka_unit_test(test_range),
