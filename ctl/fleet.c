@@ -915,9 +915,6 @@ static int full_read(struct fleet *f)
 	uint64_t t0 = timer_now_ms();
 	int ret;
 
-	pthread_mutex_lock(&f->ctl->lock);
-	f->state = FLEET_READING;
-	pthread_mutex_unlock(&f->ctl->lock);
 	key_len = strlen(f->vms_dir);
 	memcpy(key, f->vms_dir, key_len);
 	range_end(end, f->vms_dir);
@@ -953,8 +950,15 @@ static int full_read(struct fleet *f)
 			goto out;
 		}
 		free(ans);
-		if (!pinned)
+		if (!pinned) {
+			/* "reading" once etcd answered: /health's etcd_up
+			 * counts it, and a read that waits out timeout_ms on
+			 * a mute endpoint is no sign of etcd. */
 			pinned = r.revision;
+			pthread_mutex_lock(&f->ctl->lock);
+			f->state = FLEET_READING;
+			pthread_mutex_unlock(&f->ctl->lock);
+		}
 		for (i = 0; i < r.kvs_len; i++) {
 			struct pend p;
 

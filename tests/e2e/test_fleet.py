@@ -841,6 +841,33 @@ def test_auth_unavailable_member_is_not_a_refusal(gate_bin, certs, vm1,
         c.stop_all()
 
 
+def test_mute_etcd_is_not_up(gate_bin, certs, tmp_path):
+    """An endpoint that takes the connection and never answers, and no
+    snapshot, so the appliance keeps trying to read the store: /health
+    never says etcd is up, not even while a read waits out timeout_ms (it
+    said so for the whole of every attempt)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(64)
+    url = "http://127.0.0.1:%d" % ls.getsockname()[1]
+    g = FleetGate(gate_bin, str(tmp_path / "mute"), certs, None, "edge-mute",
+                  endpoints=[url])
+    try:
+        g.start()
+        samples = []
+        deadline = time.monotonic() + 3.5   # past two attempts of 1 s each
+        while time.monotonic() < deadline:
+            samples.append(g.api("GET", "/health")[1]["fleet"])
+            time.sleep(0.05)
+        assert not any(s["etcd_up"] for s in samples), \
+            [s for s in samples if s["etcd_up"]][:3]
+        assert any("timed out" in s["error"].lower() or "timeout" in s["error"].lower()
+                   for s in samples), samples[-1]
+    finally:
+        g.stop()
+        ls.close()
+
+
 def test_split_watch_response_applied_whole(gate_bin, certs, vm1, tmp_path):
     """A watch response larger than etcd's request limit comes split in
     parts (the watch asks for it: create_request's fragment), each far
