@@ -224,9 +224,20 @@ static void respond_write_error(struct admin *a, struct aconn *c, int ret,
 	}
 }
 
+/* A fleet write etcd committed and this appliance has not applied
+ * within timeout_ms: 202 and "applied": false (the watch applies it when
+ * it catches up). */
+static void write_done(struct admin *a, struct aconn *c, int status,
+		       bool applied, json_t *body)
+{
+	if (!applied && body)
+		json_object_set_new(body, "applied", json_false());
+	admin_respond_json(a, c, applied ? status : 202, body, NULL);
+}
+
 static void put_answer(struct admin *a, struct aconn *c, char *id,
-		       const char *addr_s, int ret, bool created, char *err,
-		       size_t err_len)
+		       const char *addr_s, int ret, bool created,
+		       bool applied, char *err, size_t err_len)
 {
 	struct in6_addr addr;
 
@@ -241,18 +252,18 @@ static void put_answer(struct admin *a, struct aconn *c, char *id,
 	    route_parse_vm_addr(&addr, addr_s, strlen(addr_s)) !=
 		    ROUTE_ADDR_OK) {
 		norm_id(id);
-		admin_respond_json(a, c, created ? 201 : 200,
-				   json_pack("{s:s,s:s}", "id", id, "address",
-					     addr_s), NULL);
+		write_done(a, c, created ? 201 : 200, applied,
+			   json_pack("{s:s,s:s}", "id", id, "address",
+				     addr_s));
 		return;
 	}
 	norm_id(id);
-	admin_respond_json(a, c, created ? 201 : 200,
-			   vm_json_ports(a, id, &addr), NULL);
+	write_done(a, c, created ? 201 : 200, applied,
+		   vm_json_ports(a, id, &addr));
 }
 
 static void delete_answer(struct admin *a, struct aconn *c, char *id,
-			  int ret, char *err, size_t err_len)
+			  int ret, bool applied, char *err, size_t err_len)
 {
 	if (!err[0] && ret)
 		snprintf(err, err_len, "%s", ret == -ENOENT ? "no such VM" :
@@ -261,8 +272,8 @@ static void delete_answer(struct admin *a, struct aconn *c, char *id,
 	if (ret)
 		respond_write_error(a, c, ret, err);
 	else
-		admin_respond_json(a, c, 200, json_pack("{s:s}", "deleted", id),
-				   NULL);
+		write_done(a, c, 200, applied,
+			   json_pack("{s:s}", "deleted", id));
 }
 
 /* queue_write hands a job that asks etcd (a PUT with |addr_s|, a DELETE,
@@ -369,7 +380,7 @@ static void do_vm_put(struct admin *a, struct aconn *c, char *id)
 	 * on this thread. */
 	ret = control_vm_put(a->ctl, &created, id, addr_s, ports, err,
 			     sizeof(err));
-	put_answer(a, c, id, addr_s, ret, created, err, sizeof(err));
+	put_answer(a, c, id, addr_s, ret, created, true, err, sizeof(err));
 out:
 	free(ports);
 	json_decref(body);
@@ -388,7 +399,7 @@ static void do_vm_delete(struct admin *a, struct aconn *c, char *id)
 		return;
 	/* Not fleet mode: synchronous, as do_vm_put. */
 	ret = control_vm_delete(a->ctl, id, err, sizeof(err));
-	delete_answer(a, c, id, ret, err, sizeof(err));
+	delete_answer(a, c, id, ret, true, err, sizeof(err));
 }
 
 void admin_write_answer(struct admin *a, struct aconn *c,
@@ -397,10 +408,11 @@ void admin_write_answer(struct admin *a, struct aconn *c,
 	switch (j->kind) {
 	case JOB_PUT:
 		put_answer(a, c, j->id, j->address, j->ret, j->created,
-			   j->err, sizeof(j->err));
+			   j->applied, j->err, sizeof(j->err));
 		break;
 	case JOB_DELETE:
-		delete_answer(a, c, j->id, j->ret, j->err, sizeof(j->err));
+		delete_answer(a, c, j->id, j->ret, j->applied, j->err,
+			      sizeof(j->err));
 		break;
 	case JOB_FLEET:
 		if (j->ret) {

@@ -117,6 +117,7 @@ struct admin_job {
 
 	int ret;
 	bool created;
+	bool applied; /* PUT, DELETE: by this appliance, not only etcd */
 	char err[512];
 	json_t *status;                /* JOB_FLEET's answer: owned */
 };

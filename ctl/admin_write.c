@@ -99,11 +99,13 @@ static void job_run(struct admin *a, struct admin_job *j)
 
 	switch (j->kind) {
 	case JOB_PUT:
-		j->ret = fleet_vm_put(f, &j->created, j->id, j->address,
-				      j->ports, j->err, sizeof(j->err));
+		j->ret = fleet_vm_put(f, &j->created, &j->applied, j->id,
+				      j->address, j->ports, j->err,
+				      sizeof(j->err));
 		break;
 	case JOB_DELETE:
-		j->ret = fleet_vm_delete(f, j->id, j->err, sizeof(j->err));
+		j->ret = fleet_vm_delete(f, &j->applied, j->id, j->err,
+					 sizeof(j->err));
 		break;
 	case JOB_FLEET:
 		j->status = fleet_status_json(f);

@@ -1716,9 +1716,11 @@ static int key_revision(struct fleet *f, int64_t *out_rev, const char *key,
  * until fleet_cancel: a stopping vmgate does not wait for it (the change
  * is committed in etcd all the same, and is acknowledged as such, as
  * after a wait that timed out). */
-static void wait_applied(struct fleet *f, int64_t rev)
+/* Whether this appliance applied revision |rev| within timeout_ms. */
+static bool wait_applied(struct fleet *f, int64_t rev)
 {
 	struct timespec ts;
+	bool applied;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += f->cfg->timeout_ms / 1000;
@@ -1731,7 +1733,9 @@ static void wait_applied(struct fleet *f, int64_t rev)
 	while (f->revision < rev && !atomic_load(&f->stop) &&
 	       pthread_cond_timedwait(&f->applied, &f->ctl->lock, &ts) == 0)
 		;
+	applied = f->revision >= rev;
 	pthread_mutex_unlock(&f->ctl->lock);
+	return applied;
 }
 
 /* A txn: if the key's mod_revision is still |rev|, put |value| (or delete
@@ -1806,9 +1810,9 @@ static int vm_value(char **out, const struct in6_addr *a,
 	return 0;
 }
 
-int fleet_vm_put(struct fleet *f, bool *out_created, const char *id,
-		 const char *address, const struct config_vm_ports *ports,
-		 char *err, size_t err_len)
+int fleet_vm_put(struct fleet *f, bool *out_created, bool *out_applied,
+		 const char *id, const char *address,
+		 const struct config_vm_ports *ports, char *err, size_t err_len)
 {
 	char norm[ROUTE_VM_ID_MAX + 1], key[FLEET_KEY_MAX + 80], pbuf[128];
 	char *value = NULL;
@@ -1848,11 +1852,13 @@ int fleet_vm_put(struct fleet *f, bool *out_created, const char *id,
 			goto out;
 		if (ok) {
 			*out_created = rev == 0;
-			wait_applied(f, done_rev);
+			*out_applied = wait_applied(f, done_rev);
 			log_info("vm_put", "vm=%s address=%s ports=%s "
-				 "created=%d etcd_revision=%lld", norm, address,
+				 "created=%d etcd_revision=%lld applied=%d",
+				 norm, address,
 				 route_vm_ports_fmt(pbuf, sizeof(pbuf), ports),
-				 *out_created, (long long)done_rev);
+				 *out_created, (long long)done_rev,
+				 *out_applied);
 			goto out;
 		}
 	}
@@ -1864,8 +1870,8 @@ out:
 	return ret;
 }
 
-int fleet_vm_delete(struct fleet *f, const char *id, char *err,
-		    size_t err_len)
+int fleet_vm_delete(struct fleet *f, bool *out_applied, const char *id,
+		    char *err, size_t err_len)
 {
 	char norm[ROUTE_VM_ID_MAX + 1], key[FLEET_KEY_MAX + 80];
 	struct in6_addr a;
@@ -1899,9 +1905,10 @@ int fleet_vm_delete(struct fleet *f, const char *id, char *err,
 		if (ret)
 			return ret;
 		if (ok) {
-			wait_applied(f, done_rev);
-			log_info("vm_delete", "vm=%s etcd_revision=%lld", norm,
-				 (long long)done_rev);
+			*out_applied = wait_applied(f, done_rev);
+			log_info("vm_delete", "vm=%s etcd_revision=%lld "
+				 "applied=%d", norm, (long long)done_rev,
+				 *out_applied);
 			return 0;
 		}
 	}

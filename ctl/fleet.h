@@ -59,17 +59,19 @@ struct route_table *fleet_derive_locked(struct fleet *f,
 					struct route_table *base);
 
 /* Admin API writes, through etcd (a txn on the key's mod_revision),
- * acknowledged once etcd committed and this appliance applied it. |ports|
+ * acknowledged once etcd committed and this appliance applied it, or
+ * after timeout_ms without that (|*out_applied| false: the watch applies
+ * it when it catches up). |ports|
  * (NULL: every port) go into the value as "ports".
  * -EINVAL: bad id or address, or ports too many for a value (|err|); -ENOENT: no such VM in etcd;
  * -EPERM: the VM comes from appliance.yaml only; -EHOSTUNREACH: etcd
  * unreachable (nothing changed); -EBUSY: lost a race too many times. */
 struct config_vm_ports;
-int fleet_vm_put(struct fleet *f, bool *out_created, const char *id,
-		 const char *address, const struct config_vm_ports *ports,
-		 char *err, size_t err_len);
-int fleet_vm_delete(struct fleet *f, const char *id, char *err,
-		    size_t err_len);
+int fleet_vm_put(struct fleet *f, bool *out_created, bool *out_applied,
+		 const char *id, const char *address,
+		 const struct config_vm_ports *ports, char *err, size_t err_len);
+int fleet_vm_delete(struct fleet *f, bool *out_applied, const char *id,
+		    char *err, size_t err_len);
 
 /* GET /fleet's answer (asks etcd for the other appliances), and /health's
  * fleet detail; both new references. */

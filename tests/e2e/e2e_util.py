@@ -398,11 +398,14 @@ class BioClient:
         self.inc.write(d)
         return True
 
-    def handshake(self):
+    def handshake(self, flush=True):
+        """With |flush| False, the client's last flight (its Finished)
+        stays unsent, to leave in one send with the first bytes."""
         while True:
             try:
                 self.obj.do_handshake()
-                self._flush()
+                if flush:
+                    self._flush()
                 return
             except ssl.SSLWantReadError:
                 self._flush()

@@ -868,6 +868,90 @@ def test_mute_etcd_is_not_up(gate_bin, certs, tmp_path):
         ls.close()
 
 
+class WatchStall:
+    """An HTTP front for etcd member |url| that passes every call on but
+    holds every watch unanswered: etcd commits, this appliance hears of
+    nothing."""
+
+    def __init__(self, url):
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.request
+
+        release = self.release = threading.Event()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/v3/watch"):
+                    release.wait(30)
+                    return
+                hdrs = {k: self.headers[k] for k in ("Content-Type", "Authorization")
+                        if self.headers.get(k)}
+                req = urllib.request.Request(url + self.path, data=body, headers=hdrs,
+                                             method="POST")
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        status, data = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, data = e.code, e.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_write_not_applied_in_time_says_so(etcd3, gate_bin, certs, vm1, tmp_path):
+    """A PUT and a DELETE etcd commits while this appliance's watch hears
+    nothing (its endpoint holds every watch): after timeout_ms the answer
+    is 202 with "applied": false, not a 200/201 that claims the change is
+    in effect here (it was, while the route was still the old one); the
+    watch, moved on to the next endpoint by its watchdog, applies them."""
+    stall = WatchStall(etcd3.members[0].url)
+    g = FleetGate(gate_bin, str(tmp_path / "stall"), certs, etcd3, "edge-stall",
+                  endpoints=[stall.url, etcd3.members[0].url], timeout_ms=300)
+    try:
+        etcd3.put("st0", {"address": vm1})
+        g.start()
+        wait_until(lambda: g.routes("st0"), 5, what="st0 routed after the full read")
+        st, j = g.api("PUT", "/vms/st1", {"address": vm1})
+        assert (st, j.get("applied")) == (202, False), (st, j, g.tail())
+        assert j["id"] == "st1", j
+        wait_until(lambda: g.routes("st1"), 10, what="st1 routed once the watch moved on")
+        st, j = g.api("PUT", "/vms/st2", {"address": vm1})
+        assert st == 201 and "applied" not in j, (st, j)
+    finally:
+        g.stop()
+        stall.close()
+    stall = WatchStall(etcd3.members[0].url)
+    g = FleetGate(gate_bin, str(tmp_path / "stall2"), certs, etcd3, "edge-stall2",
+                  endpoints=[stall.url], timeout_ms=300)
+    try:
+        g.start()
+        wait_until(lambda: g.routes("st1"), 5, what="st1 routed after the full read")
+        st, j = g.api("DELETE", "/vms/st1")
+        assert (st, j) == (202, {"deleted": "st1", "applied": False}), (st, j, g.tail())
+        assert g.routes("st1"), "deleted here though the watch heard nothing"
+    finally:
+        g.stop()
+        stall.close()
+
+
 def test_split_watch_response_applied_whole(gate_bin, certs, vm1, tmp_path):
     """A watch response larger than etcd's request limit comes split in
     parts (the watch asks for it: create_request's fragment), each far

@@ -126,7 +126,9 @@ def test_sigterm_during_first_read_from_a_stopped_etcd(etcd1, gate_bin, certs, t
         try:
             h = wait_until(lambda: g.api("GET", "/health", timeout=5)[1], 2,
                            what="/health")
-            assert h["fleet"]["watch"] == "reading" and h["fleet"]["revision"] == 0, h
+            # "reading" only once etcd answered a page: still "starting"
+            assert h["fleet"]["watch"] == "starting" and h["fleet"]["revision"] == 0, h
+            assert h["fleet"]["etcd_up"] is False, h
             took = sigterm_and_wait(g)
         finally:
             g.stop()
