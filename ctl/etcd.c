@@ -14,7 +14,6 @@
 #include "ctl/fleet_parse.h"
 #include "route/config-t.h"
 
-#define ANSWER_MAX (256u << 20) /* a 10,000-key page is a few MB */
 #define LINE_MAX_BYTES (64u << 20)
 
 /* libcurl is loaded when fleet mode starts, never linked: its GnuTLS
@@ -111,6 +110,10 @@ int etcd_init(struct etcd *e, const struct config_fleet *cfg, char *err,
 	if (ret)
 		return ret;
 	e->cfg = cfg;
+	e->answer_max = ETCD_ANSWER_MAX;
+	if (getenv("VMGATE_TEST_ETCD_ANSWER_MAX"))
+		e->answer_max = strtoul(getenv("VMGATE_TEST_ETCD_ANSWER_MAX"),
+					NULL, 10);
 	pthread_mutex_init(&e->lock, NULL);
 	if (cfg->password_file) {
 		FILE *f = fopen(cfg->password_file, "r");
@@ -179,6 +182,7 @@ void etcd_next_endpoint(struct etcd *e)
 struct answer {
 	char *p;
 	size_t len;
+	size_t max;
 	bool too_big;
 };
 
@@ -188,7 +192,7 @@ static size_t answer_write(char *data, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	char *p;
 
-	if (a->len + len > ANSWER_MAX) {
+	if (a->len + len > a->max) {
 		a->too_big = true;
 		return 0;
 	}
@@ -317,6 +321,7 @@ static int call_one(struct etcd *e, struct answer *a, long *status,
 	CURLcode rc;
 
 	memset(a, 0, sizeof(*a));
+	a->max = e->answer_max;
 	*status = 0;
 	snprintf(why, ETCD_WHY_LEN, "out of memory");
 	if (!c || !h) {
@@ -342,11 +347,14 @@ static int call_one(struct etcd *e, struct answer *a, long *status,
 		why[0] = '\0';
 	curl.easy_cleanup(c);
 	curl.slist_free_all(h);
+	if (a->too_big)
+		snprintf(why, ETCD_WHY_LEN, "an answer over %zu bytes",
+			 a->max);
 	if (rc != CURLE_OK || !a->p) {
 		free(a->p);
 		a->p = NULL;
 		return rc == CURLE_ABORTED_BY_CALLBACK ? -ECANCELED :
-							 -EHOSTUNREACH;
+		       a->too_big ? -E2BIG : -EHOSTUNREACH;
 	}
 	return 0;
 }
@@ -489,8 +497,10 @@ again:
 		ret = call_one(e, &a, &status, why, ep, path, body, true);
 		if (ret == -ECANCELED)
 			return cancelled(err, err_len);
-		if (ret == -ENOMEM)
+		if (ret == -ENOMEM || ret == -E2BIG) {
+			snprintf(err, err_len, "etcd %s: %s", ep, why);
 			return ret;
+		}
 		if (ret) {
 			snprintf(err, err_len, "etcd %s: %s", ep, why);
 			continue;

@@ -40,8 +40,13 @@ struct etcd {
 	size_t ep;       /* the endpoint to try first */
 	char token[512]; /* "" until authenticated */
 	char password[256];
+	size_t answer_max; /* ETCD_ANSWER_MAX (the tests may lower it) */
 	atomic_bool cancel; /* etcd_cancel was called */
 };
+
+/* The largest answer taken (base64 and JSON included): a 10,000-key page
+ * of VMs is a few MB. */
+#define ETCD_ANSWER_MAX (256u << 20)
 
 /* What a cancelled call says (in |err|, a watch's error). */
 #define ETCD_CANCELLED "cancelled: vmgate is stopping"
@@ -68,7 +73,9 @@ void etcd_endpoint(struct etcd *e, char *out, size_t out_cap);
  * terminated). Errors: -EHOSTUNREACH when no endpoint answered (refused,
  * timed out, no leader: the caller says "etcd unreachable"), -EACCES when
  * authentication failed, -EPROTO when etcd answered with an error (its
- * message in |err|), -ECANCELED when etcd_cancel was called before or
+ * message in |err|), -E2BIG when the answer is over e->answer_max (a
+ * page of fewer keys may not be; no other endpoint is tried: each
+ * would say the same), -ECANCELED when etcd_cancel was called before or
  * during the call (|err| is ETCD_CANCELLED; no other endpoint is tried). */
 int etcd_call(struct etcd *e, char **out, size_t *out_len, const char *path,
 	      const char *body, char *err, size_t err_len);

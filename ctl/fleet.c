@@ -913,7 +913,7 @@ static int full_read(struct fleet *f)
 	int64_t pinned = 0;
 	size_t key_len, skipped = 0;
 	uint64_t t0 = timer_now_ms();
-	int ret;
+	int ret, limit = PAGE_LIMIT;
 
 	key_len = strlen(f->vms_dir);
 	memcpy(key, f->vms_dir, key_len);
@@ -931,9 +931,18 @@ static int full_read(struct fleet *f)
 		b64key(bkey, sizeof(bkey), key, key_len);
 		snprintf(body, sizeof(body), "{\"key\":\"%s\",\"range_end\":"
 			 "\"%s\",\"limit\":%d,\"revision\":%lld}", bkey, bend,
-			 PAGE_LIMIT, (long long)pinned);
+			 limit, (long long)pinned);
 		ret = etcd_call(&f->etcd, &ans, &ans_len, "kv/range", body,
 				err, sizeof(err));
+		if (ret == -E2BIG && limit > 1) {
+			/* Big values (each up to etcd's request limit, and
+			 * skipped here when over FLEET_VALUE_MAX): the same
+			 * page in fewer keys, for the rest of this read. */
+			limit = limit > 8 ? limit / 8 : 1;
+			log_warn("fleet_read", "error=\"%s\" asking for "
+				 "pages of %d keys", err, limit);
+			continue;
+		}
 		if (ret == -ECANCELED) {
 			/* Not etcd's fault: it is not down. */
 			log_info("fleet_read", "error=\"%s\"", err);

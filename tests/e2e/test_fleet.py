@@ -952,6 +952,36 @@ def test_write_not_applied_in_time_says_so(etcd3, gate_bin, certs, vm1, tmp_path
         stall.close()
 
 
+def test_big_values_do_not_stop_a_full_read(gate_bin, certs, vm1, tmp_path):
+    """Values as large as etcd takes can make a page of the full read
+    larger than the appliance takes in one answer (256 MiB; 24 KiB here,
+    by VMGATE_TEST_ETCD_ANSWER_MAX): the page is asked for again in fewer
+    keys, every VM is routed and the values over 1 KiB are skipped.
+    (Before: the read failed on every endpoint, for ever, as etcd down.)"""
+    c = EtcdCluster(str(tmp_path / "etcd"), n=1)
+    try:
+        c.start_all()
+        for i in range(30):
+            c.put("big%02d" % i, {"address": vm1, "note": "x" * 600})
+        for i in range(5):
+            c.put("huge%d" % i, {"address": vm1, "note": "y" * 4000})
+        g = FleetGate(gate_bin, str(tmp_path / "big"), certs, c, "edge-big")
+        g.env["VMGATE_TEST_ETCD_ANSWER_MAX"] = "24576"
+        g.start()
+        try:
+            wait_until(lambda: g.routes("big00") and g.routes("big29"), 10,
+                       what="VMs of big values routed")
+            assert all(g.routes("big%02d" % i) for i in range(30))
+            assert not g.routes("huge0")
+            assert g.find(r"fleet_read error=.*an answer over 24576 bytes.* "
+                          r"asking for pages of \d+ keys"), g.tail()
+            assert g.fleet_status()["watch"] == "watching"
+        finally:
+            g.stop()
+    finally:
+        c.stop_all()
+
+
 def test_split_watch_response_applied_whole(gate_bin, certs, vm1, tmp_path):
     """A watch response larger than etcd's request limit comes split in
     parts (the watch asks for it: create_request's fragment), each far
