@@ -1054,8 +1054,19 @@ static void flush_pending(struct fleet *f)
 		}
 	f->events += f->pend_len;
 	if (f->pend_len) {
-		f->vms_revision = f->pend_rev;
-		publish_batch_locked(f);
+		if (!publish_batch_locked(f)) {
+			f->vms_revision = f->pend_rev;
+		} else {
+			/* The table not published (out of memory): read the
+			 * store whole again, which builds it anew; the
+			 * revision stays, so no write waiting on it is told
+			 * it is applied. */
+			log_error("fleet_apply", "cannot publish the routes: "
+				  "out of memory; re-reading");
+			f->need_full = true;
+			f->watch_failed = true;
+			f->pend_rev = f->revision;
+		}
 	}
 	if (f->pend_rev > f->revision)
 		f->revision = f->pend_rev;
