@@ -87,10 +87,15 @@ void backend_answer(struct worker *w, struct conn *c)
 	tls_conn_facts(&c->tls, &f);
 	if (!f.alpn_len) {
 		/* A peek sees one record: a request line split across
-		 * records waits out the timer below, then gets the alert. */
+		 * records gets the alert. */
 		switch (tls_conn_peek(&c->tls, &n, first, sizeof(first))) {
 		case TLS_IO_DONE:
+			/* The whole first record: a line it leaves unfinished
+			 * never will be (a peek sees no further), and
+			 * reading on would only pile up what follows. */
 			h = answer_http_line(first, n);
+			if (h == ANSWER_NEED_MORE)
+				h = ANSWER_NOT_HTTP;
 			break;
 		case TLS_IO_WANT_READ:
 			h = c->flags & CF_CLIENT_FIN ? ANSWER_NOT_HTTP
@@ -112,7 +117,8 @@ void backend_answer(struct worker *w, struct conn *c)
 	 * would read). A client that waits for the server to speak first
 	 * (SSH) gets its alert when the wait armed in connect_failed ends. */
 	if (h == ANSWER_NEED_MORE) {
-		relay_arm_client_recv(w, c);
+		if (tls_conn_input_len(&c->tls) < cfg->limits.buffer_bytes)
+			relay_arm_client_recv(w, c);
 		return;
 	}
 	if (h == ANSWER_NOT_HTTP) {

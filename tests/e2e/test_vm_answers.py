@@ -19,7 +19,7 @@ import time
 import pytest
 
 from e2e_net import free_ports
-from e2e_util import Gate, curl, parse_kv, peer_re
+from e2e_util import BioClient, Gate, curl, parse_kv, peer_re
 
 CONNECT_TIMEOUT_MS = 2000
 REFUSED_PORT = 9299
@@ -169,6 +169,40 @@ def test_refused_not_http_keeps_alert(agate, certs):
                        input=b"SSH-2.0-test\r\n", capture_output=True, timeout=20)
     err = p.stderr.decode(errors="replace")
     assert b"502" not in p.stdout and "internal error" in err, (p.stdout, err)
+
+
+def test_unfinished_line_then_a_flood_gets_alert_at_once(agate, certs):
+    """No ALPN, a first record that starts a request line and does not end
+    it, then as many records as the client can push: the alert at once
+    (a peek sees one record, so the line can never end), and the gate's
+    memory does not take what follows (it took all of it for the second
+    the answer waited)."""
+    ctx = certs.client_ctx()
+    ctx.set_alpn_protocols([])
+    c = BioClient(ctx, "vm2.vm.test", agate.h1)
+    rss0 = agate.rss_kib()
+    peak, sent = rss0, 0
+    try:
+        c.handshake()
+        c.send(b"GET /unfinished")
+        chunk = b"x" * 16000
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and sent < (256 << 20):
+            try:
+                c.send(chunk)
+            except OSError:
+                break                   # the gate closed after its alert
+            sent += len(chunk)
+            if sent % (2 << 20) < len(chunk):
+                peak = max(peak, agate.rss_kib())
+        peak = max(peak, agate.rss_kib())
+        got, end = c.read()
+    finally:
+        c.close()
+    print("\nunfinished line, then %d MiB pushed: gate RSS +%d KiB at most"
+          % (sent >> 20, peak - rss0))
+    assert got == b"" and "INTERNAL_ERROR" in end.upper(), (got, end)
+    assert peak - rss0 < 16 * 1024, ("the gate held what the client pushed", peak - rss0)
 
 
 def test_no_bytes_gets_alert_soon(agate, certs):
