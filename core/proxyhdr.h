@@ -44,8 +44,9 @@ enum {
  * (RFC 5280's ub-common-name), a unique id of 128). */
 #define PROXYHDR_MAX (16 + 36 + 3 + 255 + 3 + 255 + 3 + 5 + 5 * (3 + 64) + \
 		      3 + PROXYHDR_UNIQUE_ID_MAX)
-/* "PROXY TCP6 " + two addresses of at most 45 characters, two ports of at
- * most 5, three spaces and CRLF: 104 (section 2.1 says at most 107). */
+/* "PROXY TCP6 " + two addresses of at most 39 characters (inet_ntop's
+ * longest), two ports of at most 5, three spaces and CRLF: 104 (section
+ * 2.1 says at most 107). */
 #define PROXYHDR_V1_MAX 107
 
 /* What the header says. Addresses are AF_INET6 (an IPv4 client as its

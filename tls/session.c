@@ -262,6 +262,27 @@ bool tls_conn_ask_client_cert(struct tls_conn *t,
 	return true;
 }
 
+/* The one common name of |name| in UTF-8 into |cn| (|cap| bytes with the
+ * NUL), or "": none, more than one, one that does not fit, or one with a
+ * NUL in it. A VM may authorise on it: never a part of a name, and never
+ * the first of two. */
+static void common_name(const X509_NAME *name, char *cn, size_t cap)
+{
+	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1), len;
+	unsigned char *utf8 = NULL;
+
+	cn[0] = '\0';
+	if (i < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, i) >= 0)
+		return;
+	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(
+						 X509_NAME_get_entry(name, i)));
+	if (len > 0 && (size_t)len < cap && !memchr(utf8, '\0', (size_t)len)) {
+		memcpy(cn, utf8, (size_t)len);
+		cn[len] = '\0';
+	}
+	OPENSSL_free(utf8);
+}
+
 bool tls_conn_client_cert(const struct tls_conn *t, char *subject,
 			  size_t subject_cap, char *cn, size_t cn_cap,
 			  bool *fresh)
@@ -276,9 +297,7 @@ bool tls_conn_client_cert(const struct tls_conn *t, char *subject,
 		return false;
 	name = X509_get_subject_name(x);
 	X509_NAME_oneline(name, subject, (int)subject_cap);
-	if (X509_NAME_get_text_by_NID(name, NID_commonName, cn,
-				      (int)cn_cap) < 0)
-		cn[0] = '\0';
+	common_name(name, cn, cn_cap);
 	X509_free(x);
 	*fresh = !SSL_session_reused(t->ssl);
 	return true;

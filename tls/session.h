@@ -124,7 +124,8 @@ bool tls_conn_ask_client_cert(struct tls_conn *t,
 
 /* tls_conn_client_cert writes the verified client certificate's subject
  * (OpenSSL's one-line form, "/O=acme/CN=alice") into |subject| and its
- * common name into |cn| ("" without one), and says in |*fresh| whether it
+ * common name, in UTF-8, into |cn| ("" without exactly one, or when it
+ * does not fit |cn_cap| or holds a NUL), and says in |*fresh| whether it
  * was sent on this connection rather than in a resumed session. False,
  * with nothing written, when the client sent none. */
 bool tls_conn_client_cert(const struct tls_conn *t, char *subject,

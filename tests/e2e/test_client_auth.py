@@ -115,15 +115,16 @@ class ClientCA:
         with open(self.cnf, "w") as f:
             f.write(CA_CNF.format(d=self.d))
 
-    def issue(self, cn, start="", end=""):
-        """-> (cert, key) for /O=vmgate e2e/CN=|cn|; |start|, |end| as
-        YYYYMMDDHHMMSSZ (default: now, 30 days)."""
+    def issue(self, cn, start="", end="", subj=None):
+        """-> (cert, key) for /O=vmgate e2e/CN=|cn| (or |subj|, the files
+        still named by |cn|); |start|, |end| as YYYYMMDDHHMMSSZ (default:
+        now, 30 days)."""
         key = os.path.join(self.d, cn + ".key")
         csr = os.path.join(self.d, cn + ".csr")
         cert = os.path.join(self.d, cn + ".pem")
         openssl("req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:P-256", "-subj", "/O=vmgate e2e/CN=%s" % cn,
-                "-keyout", key, "-out", csr)
+                "ec_paramgen_curve:P-256", "-utf8", "-subj",
+                subj or "/O=vmgate e2e/CN=%s" % cn, "-keyout", key, "-out", csr)
         dates = (["-startdate", start, "-enddate", end] if start else ["-days", "30"])
         openssl("ca", "-batch", "-config", self.cnf, "-cert", self.cert, "-keyfile",
                 self.key, "-extensions", "client_ext", "-in", csr, "-out", cert,
@@ -140,6 +141,8 @@ def cas(workdir):
         "alice": good.issue("alice"),
         "expired": good.issue("old", "20200101000000Z", "20200201000000Z"),
         "mallory": other.issue("mallory"),
+        "two-cns": good.issue("two-cns", subj="/O=vmgate e2e/CN=alice/CN=bob"),
+        "jurgen": good.issue("jurgen", subj="/O=vmgate e2e/CN=j\u00fcrgen"),
     }
 
 
@@ -244,6 +247,18 @@ def test_proxy_v2_cn(cgate, certs, cas):
     assert kv["client"] == "7" and kv["verify"] == "0", out
     assert kv["s22"] == "alice", out
     assert kv["s21"] in ("TLSv1.3", "TLSv1.2"), out
+
+
+@pytest.mark.parametrize("who,cn", [("two-cns", None), ("jurgen", "j\u00fcrgen")])
+def test_proxy_v2_cn_whole_or_none(cgate, certs, cas, who, cn):
+    """The CN the VM may authorise on is the certificate's one common
+    name, in UTF-8, or none: a subject with two has none (it was the
+    first, 'alice', of /CN=alice/CN=bob)."""
+    rc, out, err = get(cgate, certs, cas[who], port="pp", path="/")
+    assert rc == 0, (rc, out, err)
+    kv = parse_kv(out.strip())
+    assert kv["client"] == "7" and kv["verify"] == "0", out
+    assert kv.get("s22") == cn, out
 
 
 def test_reload_ca(cgate, certs, cas):
