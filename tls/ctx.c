@@ -540,9 +540,11 @@ out:
 	return ok;
 }
 
-/* The PEM certificates of |path| into a new store; NULL (and |err|) when
- * the file has none or cannot be read. */
-static X509_STORE *load_ca(const char *path, char *err, size_t err_len)
+/* The PEM certificates of |path| into a new store, and into |h| their
+ * DER, in order; NULL (and |err|) when the file has none or cannot be
+ * read. */
+static X509_STORE *load_ca(const char *path, SHA256_CTX *h, char *err,
+			   size_t err_len)
 {
 	X509_STORE *store = X509_STORE_new();
 	BIO *bio = BIO_new_file(path, "r");
@@ -552,8 +554,13 @@ static X509_STORE *load_ca(const char *path, char *err, size_t err_len)
 	if (!store || !bio)
 		goto err;
 	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
-		int ok = X509_STORE_add_cert(store, x);
+		uint8_t *der = NULL;
+		int len = i2d_X509(x, &der);
+		int ok = len > 0 && X509_STORE_add_cert(store, x);
 
+		if (ok)
+			SHA256_Update(h, der, (size_t)len);
+		OPENSSL_free(der);
 		X509_free(x);
 		if (!ok)
 			goto err;
@@ -594,13 +601,24 @@ static bool load_client_auth(struct tls_ctx *t, const struct config *cfg,
 		const struct config_domain *d = &cfg->domains[i];
 		struct tls_client_auth *a = &t->client_auth[i];
 
+		uint8_t md[SHA256_DIGEST_LENGTH];
+		SHA256_CTX h;
+
 		if (!d->client_ca_path)
 			continue;
-		a->ca = load_ca(d->client_ca_path, err, err_len);
+		/* The session id context: the domain, required or not, and
+		 * the bundle's certificates. A session resumes where all
+		 * three are the same (another appliance of a fleet, a reload
+		 * of something else), never under a bundle that changed. */
+		SHA256_Init(&h);
+		SHA256_Update(&h, d->suffix, strlen(d->suffix) + 1);
+		SHA256_Update(&h, d->client_auth_required ? "r" : "o", 1);
+		a->ca = load_ca(d->client_ca_path, &h, err, err_len);
 		if (!a->ca)
 			return false;
+		SHA256_Final(md, &h);
+		memcpy(a->id, md, sizeof(a->id));
 		a->required = d->client_auth_required;
-		RAND_bytes(a->id, sizeof(a->id));
 	}
 	return true;
 }

@@ -75,9 +75,9 @@ SSL_CTX *tls_ctx_get0_for_name(const struct tls_ctx *t, const char *name);
 struct tls_client_auth {
 	X509_STORE *ca; /* the CA bundle: chain and validity are checked */
 	bool required;  /* refuse a client that sends no certificate */
-	uint8_t id[16]; /* random per load: the session id context, so a
-	                 * session resumes only under the same domain and
-	                 * bundle */
+	uint8_t id[16]; /* the session id context: a hash of the domain,
+	                 * required and the bundle, so a session resumes only
+	                 * under the same three */
 };
 
 /* tls_ctx_get0_client_auth returns the client_auth of configuration

@@ -73,12 +73,13 @@ class Certs:
 def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
                 ports=GATE_PORTS, port_map="{ 443: 22 }",
                 allowed_ports="[443, 3000, 8080, 8443]", vm_ocsp=None,
-                admin_unix=None, other_port_map=None, extra=None):
+                admin_unix=None, other_port_map=None, extra=None, other_client_ca=None):
     """appliance.yaml text for the test fleet. |vms| is [(id, addr)].
     |vm_ocsp|: a DER OCSP response to staple with the *.vm.test certificate.
     |admin_unix|: a path for the admin API's unix socket (Gate.held() reads
     the open connections there). |other_port_map|: other.test's port_map
-    (none by default). |extra|: more top-level YAML lines, appended."""
+    (none by default). |extra|: more top-level YAML lines, appended.
+    |other_client_ca|: other.test asks for client certificates of this CA."""
     limits = {"handshake_timeout_ms": 5000, "connect_timeout_ms": 1500,
               "idle_timeout_ms": 60000}
     limits.update(extra_limits or {})
@@ -101,7 +102,8 @@ def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
         "    port_map: %s" % port_map,
         "    allowed_ports: %s" % allowed_ports,
         "  - suffix: %s" % OTHER_SUFFIX,
-    ] + (["    port_map: %s" % other_port_map] if other_port_map else []) + [
+    ] + (["    port_map: %s" % other_port_map] if other_port_map else []) + (
+        ["    client_auth: { ca: %s }" % other_client_ca] if other_client_ca else []) + [
         "vms:",
     ]
     for vid, addr in vms:

@@ -253,7 +253,8 @@ class FleetGate(Gate):
     |extra|: more lines of the fleet section."""
 
     def __init__(self, argv, d, certs, cluster, name, endpoints=None, file_vms=(),
-                 prefix=PREFIX, extra=(), etcd_extra=(), timeout_ms=1000):
+                 prefix=PREFIX, extra=(), etcd_extra=(), timeout_ms=1000,
+                 other_client_ca=None):
         os.makedirs(d, exist_ok=True)
         self.dir = d
         self.certs = certs
@@ -264,7 +265,9 @@ class FleetGate(Gate):
         text = gate_config(certs, list(file_vms), ports=[self.port],
                            port_map="{ %d: 8080 }" % self.port,
                            allowed_ports="[%d]" % self.port,
-                           admin_unix=self.unix, log_level="info")
+                           admin_unix=self.unix, log_level="info",
+                           other_port_map="{ %d: 8080 }" % self.port if other_client_ca
+                           else None, other_client_ca=other_client_ca)
         text += "\n".join([
             "fleet:",
             "  etcd:",
@@ -616,9 +619,9 @@ def test_etcd_down_at_start_serves_snapshot(etcd3, gates, vm1, gate_bin, certs, 
         g.stop()
 
 
-def session_from(g, ctx, vid):
+def session_from(g, ctx, vid, suffix="vm.test"):
     """A TLS 1.3 connection through |g|: its session (with the ticket)."""
-    s = tls_connect(ctx, "%s.vm.test" % vid, g.port, timeout=5)
+    s = tls_connect(ctx, "%s.%s" % (vid, suffix), g.port, timeout=5)
     try:
         s.sendall(b"x")  # lets the NewSessionTicket arrive
         assert s.recv(1) == b"x"
@@ -628,14 +631,50 @@ def session_from(g, ctx, vid):
         s.close()
 
 
-def resumes(g, ctx, vid, sess):
-    s = tls_connect(ctx, "%s.vm.test" % vid, g.port, session=sess, timeout=5)
+def resumes(g, ctx, vid, sess, suffix="vm.test"):
+    s = tls_connect(ctx, "%s.%s" % (vid, suffix), g.port, session=sess, timeout=5)
     try:
         s.sendall(b"y")
         assert s.recv(1) == b"y"
         return s.session_reused
     finally:
         s.close()
+
+
+def test_client_auth_session_resumes_on_another_appliance(etcd3, gate_bin, certs, vm1,
+                                                           tmp_path):
+    """other.test asks for client certificates: a session from appliance A
+    resumes on B, whose domain and CA bundle are the same (the session id
+    context is a hash of the domain, required and the bundle's
+    certificates: it was random per load, so it never did), and not on C,
+    whose bundle holds one more CA."""
+    from test_client_auth import ClientCA
+    ca = ClientCA(str(tmp_path / "cca"), "fleet-client-ca")
+    other = ClientCA(str(tmp_path / "cca2"), "other-client-ca")
+    alice = ca.issue("alice")
+    both = str(tmp_path / "both-cas.pem")
+    with open(both, "w") as f:
+        f.write(open(ca.cert).read() + open(other.cert).read())
+    prefix = "/tkca-e2e/"
+    a, b, c = (FleetGate(gate_bin, str(tmp_path / n), certs, etcd3, n, prefix=prefix,
+                         other_client_ca=cafile)
+               for n, cafile in (("ca-a", ca.cert), ("ca-b", ca.cert), ("ca-c", both)))
+    try:
+        for g in (a, b, c):
+            g.start()
+        etcd3.put("tkc1", {"address": vm1}, prefix=prefix)
+        wait_until(lambda: all(g.routes("tkc1") for g in (a, b, c)), 5, what="tkc1 routed")
+        cur = lambda g: g.fleet_status()["tickets"]["current"]
+        wait_until(lambda: cur(a) and cur(a) == cur(b) == cur(c), 5,
+                   what="all on the same shared key")
+        ctx = certs.client_ctx(minv=ssl.TLSVersion.TLSv1_3, maxv=ssl.TLSVersion.TLSv1_3)
+        ctx.load_cert_chain(*alice)
+        sess = session_from(a, ctx, "tkc1", suffix="other.test")
+        assert resumes(b, ctx, "tkc1", sess, suffix="other.test"), b.tail()
+        assert not resumes(c, ctx, "tkc1", sess, suffix="other.test"), c.tail()
+    finally:
+        for g in (a, b, c):
+            g.stop()
 
 
 def test_session_ticket_shared_rotated_expired(etcd3, gate_bin, certs, vm1, tmp_path):

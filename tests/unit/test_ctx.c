@@ -508,6 +508,7 @@ static void test_client_auth(void **state)
 	char tmpdir[] = "/tmp/vmgate-test-ctx-XXXXXX", err[256], bad[64];
 	static char *const sans[] = { "a.test" };
 	const struct tls_client_auth *a;
+	uint8_t id1[16];
 	struct config_domain d[3];
 	struct config_cert cc;
 	struct config cfg;
@@ -526,6 +527,9 @@ static void test_client_auth(void **state)
 	cfg.certs_len = 1;
 	cfg.domains = d;
 	cfg.domains_len = 3;
+	d[0].suffix = "a.test";
+	d[1].suffix = "b.test";
+	d[2].suffix = "c.test";
 	d[1].client_ca_path = cc.cert_path; /* any certificate is a CA here */
 	d[1].client_auth_required = true;
 	d[2].client_ca_path = cc.cert_path;
@@ -537,11 +541,34 @@ static void test_client_auth(void **state)
 	assert_non_null(a);
 	assert_non_null(a->ca);
 	assert_true(a->required);
+	memcpy(id1, a->id, sizeof(id1));
 	a = tls_ctx_get0_client_auth(t, 2);
 	assert_non_null(a);
 	assert_false(a->required);
+	/* Each domain its own session id context. */
+	assert_memory_not_equal(id1, a->id, sizeof(id1));
 	assert_null(tls_ctx_get0_client_auth(t, 3));
 	tls_ctx_free(t);
+	/* The same domain, required and bundle: the same context on another
+	 * load (another appliance, a reload), so sessions resume there; not
+	 * once required differs. */
+	t = tls_ctx_new(&cfg, err, sizeof(err));
+	assert_non_null(t);
+	assert_memory_equal(tls_ctx_get0_client_auth(t, 1)->id, id1,
+			    sizeof(id1));
+	tls_ctx_free(t);
+	d[1].client_auth_required = false;
+	d[2].suffix = "b.test";
+	t = tls_ctx_new(&cfg, err, sizeof(err));
+	assert_non_null(t);
+	assert_memory_not_equal(tls_ctx_get0_client_auth(t, 1)->id, id1,
+				sizeof(id1));
+	/* ... and the same three give the same context in any domain slot */
+	assert_memory_equal(tls_ctx_get0_client_auth(t, 1)->id,
+			    tls_ctx_get0_client_auth(t, 2)->id, sizeof(id1));
+	tls_ctx_free(t);
+	d[1].client_auth_required = true;
+	d[2].suffix = "c.test";
 
 	snprintf(bad, sizeof(bad), "%s/bad.pem", tmpdir);
 	f = fopen(bad, "w");
