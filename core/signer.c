@@ -22,6 +22,15 @@
  * back is used within a tenth of a second. */
 #define SIGNER_BACKOFF_MIN_MS 10
 #define SIGNER_BACKOFF_MAX_MS 100
+/* The probe's id: no slot's (on_answer drops its answer). */
+#define SIGNER_PROBE_ID UINT64_MAX
+
+static void backoff_grow(struct signer_chan *s)
+{
+	s->backoff_ms = s->backoff_ms * 2 < SIGNER_BACKOFF_MAX_MS
+				? s->backoff_ms * 2
+				: SIGNER_BACKOFF_MAX_MS;
+}
 
 int signer_chan_init(struct worker *w)
 {
@@ -81,8 +90,7 @@ static void chan_down(struct worker *w, const char *why)
 	if (s->fd >= 0)
 		shutdown(s->fd, SHUT_RDWR);
 	s->retry_ms = w->now_ms + s->backoff_ms;
-	if (s->backoff_ms < SIGNER_BACKOFF_MAX_MS)
-		s->backoff_ms *= 2;
+	backoff_grow(s);
 	fail_waits(w, why);
 }
 
@@ -124,6 +132,30 @@ static void arm_send(struct worker *w)
 	s->send_armed = true;
 }
 
+/* A request no key answers but "key not loaded": an answer at all says
+ * the signer serves again. */
+static void send_probe(struct worker *w)
+{
+	static const uint8_t data[32];
+	struct signer_chan *s = &w->signer;
+	struct keyop_msg m = {
+		.type = KEYOP_SIGN,
+		.id = SIGNER_PROBE_ID,
+		.key_id = 0,
+		.sigalg = SSL_SIGN_ECDSA_SECP256R1_SHA256,
+		.data = data,
+		.data_len = sizeof(data),
+	};
+	size_t len;
+
+	s->probe_due_ms = w->now_ms + s->waits.duration_ms;
+	if (keyop_encode(s->out + s->out_len, &len,
+			 SIGNER_CHAN_OUT_CAP - s->out_len, &m)) {
+		s->out_len += (uint32_t)len;
+		arm_send(w);
+	}
+}
+
 static void chan_connect(struct worker *w)
 {
 	struct signer_chan *s = &w->signer;
@@ -145,8 +177,7 @@ static void chan_connect(struct worker *w)
 	    (flags = fcntl(fd, F_GETFL)) < 0 ||
 	    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
 		close(fd);
-		if (s->backoff_ms < SIGNER_BACKOFF_MAX_MS)
-			s->backoff_ms *= 2;
+		backoff_grow(s);
 		return;
 	}
 	s->fd = fd;
@@ -154,6 +185,8 @@ static void chan_connect(struct worker *w)
 	s->backoff_ms = SIGNER_BACKOFF_MIN_MS;
 	log_debug("signer", "worker=%u connected path=%s", w->id, path);
 	arm_recv(w);
+	if (s->probing)
+		send_probe(w);
 }
 
 void signer_tick(struct worker *w)
@@ -163,9 +196,15 @@ void signer_tick(struct worker *w)
 
 	if (!IS_ENABLED(CONFIG_KEY_SIGNER))
 		return;
-	while ((n = timer_pop_expired(&s->waits, w->now_ms)))
+	while ((n = timer_pop_expired(&s->waits, w->now_ms))) {
 		conn_keyop_done(w, conn_of_key_timer(n), false, NULL, 0,
 				"signer: no answer in time");
+		s->probing = true;
+	}
+	/* Reset at the first request it let pass its deadline, then each
+	 * time a probe goes unanswered as long. */
+	if (s->up && s->probing && w->now_ms >= s->probe_due_ms)
+		chan_down(w, "signer: no answer in time");
 	if (!s->up && s->fd < 0 && w->now_ms >= s->retry_ms)
 		chan_connect(w);
 }
@@ -212,6 +251,9 @@ static void on_recv(struct worker *w, int res)
 			return;
 		}
 		off += (uint32_t)used;
+		if (s->probing)
+			log_info("signer", "worker=%u answers again", w->id);
+		s->probing = false;
 		on_answer(w, &m);
 		/* An answer may run a connection that fails the channel. */
 		if (!s->up)
@@ -266,9 +308,10 @@ bool signer_request(struct worker *w, struct conn *c)
 
 	if (!k)
 		return true; /* already asked */
-	if (!s->up) {
+	if (!s->up || s->probing) {
 		tls_conn_keyop_done(&c->tls, false, NULL, 0,
-				    "signer: not connected");
+				    s->up ? "signer: not answering"
+					  : "signer: not connected");
 		return false;
 	}
 	m.id = (uint64_t)c->gen << 32 | c->slot;

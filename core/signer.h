@@ -41,6 +41,12 @@ struct signer_chan {
 	uint64_t backoff_ms;
 	uint64_t failed_logged_ms;
 	struct timer_list waits; /* conn.key_timer of each request */
+	/* The signer let a request pass its deadline: until it answers the
+	 * probe sent on each reconnection (a signature by key id 0, which no
+	 * key has: "key not loaded"), requests fail at once instead of each
+	 * waiting out the deadline. */
+	bool probing;
+	uint64_t probe_due_ms; /* while up and probing */
 };
 
 /* signer_chan_init prepares |w|'s channel (0 or -ENOMEM); it connects on
@@ -48,8 +54,10 @@ struct signer_chan {
 int signer_chan_init(struct worker *w);
 void signer_chan_free(struct worker *w);
 
-/* signer_tick fails requests past their deadline and reconnects a
- * channel that is down, once its back-off has passed. Each loop. */
+/* signer_tick fails requests past their deadline and then resets the
+ * channel (a signer that lets one pass is stopped or wedged: probing),
+ * and reconnects a channel that is down, once its back-off has passed.
+ * Each loop. */
 void signer_tick(struct worker *w);
 
 /* signer_complete handles a completion of an OP_KEY_* operation. */

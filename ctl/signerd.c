@@ -36,6 +36,12 @@ extern char **environ;
 /* How often our child is asked whether it still answers (ping_child). */
 #define SIGNERD_PING_MS 1000
 
+/* A back-off doubled, up to |max|. */
+static uint64_t grow(uint64_t ms, uint64_t max)
+{
+	return ms * 2 < max ? ms * 2 : max;
+}
+
 static struct {
 	bool on;
 	bool external;
@@ -656,8 +662,7 @@ static void reconnect(uint64_t now)
 	}
 	cfd_close();
 	sd.restart_ms = now + sd.backoff_ms;
-	if (sd.backoff_ms < SIGNERD_RECONNECT_MAX_MS)
-		sd.backoff_ms *= 2;
+	sd.backoff_ms = grow(sd.backoff_ms, SIGNERD_RECONNECT_MAX_MS);
 }
 
 int signerd_load(const struct tls_ctx *tls, char *err, size_t err_len)
@@ -792,8 +797,7 @@ void signerd_tick(void)
 				 WIFSIGNALED(status) ? WTERMSIG(status)
 						     : WEXITSTATUS(status),
 				 (unsigned long long)sd.backoff_ms);
-			if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
-				sd.backoff_ms *= 2;
+			sd.backoff_ms = grow(sd.backoff_ms, SIGNERD_BACKOFF_MAX_MS);
 			return;
 		}
 		ping_child(now);
@@ -801,8 +805,7 @@ void signerd_tick(void)
 		if (spawn(NULL, err, sizeof(err))) {
 			log_error("signer", "restart failed: %s", err);
 			sd.restart_ms = now + sd.backoff_ms;
-			if (sd.backoff_ms < SIGNERD_BACKOFF_MAX_MS)
-				sd.backoff_ms *= 2;
+			sd.backoff_ms = grow(sd.backoff_ms, SIGNERD_BACKOFF_MAX_MS);
 			return;
 		}
 	}

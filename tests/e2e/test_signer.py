@@ -1065,6 +1065,49 @@ def test_external_signer_back_during_a_failed_reload(certs, fleet, workdir):
 
 
 @needs_signer
+def test_stopped_external_signer_fails_handshakes_at_once(certs, fleet, workdir):
+    """An external signer stopped (SIGSTOP: its socket open, answering
+    nothing), which vmgate cannot restart: once a request has waited out
+    the signer's deadline (1 s), the worker's channel is reset and later
+    full handshakes fail at once ("signer: not answering") instead of each
+    waiting that second; each reconnection sends a probe, and the first
+    answer after SIGCONT has them signed again. Before, every full
+    handshake waited out the second."""
+    name = "signer-stopped"
+    sock = os.path.join(workdir, name + ".sock")
+    slog = os.path.join(workdir, name + "-signer.log")
+    ext = external_signer(sock, slog)
+    g = None
+    try:
+        assert wait_until(lambda: os.path.exists(sock), 5), read_text(slog)
+        g = start_gate(certs, fleet, workdir, name, signer=sock)
+        assert s_client(g.port, certs, "vm1.vm.test", ["-tls1_3"])[0] == 0
+        mark = g.mark()
+        os.kill(ext.pid, signal.SIGSTOP)
+        took = []
+        for _ in range(6):
+            t0 = time.monotonic()
+            rc, out = s_client(g.port, certs, "vm1.vm.test", ["-tls1_3"])
+            took.append(time.monotonic() - t0)
+            assert rc != 0, out
+        g.wait_log(r"reason=tls_error detail=\"signer: not answering\"", since=mark)
+        # Two workers: each has its first request wait the second out.
+        slow = [t for t in took if t > 0.7]
+        assert len(slow) <= 2, took
+        os.kill(ext.pid, signal.SIGCONT)
+        assert wait_until(lambda: s_client(g.port, certs, "vm1.vm.test",
+                                           ["-tls1_3"])[0] == 0, 5), g.tail(since=mark)
+    finally:
+        try:
+            os.kill(ext.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        if g:
+            g.stop()
+        stop_process(ext)
+
+
+@needs_signer
 def test_stopped_signer_is_replaced(sgate, certs):
     """vmgate's own signer stopped (SIGSTOP: alive, answering nothing):
     vmgate asks it once a second, kills it when an answer has not come in
