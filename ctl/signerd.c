@@ -263,6 +263,17 @@ static size_t loaded_keys(void)
  * key the signer does not have (it restarted since) is no error. While
  * there is no connection the keys wait for the next one, and one whose
  * UNLOAD got no answer in time is tried again with the next. */
+/* Whether another superseded entry of key |id| is due after |due_ms|. */
+static bool gone_later(uint64_t id, uint64_t due_ms)
+{
+	size_t i;
+
+	for (i = 0; i < sd.gone_len; i++)
+		if (sd.gone[i].id == id && sd.gone[i].due_ms > due_ms)
+			return true;
+	return false;
+}
+
 static void flush_gone(void)
 {
 	size_t i, kept = 0, dropped = 0, live_len, distinct = 0;
@@ -285,8 +296,12 @@ static void flush_gone(void)
 			sd.gone[kept++] = g;
 			continue;
 		}
-		if (live_len && bsearch(&g.id, live, live_len, sizeof(*live),
-					cmp_u64)) {
+		/* Still named by a store held, or superseded again by a
+		 * store freed later, whose handshakes may still sign with it
+		 * until that entry is due: not now. */
+		if ((live_len && bsearch(&g.id, live, live_len, sizeof(*live),
+					 cmp_u64)) ||
+		    gone_later(g.id, g.due_ms)) {
 			free(g.path);
 			continue;
 		}

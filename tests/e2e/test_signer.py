@@ -703,6 +703,38 @@ def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
           % (mode, old_id, [c[2] for c in counts]))
 
 
+@pytest.mark.parametrize("kgate", ["supervised"], indirect=True)
+def test_key_superseded_twice_stays_for_the_later_store(kgate, certs, workdir):
+    """Two reloads inside a freed store's hold (3 s here: the handshake
+    timeout and the signer's 1 s): the first keeps the *.vm.test key (an
+    unrelated change), the second replaces it. The key stays until the
+    hold of the store the second reload freed is over, not the first's: a
+    handshake begun on that store may sign until then. Before, the first
+    store's due time took it away."""
+    g = kgate
+    old_id = key_id(certs.vm_key)
+    msg = os.urandom(130)
+    with open(g.cfg_path) as f:
+        text = f.read()
+    mark = g.mark()
+    replace_file(g.cfg_path, text + "# an unrelated change\n")
+    g.wait_log(r"INFO reload trigger=file", since=mark, timeout=10)
+    first = time.monotonic()
+    time.sleep(1.5)  # set-up: the second reload well inside the first's hold
+    _, _, _, swapped = swap_vm_cert(g, certs, os.path.join(workdir, "signer-twice"))
+    mark = g.mark()
+    replace_file(g.cfg_path, swapped)
+    g.wait_log(r"INFO reload trigger=file", since=mark, timeout=10)
+    second = time.monotonic()
+    time.sleep(max(0.0, first + 3.6 - time.monotonic()))  # past the first hold
+    assert time.monotonic() < second + 2.9, "the second reload came too late"
+    st, _ = keyop_sign(g.signer_sock, old_id, 0x0403, msg)
+    assert st == STATUS_OK, ("the key left at the first store's hold, before the "
+                             "second's", g.tail(since=mark))
+    g.wait_log(r"INFO signer keys_dropped=1", since=mark, timeout=15)
+    assert keyop_sign(g.signer_sock, old_id, 0x0403, msg)[0] == STATUS_NO_KEY
+
+
 @needs_signer
 def test_restarted_signer_gets_superseded_key(certs, fleet, workdir):
     """A key whose certificate a reload replaced stays in the signer for
