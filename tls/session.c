@@ -371,6 +371,8 @@ static enum ssl_private_key_result_t keyop_complete(SSL *ssl, uint8_t *out,
 	if (ok) {
 		memcpy(out, k->data, k->len);
 		*out_len = k->len;
+	} else if (k->ok) {
+		t->key_error = "signer: a signature of a wrong length";
 	}
 	free(k);
 	t->keyop = NULL;
@@ -399,9 +401,15 @@ void tls_conn_keyop_done(struct tls_conn *t, bool ok, const uint8_t *sig,
 	if (!k || k->done)
 		return;
 	k->done = true;
-	k->ok = ok && sig_len <= sizeof(k->data);
-	k->len = k->ok ? (uint16_t)sig_len : 0;
-	if (k->ok)
+	/* The signer is not trusted to answer well: no signature, or one
+	 * longer than any of this key's, is its failure, said as such. */
+	if (ok && (!sig_len || sig_len > sizeof(k->data))) {
+		ok = false;
+		why = "signer: a signature of a wrong length";
+	}
+	k->ok = ok;
+	k->len = ok ? (uint16_t)sig_len : 0;
+	if (ok)
 		memcpy(k->data, sig, sig_len);
 	else
 		t->key_error = why ? why : "signer failed";

@@ -1096,6 +1096,71 @@ def test_external_signer_back_during_a_failed_reload(certs, fleet, workdir):
         stop_process(ext)
 
 
+class LyingSigner:
+    """An external signer that loads anything and answers every SIGN with
+    status OK and the bytes of .sig: none, or more than any key's."""
+
+    def __init__(self, path):
+        import threading
+        self.sig = b""
+        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.ls.bind(path)
+        self.ls.listen(16)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import threading
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
+
+    def conn(self, c):
+        try:
+            while True:
+                n, = struct.unpack(">I", recv_exact(c, 4))
+                body = recv_exact(c, n)
+                out = self.sig if body[0] == KEYOP_SIGN else b""
+                ans = struct.pack(">BQBH", KEYOP_ANSWER,
+                                  struct.unpack(">Q", body[1:9])[0], STATUS_OK,
+                                  len(out)) + out
+                c.sendall(struct.pack(">I", len(ans)) + ans)
+        except (AssertionError, OSError):
+            c.close()
+
+    def close(self):
+        self.ls.close()
+
+
+@needs_signer
+def test_signature_of_a_wrong_length_is_the_signers_failure(certs, fleet, workdir):
+    """A signer that answers OK with no signature, or with one longer than
+    any of the key's: the client gets the internal_error alert and the
+    close line blames the signer, as for any signer failure. Before, an
+    empty one went to the client as an empty CertificateVerify (its
+    decode_error blamed on the client), and a long one failed the
+    handshake with BoringSSL's generic reason and no alert."""
+    name = "signer-lies"
+    sock = os.path.join(workdir, name + ".sock")
+    fake = LyingSigner(sock)
+    g = None
+    try:
+        g = start_gate(certs, fleet, workdir, name, signer=sock)
+        for sig in (b"", b"\x30" * 500):
+            fake.sig = sig
+            mark = g.mark()
+            rc, out = s_client(g.port, certs, "vm1.vm.test", ["-tls1_3"])
+            assert rc != 0 and "internal error" in out, (len(sig), out)
+            g.wait_log(r'reason=tls_error detail="signer: a signature of a '
+                       r'wrong length"', since=mark)
+    finally:
+        if g:
+            g.stop()
+        fake.close()
+
+
 @needs_signer
 def test_stopped_external_signer_fails_handshakes_at_once(certs, fleet, workdir):
     """An external signer stopped (SIGSTOP: its socket open, answering
