@@ -132,9 +132,12 @@ def start_gate(certs, fleet, workdir, name, signer=None, limits=None):
     cfg = os.path.join(workdir, name + ".yaml")
     with open(cfg, "w") as f:
         f.write(config_text(certs, fleet, port, signer, limits))
-    g = Gate(GATE_ARGV, cfg, os.path.join(workdir, name + ".log"),
-             ports=[port], wait_port=port)
+    log = os.path.join(workdir, name + ".log")
+    g = Gate(GATE_ARGV, cfg, log, ports=[port], wait_port=port)
     g.port = port
+    # A gate of the same name before (the log is appended): its lines are
+    # not this one's.
+    g.started_at = g.mark()
     g.start(timeout=10)
     return g
 
@@ -587,7 +590,8 @@ def kgate(request, certs, fleet, workdir):
                        limits={"handshake_timeout_ms": 2000})
         if not ext:
             m = re.search(r"socket=(\S+)", g.wait_log(
-                r"INFO signer pid=\d+ socket=\S+ keys=2", since=0)[0])
+                r"INFO signer pid=\d+ socket=\S+ keys=2",
+                since=g.started_at)[0])
             sock = m.group(1)
             slog = g.log_path
         g.signer_sock, g.signer_log = sock, slog
