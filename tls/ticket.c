@@ -18,14 +18,40 @@
 static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct tls_ticket_key keys[TLS_TICKET_KEYS_MAX];
 static size_t keys_len;
-static struct tls_ticket_key local;
+/* This process's own keys, when no shared one is current: [0] encrypts
+ * for half of life_s, then [1] takes it and decrypts until its not_after,
+ * as BoringSSL rotates its own. */
+static struct tls_ticket_key local[2];
+static int64_t life_s = 2 * 86400; /* tls_ticket_enable's lifetime */
 static pthread_once_t local_once = PTHREAD_ONCE_INIT;
+
+/* Under the write lock (or once). */
+static void local_new(int64_t now)
+{
+	local[1] = local[0];
+	RAND_bytes((uint8_t *)&local[0], sizeof(local[0]));
+	local[0].not_before = now;
+	local[0].not_after = now + life_s;
+}
 
 static void local_init(void)
 {
-	RAND_bytes((uint8_t *)&local, sizeof(local));
-	local.not_before = 0;
-	local.not_after = INT64_MAX;
+	local_new(time(NULL));
+	OPENSSL_cleanse(&local[1], sizeof(local[1]));
+}
+
+/* Under a lock: whether local[0] has encrypted for long enough. */
+static bool local_due(int64_t now)
+{
+	return now >= local[0].not_before + (life_s / 2 ? life_s / 2 : 1);
+}
+
+static void local_rotate(int64_t now)
+{
+	pthread_rwlock_wrlock(&lock);
+	if (local_due(now))
+		local_new(now);
+	pthread_rwlock_unlock(&lock);
 }
 
 void tls_ticket_keys_set(const struct tls_ticket_key *k, size_t n)
@@ -57,14 +83,20 @@ static bool current_locked(struct tls_ticket_key *out, int64_t now)
 
 bool tls_ticket_current(uint8_t out_name[16])
 {
+	int64_t now = time(NULL);
 	struct tls_ticket_key k;
-	bool shared;
+	bool shared, due;
 
 	pthread_once(&local_once, local_init);
 	pthread_rwlock_rdlock(&lock);
-	shared = current_locked(&k, time(NULL));
+	due = local_due(now);
 	pthread_rwlock_unlock(&lock);
-	memcpy(out_name, shared ? k.name : local.name, 16);
+	if (due)
+		local_rotate(now);
+	pthread_rwlock_rdlock(&lock);
+	shared = current_locked(&k, now);
+	memcpy(out_name, shared ? k.name : local[0].name, 16);
+	pthread_rwlock_unlock(&lock);
 	OPENSSL_cleanse(&k, sizeof(k));
 	return shared;
 }
@@ -77,16 +109,21 @@ static int ticket_cb(SSL *ssl, uint8_t *name, uint8_t *iv,
 {
 	int64_t now = time(NULL);
 	struct tls_ticket_key k;
-	bool found = false, is_current = false;
+	bool found = false, is_current = false, due;
 	uint8_t cur[16];
 	size_t i;
 	int ret = -1;
 
 	pthread_once(&local_once, local_init);
 	pthread_rwlock_rdlock(&lock);
+	due = local_due(now);
+	pthread_rwlock_unlock(&lock);
+	if (due)
+		local_rotate(now);
+	pthread_rwlock_rdlock(&lock);
 	if (encrypt) {
 		if (!current_locked(&k, now))
-			k = local;
+			k = local[0];
 		found = true;
 	} else {
 		struct tls_ticket_key c;
@@ -94,7 +131,7 @@ static int ticket_cb(SSL *ssl, uint8_t *name, uint8_t *iv,
 		if (current_locked(&c, now))
 			memcpy(cur, c.name, 16);
 		else
-			memcpy(cur, local.name, 16);
+			memcpy(cur, local[0].name, 16);
 		OPENSSL_cleanse(&c, sizeof(c));
 		for (i = 0; i < keys_len && !found; i++)
 			if (!CRYPTO_memcmp(keys[i].name, name, 16) &&
@@ -102,10 +139,12 @@ static int ticket_cb(SSL *ssl, uint8_t *name, uint8_t *iv,
 				k = keys[i];
 				found = true;
 			}
-		if (!found && !CRYPTO_memcmp(local.name, name, 16)) {
-			k = local;
-			found = true;
-		}
+		for (i = 0; i < 2 && !found; i++)
+			if (!CRYPTO_memcmp(local[i].name, name, 16) &&
+			    now < local[i].not_after) {
+				k = local[i];
+				found = true;
+			}
 		is_current = found && !memcmp(cur, k.name, 16);
 	}
 	pthread_rwlock_unlock(&lock);
@@ -135,6 +174,9 @@ out:
 
 void tls_ticket_enable(SSL_CTX *ctx, uint32_t lifetime_s)
 {
+	pthread_rwlock_wrlock(&lock);
+	life_s = lifetime_s;
+	pthread_rwlock_unlock(&lock);
 	pthread_once(&local_once, local_init);
 	SSL_CTX_set_tlsext_ticket_key_cb(ctx, ticket_cb);
 	SSL_CTX_set_timeout(ctx, lifetime_s);

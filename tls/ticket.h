@@ -9,8 +9,10 @@
  * callback turns BoringSSL's own rotation off, so this module rotates:
  * the current key is the newest whose not_before has passed, and a key is
  * dropped once its not_after has (whether or not the control plane has
- * said so). Until the first keys arrive, a random key of this process's
- * own is used, as BoringSSL's would be.
+ * said so). While no shared key is current (before the first arrive, or
+ * etcd down past their expiry), random keys of this process's own are
+ * used, rotated as BoringSSL rotates its own: each encrypts for half the
+ * ticket lifetime and decrypts for all of it.
  *
  * tls/ knows nothing of etcd: keys come in through tls_ticket_keys_set.
  */
