@@ -295,7 +295,15 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	}
 	/* Before anything can fail: tls_ref_put on err frees it. */
 	tls->refs = 1;
-	tls->ctx = tls_ctx_new(cfg, msg, sizeof(msg));
+	{
+		/* The fleet runs on the startup file's settings until a
+		 * restart (below: "restart to apply"), its ticket keys with
+		 * it: the new contexts take those too, not half the file's. */
+		struct config running = *cfg;
+
+		running.fleet = ctl->shared->cfg->fleet;
+		tls->ctx = tls_ctx_new(&running, msg, sizeof(msg));
+	}
 	if (!tls->ctx) {
 		log_error("reload_error", "trigger=%s %s", why, msg);
 		snprintf(err, err_len, "%s\n", msg);
@@ -334,7 +342,11 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	if (cfg->fleet.enabled != file_cfg(ctl)->fleet.enabled ||
 	    (cfg->fleet.enabled &&
 	     (strcmp(cfg->fleet.prefix, file_cfg(ctl)->fleet.prefix) ||
-	      cfg->fleet.endpoints_len != file_cfg(ctl)->fleet.endpoints_len)))
+	      cfg->fleet.endpoints_len != file_cfg(ctl)->fleet.endpoints_len ||
+	      cfg->fleet.ticket_rotation_s !=
+		      file_cfg(ctl)->fleet.ticket_rotation_s ||
+	      cfg->fleet.ticket_lifetime_s !=
+		      file_cfg(ctl)->fleet.ticket_lifetime_s)))
 		log_warn("reload", "fleet: changed; restart to apply");
 
 	/* Everything is built: from here the new file wins. */

@@ -677,6 +677,37 @@ def test_client_auth_session_resumes_on_another_appliance(etcd3, gate_bin, certs
             g.stop()
 
 
+def test_reload_keeps_the_fleets_ticket_keys(etcd3, gate_bin, certs, vm1, tmp_path):
+    """Appliance B's file loses its fleet section and is reloaded: the fleet
+    runs on until a restart ("fleet: changed; restart to apply"), and so
+    do its shared ticket keys: a session from A still resumes on B.
+    Before, the reloaded TLS contexts took the new file's half (no fleet:
+    BoringSSL's own keys), and nothing from A resumed on B any more."""
+    prefix = "/tkreload-e2e/"
+    a, b = (FleetGate(gate_bin, str(tmp_path / n), certs, etcd3, n, prefix=prefix,
+                      file_vms=[("tkr1", vm1)])
+            for n in ("tkr-a", "tkr-b"))
+    try:
+        a.start()
+        b.start()
+        cur = lambda g: g.fleet_status()["tickets"]["current"]
+        wait_until(lambda: cur(a) and cur(a) == cur(b), 5, what="both on the same shared key")
+        ctx = certs.client_ctx(minv=ssl.TLSVersion.TLSv1_3, maxv=ssl.TLSVersion.TLSv1_3)
+        assert resumes(b, ctx, "tkr1", session_from(a, ctx, "tkr1"))
+        with open(b.cfg_path) as f:
+            text = f.read()
+        mark = b.mark()
+        with open(b.cfg_path + ".new", "w") as f:
+            f.write(text[:text.index("fleet:")])
+        os.rename(b.cfg_path + ".new", b.cfg_path)
+        b.wait_log(r"WARN reload fleet: changed; restart to apply", since=mark)
+        b.wait_log(r"INFO reload trigger=file", since=mark)
+        assert resumes(b, ctx, "tkr1", session_from(a, ctx, "tkr1")), b.tail(since=mark)
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_session_ticket_shared_rotated_expired(etcd3, gate_bin, certs, vm1, tmp_path):
     """A session resumes on appliance B with a ticket from appliance A;
     still after a key rotation; not once its key has expired. Keys rotate
