@@ -179,7 +179,11 @@ void conn_close(struct worker *w, struct conn *c, enum conn_reason reason)
 
 void conn_linger(struct worker *w, struct conn *c, uint8_t desc)
 {
-	timer_disarm(&c->key_timer); /* no tickets after an alert */
+	/* No tickets after an alert, and no signature waited for: a late
+	 * answer finds no CF_KEY_WAIT (conn-t.h: the flag and the timer go
+	 * together). */
+	timer_disarm(&c->key_timer);
+	c->flags &= ~CF_KEY_WAIT;
 	if (desc)
 		tls_conn_alert(&c->tls, desc, c->hello_version);
 	c->flags |= CF_LOGGED;

@@ -1326,8 +1326,14 @@ static int put_json(struct fleet *f, const char *key, const char *value,
 	if (!ret && out_rev && !fleet_parse_txn(&ok, out_rev, ans, ans_len))
 		*out_rev = 0;
 out:
+	/* The value may be a ticket key (stek_mint): its base64 copies go
+	 * as the key itself does. */
 	free(ans);
 	free(bk);
+	if (bv)
+		explicit_bzero(bv, vl * 2 + 8);
+	if (body)
+		explicit_bzero(body, kl * 2 + vl * 2 + 128);
 	free(bv);
 	free(body);
 	return ret;
