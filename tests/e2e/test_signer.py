@@ -562,6 +562,29 @@ def external_signer(sock, log, *args):
                                 start_new_session=True)
 
 
+def gate_with_external_signer(certs, fleet, workdir, name):
+    """A vmgate-signer run apart and a gate using it (tls.signer), one full
+    handshake through them checked: (signer process, gate, socket, the
+    signer's log)."""
+    sock = os.path.join(workdir, name + ".sock")
+    slog = os.path.join(workdir, name + "-signer.log")
+    ext = external_signer(sock, slog)
+    try:
+        assert wait_until(lambda: os.path.exists(sock), 5), read_text(slog)
+        g = start_gate(certs, fleet, workdir, name, signer=sock)
+    except BaseException:
+        stop_process(ext)
+        raise
+    try:
+        rc, out = s_client(g.port, certs, "vm1.vm.test", ["-tls1_3"])
+        assert rc == 0, out
+    except BaseException:
+        g.stop()
+        stop_process(ext)
+        raise
+    return ext, g, sock, slog
+
+
 def read_text(path):
     with open(path, errors="replace") as f:
         return f.read()
@@ -1066,16 +1089,10 @@ def test_external_signer_back_during_a_failed_reload(certs, fleet, workdir):
     reconnected: every full handshake failed until a reload succeeded
     (then with a reconnect back-off of up to 5 s, which made the race
     easy to lose)."""
-    name = "signer-back"
-    sock = os.path.join(workdir, name + ".sock")
-    slog = os.path.join(workdir, name + "-signer.log")
-    ext = external_signer(sock, slog)
-    g = None
+    ext, g, sock, slog = None, None, None, None
     try:
-        assert wait_until(lambda: os.path.exists(sock), 5), read_text(slog)
-        g = start_gate(certs, fleet, workdir, name, signer=sock)
-        rc, out = s_client(g.port, certs, "vm1.vm.test", ["-tls1_3"])
-        assert rc == 0, out
+        ext, g, sock, slog = gate_with_external_signer(certs, fleet, workdir,
+                                                       "signer-back")
         mark = g.mark()
         ext.kill()
         ext.wait()
@@ -1097,7 +1114,8 @@ def test_external_signer_back_during_a_failed_reload(certs, fleet, workdir):
     finally:
         if g:
             g.stop()
-        stop_process(ext)
+        if ext:
+            stop_process(ext)
 
 
 class LyingSigner:
@@ -1174,15 +1192,9 @@ def test_stopped_external_signer_fails_handshakes_at_once(certs, fleet, workdir)
     waiting that second; each reconnection sends a probe, and the first
     answer after SIGCONT has them signed again. Before, every full
     handshake waited out the second."""
-    name = "signer-stopped"
-    sock = os.path.join(workdir, name + ".sock")
-    slog = os.path.join(workdir, name + "-signer.log")
-    ext = external_signer(sock, slog)
-    g = None
+    ext, g = None, None
     try:
-        assert wait_until(lambda: os.path.exists(sock), 5), read_text(slog)
-        g = start_gate(certs, fleet, workdir, name, signer=sock)
-        assert s_client(g.port, certs, "vm1.vm.test", ["-tls1_3"])[0] == 0
+        ext, g, _, _ = gate_with_external_signer(certs, fleet, workdir, "signer-stopped")
         mark = g.mark()
         os.kill(ext.pid, signal.SIGSTOP)
         took = []
@@ -1199,13 +1211,15 @@ def test_stopped_external_signer_fails_handshakes_at_once(certs, fleet, workdir)
         assert wait_until(lambda: s_client(g.port, certs, "vm1.vm.test",
                                            ["-tls1_3"])[0] == 0, 5), g.tail(since=mark)
     finally:
-        try:
-            os.kill(ext.pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
+        if ext:
+            try:
+                os.kill(ext.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
         if g:
             g.stop()
-        stop_process(ext)
+        if ext:
+            stop_process(ext)
 
 
 @needs_signer
