@@ -557,6 +557,9 @@ void admin_handle_request(struct admin *a, struct aconn *c)
 		return;
 	}
 	if (t.ep != AEP_HEALTH && !authorized(a, c)) {
+		/* Not kept alive: a client without the token holds no slot
+		 * past its answer (64 kept-alive 401s locked everyone out). */
+		c->close_after = true;
 		admin_respond_error(a, c, 401, c->req.auth_seen ?
 				    "invalid bearer token" :
 				    "missing bearer token (Authorization: "

@@ -88,6 +88,17 @@ def test_token_required(admin_gate):
     assert st == 401
 
 
+def test_refused_connection_is_not_kept(admin_gate):
+    """A request without the token is answered 401 and its connection
+    closed, keep-alive or not: 64 kept-alive 401s used to hold every admin
+    slot (the Unix socket's and /health's too) for as long as the client
+    liked."""
+    st, hdrs, body, closed = raw_exchange(
+        b"GET /vms HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    assert st == 401 and closed, (st, hdrs, closed)
+    assert hdrs.get("connection") == "close", hdrs
+
+
 def test_wrong_token_refused(admin_gate):
     for tok in ("nope", TOKEN + "x", TOKEN[:-1], "", TOKEN.upper()):
         st, h, body = admin_gate.api("GET", "/vms", token=tok)

@@ -292,6 +292,7 @@ class FleetGate(Gate):
                       headers={"Content-Type": "application/json"})
             r = c.getresponse()
             data = r.read()
+            self.last_reason = r.reason
             if r.getheader("Content-Type", "").startswith("application/json"):
                 return r.status, json.loads(data)
             return r.status, data.decode()
@@ -694,6 +695,9 @@ def test_reload_keeps_the_fleets_ticket_keys(etcd3, gate_bin, certs, vm1, tmp_pa
         wait_until(lambda: cur(a) and cur(a) == cur(b), 5, what="both on the same shared key")
         ctx = certs.client_ctx(minv=ssl.TLSVersion.TLSv1_3, maxv=ssl.TLSVersion.TLSv1_3)
         assert resumes(b, ctx, "tkr1", session_from(a, ctx, "tkr1"))
+        # (A VM of the file only is not etcd's to delete: 409, said so.)
+        st, j = a.api("DELETE", "/vms/tkr1")
+        assert (st, a.last_reason) == (409, "Conflict"), (st, a.last_reason, j)
         with open(b.cfg_path) as f:
             text = f.read()
         mark = b.mark()
@@ -1001,6 +1005,7 @@ def test_write_not_applied_in_time_says_so(etcd3, gate_bin, certs, vm1, tmp_path
         wait_until(lambda: g.routes("st0"), 5, what="st0 routed after the full read")
         st, j = g.api("PUT", "/vms/st1", {"address": vm1})
         assert (st, j.get("applied")) == (202, False), (st, j, g.tail())
+        assert g.last_reason == "Accepted", g.last_reason
         assert j["id"] == "st1", j
         wait_until(lambda: g.routes("st1"), 10, what="st1 routed once the watch moved on")
         st, j = g.api("PUT", "/vms/st2", {"address": vm1})
