@@ -231,6 +231,12 @@ static bool listen_same(const struct config *old, const struct config *new)
 		       sizeof(new->listen_addr));
 }
 
+/* Two optional strings (paths) alike. */
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
 static void warn_restart(const struct control *ctl, const struct config *old,
 			 const struct config *new)
 {
@@ -248,7 +254,10 @@ static void warn_restart(const struct control *ctl, const struct config *old,
 	if (old->admin.enabled != new->admin.enabled ||
 	    old->admin.has_listen != new->admin.has_listen ||
 	    memcmp(&old->admin.listen, &new->admin.listen,
-		   sizeof(new->admin.listen)))
+		   sizeof(new->admin.listen)) ||
+	    !same_str(old->admin.unix_path, new->admin.unix_path) ||
+	    !same_str(old->admin.token_file, new->admin.token_file) ||
+	    !same_str(old->admin.state_file, new->admin.state_file))
 		log_warn("reload", "admin: changed; restart to apply");
 }
 

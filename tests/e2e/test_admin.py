@@ -99,6 +99,29 @@ def test_refused_connection_is_not_kept(admin_gate):
     assert hdrs.get("connection") == "close", hdrs
 
 
+def test_reload_of_a_new_token_file_says_restart(admin_gate):
+    """admin.token_file pointed at another file and the file reloaded: the
+    admin API keeps the token it started with until a restart, and says
+    so (it said nothing: an operator rotating the token that way believed
+    the old one refused)."""
+    g = admin_gate
+    other = g.token_file + ".rotated"
+    with open(other, "w") as f:
+        f.write("another-token\n")
+    text = g.config_text(g.vms)
+    mark = g.mark()
+    try:
+        with open(g.real_cfg + ".new", "w") as f:
+            f.write(text.replace(g.token_file, other))
+        os.replace(g.real_cfg + ".new", g.real_cfg)
+        g.wait_log(r"WARN reload admin: changed; restart to apply", since=mark)
+        assert g.api("GET", "/vms")[0] == 200   # the token it started with
+    finally:
+        mark = g.mark()
+        g.write_config(g.vms)
+        g.wait_log(r"INFO reload trigger=file", since=mark)
+
+
 def test_wrong_token_refused(admin_gate):
     for tok in ("nope", TOKEN + "x", TOKEN[:-1], "", TOKEN.upper()):
         st, h, body = admin_gate.api("GET", "/vms", token=tok)
