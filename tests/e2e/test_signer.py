@@ -730,6 +730,7 @@ def test_superseded_key_leaves_signer(kgate, certs, fleet, workdir):
           % (mode, old_id, [c[2] for c in counts]))
 
 
+@needs_signer
 @pytest.mark.parametrize("kgate", ["supervised"], indirect=True)
 def test_key_superseded_twice_stays_for_the_later_store(kgate, certs, workdir):
     """Two reloads inside a freed store's hold (3 s here: the handshake
