@@ -132,6 +132,21 @@ static void arm_send(struct worker *w)
 	s->send_armed = true;
 }
 
+/* |m| encoded onto the outgoing queue and a send posted; false when the
+ * queue has no room for it. */
+static bool queue_frame(struct worker *w, const struct keyop_msg *m)
+{
+	struct signer_chan *s = &w->signer;
+	size_t len;
+
+	if (!keyop_encode(s->out + s->out_len, &len,
+			  SIGNER_CHAN_OUT_CAP - s->out_len, m))
+		return false;
+	s->out_len += (uint32_t)len;
+	arm_send(w);
+	return true;
+}
+
 /* A request no key answers but "key not loaded": an answer at all says
  * the signer serves again. */
 static void send_probe(struct worker *w)
@@ -146,14 +161,9 @@ static void send_probe(struct worker *w)
 		.data = data,
 		.data_len = sizeof(data),
 	};
-	size_t len;
 
 	s->probe_due_ms = w->now_ms + s->waits.duration_ms;
-	if (keyop_encode(s->out + s->out_len, &len,
-			 SIGNER_CHAN_OUT_CAP - s->out_len, &m)) {
-		s->out_len += (uint32_t)len;
-		arm_send(w);
-	}
+	queue_frame(w, &m);
 }
 
 static void chan_connect(struct worker *w)
@@ -304,7 +314,6 @@ bool signer_request(struct worker *w, struct conn *c)
 	struct signer_chan *s = &w->signer;
 	const struct tls_keyop *k = tls_conn_keyop_take(&c->tls);
 	struct keyop_msg m = { .type = KEYOP_SIGN };
-	size_t len;
 
 	if (!k)
 		return true; /* already asked */
@@ -319,15 +328,12 @@ bool signer_request(struct worker *w, struct conn *c)
 	m.sigalg = k->sigalg;
 	m.data = k->data;
 	m.data_len = k->len;
-	if (!keyop_encode(s->out + s->out_len, &len,
-			  SIGNER_CHAN_OUT_CAP - s->out_len, &m)) {
+	if (!queue_frame(w, &m)) {
 		tls_conn_keyop_done(&c->tls, false, NULL, 0,
 				    "signer: queue full");
 		return false;
 	}
-	s->out_len += (uint32_t)len;
 	c->flags |= CF_KEY_WAIT;
 	timer_arm(&s->waits, &c->key_timer, w->now_ms);
-	arm_send(w);
 	return true;
 }
