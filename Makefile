@@ -112,7 +112,7 @@ LDFLAGS  += $(SAN_FLAGS)
 # only (its dependencies bring OpenSSL's libcrypto.so.3, which must not
 # bind to BoringSSL); libcurl4-gnutls-dev is for <curl/curl.h>.
 LDLIBS   := -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto \
-            -luring -lyaml -ljansson -lhttp_parser -lbpf -lsodium -lpthread
+            -luring -lyaml -ljansson -lhttp_parser -lbpf -lsodium -lgmp -lpthread
 
 ifeq ($(V),1)
 Q :=
@@ -126,7 +126,7 @@ endif
 DEB_BUILD := gcc make liburing-dev android-libboringssl-dev libyaml-dev \
              libjansson-dev libhttp-parser-dev python3-kconfiglib openssl \
              libbpf-dev clang linux-libc-dev libcurl4-gnutls-dev \
-             libssl-dev libsodium-dev
+             libssl-dev libsodium-dev libgmp-dev
 DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              python3-h2 openssh-server openssh-client curl nghttp2-client \
              nghttp2-server iproute2 procps util-linux clang \

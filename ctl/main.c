@@ -595,9 +595,13 @@ int main(int argc, char **argv)
 		 steer_link_id(shared.steer), steer_why);
 	/* Falling back costs every handshake ~17 µs: say so loudly. */
 	x25519 = tls_x25519_init(&x25519_why);
-	log_msg(x25519 == TLS_X25519_LIBSODIUM ? LOG_INFO : LOG_WARN,
-		"x25519", "impl=%s reason=\"%s\"",
-		tls_x25519_impl_name(x25519), x25519_why);
+	log_msg(x25519 == TLS_X25519_LIBSODIUM &&
+				tls_x25519_keygen_impl() == TLS_X25519_LIBSODIUM
+			? LOG_INFO
+			: LOG_WARN,
+		"x25519", "impl=%s keygen=%s reason=\"%s\"",
+		tls_x25519_impl_name(x25519),
+		tls_x25519_impl_name(tls_x25519_keygen_impl()), x25519_why);
 	raise_nofile();
 	tune_malloc();
 	signal(SIGPIPE, SIG_IGN);

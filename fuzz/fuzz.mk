@@ -63,7 +63,7 @@ FUZZ_MAXLEN_config := 16384
 FUZZ_SRCS_front := fuzz/front.c fuzz/testcert.c core/front.c \
                    $(wildcard tls/*.c) $(FUZZ_LOADER) route/table.c \
                    route/trie.c route/host.c
-FUZZ_LIBS_front := -lyaml $(FUZZ_SSL) -lsodium
+FUZZ_LIBS_front := -lyaml $(FUZZ_SSL) -lsodium -lgmp
 FUZZ_MAXLEN_front := 20000
 
 # A failed VM connect's answer: the request-line check of the client's
@@ -89,12 +89,15 @@ FUZZ_SRCS_admin := fuzz/admin.c ctl/admin_parse.c ctl/fleet_parse.c \
 FUZZ_LIBS_admin := -lhttp_parser -ljansson $(FUZZ_SSL)
 FUZZ_MAXLEN_admin := 8192
 
-# The key agreement on the client's key share (tls/x25519.c): libsodium's
-# against BoringSSL's. The executable must export X25519 for
-# tls_x25519_init to choose libsodium; vmgate's does because libssl.so
-# refers to it, and nothing of libssl's is linked into this target.
+# The key agreement on the client's key share and the key generation
+# (tls/x25519.c): libsodium's against BoringSSL's. The executable must
+# export X25519 and X25519_keypair for tls_x25519_init to choose
+# libsodium; vmgate's does because libssl.so refers to them, and nothing
+# of libssl's is linked into this target.
 FUZZ_SRCS_x25519 := fuzz/x25519.c tls/x25519.c
-FUZZ_LIBS_x25519 := $(FUZZ_SSL) -lsodium -Wl,--export-dynamic-symbol=X25519
+FUZZ_LIBS_x25519 := $(FUZZ_SSL) -lsodium -lgmp \
+                    -Wl,--export-dynamic-symbol=X25519 \
+                    -Wl,--export-dynamic-symbol=X25519_keypair
 FUZZ_MAXLEN_x25519 := 64
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)

@@ -4,14 +4,19 @@
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
+#include <gmp.h>
 #include <openssl/curve25519.h>
+#include <openssl/rand.h>
 #include <sodium.h>
 
 /* Written once by tls_x25519_init before any other thread exists; NULL
  * before (or in a program that never calls it): BoringSSL's. */
 static tls_x25519_fn *chosen;
+/* Likewise for key generation: true once libsodium's is checked. */
+static bool keygen_sodium;
 
 /* The next definition after the executable's, looked up once (a race
  * only looks it up twice). */
@@ -49,6 +54,77 @@ int X25519(uint8_t out_shared_key[32], const uint8_t private_key[32],
 	if (!f)
 		return 0;
 	return f(out_shared_key, private_key, peer_public_value);
+}
+
+/* p = 2^255 - 19 in GMP's limbs, least significant first, for the map
+ * below. */
+_Static_assert(GMP_NUMB_BITS == 64, "64-bit GMP limbs");
+static const mp_limb_t field_p[4] = {
+	0xffffffffffffffedu, 0xffffffffffffffffu, 0xffffffffffffffffu,
+	0x7fffffffffffffffu,
+};
+
+/* The public value of |priv| (clamped as X25519 clamps it), in
+ * BoringSSL's contract for X25519_public_from_private, by libsodium's
+ * Ed25519 base-point multiplication (a precomputed table, constant time)
+ * and the birational map to Curve25519, u = (1 + y) / (1 - y) mod p: the
+ * same point. The map works on y, which is as public as u itself (y =
+ * (u - 1) / (u + 1)), so GMP's inversion, which is not constant time,
+ * sees nothing secret. false only on a failure that cannot happen (the
+ * product is never the identity: the clamped scalar is a multiple of 8
+ * below the group's order times 8); the caller then asks BoringSSL. */
+static bool sodium_public(uint8_t out[32], const uint8_t priv[32])
+{
+	uint8_t e[32], ed[32];
+	mpz_t y, num, den, p;
+	size_t n;
+	bool ok;
+
+	memcpy(e, priv, sizeof(e));
+	e[0] &= 248;
+	e[31] &= 127;
+	e[31] |= 64;
+	ok = crypto_scalarmult_ed25519_base_noclamp(ed, e) == 0;
+	sodium_memzero(e, sizeof(e));
+	if (!ok)
+		return false;
+	ed[31] &= 127; /* the sign of x: y is the rest */
+	mpz_roinit_n(p, field_p, 4);
+	mpz_inits(y, num, den, NULL);
+	mpz_import(y, sizeof(ed), -1, 1, 0, 0, ed);
+	mpz_add_ui(num, y, 1);
+	mpz_ui_sub(den, 1, y);
+	mpz_mod(den, den, p);
+	ok = mpz_invert(den, den, p) != 0;
+	if (ok) {
+		mpz_mul(num, num, den);
+		mpz_mod(num, num, p);
+		memset(out, 0, 32);
+		mpz_export(out, &n, -1, 1, 0, 0, num);
+	}
+	mpz_clears(y, num, den, NULL);
+	return ok;
+}
+
+void tls_x25519_public_from_private(uint8_t out[32],
+				    const uint8_t private_key[32])
+{
+	if (!keygen_sodium || !sodium_public(out, private_key))
+		X25519_public_from_private(out, private_key);
+}
+
+/* BoringSSL's X25519_keypair with the multiplication chosen: its random
+ * private key, with its masking (the bits X25519 clamps are set the wrong
+ * way, so an implementation that forgets to clamp fails at once rather
+ * than now and then). */
+void X25519_keypair(uint8_t out_public_value[32],
+		    uint8_t out_private_key[32])
+{
+	RAND_bytes(out_private_key, 32);
+	out_private_key[0] |= ~248;
+	out_private_key[31] &= ~64;
+	out_private_key[31] |= ~127;
+	tls_x25519_public_from_private(out_public_value, out_private_key);
 }
 
 /* Inputs both implementations must agree on, result and return value. */
@@ -89,41 +165,100 @@ static bool agrees(tls_x25519_fn *ours, tls_x25519_fn *theirs)
 	return true;
 }
 
-enum tls_x25519_impl tls_x25519_init(const char **out_why)
-{
-	tls_x25519_fn *bssl = tls_x25519_boringssl();
+/* RFC 7748 6.1's private keys, and the two above: the public values of
+ * both key generations must be the same. */
+static const uint8_t keygen_checks[][32] = {
+	{ 0x77, 0x07, 0x6d, 0x0a, 0x73, 0x18, 0xa5, 0x7d, 0x3c, 0x16, 0xc1,
+	  0x72, 0x51, 0xb2, 0x66, 0x45, 0xdf, 0x4c, 0x2f, 0x87, 0xeb, 0xc0,
+	  0x99, 0x2a, 0xb1, 0x77, 0xfb, 0xa5, 0x1d, 0xb9, 0x2c, 0x2a },
+	{ 0x5d, 0xab, 0x08, 0x7e, 0x62, 0x4a, 0x8a, 0x4b, 0x79, 0xe1, 0x7f,
+	  0x8b, 0x83, 0x80, 0x0e, 0xe6, 0x6f, 0x3b, 0xb1, 0x29, 0x26, 0x18,
+	  0xb6, 0xfd, 0x1c, 0x2f, 0x8b, 0x27, 0xff, 0x88, 0xe0, 0xeb },
+};
 
-	chosen = bssl;
-	if (dlsym(RTLD_DEFAULT, "X25519") != (void *)X25519) {
-		*out_why = "this executable does not export X25519, so "
-			   "libssl calls BoringSSL's";
-		return TLS_X25519_BORINGSSL;
+static bool keygen_agrees(void)
+{
+	for (size_t i = 0; i < 2 * 2; i++) {
+		const uint8_t *k = i < 2 ? keygen_checks[i] : checks[i - 2][0];
+		uint8_t a[32], b[32];
+
+		if (!sodium_public(a, k))
+			return false;
+		X25519_public_from_private(b, k);
+		if (memcmp(a, b, sizeof(a)) != 0)
+			return false;
 	}
-	if (!bssl) {
-		*out_why = "BoringSSL's X25519 was not found to check "
-			   "libsodium's against";
-		return TLS_X25519_BORINGSSL;
-	}
-	if (sodium_init() < 0) {
-		*out_why = "sodium_init failed";
-		return TLS_X25519_BORINGSSL;
-	}
+	return true;
+}
+
+/* Why key generation stays BoringSSL's, or NULL when it is libsodium's
+ * (and then it is). */
+static const char *choose_keygen(void)
+{
+	if (dlsym(RTLD_DEFAULT, "X25519_keypair") != (void *)X25519_keypair)
+		return "this executable does not export X25519_keypair";
+	if (!keygen_agrees())
+		return "libsodium's disagreed with BoringSSL's on a test key";
+	keygen_sodium = true;
+	return NULL;
+}
+
+/* Why the key agreement stays BoringSSL's, or NULL when it is
+ * libsodium's (and then it is). */
+static const char *choose_agreement(tls_x25519_fn *bssl)
+{
+	if (dlsym(RTLD_DEFAULT, "X25519") != (void *)X25519)
+		return "this executable does not export X25519, so libssl "
+		       "calls BoringSSL's";
+	if (!bssl)
+		return "BoringSSL's X25519 was not found to check libsodium's "
+		       "against";
 	/* Without AVX libsodium runs its portable code, no faster than
 	 * BoringSSL's (37-51 µs against 37-46 measured). */
-	if (!sodium_runtime_has_avx()) {
-		*out_why = "this CPU has no AVX: libsodium's portable X25519 "
-			   "is no faster than BoringSSL's";
-		return TLS_X25519_BORINGSSL;
-	}
-	if (!agrees(sodium_x25519, bssl)) {
-		*out_why = "libsodium's X25519 disagreed with BoringSSL's "
-			   "on a test input";
-		return TLS_X25519_BORINGSSL;
-	}
+	if (!sodium_runtime_has_avx())
+		return "this CPU has no AVX: libsodium's portable X25519 is "
+		       "no faster than BoringSSL's";
+	if (!agrees(sodium_x25519, bssl))
+		return "libsodium's X25519 disagreed with BoringSSL's on a "
+		       "test input";
 	chosen = sodium_x25519;
-	*out_why = "key agreement by libsodium, key generation by "
-		   "BoringSSL";
-	return TLS_X25519_LIBSODIUM;
+	return NULL;
+}
+
+enum tls_x25519_impl tls_x25519_init(const char **out_why)
+{
+	static char why[256];
+	tls_x25519_fn *bssl = tls_x25519_boringssl();
+	const char *agree, *keygen;
+
+	chosen = bssl;
+	keygen_sodium = false;
+	if (sodium_init() < 0) {
+		*out_why = "sodium_init failed: key agreement and key "
+			   "generation by BoringSSL";
+		return TLS_X25519_BORINGSSL;
+	}
+	agree = choose_agreement(bssl);
+	keygen = choose_keygen();
+	if (!agree && !keygen)
+		*out_why = "key agreement and key generation by libsodium";
+	else if (!agree)
+		snprintf(why, sizeof(why), "key agreement by libsodium; key "
+			 "generation by BoringSSL: %s", keygen);
+	else if (!keygen)
+		snprintf(why, sizeof(why), "key agreement by BoringSSL: %s; "
+			 "key generation by libsodium", agree);
+	else
+		snprintf(why, sizeof(why), "key agreement by BoringSSL: %s; "
+			 "key generation by BoringSSL: %s", agree, keygen);
+	if (agree || keygen)
+		*out_why = why;
+	return agree ? TLS_X25519_BORINGSSL : TLS_X25519_LIBSODIUM;
+}
+
+enum tls_x25519_impl tls_x25519_keygen_impl(void)
+{
+	return keygen_sodium ? TLS_X25519_LIBSODIUM : TLS_X25519_BORINGSSL;
 }
 
 const char *tls_x25519_impl_name(enum tls_x25519_impl impl)

@@ -7,7 +7,11 @@
  * really calls it:
  * after a TLS 1.3 handshake over X25519 between two SSL objects in memory,
  * libssl's relocation for X25519 holds this program's function, not
- * libcrypto's. */
+ * libcrypto's. Key generation: libsodium's is chosen; RFC 7748 6.1's
+ * public values; 3,000 private keys of a fixed sequence (and their
+ * unclamped forms) give BoringSSL's public values; X25519_keypair's pairs
+ * agree (each side's shared key is the same) and keep BoringSSL's masking;
+ * libssl's relocation for X25519_keypair holds this program's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,7 +44,8 @@ static int setup(void **state)
 	boringssl = tls_x25519_boringssl();
 	if (!boringssl || (void *)boringssl == (void *)X25519)
 		return -1;
-	if (tls_x25519_init(&why) != TLS_X25519_LIBSODIUM) {
+	if (tls_x25519_init(&why) != TLS_X25519_LIBSODIUM ||
+	    tls_x25519_keygen_impl() != TLS_X25519_LIBSODIUM) {
 		fprintf(stderr, "tls_x25519_init: %s\n", why);
 		return -1;
 	}
@@ -266,6 +271,68 @@ static void handshake_x25519(void)
 	X509_free(cert);
 }
 
+/* RFC 7748 6.1: Alice's and Bob's public values from their private keys,
+ * and their shared secret from the pairs. */
+static void test_keygen_rfc7748(void **state)
+{
+	uint8_t a[32], b[32], pa[32], pb[32], want[32], s1[32], s2[32];
+
+	hex(a, "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+	hex(b, "5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+	tls_x25519_public_from_private(pa, a);
+	hex(want, "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+	assert_memory_equal(pa, want, 32);
+	tls_x25519_public_from_private(pb, b);
+	hex(want, "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+	assert_memory_equal(pb, want, 32);
+	assert_int_equal(X25519(s1, a, pb), 1);
+	assert_int_equal(X25519(s2, b, pa), 1);
+	hex(want, "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+	assert_memory_equal(s1, want, 32);
+	assert_memory_equal(s2, want, 32);
+}
+
+/* 3,000 private keys, each as it is and with the bits X25519 clamps
+ * flipped (the same scalar for both): BoringSSL's public values. */
+static void test_keygen_many_keys_agree(void **state)
+{
+	for (uint32_t i = 0; i < 3000; i++) {
+		uint8_t k[32], a[32], b[32];
+
+		input(k, 'g', i);
+		if (i % 2) {
+			k[0] ^= 7;
+			k[31] ^= 0xc0;
+		}
+		tls_x25519_public_from_private(a, k);
+		X25519_public_from_private(b, k);
+		if (memcmp(a, b, 32) != 0)
+			fail_msg("private key %u: not BoringSSL's public value",
+				 i);
+	}
+}
+
+/* X25519_keypair as libssl calls it: BoringSSL's masking (the clamped
+ * bits set the wrong way), a public value that is the private key's, and
+ * two pairs that agree on one shared key. */
+static void test_keypair(void **state)
+{
+	uint8_t pa[32], ka[32], pb[32], kb[32], want[32], s1[32], s2[32];
+
+	for (int i = 0; i < 100; i++) {
+		X25519_keypair(pa, ka);
+		X25519_keypair(pb, kb);
+		assert_int_equal(ka[0] & 7, 7);
+		assert_int_equal(ka[31] & 0xc0, 0x80);
+		X25519_public_from_private(want, ka);
+		assert_memory_equal(pa, want, 32);
+		assert_memory_not_equal(pa, pb, 32);
+		assert_int_equal(X25519(s1, ka, pb), 1);
+		assert_int_equal(X25519(s2, kb, pa), 1);
+		assert_memory_equal(s1, s2, 32);
+	}
+}
+
 static void test_libssl_calls_it(void **state)
 {
 	struct slot_query q = { .lib = "libssl.so", .name = "X25519" };
@@ -278,6 +345,18 @@ static void test_libssl_calls_it(void **state)
 	assert_ptr_not_equal(q.value, (void *)boringssl);
 }
 
+static void test_libssl_calls_our_keypair(void **state)
+{
+	struct slot_query q = { .lib = "libssl.so", .name = "X25519_keypair" };
+
+	assert_ptr_equal(dlsym(RTLD_DEFAULT, "X25519_keypair"),
+			 (void *)X25519_keypair);
+	handshake_x25519();
+	dl_iterate_phdr(find_slot, &q);
+	assert_true(q.found);
+	assert_ptr_equal(q.value, (void *)X25519_keypair);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +366,10 @@ int main(void)
 		cmocka_unit_test(test_output_over_peer_value),
 		cmocka_unit_test(test_small_order_refused),
 		cmocka_unit_test(test_libssl_calls_it),
+		cmocka_unit_test(test_keygen_rfc7748),
+		cmocka_unit_test(test_keygen_many_keys_agree),
+		cmocka_unit_test(test_keypair),
+		cmocka_unit_test(test_libssl_calls_our_keypair),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
