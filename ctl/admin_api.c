@@ -53,11 +53,20 @@ static json_t *vm_json_ports(struct admin *a, const char *id,
 {
 	struct config_vm_ports *p = NULL;
 	json_t *j = vm_json(id, addr);
-	char s[512];
+	char *s = NULL;
 
-	if (j && !control_vm_ports_get(a->ctl, &p, id) && p)
-		json_object_set_new(j, "ports", json_string(
-				route_vm_ports_fmt(s, sizeof(s), p)));
+	if (j && !control_vm_ports_get(a->ctl, &p, id) && p) {
+		/* Every range whole: "65535-65535," at most each. */
+		size_t cap = p->len * sizeof("65535-65535,") + 1;
+
+		s = malloc(cap);
+		if (!s || json_object_set_new(j, "ports", json_string(
+				route_vm_ports_fmt(s, cap, p)))) {
+			json_decref(j);
+			j = NULL;
+		}
+	}
+	free(s);
 	free(p);
 	return j;
 }

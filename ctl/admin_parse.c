@@ -67,6 +67,11 @@ static int on_url(http_parser *p, const char *at, size_t len)
 		r->url_len += len;
 		r->url[r->url_len] = '\0';
 	}
+	/* A target alone past the header limit is still too long a URI. */
+	if (r->url_long && r->header_bytes + len > ADMIN_MAX_HEADERS) {
+		r->header_bytes += len;
+		return fail(r, 414, "request target longer than 1 KiB");
+	}
 	return count_header(r, len);
 }
 

@@ -201,6 +201,22 @@ def test_put_get_delete_roundtrip(admin_gate, fleet, certs):
     assert st == 404 and "error" in body
 
 
+def test_long_ports_list_answered_whole(admin_gate, fleet):
+    """A VM's "ports" in PUT's and GET's answers is the whole list, however
+    long (it was cut at 512 bytes: 200 ports are 1,199)."""
+    ports = list(range(10000, 10400, 2))
+    want = ",".join(str(p) for p in ports)
+    assert len(want) > 512
+    addr = fleet.addr("vm1")
+    st, h, body = admin_gate.api("PUT", "/vms/manyports",
+                                 {"address": addr, "ports": ports})
+    assert st == 201 and body["ports"] == want, (st, body)
+    st, h, body = admin_gate.api("GET", "/vms/manyports")
+    assert (st, body) == (200, {"id": "manyports", "address": addr,
+                                "ports": want})
+    assert admin_gate.api("DELETE", "/vms/manyports")[0] == 200
+
+
 def test_expect_100_continue(admin_gate, fleet):
     """A PUT with `Expect: 100-continue` gets the interim 100 at once and the
     body is not needed before it; the real answer follows the body. A
@@ -363,6 +379,17 @@ def test_oversized_headers(admin_gate):
     assert st == 413, st
     assert "error" in json.loads(body)
     assert closed
+
+
+def test_uri_too_long(admin_gate):
+    """A request target over 1 KiB is 414, and so is one over the 16 KiB
+    the headers may take (it was 413 then)."""
+    for n in (2000, 17 * 1024):
+        req = (b"GET /vms/" + b"a" * n + b" HTTP/1.1\r\nAuthorization: "
+               b"Bearer " + TOKEN.encode() + b"\r\n\r\n")
+        st, h, body, closed = raw_exchange(req, wait_close=n > 16 * 1024)
+        assert st == 414, (n, st)
+        assert "error" in json.loads(body)
 
 
 @pytest.mark.slow

@@ -200,6 +200,24 @@ static void test_limits(void **state)
 	}
 	free(big);
 
+	/* One past the header limit too: still 414, not 413, whole or in
+	 * reads of 7 or 4,000 bytes. */
+	big = malloc(ADMIN_MAX_HEADERS + 64);
+	assert_non_null(big);
+	memcpy(big, "GET /", 5);
+	memset(big + 5, 'a', ADMIN_MAX_HEADERS);
+	strcpy(big + 5 + ADMIN_MAX_HEADERS, " HTTP/1.1\r\n\r\n");
+	for (size_t i = 0; i < 3; i++) {
+		static const size_t steps[] = { 0, 7, 4000 };
+
+		admin_req_init(&r);
+		assert_int_equal(feed_str(&r, big, steps[i]),
+				 ADMIN_FEED_ERROR);
+		assert_int_equal(r.fail_status, 414);
+		admin_req_free(&r);
+	}
+	free(big);
+
 	/* Malformed: 400, with http-parser's words. */
 	admin_req_init(&r);
 	assert_int_equal(feed_str(&r, "GET /vms HTTP/1.1\r\nBad Header\r\n\r\n",
