@@ -23,11 +23,12 @@
 /* authorized checks "Bearer <token>" in constant time: both sides are
  * hashed first, so neither the length nor any prefix of the token shows
  * in the time taken. */
-static bool authorized(const struct admin *a, const struct aconn *c)
+static bool authorized(struct admin *a, const struct aconn *c)
 {
 	uint8_t digest[SHA256_DIGEST_LENGTH];
 	const char *tok;
 	size_t len;
+	bool ok;
 
 	if (!a->have_token)
 		return true;
@@ -35,7 +36,10 @@ static bool authorized(const struct admin *a, const struct aconn *c)
 	    !admin_bearer(c->req.auth, c->req.auth_len, &tok, &len))
 		return false;
 	SHA256((const uint8_t *)tok, len, digest);
-	return CRYPTO_memcmp(digest, a->token_digest, sizeof(digest)) == 0;
+	pthread_mutex_lock(&a->tlock);
+	ok = CRYPTO_memcmp(digest, a->token_digest, sizeof(digest)) == 0;
+	pthread_mutex_unlock(&a->tlock);
+	return ok;
 }
 
 static json_t *vm_json(const char *id, const struct in6_addr *addr)

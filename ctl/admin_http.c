@@ -779,7 +779,9 @@ static void *admin_main(void *arg)
 
 /* ------------------------------------------------------------ setup */
 
-static int read_token(struct admin *a, const char *path)
+/* read_token reads the token in |path| (trailing whitespace removed) into
+ * its SHA-256 |digest|; 0, or -errno having logged why. */
+static int read_token(uint8_t digest[SHA256_DIGEST_LENGTH], const char *path)
 {
 	uint8_t buf[ADMIN_MAX_TOKEN + 1];
 	size_t len = 0;
@@ -816,10 +818,36 @@ static int read_token(struct admin *a, const char *path)
 		OPENSSL_cleanse(buf, sizeof(buf));
 		return err;
 	}
-	SHA256(buf, len, a->token_digest);
+	SHA256(buf, len, digest);
 	OPENSSL_cleanse(buf, sizeof(buf));
-	a->have_token = true;
 	return 0;
+}
+
+/* control_on_reload's hook: the token file is read again (another path
+ * too), and a token that reads well replaces the one in use; one that
+ * does not leaves it. Whether there is a token at all (and so whether
+ * the Unix socket asks for one) changes with a restart only. */
+static void admin_token_reload(void *arg, const struct config *cfg)
+{
+	struct admin *a = arg;
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+	bool changed;
+
+	if (!a->have_token || !cfg->admin.enabled || !cfg->admin.token_file)
+		return;
+	if (read_token(digest, cfg->admin.token_file)) {
+		log_warn("admin", "token_file %s unreadable: the token in use "
+			 "stays", cfg->admin.token_file);
+		return;
+	}
+	pthread_mutex_lock(&a->tlock);
+	changed = CRYPTO_memcmp(digest, a->token_digest, sizeof(digest)) != 0;
+	memcpy(a->token_digest, digest, sizeof(digest));
+	pthread_mutex_unlock(&a->tlock);
+	OPENSSL_cleanse(digest, sizeof(digest));
+	if (changed)
+		log_info("admin", "token_file %s: a new token is in use, the "
+			 "old one refused", cfg->admin.token_file);
 }
 
 static int open_tcp(const struct sockaddr_in6 *sa)
@@ -919,6 +947,7 @@ static void admin_free(struct admin *a)
 	sem_destroy(&a->ready);
 	pthread_cond_destroy(&a->wcond);
 	pthread_mutex_destroy(&a->wlock);
+	pthread_mutex_destroy(&a->tlock);
 	OPENSSL_cleanse(a->token_digest, sizeof(a->token_digest));
 	free(a);
 }
@@ -940,12 +969,14 @@ int admin_start(struct admin **out, const struct config_admin *cfg,
 	a->efd = -1;
 	sem_init(&a->ready, 0, 0);
 	pthread_mutex_init(&a->wlock, NULL);
+	pthread_mutex_init(&a->tlock, NULL);
 	pthread_cond_init(&a->wcond, NULL);
 
 	if (cfg->token_file) {
-		ret = read_token(a, cfg->token_file);
+		ret = read_token(a->token_digest, cfg->token_file);
 		if (ret)
 			goto err;
+		a->have_token = true;
 	} else if (cfg->has_listen) {
 		log_error("admin", "a TCP listener needs a token_file");
 		ret = -EINVAL;
@@ -1009,6 +1040,7 @@ int admin_start(struct admin **out, const struct config_admin *cfg,
 	log_info("admin_ready", "listen=%s unix=%s auth=%s", addr,
 		 cfg->unix_path ? cfg->unix_path : "-",
 		 a->have_token ? "token" : "none");
+	control_on_reload(ctl, admin_token_reload, a);
 	*out = a;
 	return 0;
 err:
@@ -1022,6 +1054,7 @@ void admin_stop(struct admin *a)
 
 	if (!a)
 		return;
+	control_on_reload(a->ctl, NULL, NULL);
 	/* The writer takes no new job from here on, and is joined while the
 	 * admin thread still serves: the job running ends within about a
 	 * second (control_stopping cancelled the etcd calls), and its

@@ -153,6 +153,9 @@ struct admin {
 	char *unix_path; /* to unlink on stop; NULL when none was made */
 	ino_t unix_ino;  /* its inode: a newer vmgate's (--takeover) stays */
 
+	/* Under tlock: a reload (admin_token_reload, on the reloading
+	 * thread) replaces the digest. have_token does not change. */
+	pthread_mutex_t tlock;
 	bool have_token;
 	uint8_t token_digest[SHA256_DIGEST_LENGTH];
 

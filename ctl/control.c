@@ -256,9 +256,19 @@ static void warn_restart(const struct control *ctl, const struct config *old,
 	    memcmp(&old->admin.listen, &new->admin.listen,
 		   sizeof(new->admin.listen)) ||
 	    !same_str(old->admin.unix_path, new->admin.unix_path) ||
-	    !same_str(old->admin.token_file, new->admin.token_file) ||
+	    !old->admin.token_file != !new->admin.token_file ||
 	    !same_str(old->admin.state_file, new->admin.state_file))
 		log_warn("reload", "admin: changed; restart to apply");
+}
+
+void control_on_reload(struct control *ctl,
+		       void (*fn)(void *arg, const struct config *cfg),
+		       void *arg)
+{
+	pthread_mutex_lock(&ctl->lock);
+	ctl->on_reload = fn;
+	ctl->on_reload_arg = arg;
+	pthread_mutex_unlock(&ctl->lock);
 }
 
 int control_reload(struct control *ctl, const char *why, char *err,
@@ -370,6 +380,8 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	ctl->cfg = cfg;
 	if (!ctl->verbose)
 		log_set_level((enum log_level)cfg->log_level);
+	if (ctl->on_reload)
+		ctl->on_reload(ctl->on_reload_arg, cfg);
 	/* The fleet table holds the file's VMs too: rebuilt from the new
 	 * file (which also publishes); on failure the old one stays. */
 	ret = ctl->fleet ? fleet_rebuild_locked(ctl->fleet) : -EAGAIN;

@@ -26,6 +26,7 @@
 
 #define VMGATE_VERSION "0.1.0"
 
+struct config;
 struct control;
 struct fleet;
 struct shared;
@@ -55,6 +56,15 @@ void control_stopping(struct control *ctl);
  * ("SIGHUP", "file", "api"). */
 int control_reload(struct control *ctl, const char *why, char *err,
 		   size_t err_len);
+
+/* control_on_reload registers |fn| (NULL: none), called with |arg| and
+ * the new file's settings on the reloading thread, under the control's
+ * lock, each time a reload has made a new file win: the admin API re-reads
+ * its token file there. One at a time; the caller unregisters before
+ * |arg| goes away. */
+void control_on_reload(struct control *ctl,
+		       void (*fn)(void *arg, const struct config *cfg),
+		       void *arg);
 
 /* control_vm_put sets VM |id| to |address| (an IPv6 literal) and |ports|
  * (copied; NULL: every port), persists the change and publishes it.

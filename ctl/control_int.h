@@ -87,6 +87,8 @@ struct control {
 	size_t retired_len, retired_cap;
 
 	uint64_t reloads_ok, reloads_failed;
+	void (*on_reload)(void *arg, const struct config *cfg);
+	void *on_reload_arg;
 
 	int ifd; /* inotify */
 	struct watch *watches;

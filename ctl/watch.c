@@ -173,6 +173,9 @@ static bool want_config(struct watch **ws, size_t *len,
 		if (cfg->domains[i].client_ca_path)
 			ok &= want_file(ws, len,
 					cfg->domains[i].client_ca_path);
+	/* A new token written to it reloads, and the admin API reads it. */
+	if (cfg->admin.enabled && cfg->admin.token_file)
+		ok &= want_file(ws, len, cfg->admin.token_file);
 	return ok;
 }
 

@@ -99,11 +99,12 @@ def test_refused_connection_is_not_kept(admin_gate):
     assert hdrs.get("connection") == "close", hdrs
 
 
-def test_reload_of_a_new_token_file_says_restart(admin_gate):
-    """admin.token_file pointed at another file and the file reloaded: the
-    admin API keeps the token it started with until a restart, and says
-    so (it said nothing: an operator rotating the token that way believed
-    the old one refused)."""
+def test_token_rotation_without_restart(admin_gate):
+    """The token file is read again on reload: admin.token_file pointed at
+    another file, or a new token written into the file itself (watched
+    like the certificates), takes effect without a restart and the old
+    token is refused; a token file that cannot be read (empty) leaves the
+    token in use, with a WARN. (A new token needed a restart.)"""
     g = admin_gate
     other = g.token_file + ".rotated"
     with open(other, "w") as f:
@@ -114,12 +115,36 @@ def test_reload_of_a_new_token_file_says_restart(admin_gate):
         with open(g.real_cfg + ".new", "w") as f:
             f.write(text.replace(g.token_file, other))
         os.replace(g.real_cfg + ".new", g.real_cfg)
-        g.wait_log(r"WARN reload admin: changed; restart to apply", since=mark)
-        assert g.api("GET", "/vms")[0] == 200   # the token it started with
+        g.wait_log(r"INFO admin token_file \S+\.rotated: a new token is in "
+                   r"use", since=mark)
+        assert "restart to apply" not in g.tail(since=mark)
+        assert g.api("GET", "/vms", token="another-token")[0] == 200
+        assert g.api("GET", "/vms")[0] == 401
+
+        # A new token written into the watched file: in use at once.
+        mark = g.mark()
+        with open(other + ".new", "w") as f:
+            f.write("third-token\n")
+        os.replace(other + ".new", other)
+        g.wait_log(r"INFO admin token_file \S+: a new token is in use",
+                   since=mark)
+        assert g.api("GET", "/vms", token="third-token")[0] == 200
+        assert g.api("GET", "/vms", token="another-token")[0] == 401
+
+        # Emptied: the token in use stays.
+        mark = g.mark()
+        with open(other, "w"):
+            pass
+        g.wait_log(r"WARN admin token_file \S+ unreadable: the token in use "
+                   r"stays", since=mark)
+        assert g.api("GET", "/vms", token="third-token")[0] == 200
+        assert g.api("GET", "/vms", token="")[0] == 401
     finally:
         mark = g.mark()
         g.write_config(g.vms)
         g.wait_log(r"INFO reload trigger=file", since=mark)
+        assert g.api("GET", "/vms")[0] == 200   # the original again
+        os.unlink(other)
 
 
 def test_wrong_token_refused(admin_gate):
