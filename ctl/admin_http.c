@@ -2,7 +2,7 @@
  * handlers behind it are in admin_api.c (see admin_http.h).
  *
  * One thread, one io_uring. Listeners take multishot accepts; every
- * connection is a slot in a fixed table of ADMIN_MAX_CONNS with a
+ * connection is a slot in a fixed table of ADMIN_CONN_SLOTS with a
  * generation, and its recv, send and shutdown go through the ring with
  * user_data {op, generation, slot} (core/ring.h's encoding). A connection
  * has one operation of each kind in flight at most, and is freed when the
@@ -22,9 +22,11 @@
  * within ADMIN_REQUEST_MS of the connection opening or of the previous
  * answer (408 otherwise, and an idle keep-alive connection is closed
  * silently), headers are capped at 16 KiB and bodies at 64 KiB (413), at
- * most ADMIN_MAX_CONNS connections are open at once (more are closed on
- * accept), and answers held in memory across connections are capped
- * (503 while over).
+ * most ADMIN_MAX_CONNS connections are open at once (a new one past that
+ * closes the one idle the longest, one that never sent a byte first, and
+ * is closed on accept when none is idle: requests under way are never
+ * cut), and answers held in memory across connections are capped (503
+ * while over).
  */
 #include "ctl/admin.h"
 #include "ctl/admin_http.h"
@@ -195,7 +197,7 @@ struct aconn *admin_conn_waiting(struct admin *a, uint32_t slot, uint32_t gen)
 {
 	struct aconn *c;
 
-	if (slot >= ADMIN_MAX_CONNS)
+	if (slot >= ADMIN_CONN_SLOTS)
 		return NULL;
 	c = &a->conns[slot];
 	return c->state == AC_WAIT && c->gen == gen ? c : NULL;
@@ -395,19 +397,67 @@ static void conn_linger(struct admin *a, struct aconn *c)
 		post_recv(a, c);
 }
 
-static void on_accept(struct admin *a, struct admin_listener *l, int fd)
+/* idle_victim is the connection to close for a new one when
+ * ADMIN_MAX_CONNS are open: one waiting for a request with nothing of one
+ * read, never served before (it has not spoken) ahead of a kept-alive one,
+ * the longest waiting of them (the earliest deadline: both wait
+ * ADMIN_REQUEST_MS for a request); NULL when every one is busy. */
+static struct aconn *idle_victim(struct admin *a)
 {
-	struct aconn *c = NULL;
-	struct sockaddr_in6 sa;
-	socklen_t sa_len = sizeof(sa);
+	struct aconn *best = NULL;
 	unsigned i;
 
-	if (a->live < ADMIN_MAX_CONNS)
-		for (i = 0; i < ADMIN_MAX_CONNS; i++)
-			if (a->conns[i].state == AC_FREE) {
+	for (i = 0; i < ADMIN_CONN_SLOTS; i++) {
+		struct aconn *c = &a->conns[i];
+
+		if (c->state != AC_READ || c->req.in_request ||
+		    c->in_off < c->in_len || c->send_posted)
+			continue;
+		if (!best || (!c->served && best->served) ||
+		    (c->served == best->served &&
+		     c->deadline_ms < best->deadline_ms))
+			best = c;
+	}
+	return best;
+}
+
+/* free_slot is a free slot for a new connection, closing an idle one to
+ * make room when ADMIN_MAX_CONNS are open; NULL when there is none. */
+static struct aconn *free_slot(struct admin *a)
+{
+	struct aconn *c = NULL, *victim;
+	unsigned i, open = 0;
+
+	for (i = 0; i < ADMIN_CONN_SLOTS; i++) {
+		if (a->conns[i].state == AC_FREE) {
+			if (!c)
 				c = &a->conns[i];
-				break;
-			}
+		} else if (a->conns[i].state != AC_CLOSING) {
+			open++;
+		}
+	}
+	if (!c || open < ADMIN_MAX_CONNS)
+		return c;
+	victim = idle_victim(a);
+	if (!victim)
+		return NULL;
+	if (a->now_ms - a->overload_logged_ms >= 1000) {
+		a->overload_logged_ms = a->now_ms;
+		log_warn("admin_overload", "connections=%u: closing idle admin "
+			 "connections for new ones (peer=%s %s)", open,
+			 victim->peer, victim->served ? "kept alive" :
+			 "never sent a request");
+	}
+	conn_close(a, victim);
+	return c;
+}
+
+static void on_accept(struct admin *a, struct admin_listener *l, int fd)
+{
+	struct aconn *c = free_slot(a);
+	struct sockaddr_in6 sa;
+	socklen_t sa_len = sizeof(sa);
+
 	if (!c) {
 		struct io_uring_sqe *sqe = ring_sqe(&a->ring);
 
@@ -415,8 +465,9 @@ static void on_accept(struct admin *a, struct admin_listener *l, int fd)
 		io_uring_sqe_set_data64(sqe, aud(AOP_IGNORE, 0, 0));
 		if (a->now_ms - a->overload_logged_ms >= 1000) {
 			a->overload_logged_ms = a->now_ms;
-			log_warn("admin_overload", "connections=%u: closing new "
-				 "admin connections", a->live);
+			log_warn("admin_overload", "connections=%u, none "
+				 "idle: closing new admin connections",
+				 a->live);
 		}
 		return;
 	}
@@ -508,7 +559,7 @@ static void on_conn_cqe(struct admin *a, enum admin_op op, uint32_t slot,
 {
 	struct aconn *c;
 
-	if (slot >= ADMIN_MAX_CONNS)
+	if (slot >= ADMIN_CONN_SLOTS)
 		return;
 	c = &a->conns[slot];
 	if (c->state == AC_FREE || (c->gen & 0xffffff) != gen ||
@@ -529,7 +580,7 @@ static void expire(struct admin *a)
 {
 	unsigned i;
 
-	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
+	for (i = 0; i < ADMIN_CONN_SLOTS; i++) {
 		struct aconn *c = &a->conns[i];
 
 		/* AC_WAIT: the request is in; the writer thread answers
@@ -631,7 +682,7 @@ static uint64_t next_deadline(const struct admin *a)
 	for (i = 0; i < a->ls_len; i++)
 		if (!a->ls[i].armed && a->ls[i].retry_ms < next)
 			next = a->ls[i].retry_ms;
-	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
+	for (i = 0; i < ADMIN_CONN_SLOTS; i++) {
 		const struct aconn *c = &a->conns[i];
 
 		if (c->state != AC_FREE && c->state != AC_CLOSING &&
@@ -654,7 +705,7 @@ static void teardown_conns(struct admin *a)
 		unsigned head, n = 0;
 
 		pending = 0;
-		for (i = 0; i < ADMIN_MAX_CONNS; i++) {
+		for (i = 0; i < ADMIN_CONN_SLOTS; i++) {
 			struct aconn *c = &a->conns[i];
 
 			if (c->state == AC_FREE)
@@ -694,7 +745,7 @@ static bool writing(const struct admin *a)
 {
 	unsigned i;
 
-	for (i = 0; i < ADMIN_MAX_CONNS; i++)
+	for (i = 0; i < ADMIN_CONN_SLOTS; i++)
 		if (a->conns[i].state == AC_WRITE)
 			return true;
 	return false;
@@ -925,7 +976,7 @@ static void admin_free(struct admin *a)
 	admin_write_free(a);
 	if (a->ring_ok)
 		io_uring_queue_exit(&a->ring);
-	for (i = 0; i < ADMIN_MAX_CONNS; i++) {
+	for (i = 0; i < ADMIN_CONN_SLOTS; i++) {
 		if (a->conns[i].state != AC_FREE && a->conns[i].fd >= 0)
 			close(a->conns[i].fd);
 		buf_free(&a->conns[i].out);

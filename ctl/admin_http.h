@@ -29,7 +29,10 @@
 
 struct control;
 
-#define ADMIN_MAX_CONNS 64
+#define ADMIN_MAX_CONNS 64 /* open at once, but for those being closed */
+/* Slots beyond it: an idle connection closed to make room for a new one
+ * holds its slot until its receive is cancelled. */
+#define ADMIN_CONN_SLOTS (ADMIN_MAX_CONNS + 16)
 #define ADMIN_MAX_TOKEN 4096
 #define ADMIN_IN_BUF 8192
 #define ADMIN_REQUEST_MS 10000 /* to send a whole request */
@@ -159,7 +162,7 @@ struct admin {
 	bool have_token;
 	uint8_t token_digest[SHA256_DIGEST_LENGTH];
 
-	struct aconn conns[ADMIN_MAX_CONNS];
+	struct aconn conns[ADMIN_CONN_SLOTS];
 	unsigned live;
 	size_t out_bytes; /* answer bytes held by every connection */
 	uint64_t overload_logged_ms;

@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import select
 import socket
 import stat
 import subprocess
@@ -453,38 +454,103 @@ def test_slow_client(admin_gate):
     assert g.api("GET", "/vms/vm1")[0] == 200
 
 
-def test_connection_limit(admin_gate):
-    """64 connections at most; the 65th is closed at once; service resumes
-    when they go."""
+def _no_admin_connections():
     # the fixture's start-up probe is closed: the gate has closed its end
     # (it frees the slot first), so all 64 slots are free
     assert wait_until(lambda: not [x for x in tcp_sockets("sport = :%d" % ADMIN_PORT)
                                    if x[0] in ("ESTAB", "CLOSE-WAIT")], 5), \
         tcp_sockets("sport = :%d" % ADMIN_PORT)
+
+
+def _closed(s, timeout=5):
+    s.settimeout(timeout)
+    try:
+        return s.recv(10) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_connection_limit(admin_gate):
+    """64 connections at most. With 64 kept alive, idle, a new one is served
+    and the one idle the longest is closed; with 64 in the middle of a
+    request (never cut), the 65th is closed at once; service resumes when
+    they go."""
+    _no_admin_connections()
     conns = [socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5)
              for _ in range(64)]
     try:
-        # each of the 64 is served (keep-alive: they stay open)
-        for c in conns:
-            c.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        # each of the 64 is served (keep-alive: they stay open), in order
         for i, c in enumerate(conns):
+            c.sendall(b"GET /health HTTP/1.1\r\n\r\n")
             buf = recv_all(c, until=lambda b: b.endswith(b"}"))
             assert buf.endswith(b"}"), "connection %d of 64 closed: %r" % (i, buf)
             assert buf.startswith(b"HTTP/1.1 200 "), buf
+        mark = admin_gate.mark()
+        assert admin_gate.api("GET", "/vms/vm1")[0] == 200
+        assert _closed(conns[0])                  # idle the longest
+        admin_gate.wait_log(r"WARN admin_overload connections=64: closing "
+                            r"idle admin connections for new ones \(peer=\S+ "
+                            r"kept alive\)", since=mark)
+        # the others are still served
+        conns[1].sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        buf = recv_all(conns[1], until=lambda b: b.endswith(b"}"))
+        assert buf.startswith(b"HTTP/1.1 200 "), buf
+    finally:
+        for c in conns:
+            c.close()
+
+    _no_admin_connections()
+    conns = [socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5)
+             for _ in range(64)]
+    try:
+        for c in conns:     # a request begun, not finished
+            c.sendall(b"GET /health HTTP/1.1\r\nX-Slow: ")
+        # the gate has read them: 64 established, nothing left unread
+        assert wait_until(lambda: len([x for x in tcp_sockets("sport = :%d" % ADMIN_PORT)
+                                       if x[0] == "ESTAB" and x[1] == 0]) >= 64, 5)
         x = socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5)
         try:
             t0 = time.monotonic()
-            try:
-                d = x.recv(10)
-            except ConnectionResetError:
-                d = b""
-            assert d == b"" and time.monotonic() - t0 < 2
+            assert _closed(x) and time.monotonic() - t0 < 2
         finally:
             x.close()
+        for c in conns:     # none of them was cut
+            c.sendall(b"1\r\n\r\n")
+            buf = recv_all(c, until=lambda b: b.endswith(b"}"))
+            assert buf.startswith(b"HTTP/1.1 200 "), buf
     finally:
         for c in conns:
             c.close()
     assert wait_until(lambda: admin_gate.api("GET", "/vms/vm1")[0] == 200, 3)
+
+
+def test_silent_connections_do_not_lock_out(admin_gate):
+    """64 connections that never send a byte (a client reconnecting without
+    a token, or a scan) do not keep an operator out for their 10 s: a new
+    connection closes the oldest of them and is served at once (it was
+    closed on accept)."""
+    _no_admin_connections()
+    conns = [socket.create_connection(("127.0.0.1", ADMIN_PORT), timeout=5)
+             for _ in range(64)]
+    try:
+        assert wait_until(lambda: len([x for x in tcp_sockets("sport = :%d" % ADMIN_PORT)
+                                       if x[0] == "ESTAB"]) >= 64, 5)
+        mark = admin_gate.mark()
+        for _ in range(3):
+            t0 = time.monotonic()
+            assert admin_gate.api("GET", "/vms/vm1")[0] == 200
+            assert time.monotonic() - t0 < 2
+        admin_gate.wait_log(r"WARN admin_overload connections=64: closing "
+                            r"idle admin connections for new ones \(peer=\S+ "
+                            r"never sent a request\)", since=mark)
+        # one was closed for the first call; the next found its slot free
+        readable, _, _ = select.select(conns, [], [], 2)
+        assert len(readable) == 1 and _closed(readable[0]), readable
+    finally:
+        for c in conns:
+            c.close()
 
 
 def test_keep_alive_and_connection_close(admin_gate):
