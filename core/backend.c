@@ -42,7 +42,10 @@ static bool may_answer_http(const struct conn *c)
 	return !f.alpn_len || alpn_is_http11(&f);
 }
 
-static void connect_failed(struct worker *w, struct conn *c, int err)
+/* The connect to the VM failed with errno |err|; |hs_timer|: it was the
+ * handshake timeout that ran out first (its hint says so). */
+static void connect_failed(struct worker *w, struct conn *c, int err,
+			   bool hs_timer)
 {
 	char peer[LOG_ADDR_MAX], addr[INET6_ADDRSTRLEN], vm[64];
 
@@ -60,6 +63,10 @@ static void connect_failed(struct worker *w, struct conn *c, int err)
 			 ? " hint=\"nothing accepts on that port over IPv6: "
 			   "the VM service must listen on '::' (a service "
 			   "bound to 0.0.0.0 only is unreachable)\""
+		 : hs_timer
+			 ? " hint=\"limits.handshake_timeout_ms ran out "
+			   "before the VM answered (a slow TLS handshake "
+			   "leaves less of it for the connect)\""
 			 : "");
 	if (may_answer_http(c)) {
 		/* Logged: the answer, or the alert, comes once the handshake
@@ -270,7 +277,7 @@ void backend_connect(struct worker *w, struct conn *c)
 	} else {
 		c->vfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (c->vfd < 0) {
-			connect_failed(w, c, errno);
+			connect_failed(w, c, errno, false);
 			return;
 		}
 		if (setsockopt(c->vfd, IPPROTO_TCP, nodelay_opt(w), &one,
@@ -279,7 +286,7 @@ void backend_connect(struct worker *w, struct conn *c)
 
 			close(c->vfd);
 			c->vfd = -1;
-			connect_failed(w, c, err);
+			connect_failed(w, c, err, false);
 			return;
 		}
 	}
@@ -296,6 +303,10 @@ void backend_connect(struct worker *w, struct conn *c)
 void backend_on_connect(struct worker *w, struct conn *c, int res)
 {
 	c->flags &= ~CF_VM_CONNECTING;
+	/* The handshake timer ended it already (backend_connect_expired):
+	 * this is the cancelled connect, or one that won the race. */
+	if (c->flags & CF_VM_FAILED)
+		return;
 	if (res == 0) {
 		c->flags |= CF_VM_CONNECTED;
 		return;
@@ -303,5 +314,11 @@ void backend_on_connect(struct worker *w, struct conn *c, int res)
 	if (res == -ECANCELED)
 		/* The linked timeout fired. */
 		res = -ETIMEDOUT;
-	connect_failed(w, c, -res);
+	connect_failed(w, c, -res, false);
+}
+
+void backend_connect_expired(struct worker *w, struct conn *c)
+{
+	c->flags |= CF_VM_FAILED;
+	connect_failed(w, c, ETIMEDOUT, true);
 }

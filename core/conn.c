@@ -673,7 +673,15 @@ void conn_expire_timers(struct worker *w)
 	while ((n = timer_pop_expired(&w->hs_timers, w->now_ms))) {
 		struct conn *c = (struct conn *)n;
 
-		conn_close(w, c, REASON_HANDSHAKE_TIMEOUT);
+		if (c->flags & CF_VM_CONNECTING) {
+			/* What is late is the VM: a connect_error, and the
+			 * client's alert or answer, not a silent close. */
+			cancel_op(w, c, CF_VM_CONNECTING, OP_VM_CONNECT);
+			c->flags &= ~CF_VM_CONNECTING;
+			backend_connect_expired(w, c);
+		} else {
+			conn_close(w, c, REASON_HANDSHAKE_TIMEOUT);
+		}
 		conn_run(w, c);
 	}
 	while ((n = timer_pop_expired(&w->idle_timers, w->now_ms))) {

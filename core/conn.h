@@ -92,6 +92,11 @@ void relay_on_shut(struct worker *w, struct conn *c, enum ring_op op,
 /* backend.c */
 void backend_connect(struct worker *w, struct conn *c);
 void backend_on_connect(struct worker *w, struct conn *c, int res);
+/* backend_connect_expired: the handshake timer ran out while the VM's
+ * connect was still running (CF_VM_CONNECTING, which the caller has
+ * cleared, the connect cancelled): the connect ends as timed out, logged
+ * and answered as one, its late completion ignored. */
+void backend_connect_expired(struct worker *w, struct conn *c);
 /* backend_answer: the VM connect failed (CF_VM_FAILED) and the handshake
  * is done: a 502 over TLS for an HTTP/1.x client, else the alert. It may
  * wait for the client's first bytes, up to the linger timer armed when

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import UUID_VM
+from e2e_net import free_ports
 from e2e_util import parse_kv, peer_re
 
 CONNECT_TIMEOUT = 1.5  # limits.connect_timeout_ms in the generated config
@@ -73,3 +74,34 @@ def test_vm_unreachable_times_out(live_gate, certs, fleet):
     kv = parse_kv(line)
     assert kv.get("vm") == "ghost" and kv.get("errno") == "110", line
     assert kv.get("addr") == "[%s]:3000" % fleet.addr("ghost"), line
+
+
+@pytest.mark.timeout(30)
+def test_handshake_timeout_while_connecting_is_a_connect_error(private_gate,
+                                                              certs, fleet):
+    """limits.handshake_timeout_ms shorter than connect_timeout_ms (or a slow
+    handshake that leaves less of it): when it runs out while the VM's
+    connect is still running, what is late is the VM. A connect_error line
+    names it, with errno 110 and a hint naming the handshake timeout, and
+    the client gets its alert, at the handshake timeout; it was a silent
+    close with reason=handshake_timeout and no line about the VM."""
+    port = free_ports(1)[0]
+    g = private_gate("hsconn", [port], vms=("vm1", "ghost"),
+                     port_map="{ %d: 3000 }" % port,
+                     allowed_ports="[%d]" % port,
+                     extra_limits={"handshake_timeout_ms": 1500,
+                                   "connect_timeout_ms": 8000})
+    mark = g.mark()
+    lport, data, how, secs = attempt(certs, "ghost.vm.test", port, 8)
+    assert data == b"" and how != "timeout", (data, how, secs, g.tail(since=mark))
+    assert 1.2 <= secs <= 5, ("closed after %.2fs; handshake_timeout is 1.5s"
+                              % secs, g.tail(since=mark))
+    line = g.wait_log(r"WARN connect_error .*%s" % peer_re(lport),
+                      timeout=5, since=mark)[0]
+    kv = parse_kv(line)
+    assert kv.get("vm") == "ghost" and kv.get("errno") == "110", line
+    assert "handshake_timeout_ms" in kv.get("hint", ""), line
+    assert kv.get("addr") == "[%s]:3000" % fleet.addr("ghost"), line
+    # the connect_error is the connection's one line (as for any failed
+    # connect): no close with reason=handshake_timeout
+    assert "reason=handshake_timeout" not in g.tail(since=mark)
