@@ -41,6 +41,7 @@
 #define BACKOFF_MAX_MS 2000
 #define LEASE_TTL_S 10
 #define KEEPALIVE_MS 3000
+#define KEEP_TICK_MS 100       /* the keeper looks at its clocks */
 #define SNAPSHOT_EVERY_MS 1000
 #define DOWN_LOG_EVERY_MS 30000
 #define PUT_RETRIES 5
@@ -274,14 +275,20 @@ struct fleet {
 	bool fragmented;
 	unsigned fails;
 	uint64_t down_log_ms;
-	int64_t lease;
-	uint64_t keepalive_ms;
-	int64_t reg_vms_revision;
-	uint64_t reg_put_ms;
 	uint64_t snap_ms;
 	struct snap_job *snap_job; /* a write running, or NULL */
 	uint64_t snap_every_ms;
 	pthread_t snap_thread;
+
+	/* The keeper thread's own (keep_main): the registration and the
+	 * session-ticket keys, whose etcd calls (each may take timeout_ms)
+	 * never hold up the watch. */
+	pthread_t keeper;
+	bool keeper_started;
+	int64_t lease;
+	uint64_t keepalive_ms;
+	int64_t reg_vms_revision;
+	uint64_t reg_put_ms;
 	uint64_t stek_ms;
 
 	/* Session-ticket keys: what was installed, for /fleet (under
@@ -902,8 +909,6 @@ static void range_end(char *out, const char *dir)
 	out[n - 1]++;
 }
 
-static void register_tick(struct fleet *f);
-
 /* A full read of {prefix}vms/ at one revision, in pages. */
 static int full_read(struct fleet *f)
 {
@@ -985,9 +990,6 @@ static int full_read(struct fleet *f)
 			fleet_range_free(&r);
 			break;
 		}
-		/* A read of many pages may outlast the registration's lease
-		 * (10 s): keep it alive meanwhile, as the watch does. */
-		register_tick(f);
 		/* The next page starts just after the last key, or after
 		 * every key that begins as a truncated last key does (all
 		 * longer than any VM's). */
@@ -1196,8 +1198,6 @@ static bool on_line(void *arg, const char *line, size_t len)
 	return true;
 }
 
-static void stek_tick(struct fleet *f);
-
 /* The snapshot file also follows the watch: written when the VMs
  * changed, at most once a second (or ten times as long as the last write
  * took), from the watch loop. */
@@ -1266,8 +1266,6 @@ static void watch(struct fleet *f)
 			f->watch_failed = true;
 			break;
 		}
-		register_tick(f);
-		stek_tick(f);
 		snapshot_tick(f);
 	}
 	if (f->fragmented) {
@@ -1599,6 +1597,22 @@ static void stek_tick(struct fleet *f)
 	pthread_mutex_unlock(&f->ctl->lock);
 }
 
+/* The keeper: registration and session-ticket keys on a thread of their
+ * own, so that an etcd slow to answer them holds up neither the watch nor
+ * the route changes it brings (they waited behind a keepalive for up to
+ * timeout_ms). */
+static void *keep_main(void *arg)
+{
+	struct fleet *f = arg;
+
+	while (!atomic_load(&f->stop)) {
+		register_tick(f);
+		stek_tick(f);
+		nap(f, KEEP_TICK_MS);
+	}
+	return NULL;
+}
+
 static void *fleet_main(void *arg)
 {
 	struct fleet *f = arg;
@@ -1666,6 +1680,10 @@ int fleet_start(struct fleet *f)
 	if (ret)
 		return -ret;
 	f->started = true;
+	ret = pthread_create(&f->keeper, NULL, keep_main, f);
+	if (ret)
+		return -ret; /* fleet_free stops the watch thread */
+	f->keeper_started = true;
 	return 0;
 }
 
@@ -1697,6 +1715,8 @@ void fleet_free(struct fleet *f)
 		fleet_cancel(f);
 		pthread_join(f->thread, NULL);
 	}
+	if (f->keeper_started)
+		pthread_join(f->keeper, NULL);
 	snap_reap(f, true);
 	etcd_free(&f->etcd);
 	fmap_free(&f->map);

@@ -1027,6 +1027,109 @@ def test_write_not_applied_in_time_says_so(etcd3, gate_bin, certs, vm1, tmp_path
         stall.close()
 
 
+class SlowKeepalive:
+    """An HTTP front for etcd member |url| that passes every call on (the
+    watch's stream as it comes) but answers each lease keepalive |delay|
+    seconds late; |held_since| is when the one held now came in, or None."""
+
+    def __init__(self, url, delay):
+        import http.client
+        import http.server
+        import threading
+        import urllib.parse
+
+        up = urllib.parse.urlsplit(url)
+        front = self
+        self.held_since = None
+        self.held = 0
+        self.stop = threading.Event()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/v3/lease/keepalive":
+                    front.held_since = time.monotonic()
+                    front.held += 1
+                    front.stop.wait(delay)
+                    front.held_since = None
+                hdrs = {k: self.headers[k] for k in ("Content-Type", "Authorization")
+                        if self.headers.get(k)}
+                c = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+                try:
+                    c.request("POST", self.path, body=body, headers=hdrs)
+                    r = c.getresponse()
+                    if not self.path.startswith("/v3/watch"):
+                        data = r.read()
+                        self.send_response(r.status)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return
+                    self.send_response(r.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    while not front.stop.is_set():
+                        d = r.read1(65536)
+                        if not d:
+                            break
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(d), d))
+                        self.wfile.flush()
+                    self.close_connection = True
+                except OSError:
+                    self.close_connection = True
+                finally:
+                    c.close()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.timeout(90)
+def test_slow_keepalive_does_not_hold_up_route_changes(etcd3, gate_bin, certs, vm1,
+                                                       tmp_path):
+    """The registration and the ticket keys talk to etcd from a thread of
+    their own: with every lease keepalive answered 3.5 s late, a VM put
+    while one is held is routed within a second and a half. (They ran on
+    the watch's thread: the change waited behind the keepalive, ~3.4 s.)"""
+    front = SlowKeepalive(etcd3.members[0].url, 3.5)
+    g = FleetGate(gate_bin, str(tmp_path / "slowka"), certs, etcd3, "edge-slowka",
+                  endpoints=[front.url], timeout_ms=6000)
+    try:
+        g.start()
+        wait_until(lambda: g.fleet_status()["watch"] == "watching", 15,
+                   what="watching")
+        took = []
+        for i in range(3):
+            seen = front.held
+            wait_until(lambda: front.held > seen and front.held_since is not None,
+                       10, what="a keepalive held")
+            t0 = time.monotonic()
+            etcd3.put("slowka%d" % i, {"address": vm1})
+            wait_until(lambda: "slowka%d" % i in g.listing(), 10,
+                       what="slowka%d listed" % i)
+            took.append(time.monotonic() - t0)
+        assert max(took) < 1.5, (took, g.tail())
+        assert g.fleet_status()["watch"] == "watching"
+    finally:
+        g.stop()
+        front.close()
+
+
 def test_big_values_do_not_stop_a_full_read(gate_bin, certs, vm1, tmp_path):
     """Values as large as etcd takes can make a page of the full read
     larger than the appliance takes in one answer (256 MiB; 24 KiB here,
