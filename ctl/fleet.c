@@ -290,6 +290,7 @@ struct fleet {
 	int64_t reg_vms_revision;
 	uint64_t reg_put_ms;
 	uint64_t stek_ms;
+	uint64_t stek_warn_ms; /* a key held back was logged */
 
 	/* Session-ticket keys: what was installed, for /fleet (under
 	 * ctl->lock) */
@@ -1514,9 +1515,9 @@ static int stek_read(struct fleet *f, struct tls_ticket_key *keys,
 		     size_t *n, int64_t now)
 {
 	char dir[FLEET_KEY_MAX], end[FLEET_KEY_MAX], bkey[800], bend[800],
-	     body[2048], err[300], *ans;
+	     body[2048], err[300], *ans, first[160] = "";
 	struct fleet_range r;
-	size_t ans_len, i;
+	size_t ans_len, i, held = 0, ignored = 0;
 	int ret;
 
 	*n = 0;
@@ -1537,11 +1538,32 @@ static int stek_read(struct fleet *f, struct tls_ticket_key *keys,
 		return ret;
 	for (i = 0; i < r.kvs_len; i++) {
 		struct tls_ticket_key k;
+		bool clamped, keep;
 
-		if (fleet_parse_stek(&k, r.kvs[i].value, r.kvs[i].value_len) &&
-		    k.not_after > now)
+		if (!fleet_parse_stek(&k, r.kvs[i].value, r.kvs[i].value_len))
+			continue;
+		keep = fleet_stek_bound(&k, now, f->cfg->ticket_rotation_s,
+					f->cfg->ticket_lifetime_s, &clamped);
+		held += clamped;
+		ignored += !keep;
+		if ((!keep || clamped) && !first[0])
+			log_escape(first, sizeof(first),
+				   (const char *)r.kvs[i].key,
+				   r.kvs[i].key_len);
+		if (keep && k.not_after > now)
 			fleet_stek_keep(keys, n, TLS_TICKET_KEYS_MAX, &k);
 		explicit_bzero(&k, sizeof(k));
+	}
+	/* What a rotator of this appliance would not have written: said
+	 * once a minute at most (the keys are read every few seconds). */
+	if ((held || ignored) && (!f->stek_warn_ms ||
+				  timer_now_ms() - f->stek_warn_ms >= 60000)) {
+		f->stek_warn_ms = timer_now_ms();
+		log_warn("fleet_tickets", "held=%zu ignored=%zu first=\"%s\": "
+			 "keys that decrypt past not_before + "
+			 "ticket_rotation_s + ticket_lifetime_s are held to "
+			 "it, keys more than two rotations ahead ignored",
+			 held, ignored, first);
 	}
 	for (i = 0; i < r.kvs_len; i++)
 		explicit_bzero(r.kvs[i].value, r.kvs[i].value_len);

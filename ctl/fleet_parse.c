@@ -718,6 +718,20 @@ void fleet_stek_keep(struct tls_ticket_key *keys, size_t *n, size_t cap,
 		keys[oldest] = *k;
 }
 
+bool fleet_stek_bound(struct tls_ticket_key *k, int64_t now,
+		      int64_t rotation_s, int64_t lifetime_s,
+		      bool *out_clamped)
+{
+	*out_clamped = false;
+	if (k->not_before > now + 2 * rotation_s)
+		return false;
+	if (k->not_after - k->not_before > rotation_s + lifetime_s) {
+		k->not_after = k->not_before + rotation_s + lifetime_s;
+		*out_clamped = true;
+	}
+	return true;
+}
+
 bool fleet_parse_stek(struct tls_ticket_key *out, const uint8_t *val,
 		      size_t val_len)
 {

@@ -195,6 +195,18 @@ bool fleet_parse_stek(struct tls_ticket_key *out, const uint8_t *val,
 void fleet_stek_keep(struct tls_ticket_key *keys, size_t *n, size_t cap,
 		     const struct tls_ticket_key *k);
 
+/* fleet_stek_bound holds a key read from etcd to what this appliance's
+ * own rotator would have written (ctl/fleet.c: each key encrypts for
+ * |rotation_s| from its not_before and decrypts for |lifetime_s| more):
+ * a not_after later than that is brought back to it, and a key whose
+ * not_before is more than two rotations after |now| is refused (false):
+ * one that would stand in for the next key for years and keep the rotator
+ * from minting it. Says whether |k| is to be kept; |*out_clamped| whether
+ * its not_after was brought back. */
+bool fleet_stek_bound(struct tls_ticket_key *k, int64_t now,
+		      int64_t rotation_s, int64_t lifetime_s,
+		      bool *out_clamped);
+
 /* fleet_b64 encodes |len| bytes to base64 in |out| (NUL-terminated);
  * false if |out_cap| is too small. */
 bool fleet_b64(char *out, size_t out_cap, const void *in, size_t len);

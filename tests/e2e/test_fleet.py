@@ -755,6 +755,36 @@ def test_session_ticket_shared_rotated_expired(etcd3, gate_bin, certs, vm1, tmp_
         b.stop()
 
 
+def test_ticket_keys_held_to_this_appliances_bounds(etcd3, gate_bin, certs, vm1,
+                                                    tmp_path):
+    """A session-ticket key in etcd that decrypts for years is held to
+    not_before + ticket_rotation_s + ticket_lifetime_s, and one that starts
+    years ahead is ignored (it would have stood in for the next key and
+    kept the rotator from minting one): a WARN says so; the rotator mints
+    the next key all the same."""
+    prefix = "/stekbound-e2e/"
+    now = int(time.time())
+    for name, nb, na in (("aa" * 16, now - 5, now + 10 ** 9),
+                         ("bb" * 16, now + 10 ** 8, now + 10 ** 8 + 60)):
+        etcd3.call("kv/put", {
+            "key": b64(prefix + "stek/keys/" + name),
+            "value": b64(json.dumps({"name": name, "key": b64(bytes(range(64))),
+                                     "not_before": nb, "not_after": na}))})
+    g = FleetGate(gate_bin, str(tmp_path / "stekb"), certs, etcd3, "stekb",
+                  prefix=prefix)
+    try:
+        mark = g.mark()
+        g.start()
+        g.wait_log(r"WARN fleet_tickets held=1 ignored=1 first=", since=mark,
+                   timeout=10)
+        # the held key is the current one; the rotator minted the next
+        wait_until(lambda: g.fleet_status()["tickets"]["keys"] == 2, 10,
+                   what="two keys: the held one and a new next one")
+        assert g.fleet_status()["tickets"]["current"] == "aa" * 16
+    finally:
+        g.stop()
+
+
 def start_with_auth(c, prefix, tmp_path):
     """Starts |c| with authentication on: root, and a user edge whose role
     covers |prefix|; returns the path of a file holding edge's password."""

@@ -684,6 +684,41 @@ static void test_stek_keep_newest(void **state)
 	}
 }
 
+/* A key from etcd is held to what a rotator of this appliance writes:
+ * rotation 3600 s, lifetime 7200 s, now 1,000,000. */
+static void test_stek_bound(void **state)
+{
+	const int64_t now = 1000000, rot = 3600, life = 7200;
+	struct tls_ticket_key k = { .not_before = now - 10,
+				    .not_after = now - 10 + rot + life };
+	bool clamped;
+
+	/* As minted: kept as it is. */
+	assert_true(fleet_stek_bound(&k, now, rot, life, &clamped));
+	assert_false(clamped);
+	assert_int_equal(k.not_after, now - 10 + rot + life);
+	/* Decrypting for years: brought back. */
+	k.not_after = INT64_MAX;
+	assert_true(fleet_stek_bound(&k, now, rot, life, &clamped));
+	assert_true(clamped);
+	assert_int_equal(k.not_after, now - 10 + rot + life);
+	/* Shorter than ours (another appliance's settings): as it is. */
+	k.not_after = now + 60;
+	assert_true(fleet_stek_bound(&k, now, rot, life, &clamped));
+	assert_false(clamped);
+	assert_int_equal(k.not_after, now + 60);
+	/* The next key, a rotation ahead, and up to two: kept. */
+	k.not_before = now + 2 * rot;
+	k.not_after = k.not_before + rot + life;
+	assert_true(fleet_stek_bound(&k, now, rot, life, &clamped));
+	/* Further ahead: refused, whatever its not_after. */
+	k.not_before = now + 2 * rot + 1;
+	assert_false(fleet_stek_bound(&k, now, rot, life, &clamped));
+	k.not_before = INT64_MAX - 1;
+	k.not_after = INT64_MAX;
+	assert_false(fleet_stek_bound(&k, now, rot, life, &clamped));
+}
+
 /* The fleet: section. */
 
 static bool load(struct config *c, struct config_errors *e, const char *y)
@@ -828,6 +863,7 @@ int main(void)
 		cmocka_unit_test(test_small_answers),
 		cmocka_unit_test(test_stek),
 		cmocka_unit_test(test_stek_keep_newest),
+		cmocka_unit_test(test_stek_bound),
 		cmocka_unit_test(test_config),
 	};
 
