@@ -307,9 +307,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct tls_ticket_key k, zero;
 
 		memset(&zero, 0, sizeof(zero));
-		if (fleet_parse_stek(&k, data + 1, len))
+		if (fleet_parse_stek(&k, data + 1, len)) {
+			bool clamped;
+
 			check(k.not_before > 0 && k.not_after > k.not_before);
-		else
+			/* The bounds of ctl/fleet.c's defaults (1 h, 18 h)
+			 * at a time in 2026: what is kept ends by them. */
+			if (fleet_stek_bound(&k, 1796000000, 3600, 64800,
+					     &clamped))
+				check(k.not_after > k.not_before &&
+				      k.not_after - k.not_before <= 68400 &&
+				      k.not_before <= 1796000000 + 7200);
+		} else
 			check(!memcmp(&k, &zero, sizeof(k)));
 		break;
 	}
