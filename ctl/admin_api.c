@@ -331,6 +331,15 @@ static void queue_write(struct admin *a, struct aconn *c,
  * overwrite it. 503: the client asks again, and reaches the new one. */
 static bool refuse_stopping(struct admin *a, struct aconn *c)
 {
+	if (control_takeover_pending(a->ctl)) {
+		/* The newer one's side of it: the old one may still persist
+		 * a change this one has not read (control_takeover). */
+		admin_respond_error(a, c, 503, "an upgrade is taking over: "
+				    "changes wait until the old vmgate has "
+				    "exited; nothing changed; ask again",
+				    "Retry-After: 1\r\n");
+		return true;
+	}
 	if (!control_draining(a->ctl))
 		return false;
 	admin_respond_error(a, c, 503, "vmgate is stopping (a stop, or an "

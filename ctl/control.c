@@ -16,12 +16,14 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/pidfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -215,6 +217,52 @@ struct fleet *control_fleet(struct control *ctl)
 bool control_draining(struct control *ctl)
 {
 	return atomic_load(&ctl->shared->draining);
+}
+
+void control_takeover(struct control *ctl, int old_pid, uint32_t wait_ms)
+{
+	pthread_mutex_lock(&ctl->lock);
+	ctl->takeover_pid = old_pid;
+	ctl->takeover_until_ms = timer_now_ms() + wait_ms;
+	ctl->takeover_pending = ctl->state_file != NULL;
+	pthread_mutex_unlock(&ctl->lock);
+}
+
+bool control_takeover_pending(struct control *ctl)
+{
+	bool pending;
+
+	pthread_mutex_lock(&ctl->lock);
+	pending = ctl->takeover_pending;
+	pthread_mutex_unlock(&ctl->lock);
+	return pending;
+}
+
+/* The old vmgate has exited (|how|), or waiting for it took too long:
+ * the state file is read again and the API may change VMs. */
+static void takeover_done(struct control *ctl, const char *how)
+{
+	char err[512] = "";
+	int ret = 0;
+
+	pthread_mutex_lock(&ctl->lock);
+	if (!ctl->takeover_pending) {
+		pthread_mutex_unlock(&ctl->lock);
+		return;
+	}
+	ret = control_reread_state_locked(ctl, err, sizeof(err));
+	ctl->takeover_pending = false;
+	pthread_mutex_unlock(&ctl->lock);
+	if (ret)
+		log_error("takeover", "old_pid=%d %s: the state file could not "
+			  "be read again (%s): the API's changes stay as read "
+			  "at startup", ctl->takeover_pid, how,
+			  err[0] ? err : strerror(-ret));
+	else
+		log_msg(strcmp(how, "exited") ? LOG_WARN : LOG_INFO,
+			"takeover", "old_pid=%d %s: state file read again, "
+			"api_changes=%zu; the admin API changes VMs again",
+			ctl->takeover_pid, how, ctl->ov_len);
 }
 
 /* The public operations */
@@ -550,7 +598,7 @@ void control_free(struct control *ctl)
 	free(ctl);
 }
 
-enum { CTL_SIGNAL = 1, CTL_INOTIFY = 2 };
+enum { CTL_SIGNAL = 1, CTL_INOTIFY = 2, CTL_TAKEOVER = 3 };
 
 static void post_read(struct io_uring *ring, int fd, void *buf, size_t len,
 		      uint64_t ud)
@@ -602,8 +650,8 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 	_Alignas(struct inotify_event) uint8_t ibuf[4096];
 	struct signalfd_siginfo si;
 	struct io_uring ring;
-	int sfd, sig = 0, ret;
-	bool caught_up;
+	int sfd, sig = 0, ret, pidfd = -1;
+	bool caught_up, takeover_late;
 
 	sfd = signalfd(-1, sigs, SFD_CLOEXEC);
 	if (sfd < 0)
@@ -616,6 +664,19 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 	post_read(&ring, sfd, &si, sizeof(si), CTL_SIGNAL);
 	if (ctl->ifd >= 0)
 		post_read(&ring, ctl->ifd, ibuf, sizeof(ibuf), CTL_INOTIFY);
+	if (control_takeover_pending(ctl)) {
+		/* Readable once the old process has exited. */
+		pidfd = pidfd_open(ctl->takeover_pid, 0);
+		if (pidfd >= 0) {
+			struct io_uring_sqe *sqe = ring_sqe(&ring);
+
+			io_uring_prep_poll_add(sqe, pidfd, POLLIN);
+			io_uring_sqe_set_data64(sqe, CTL_TAKEOVER);
+		} else {
+			takeover_done(ctl, errno == ESRCH ? "exited" :
+					   "cannot be watched");
+		}
+	}
 	while (!sig) {
 		struct io_uring_cqe *cqe;
 		char err[2048];
@@ -656,6 +717,8 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 					}
 					post_read(&ring, sfd, &si, sizeof(si),
 						  CTL_SIGNAL);
+				} else if (ud == CTL_TAKEOVER) {
+					takeover_done(ctl, "exited");
 				} else if (ud == CTL_INOTIFY && cqe->res > 0) {
 					reload |= control_events_match(
 						ctl, ibuf, (size_t)cqe->res);
@@ -673,7 +736,12 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 			signerd_tick();
 		caught_up = ctl->watch_caught_up;
 		ctl->watch_caught_up = false;
+		takeover_late = ctl->takeover_pending &&
+				timer_now_ms() >= ctl->takeover_until_ms;
 		pthread_mutex_unlock(&ctl->lock);
+		if (takeover_late)
+			takeover_done(ctl, "still running after the drain "
+					   "timeout");
 		/* A directory watched only now that it exists (ctl/watch.c):
 		 * what was written in it before is read. */
 		if (caught_up)
@@ -693,5 +761,7 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 	}
 	io_uring_queue_exit(&ring);
 	close(sfd);
+	if (pidfd >= 0)
+		close(pidfd);
 	return sig;
 }

@@ -133,6 +133,15 @@ struct fleet *control_fleet(struct control *ctl);
  * with --takeover); vmgate drains. */
 bool control_draining(struct control *ctl);
 
+/* control_takeover: this vmgate takes over from the one of |old_pid|
+ * (--takeover), which read the state file before the old one stopped
+ * changing it. Until the old process has exited (or |wait_ms| has
+ * passed), the admin API changes nothing (control_takeover_pending: its
+ * writes answer 503); then the state file is read again, whole, and what
+ * the old one persisted meanwhile is routed. Call before control_run. */
+void control_takeover(struct control *ctl, int old_pid, uint32_t wait_ms);
+bool control_takeover_pending(struct control *ctl);
+
 /* control_healthy tells whether every worker has turned its loop within
  * the last two seconds. */
 bool control_healthy(struct control *ctl);

@@ -90,6 +90,12 @@ struct control {
 	void (*on_reload)(void *arg, const struct config *cfg);
 	void *on_reload_arg;
 
+	/* --takeover (control_takeover): the old vmgate's pid until it has
+	 * exited or takeover_until_ms passed; takeover_pending under lock. */
+	int takeover_pid;
+	uint64_t takeover_until_ms;
+	bool takeover_pending;
+
 	int ifd; /* inotify */
 	struct watch *watches;
 	size_t watches_len;
@@ -123,6 +129,11 @@ uint32_t control_live_connections(const struct control *ctl);
 /* overlay.c: reads the state file's VM changes into ctl->ov (0 when there
  * is none; -EINVAL with |err| when it is invalid). */
 int control_load_state(struct control *ctl, char *err, size_t err_len);
+
+/* overlay.c: the API's changes replaced by the state file's, whole (on
+ * failure they stay as they were), and published. Under the lock. */
+int control_reread_state_locked(struct control *ctl, char *err,
+				size_t err_len);
 
 /* overlay.c: fsync(2) of the folder holding |path|, so that a rename into
  * it survives a crash (the state file's and the fleet snapshot's last

@@ -671,8 +671,13 @@ int main(int argc, char **argv)
 				  strerror(-ret));
 			goto out;
 		}
-		if (steer_old_pid(shared.steer))
+		if (steer_old_pid(shared.steer)) {
 			takeover_note(steer_old_pid(shared.steer));
+			/* It read the state file before the old one stopped
+			 * writing it: read again once that one is gone. */
+			control_takeover(ctl, steer_old_pid(shared.steer),
+					 cfg.limits.drain_timeout_ms + 5000);
+		}
 		ret = steer_commit(shared.steer, nworkers, steer_port);
 		if (ret) {
 			log_error("startup", "cannot take the steering maps "

@@ -306,6 +306,36 @@ out:
 	return ret;
 }
 
+int control_reread_state_locked(struct control *ctl, char *err,
+				size_t err_len)
+{
+	struct override *old = ctl->ov;
+	size_t old_len = ctl->ov_len, old_cap = ctl->ov_cap, i;
+	int ret;
+
+	ctl->ov = NULL;
+	ctl->ov_len = ctl->ov_cap = 0;
+	ret = control_load_state(ctl, err, err_len);
+	if (ret) {
+		/* What was read so far goes; what was there stays. */
+		for (i = 0; i < ctl->ov_len; i++) {
+			free(ctl->ov[i].id);
+			free(ctl->ov[i].ports);
+		}
+		free(ctl->ov);
+		ctl->ov = old;
+		ctl->ov_len = old_len;
+		ctl->ov_cap = old_cap;
+		return ret;
+	}
+	for (i = 0; i < old_len; i++) {
+		free(old[i].id);
+		free(old[i].ports);
+	}
+	free(old);
+	return control_republish_locked(ctl);
+}
+
 /* Records an API change of VM |norm| (an address, or removed), persists
  * it and publishes it. A change that could not be persisted is not
  * acknowledged, so it is not applied either. Under the lock. */

@@ -652,6 +652,84 @@ def test_takeover_under_load(topo, certs, gate_bin, vm, host_service, ports):
                 stop_process(p)
 
 
+def admin_call(topo, name, method, path, body=None):
+    """One request on gate |name|'s admin socket: (status, parsed body)."""
+    data = json.dumps(body).encode() if body is not None else b""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(os.path.join(topo.dir, name + ".sock"))
+    s.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (method.encode(), path.encode(),
+                                                 len(data), data))
+    ans, _ = read_answer(s, timeout=5)
+    s.close()
+    head, rest = ans.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), json.loads(rest)
+
+
+@pytest.mark.timeout(90)
+def test_takeover_reads_the_state_file_once_the_old_one_is_gone(
+        topo, certs, gate_bin, vm, ports):
+    """--takeover reads the state file at startup, while the old process
+    may still persist changes (until its SIGTERM): the new one's API
+    changes nothing until the old one has exited (503), then it reads the
+    state file again and routes what the old one wrote. (Those changes
+    were lost: the new process never read them, and its first write
+    overwrote them.) The old one's late write is the state file edited
+    while it drains."""
+    bpffs = os.path.join(topo.dir, "bpffs-st")
+    os.makedirs(bpffs, exist_ok=True)
+    run(["mount", "-t", "bpf", "bpf", bpffs])
+    topo.mounts.append(bpffs)
+    env = dict(os.environ, VMGATE_BPF_DIR=os.path.join(bpffs, "vmgate"))
+    cfg = write_config(topo, certs, "st", [
+        'addresses: ["%s"]' % ADDR6, "ports: all", "exclude_ports: [%d]" % EXCL])
+    state = os.path.join(topo.dir, "st.state")
+    old = start_gate(topo, gate_bin, cfg, "st-old", env=env)
+    procs = [old]
+    try:
+        assert admin_call(topo, "st", "PUT", "/vms/early",
+                          {"address": "fd01::2"})[0] == 201
+        # A stream through the old process keeps it draining.
+        s = ns_socket(topo.g, ADDR6)
+        s.settimeout(10)
+        s.connect((ADDR6, 8080))
+        t = certs.client_ctx().wrap_socket(s, server_hostname="vm1.vm.test")
+        head = b""
+        while not head.endswith(b"\n"):
+            head += t.recv(1)
+        new = start_gate(topo, gate_bin, cfg, "st-new", args=["--takeover"],
+                         env=env)
+        procs.append(new)
+        wait_line(old, "signal=SIGTERM", timeout=10)
+        # What the old one persisted after the new one read the file.
+        with open(state) as f:
+            st = json.load(f)
+        st["vms"]["late"] = {"address": "fd01::2"}
+        with open(state + ".edit", "w") as f:
+            json.dump(st, f)
+        os.replace(state + ".edit", state)
+        code, body = admin_call(topo, "st", "PUT", "/vms/third",
+                                {"address": "fd01::2"})
+        assert code == 503 and "upgrade is taking over" in body["error"], body
+        assert admin_call(topo, "st", "GET", "/vms/early")[0] == 200
+        t.close()
+        assert old.wait(30) == 0, log_text(old)[-2000:]
+        wait_line(new, "INFO takeover old_pid=%d exited: state file read "
+                  "again, api_changes=2" % old.pid, timeout=10)
+        assert admin_call(topo, "st", "GET", "/vms/late")[0] == 200
+        wait_until(lambda: _reaches(topo, certs, 8080, "late.vm.test"), 5,
+                   what="late routed")
+        assert admin_call(topo, "st", "PUT", "/vms/third",
+                          {"address": "fd01::2"})[0] == 201
+        with open(state) as f:
+            assert sorted(json.load(f)["vms"]) == ["early", "late", "third"]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                stop_process(p)
+
+
 @pytest.mark.timeout(60)
 def test_admin_port_not_steered(topo, certs, gate_bin, vm):
     """ports: all on an address the admin API listens on: its port stays
