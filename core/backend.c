@@ -136,7 +136,9 @@ void backend_answer(struct worker *w, struct conn *c)
 		.vm_id = conn_vm_id(c, vm, sizeof(vm)),
 		.port = c->vm_port,
 		.err = c->vm_errno,
-		.timeout_ms = cfg->limits.connect_timeout_ms,
+		.timeout_ms = c->flags & CF_VM_HS_TIMER
+				      ? cfg->limits.handshake_timeout_ms
+				      : cfg->limits.connect_timeout_ms,
 		.draining = atomic_load_explicit(&w->shared->draining,
 						 memory_order_relaxed),
 	};
@@ -319,6 +321,6 @@ void backend_on_connect(struct worker *w, struct conn *c, int res)
 
 void backend_connect_expired(struct worker *w, struct conn *c)
 {
-	c->flags |= CF_VM_FAILED;
+	c->flags |= CF_VM_FAILED | CF_VM_HS_TIMER;
 	connect_failed(w, c, ETIMEDOUT, true);
 }

@@ -64,6 +64,8 @@ enum conn_flag {
 	                           * FIN) after the last receive */
 	CF_VM_GONE = 1u << 24,    /* a send to the VM failed (vm_errno): up
 	                           * is over, down goes on to its end */
+	CF_VM_HS_TIMER = 1u << 25, /* the handshake timer ended the VM's
+	                            * connect (backend_connect_expired) */
 };
 
 struct conn {

@@ -409,9 +409,17 @@ static struct aconn *idle_victim(struct admin *a)
 
 	for (i = 0; i < ADMIN_CONN_SLOTS; i++) {
 		struct aconn *c = &a->conns[i];
+		/* Since its accept or its last answer. */
+		uint64_t idle = a->now_ms + ADMIN_REQUEST_MS - c->deadline_ms;
 
 		if (c->state != AC_READ || c->req.in_request ||
 		    c->in_off < c->in_len || c->send_posted)
+			continue;
+		/* A client's next request may be on its way: only one idle
+		 * for a while is taken (the usual keep-alive race, kept
+		 * small), and a new one gets a moment to speak. */
+		if (idle < (c->served ? ADMIN_EVICT_SERVED_MS
+				      : ADMIN_EVICT_SILENT_MS))
 			continue;
 		if (!best || (!c->served && best->served) ||
 		    (c->served == best->served &&
@@ -441,8 +449,8 @@ static struct aconn *free_slot(struct admin *a)
 	victim = idle_victim(a);
 	if (!victim)
 		return NULL;
-	if (a->now_ms - a->overload_logged_ms >= 1000) {
-		a->overload_logged_ms = a->now_ms;
+	if (a->now_ms - a->evict_logged_ms >= 1000) {
+		a->evict_logged_ms = a->now_ms;
 		log_warn("admin_overload", "connections=%u: closing idle admin "
 			 "connections for new ones (peer=%s %s)", open,
 			 victim->peer, victim->served ? "kept alive" :

@@ -33,6 +33,10 @@ struct control;
 /* Slots beyond it: an idle connection closed to make room for a new one
  * holds its slot until its receive is cancelled. */
 #define ADMIN_CONN_SLOTS (ADMIN_MAX_CONNS + 16)
+/* How long a connection must have been idle to be closed for a new one:
+ * kept alive after an answer, or silent since its accept. */
+#define ADMIN_EVICT_SERVED_MS 1000
+#define ADMIN_EVICT_SILENT_MS 100
 #define ADMIN_MAX_TOKEN 4096
 #define ADMIN_IN_BUF 8192
 #define ADMIN_REQUEST_MS 10000 /* to send a whole request */
@@ -165,7 +169,8 @@ struct admin {
 	struct aconn conns[ADMIN_CONN_SLOTS];
 	unsigned live;
 	size_t out_bytes; /* answer bytes held by every connection */
-	uint64_t overload_logged_ms;
+	uint64_t overload_logged_ms; /* "none idle", once a second */
+	uint64_t evict_logged_ms;    /* "closing idle", once a second */
 
 	/* The fleet writer thread (admin_write.c), in fleet mode only. Under
 	 * wlock: */

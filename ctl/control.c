@@ -243,6 +243,7 @@ bool control_takeover_pending(struct control *ctl)
 static void takeover_done(struct control *ctl, const char *how)
 {
 	char err[512] = "";
+	size_t changes;
 	int ret = 0;
 
 	pthread_mutex_lock(&ctl->lock);
@@ -252,17 +253,21 @@ static void takeover_done(struct control *ctl, const char *how)
 	}
 	ret = control_reread_state_locked(ctl, err, sizeof(err));
 	ctl->takeover_pending = false;
+	changes = ctl->ov_len;
 	pthread_mutex_unlock(&ctl->lock);
 	if (ret)
-		log_error("takeover", "old_pid=%d %s: the state file could not "
-			  "be read again (%s): the API's changes stay as read "
-			  "at startup", ctl->takeover_pid, how,
+		log_error("takeover", "old_pid=%d %s: the state file read "
+			  "again could not be %s (%s); the admin API changes "
+			  "VMs again", ctl->takeover_pid, how,
+			  err[0] ? "read: the API's changes stay as read at "
+				   "startup"
+				 : "published: the routes stay as they were",
 			  err[0] ? err : strerror(-ret));
 	else
 		log_msg(strcmp(how, "exited") ? LOG_WARN : LOG_INFO,
 			"takeover", "old_pid=%d %s: state file read again, "
 			"api_changes=%zu; the admin API changes VMs again",
-			ctl->takeover_pid, how, ctl->ov_len);
+			ctl->takeover_pid, how, changes);
 }
 
 /* The public operations */
@@ -651,7 +656,7 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 	struct signalfd_siginfo si;
 	struct io_uring ring;
 	int sfd, sig = 0, ret, pidfd = -1;
-	bool caught_up, takeover_late;
+	bool caught_up, takeover_late, takeover_gone, takeover_by_kill = false;
 
 	sfd = signalfd(-1, sigs, SFD_CLOEXEC);
 	if (sfd < 0)
@@ -672,9 +677,11 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 
 			io_uring_prep_poll_add(sqe, pidfd, POLLIN);
 			io_uring_sqe_set_data64(sqe, CTL_TAKEOVER);
+		} else if (errno == ESRCH) {
+			takeover_done(ctl, "exited");
 		} else {
-			takeover_done(ctl, errno == ESRCH ? "exited" :
-					   "cannot be watched");
+			/* No pidfd (a seccomp filter): asked every tick. */
+			takeover_by_kill = true;
 		}
 	}
 	while (!sig) {
@@ -718,7 +725,10 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 					post_read(&ring, sfd, &si, sizeof(si),
 						  CTL_SIGNAL);
 				} else if (ud == CTL_TAKEOVER) {
-					takeover_done(ctl, "exited");
+					if (cqe->res >= 0)
+						takeover_done(ctl, "exited");
+					else
+						takeover_by_kill = true;
 				} else if (ud == CTL_INOTIFY && cqe->res > 0) {
 					reload |= control_events_match(
 						ctl, ibuf, (size_t)cqe->res);
@@ -738,8 +748,12 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 		ctl->watch_caught_up = false;
 		takeover_late = ctl->takeover_pending &&
 				timer_now_ms() >= ctl->takeover_until_ms;
+		takeover_gone = ctl->takeover_pending && takeover_by_kill &&
+				kill(ctl->takeover_pid, 0) && errno == ESRCH;
 		pthread_mutex_unlock(&ctl->lock);
-		if (takeover_late)
+		if (takeover_gone)
+			takeover_done(ctl, "exited");
+		else if (takeover_late)
 			takeover_done(ctl, "still running after the drain "
 					   "timeout");
 		/* A directory watched only now that it exists (ctl/watch.c):

@@ -13,10 +13,11 @@
  *     (method, target, Authorization, body, keep-alive, 100-continue)
  *     in the same order, then the same error status or none;
  *   - a feed takes no more than it is given, and all of it unless a
- *     request completed; an error is 400, 413 or 500 with a message;
+ *     request completed; an error is 400, 413, 414 or 500 with a message;
  *   - the limits hold at every step: target, Authorization value and body
  *     within ADMIN_MAX_URL, ADMIN_MAX_AUTH and ADMIN_MAX_BODY, headers
- *     within ADMIN_MAX_HEADERS unless the answer is 413;
+ *     within ADMIN_MAX_HEADERS unless the answer is 413 (or 414, for a
+ *     request target that alone is too long);
  *   - a route's ID is one path segment taken from the target, its query
  *     lies within the target, a found endpoint names the methods it
  *     allows; ?top=N accepted only for 1..ADMIN_TOP_MAX;
@@ -60,7 +61,11 @@ static void check_limits(const struct admin_req *r)
 	    r->body_len > r->body_cap || r->hname_len >= sizeof(r->hname) ||
 	    (r->body_cap && !r->body))
 		abort();
-	if (r->header_bytes > ADMIN_MAX_HEADERS && r->fail_status != 413)
+	/* Past the header limit: 413, or 414 when the request target alone
+	 * is too long. */
+	if (r->header_bytes > ADMIN_MAX_HEADERS &&
+	    !(r->fail_status == 413 ||
+	      (r->fail_status == 414 && r->url_long)))
 		abort();
 }
 
@@ -168,7 +173,7 @@ static void run(struct seen *s, const uint8_t *data, size_t size,
 		r.want_continue = r.began = false;
 		if (res == ADMIN_FEED_ERROR) {
 			if ((r.fail_status != 400 && r.fail_status != 413 &&
-			     r.fail_status != 500) ||
+			     r.fail_status != 414 && r.fail_status != 500) ||
 			    !r.fail_msg || !r.fail_msg[0])
 				abort();
 			s->status = r.fail_status;

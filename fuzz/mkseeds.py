@@ -226,3 +226,5 @@ admin("absolute-target", 0x17, "GET http://admin:9901/vms/a%2Fb?x=1#f HTTP/1.1\r
       + AUTH + "\r\n")
 admin("body-too-big", 0x99, "PUT /vms/vm1 HTTP/1.1\r\nContent-Length: 70000\r\n\r\n{")
 admin("malformed", 0x1b, "GET /vms HTTP/1.1\r\nBad Header\r\n\r\n")
+admin("target-past-headers", 0x1d, "GET /vms/" + "a" * 16400 + " HTTP/1.1\r\n"
+      + AUTH + "\r\n")

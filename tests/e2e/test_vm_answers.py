@@ -246,3 +246,47 @@ def test_timed_out(agate, certs):
                             "(connection timed out)" % (REFUSED_PORT, CONNECT_TIMEOUT_MS)
                             ) in body, (r.stdout, r.stderr)
     assert CONNECT_TIMEOUT_MS / 1000 - 0.3 <= secs < CONNECT_TIMEOUT_MS / 1000 + 3, secs
+
+
+@pytest.mark.timeout(40)
+def test_timed_out_by_the_handshake_timeout(gate_bin, certs, fleet, workdir):
+    """handshake_timeout_ms below connect_timeout_ms: the handshake timer
+    ends the connect, and the answer names the time the VM had (the
+    handshake timeout), not the connect timeout it never reached."""
+    (port,) = free_ports(1)
+    cfg = os.path.join(workdir, "answers-hs.yaml")
+    with open(cfg, "w") as f:
+        f.write("\n".join([
+            "workers: 1",
+            "listen:",
+            '  address: "::"',
+            "  ports: [%d]" % port,
+            "tls:",
+            "  certificates:",
+            "    - { cert: %s, key: %s }" % (certs.vm_cert, certs.vm_key),
+            "domains:",
+            "  - suffix: vm.test",
+            "    port_map: { %d: %d }" % (port, REFUSED_PORT),
+            "    vm_errors: http",
+            "vms:",
+            '  - { id: ghost, address: "%s" }' % fleet.addr("ghost"),
+            "limits:",
+            "  handshake_timeout_ms: 1500",
+            "  connect_timeout_ms: 8000",
+            "",
+        ]))
+    g = Gate(gate_bin, cfg, os.path.join(workdir, "answers-hs.log"), ports=[port],
+             wait_port=port)
+    g.start()
+    try:
+        g.h1 = port
+        t0 = time.monotonic()
+        r = get(certs, g, "ghost", port)
+        secs = time.monotonic() - t0
+        code, body, _ = answer(r)
+        assert code == 502 and ("VM ghost did not answer a connection to port %d "
+                                "within 1500 ms (connection timed out)" % REFUSED_PORT
+                                ) in body, (r.stdout, r.stderr, g.tail())
+        assert 1.2 <= secs < 5, secs
+    finally:
+        g.stop()
