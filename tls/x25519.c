@@ -69,15 +69,18 @@ static const mp_limb_t field_p[4] = {
  * Ed25519 base-point multiplication (a precomputed table, constant time)
  * and the birational map to Curve25519, u = (1 + y) / (1 - y) mod p: the
  * same point. The map works on y, which is as public as u itself (y =
- * (u - 1) / (u + 1)), so GMP's inversion, which is not constant time,
- * sees nothing secret. false only on a failure that cannot happen (the
+ * (u - 1) / (u + 1)), so GMP's inversion (an extended gcd), which is not
+ * constant time, sees nothing secret. false only on a failure that cannot happen (the
  * product is never the identity: the clamped scalar is a multiple of 8
  * below the group's order times 8); the caller then asks BoringSSL. */
 static bool sodium_public(uint8_t out[32], const uint8_t priv[32])
 {
+	/* GMP's mpn layer on the stack: its mpz functions allocate, and
+	 * GMP aborts the process when an allocation fails. */
+	mp_limb_t y[4], num[4], den[4], u[5], v[5], g[5], s[6], prod[8],
+		q[5], r[4];
+	mp_size_t sn;
 	uint8_t e[32], ed[32];
-	mpz_t y, num, den, p;
-	size_t n;
 	bool ok;
 
 	memcpy(e, priv, sizeof(e));
@@ -88,22 +91,46 @@ static bool sodium_public(uint8_t out[32], const uint8_t priv[32])
 	sodium_memzero(e, sizeof(e));
 	if (!ok)
 		return false;
-	ed[31] &= 127; /* the sign of x: y is the rest */
-	mpz_roinit_n(p, field_p, 4);
-	mpz_inits(y, num, den, NULL);
-	mpz_import(y, sizeof(ed), -1, 1, 0, 0, ed);
-	mpz_add_ui(num, y, 1);
-	mpz_ui_sub(den, 1, y);
-	mpz_mod(den, den, p);
-	ok = mpz_invert(den, den, p) != 0;
-	if (ok) {
-		mpz_mul(num, num, den);
-		mpz_mod(num, num, p);
-		memset(out, 0, 32);
-		mpz_export(out, &n, -1, 1, 0, 0, num);
+	ed[31] &= 127; /* the sign of x: y is the rest, below p */
+	for (int i = 0; i < 4; i++) {
+		y[i] = 0;
+		for (int b = 7; b >= 0; b--)
+			y[i] = y[i] << 8 | ed[8 * i + b];
 	}
-	mpz_clears(y, num, den, NULL);
-	return ok;
+	/* num = y + 1 (below 2^255: no carry); den = 1 - y mod p, which is
+	 * p - y + 1 for y >= 2 and 1 for y = 0; y = 1 is the identity,
+	 * which the product never is. */
+	mpn_add_1(num, y, 4, 1);
+	if (mpn_zero_p(y, 4)) {
+		mpn_zero(den, 4);
+		den[0] = 1;
+	} else {
+		mpn_sub_n(den, field_p, y, 4);
+		mpn_add_1(den, den, 4, 1);
+		if (mpn_cmp(den, field_p, 4) >= 0)
+			return false; /* y = 1 */
+	}
+	/* 1 / den: gcdext of U = den + p (at least V, as it must be) and
+	 * V = p; its cofactor S has S * U = 1 mod p, and U = den mod p. */
+	mpn_add_n(u, den, field_p, 4); /* below 2^256: no carry */
+	mpn_copyi(v, field_p, 4);
+	if (mpn_gcdext(g, s, &sn, u, 4, v, 4) != 1 || g[0] != 1 || !sn)
+		return false;
+	if (sn < 0) { /* -|S| mod p = p - |S|, |S| below p */
+		mp_limb_t t[4] = { 0 };
+
+		mpn_copyi(t, s, -sn);
+		mpn_sub_n(s, field_p, t, 4);
+	} else if (sn < 4) {
+		mpn_zero(s + sn, 4 - sn);
+	}
+	/* u = num / den mod p. */
+	mpn_mul_n(prod, num, s, 4);
+	mpn_tdiv_qr(q, r, 0, prod, 8, field_p, 4);
+	for (int i = 0; i < 4; i++)
+		for (int b = 0; b < 8; b++)
+			out[8 * i + b] = (uint8_t)(r[i] >> (8 * b));
+	return true;
 }
 
 void tls_x25519_public_from_private(uint8_t out[32],
