@@ -117,6 +117,76 @@ static bool want_file(struct watch **ws, size_t *len, const char *path)
 	return ok;
 }
 
+/* Every symlink on the way to |path|, in its directories or the file
+ * itself, is watched by its name in the directory that holds it: a link
+ * replaced (a Kubernetes Secret's or ConfigMap's ..data swapped by
+ * rename, certbot's live/ links, a directory moved into place) reloads.
+ * A write to the file a link leads to, where it lives, is not seen
+ * (SIGHUP then): deploy tools replace links, not what they point at.
+ * |path| itself is watched by the caller. Parts that do not exist end the
+ * walk (want_way_to waits for them). False when out of memory. */
+static bool want_links(struct watch **ws, size_t *len, const char *path)
+{
+	char cur[PATH_MAX] = "", rest[PATH_MAX], next[PATH_MAX],
+	     link[PATH_MAX];
+	int hops = 0;
+
+	if (path[0] != '/' ||
+	    (size_t)snprintf(rest, sizeof(rest), "%s", path) >= sizeof(rest))
+		return true;
+	for (;;) {
+		char *r = rest, *comp;
+		size_t n;
+		struct stat st;
+		ssize_t ln;
+
+		while (*r == '/')
+			r++;
+		if (!*r)
+			break;
+		comp = r;
+		n = strcspn(r, "/");
+		r += n;
+		if (*r)
+			*r++ = '\0';
+		if (!strcmp(comp, ".")) {
+			memmove(rest, r, strlen(r) + 1);
+			continue;
+		}
+		if (!strcmp(comp, "..")) {
+			char *slash = strrchr(cur, '/');
+
+			if (slash)
+				*slash = '\0';
+			memmove(rest, r, strlen(r) + 1);
+			continue;
+		}
+		if ((size_t)snprintf(next, sizeof(next), "%s/%s", cur, comp) >=
+			    sizeof(next) ||
+		    lstat(next, &st))
+			return true;
+		if (!S_ISLNK(st.st_mode)) {
+			memcpy(cur, next, strlen(next) + 1);
+			memmove(rest, r, strlen(r) + 1);
+			continue;
+		}
+		if (!want_file(ws, len, next))
+			return false;
+		ln = readlink(next, link, sizeof(link) - 1);
+		if (ln <= 0 || ++hops > 40)
+			return true;
+		link[ln] = '\0';
+		/* The link's target, then what was left after it. */
+		if ((size_t)snprintf(next, sizeof(next), "%s%s%s", link,
+				     *r ? "/" : "", r) >= sizeof(next))
+			return true;
+		memcpy(rest, next, strlen(next) + 1);
+		if (link[0] == '/')
+			cur[0] = '\0';
+	}
+	return true;
+}
+
 static bool is_dir(const char *path)
 {
 	struct stat st;
@@ -157,6 +227,13 @@ static bool want_way_to(struct watch **ws, size_t *len, size_t i)
 	return want_name(ws, len, (*ws)[i].via, basename(name), true);
 }
 
+/* A file a configuration names: its directory, and the links on the way
+ * to it. */
+static bool want_path(struct watch **ws, size_t *len, const char *path)
+{
+	return want_file(ws, len, path) && want_links(ws, len, path);
+}
+
 static bool want_config(struct watch **ws, size_t *len,
 			const struct config *cfg)
 {
@@ -164,18 +241,18 @@ static bool want_config(struct watch **ws, size_t *len,
 	size_t i;
 
 	for (i = 0; i < cfg->certs_len; i++) {
-		ok &= want_file(ws, len, cfg->certs[i].cert_path);
-		ok &= want_file(ws, len, cfg->certs[i].key_path);
+		ok &= want_path(ws, len, cfg->certs[i].cert_path);
+		ok &= want_path(ws, len, cfg->certs[i].key_path);
 		if (cfg->certs[i].ocsp_path)
-			ok &= want_file(ws, len, cfg->certs[i].ocsp_path);
+			ok &= want_path(ws, len, cfg->certs[i].ocsp_path);
 	}
 	for (i = 0; i < cfg->domains_len; i++)
 		if (cfg->domains[i].client_ca_path)
-			ok &= want_file(ws, len,
+			ok &= want_path(ws, len,
 					cfg->domains[i].client_ca_path);
 	/* A new token written to it reloads, and the admin API reads it. */
 	if (cfg->admin.enabled && cfg->admin.token_file)
-		ok &= want_file(ws, len, cfg->admin.token_file);
+		ok &= want_path(ws, len, cfg->admin.token_file);
 	return ok;
 }
 
@@ -213,7 +290,7 @@ void control_rewatch_locked(struct control *ctl, const struct config *also,
 
 	if (ctl->ifd < 0)
 		return;
-	ok = want_file(&ws, &len, ctl->path) &&
+	ok = want_path(&ws, &len, ctl->path) &&
 	     want_config(&ws, &len, file_cfg(ctl)) &&
 	     (!also || want_config(&ws, &len, also));
 	for (i = 0; ok && i < missing_len; i++)

@@ -320,6 +320,43 @@ def test_certificate_symlinks_replaced(gate_bin, certs, fleet, tmp_path):
         g.stop()
 
 
+def test_kubernetes_secret_swap(gate_bin, certs, fleet, tmp_path):
+    """Certificate and key as a Kubernetes Secret volume mounts them:
+    tls.crt -> ..data/tls.crt, ..data -> ..2026_a (and appliance.yaml's
+    names links to those): an update makes ..2026_b, points ..data_tmp at
+    it and renames ..data_tmp over ..data. No event names tls.crt; the
+    link ..data on the way is watched, so the new certificate is served
+    without SIGHUP (it was missed until the next restart)."""
+    g = AdminGate(gate_bin, str(tmp_path / "k8s"), certs,
+                  [("vm1", fleet.addr("vm1"))], hidden=True)
+    secret = str(tmp_path / "secret")
+    os.makedirs(os.path.join(secret, "..2026_a"))
+    os.rename(g.cert, os.path.join(secret, "..2026_a", "tls.crt"))
+    os.rename(g.key, os.path.join(secret, "..2026_a", "tls.key"))
+    os.symlink("..2026_a", os.path.join(secret, "..data"))
+    for name in ("tls.crt", "tls.key"):
+        os.symlink(os.path.join("..data", name), os.path.join(secret, name))
+    os.symlink(os.path.join(secret, "tls.crt"), g.cert)
+    os.symlink(os.path.join(secret, "tls.key"), g.key)
+    g.start()
+    try:
+        old = leaf_der(certs, host("vm1"))
+        new_dir = os.path.join(secret, "..2026_b")
+        os.makedirs(new_dir)
+        cert, key, new = make_leaf(certs, new_dir)
+        assert new != old
+        os.rename(cert, os.path.join(new_dir, "tls.crt"))
+        os.rename(key, os.path.join(new_dir, "tls.key"))
+        mark = g.mark()
+        os.symlink("..2026_b", os.path.join(secret, "..data_tmp"))
+        os.rename(os.path.join(secret, "..data_tmp"), os.path.join(secret, "..data"))
+        g.wait_log(r"INFO reload trigger=file ", since=mark, timeout=5)
+        assert wait_until(lambda: leaf_der(certs, host("vm1")) == new, 3), \
+            g.tail(since=mark)
+    finally:
+        g.stop()
+
+
 def staged_leaf(certs, tmp_path):
     """A new *.vm.test leaf made in tmp_path/staging: (cert, key, DER)."""
     staging = str(tmp_path / "staging")
