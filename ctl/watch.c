@@ -27,11 +27,14 @@
 #include "route/config-t.h"
 
 /* What each directory is watched for: a file written (IN_CLOSE_WRITE),
- * renamed into place (IN_MOVED_TO: editors, deploy tools), or a symlink
- * made anew (IN_CREATE: certbot replaces live/NAME.pem links); and the
- * directory itself moved away (IN_MOVE_SELF; one deleted ends its watch
- * with IN_IGNORED): it is then watched anew at its path. */
-#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MOVE_SELF)
+ * renamed into place (IN_MOVED_TO: editors, deploy tools), a symlink
+ * made anew (IN_CREATE: certbot replaces live/NAME.pem links), or its
+ * mode or owner changed (IN_ATTRIB: a key vmgate could not read put
+ * right with chmod or chown); and the directory itself moved away
+ * (IN_MOVE_SELF; one deleted ends its watch with IN_IGNORED): it is then
+ * watched anew at its path. */
+#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB | \
+		    IN_MOVE_SELF)
 
 static void watch_free(struct watch *w)
 {

@@ -464,7 +464,9 @@ void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 	if (access(path, R_OK) != 0)
 		read_err = errno;
 	if (read_err && !(out_read_err && read_err == EACCES)) {
-		if (read_err == ENOENT)
+		/* Watched for either way: its arrival, or its mode put
+		 * right (IN_ATTRIB), reloads. */
+		if (read_err == ENOENT || read_err == EACCES)
 			ld_missing(ld, path);
 		ld_err(ld, n, "%s file '%s': %s", what,
 		       ld_show(&b, path, strlen(path)), strerror(read_err));
