@@ -290,6 +290,38 @@ static bool same_str(const char *a, const char *b)
 	return a == b || (a && b && !strcmp(a, b));
 }
 
+/* Every key of fleet: runs as the startup file had it until a restart. */
+static bool fleet_same(const struct config_fleet *a,
+		       const struct config_fleet *b)
+{
+	size_t i;
+
+	if (a->enabled != b->enabled)
+		return false;
+	if (!a->enabled)
+		return true;
+	if (a->endpoints_len != b->endpoints_len)
+		return false;
+	for (i = 0; i < a->endpoints_len; i++)
+		if (strcmp(a->endpoints[i], b->endpoints[i]))
+			return false;
+	return same_str(a->prefix, b->prefix) &&
+	       same_str(a->username, b->username) &&
+	       same_str(a->password_file, b->password_file) &&
+	       same_str(a->ca_file, b->ca_file) &&
+	       same_str(a->cert_file, b->cert_file) &&
+	       same_str(a->key_file, b->key_file) &&
+	       a->timeout_ms == b->timeout_ms &&
+	       a->progress_ms == b->progress_ms &&
+	       same_str(a->appliance_id, b->appliance_id) &&
+	       same_str(a->snapshot_file, b->snapshot_file) &&
+	       a->ticket_rotation_s == b->ticket_rotation_s &&
+	       a->ticket_lifetime_s == b->ticket_lifetime_s;
+}
+
+/* |old| is the running configuration (the startup file's, for what only a
+ * restart applies), not the last file read: a change stays unapplied, and
+ * said, until then, and one undone is not said. */
 static void warn_restart(const struct control *ctl, const struct config *old,
 			 const struct config *new)
 {
@@ -312,6 +344,9 @@ static void warn_restart(const struct control *ctl, const struct config *old,
 	    !old->admin.token_file != !new->admin.token_file ||
 	    !same_str(old->admin.state_file, new->admin.state_file))
 		log_warn("reload", "admin: changed; restart to apply");
+	/* The signer is started (or its socket chosen) once. */
+	if (!same_str(old->signer_path, new->signer_path))
+		log_warn("reload", "tls.signer: changed; restart to apply");
 }
 
 void control_on_reload(struct control *ctl,
@@ -395,7 +430,7 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		ret = -ENOMEM;
 		goto err;
 	}
-	warn_restart(ctl, file_cfg(ctl), cfg);
+	warn_restart(ctl, ctl->shared->cfg, cfg);
 	if (ctl->shared->steer && !listen_same(file_cfg(ctl), cfg)) {
 		/* Before the new file wins: a map update that fails leaves
 		 * the old config in force (and the maps as they were, or
@@ -411,14 +446,7 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		log_info("reload", "trigger=%s steering=sk_lookup ports=%zu "
 			 "addresses=%zu", why, cfg->ports_len, cfg->addrs_len);
 	}
-	if (cfg->fleet.enabled != file_cfg(ctl)->fleet.enabled ||
-	    (cfg->fleet.enabled &&
-	     (strcmp(cfg->fleet.prefix, file_cfg(ctl)->fleet.prefix) ||
-	      cfg->fleet.endpoints_len != file_cfg(ctl)->fleet.endpoints_len ||
-	      cfg->fleet.ticket_rotation_s !=
-		      file_cfg(ctl)->fleet.ticket_rotation_s ||
-	      cfg->fleet.ticket_lifetime_s !=
-		      file_cfg(ctl)->fleet.ticket_lifetime_s)))
+	if (!fleet_same(&ctl->shared->cfg->fleet, &cfg->fleet))
 		log_warn("reload", "fleet: changed; restart to apply");
 
 	/* Everything is built: from here the new file wins. */
@@ -657,6 +685,7 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 	struct io_uring ring;
 	int sfd, sig = 0, ret, pidfd = -1;
 	bool caught_up, takeover_late, takeover_gone, takeover_by_kill = false;
+	bool rearm_signal = false, rearm_inotify = false;
 
 	sfd = signalfd(-1, sigs, SFD_CLOEXEC);
 	if (sfd < 0)
@@ -690,6 +719,14 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 
 		ret = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &tick,
 						       NULL);
+		/* A read that failed last turn goes again once a wait has
+		 * passed: an error that stays costs a read per tick. */
+		if (rearm_signal)
+			post_read(&ring, sfd, &si, sizeof(si), CTL_SIGNAL);
+		if (rearm_inotify)
+			post_read(&ring, ctl->ifd, ibuf, sizeof(ibuf),
+				  CTL_INOTIFY);
+		rearm_signal = rearm_inotify = false;
 		if (ret == 0 || ret == -ETIME || ret == -EINTR) {
 			unsigned head, n = 0;
 			bool reload = false;
@@ -698,7 +735,9 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 				uint64_t ud = io_uring_cqe_get_data64(cqe);
 
 				n++;
-				if (ud == CTL_SIGNAL && cqe->res == sizeof(si)) {
+				if (ud == CTL_SIGNAL && cqe->res != sizeof(si)) {
+					rearm_signal = true;
+				} else if (ud == CTL_SIGNAL) {
 					if (si.ssi_signo == SIGHUP) {
 						sdnotify_send("RELOADING=1");
 						control_reload(ctl, "SIGHUP", err,
@@ -734,6 +773,13 @@ int control_run(struct control *ctl, const sigset_t *sigs)
 						ctl, ibuf, (size_t)cqe->res);
 					post_read(&ring, ctl->ifd, ibuf,
 						  sizeof(ibuf), CTL_INOTIFY);
+				} else if (ud == CTL_INOTIFY) {
+					/* Events may be lost: the files
+					 * are read anew. */
+					log_warn("watch", "reading the file "
+						 "events failed (%s): reloading",
+						 strerror(-cqe->res));
+					reload = rearm_inotify = true;
 				}
 			}
 			io_uring_cq_advance(&ring, n);

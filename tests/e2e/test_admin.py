@@ -148,6 +148,31 @@ def test_token_rotation_without_restart(admin_gate):
         os.unlink(other)
 
 
+def test_restart_warning_until_undone(admin_gate, fleet):
+    """A change only a restart applies (limits:) is said on every reload
+    while the file differs from what runs, and no more once undone. (The
+    warning compared with the last file read: said once, then silent
+    while the change stayed unapplied, and said again on the revert.)"""
+    g = admin_gate
+    text = g.config_text(g.vms)
+    changed = text.replace("drain_timeout_ms: 2000", "drain_timeout_ms: 2500")
+    assert changed != text
+    try:
+        for what in (changed, changed + "# touched\n"):
+            mark = g.mark()
+            with open(g.real_cfg + ".new", "w") as f:
+                f.write(what)
+            os.replace(g.real_cfg + ".new", g.real_cfg)
+            g.wait_log(r"INFO reload trigger=file", since=mark)
+            assert "WARN reload limits: changed; restart to apply" in \
+                g.tail(since=mark), g.tail(since=mark)
+    finally:
+        mark = g.mark()
+        g.write_config(g.vms)
+        g.wait_log(r"INFO reload trigger=file", since=mark)
+    assert "restart to apply" not in g.tail(since=mark), g.tail(since=mark)
+
+
 def test_wrong_token_refused(admin_gate):
     for tok in ("nope", TOKEN + "x", TOKEN[:-1], "", TOKEN.upper()):
         st, h, body = admin_gate.api("GET", "/vms", token=tok)
