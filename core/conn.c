@@ -195,6 +195,33 @@ void conn_linger(struct worker *w, struct conn *c, uint8_t desc)
 	cancel_vm(w, c);
 }
 
+/* A line per refused stranger is a blocking write per connection to
+ * whoever floods the ports: REJECT_LOG_PER_S a second per worker, and a
+ * count of the rest (the metrics count every one). Whether this one may
+ * be logged. */
+#define REJECT_LOG_PER_S 100
+static bool reject_log_ok(struct worker *w)
+{
+	uint64_t s = w->now_ms / 1000;
+
+	if (s != w->reject_log_s) {
+		if (w->reject_log_dropped)
+			log_warn("reject", "suppressed=%u: more than %u "
+				 "rejects a second (a worker's); counted in "
+				 "the metrics", w->reject_log_dropped,
+				 REJECT_LOG_PER_S);
+		w->reject_log_s = s;
+		w->reject_log_left = REJECT_LOG_PER_S;
+		w->reject_log_dropped = 0;
+	}
+	if (!w->reject_log_left) {
+		w->reject_log_dropped++;
+		return false;
+	}
+	w->reject_log_left--;
+	return true;
+}
+
 static void reject(struct worker *w, struct conn *c,
 		   const struct front_decision *d)
 {
@@ -205,12 +232,15 @@ static void reject(struct worker *w, struct conn *c,
 	if (d->vm_id)
 		metric_add(&vmstats_get(&w->vmstats, d->vm_id,
 					strlen(d->vm_id))->rejected, 1);
+	if (!reject_log_ok(w))
+		goto out;
 	log_fmt_addr(peer, &c->peer);
 	log_warn("reject", "peer=%s port=%u sni=%s reason=%s%s%s%s", peer,
 		 c->listen_port,
 		 log_escape(sni, sizeof(sni), d->sni, d->sni_len),
 		 reason_name(d->reason), d->detail ? " detail=\"" : "",
 		 d->detail ? d->detail : "", d->detail ? "\"" : "");
+out:
 	conn_linger(w, c, d->alert);
 	if (d->send_len)
 		tls_conn_queue_raw(&c->tls, d->send, d->send_len);

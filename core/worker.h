@@ -127,6 +127,10 @@ struct worker {
 	struct __kernel_timespec connect_ts;
 	uint64_t now_ms;
 	uint64_t overload_logged_ms; /* rate limit of "overload" lines */
+	/* "reject" lines: REJECT_LOG_PER_S a second, as a bucket refilled
+	 * once a second; those over it are counted, and said. */
+	uint64_t reject_log_s;
+	uint32_t reject_log_left, reject_log_dropped;
 	uint64_t overload_dropped;   /* since the last such line */
 	/* The next routed connection's id: counts up from a random start,
 	 * so ids differ across workers and restarts. */

@@ -151,3 +151,48 @@ def test_reject_alert_bytes(live_gate, certs):
     s.close()
     assert len(got) == 7 and got[:2] == b"\x15\x03" and got[3:] == b"\x00\x02\x02\x70", (
         "expected one fatal unrecognized_name alert record, got %r" % got, live_gate.tail())
+
+
+@pytest.mark.timeout(60)
+def test_reject_lines_rate_limited(private_gate, certs, fleet):
+    """A flood of strangers is not a blocking log write each: at most 100
+    reject lines a second per worker, then one line counting the rest
+    (the metrics count every one); each reject still gets its answer."""
+    from e2e_net import free_ports
+    from e2e_util import gate_metric
+    port = free_ports(1)[0]
+    g = private_gate("rejflood", [port], workers=1,
+                     port_map="{ %d: 3000 }" % port, allowed_ports="[%d]" % port)
+    mark = g.mark()
+    before = gate_metric(g, 'vmgate_rejects_total{reason="not_tls"}') or 0
+    # 300 at once, bytes on all, then their answers: well within a second
+    n = 300
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=5)
+             for _ in range(n)]
+    try:
+        for s in socks:
+            s.sendall(b"\x00\x01\x02\x03 not tls\r\n")
+        for s in socks:
+            s.settimeout(5)
+            assert recv_all(s) is not None
+    finally:
+        for s in socks:
+            s.close()
+    # the count of what was left out comes with the next reject after
+    # its second
+    lines = lambda: [l for l in g.tail(since=mark).splitlines() if " reject " in l]
+    def flushed():
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"\x00 not tls\r\n")
+            recv_all(s)
+        return any("suppressed=" in l for l in lines())
+    from e2e_util import wait_until
+    assert wait_until(flushed, 10, step=0.3), lines()[-5:]
+    ls = lines()
+    logged = [l for l in ls if "reason=not_tls" in l]
+    dropped = sum(int(l.split("suppressed=")[1].split(":")[0])
+                  for l in ls if "suppressed=" in l)
+    after = gate_metric(g, 'vmgate_rejects_total{reason="not_tls"}')
+    assert len(logged) < n, len(logged)
+    assert len(logged) + dropped <= after - before, (len(logged), dropped, after, before)
+    assert after - before >= n, (after, before)
