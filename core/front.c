@@ -73,6 +73,7 @@ static enum front_verdict route(struct front_decision *out,
 				const struct route_table *routes,
 				const struct tls_ctx *tls_ctx)
 {
+	struct tls_sigalg_offer offer;
 	struct route_match m;
 	enum route_verdict v;
 
@@ -106,9 +107,18 @@ static enum front_verdict route(struct front_decision *out,
 	/* BoringSSL would find no scheme to sign in only after its
 	 * ServerHello: refuse here, before any key work, as it would
 	 * (RFC 8446 4.4.3; handshake_failure is what BoringSSL sends). */
-	out->ctx = tls_ctx_get0_for_hello(
-		tls_ctx, out->name, h->sigalgs, h->sigalgs_len,
-		tls_sigalg_version(h->legacy_version, h->max_version));
+	offer = (struct tls_sigalg_offer){
+		.version = tls_sigalg_version(h->legacy_version,
+					      h->max_version),
+		.sigalgs = h->sigalgs,
+		.sigalgs_len = h->sigalgs_len,
+		.suites = h->cipher_suites,
+		.suites_len = h->cipher_suites_len,
+		.groups = h->groups,
+		.groups_len = h->groups_len,
+		.groups_present = h->groups_present,
+	};
+	out->ctx = tls_ctx_get0_for_hello(tls_ctx, out->name, &offer);
 	if (!out->ctx)
 		return reject(out, REASON_NO_COMMON_SIGALG,
 			      "no certificate can sign in a scheme offered",

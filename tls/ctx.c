@@ -25,6 +25,7 @@
 
 /* TLS 1.2 suites: ECDHE + AEAD only. TLS 1.3 suites are all AEAD and not
  * configurable in BoringSSL. */
+/* (tls_sigalg_suite_auth knows these by their numbers: keep both.) */
 static const char tls12_ciphers[] =
 	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -730,8 +731,7 @@ void tls_ctx_free(struct tls_ctx *t)
  * suffix trie_lookup finds is the parent if any entry is. */
 static SSL_CTX *fit_in(const struct tls_ctx *t, bool *covered,
 		       const struct trie *trie, const char *name,
-		       size_t name_len, const uint8_t *sigalgs,
-		       size_t sigalgs_len, uint16_t version)
+		       size_t name_len, const struct tls_sigalg_offer *offer)
 {
 	const struct tls_cands *r;
 	struct trie_match m;
@@ -745,27 +745,23 @@ static SSL_CTX *fit_in(const struct tls_ctx *t, bool *covered,
 	for (i = 0; i < r->len; i++) {
 		uint32_t c = t->cands[r->off + i];
 
-		if (tls_sigalg_fits(&t->keys[c], version, sigalgs,
-				    sigalgs_len))
+		if (tls_sigalg_offer_fits(&t->keys[c], offer))
 			return t->ctxs[c];
 	}
 	return NULL;
 }
 
 SSL_CTX *tls_ctx_get0_for_hello(const struct tls_ctx *t, const char *name,
-				const uint8_t *sigalgs, size_t sigalgs_len,
-				uint16_t version)
+				const struct tls_sigalg_offer *offer)
 {
 	size_t i, name_len = strlen(name);
 	bool covered = false;
 	SSL_CTX *ctx;
 
 	/* Exact SANs first, then wildcards. Each in configuration order. */
-	ctx = fit_in(t, &covered, &t->exact, name, name_len, sigalgs,
-		     sigalgs_len, version);
+	ctx = fit_in(t, &covered, &t->exact, name, name_len, offer);
 	if (!ctx)
-		ctx = fit_in(t, &covered, &t->wild, name, name_len, sigalgs,
-			     sigalgs_len, version);
+		ctx = fit_in(t, &covered, &t->wild, name, name_len, offer);
 	if (ctx)
 		return ctx;
 	/* A certificate for the name that cannot sign for this client is
@@ -773,7 +769,7 @@ SSL_CTX *tls_ctx_get0_for_hello(const struct tls_ctx *t, const char *name,
 	if (covered)
 		return NULL;
 	for (i = 0; i < t->ctxs_len; i++)
-		if (tls_sigalg_fits(&t->keys[i], version, sigalgs, sigalgs_len))
+		if (tls_sigalg_offer_fits(&t->keys[i], offer))
 			return t->ctxs[i];
 	return NULL;
 }
@@ -781,7 +777,9 @@ SSL_CTX *tls_ctx_get0_for_hello(const struct tls_ctx *t, const char *name,
 SSL_CTX *tls_ctx_get0_for_name(const struct tls_ctx *t, const char *name)
 {
 	/* Version 0: every certificate fits. */
-	return tls_ctx_get0_for_hello(t, name, NULL, 0, 0);
+	const struct tls_sigalg_offer any = { 0 };
+
+	return tls_ctx_get0_for_hello(t, name, &any);
 }
 
 size_t tls_ctx_count_names(const struct tls_ctx *t)

@@ -39,6 +39,7 @@
 #include <openssl/ssl.h>
 
 #include "route/config-t.h"
+#include "tls/sigalg.h"
 
 struct tls_ctx;
 
@@ -63,8 +64,7 @@ void tls_ctx_free(struct tls_ctx *t); /* NULL is fine */
  * none fits, or none covers it and none fits: BoringSSL would fail the
  * handshake after its ServerHello. */
 SSL_CTX *tls_ctx_get0_for_hello(const struct tls_ctx *t, const char *name,
-				const uint8_t *sigalgs, size_t sigalgs_len,
-				uint16_t version);
+				const struct tls_sigalg_offer *offer);
 
 /* tls_ctx_get0_for_name is tls_ctx_get0_for_hello without the signature
  * check: the first certificate that covers |name|, else the first one.

@@ -138,6 +138,7 @@ enum {
 	SESSION_ID_MAX = 32,
 	HOST_NAME_MAX = 255,
 	EXT_SERVER_NAME = 0,
+	EXT_SUPPORTED_GROUPS = 10,
 	EXT_SIGNATURE_ALGORITHMS = 13,
 	EXT_ALPN = 16,
 	EXT_SUPPORTED_VERSIONS = 43,
@@ -370,7 +371,8 @@ static bool parse_versions(const char **out_err, uint8_t *out_alert,
 }
 
 /* parse_extensions walks the extension block, rejects duplicates and
- * fills the SNI, ALPN, signature_algorithms and max_version fields of |out|. */
+ * fills the SNI, ALPN, signature_algorithms, supported_groups and
+ * max_version fields of |out|. */
 static bool parse_extensions(struct tls_hello *out, CBS *exts)
 {
 	/* One bit per extension type: O(n) duplicate detection without
@@ -412,6 +414,20 @@ static bool parse_extensions(struct tls_hello *out, CBS *exts)
 			out->sigalgs = CBS_data(&sigalgs);
 			out->sigalgs_len = CBS_len(&sigalgs);
 			break;
+		case EXT_SUPPORTED_GROUPS: {
+			/* Kept when well-formed; otherwise BoringSSL refuses
+			 * the hello itself (decode_error), and the router
+			 * reads it as absent. */
+			CBS list;
+
+			if (CBS_get_u16_length_prefixed(&ext, &list) &&
+			    CBS_len(&ext) == 0 && CBS_len(&list) % 2 == 0) {
+				out->groups = CBS_data(&list);
+				out->groups_len = CBS_len(&list);
+				out->groups_present = true;
+			}
+			break;
+		}
 		case EXT_SUPPORTED_VERSIONS:
 			if (!parse_versions(&out->error, &out->alert,
 					    &out->max_version, &ext))
@@ -453,6 +469,8 @@ static bool parse_client_hello(struct tls_hello *out, CBS *msg)
 		out->error = "bad cipher_suites";
 		return false;
 	}
+	out->cipher_suites = CBS_data(&ciphers);
+	out->cipher_suites_len = CBS_len(&ciphers);
 	if (!CBS_get_u8_length_prefixed(&body, &compression) ||
 	    CBS_len(&compression) == 0) {
 		out->error = "bad compression_methods";

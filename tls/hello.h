@@ -69,6 +69,17 @@ struct tls_hello {
 	const uint8_t *sigalgs;
 	size_t sigalgs_len;
 
+	/* cipher_suites' contents (u16 values, a non-empty even length), and
+	 * supported_groups' list contents when that extension is present
+	 * and well-formed (u16 NamedGroup values; groups_present then, even
+	 * for an empty list): what a TLS 1.2 certificate depends on beside
+	 * its signature scheme (tls/sigalg.h). */
+	const uint8_t *cipher_suites;
+	size_t cipher_suites_len;
+	const uint8_t *groups;
+	size_t groups_len;
+	bool groups_present;
+
 	/* ClientHello.legacy_version, and the highest version offered: the
 	 * largest non-GREASE entry of supported_versions (RFC 8446 4.2.1) when
 	 * that extension is present, else legacy_version. */

@@ -153,3 +153,69 @@ bool tls_sigalg_fits(const struct tls_sigalg_key *key, uint16_t version,
 		return true;
 	return tls_sigalg_choose(&unused, key, version, sigalgs, sigalgs_len);
 }
+
+enum tls_suite_auth tls_sigalg_suite_auth(uint16_t suite)
+{
+	switch (suite) {
+	case 0xc02f: /* ECDHE-RSA-AES128-GCM-SHA256 */
+	case 0xc030: /* ECDHE-RSA-AES256-GCM-SHA384 */
+	case 0xcca8: /* ECDHE-RSA-CHACHA20-POLY1305 */
+		return TLS_SUITE_RSA;
+	case 0xc02b: /* ECDHE-ECDSA-AES128-GCM-SHA256 */
+	case 0xc02c: /* ECDHE-ECDSA-AES256-GCM-SHA384 */
+	case 0xcca9: /* ECDHE-ECDSA-CHACHA20-POLY1305 */
+		return TLS_SUITE_ECDSA;
+	default:
+		return TLS_SUITE_NONE;
+	}
+}
+
+static bool offers_suite(const uint8_t *list, size_t len,
+			 enum tls_suite_auth auth)
+{
+	for (size_t i = 0; i + 1 < len; i += 2)
+		if (tls_sigalg_suite_auth((uint16_t)(list[i] << 8 |
+						     list[i + 1])) == auth)
+			return true;
+	return false;
+}
+
+static bool offers_group(const uint8_t *list, size_t len, uint16_t group)
+{
+	for (size_t i = 0; i + 1 < len; i += 2)
+		if ((uint16_t)(list[i] << 8 | list[i + 1]) == group)
+			return true;
+	return false;
+}
+
+bool tls_sigalg_offer_fits(const struct tls_sigalg_key *key,
+			   const struct tls_sigalg_offer *o)
+{
+	uint16_t group;
+
+	if (!tls_sigalg_fits(key, o->version, o->sigalgs, o->sigalgs_len))
+		return false;
+	if (o->version != TLS12 || !o->suites)
+		return true;
+	if (key->type == TLS_SIGALG_KEY_RSA)
+		return offers_suite(o->suites, o->suites_len, TLS_SUITE_RSA);
+	if (!offers_suite(o->suites, o->suites_len, TLS_SUITE_ECDSA))
+		return false;
+	switch (key->type) {
+	case TLS_SIGALG_KEY_P256:
+		group = 23; /* secp256r1 */
+		break;
+	case TLS_SIGALG_KEY_P384:
+		group = 24;
+		break;
+	case TLS_SIGALG_KEY_P521:
+		group = 25;
+		break;
+	case TLS_SIGALG_KEY_EC_OTHER:
+		return !o->groups_present;
+	default:
+		return true; /* Ed25519: no curve to agree on */
+	}
+	return !o->groups_present ||
+	       offers_group(o->groups, o->groups_len, group);
+}

@@ -90,4 +90,35 @@ bool tls_sigalg_choose(uint16_t *out_sigalg, const struct tls_sigalg_key *key,
 bool tls_sigalg_fits(const struct tls_sigalg_key *key, uint16_t version,
 		     const uint8_t *sigalgs, size_t sigalgs_len);
 
+/* The key a TLS 1.2 cipher suite of tls/ctx.c's list needs: RSA, or ECDSA
+ * (which Ed25519 keys use too); NONE for any other suite. */
+enum tls_suite_auth { TLS_SUITE_NONE, TLS_SUITE_RSA, TLS_SUITE_ECDSA };
+enum tls_suite_auth tls_sigalg_suite_auth(uint16_t suite);
+
+/* What a ClientHello offers that a certificate's fit depends on. */
+struct tls_sigalg_offer {
+	uint16_t version; /* tls_sigalg_version's answer */
+	const uint8_t *sigalgs; /* signature_algorithms; NULL, 0: absent */
+	size_t sigalgs_len;
+	/* TLS 1.2 (struct tls_hello): the cipher suites, NULL when not
+	 * looked at, and supported_groups. */
+	const uint8_t *suites;
+	size_t suites_len;
+	const uint8_t *groups;
+	size_t groups_len;
+	bool groups_present;
+};
+
+/* tls_sigalg_offer_fits is tls_sigalg_fits, and in TLS 1.2 also what
+ * BoringSSL asks of the key besides a scheme (ssl/handshake_server.cc,
+ * choosing the cipher suite): a suite of tls/ctx.c's TLS 1.2 list for the
+ * key's type among the client's (ECDHE-RSA for an RSA key, ECDHE-ECDSA for
+ * an ECDSA or Ed25519 one), and an ECDSA key's curve among the client's
+ * supported_groups when it sent that extension (RFC 8422 5.1: a client
+ * that did not supports every curve). Without them BoringSSL fails the
+ * handshake with no shared cipher, where another certificate of the
+ * name's would have served. */
+bool tls_sigalg_offer_fits(const struct tls_sigalg_key *key,
+			   const struct tls_sigalg_offer *o);
+
 #endif

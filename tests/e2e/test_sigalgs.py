@@ -6,7 +6,9 @@ an ECDSA and an RSA certificate serves each client the one it can verify.
 BoringSSL's rules (tls/sigalg.h): in TLS 1.3 an ECDSA P-256 key signs only
 ecdsa_secp256r1_sha256 and an RSA key only rsa_pss_rsae_*; in TLS 1.2 an
 ECDSA key signs any ecdsa_* BoringSSL knows (SHA-1 included) and an RSA
-key rsa_pkcs1_* too. ecdsa_sha224 is never signed.
+key rsa_pkcs1_* too. ecdsa_sha224 is never signed. In TLS 1.2 the client
+must also offer a cipher suite for the key's type and, for an ECDSA key,
+its curve among supported_groups.
 
 The shared gate's *.vm.test certificate is ECDSA P-256. The dual-name gate
 (on a free port) has an ECDSA and an RSA certificate for *.vm.test, both from
@@ -174,6 +176,14 @@ DUAL = [
                                           "rsa_pss_rsae_sha256:ecdsa_secp256r1_sha256"],
      "ECDSA"),
     ("tls12-rsa-pkcs1", ["-tls1_2", "-sigalgs", "RSA+SHA256"], "RSA"),
+    # TLS 1.2 also needs a cipher suite for the key: a client offering
+    # only ECDHE-RSA suites (and ECDSA signatures too) gets the RSA one
+    ("tls12-rsa-suites-only", ["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"],
+     "RSA-PSS"),
+    ("tls12-ecdsa-suites-only", ["-tls1_2", "-cipher",
+                                 "ECDHE-ECDSA-AES128-GCM-SHA256"], "ECDSA"),
+    # and an ECDSA key's curve among the client's groups
+    ("tls12-no-p256-group", ["-tls1_2", "-groups", "X25519:P-384"], "RSA-PSS"),
 ]
 
 

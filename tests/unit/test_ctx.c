@@ -311,8 +311,13 @@ static int pick(const struct fixture *fx, const char *name, size_t o,
 	uint8_t buf[2 * MAX_ALGS];
 	size_t len = wire(buf, offers[o]);
 
-	return cert_idx(tls_ctx_get0_for_hello(fx->store, name,
-					       len ? buf : NULL, len, version));
+	const struct tls_sigalg_offer offer = {
+		.version = version,
+		.sigalgs = len ? buf : NULL,
+		.sigalgs_len = len,
+	};
+
+	return cert_idx(tls_ctx_get0_for_hello(fx->store, name, &offer));
 }
 
 /* check_same compares the store and the scan on |name| for every offer

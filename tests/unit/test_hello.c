@@ -1143,6 +1143,49 @@ static void test_alpn(void **state)
 		   "bad ALPN extension length");
 }
 
+/* cipher_suites and supported_groups, for the TLS 1.2 certificate fit
+ * (tls/sigalg.h): the suites as sent; the groups when well-formed (an
+ * empty list too), absent otherwise, without refusing the hello. */
+static void test_suites_and_groups(void **state)
+{
+	static const uint8_t groups[] = { 0, 4, 0x00, 0x1d, 0x00, 0x17 };
+	static const uint8_t empty[] = { 0, 0 };
+	static const uint8_t odd[] = { 0, 3, 0x00, 0x1d, 0x00 };
+	static const uint8_t suites[] = { 0x13, 0x01, 0xc0, 0x2f };
+	struct tls_hello h;
+	struct buf b;
+	struct ext e = { 10, groups, sizeof(groups) };
+	struct spec s = { .exts = &e, .nexts = 1 };
+
+	build(&b, &s);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "groups\n");
+	assert_int_equal(h.cipher_suites_len, sizeof(suites));
+	assert_memory_equal(h.cipher_suites, suites, sizeof(suites));
+	assert_true(h.groups_present);
+	assert_int_equal(h.groups_len, 4);
+	assert_memory_equal(h.groups, groups + 2, 4);
+	buf_free(&b);
+
+	e = (struct ext){ 10, empty, sizeof(empty) };
+	build(&b, &s);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "empty groups\n");
+	assert_true(h.groups_present);
+	assert_int_equal(h.groups_len, 0);
+	buf_free(&b);
+
+	e = (struct ext){ 10, odd, sizeof(odd) };
+	build(&b, &s);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "odd groups\n");
+	assert_false(h.groups_present);
+	buf_free(&b);
+
+	s.nexts = 0;
+	build(&b, &s);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "no groups\n");
+	assert_false(h.groups_present);
+	buf_free(&b);
+}
+
 static void test_supported_versions(void **state)
 {
 	static const uint16_t grease_13[] = { 0x7a7a, 0x0304, 0x0303 };
@@ -1843,6 +1886,7 @@ int main(void)
 		cmocka_unit_test(test_sni_valid_and_absent),
 		cmocka_unit_test(test_sni_malformed),
 		cmocka_unit_test(test_alpn),
+		cmocka_unit_test(test_suites_and_groups),
 		cmocka_unit_test(test_supported_versions),
 		cmocka_unit_test(test_extensions_block),
 		cmocka_unit_test(test_fixed_fields),

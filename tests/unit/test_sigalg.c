@@ -300,8 +300,13 @@ static const char *pick(const char *name, uint16_t version,
 	uint8_t buf[2 * MAX_ALGS];
 	size_t len = offer ? wire(buf, offer) : 0;
 
-	return cn(tls_ctx_get0_for_hello(store, name, offer ? buf : NULL, len,
-					 version));
+	const struct tls_sigalg_offer o = {
+		.version = version,
+		.sigalgs = offer ? buf : NULL,
+		.sigalgs_len = len,
+	};
+
+	return cn(tls_ctx_get0_for_hello(store, name, &o));
 }
 
 static void test_two_certificates_one_name(void **state)
@@ -346,6 +351,97 @@ static void test_two_certificates_one_name(void **state)
 	assert_string_equal(pick("ec.test", 0x0304, NULL), "C");
 }
 
+/* TLS 1.2: a cipher suite for the key's type, and an ECDSA key's curve in
+ * supported_groups when the client sent it (dual.test: A is P-256, B is
+ * RSA). */
+static const char *pick12(const char *name, const uint16_t *suites,
+			  size_t nsuites, const uint16_t *groups,
+			  size_t ngroups, bool groups_present)
+{
+	static const uint8_t sigalgs[] = { 0x04, 0x03, 0x04, 0x01 };
+	uint8_t sb[16], gb[16];
+	struct tls_sigalg_offer o = {
+		.version = 0x0303,
+		.sigalgs = sigalgs,
+		.sigalgs_len = sizeof(sigalgs),
+		.suites = sb,
+		.suites_len = 2 * nsuites,
+		.groups = gb,
+		.groups_len = 2 * ngroups,
+		.groups_present = groups_present,
+	};
+
+	for (size_t i = 0; i < nsuites; i++) {
+		sb[2 * i] = (uint8_t)(suites[i] >> 8);
+		sb[2 * i + 1] = (uint8_t)suites[i];
+	}
+	for (size_t i = 0; i < ngroups; i++) {
+		gb[2 * i] = (uint8_t)(groups[i] >> 8);
+		gb[2 * i + 1] = (uint8_t)groups[i];
+	}
+	return cn(tls_ctx_get0_for_hello(store, name, &o));
+}
+
+static void test_tls12_suites_and_groups(void **state)
+{
+	static const uint16_t rsa_gcm[] = { 0xc02f };
+	static const uint16_t ecdsa_chacha[] = { 0xcca9 };
+	static const uint16_t both[] = { 0xc02f, 0xc02b };
+	static const uint16_t neither[] = { 0x009c, 0x1301 };
+	static const uint16_t p256[] = { 0x001d, 0x0017 };
+	static const uint16_t no_p256[] = { 0x001d, 0x0018 };
+
+	(void)state;
+	assert_string_equal(pick12("dual.test", both, 2, p256, 2, true), "A");
+	/* Only ECDHE-RSA suites: the RSA certificate, though the client
+	 * also signs ECDSA. */
+	assert_string_equal(pick12("dual.test", rsa_gcm, 1, p256, 2, true),
+			    "B");
+	assert_string_equal(pick12("dual.test", ecdsa_chacha, 1, p256, 2,
+				   true), "A");
+	/* P-256 not among the client's groups: not the P-256 key. */
+	assert_string_equal(pick12("dual.test", both, 2, no_p256, 2, true),
+			    "B");
+	assert_string_equal(pick12("ec.test", both, 2, no_p256, 2, true),
+			    "-");
+	/* No supported_groups at all: every curve (RFC 8422 5.1). */
+	assert_string_equal(pick12("ec.test", both, 2, NULL, 0, false), "C");
+	/* An empty list names none. */
+	assert_string_equal(pick12("ec.test", both, 2, NULL, 0, true), "-");
+	/* No suite of ours: nothing fits. */
+	assert_string_equal(pick12("dual.test", neither, 2, p256, 2, true),
+			    "-");
+}
+
+/* tls_sigalg_suite_auth knows every TLS 1.2 suite the contexts enable,
+ * and by the key type BoringSSL authenticates it with. */
+static void test_suite_table_matches_contexts(void **state)
+{
+	STACK_OF(SSL_CIPHER) *list =
+		SSL_CTX_get_ciphers(tls_ctx_get0_for_name(store, "ec.test"));
+	size_t tls12 = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sk_SSL_CIPHER_num(list); i++) {
+		const SSL_CIPHER *c = sk_SSL_CIPHER_value(list, i);
+		enum tls_suite_auth want;
+
+		if (SSL_CIPHER_get_min_version(c) > TLS1_2_VERSION)
+			continue;
+		tls12++;
+		want = SSL_CIPHER_get_auth_nid(c) == NID_auth_rsa
+			       ? TLS_SUITE_RSA
+			       : SSL_CIPHER_get_auth_nid(c) == NID_auth_ecdsa
+					 ? TLS_SUITE_ECDSA
+					 : TLS_SUITE_NONE;
+		assert_int_not_equal(want, TLS_SUITE_NONE);
+		assert_int_equal(tls_sigalg_suite_auth(
+					 SSL_CIPHER_get_protocol_id(c)),
+				 want);
+	}
+	assert_int_equal(tls12, 6);
+}
+
 int main(void)
 {
 	const struct CMUnitTest pure[] = {
@@ -356,6 +452,8 @@ int main(void)
 	};
 	const struct CMUnitTest ctx[] = {
 		cmocka_unit_test(test_two_certificates_one_name),
+		cmocka_unit_test(test_tls12_suites_and_groups),
+		cmocka_unit_test(test_suite_table_matches_contexts),
 	};
 	int failed = cmocka_run_group_tests_name("sigalg", pure, NULL, NULL);
 
