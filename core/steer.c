@@ -40,6 +40,7 @@ struct steer {
 	struct bpf_link *link;
 	int addrs_fd, ports_fd, socks_fd, meta_fd;
 	uint64_t bits[STEER_PORT_WORDS]; /* what steer_ports holds */
+	bool dirty;            /* steer_apply failed part way */
 	char pin[256];         /* the pin directory, or "" */
 	struct steer_meta old; /* the owner before us (takeover) */
 };
@@ -264,24 +265,18 @@ static bool steer_wanted(const struct config *cfg, const struct steer_addr *k)
 	return false;
 }
 
-int steer_apply(struct steer *s, const struct config *cfg)
+bool steer_dirty(const struct steer *s)
 {
-	uint64_t bits[STEER_PORT_WORDS] = { 0 };
+	return s->dirty;
+}
+
+/* Removes from the address map what |cfg| does not list. */
+static void steer_prune(struct steer *s, const struct config *cfg)
+{
 	struct steer_addr k, next, gone[STEER_ADDRS_MAX];
 	size_t i, ngone = 0;
-	uint8_t one = 1;
-	uint32_t w;
 	void *prev = NULL;
 
-	if (cfg->addrs_len > STEER_ADDRS_MAX)
-		return -E2BIG;
-	/* Added first, then removed: an address in both sets is steered
-	 * throughout. */
-	for (i = 0; i < cfg->addrs_len; i++) {
-		steer_key(&k, &cfg->addrs[i]);
-		if (bpf_map_update_elem(s->addrs_fd, &k, &one, BPF_ANY))
-			return -errno;
-	}
 	while (ngone < STEER_ADDRS_MAX &&
 	       !bpf_map_get_next_key(s->addrs_fd, prev, &next)) {
 		if (!steer_wanted(cfg, &next))
@@ -291,8 +286,54 @@ int steer_apply(struct steer *s, const struct config *cfg)
 	}
 	for (i = 0; i < ngone; i++)
 		bpf_map_delete_elem(s->addrs_fd, &gone[i]);
+}
 
-	for (i = 0; i < cfg->ports_len; i++)
+/* Adds |cfg|'s addresses to the map; 0 or -errno. */
+static int steer_add_addrs(struct steer *s, const struct config *cfg)
+{
+	struct steer_addr k;
+	uint8_t one = 1;
+
+	for (size_t i = 0; i < cfg->addrs_len; i++) {
+		steer_key(&k, &cfg->addrs[i]);
+		if (bpf_map_update_elem(s->addrs_fd, &k, &one, BPF_ANY))
+			return -errno;
+	}
+	return 0;
+}
+
+static int steer_apply_maps(struct steer *s, const struct config *cfg);
+
+int steer_apply(struct steer *s, const struct config *cfg)
+{
+	int ret = steer_apply_maps(s, cfg);
+
+	s->dirty = ret != 0;
+	return ret;
+}
+
+static int steer_apply_maps(struct steer *s, const struct config *cfg)
+{
+	uint64_t bits[STEER_PORT_WORDS] = { 0 };
+	struct steer_addr k;
+	uint32_t w;
+	int ret;
+
+	if (cfg->addrs_len > STEER_ADDRS_MAX)
+		return -E2BIG;
+	/* Added first, then removed: an address in both sets is steered
+	 * throughout. A map too full for that (old and new together past
+	 * STEER_ADDRS_MAX) takes the removals first. */
+	ret = steer_add_addrs(s, cfg);
+	if (ret == -E2BIG || ret == -ENOSPC) {
+		steer_prune(s, cfg);
+		ret = steer_add_addrs(s, cfg);
+	}
+	if (ret)
+		return ret;
+	steer_prune(s, cfg);
+
+	for (size_t i = 0; i < cfg->ports_len; i++)
 		bits[cfg->ports[i] / 64] |= 1ULL << (cfg->ports[i] % 64);
 	/* Never the admin API's own port on a steered address: it would
 	 * be shadowed by the data plane. */

@@ -60,8 +60,15 @@ int steer_add_listener(struct steer *s, unsigned i, int fd);
 /* steer_apply makes the maps steer |cfg|'s listen.addresses and
  * listen.ports (already without listen.exclude_ports), less admin.listen's
  * port when its address is steered: entries that are no longer wanted are
- * removed, new ones added, the rest untouched. */
+ * removed, new ones added, the rest untouched. An address map too full
+ * for the new addresses before the old ones go gives way: the old ones
+ * are removed first then. */
 int steer_apply(struct steer *s, const struct config *cfg);
+
+/* steer_dirty: the last steer_apply failed part way, so the maps may hold
+ * what no configuration asked for: the next one must run even for a
+ * configuration that looks the same. */
+bool steer_dirty(const struct steer *s);
 
 /* steer_check_writable rewrites one entry of the port map with the
  * value it holds: whether this process may still update the maps (with

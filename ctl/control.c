@@ -431,11 +431,18 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		goto err;
 	}
 	warn_restart(ctl, ctl->shared->cfg, cfg);
-	if (ctl->shared->steer && !listen_same(file_cfg(ctl), cfg)) {
+	if (ctl->shared->steer && (!listen_same(file_cfg(ctl), cfg) ||
+				   steer_dirty(ctl->shared->steer))) {
 		/* Before the new file wins: a map update that fails leaves
 		 * the old config in force (and the maps as they were, or
-		 * partly updated: the next reload puts them right). */
-		ret = steer_apply(ctl->shared->steer, cfg);
+		 * partly updated: the next reload, even of the same file,
+		 * puts them right). The admin API's port is left out as
+		 * the running one's: its listener changes with a restart
+		 * only. */
+		struct config steered = *cfg;
+
+		steered.admin = ctl->shared->cfg->admin;
+		ret = steer_apply(ctl->shared->steer, &steered);
 		if (ret) {
 			snprintf(msg, sizeof(msg), "cannot update the "
 				 "steering maps: %s", strerror(-ret));

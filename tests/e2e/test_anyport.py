@@ -427,6 +427,31 @@ def test_reload_changes_steering(topo, certs, gate_bin, vm, host_service, ports)
         stop_process(gate)
 
 
+@pytest.mark.timeout(60)
+def test_reload_swaps_addresses_in_a_full_map(topo, certs, gate_bin, vm,
+                                              host_service):
+    """200 steered addresses, then 100 others: the map (256 entries) cannot
+    hold both sets at once, so the old ones go first; the reload
+    succeeds and the new set is steered. (It failed with E2BIG and left
+    56 of the new addresses steered under the old file.)"""
+    old = ["fd7e:%x::1" % i for i in range(1, 200)] + [ADDR6]
+    new = ["fd7f:%x::1" % i for i in range(1, 100)] + [ADDR6]
+    cfg = write_config(topo, certs, "full", [
+        "addresses: [%s]" % ", ".join('"%s"' % a for a in old), "ports: [8080]"])
+    gate = start_gate(topo, gate_bin, cfg, "full")
+    try:
+        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
+        mark = len(log_text(gate))
+        write_config(topo, certs, "full", [
+            "addresses: [%s]" % ", ".join('"%s"' % a for a in new), "ports: [8080]"])
+        gate.send_signal(signal.SIGHUP)
+        wait_line(gate, "steering=sk_lookup ports=1 addresses=100", since=mark)
+        assert "reload_error" not in log_text(gate)[mark:], log_text(gate)[mark:]
+        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
+    finally:
+        stop_process(gate)
+
+
 @pytest.mark.timeout(120)
 def test_listeners_mode(topo, certs, gate_bin, vm, host_service, ports):
     """steering: listeners, the explicit-port-list tests again."""
