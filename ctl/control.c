@@ -365,6 +365,7 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	struct config_errors errs = {0};
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	struct base_ref *base = NULL;
+	struct route_table *ftable = NULL;
 	struct tls_ref *tls = NULL;
 	bool parsed = false;
 	char msg[512];
@@ -430,6 +431,14 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		ret = -ENOMEM;
 		goto err;
 	}
+	/* In fleet mode the routes are the fleet table's: built now too,
+	 * so that a failure leaves the old file in force whole (the new
+	 * certificate store with the old table would pair domains by index
+	 * across two files). */
+	if (ctl->fleet && !(ftable = fleet_table_for_locked(ctl->fleet, cfg))) {
+		ret = -ENOMEM;
+		goto err;
+	}
 	warn_restart(ctl, ctl->shared->cfg, cfg);
 	if (ctl->shared->steer && (!listen_same(file_cfg(ctl), cfg) ||
 				   steer_dirty(ctl->shared->steer))) {
@@ -470,13 +479,24 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		log_set_level((enum log_level)cfg->log_level);
 	if (ctl->on_reload)
 		ctl->on_reload(ctl->on_reload_arg, cfg);
-	/* The fleet table holds the file's VMs too: rebuilt from the new
-	 * file (which also publishes); on failure the old one stays. */
-	ret = ctl->fleet ? fleet_rebuild_locked(ctl->fleet) : -EAGAIN;
-	if (ret)
+	/* The fleet table holds the file's VMs too: the new file's (which
+	 * also publishes). A publication that fails (out of memory) leaves
+	 * the workers on the last snapshot, old routes with old
+	 * certificates; the next change publishes the new file. */
+	if (ctl->fleet) {
+		ret = fleet_install_locked(ctl->fleet, ftable);
+		ftable = NULL;
+	} else {
 		ret = control_republish_locked(ctl);
-	if (ret)
+	}
+	if (ret) {
+		ctl->reloads_failed++;
+		log_error("reload_error", "trigger=%s cannot publish the new "
+			  "file: %s; the last published one still serves",
+			  why, strerror(-ret));
+		snprintf(err, err_len, "cannot publish: %s\n", strerror(-ret));
 		goto out;
+	}
 	control_rewatch_locked(ctl, NULL, NULL, 0);
 	ctl->reloads_ok++;
 	log_info("reload", "trigger=%s vms=%zu domains=%zu certificates=%zu "
@@ -494,6 +514,7 @@ err:
 	tls_ref_put(tls);
 	config_free(cfg);
 	free(cfg);
+	route_table_free(ftable);
 out:
 	config_errors_free(&errs);
 	pthread_mutex_unlock(&ctl->lock);

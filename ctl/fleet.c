@@ -317,9 +317,9 @@ static void changes_clear(struct fleet *f)
 	f->ch_len = 0;
 }
 
-int fleet_rebuild_locked(struct fleet *f)
+struct route_table *fleet_table_for_locked(struct fleet *f,
+					    const struct config *fc)
 {
-	const struct config *fc = file_cfg(f->ctl);
 	struct config tmp = *fc;
 	struct config_vm *vms;
 	struct route_table *t;
@@ -327,7 +327,7 @@ int fleet_rebuild_locked(struct fleet *f)
 
 	vms = calloc(fc->vms_len + f->map.n + 1, sizeof(*vms));
 	if (!vms)
-		return -ENOMEM;
+		return NULL;
 	for (i = 0; i < fc->vms_len; i++)
 		if (!fmap_get(&f->map, fc->vms[i].id))
 			vms[k++] = fc->vms[i];
@@ -344,10 +344,23 @@ int fleet_rebuild_locked(struct fleet *f)
 	tmp.vms_len = k;
 	t = route_table_new(&tmp);
 	free(vms);
-	if (!t)
-		return -ENOMEM;
+	return t;
+}
+
+int fleet_install_locked(struct fleet *f, struct route_table *t)
+{
 	changes_clear(f);
 	return control_set_fbase_locked(f->ctl, t);
+}
+
+int fleet_rebuild_locked(struct fleet *f)
+{
+	struct route_table *t =
+		fleet_table_for_locked(f, file_cfg(f->ctl));
+
+	if (!t)
+		return -ENOMEM;
+	return fleet_install_locked(f, t);
 }
 
 size_t fleet_changes_len_locked(const struct fleet *f)

@@ -48,9 +48,20 @@ void fleet_free(struct fleet *f);
 void fleet_cancel(struct fleet *f);
 bool fleet_cancelled(struct fleet *f);
 
-/* The file's VMs with etcd's over them, rebuilt after a reload (under
- * the lock; -ENOMEM leaves the old one). */
+/* The file's VMs with etcd's over them, rebuilt (under the lock; -ENOMEM
+ * leaves the old one). */
 int fleet_rebuild_locked(struct fleet *f);
+
+/* The same in two steps, for a reload that must not commit to a new file
+ * before its table is built: the table of |fc|'s VMs with etcd's over
+ * them (NULL: out of memory), then installed and published (taking |t|;
+ * the changes applied since the last rebuild are in it). Under the
+ * lock. */
+struct config;
+struct route_table;
+struct route_table *fleet_table_for_locked(struct fleet *f,
+					    const struct config *fc);
+int fleet_install_locked(struct fleet *f, struct route_table *t);
 
 /* The changes applied since the last rebuild, for a snapshot: a table
  * derived from |base| (NULL when out of memory), and their count. */
