@@ -37,6 +37,22 @@ static bool looks_like_http(const uint8_t *in, size_t len)
 	return i >= 3 && i < len && in[i] == ' ';
 }
 
+/* Could these first bytes still become a request line's "METHOD " (at
+ * most 8 capital letters so far, nothing else)? Then whether it is plain
+ * HTTP waits for the next byte: the 400 must not depend on how the
+ * client's bytes fell into segments. */
+static bool http_undecided(const uint8_t *in, size_t len)
+{
+	size_t i;
+
+	if (len >= 9)
+		return false;
+	for (i = 0; i < len; i++)
+		if (in[i] < 'A' || in[i] > 'Z')
+			return false;
+	return true;
+}
+
 static enum front_verdict reject(struct front_decision *out,
 				 enum conn_reason reason, const char *detail,
 				 uint8_t alert)
@@ -152,6 +168,10 @@ enum front_verdict front_decide(struct front_decision *out,
 		out->need = h.records_len;
 		return FRONT_NEED_MORE;
 	case TLS_HELLO_NOT_TLS:
+		if (http_undecided(in, in_len)) {
+			out->need = in_len + 1;
+			return FRONT_NEED_MORE;
+		}
 		if (!looks_like_http(in, in_len))
 			return reject(out, REASON_NOT_TLS,
 				      "first bytes are not a TLS handshake", 0);

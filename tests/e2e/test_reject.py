@@ -108,6 +108,29 @@ def test_not_tls(live_gate):
                        timeout=5, since=mark)
 
 
+def test_not_tls_split_request_line(live_gate):
+    """A request line whose method comes in a segment of its own ("GE",
+    then the rest, as from a slow client) gets the same 400 as one sent
+    whole: whether the bytes are HTTP waits for the space. (It was closed
+    without a word.)"""
+    from e2e_util import tcp_sockets, wait_until
+    mark = live_gate.mark()
+    s = socket.create_connection(("127.0.0.1", 3000), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    lport = s.getsockname()[1]
+    s.sendall(b"GE")
+    # the gate has read the two bytes (its socket holds none unread)
+    assert wait_until(lambda: [x for x in tcp_sockets("dport = :%d" % lport)
+                               if x[1] == 0], 5)
+    s.sendall(b"T /health HTTP/1.1\r\nHost: vm1.vm.test\r\n\r\n")
+    got, how = read_answer(s, timeout=10)
+    s.close()
+    assert got.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (got, how,
+                                                            live_gate.tail(since=mark))
+    live_gate.wait_log(r"WARN reject .*%s.*reason=not_tls\b.*plain HTTP" % peer_re(lport),
+                       timeout=5, since=mark)
+
+
 def test_port_9000_allowed_on_other_domain(live_gate, certs):
     """Control for port_denied: the same VM and port through other.test
     (no allowlist) reaches the echo on vm1:9000."""
