@@ -172,6 +172,20 @@ static void add_error(char *err, size_t err_len, const char *file,
 	ERR_clear_error();
 }
 
+/* Puts where the certificate's entry is in appliance.yaml in front of
+ * |err| ("FILE:LINE:COL: "), as every configuration error says it. */
+static void add_where(char *err, size_t err_len, const struct config *cfg,
+		      const struct config_cert *c)
+{
+	char tmp[1024];
+
+	if (!cfg->path || !c->line || !err_len)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s:%u:%u: %s", cfg->path, c->line,
+		 c->col, err);
+	snprintf(err, err_len, "%s", tmp);
+}
+
 static bool add_name(struct tls_ctx *t, const char *name, size_t len,
 		     size_t idx)
 {
@@ -658,8 +672,10 @@ struct tls_ctx *tls_ctx_new(const struct config *cfg, char *err,
 					   err_len);
 		EVP_PKEY *pub;
 
-		if (!ctx)
+		if (!ctx) {
+			add_where(err, err_len, cfg, &cfg->certs[i]);
 			goto err_free;
+		}
 		if (IS_ENABLED(CONFIG_KEY_SIGNER)) {
 			/* What BoringSSL can sign with depends on the key's
 			 * public half alone. */
@@ -816,8 +832,10 @@ bool tls_ctx_check_keys(const struct config *cfg, char *err, size_t err_len)
 			ok = use_key_file(ctx, c, err, err_len);
 		/* Frees the key: nothing of it outlives the check. */
 		SSL_CTX_free(ctx);
-		if (!ok)
+		if (!ok) {
+			add_where(err, err_len, cfg, c);
 			return false;
+		}
 	}
 	return true;
 }

@@ -105,6 +105,10 @@ def test_check_key_not_the_certificates(real_bin, gate_config_path, certs,
     assert r.returncode != 0, ("--check accepted a mismatched key", r)
     assert ("%s: private key does not match the certificate" % certs.other_key
             in r.stderr), r
+    # where in the file, as every configuration error says it
+    line = text[:text.index(vm_key)].count("\n") + 1
+    assert re.search(r"%s:%d:\d+: %s: private key does not match" % (
+        re.escape(bad), line, re.escape(certs.other_key)), r.stderr), r.stderr
 
 
 @pytest.mark.parametrize("signer", [True, False], ids=["tls.signer", "no-signer"])
