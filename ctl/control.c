@@ -349,6 +349,14 @@ static void warn_restart(const struct control *ctl, const struct config *old,
 		log_warn("reload", "tls.signer: changed; restart to apply");
 }
 
+/* When the startup files began to be read (control_loaded_at). */
+static struct timespec loaded_at;
+
+void control_loaded_at(const struct timespec *t)
+{
+	loaded_at = *t;
+}
+
 void control_on_reload(struct control *ctl,
 		       void (*fn)(void *arg, const struct config *cfg),
 		       void *arg)
@@ -601,6 +609,14 @@ int control_new(struct control **out, struct shared *shared, const char *path,
 			 strerror(errno));
 	pthread_mutex_lock(&ctl->lock);
 	control_rewatch_locked(ctl, NULL, NULL, 0);
+	/* What changed between reading the files and watching them (a
+	 * certificate renewed while vmgate started) is read once more. */
+	if (loaded_at.tv_sec &&
+	    control_watched_changed_since(ctl, &loaded_at)) {
+		log_info("watch", "a watched file changed while vmgate "
+			 "started: reading it again");
+		ctl->watch_caught_up = true;
+	}
 	pthread_mutex_unlock(&ctl->lock);
 	if (ctl->fleet && (ret = fleet_start(ctl->fleet))) {
 		snprintf(err, err_len, "cannot start the fleet thread: %s",

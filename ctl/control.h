@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define VMGATE_VERSION "0.1.0"
 
@@ -39,6 +40,12 @@ struct tls_ctx;
  * blocked in every thread. */
 int control_new(struct control **out, struct shared *shared, const char *path,
 		struct tls_ctx *tls, bool verbose, char *err, size_t err_len);
+
+/* control_loaded_at says when the startup file and what it names began to
+ * be read (CLOCK_REALTIME): a watched file changed since (before its watch
+ * began) is read again once control_run starts. Call before control_new;
+ * without it, nothing is read again. */
+void control_loaded_at(const struct timespec *t);
 int control_run(struct control *ctl, const sigset_t *sigs);
 void control_free(struct control *ctl); /* NULL is fine */
 

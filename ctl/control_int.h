@@ -150,6 +150,12 @@ int control_fsync_dir(const char *path);
 void control_rewatch_locked(struct control *ctl, const struct config *also,
 			    char *const *missing, size_t missing_len);
 
+/* watch.c: has a watched file (or a link on the way to it) been written
+ * or replaced at |t| or later (CLOCK_REALTIME_COARSE, the clock of file
+ * times)? */
+bool control_watched_changed_since(const struct control *ctl,
+				   const struct timespec *t);
+
 /* watch.c: frees the watch list (control_free). */
 void control_watches_free(struct control *ctl);
 

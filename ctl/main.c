@@ -528,6 +528,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* The clock file times are kept in (control_loaded_at). */
+	{
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME_COARSE, &now);
+		control_loaded_at(&now);
+	}
 	if (!load(&cfg, &tls, path))
 		goto out;
 	/* The signer checks each key against its certificate as it loads

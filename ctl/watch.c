@@ -421,3 +421,38 @@ bool control_events_match(struct control *ctl, const uint8_t *buf, size_t len)
 	pthread_mutex_unlock(&ctl->lock);
 	return hit;
 }
+
+static bool at_or_after(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec > b->tv_sec ||
+	       (a->tv_sec == b->tv_sec && a->tv_nsec >= b->tv_nsec);
+}
+
+bool control_watched_changed_since(const struct control *ctl,
+				   const struct timespec *t)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	for (size_t i = 0; i < ctl->watches_len; i++) {
+		const struct watch *w = &ctl->watches[i];
+
+		for (size_t j = 0; j < w->names_len; j++) {
+			if ((size_t)snprintf(path, sizeof(path), "%s/%s",
+					     w->dir, w->names[j]) >=
+			    sizeof(path))
+				continue;
+			/* The name itself (a link replaced) and what it
+			 * leads to. */
+			if (!lstat(path, &st) &&
+			    (at_or_after(&st.st_mtim, t) ||
+			     at_or_after(&st.st_ctim, t)))
+				return true;
+			if (!stat(path, &st) &&
+			    (at_or_after(&st.st_mtim, t) ||
+			     at_or_after(&st.st_ctim, t)))
+				return true;
+		}
+	}
+	return false;
+}

@@ -357,6 +357,32 @@ def test_kubernetes_secret_swap(gate_bin, certs, fleet, tmp_path):
         g.stop()
 
 
+def test_file_changed_while_starting_is_read(gate_bin, certs, fleet, tmp_path):
+    """A certificate renewed between vmgate reading it and watching its
+    directory (stood for by a file time after the start: the event it
+    would have sent came before the watch) is read once more as soon as
+    the gate runs, without SIGHUP. (It was missed until the next
+    event.)"""
+    g = AdminGate(gate_bin, str(tmp_path / "startwin"), certs,
+                  [("vm1", fleet.addr("vm1"))], hidden=True)
+    later = time.time() + 30
+    os.utime(g.cert, (later, later))
+    mark = 0
+    g.start()
+    try:
+        g.wait_log(r"INFO watch a watched file changed while vmgate started",
+                   since=mark, timeout=5)
+        g.wait_log(r"INFO reload trigger=file ", since=mark, timeout=5)
+    finally:
+        g.stop()
+
+
+def test_no_reload_at_a_quiet_start(admin_gate):
+    """Nothing changed while the gate started: no extra reload (the
+    file times are kept to the coarse clock they are written with)."""
+    assert "changed while vmgate started" not in admin_gate.tail(since=0)
+
+
 def staged_leaf(certs, tmp_path):
     """A new *.vm.test leaf made in tmp_path/staging: (cert, key, DER)."""
     staging = str(tmp_path / "staging")
