@@ -87,11 +87,23 @@ static enum conn_reason error_reason(int res, enum conn_reason reset,
 void relay_arm_client_recv(struct worker *w, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
+	unsigned len = w->bufs.buf_size;
 
 	if (c->flags & (CF_CLIENT_RECV | CF_CLIENT_FIN | CF_STARVED))
 		return;
+	/* While a hello is collected, no further than the parser said the
+	 * answer can change: its last bytes and a receive buffer behind
+	 * them in one read held far more than a hello may cost (README,
+	 * limits.max_clienthello_bytes). What follows stays in the socket
+	 * until the handshake reads it. */
+	if (c->state == CONN_HELLO) {
+		size_t have = tls_conn_input_len(&c->tls);
+
+		if (c->hello_need > have && c->hello_need - have < len)
+			len = (unsigned)(c->hello_need - have);
+	}
 	sqe = conn_sqe(w, c, OP_CLIENT_RECV);
-	io_uring_prep_recv(sqe, c->cfd, NULL, w->bufs.buf_size, 0);
+	io_uring_prep_recv(sqe, c->cfd, NULL, len, 0);
 	ring_sock(sqe);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = RING_BGID;
