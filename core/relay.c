@@ -84,6 +84,8 @@ static enum conn_reason error_reason(int res, enum conn_reason reset,
 	return res == -ECONNRESET || res == -EPIPE ? reset : other;
 }
 
+#define HELLO_READ_MIN 4096
+
 void relay_arm_client_recv(struct worker *w, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -91,16 +93,23 @@ void relay_arm_client_recv(struct worker *w, struct conn *c)
 
 	if (c->flags & (CF_CLIENT_RECV | CF_CLIENT_FIN | CF_STARVED))
 		return;
-	/* While a hello is collected, no further than the parser said the
-	 * answer can change: its last bytes and a receive buffer behind
-	 * them in one read held far more than a hello may cost (README,
-	 * limits.max_clienthello_bytes). What follows stays in the socket
-	 * until the handshake reads it. */
+	/* While a hello is collected, not much further than the parser
+	 * said the answer can change: its last bytes and a receive buffer
+	 * behind them in one read held far more than a hello may cost
+	 * (README, limits.max_clienthello_bytes). At least HELLO_READ_MIN:
+	 * the parser's next step may be one header byte away, and a hello
+	 * in 1-byte records would cost a receive per byte. What follows
+	 * stays in the socket until the handshake reads it. */
 	if (c->state == CONN_HELLO) {
-		size_t have = tls_conn_input_len(&c->tls);
+		size_t have = tls_conn_input_len(&c->tls), want;
 
-		if (c->hello_need > have && c->hello_need - have < len)
-			len = (unsigned)(c->hello_need - have);
+		if (c->hello_need > have) {
+			want = c->hello_need - have;
+			if (want < HELLO_READ_MIN)
+				want = HELLO_READ_MIN;
+			if (want < len)
+				len = (unsigned)want;
+		}
 	}
 	sqe = conn_sqe(w, c, OP_CLIENT_RECV);
 	io_uring_prep_recv(sqe, c->cfd, NULL, len, 0);

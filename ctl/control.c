@@ -373,7 +373,7 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	struct config_errors errs = {0};
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	struct base_ref *base = NULL;
-	struct route_table *ftable = NULL;
+	struct base_ref *fbase = NULL;
 	struct tls_ref *tls = NULL;
 	bool parsed = false;
 	char msg[512];
@@ -443,9 +443,12 @@ int control_reload(struct control *ctl, const char *why, char *err,
 	 * so that a failure leaves the old file in force whole (the new
 	 * certificate store with the old table would pair domains by index
 	 * across two files). */
-	if (ctl->fleet && !(ftable = fleet_table_for_locked(ctl->fleet, cfg))) {
-		ret = -ENOMEM;
-		goto err;
+	if (ctl->fleet) {
+		fbase = base_ref_new(fleet_table_for_locked(ctl->fleet, cfg));
+		if (!fbase || !fbase->t) {
+			ret = -ENOMEM;
+			goto err;
+		}
 	}
 	warn_restart(ctl, ctl->shared->cfg, cfg);
 	if (ctl->shared->steer && (!listen_same(file_cfg(ctl), cfg) ||
@@ -487,16 +490,20 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		log_set_level((enum log_level)cfg->log_level);
 	if (ctl->on_reload)
 		ctl->on_reload(ctl->on_reload_arg, cfg);
-	/* The fleet table holds the file's VMs too: the new file's (which
-	 * also publishes). A publication that fails (out of memory) leaves
-	 * the workers on the last snapshot, old routes with old
-	 * certificates; the next change publishes the new file. */
+	/* The fleet table holds the file's VMs too: the new file's. A
+	 * publication that fails (out of memory) leaves the workers on the
+	 * last snapshot, old routes with old certificates; the next change
+	 * publishes the new file, its table with its certificates. */
 	if (ctl->fleet) {
-		ret = fleet_install_locked(ctl->fleet, ftable);
-		ftable = NULL;
-	} else {
-		ret = control_republish_locked(ctl);
+		base_ref_put(ctl->fbase);
+		ctl->fbase = fbase;
+		fbase = NULL;
+		fleet_changes_clear_locked(ctl->fleet);
 	}
+	/* Watched before it is published: a failure to publish leaves the
+	 * new file in force (and its files watched), unpublished. */
+	control_rewatch_locked(ctl, NULL, NULL, 0);
+	ret = control_republish_locked(ctl);
 	if (ret) {
 		ctl->reloads_failed++;
 		log_error("reload_error", "trigger=%s cannot publish the new "
@@ -505,7 +512,6 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		snprintf(err, err_len, "cannot publish: %s\n", strerror(-ret));
 		goto out;
 	}
-	control_rewatch_locked(ctl, NULL, NULL, 0);
 	ctl->reloads_ok++;
 	log_info("reload", "trigger=%s vms=%zu domains=%zu certificates=%zu "
 		 "api_changes=%zu", why, route_vm_count(current(ctl)->routes),
@@ -522,7 +528,7 @@ err:
 	tls_ref_put(tls);
 	config_free(cfg);
 	free(cfg);
-	route_table_free(ftable);
+	base_ref_put(fbase);
 out:
 	config_errors_free(&errs);
 	pthread_mutex_unlock(&ctl->lock);

@@ -347,10 +347,9 @@ struct route_table *fleet_table_for_locked(struct fleet *f,
 	return t;
 }
 
-int fleet_install_locked(struct fleet *f, struct route_table *t)
+void fleet_changes_clear_locked(struct fleet *f)
 {
 	changes_clear(f);
-	return control_set_fbase_locked(f->ctl, t);
 }
 
 int fleet_rebuild_locked(struct fleet *f)
@@ -360,7 +359,8 @@ int fleet_rebuild_locked(struct fleet *f)
 
 	if (!t)
 		return -ENOMEM;
-	return fleet_install_locked(f, t);
+	changes_clear(f);
+	return control_set_fbase_locked(f->ctl, t);
 }
 
 size_t fleet_changes_len_locked(const struct fleet *f)

@@ -52,16 +52,16 @@ bool fleet_cancelled(struct fleet *f);
  * leaves the old one). */
 int fleet_rebuild_locked(struct fleet *f);
 
-/* The same in two steps, for a reload that must not commit to a new file
+/* The same in steps, for a reload that must not commit to a new file
  * before its table is built: the table of |fc|'s VMs with etcd's over
- * them (NULL: out of memory), then installed and published (taking |t|;
- * the changes applied since the last rebuild are in it). Under the
- * lock. */
+ * them (NULL: out of memory); once the caller has made it the fleet
+ * table, the changes applied since the last rebuild (in it now) are
+ * cleared. Under the lock. */
 struct config;
 struct route_table;
 struct route_table *fleet_table_for_locked(struct fleet *f,
 					    const struct config *fc);
-int fleet_install_locked(struct fleet *f, struct route_table *t);
+void fleet_changes_clear_locked(struct fleet *f);
 
 /* The changes applied since the last rebuild, for a snapshot: a table
  * derived from |base| (NULL when out of memory), and their count. */

@@ -134,9 +134,19 @@ static bool want_links(struct watch **ws, size_t *len, const char *path)
 	     link[PATH_MAX];
 	int hops = 0;
 
-	if (path[0] != '/' ||
-	    (size_t)snprintf(rest, sizeof(rest), "%s", path) >= sizeof(rest))
+	/* A relative path (vmgate -c appliance.yaml) from the working
+	 * directory, as the files are opened. */
+	if (path[0] != '/') {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    (size_t)snprintf(rest, sizeof(rest), "%s/%s", cwd, path) >=
+			    sizeof(rest))
+			return true;
+	} else if ((size_t)snprintf(rest, sizeof(rest), "%s", path) >=
+		   sizeof(rest)) {
 		return true;
+	}
 	for (;;) {
 		char *r = rest, *comp;
 		size_t n;
@@ -342,8 +352,11 @@ void control_rewatch_locked(struct control *ctl, const struct config *also,
 		for (j = 0; j < ws[i].names_len; j++)
 			if (ws[i].subdir[j] && has_dir(&ws[i], ws[i].names[j]))
 				ctl->watch_caught_up = true;
+	/* Only one that can be read now: a file that is there but refused
+	 * (EACCES) would fail the reload again, and again every tick; its
+	 * mode put right comes as an event (IN_ATTRIB). */
 	for (i = 0; i < missing_len; i++)
-		if (!access(missing[i], F_OK))
+		if (!access(missing[i], R_OK))
 			ctl->watch_caught_up = true;
 	/* One no longer needed goes, unless another path names the same
 	 * directory (one inode, one watch descriptor). */

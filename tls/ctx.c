@@ -767,8 +767,27 @@ static SSL_CTX *fit_in(const struct tls_ctx *t, bool *covered,
 	return NULL;
 }
 
+static SSL_CTX *get0_fitting(const struct tls_ctx *t, const char *name,
+			     const struct tls_sigalg_offer *offer);
+
 SSL_CTX *tls_ctx_get0_for_hello(const struct tls_ctx *t, const char *name,
 				const struct tls_sigalg_offer *offer)
+{
+	SSL_CTX *ctx = get0_fitting(t, name, offer);
+	struct tls_sigalg_offer any_curve;
+
+	if (ctx || !offer->groups_present)
+		return ctx;
+	/* No certificate on a curve the client lists: BoringSSL signs with
+	 * one all the same, and some clients take it (OpenSSL's do not). A
+	 * preference, then, not a refusal. */
+	any_curve = *offer;
+	any_curve.groups_present = false;
+	return get0_fitting(t, name, &any_curve);
+}
+
+static SSL_CTX *get0_fitting(const struct tls_ctx *t, const char *name,
+			     const struct tls_sigalg_offer *offer)
 {
 	size_t i, name_len = strlen(name);
 	bool covered = false;

@@ -113,11 +113,13 @@ struct tls_sigalg_offer {
  * BoringSSL asks of the key besides a scheme (ssl/handshake_server.cc,
  * choosing the cipher suite): a suite of tls/ctx.c's TLS 1.2 list for the
  * key's type among the client's (ECDHE-RSA for an RSA key, ECDHE-ECDSA for
- * an ECDSA or Ed25519 one), and an ECDSA key's curve among the client's
+ * an ECDSA or Ed25519 one): without one BoringSSL fails the handshake
+ * with no shared cipher, where another certificate of the name's would
+ * have served. And an ECDSA key's curve among the client's
  * supported_groups when it sent that extension (RFC 8422 5.1: a client
- * that did not supports every curve). Without them BoringSSL fails the
- * handshake with no shared cipher, where another certificate of the
- * name's would have served. */
+ * that did not supports every curve): BoringSSL does not ask that, but a
+ * client may refuse the certificate (OpenSSL's do), so tls/ctx.c prefers
+ * a certificate that passes and falls back to one that does not. */
 bool tls_sigalg_offer_fits(const struct tls_sigalg_key *key,
 			   const struct tls_sigalg_offer *o);
 

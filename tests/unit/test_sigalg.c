@@ -402,12 +402,13 @@ static void test_tls12_suites_and_groups(void **state)
 	/* P-256 not among the client's groups: not the P-256 key. */
 	assert_string_equal(pick12("dual.test", both, 2, no_p256, 2, true),
 			    "B");
+	/* ... a preference: with no other, the P-256 one all the same. */
 	assert_string_equal(pick12("ec.test", both, 2, no_p256, 2, true),
-			    "-");
+			    "C");
 	/* No supported_groups at all: every curve (RFC 8422 5.1). */
 	assert_string_equal(pick12("ec.test", both, 2, NULL, 0, false), "C");
-	/* An empty list names none. */
-	assert_string_equal(pick12("ec.test", both, 2, NULL, 0, true), "-");
+	/* An empty list names none: the RSA one where there is one. */
+	assert_string_equal(pick12("dual.test", both, 2, NULL, 0, true), "B");
 	/* No suite of ours: nothing fits. */
 	assert_string_equal(pick12("dual.test", neither, 2, p256, 2, true),
 			    "-");
