@@ -323,24 +323,29 @@ void control_rewatch_locked(struct control *ctl, const struct config *also,
 	}
 	/* A directory watched already keeps its watch descriptor: events
 	 * queued for it while a reload ran still name it (one that is gone
-	 * now does not: its watch is gone with it). The directories watched
+	 * now does not: its watch is gone with it; inotify_add_watch on the
+	 * same inode gives the same descriptor back). The directories watched
 	 * for one that does not exist come last in |ws| and are watched
 	 * first, so that a step made meanwhile is seen by one or the other
 	 * (or by the look below). */
 	for (i = len; i-- > 0;) {
 		bool missed = false;
+		int prev = -1;
 
 		for (j = 0; j < ctl->watches_len; j++)
 			if (!strcmp(ctl->watches[j].dir, ws[i].dir)) {
 				if (!ws[i].via)
-					ws[i].wd = ctl->watches[j].wd;
+					prev = ctl->watches[j].wd;
 				missed = ctl->watches[j].via != NULL;
 			}
-		if (ws[i].wd >= 0)
-			continue;
+		/* Asked again even when watched: the same directory gives
+		 * back its descriptor, and a path that leads elsewhere now
+		 * (a directory symlink swapped) a new one, whose files
+		 * written before it are read. */
 		ws[i].wd = inotify_add_watch(ctl->ifd, ws[i].dir, WATCH_MASK);
 		if (ws[i].wd >= 0)
-			ctl->watch_caught_up |= missed;
+			ctl->watch_caught_up |=
+				missed || (prev >= 0 && ws[i].wd != prev);
 		else
 			ws[i].err = errno;
 	}

@@ -357,6 +357,41 @@ def test_kubernetes_secret_swap(gate_bin, certs, fleet, tmp_path):
         g.stop()
 
 
+def test_directory_link_swapped_then_written(gate_bin, certs, fleet, tmp_path):
+    """cert: .../current/vm.pem in appliance.yaml, current -> releases/a;
+    current is swapped to releases/b (a reload: the link is watched), then
+    a new certificate is renamed into releases/b: seen too, without SIGHUP
+    (the watch of .../current stayed on releases/a)."""
+    g = AdminGate(gate_bin, str(tmp_path / "dirlink"), certs,
+                  [("vm1", fleet.addr("vm1"))], hidden=True)
+    rel = str(tmp_path / "releases")
+    for r in ("a", "b"):
+        os.makedirs(os.path.join(rel, r))
+        shutil.copy(g.cert, os.path.join(rel, r, "vm.pem"))
+        shutil.copy(g.key, os.path.join(rel, r, "vm.key"))
+    cur = str(tmp_path / "current")
+    os.symlink(os.path.join(rel, "a"), cur)
+    g.cert, g.key = os.path.join(cur, "vm.pem"), os.path.join(cur, "vm.key")
+    g.write_config(g.vms)
+    g.start()
+    try:
+        old = leaf_der(certs, host("vm1"))
+        mark = g.mark()
+        os.symlink(os.path.join(rel, "b"), cur + ".new")
+        os.rename(cur + ".new", cur)
+        g.wait_log(r"INFO reload trigger=file ", since=mark, timeout=5)
+        os.makedirs(str(tmp_path / "staging-b"))
+        cert, key, new = make_leaf(certs, str(tmp_path / "staging-b"))
+        assert new != old
+        mark = g.mark()
+        os.rename(key, os.path.join(rel, "b", "vm.key"))
+        os.rename(cert, os.path.join(rel, "b", "vm.pem"))
+        assert wait_until(lambda: leaf_der(certs, host("vm1")) == new, 5), \
+            g.tail(since=mark)
+    finally:
+        g.stop()
+
+
 def test_file_changed_while_starting_is_read(gate_bin, certs, fleet, tmp_path):
     """A certificate renewed between vmgate reading it and watching its
     directory (stood for by a file time after the start: the event it
