@@ -351,8 +351,8 @@ e2e-fds: deps-test
 	  $(E2E_PY) -m pytest -q -p no:cacheprovider $(E2E_FDS_TESTS) $(E2E_ARGS)
 
 # The runs of the suite after `make e2e` leave out the tests marked
-# `once` (testssl.sh, a minute): what they check is the same in every
-# socket mode and key path.
+# `once` (testssl.sh, a minute; fleet mode's modules, a minute and a
+# half): what they check is the same in every socket mode and key path.
 E2E_AGAIN := -m 'not once'
 
 # The build without vmgate-signer, whose private keys stay in vmgate

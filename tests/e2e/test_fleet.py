@@ -28,6 +28,11 @@ import pytest
 from e2e_net import free_ports, stop_process
 from e2e_util import Gate, echo_roundtrip, gate_config, tls_connect, wait_until
 
+# Fleet mode is control plane (etcd, the fleet and admin threads): what it
+# checks is the same in every socket mode and key path, so the runs of
+# the suite after `make e2e` leave it out (E2E_AGAIN: -m 'not once').
+pytestmark = pytest.mark.once
+
 PROGRESS_MS = 500
 PREFIX = "/vmgate/v1/"
 

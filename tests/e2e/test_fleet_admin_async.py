@@ -31,6 +31,11 @@ import pytest
 from e2e_util import wait_until
 from test_fleet import EtcdCluster, FleetGate, UnixHTTP
 
+# Fleet mode is control plane (etcd, the fleet and admin threads): what it
+# checks is the same in every socket mode and key path, so the runs of
+# the suite after `make e2e` leave it out (E2E_AGAIN: -m 'not once').
+pytestmark = pytest.mark.once
+
 TIMEOUT_MS = 2000
 QUEUE = 64
 

@@ -23,6 +23,11 @@ import pytest
 from e2e_util import wait_until
 from test_fleet import EtcdCluster, FleetGate
 
+# Fleet mode is control plane (etcd, the fleet and admin threads): what it
+# checks is the same in every socket mode and key path, so the runs of
+# the suite after `make e2e` leave it out (E2E_AGAIN: -m 'not once').
+pytestmark = pytest.mark.once
+
 ANDROID = "/usr/lib/x86_64-linux-gnu/android/"
 CURL_TREE = ("libcurl", "libgnutls", "libssh2", "libcrypto.so.3", "libk5crypto")
 

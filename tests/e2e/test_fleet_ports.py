@@ -22,6 +22,11 @@ from e2e_util import (Gate, Hello, echo_roundtrip, gate_config,
 from e2e_net import free_ports
 from test_fleet import PREFIX, EtcdCluster, FleetGate, b64
 
+# Fleet mode is control plane (etcd, the fleet and admin threads): what it
+# checks is the same in every socket mode and key path, so the runs of
+# the suite after `make e2e` leave it out (E2E_AGAIN: -m 'not once').
+pytestmark = pytest.mark.once
+
 UNRECOGNIZED_NAME = 112
 
 

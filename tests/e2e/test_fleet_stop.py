@@ -30,6 +30,11 @@ from e2e_util import wait_until
 from test_fleet import EtcdCluster, FleetGate, UnixHTTP
 from test_fleet_admin_async import Pending, Stopped, metric
 
+# Fleet mode is control plane (etcd, the fleet and admin threads): what it
+# checks is the same in every socket mode and key path, so the runs of
+# the suite after `make e2e` leave it out (E2E_AGAIN: -m 'not once').
+pytestmark = pytest.mark.once
+
 TIMEOUT_MS = 30000
 EXIT_S = 8  # far under TIMEOUT_MS: the drain (no connections) and a cancel
 CANCELLED = "cancelled: vmgate is stopping"

@@ -19,6 +19,11 @@ from e2e_net import run
 from e2e_util import wait_until
 from test_fleet import EtcdCluster, EtcdTLS, FleetGate, PREFIX
 
+# Fleet mode is control plane (etcd, the fleet and admin threads): what it
+# checks is the same in every socket mode and key path, so the runs of
+# the suite after `make e2e` leave it out (E2E_AGAIN: -m 'not once').
+pytestmark = pytest.mark.once
+
 
 def make_ca(d, name):
     key, cert = os.path.join(d, name + ".key"), os.path.join(d, name + ".pem")
