@@ -170,20 +170,15 @@ enum tls_suite_auth tls_sigalg_suite_auth(uint16_t suite)
 	}
 }
 
-static bool offers_suite(const uint8_t *list, size_t len,
+static bool offers_suite(const uint8_t *suites, size_t suites_len,
 			 enum tls_suite_auth auth)
 {
-	for (size_t i = 0; i + 1 < len; i += 2)
-		if (tls_sigalg_suite_auth((uint16_t)(list[i] << 8 |
-						     list[i + 1])) == auth)
-			return true;
-	return false;
-}
+	CBS list;
+	uint16_t v;
 
-static bool offers_group(const uint8_t *list, size_t len, uint16_t group)
-{
-	for (size_t i = 0; i + 1 < len; i += 2)
-		if ((uint16_t)(list[i] << 8 | list[i + 1]) == group)
+	CBS_init(&list, suites, suites_len);
+	while (CBS_get_u16(&list, &v))
+		if (tls_sigalg_suite_auth(v) == auth)
 			return true;
 	return false;
 }
@@ -216,6 +211,6 @@ bool tls_sigalg_offer_fits(const struct tls_sigalg_key *key,
 	default:
 		return true; /* Ed25519: no curve to agree on */
 	}
-	return !o->groups_present ||
-	       offers_group(o->groups, o->groups_len, group);
+	/* A list of u16 values like signature_algorithms': offered(). */
+	return !o->groups_present || offered(o->groups, o->groups_len, group);
 }
