@@ -124,8 +124,7 @@ static enum front_verdict route(struct front_decision *out,
 	 * ServerHello: refuse here, before any key work, as it would
 	 * (RFC 8446 4.4.3; handshake_failure is what BoringSSL sends). */
 	offer = (struct tls_sigalg_offer){
-		.version = tls_sigalg_version(h->legacy_version,
-					      h->max_version),
+		.version = h->tls_version,
 		.sigalgs = h->sigalgs,
 		.sigalgs_len = h->sigalgs_len,
 		.suites = h->cipher_suites,

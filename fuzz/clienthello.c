@@ -37,14 +37,16 @@
  *     also OK and one byte less is NEED_MORE; SNI and ALPN views lie
  *     inside the input (one record) or scratch; the SNI is 1..255 bytes
  *     without NUL; the ALPN list is well formed with non-empty names;
- *     max_version is legacy_version or a non-GREASE value;
+ *     max_version is legacy_version or a non-GREASE value; tls_version
+ *     is 0, 0x0303 or 0x0304;
  *   - BAD and TOO_LARGE come with an error string.
  *   - differential: whenever the parser answers OK, BoringSSL parses the
  *     same records_len bytes (a server SSL object on memory BIOs with a
  *     throwaway certificate). If it gets as far as its select-certificate
  *     callback, its SSL_CLIENT_HELLO must agree with ours: legacy_version,
  *     SSL_get_servername() against our SNI, and its extension lookup of
- *     ALPN against our list; if it gets as far as ALPN selection, the list
+ *     ALPN against our list; the version of the ServerHello it writes
+ *     (or its refusal for the version) must be our tls_version; if it gets as far as ALPN selection, the list
  *     it hands to the callback must be ours. If BoringSSL refuses the hello
  *     before the callback, it must be for a reason that is not the SNI or
  *     the ALPN (see bssl_refusal_ok).
@@ -180,6 +182,51 @@ static bool bssl_refusal_ok(uint32_t packed)
 	return true;
 }
 
+/* The version in the ServerHello (or HelloRetryRequest) BoringSSL wrote,
+ * or 0 if it wrote none: supported_versions' when present, else
+ * server_version. */
+static uint16_t written_version(BIO *wbio)
+{
+	const uint8_t *out;
+	size_t out_len;
+	CBS rec, body, exts, ext, sid;
+	uint8_t type, hs_type;
+	uint16_t v, rec_v, ext_type;
+
+	if (!BIO_mem_contents(wbio, &out, &out_len))
+		return 0;
+	CBS_init(&rec, out, out_len);
+	if (!CBS_get_u8(&rec, &type) || type != 22 || !CBS_get_u16(&rec, &rec_v) ||
+	    !CBS_get_u16_length_prefixed(&rec, &body) ||
+	    !CBS_get_u8(&body, &hs_type) || hs_type != 2 ||
+	    !CBS_skip(&body, 3) || !CBS_get_u16(&body, &v) ||
+	    !CBS_skip(&body, 32) || !CBS_get_u8_length_prefixed(&body, &sid) ||
+	    !CBS_skip(&body, 3))
+		return 0;
+	if (!CBS_get_u16_length_prefixed(&body, &exts))
+		return v;
+	while (CBS_get_u16(&exts, &ext_type) &&
+	       CBS_get_u16_length_prefixed(&exts, &ext))
+		if (ext_type == 43 && CBS_get_u16(&ext, &v))
+			return v;
+	return v;
+}
+
+/* tls_version is the version BoringSSL negotiates when it allows TLS 1.2
+ * and 1.3 (vmgate's range; this one allows 1.0 up, so below 1.2 it may
+ * agree where ours says 0). */
+static void check_version(const struct tls_hello *h, BIO *wbio, uint32_t err)
+{
+	uint16_t v = written_version(wbio);
+
+	if (v) {
+		check(h->tls_version == (v >= TLS1_2_VERSION ? v : 0));
+	} else if (ERR_GET_LIB(err) == ERR_LIB_SSL &&
+		   ERR_GET_REASON(err) == SSL_R_UNSUPPORTED_PROTOCOL) {
+		check(h->tls_version == 0);
+	}
+}
+
 static void check_bssl(const struct tls_hello *h, const uint8_t *in,
 		       size_t len)
 {
@@ -206,6 +253,7 @@ static void check_bssl(const struct tls_hello *h, const uint8_t *in,
 		}
 	} else {
 		check(view.version == h->legacy_version);
+		check_version(h, wbio, err);
 		check(view.has_sni == (h->sni != NULL));
 		if (h->sni) {
 			check(strlen(view.sni) == h->sni_len);
@@ -262,6 +310,8 @@ static void check_ok(const struct tls_hello *h, const uint8_t *in,
 	}
 	check(h->max_version == h->legacy_version ||
 	      (h->max_version & 0x0f0f) != 0x0a0a);
+	check(h->tls_version == 0 || h->tls_version == 0x0303 ||
+	      h->tls_version == 0x0304);
 }
 
 /* An answer with copies of its views, which die with the next call
@@ -299,6 +349,7 @@ static int same_fields(const struct tls_hello *a, const struct tls_hello *b)
 {
 	return a->legacy_version == b->legacy_version &&
 	       a->max_version == b->max_version &&
+	       a->tls_version == b->tls_version &&
 	       same_view(a->sni, a->sni_len, b->sni, b->sni_len) &&
 	       same_view(a->alpn, a->alpn_len, b->alpn, b->alpn_len) &&
 	       same_view(a->sigalgs, a->sigalgs_len, b->sigalgs,

@@ -99,6 +99,25 @@ body = b"\x03\x03" + b"\x00" * 20
 write("raw-truncated-hello", b"\x3f" + frame(b"\x01" + struct.pack("!I", len(body))[1:] + body, 16384))
 write("raw-sslv2", b"\x3f\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10")
 write("raw-http", b"\x3fGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+# legacy_version 0x0304 (RFC 8446 forbids it) with supported_versions: the
+# extension alone decides.
+write("raw-legacy-13", b"\x3f" + frame(curl[:4] + b"\x03\x04" + curl[6:], 16384))
+
+
+def with_versions(msg, *v):
+    """|msg| with its supported_versions listing |v| instead."""
+    exts, out, i = extensions(msg), b"", 0
+    while i < len(exts):
+        t, n = struct.unpack("!HH", exts[i:i + 4])
+        out += versions(*v) if t == 43 else exts[i:i + 4 + n]
+        i += 4 + n
+    head = msg[:len(msg) - len(exts) - 2]
+    body = head[4:] + u16(out)
+    return b"\x01" + struct.pack("!I", len(body))[1:] + body
+
+
+# TLS 1.2 and a version nobody speaks yet: BoringSSL agrees on 1.2.
+write("raw-versions-future", b"\x3f" + frame(with_versions(curl, 0x0303, 0x0305), 16384))
 write("raw-max512", b"\x7f" + open(os.path.join(FIX, "openssl-big-alpn.bin"), "rb").read())
 
 

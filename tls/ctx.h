@@ -58,7 +58,7 @@ void tls_ctx_free(struct tls_ctx *t); /* NULL is fine */
  * with a wildcard SAN covering it (one label: "*.w.test" covers a.w.test,
  * not w.test nor a.b.w.test), whose key can sign in a scheme of
  * |sigalgs| (signature_algorithms' list contents, |sigalgs_len| bytes;
- * NULL, 0: the extension is absent) at |version| (tls_sigalg_version;
+ * NULL, 0: the extension is absent) at |version| (struct tls_hello's tls_version;
  * tls_sigalg_fits says what fits). When no certificate covers |name|, the
  * first certificate that fits. NULL when certificates cover |name| but
  * none fits, or none covers it and none fits: BoringSSL would fail the

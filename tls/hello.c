@@ -145,6 +145,8 @@ enum {
 	EXT_ECH = 0xfe0d,
 	ECH_OUTER = 0,
 	NAME_TYPE_HOST_NAME = 0,
+	VERSION_TLS12 = 0x0303,
+	VERSION_TLS13 = 0x0304,
 };
 
 static bool is_grease(uint16_t v)
@@ -336,12 +338,15 @@ static bool parse_ech(const char **out_err, CBS *ext)
 }
 
 /* parse_versions reads a ClientHello supported_versions body and returns
- * the highest non-GREASE version in |out_max|. */
+ * the highest non-GREASE version in |out_max| and, in |out_tls|, the one
+ * a server of TLS 1.2 and 1.3 agrees on: the highest of the two it lists,
+ * whatever else it lists (BoringSSL's negotiate_version walks its own
+ * versions, newest first, and takes the first the client offers). */
 static bool parse_versions(const char **out_err, uint8_t *out_alert,
-			   uint16_t *out_max, CBS *ext)
+			   uint16_t *out_max, uint16_t *out_tls, CBS *ext)
 {
 	CBS list;
-	uint16_t v, max = 0;
+	uint16_t v, max = 0, tls = 0;
 	bool found = false;
 
 	if (!CBS_get_u8_length_prefixed(ext, &list) || CBS_len(ext) != 0) {
@@ -357,6 +362,8 @@ static bool parse_versions(const char **out_err, uint8_t *out_alert,
 			continue;
 		if (!found || v > max)
 			max = v;
+		if ((v == VERSION_TLS13 || v == VERSION_TLS12) && v > tls)
+			tls = v;
 		found = true;
 	}
 	if (!found) {
@@ -367,6 +374,7 @@ static bool parse_versions(const char **out_err, uint8_t *out_alert,
 		return false;
 	}
 	*out_max = max;
+	*out_tls = tls;
 	return true;
 }
 
@@ -430,7 +438,8 @@ static bool parse_extensions(struct tls_hello *out, CBS *exts)
 		}
 		case EXT_SUPPORTED_VERSIONS:
 			if (!parse_versions(&out->error, &out->alert,
-					    &out->max_version, &ext))
+					    &out->max_version,
+					    &out->tls_version, &ext))
 				return false;
 			break;
 		case EXT_ECH:
@@ -485,6 +494,10 @@ static bool parse_client_hello(struct tls_hello *out, CBS *msg)
 		return false;
 	}
 	out->max_version = out->legacy_version;
+	/* Without supported_versions a server stops at TLS 1.2, whatever
+	 * legacy_version says (RFC 8446 4.2.1). */
+	out->tls_version = out->legacy_version >= VERSION_TLS12 ? VERSION_TLS12
+								: 0;
 
 	/* A hello that ends here is valid TLS 1.2-era syntax; it simply has
 	 * no SNI, and the router decides what that means. */

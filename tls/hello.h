@@ -85,6 +85,13 @@ struct tls_hello {
 	 * that extension is present, else legacy_version. */
 	uint16_t legacy_version;
 	uint16_t max_version;
+	/* The version a server of TLS 1.2 and 1.3 (vmgate's) negotiates with
+	 * this hello: 0x0304 when supported_versions lists it, else 0x0303
+	 * when that extension lists it or, without the extension,
+	 * legacy_version is at least 0x0303; 0 when there is none in common
+	 * (BoringSSL answers protocol_version). Versions it does not speak,
+	 * a future 0x0305 among them, count for nothing. */
+	uint16_t tls_version;
 
 	/* On TLS_HELLO_OK: number of input bytes that make up the records
 	 * carrying the ClientHello (record headers included); bytes after it

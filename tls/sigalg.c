@@ -115,15 +115,6 @@ static bool offered(const uint8_t *sigalgs, size_t sigalgs_len,
 	return false;
 }
 
-uint16_t tls_sigalg_version(uint16_t legacy_version, uint16_t max_version)
-{
-	if (max_version >= TLS13 && legacy_version <= TLS12)
-		return TLS13;
-	if (max_version >= TLS12)
-		return TLS12;
-	return 0;
-}
-
 bool tls_sigalg_choose(uint16_t *out_sigalg, const struct tls_sigalg_key *key,
 		       uint16_t version, const uint8_t *sigalgs,
 		       size_t sigalgs_len)

@@ -57,20 +57,6 @@ struct tls_sigalg_key {
 /* tls_sigalg_key_init describes |pkey| (NULL: TLS_SIGALG_KEY_NONE). */
 void tls_sigalg_key_init(struct tls_sigalg_key *out, const EVP_PKEY *pkey);
 
-/* tls_sigalg_version returns the version BoringSSL will negotiate with a
- * server that allows TLS 1.2 and 1.3, from a ClientHello's legacy_version
- * and its highest version offered (struct tls_hello.max_version): 0x0304,
- * 0x0303, or 0 when it will refuse the version (protocol_version).
- *
- * Without supported_versions BoringSSL never picks 1.3, whatever
- * legacy_version says, and the parser reports legacy_version as the
- * highest then; a hello with legacy_version above 0x0303 is therefore read
- * as TLS 1.2, whose rules accept every scheme TLS 1.3's do, so the answer
- * never refuses a hello BoringSSL would take. (A supported_versions
- * offering only versions above 1.3 besides 1.2 is read as 1.3: the parser
- * keeps only the highest.) */
-uint16_t tls_sigalg_version(uint16_t legacy_version, uint16_t max_version);
-
 /* tls_sigalg_choose sets |*out_sigalg| to the SignatureScheme BoringSSL
  * signs with for |key| at |version| (0x0303 or 0x0304) when the client
  * offered |sigalgs| (the list's contents, |sigalgs_len| bytes of u16
@@ -97,7 +83,7 @@ enum tls_suite_auth tls_sigalg_suite_auth(uint16_t suite);
 
 /* What a ClientHello offers that a certificate's fit depends on. */
 struct tls_sigalg_offer {
-	uint16_t version; /* tls_sigalg_version's answer */
+	uint16_t version; /* struct tls_hello's tls_version */
 	const uint8_t *sigalgs; /* signature_algorithms; NULL, 0: absent */
 	size_t sigalgs_len;
 	/* TLS 1.2 (struct tls_hello): the cipher suites, NULL when not

@@ -893,6 +893,7 @@ struct spec {
 	bool no_extensions;          /* omit the extensions block */
 	const uint8_t *trailer;      /* bytes after the extensions block */
 	size_t trailer_len;
+	uint16_t legacy_version;     /* 0: 0x0303 */
 };
 
 /* build_msg makes a ClientHello handshake message from |s|. */
@@ -905,7 +906,8 @@ static void build_msg(struct buf *out, const struct spec *s)
 	assert_true(CBB_init(&cbb, 512));
 	assert_true(CBB_add_u8(&cbb, 1));
 	assert_true(CBB_add_u24_length_prefixed(&cbb, &body));
-	assert_true(CBB_add_u16(&body, 0x0303));
+	assert_true(CBB_add_u16(&body, s->legacy_version ? s->legacy_version
+							 : 0x0303));
 	assert_true(CBB_add_bytes(&body, random, sizeof(random)));
 	assert_true(CBB_add_u8_length_prefixed(&body, &v));
 	assert_true(CBB_add_bytes(&v, random, sizeof(random)));
@@ -1191,6 +1193,9 @@ static void test_supported_versions(void **state)
 	static const uint16_t grease_13[] = { 0x7a7a, 0x0304, 0x0303 };
 	static const uint16_t grease_only[] = { 0x0a0a, 0xfafa };
 	static const uint16_t low_first[] = { 0x0302, 0x0303, 0x0304 };
+	static const uint16_t future_12[] = { 0x0303, 0x0305 };
+	static const uint16_t none_common[] = { 0x0302, 0x0305 };
+	static const uint16_t only_13[] = { 0x0304 };
 	static const uint8_t odd[] = { 3, 0x03, 0x04, 0x03 };
 	static const uint8_t empty[] = { 0 };
 	static const uint8_t trailing[] = { 2, 0x03, 0x04, 0x00 };
@@ -1204,6 +1209,7 @@ static void test_supported_versions(void **state)
 	build(&b, &s);
 	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "GREASE + 1.3 + 1.2\n");
 	assert_int_equal(h.max_version, 0x0304);
+	assert_int_equal(h.tls_version, 0x0304);
 	assert_int_equal(h.legacy_version, 0x0303);
 	buf_free(&b);
 	buf_free(&v);
@@ -1213,8 +1219,54 @@ static void test_supported_versions(void **state)
 	build(&b, &s);
 	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "1.1, 1.2, 1.3\n");
 	assert_int_equal(h.max_version, 0x0304);
+	assert_int_equal(h.tls_version, 0x0304);
 	buf_free(&b);
 	buf_free(&v);
+
+	/* A version vmgate does not speak counts for nothing: 1.2 and a
+	 * future 0x0305 is TLS 1.2 (it was read as 1.3 by the highest). */
+	versions_ext(&v, future_12, 2);
+	e = (struct ext){ 43, v.data, v.len };
+	build(&b, &s);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "1.2 + 0x0305\n");
+	assert_int_equal(h.max_version, 0x0305);
+	assert_int_equal(h.tls_version, 0x0303);
+	buf_free(&b);
+	buf_free(&v);
+
+	/* Only versions it does not speak: none in common. */
+	versions_ext(&v, none_common, 2);
+	e = (struct ext){ 43, v.data, v.len };
+	build(&b, &s);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "1.1 + 0x0305\n");
+	assert_int_equal(h.tls_version, 0);
+	buf_free(&b);
+	buf_free(&v);
+
+	/* With supported_versions, legacy_version decides nothing (RFC 8446
+	 * forbids 0x0304 there; BoringSSL reads the extension alone). */
+	versions_ext(&v, only_13, 1);
+	e = (struct ext){ 43, v.data, v.len };
+	s.legacy_version = 0x0304;
+	build(&b, &s);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "legacy 1.3 + {1.3}\n");
+	assert_int_equal(h.tls_version, 0x0304);
+	buf_free(&b);
+	buf_free(&v);
+
+	/* Without it, legacy_version up to TLS 1.2. */
+	s = (struct spec){ .legacy_version = 0x0304, .nexts = 0 };
+	build(&b, &s);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "legacy 1.3 alone\n");
+	assert_int_equal(h.max_version, 0x0304);
+	assert_int_equal(h.tls_version, 0x0303);
+	buf_free(&b);
+	s.legacy_version = 0x0302;
+	build(&b, &s);
+	expect_result(peek_buf(&h, &b), TLS_HELLO_OK, "legacy 1.1 alone\n");
+	assert_int_equal(h.tls_version, 0);
+	buf_free(&b);
+	s = (struct spec){ .exts = &e, .nexts = 1 };
 
 	versions_ext(&v, grease_only, 2);
 	e = (struct ext){ 43, v.data, v.len };

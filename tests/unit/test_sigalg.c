@@ -157,21 +157,6 @@ static void test_fits_leaves_version_failures_to_boringssl(void **state)
 	assert_false(tls_sigalg_fits(&key, 0x0303, NULL, 0));
 }
 
-static void test_version(void **state)
-{
-	(void)state;
-	/* A TLS 1.3 hello: legacy 1.2, supported_versions up to 1.3. */
-	assert_int_equal(tls_sigalg_version(0x0303, 0x0304), 0x0304);
-	assert_int_equal(tls_sigalg_version(0x0303, 0x7f1c), 0x0304);
-	assert_int_equal(tls_sigalg_version(0x0303, 0x0303), 0x0303);
-	/* No supported_versions: BoringSSL stops at 1.2. */
-	assert_int_equal(tls_sigalg_version(0x0304, 0x0304), 0x0303);
-	assert_int_equal(tls_sigalg_version(0x0305, 0x0305), 0x0303);
-	assert_int_equal(tls_sigalg_version(0x0302, 0x0302), 0);
-	assert_int_equal(tls_sigalg_version(0x0303, 0x0302), 0);
-	assert_int_equal(tls_sigalg_version(0x0301, 0x0301), 0);
-}
-
 /* tls_sigalg_key_init on keys BoringSSL makes. */
 static void test_key_init(void **state)
 {
@@ -448,7 +433,6 @@ int main(void)
 	const struct CMUnitTest pure[] = {
 		cmocka_unit_test(test_schemes),
 		cmocka_unit_test(test_fits_leaves_version_failures_to_boringssl),
-		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_key_init),
 	};
 	const struct CMUnitTest ctx[] = {
