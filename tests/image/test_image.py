@@ -40,6 +40,25 @@ def first_boot(workdir, host, config_disk, data_disk):
     g.kill()
 
 
+def gpt_partition_start(path, name):
+    """The byte offset of the GPT partition called |name| in disk image
+    |path| (512-byte sectors)."""
+    with open(path, "rb") as f:
+        f.seek(512)
+        hdr = f.read(92)
+        assert hdr[:8] == b"EFI PART", path
+        lba, n, size = (int.from_bytes(hdr[72:80], "little"),
+                        int.from_bytes(hdr[80:84], "little"),
+                        int.from_bytes(hdr[84:88], "little"))
+        f.seek(lba * 512)
+        table = f.read(n * size)
+    for i in range(n):
+        e = table[i * size:(i + 1) * size]
+        if e[56:128].decode("utf-16-le").rstrip("\0") == name:
+            return int.from_bytes(e[32:40], "little") * 512
+    raise AssertionError("no partition %s in %s" % (name, path))
+
+
 def curl(guest, name, path, out, timeout=60):
     port = guest.ports[8443]
     return subprocess.run(
@@ -231,7 +250,16 @@ def test_bad_config_errors_on_console_and_retried(workdir, guests):
                         "CONFIG=" + os.path.join(d, "appliance.yaml"), "OUT=" + img],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r
-    g = Guest(workdir, "badconfig", [(img, True)])
+    # and a disk whose VMGATEDATA partition holds somebody's data (no ext
+    # file system): never formatted over
+    disk = os.path.join(workdir, "disk-notblank.img")
+    shutil.copyfile(os.path.join(IMAGE, "vmgate-disk.img"), disk)
+    start = gpt_partition_start(disk, "VMGATEDATA")
+    mark = b"XFSB somebody's file system" + os.urandom(64)
+    with open(disk, "r+b") as f:
+        f.seek(start)
+        f.write(mark)
+    g = Guest(workdir, "badconfig", [(img, True), (disk, False)])
     guests.append(g)
     g.wait_console(r"^/config/appliance\.yaml:3:3: .*adress", 120)
     g.wait_console(r"vmgate exited with status 1; restarting in 1s", 10)
@@ -240,3 +268,9 @@ def test_bad_config_errors_on_console_and_retried(workdir, guests):
     con = g.console()
     assert len(re.findall(r"/config/appliance\.yaml:3:3: ", con)) >= 2, g.tail()
     assert con.count("Linux version") == 1 and g.proc.poll() is None
+    assert ("data: /dev/vdb3 is named VMGATEDATA but is not blank" in con
+            and "formatting" not in con), g.tail()
+    assert "/data is in RAM" in con, g.tail()
+    with open(disk, "rb") as f:
+        f.seek(start)
+        assert f.read(len(mark)) == mark

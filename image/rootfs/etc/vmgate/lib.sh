@@ -1,7 +1,15 @@
 # Shared by the appliance's scripts (busybox ash).
 
+# say: a line on every console the kernel writes to (console=tty0
+# console=ttyS0: the screen and the serial port), where /dev/console is
+# only the last one named.
 say() {
-	echo "vmgate-image: $*" >/dev/console
+	local c printed=
+	for c in $(cat /sys/class/tty/console/active 2>/dev/null); do
+		[ -c "/dev/$c" ] || continue
+		echo "vmgate-image: $*" >"/dev/$c" 2>/dev/null && printed=1
+	done
+	[ -n "$printed" ] || echo "vmgate-image: $*" >/dev/console
 }
 
 # cmdline_arg NAME: the value of NAME= on the kernel command line.
@@ -36,6 +44,13 @@ ext_label() {
 	m=$(dd if="$1" bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1 | tr -d ' \n')
 	[ "$m" = 53ef ] || return 1
 	dd if="$1" bs=1 skip=1144 count=16 2>/dev/null | tr -d '\000'
+}
+
+# blank DEV: true when the first MiB of DEV is all zeros: a partition
+# nothing was ever written to, the only kind first boot formats.
+blank() {
+	[ "$(dd if="$1" bs=65536 count=16 2>/dev/null | tr -d '\000' |
+		head -c 1 | wc -c)" -eq 0 ]
 }
 
 # part_name DEV: the GPT partition name the kernel read (PARTNAME).
