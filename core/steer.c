@@ -20,6 +20,7 @@
 #include <bpf/libbpf.h>
 
 #include "core/listener.h"
+#include "core/log.h"
 #include "core/steer-t.h"
 
 /* The compiled program (build/bpf/steer.bpf.o), embedded by the
@@ -374,6 +375,28 @@ int steer_old_pid(const struct steer *s)
 	return (int)s->old.pid;
 }
 
+/* A process taken over that stopped before steer_commit named this one
+ * the owner still owned the pins, and took them (and their directory)
+ * with it: pinned again, so the next --takeover finds the maps. */
+static void steer_repin(struct steer *s)
+{
+	char path[320];
+	size_t i;
+
+	if (!s->pin[0] || (mkdir(s->pin, 0700) && errno != EEXIST))
+		return;
+	for (i = 0; i < sizeof(steer_maps) / sizeof(steer_maps[0]); i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(s->obj,
+								 steer_maps[i]);
+
+		snprintf(path, sizeof(path), "%s/%s", s->pin, steer_maps[i]);
+		if (m && access(path, F_OK) && errno == ENOENT &&
+		    bpf_obj_pin(bpf_map__fd(m), path))
+			log_warn("steer", "cannot pin %s again: %s", path,
+				 strerror(errno));
+	}
+}
+
 int steer_commit(struct steer *s, unsigned n, uint16_t port)
 {
 	struct steer_meta m = { .pid = (uint32_t)getpid(),
@@ -388,8 +411,11 @@ int steer_commit(struct steer *s, unsigned n, uint16_t port)
 	k = 0;
 	if (bpf_map_update_elem(s->meta_fd, &k, &m, BPF_ANY))
 		return -errno;
-	if (s->old.pid && kill((pid_t)s->old.pid, SIGTERM))
+	/* Gone since steer_adopt saw it (it was draining already, or
+	 * crashed): what it was told is done. */
+	if (s->old.pid && kill((pid_t)s->old.pid, SIGTERM) && errno != ESRCH)
 		return -errno;
+	steer_repin(s);
 	return 0;
 }
 

@@ -389,6 +389,23 @@ static void drop_bpf_caps(struct steer *steer)
 /* On takeover: the old process gets SIGTERM once the new listeners are
  * in the map; what its listeners still queue moves to ours only with
  * net.ipv4.tcp_migrate_req (else those connections are reset). */
+/* Tests only (VMGATE_TEST_TAKEOVER_GATE=FIFO): a takeover waits here,
+ * between reading the old process's maps and telling it to stop, until
+ * the FIFO is opened for writing; the test makes the old process exit
+ * meanwhile. */
+static void test_takeover_gate(void)
+{
+	const char *path = getenv("VMGATE_TEST_TAKEOVER_GATE");
+	int fd;
+
+	if (!path)
+		return;
+	log_info("takeover", "test_gate=%s waiting", path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+}
+
 static void takeover_note(int old)
 {
 	char v[8] = "";
@@ -684,6 +701,7 @@ int main(int argc, char **argv)
 			 * writing it: read again once that one is gone. */
 			control_takeover(ctl, steer_old_pid(shared.steer),
 					 cfg.limits.drain_timeout_ms + 5000);
+			test_takeover_gate();
 		}
 		ret = steer_commit(shared.steer, nworkers, steer_port);
 		if (ret) {

@@ -755,6 +755,53 @@ def test_takeover_reads_the_state_file_once_the_old_one_is_gone(
                 stop_process(p)
 
 
+@pytest.mark.timeout(90)
+def test_takeover_when_the_old_one_exits_first(topo, certs, gate_bin, vm,
+                                               host_service, ports):
+    """The process taken over exits on its own (it was draining already,
+    or crashed) after the new one read the pinned maps and before it
+    tells it to stop: the new one goes on serving (it gave up with "No
+    such process" and left nothing steered), and the maps are pinned
+    again for the next --takeover (the old one took the pins with it)."""
+    bpffs = os.path.join(topo.dir, "bpffs-gone")
+    os.makedirs(bpffs, exist_ok=True)
+    run(["mount", "-t", "bpf", "bpf", bpffs])
+    topo.mounts.append(bpffs)
+    pins = os.path.join(bpffs, "vmgate")
+    gate = os.path.join(topo.dir, "takeover-gate")
+    os.mkfifo(gate)
+    env = dict(os.environ, VMGATE_BPF_DIR=pins)
+    cfg = write_config(topo, certs, "gone", [
+        'addresses: ["%s"]' % ADDR6, "ports: all", "exclude_ports: [%d]" % EXCL])
+    old = start_gate(topo, gate_bin, cfg, "gone-old", env=env)
+    procs = [old]
+    try:
+        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
+        new = topo.spawn(topo.g, gate_bin + ["-c", cfg, "--takeover"], "gone-new",
+                         env=dict(env, VMGATE_TEST_TAKEOVER_GATE=gate))
+        procs.append(new)
+        wait_line(new, "test_gate=", timeout=20)
+        # A clean exit: it removes the pins, it still being their owner.
+        old.send_signal(signal.SIGTERM)
+        assert old.wait(30) == 0, log_text(old)[-2000:]
+        assert not os.listdir(pins)
+        with open(gate, "w"):
+            pass
+        wait_line(new, " INFO ready ", timeout=20)
+        assert new.poll() is None, log_text(new)[-2000:]
+        wait_until(lambda: _reaches(topo, certs, 8080, "vm1.vm.test"), 10,
+                   what="served by the new process")
+        assert dial(topo, certs, ADDR6, ports[0])[0] == ports[0]
+        dirs = os.listdir(pins)
+        assert len(dirs) == 1, dirs
+        assert sorted(os.listdir(os.path.join(pins, dirs[0]))) == sorted(
+            ["steer_addrs", "steer_ports", "steer_socks", "steer_meta"])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                stop_process(p)
+
+
 @pytest.mark.timeout(60)
 def test_admin_port_not_steered(topo, certs, gate_bin, vm):
     """ports: all on an address the admin API listens on: its port stays
