@@ -337,13 +337,21 @@ static int steer_apply_maps(struct steer *s, const struct config *cfg)
 	for (size_t i = 0; i < cfg->ports_len; i++)
 		bits[cfg->ports[i] / 64] |= 1ULL << (cfg->ports[i] % 64);
 	/* Never the admin API's own port on a steered address: it would
-	 * be shadowed by the data plane. */
+	 * be shadowed by the data plane. An admin API on "::" or
+	 * "0.0.0.0" listens on every address, steered ones too. (One port
+	 * map serves every address: the port is then left on all of
+	 * them.) */
 	if (cfg->admin.has_listen) {
+		static const struct in6_addr v4_any = { .s6_addr = {
+			[10] = 0xff, [11] = 0xff } };
+		const struct in6_addr *a = &cfg->admin.listen.sin6_addr;
 		struct steer_addr any = { 0 };
 		uint16_t p = ntohs(cfg->admin.listen.sin6_port);
 
-		steer_key(&k, &cfg->admin.listen.sin6_addr);
-		if (steer_wanted(cfg, &k) || steer_wanted(cfg, &any))
+		steer_key(&k, a);
+		if (IN6_IS_ADDR_UNSPECIFIED(a) ||
+		    !memcmp(a, &v4_any, sizeof(*a)) || steer_wanted(cfg, &k) ||
+		    steer_wanted(cfg, &any))
 			bits[p / 64] &= ~(1ULL << (p % 64));
 	}
 	for (w = 0; w < STEER_PORT_WORDS; w++) {

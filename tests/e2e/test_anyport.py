@@ -803,17 +803,20 @@ def test_takeover_when_the_old_one_exits_first(topo, certs, gate_bin, vm,
 
 
 @pytest.mark.timeout(60)
-def test_admin_port_not_steered(topo, certs, gate_bin, vm):
+@pytest.mark.parametrize("admin_addr", [ADDR6, "::"])
+def test_admin_port_not_steered(topo, certs, gate_bin, vm, admin_addr):
     """ports: all on an address the admin API listens on: its port stays
-    the API's, the others are steered."""
+    the API's, the others are steered. The API on "::" listens on the
+    steered address too (its port was steered: the data plane answered)."""
     token = os.path.join(topo.dir, "token")
     with open(token, "w") as f:
         f.write("t0ken\n")
-    cfg = write_config(topo, certs, "adm", ['addresses: ["%s"]' % ADDR6,
-                                            "ports: all"])
+    name = "adm" if admin_addr == ADDR6 else "adm-any"
+    cfg = write_config(topo, certs, name, ['addresses: ["%s"]' % ADDR6,
+                                           "ports: all"])
     with open(cfg, "a") as f:
-        f.write('  listen: "[%s]:9901"\n  token_file: %s\n' % (ADDR6, token))
-    gate = start_gate(topo, gate_bin, cfg, "adm")
+        f.write('  listen: "[%s]:9901"\n  token_file: %s\n' % (admin_addr, token))
+    gate = start_gate(topo, gate_bin, cfg, name)
     try:
         s = ns_socket(topo.g, ADDR6)
         s.settimeout(5)
