@@ -472,6 +472,34 @@ def test_listeners_mode(topo, certs, gate_bin, vm, host_service, ports):
         stop_process(gate)
 
 
+@pytest.mark.timeout(60)
+def test_listeners_mode_leaves_the_admin_port(topo, certs, gate_bin, vm):
+    """steering: listeners with the admin API's port among listen.ports on
+    its address: the port stays the API's, as steering leaves it (vmgate
+    opened a data listener there first, the API's bind failed and startup
+    ended after 5 s of listen_busy)."""
+    token = os.path.join(topo.dir, "token-ls")
+    with open(token, "w") as f:
+        f.write("t0ken\n")
+    cfg = write_config(topo, certs, "ls-adm", [
+        'addresses: ["%s"]' % ADDR6, "ports: [8080, 9901]",
+        "steering: listeners"])
+    with open(cfg, "a") as f:
+        f.write('  listen: "[%s]:9901"\n  token_file: %s\n' % (ADDR6, token))
+    gate = start_gate(topo, gate_bin, cfg, "ls-adm")
+    try:
+        s = ns_socket(topo.g, ADDR6)
+        s.settimeout(5)
+        s.connect((ADDR6, 9901))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data, _ = read_answer(s, timeout=5)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200"), data[:80]
+        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
+    finally:
+        stop_process(gate)
+
+
 def test_listeners_refuse_all(topo, certs, gate_bin):
     cfg = write_config(topo, certs, "bad", ["ports: all", "steering: listeners"])
     r = run(gate_bin + ["--check", "-c", cfg], check=False)
