@@ -23,7 +23,7 @@
 
 struct config_error {
 	unsigned line, col; /* 1-based; 0:0 when not tied to a place */
-	char msg[240];
+	char msg[320]; /* an unknown key, 64 bytes shown, and every key */
 };
 
 struct config_errors {

@@ -256,7 +256,8 @@ bool ld_walk_map(struct ld *ld, yaml_node_t *n, const char *what,
 			    !memcmp(keys[i].name, ld_sval(k), ld_slen(k)))
 				break;
 		if (i == nkeys) {
-			char list[128] = "";
+			/* Room for the longest table (limits: 153 bytes). */
+			char list[256] = "";
 			size_t off = 0;
 
 			for (size_t j = 0; j < nkeys && off < sizeof(list); j++)
@@ -768,6 +769,7 @@ bool config_load(struct config *out, struct config_errors *errs,
 		ld_err_at(&ld, 0, 0, "cannot open: %s", strerror(errno));
 		goto err;
 	}
+	errno = 0;
 	for (;;) {
 		size_t n;
 
@@ -793,7 +795,9 @@ bool config_load(struct config *out, struct config_errors *errs,
 			break;
 	}
 	if (ferror(f)) {
-		ld_err_at(&ld, 0, 0, "read error");
+		/* A directory opens, and its first read says EISDIR. */
+		ld_err_at(&ld, 0, 0, "cannot read: %s",
+			  strerror(errno ? errno : EIO));
 		goto err_buf;
 	}
 

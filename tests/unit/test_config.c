@@ -259,6 +259,20 @@ static void test_load_missing_file(void **state)
 	config_errors_free(&e);
 }
 
+/* A directory named as the file: the reason, not "read error". */
+static void test_load_directory(void **state)
+{
+	struct config c;
+	struct config_errors e;
+
+	(void)state;
+	assert_false(config_load(&c, &e, "/tmp/"));
+	assert_int_equal(e.len, 1);
+	assert_non_null(strstr(e.v[0].msg, "Is a directory"));
+	config_free(&c);
+	config_errors_free(&e);
+}
+
 /* The files a config names that do not exist are listed, resolved, for a
  * caller to watch for; one that exists, or that exists and is not a
  * regular file, is not. */
@@ -583,6 +597,12 @@ static const struct error_case error_cases[] = {
 	{ "missing both", "workers: 1\n", 1, 1,
 	  "missing required key 'listen'", 2 },
 	{ "unknown key", "foo: 1\n" MIN, 1, 1, "unknown key 'foo'", 1 },
+	/* The longest key list, whole (it was cut at 127 bytes). */
+	{ "unknown limit", MIN "limits: {buffer_byte: 1}\n", 6, 10,
+	  "unknown key 'buffer_byte' in limits (expected max_connections, "
+	  "max_connections_per_ip, max_clienthello_bytes, drain_timeout_ms, "
+	  "handshake_timeout_ms, connect_timeout_ms, idle_timeout_ms, "
+	  "buffer_bytes)", 1 },
 	{ "fleet without etcd", MIN "fleet: {}\n", 6, 8,
 	  "missing required key 'etcd' in fleet", 1 },
 	{ "fleet bad endpoint", MIN "fleet:\n  etcd:\n    endpoints: [x]\n",
@@ -1093,6 +1113,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_shipped_buf),
 		cmocka_unit_test(test_shipped_file),
 		cmocka_unit_test(test_load_missing_file),
+		cmocka_unit_test(test_load_directory),
 		cmocka_unit_test(test_load_lists_missing_files),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_values),
