@@ -187,8 +187,8 @@ static bool sockets_choose(struct sockmode_choice *out,
 
 /* How connections reach the workers (listen.steering): sk_lookup when
  * asked or, for auto, when the program attaches; per-port listeners
- * otherwise, which cannot serve `ports: all` or a range wider than
- * LISTENERS_RANGE_MAX. |why| (|why_len|) says what decided. Returns false
+ * otherwise, which cannot serve `ports: all` or more than
+ * LISTENERS_PORTS_MAX ports. |why| (|why_len|) says what decided. Returns false
  * when neither can serve (|why| says so). */
 /* Where the steering maps of this configuration in this network
  * namespace are pinned: $VMGATE_BPF_DIR (default /sys/fs/bpf/vmgate),
@@ -279,9 +279,9 @@ static bool steering_choose(struct shared *shared, const struct config *cfg,
 	}
 	if (cfg->ports_wide) {
 		snprintf(why, why_len, "listen.ports %s needs sk_lookup "
-			 "steering (per-port listeners take at most %d ports a "
-			 "range) and %s", cfg->ports_all ? "all" : "has a range "
-			 "that", LISTENERS_RANGE_MAX, err);
+			 "steering (per-port listeners take at most %d ports) "
+			 "and %s", cfg->ports_all ? "all" : "with that many "
+			 "ports", LISTENERS_PORTS_MAX, err);
 		return false;
 	}
 	snprintf(why, why_len, "auto: %s", err);

@@ -35,9 +35,10 @@
 #define DEFAULT_MAX_CLIENTHELLO_BYTES 16384
 #define DEFAULT_DRAIN_TIMEOUT_MS 30000
 #define DEFAULT_STATE_FILE "vmgate-state.json"
-/* With per-port listeners (listen.steering: listeners) a range may hold
- * at most this many ports: each is a socket per worker. */
-#define LISTENERS_RANGE_MAX 1024
+/* With per-port listeners (listen.steering: listeners) listen.ports may
+ * hold at most this many ports in all, after listen.exclude_ports: each
+ * is a socket per address and worker. */
+#define LISTENERS_PORTS_MAX 1024
 /* listen.addresses holds at most this many (sk_lookup's address map). */
 #define LISTEN_ADDRS_MAX 256
 #define DEFAULT_FLEET_PREFIX "/vmgate/v1/"
@@ -207,8 +208,8 @@ struct config {
 	size_t addrs_len;
 	enum config_steering steering;
 	bool ports_all;  /* listen.ports: all */
-	bool ports_wide; /* all, or a range over LISTENERS_RANGE_MAX
-			  * ports: per-port listeners cannot serve it */
+	bool ports_wide; /* all, or over LISTENERS_PORTS_MAX ports:
+			  * per-port listeners cannot serve it */
 
 	struct config_cert *certs; /* non-empty */
 	size_t certs_len;

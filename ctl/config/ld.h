@@ -41,9 +41,6 @@ struct ld {
 	const char *dir;
 	void *obj; /* what the current mapping fills, for its key handlers */
 	const yaml_node_t *key; /* the key whose handler runs */
-	/* The first port range ld_parse_ports met with more than
-	 * LISTENERS_RANGE_MAX ports, or NULL (reset by whoever asks). */
-	const yaml_node_t *wide_range;
 	/* The key: values of tls.certificates whose file this user may not
 	 * read, with why: an error unless tls.signer names a signer, which
 	 * opens its keys itself (known once the whole tls: section is read).

@@ -8,7 +8,7 @@
 
 /* What the section's keys leave for the checks that need them all. */
 struct listen_tmp {
-	const yaml_node_t *address, *addresses, *ports, *wide;
+	const yaml_node_t *address, *addresses, *ports;
 	uint16_t *exclude;
 	size_t exclude_len;
 };
@@ -122,14 +122,9 @@ static void key_listen_ports(struct ld *ld, yaml_node_t *v)
 			c->ports[p - 1] = (uint16_t)p;
 		c->ports_len = 65535;
 		c->ports_all = c->ports_wide = true;
-		t->wide = v;
 		return;
 	}
-	ld->wide_range = NULL;
-	if (!ld_parse_ports(ld, v, "listen.ports", &c->ports, &c->ports_len))
-		return;
-	t->wide = ld->wide_range;
-	c->ports_wide = t->wide != NULL;
+	ld_parse_ports(ld, v, "listen.ports", &c->ports, &c->ports_len);
 }
 
 static void key_listen_exclude_ports(struct ld *ld, yaml_node_t *v)
@@ -198,7 +193,6 @@ void ld_key_listen(struct ld *ld, yaml_node_t *v)
 {
 	struct listen_tmp t = { 0 };
 	struct config *c = ld->c;
-	struct show_buf b;
 
 	if (!ld_walk_map(ld, v, "listen", listen_keys,
 			 sizeof(listen_keys) / sizeof(listen_keys[0]), &t))
@@ -217,16 +211,19 @@ void ld_key_listen(struct ld *ld, yaml_node_t *v)
 	}
 	if (c->ports_len)
 		listen_exclude(ld, &t);
-	if (c->steering == CFG_STEER_LISTENERS && t.wide) {
+	/* Per-port listeners open a socket per port, address and worker:
+	 * what counts is the ports left, however they were written. */
+	if (!c->ports_all)
+		c->ports_wide = c->ports_len > LISTENERS_PORTS_MAX;
+	if (c->steering == CFG_STEER_LISTENERS && c->ports_wide) {
 		if (c->ports_all)
-			ld_err(ld, t.wide, "listen.ports: all needs steering: "
+			ld_err(ld, t.ports, "listen.ports: all needs steering: "
 			       "sk_lookup or auto (per-port listeners cannot "
 			       "hold 65,535 ports)");
 		else
-			ld_err(ld, t.wide, "listen.ports: range '%s' has more "
-			       "than %d ports, the most with steering: "
-			       "listeners", ld_show(&b, ld_sval(t.wide),
-						    ld_slen(t.wide)),
-			       LISTENERS_RANGE_MAX);
+			ld_err(ld, t.ports, "listen.ports: %zu ports (after "
+			       "listen.exclude_ports), more than %d, the most "
+			       "with steering: listeners", c->ports_len,
+			       LISTENERS_PORTS_MAX);
 	}
 }

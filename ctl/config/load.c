@@ -333,10 +333,6 @@ static bool port_item(struct ld *ld, struct port_set *s, const yaml_node_t *n,
 		       "<= 65535", what, ld_show(&b, v, len));
 		return false;
 	}
-	/* Only per-port listeners cap a range (listen.c says so when they
-	 * are asked for): remember the first one too wide for them. */
-	if (to - from + 1 > LISTENERS_RANGE_MAX && !ld->wide_range)
-		ld->wide_range = n;
 	for (long long p = from; p <= to; p++)
 		ld_port_set_add(s, (unsigned)p);
 	return true;

@@ -535,14 +535,28 @@ static void test_anyport(void **state)
 	assert_memory_equal(&c.addrs[0], &c.listen_addr, sizeof(a));
 	config_free(&c);
 	config_errors_free(&e);
-	if (!load(&c, &e, "listen:\n  ports: [\"1-1024\", 2000]\n"
+	if (!load(&c, &e, "listen:\n  ports: [\"1-1023\", 2000]\n"
 		       "  steering: listeners\n" TLS)) {
 		dump_errors(&e);
-		fail_msg("a 1024-port range refused with listeners");
+		fail_msg("1,024 ports refused with listeners");
 	}
 	assert_int_equal(c.steering, CFG_STEER_LISTENERS);
 	assert_false(c.ports_wide);
-	assert_int_equal(c.ports_len, 1025);
+	assert_int_equal(c.ports_len, 1024);
+	config_free(&c);
+	config_errors_free(&e);
+
+	/* What exclude_ports leaves is what counts: 1,024 ports out of a
+	 * range of 2,000 are fine for per-port listeners (refused before,
+	 * the range being judged whole). */
+	if (!load(&c, &e, "listen:\n  ports: [\"1-2000\"]\n"
+		  "  exclude_ports: [\"1025-2000\"]\n  steering: listeners\n"
+		  TLS)) {
+		dump_errors(&e);
+		fail_msg("1,024 ports after exclusion refused");
+	}
+	assert_int_equal(c.ports_len, 1024);
+	assert_false(c.ports_wide);
 	config_free(&c);
 	config_errors_free(&e);
 }
@@ -665,9 +679,14 @@ static const struct error_case error_cases[] = {
 	{ "range signed", "listen:\n  ports: [\"1--2\"]\n" TLS, 2, 11,
 	  "'1--2' is not a port", 1 },
 	{ "range too large", "listen:\n  ports: [\"1000-2024\"]\n"
-	  "  steering: listeners\n" TLS, 2, 11,
-	  "range '1000-2024' has more than 1024 ports, the most with "
-	  "steering: listeners", 1 },
+	  "  steering: listeners\n" TLS, 2, 10,
+	  "listen.ports: 1025 ports (after listen.exclude_ports), more than "
+	  "1024, the most with steering: listeners", 1 },
+	/* The total counts, not each range (64 ranges of 1,024 passed). */
+	{ "ranges too many", "listen:\n  ports: [\"1-1000\", \"1001-2000\"]\n"
+	  "  steering: listeners\n" TLS, 2, 10,
+	  "listen.ports: 2000 ports (after listen.exclude_ports), more than "
+	  "1024", 1 },
 	{ "all with listeners", "listen:\n  steering: listeners\n  ports: all\n"
 	  TLS, 3, 10, "listen.ports: all needs steering: sk_lookup", 1 },
 	{ "ports word", "listen:\n  ports: every\n" TLS, 2, 10,
