@@ -306,7 +306,7 @@ def main():
                    depends(*[b for b in (a.vmgate, a.signer) if b])))
     with open(os.path.join(ctl, "conffiles"), "w") as f:
         f.write("/etc/vmgate/appliance.yaml\n")
-    for script in ("postinst", "postrm"):
+    for script in ("postinst", "prerm", "postrm"):
         shutil.copyfile(os.path.join(HERE, script), os.path.join(ctl, script))
         os.chmod(os.path.join(ctl, script), 0o755)
     with open(os.path.join(ctl, "md5sums"), "w") as f:

@@ -160,8 +160,17 @@ def test_installs_and_checks_in_debian_12(tree, deb):
     r = run(["systemd-analyze", "verify", "--man=no"] +
             [os.path.join(d, n) for n in units], check=False)
     assert r.returncode == 0 and not r.stderr.strip(), r
+    # enabled on this first install (no systemctl in the tree: the links
+    # are deb-systemd-helper's own)
+    etc = os.path.join(tree, "etc", "systemd", "system")
+    assert os.readlink(os.path.join(etc, "multi-user.target.wants", "vmgate.service")) \
+        == "/lib/systemd/system/vmgate.service"
+    assert os.readlink(os.path.join(etc, "sockets.target.wants", "vmgate-signer.socket")) \
+        == "/lib/systemd/system/vmgate-signer.socket"
     # purge takes the conffile and the generated certificate away
     chroot(tree, "apt-get", "purge", "-y", "-q", "vmgate")
+    assert not os.path.lexists(os.path.join(etc, "multi-user.target.wants",
+                                            "vmgate.service"))
     assert not os.path.exists(os.path.join(tree, "etc", "vmgate"))
 
 
@@ -173,6 +182,72 @@ def test_bad_config_fails_check_in_tree(tree):
     r = chroot(tree, "sh", "-c", "apt-get install -y -q /tmp/vmgate_*_amd64.deb "
                ">/dev/null && vmgate --check -c /tmp/bad.yaml", check=False)
     assert r.returncode == 1 and "/tmp/bad.yaml:3:3: unknown key 'adress'" in r.stdout + r.stderr, r
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# the deb-check tree's stand-in for systemd's systemctl: says every unit
+# is enabled and active, and writes down what it was asked
+echo "$*" >>/tmp/systemctl.log
+case " $* " in
+*" is-enabled "*) echo enabled ;;
+esac
+exit 0
+"""
+
+
+def test_units_follow_install_upgrade_remove(tree):
+    """The maintainer scripts enable and start the units on a first install,
+    restart them on an upgrade (the signer, then vmgate: the old binaries
+    kept running from deleted files), stop them on removal (vmgate first,
+    it drains while the signer still signs) and forget them on purge:
+    with systemd "running" (/run/systemd/system and a systemctl that logs
+    its calls; deb-systemd-invoke is the real one)."""
+    log = os.path.join(tree, "tmp", "systemctl.log")
+    fake = os.path.join(tree, "usr", "bin", "systemctl")
+    rundir = os.path.join(tree, "run", "systemd", "system")
+    etc = os.path.join(tree, "etc", "systemd", "system")
+    with open(fake, "w") as f:
+        f.write(FAKE_SYSTEMCTL)
+    os.chmod(fake, 0o755)
+    os.makedirs(rundir, exist_ok=True)
+
+    def calls():
+        with open(log) as f:
+            text = f.read()
+        os.unlink(log)
+        return [l for l in text.splitlines()
+                if not l.startswith(("--system is-enabled", "--system --quiet is-active"))]
+
+    try:
+        chroot(tree, "sh", "-c", "apt-get purge -y -q vmgate >/dev/null 2>&1; "
+               "rm -f /tmp/systemctl.log; "
+               "apt-get install -y -q /tmp/vmgate_*_amd64.deb >/dev/null")
+        c = calls()
+        assert "--system daemon-reload" in c, c
+        assert "--quiet --system start vmgate-signer.socket vmgate.service" in c, c
+        # with systemctl there, deb-systemd-helper enables through presets
+        for u in ("vmgate-signer.socket", "vmgate.service"):
+            assert "--root=/ --system --preset-mode=enable-only preset " + u in c, c
+        # the same package again is an upgrade to dpkg
+        chroot(tree, "sh", "-c", "dpkg -i /tmp/vmgate_*_amd64.deb >/dev/null")
+        c = calls()
+        sig = c.index("--quiet --system restart vmgate-signer.socket vmgate-signer.service")
+        assert c.index("--quiet --system restart vmgate.service") > sig, c
+        assert not [l for l in c if " stop " in " %s " % l], c
+        chroot(tree, "dpkg", "-r", "vmgate")
+        c = calls()
+        assert c.index("stop vmgate.service") < \
+            c.index("stop vmgate-signer.service vmgate-signer.socket"), c
+        assert os.readlink(os.path.join(etc, "vmgate.service")) == "/dev/null"
+        chroot(tree, "dpkg", "-P", "vmgate")
+        assert not os.path.lexists(os.path.join(etc, "vmgate.service"))
+        assert not os.path.lexists(os.path.join(etc, "multi-user.target.wants",
+                                                "vmgate.service"))
+    finally:
+        os.unlink(fake)
+        shutil.rmtree(os.path.join(tree, "run", "systemd"), ignore_errors=True)
+        if os.path.exists(log):
+            os.unlink(log)
 
 
 def unit_keys(tree, name):
