@@ -114,16 +114,31 @@ static bool check_keys(struct config *cfg, char *err, size_t err_len)
 	return ok;
 }
 
+/* workers (0: one per CPU), at most Kconfig MAX_WORKERS, and at most
+ * limits.max_connections: each worker holds at least one connection, so
+ * more workers would hold more than that limit says. Logged when it is
+ * not what was asked. */
 static unsigned worker_count(const struct config *cfg)
 {
-	long n = cfg->workers;
+	long asked = cfg->workers, n;
+	const char *why = NULL;
 
-	if (!n)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n < 1)
-		n = 1;
-	if (n > CONFIG_MAX_WORKERS)
+	if (!asked)
+		asked = sysconf(_SC_NPROCESSORS_ONLN);
+	if (asked < 1)
+		asked = 1;
+	n = asked;
+	if (n > CONFIG_MAX_WORKERS) {
 		n = CONFIG_MAX_WORKERS;
+		why = "Kconfig MAX_WORKERS";
+	}
+	if (n > (long)cfg->limits.max_connections) {
+		n = (long)cfg->limits.max_connections;
+		why = "limits.max_connections: a worker holds at least one";
+	}
+	if (why)
+		log_info("startup", "workers=%ld asked=%ld reason=\"at most "
+			 "%ld: %s\"", n, asked, n, why);
 	return (unsigned)n;
 }
 

@@ -675,6 +675,27 @@ def test_max_connections_global(private_gate, certs, fleet):
     base.check("max_connections")
 
 
+def test_max_connections_below_workers(private_gate, certs, fleet):
+    """max_connections: 1 with workers: 2: one connection is held, not one
+    per worker (each worker's share was rounded up to one: two held)."""
+    port = free_ports(1)[0]
+    g = private_gate("maxconn1", [port], port_map="{ %d: 8080 }" % port,
+                     allowed_ports="[%d]" % port,
+                     extra_limits={"max_connections": 1, "handshake_timeout_ms": 20000})
+    mark = g.mark()
+    assert 'INFO startup workers=1 asked=2 reason="at most 1: ' \
+        'limits.max_connections' in g.text(), g.tail()
+    socks = _idle(port, 12)
+    closed = _closed_soon(socks, wait=1.5)
+    held = len(socks) - len(closed)
+    assert held == 1, ("max_connections 1: %d of 12 idle held" % held,
+                       g.tail(since=mark))
+    for s in socks:
+        s.close()
+    _wait_open(g, 0, mark, "all closed")
+    assert echo_roundtrip(certs, port=port) < 3, g.tail(since=mark)
+
+
 # ---------------------------------------------------------------- floods (private gates)
 
 def _open_many(port, n, payload=b""):
