@@ -530,23 +530,51 @@ def config_files(path):
             doc = yaml.safe_load(f) or {}
     except (OSError, yaml.YAMLError) as e:
         die("%s: %s" % (path, e))
+    def section(d, key):
+        v = d.get(key) if isinstance(d, dict) else None
+        return v if isinstance(v, dict) else {}
+
+    # Every key whose value vmgate opens as a file (ctl/config: the
+    # ld_get_file calls): the certificates, the admin token, the client
+    # CAs, fleet mode's etcd credentials.
     names = []
-    tls = doc.get("tls") or {}
-    for c in tls.get("certificates") or []:
+    for c in section(doc, "tls").get("certificates") or []:
         for k in ("cert", "key", "ocsp"):
             if isinstance(c, dict) and c.get(k):
                 names.append(str(c[k]))
-    admin = doc.get("admin") or {}
+    admin = section(doc, "admin")
     if admin.get("token_file"):
         names.append(str(admin["token_file"]))
+    for d in doc.get("domains") or []:
+        ca = section(d, "client_auth").get("ca")
+        if ca:
+            names.append(str(ca))
+    fleet = section(doc, "fleet")
+    etcd = section(fleet, "etcd")
+    for k in ("password_file", "ca_file", "cert_file", "key_file"):
+        if etcd.get(k):
+            names.append(str(etcd[k]))
     state = admin.get("state_file")
     if admin and not (state and str(state).startswith("/data/")):
         sys.stderr.write("config-disk: warning: admin.state_file is not under "
                          "/data: the config partition is read-only, so API "
                          "changes cannot be kept\n")
+    snap = fleet.get("snapshot_file")
+    if fleet and not (snap and str(snap).startswith("/data/")):
+        sys.stderr.write("config-disk: warning: fleet.snapshot_file is not "
+                         "under /data: the config partition is read-only, so "
+                         "the fleet's routes cannot be kept for a start "
+                         "without etcd\n")
     files = []
     for n in names:
-        if os.path.isabs(n):
+        # /config is where this disk is mounted: its files come from here.
+        if n.startswith("/config/"):
+            n = n[len("/config/"):]
+        elif os.path.isabs(n):
+            if not n.startswith("/data/"):
+                sys.stderr.write("config-disk: warning: %s is outside the "
+                                 "appliance's /config and /data: vmgate will "
+                                 "not find it there\n" % n)
             continue
         if ".." in n.split("/"):
             die("%s: %s leaves the configuration's folder" % (path, n))
