@@ -1,9 +1,12 @@
 /* ctl/config/admin.c: the admin: section (listen, unix, token_file,
  * state_file). */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
+#include "ctl/admin_http.h"
 #include "ctl/config/ld.h"
 
 /* "[v6]:port" or "a.b.c.d:port" */
@@ -50,19 +53,56 @@ bad:
 
 static void key_admin_unix(struct ld *ld, yaml_node_t *v)
 {
+	struct show_buf b;
 	const char *s;
 
 	if (!ld_get_str(ld, v, "admin.unix", &s))
 		return;
 	free(ld->c->admin.unix_path);
 	ld->c->admin.unix_path = ld_resolve(ld->dir, s);
-	if (!ld->c->admin.unix_path)
+	if (!ld->c->admin.unix_path) {
 		ld_oom(ld);
+		return;
+	}
+	/* sun_path holds 107 bytes and a NUL: bind would fail at startup. */
+	if (strlen(ld->c->admin.unix_path) >=
+	    sizeof(((struct sockaddr_un *)0)->sun_path))
+		ld_err(ld, v, "admin.unix: '%s' is %zu bytes, longer than the "
+		       "%zu a Unix socket's name holds",
+		       ld_show(&b, ld->c->admin.unix_path,
+			       strlen(ld->c->admin.unix_path)),
+		       strlen(ld->c->admin.unix_path),
+		       sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
 }
 
+/* What the admin API takes as a token (ctl/admin_http.c's read_token):
+ * at most ADMIN_MAX_TOKEN bytes, not empty once trailing whitespace is
+ * off. Checked here so that --check refuses what startup would. */
 static void key_admin_token_file(struct ld *ld, yaml_node_t *v)
 {
+	char buf[ADMIN_MAX_TOKEN + 1];
+	struct show_buf b;
+	size_t len;
+	FILE *f;
+
 	ld_get_file(ld, v, "admin.token_file", &ld->c->admin.token_file);
+	if (!ld->c->admin.token_file)
+		return;
+	f = fopen(ld->c->admin.token_file, "rb");
+	if (!f)
+		return; /* ld_get_file said why */
+	len = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	while (len && (buf[len - 1] == ' ' || buf[len - 1] == '\t' ||
+		       buf[len - 1] == '\r' || buf[len - 1] == '\n'))
+		len--;
+	if (len > ADMIN_MAX_TOKEN)
+		ld_err(ld, v, "admin.token_file '%s': larger than %d bytes",
+		       ld_show(&b, ld_sval(v), ld_slen(v)), ADMIN_MAX_TOKEN);
+	else if (!len)
+		ld_err(ld, v, "admin.token_file '%s': empty",
+		       ld_show(&b, ld_sval(v), ld_slen(v)));
+	explicit_bzero(buf, sizeof(buf));
 }
 
 static void key_admin_state_file(struct ld *ld, yaml_node_t *v)

@@ -104,8 +104,9 @@ def test_token_rotation_without_restart(admin_gate):
     """The token file is read again on reload: admin.token_file pointed at
     another file, or a new token written into the file itself (watched
     like the certificates), takes effect without a restart and the old
-    token is refused; a token file that cannot be read (empty) leaves the
-    token in use, with a WARN. (A new token needed a restart.)"""
+    token is refused; a token file emptied is refused as startup refuses
+    it (FILE:LINE:COL) and the token in use stays. (A new token needed a
+    restart.)"""
     g = admin_gate
     other = g.token_file + ".rotated"
     with open(other, "w") as f:
@@ -132,12 +133,13 @@ def test_token_rotation_without_restart(admin_gate):
         assert g.api("GET", "/vms", token="third-token")[0] == 200
         assert g.api("GET", "/vms", token="another-token")[0] == 401
 
-        # Emptied: the token in use stays.
+        # Emptied: the reload is refused, as startup would refuse the
+        # file, and the token in use stays.
         mark = g.mark()
         with open(other, "w"):
             pass
-        g.wait_log(r"WARN admin token_file \S+ unreadable: the token in use "
-                   r"stays", since=mark)
+        g.wait_log(r"ERROR reload_error trigger=file \S+:\d+:\d+: "
+                   r"admin.token_file '\S+': empty", since=mark)
         assert g.api("GET", "/vms", token="third-token")[0] == 200
         assert g.api("GET", "/vms", token="")[0] == 401
     finally:

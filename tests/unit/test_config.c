@@ -259,6 +259,63 @@ static void test_load_missing_file(void **state)
 	config_errors_free(&e);
 }
 
+/* What startup refuses, --check refuses: an empty token, one over 4 KiB,
+ * a unix socket path longer than sun_path holds (all passed --check and
+ * then failed vmgate's start, over and over under systemd). */
+static void test_admin_token_and_unix(void **state)
+{
+	static const char big[5000] = { 'x' };
+	struct config c;
+	struct config_errors e;
+	char y[512], name[200];
+
+	(void)state;
+	assert_int_equal(write_file("empty.token", " \n\t\n", 4), 0);
+	assert_int_equal(write_file("big.token", big, sizeof(big)), 0);
+	assert_int_equal(write_file("ok.token", "t0ken\n", 6), 0);
+
+	assert_false(load(&c, &e, MIN "admin: { unix: a.sock, token_file: "
+			  "empty.token }\n"));
+	assert_int_equal(e.len, 1);
+	assert_non_null(strstr(e.v[0].msg, "admin.token_file 'empty.token': "
+				     "empty"));
+	config_free(&c);
+	config_errors_free(&e);
+
+	assert_false(load(&c, &e, MIN "admin: { unix: a.sock, token_file: "
+			  "big.token }\n"));
+	assert_int_equal(e.len, 1);
+	assert_non_null(strstr(e.v[0].msg, "larger than 4096 bytes"));
+	config_free(&c);
+	config_errors_free(&e);
+
+	memset(name, 'a', 110);
+	name[110] = '\0';
+	snprintf(y, sizeof(y), MIN "admin: { unix: %s, token_file: ok.token "
+		 "}\n", name);
+	assert_false(load(&c, &e, y));
+	assert_int_equal(e.len, 1);
+	assert_non_null(strstr(e.v[0].msg, "longer than the 107 a Unix "
+				     "socket's name holds"));
+	config_free(&c);
+	config_errors_free(&e);
+
+	if (!load(&c, &e, MIN "admin: { unix: a.sock, token_file: ok.token "
+		  "}\n")) {
+		dump_errors(&e);
+		fail_msg("a good token refused");
+	}
+	config_free(&c);
+	config_errors_free(&e);
+	for (const char *f = "empty.token"; f; f = NULL) {
+		char p[512];
+
+		unlink(tmp_path(p, sizeof(p), f));
+		unlink(tmp_path(p, sizeof(p), "big.token"));
+		unlink(tmp_path(p, sizeof(p), "ok.token"));
+	}
+}
+
 /* A directory named as the file: the reason, not "read error". */
 static void test_load_directory(void **state)
 {
@@ -1133,6 +1190,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_shipped_file),
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_load_directory),
+		cmocka_unit_test(test_admin_token_and_unix),
 		cmocka_unit_test(test_load_lists_missing_files),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_values),
