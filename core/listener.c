@@ -272,9 +272,13 @@ void listener_complete(struct worker *w, const struct io_uring_cqe *cqe)
 	/* The others in flight fail the same way if the cause lasts; none
 	 * is re-armed before the backoff is over. */
 	l->retry_ms = w->now_ms + ACCEPT_BACKOFF_MS;
-	if (w->now_ms - l->error_logged_ms >= 1000) {
-		l->error_logged_ms = w->now_ms;
-		log_warn("accept_error", "worker=%u port=%u errno=%d error=\"%s\"",
-			 w->id, l->port, -cqe->res, strerror(-cqe->res));
+	if (w->now_ms - w->accept_logged_ms < 1000) {
+		w->accept_errors_unlogged++;
+		return;
 	}
+	w->accept_logged_ms = w->now_ms;
+	log_warn("accept_error", "worker=%u port=%u errno=%d error=\"%s\" "
+		 "unlogged=%u", w->id, l->port, -cqe->res, strerror(-cqe->res),
+		 w->accept_errors_unlogged);
+	w->accept_errors_unlogged = 0;
 }

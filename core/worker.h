@@ -69,7 +69,6 @@ struct listener {
 	uint16_t port;
 	uint32_t busy; /* bit j: accept j is in flight */
 	uint64_t retry_ms;        /* do not re-arm before (after errors) */
-	uint64_t error_logged_ms; /* rate limit of accept_error lines */
 	struct {
 		struct sockaddr_in6 peer;
 		socklen_t len;
@@ -127,6 +126,11 @@ struct worker {
 	struct __kernel_timespec connect_ts;
 	uint64_t now_ms;
 	uint64_t overload_logged_ms; /* rate limit of "overload" lines */
+	/* accept_error lines: one a second per worker, however many of its
+	 * listeners fail (hundreds of ports fail together at EMFILE), and
+	 * how many were not written since the last. */
+	uint64_t accept_logged_ms;
+	uint32_t accept_errors_unlogged;
 	/* "reject" lines: REJECT_LOG_PER_S a second, as a bucket refilled
 	 * once a second; those over it are counted, and said. */
 	uint64_t reject_log_s;

@@ -73,13 +73,15 @@ class Certs:
 def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
                 ports=GATE_PORTS, port_map="{ 443: 22 }",
                 allowed_ports="[443, 3000, 8080, 8443]", vm_ocsp=None,
-                admin_unix=None, other_port_map=None, extra=None, other_client_ca=None):
+                admin_unix=None, other_port_map=None, extra=None, other_client_ca=None,
+                steering=None):
     """appliance.yaml text for the test fleet. |vms| is [(id, addr)].
     |vm_ocsp|: a DER OCSP response to staple with the *.vm.test certificate.
     |admin_unix|: a path for the admin API's unix socket (Gate.held() reads
     the open connections there). |other_port_map|: other.test's port_map
     (none by default). |extra|: more top-level YAML lines, appended.
-    |other_client_ca|: other.test asks for client certificates of this CA."""
+    |other_client_ca|: other.test asks for client certificates of this CA.
+    |steering|: listen.steering (auto when None)."""
     limits = {"handshake_timeout_ms": 5000, "connect_timeout_ms": 1500,
               "idle_timeout_ms": 60000}
     limits.update(extra_limits or {})
@@ -90,6 +92,7 @@ def gate_config(certs, vms, extra_limits=None, log_level="debug", workers=2,
         "listen:",
         '  address: "::"',
         "  ports: [%s]" % ", ".join(str(p) for p in ports),
+    ] + (["  steering: %s" % steering] if steering else []) + [
         "tls:",
         "  certificates:",
         "    - { cert: %s, key: %s%s }" % (certs.vm_cert, certs.vm_key,

@@ -807,8 +807,13 @@ def test_fd_exhaustion_recovers(private_gate, certs, fleet, gate_bin):
     exhaustion is served then)."""
     raise_fd_limit(20000)
     direct = direct_descriptors(gate_bin)
-    port = free_ports(1)[0]
-    g = private_gate("emfile", [port], wrap=["prlimit", "--nofile=200:200", "--"],
+    # plain fds: eight ports as per-port listeners, a listener per port
+    # and worker, all failing together at EMFILE (their lines were
+    # limited per listener: 16 a second)
+    ports = free_ports(1 if direct else 8)
+    port = ports[0]
+    g = private_gate("emfile", ports, wrap=["prlimit", "--nofile=200:200", "--"],
+                     steering=None if direct else "listeners",
                      port_map="{ %d: 8080 }" % port, allowed_ports="[%d]" % port,
                      workers=4 if direct else 2,
                      extra_limits={"max_connections_per_ip": 20000,
@@ -855,7 +860,10 @@ def test_fd_exhaustion_recovers(private_gate, certs, fleet, gate_bin):
         est.close()
         base.check("fd exhaustion", timeout=10)
         return
-    idle, _ = _open_many(port, 250)
+    # spread over the ports: every listener has a client waiting
+    idle = []
+    for p in ports:
+        idle += _open_many(p, 250 // len(ports) + 1)[0]
     g.wait_log(r"WARN accept_error .*errno=24\b", timeout=5, since=mark)
     at_limit = g.fd_count()
     assert at_limit >= 195, ("gate fds %d under a limit of 200" % at_limit)
