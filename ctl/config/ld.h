@@ -116,6 +116,10 @@ bool ld_parse_port_ranges(struct ld *ld, const yaml_node_t *n,
 /* Paths */
 
 char *ld_resolve(const char *dir, const char *path);
+/* ld_missing records |path| (copied) among the files the configuration
+ * names that are not there or not readable yet: watched by the caller, a
+ * reload follows their arrival or their mode put right. */
+void ld_missing(struct ld *ld, const char *path);
 void ld_get_file(struct ld *ld, const yaml_node_t *n, const char *what,
 		 char **out);
 /* ld_get_file, but a regular file this user may not read (EACCES) is

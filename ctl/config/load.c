@@ -424,7 +424,7 @@ void ld_get_file(struct ld *ld, const yaml_node_t *n, const char *what,
 }
 
 /* Records |path| (copied) in the errors' files that do not exist. */
-static void ld_missing(struct ld *ld, const char *path)
+void ld_missing(struct ld *ld, const char *path)
 {
 	struct config_errors *e = ld->errs;
 	char **m = realloc(e->missing, (e->missing_len + 1) * sizeof(*m));
@@ -469,7 +469,17 @@ void ld_get_file_unreadable(struct ld *ld, const yaml_node_t *n,
 		       ld_show(&b, path, strlen(path)), strerror(read_err));
 		goto err_path;
 	}
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (stat(path, &st) != 0) {
+		/* A key in a folder this user may not even enter (0750
+		 * root:vmgate-signer): the signer's to open, as an unreadable
+		 * key is; anything else says why. */
+		if (!(out_read_err && read_err == EACCES && errno == EACCES)) {
+			ld_err(ld, n, "%s file '%s': %s", what,
+			       ld_show(&b, path, strlen(path)),
+			       strerror(errno));
+			goto err_path;
+		}
+	} else if (!S_ISREG(st.st_mode)) {
 		ld_err(ld, n, "%s file '%s': not a regular file", what,
 		       ld_show(&b, path, strlen(path)));
 		goto err_path;

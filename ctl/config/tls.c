@@ -18,6 +18,7 @@ struct ld_unreadable {
 	const yaml_node_t *n;
 	int err;		/* access(2)'s errno */
 	struct show_buf path;	/* the resolved path, as messages show it */
+	const char *full;	/* the resolved path (the certificate's) */
 };
 
 static void key_cert_key(struct ld *ld, yaml_node_t *v)
@@ -40,6 +41,7 @@ static void key_cert_key(struct ld *ld, yaml_node_t *v)
 	u += ld->unreadable_keys_len++;
 	u->n = v;
 	u->err = read_err;
+	u->full = cert->key_path;
 	ld_show(&u->path, cert->key_path, strlen(cert->key_path));
 }
 
@@ -221,6 +223,8 @@ void ld_key_tls(struct ld *ld, yaml_node_t *v)
 
 			ld_err(ld, u->n, "key file '%s': %s", u->path.s,
 			       strerror(u->err));
+			/* Its mode put right reloads, as for any file. */
+			ld_missing(ld, u->full);
 		}
 	free(ld->unreadable_keys);
 	ld->unreadable_keys = NULL;

@@ -316,6 +316,85 @@ static void test_admin_token_and_unix(void **state)
 	}
 }
 
+/* Loaded as an unprivileged user (nobody) in a child: 0 when |y| loads
+ * and |want| is NULL, or when it fails with |want| in its first error
+ * and |missing| (if not NULL) among the files to watch; else 1. */
+static int load_as_nobody(const char *dir, const char *y, const char *want,
+			  const char *missing)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		struct config c;
+		struct config_errors e;
+		bool ok, seen = missing == NULL;
+
+		if (setgid(65534) || setuid(65534))
+			_exit(2);
+		ok = config_load_buf(&c, &e, "t.yaml", dir, (const uint8_t *)y,
+				     strlen(y));
+		if (!ok)
+			config_errors_print(stderr, &e);
+		for (size_t i = 0; !ok && i < e.missing_len; i++)
+			seen = seen || !strcmp(e.missing[i], missing);
+		if (want)
+			_exit(!ok && e.len && strstr(e.v[0].msg, want) && seen
+				      ? 0 : 1);
+		_exit(ok ? 0 : 1);
+	}
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+		return 1;
+	return WEXITSTATUS(st);
+}
+
+/* A key in a folder vmgate's user may not enter (0700 here, as 0750
+ * root:vmgate-signer would be): with a signer, the signer's to open (it
+ * was refused as "not a regular file"); without one, an error that says
+ * why, and the key is watched so that its mode put right reloads (it was
+ * not). Needs root, to make the files and become nobody. */
+static void test_key_folder_not_enterable(void **state)
+{
+	char dir[] = "/tmp/vmgate-test-keys-XXXXXX", p[512], key[512];
+	const char *base = "listen:\n  ports: [443]\n"
+			   "tls:\n  certificates:\n"
+			   "    - { cert: cert.pem, key: keys/key.pem }\n";
+	char y[512];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(p, sizeof(p), "%s/cert.pem", dir);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("-----\n", f);
+	fclose(f);
+	assert_int_equal(chmod(p, 0644), 0);
+	snprintf(p, sizeof(p), "%s/keys", dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	snprintf(key, sizeof(key), "%s/keys/key.pem", dir);
+	f = fopen(key, "w");
+	assert_non_null(f);
+	fputs("-----\n", f);
+	fclose(f);
+
+	snprintf(y, sizeof(y), "%s  signer: /run/vmgate-signer/signer.sock\n",
+		 base);
+	assert_int_equal(load_as_nobody(dir, y, NULL, NULL), 0);
+	assert_int_equal(load_as_nobody(dir, base, "Permission denied", key),
+			 0);
+
+	unlink(key);
+	rmdir(p);
+	snprintf(p, sizeof(p), "%s/cert.pem", dir);
+	unlink(p);
+	rmdir(dir);
+}
+
 /* A directory named as the file: the reason, not "read error". */
 static void test_load_directory(void **state)
 {
@@ -1191,6 +1270,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_load_directory),
 		cmocka_unit_test(test_admin_token_and_unix),
+		cmocka_unit_test(test_key_folder_not_enterable),
 		cmocka_unit_test(test_load_lists_missing_files),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_values),
