@@ -44,6 +44,11 @@ struct steer {
 	bool dirty;            /* steer_apply failed part way */
 	char pin[256];         /* the pin directory, or "" */
 	struct steer_meta old; /* the owner before us (takeover) */
+	/* Taking over: our listeners, fd + 1 by slot (0: none), put over
+	 * the old process's only at steer_commit (an empty slot takes ours
+	 * at once). Until then the old process's listeners serve, and a new
+	 * process that fails first leaves them there. */
+	int pending[STEER_SOCKS_MAX];
 };
 
 /* libbpf's last warning, for the error that follows it. Startup only,
@@ -236,16 +241,31 @@ err:
 	return ret;
 }
 
-int steer_add_listener(struct steer *s, unsigned i, int fd)
+static int steer_put_listener(struct steer *s, unsigned i, int fd,
+			      uint64_t flags)
 {
 	uint32_t key = i;
 	uint64_t val = (uint64_t)fd;
 
-	if (i >= STEER_SOCKS_MAX)
-		return -ENOSPC;
-	if (bpf_map_update_elem(s->socks_fd, &key, &val, BPF_ANY))
+	if (bpf_map_update_elem(s->socks_fd, &key, &val, flags))
 		return -errno;
 	return 0;
+}
+
+int steer_add_listener(struct steer *s, unsigned i, int fd)
+{
+	int ret;
+
+	if (i >= STEER_SOCKS_MAX)
+		return -ENOSPC;
+	if (!s->old.pid)
+		return steer_put_listener(s, i, fd, BPF_ANY);
+	ret = steer_put_listener(s, i, fd, BPF_NOEXIST);
+	if (ret == -EEXIST) {
+		s->pending[i] = fd + 1;
+		ret = 0;
+	}
+	return ret;
 }
 
 static void steer_key(struct steer_addr *k, const struct in6_addr *a)
@@ -411,7 +431,18 @@ int steer_commit(struct steer *s, unsigned n, uint16_t port)
 				.listen_port = port,
 				.listeners = (uint16_t)n };
 	uint32_t k;
+	int ret;
 
+	/* Ours in, slot by slot over the old process's: each slot serves
+	 * throughout. */
+	for (k = 0; k < STEER_SOCKS_MAX; k++)
+		if (s->pending[k]) {
+			ret = steer_put_listener(s, k, s->pending[k] - 1,
+						 BPF_ANY);
+			if (ret)
+				return ret;
+			s->pending[k] = 0;
+		}
 	/* The old process's listeners past ours would still be picked
 	 * first by no one, but would keep it busy: out. */
 	for (k = n; k < s->old.listeners && k < STEER_SOCKS_MAX; k++)

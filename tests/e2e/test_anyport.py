@@ -830,6 +830,42 @@ def test_takeover_when_the_old_one_exits_first(topo, certs, gate_bin, vm,
                 stop_process(p)
 
 
+@pytest.mark.timeout(90)
+def test_takeover_that_fails_leaves_the_old_one_serving(topo, certs, gate_bin, vm,
+                                                       host_service, ports):
+    """A --takeover process that dies before it takes over (after opening
+    its listeners, before telling the old one to stop): the old process
+    goes on serving every port. (The new listeners had replaced the old
+    ones in the steering map as they opened: once they closed, every
+    steered connection was refused while the old process ran on.)"""
+    bpffs = os.path.join(topo.dir, "bpffs-fail")
+    os.makedirs(bpffs, exist_ok=True)
+    run(["mount", "-t", "bpf", "bpf", bpffs])
+    topo.mounts.append(bpffs)
+    gate = os.path.join(topo.dir, "takeover-gate-fail")
+    os.mkfifo(gate)
+    env = dict(os.environ, VMGATE_BPF_DIR=os.path.join(bpffs, "vmgate"))
+    cfg = write_config(topo, certs, "fail", [
+        'addresses: ["%s"]' % ADDR6, "ports: all", "exclude_ports: [%d]" % EXCL])
+    old = start_gate(topo, gate_bin, cfg, "fail-old", env=env)
+    procs = [old]
+    try:
+        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
+        new = topo.spawn(topo.g, gate_bin + ["-c", cfg, "--takeover"], "fail-new",
+                         env=dict(env, VMGATE_TEST_TAKEOVER_GATE=gate))
+        procs.append(new)
+        wait_line(new, "test_gate=", timeout=20)
+        new.send_signal(signal.SIGKILL)
+        new.wait(10)
+        for port in (8080, ports[0], ports[-1]):
+            assert dial(topo, certs, ADDR6, port)[0] == port, port
+        assert old.poll() is None and "signal=SIGTERM" not in log_text(old)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                stop_process(p)
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("admin_addr", [ADDR6, "::"])
 def test_admin_port_not_steered(topo, certs, gate_bin, vm, admin_addr):
