@@ -451,8 +451,12 @@ int control_reload(struct control *ctl, const char *why, char *err,
 		}
 	}
 	warn_restart(ctl, ctl->shared->cfg, cfg);
-	if (ctl->shared->steer && (!listen_same(file_cfg(ctl), cfg) ||
-				   steer_dirty(ctl->shared->steer))) {
+	/* Not while draining: the listeners are closed, and after a
+	 * takeover the maps are the new process's, whose view (its admin
+	 * port among them) a late write of ours would undo. */
+	if (ctl->shared->steer && !control_draining(ctl) &&
+	    (!listen_same(file_cfg(ctl), cfg) ||
+	     steer_dirty(ctl->shared->steer))) {
 		/* Before the new file wins: a map update that fails leaves
 		 * the old config in force (and the maps as they were, or
 		 * partly updated: the next reload, even of the same file,

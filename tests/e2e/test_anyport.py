@@ -866,6 +866,56 @@ def test_takeover_that_fails_leaves_the_old_one_serving(topo, certs, gate_bin, v
                 stop_process(p)
 
 
+@pytest.mark.timeout(90)
+def test_draining_old_one_leaves_the_maps_alone(topo, certs, gate_bin, vm,
+                                                host_service, ports):
+    """After a takeover the old process, draining, still reloads the file
+    but no longer writes the steering maps: they are the new process's
+    (a late write of the old one's view undid the new one's, its admin
+    port among them). The new one applies the change."""
+    bpffs = os.path.join(topo.dir, "bpffs-drn")
+    os.makedirs(bpffs, exist_ok=True)
+    run(["mount", "-t", "bpf", "bpf", bpffs])
+    topo.mounts.append(bpffs)
+    env = dict(os.environ, VMGATE_BPF_DIR=os.path.join(bpffs, "vmgate"))
+    listen = ['addresses: ["%s"]' % ADDR6, "ports: all"]
+    cfg = write_config(topo, certs, "drn", listen + ["exclude_ports: [%d]" % EXCL])
+    old = start_gate(topo, gate_bin, cfg, "drn-old", env=env)
+    procs = [old]
+    try:
+        # A stream through the old process keeps it draining.
+        s = ns_socket(topo.g, ADDR6)
+        s.settimeout(10)
+        s.connect((ADDR6, 8080))
+        t = certs.client_ctx().wrap_socket(s, server_hostname="vm1.vm.test")
+        head = b""
+        while not head.endswith(b"\n"):
+            head += t.recv(1)
+        new = start_gate(topo, gate_bin, cfg, "drn-new", args=["--takeover"], env=env)
+        procs.append(new)
+        wait_line(old, "signal=SIGTERM", timeout=10)
+        mark_old, mark_new = len(log_text(old)), len(log_text(new))
+        write_config(topo, certs, "drn", listen + ["exclude_ports: [%d, 9005]" % EXCL])
+        wait_line(new, "INFO reload trigger=file steering=sk_lookup", timeout=10,
+                  since=mark_new)
+        wait_line(old, "INFO reload trigger=file vms=", timeout=10, since=mark_old)
+        assert "steering=sk_lookup" not in log_text(old)[mark_old:], \
+            log_text(old)[mark_old:]
+        # the new one's change is in: 9005 is left to the kernel (nothing
+        # listens there)
+        s2 = ns_socket(topo.g, ADDR6)
+        s2.settimeout(5)
+        with pytest.raises(ConnectionRefusedError):
+            s2.connect((ADDR6, 9005))
+        s2.close()
+        t.close()
+        assert old.wait(30) == 0, log_text(old)[-2000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                stop_process(p)
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("admin_addr", [ADDR6, "::"])
 def test_admin_port_not_steered(topo, certs, gate_bin, vm, admin_addr):
