@@ -109,6 +109,10 @@ def test_boots_on_debian_kernel_with_fds(first_boot):
     assert "config: /dev/vda mounted read-only at /config" in con
     assert "data: formatting blank /dev/vdb3 (first boot)" in con, first_boot.tail()
     assert "data: /dev/vdb3 mounted at /data" in con
+    # a host name of its own (qemu's first NIC: 52:54:00:12:34:56), and
+    # the DHCP server's name server in /etc/resolv.conf
+    assert "vmgate-image: hostname vmgate-123456" in con, first_boot.tail()
+    assert "network: eth0 DNS 10.0.2.3" in con, first_boot.tail()
     # the key is in vmgate-signer, as the image's own user (uid 100 in its
     # /etc/passwd), not root
     assert re.search(r"^vmgate-signer INFO startup uid=100 gid=100 "
@@ -189,13 +193,14 @@ def test_admin_change_survives_reboot(workdir, host, config_disk, data_disk, fir
     # hostfwd goes to 10.0.2.15)
     g = Guest(workdir, "boot2", [(config_disk, True), (data_disk, False)],
               extra_append="vmgate.ip=10.0.2.15/24 vmgate.ip6=fec0::15/64 "
-                           "vmgate.gw=10.0.2.2,fec0::2")
+                           "vmgate.gw=10.0.2.2,fec0::2 vmgate.dns=fec0::3")
     guests.append(g)
     g.wait_ready()
     con = g.console()
     assert "formatting" not in con and "data: /dev/vdb3 mounted at /data" in con, g.tail()
     assert "network: static from the kernel command line on eth0" in con, g.tail()
     assert "network: eth0 10.0.2.15/24 fec0::15/64" in con, g.tail()
+    assert "network: DNS fec0::3" in con, g.tail()
     assert "DHCP" not in con
     st, body = admin(g, "GET", "/vms/vm2")
     assert st == 200 and body.get("address") == "fec0::2", (st, body, g.tail())
