@@ -60,7 +60,11 @@ PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
           "vmgate-signer:x:%d:%d:vmgate-signer:/nonexistent:/bin/false\n"
           % (SIGNER_UID, SIGNER_UID))
 GROUP = "root:x:0:\nvmgate-signer:x:%d:\n" % SIGNER_UID
-NSSWITCH = "passwd: files\ngroup: files\n"
+# hosts: /etc/hosts first, then the name servers the network set-up
+# writes to /etc/resolv.conf (glibc without the line would ask DNS first
+# and /etc/hosts only when DNS is unavailable).
+NSSWITCH = "passwd: files\ngroup: files\nhosts: files dns\n"
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 # Kconfig IMAGE_MODULES_BAREMETAL: NVMe, AHCI and common server NICs.
 MODULES_BAREMETAL = ["nvme", "ahci", "ata_piix", "e1000", "e1000e", "igb",
@@ -360,6 +364,7 @@ def cmd_initramfs(a):
     t.file("etc/passwd", PASSWD.encode(), 0o644)
     t.file("etc/group", GROUP.encode(), 0o644)
     t.file("etc/nsswitch.conf", NSSWITCH.encode(), 0o644)
+    t.file("etc/hosts", HOSTS.encode(), 0o644)
     if a.signer:
         stripped = os.path.join(a.out, "vmgate-signer.stripped")
         run(["strip", "--strip-debug", "-o", stripped, a.signer])
