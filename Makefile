@@ -132,7 +132,7 @@ DEB_TEST  := $(DEB_BUILD) libcmocka-dev python3-pytest python3-websockets \
              nghttp2-server iproute2 procps util-linux clang \
              libclang-rt-14-dev llvm-14 testssl.sh haproxy nginx etcd-server etcd-client
 # The appliance image (make image), and what booting it in tests adds.
-DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi \
+DEB_IMAGE := busybox-static mtools dosfstools fdisk systemd-boot-efi e2fsprogs \
              binutils kmod python3-yaml
 DEB_IMAGE_TEST := $(DEB_IMAGE) qemu-system-x86 ovmf openssh-server cpio \
              openssh-client curl openssl python3-pytest

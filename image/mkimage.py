@@ -370,6 +370,16 @@ def cmd_initramfs(a):
         run(["strip", "--strip-debug", "-o", stripped, a.signer])
         t.copy("usr/bin/vmgate-signer", stripped, 0o755)
         libs |= set(elf_libs(a.signer))
+    # /data's file system: ext4 with a journal, checked before every mount
+    # (busybox's mke2fs makes ext2 alone, and busybox has no fsck): the
+    # e2fsprogs programs, apart from busybox's applets
+    for name in ("e2fsck", "mke2fs"):
+        src = os.path.join("/sbin", name)
+        if not os.access(src, os.X_OK):
+            die("%s: not installed (e2fsprogs)" % src)
+        t.copy("usr/lib/vmgate/" + name, src, 0o755)
+        libs |= set(elf_libs(src))
+    t.copy("etc/mke2fs.conf", "/etc/mke2fs.conf", 0o644)
     for lib in sorted(libs):
         t.copy(lib, os.path.realpath(lib), 0o755)
 

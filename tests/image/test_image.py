@@ -108,6 +108,7 @@ def test_boots_on_debian_kernel_with_fds(first_boot):
     assert "INFO sockets mode=fds " in con, first_boot.tail()
     assert "config: /dev/vda mounted read-only at /config" in con
     assert "data: formatting blank /dev/vdb3 (first boot)" in con, first_boot.tail()
+    assert "data: /dev/vdb3 checked (e2fsck exit 0)" in con, first_boot.tail()
     assert "data: /dev/vdb3 mounted at /data" in con
     # a host name of its own (qemu's first NIC: 52:54:00:12:34:56), and
     # the DHCP server's name server in /etc/resolv.conf
@@ -198,6 +199,13 @@ def test_admin_change_survives_reboot(workdir, host, config_disk, data_disk, fir
     g.wait_ready()
     con = g.console()
     assert "formatting" not in con and "data: /dev/vdb3 mounted at /data" in con, g.tail()
+    assert re.search(r"data: /dev/vdb3 checked \(e2fsck exit [01]\)", con), g.tail()
+    # ext4 with a journal (busybox's mke2fs made ext2: no journal, and
+    # nothing checked it after a power cut)
+    with open(data_disk, "rb") as f:
+        f.seek(gpt_partition_start(data_disk, "VMGATEDATA") + 1024 + 0x5C)
+        compat = int.from_bytes(f.read(4), "little")
+    assert compat & 0x4, "no journal (s_feature_compat %#x)" % compat
     assert "network: static from the kernel command line on eth0" in con, g.tail()
     assert "network: eth0 10.0.2.15/24 fec0::15/64" in con, g.tail()
     assert "network: DNS fec0::3" in con, g.tail()
