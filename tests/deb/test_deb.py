@@ -184,6 +184,29 @@ def test_bad_config_fails_check_in_tree(tree):
     assert r.returncode == 1 and "/tmp/bad.yaml:3:3: unknown key 'adress'" in r.stdout + r.stderr, r
 
 
+def test_without_the_signer_vmgate_reads_the_demo_key(tree):
+    """A package built without the signer (Kconfig KEY_SIGNER=n: no
+    /usr/sbin/vmgate-signer) makes the demo key group vmgate, which reads
+    it itself: it was root:vmgate-signer, and the unit's ExecStartPre
+    (vmgate --check as vmgate) failed, so vmgate never started."""
+    chroot(tree, "sh", "-c", "apt-get install -y -q /tmp/vmgate_*_amd64.deb >/dev/null")
+    try:
+        os.rename(os.path.join(tree, "usr/sbin/vmgate-signer"),
+                  os.path.join(tree, "tmp/vmgate-signer.away"))
+        shutil.rmtree(os.path.join(tree, "etc/vmgate/demo"))
+        chroot(tree, "/var/lib/dpkg/info/vmgate.postinst", "configure")
+        r = chroot(tree, "stat", "-c", "%a %U %G", "/etc/vmgate/demo/key.pem")
+        assert r.stdout.strip() == "640 root vmgate", r.stdout
+        # vmgate's user reads it (it was root's and vmgate-signer's only)
+        r = chroot(tree, "setpriv", "--reuid=vmgate", "--regid=vmgate", "--init-groups",
+                   "sh", "-c", "head -c 10 /etc/vmgate/demo/key.pem >/dev/null", check=False)
+        assert r.returncode == 0, r
+    finally:
+        os.rename(os.path.join(tree, "tmp/vmgate-signer.away"),
+                  os.path.join(tree, "usr/sbin/vmgate-signer"))
+        chroot(tree, "sh", "-c", "apt-get purge -y -q vmgate >/dev/null")
+
+
 FAKE_SYSTEMCTL = """#!/bin/sh
 # the deb-check tree's stand-in for systemd's systemctl: says every unit
 # is enabled and active, and writes down what it was asked
