@@ -222,6 +222,11 @@ static bool parse_v6(struct in6_addr *out, const char *s, char *err,
 		snprintf(err, err_len, "address '%.64s' is not IPv6: vmgate "
 			 "reaches VMs over IPv6 only", s);
 		return false;
+	case ROUTE_ADDR_NOT_ONE:
+		snprintf(err, err_len, "address '%.64s' is not one host's: "
+			 "\"::\" reaches this appliance itself, multicast no VM",
+			 s);
+		return false;
 	case ROUTE_ADDR_BAD:
 		break;
 	}

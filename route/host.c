@@ -83,5 +83,9 @@ enum route_addr_status route_parse_vm_addr(struct in6_addr *out,
 		return ROUTE_ADDR_BAD;
 	/* IPv4-mapped is IPv4 in disguise: the VM would be reached over
 	 * IPv4. */
-	return IN6_IS_ADDR_V4MAPPED(out) ? ROUTE_ADDR_V4 : ROUTE_ADDR_OK;
+	if (IN6_IS_ADDR_V4MAPPED(out))
+		return ROUTE_ADDR_V4;
+	if (IN6_IS_ADDR_UNSPECIFIED(out) || IN6_IS_ADDR_MULTICAST(out))
+		return ROUTE_ADDR_NOT_ONE;
+	return ROUTE_ADDR_OK;
 }

@@ -130,13 +130,17 @@ bool route_vm_id_norm(char out[ROUTE_VM_ID_MAX + 1], size_t *out_len,
 		      const char *in, size_t in_len);
 
 /* route_parse_vm_addr parses |s| (|len| bytes, no NUL among them) as a
- * VM's address: textual IPv6, not IPv4-mapped. ROUTE_ADDR_V4 is IPv4
- * written either way (vmgate reaches VMs over IPv6 only), so that callers
- * can say so; |*out| is meaningful only on ROUTE_ADDR_OK. */
+ * VM's address: textual IPv6, not IPv4-mapped, one host's. ROUTE_ADDR_V4
+ * is IPv4 written either way (vmgate reaches VMs over IPv6 only), so that
+ * callers can say so; |*out| is meaningful only on ROUTE_ADDR_OK. Loopback
+ * (::1) stays allowed: a backend on the appliance itself, as benchmarks
+ * and development use. */
 enum route_addr_status {
 	ROUTE_ADDR_OK,
-	ROUTE_ADDR_V4,  /* a.b.c.d or ::ffff:a.b.c.d */
-	ROUTE_ADDR_BAD, /* not an address */
+	ROUTE_ADDR_V4,      /* a.b.c.d or ::ffff:a.b.c.d */
+	ROUTE_ADDR_BAD,     /* not an address */
+	ROUTE_ADDR_NOT_ONE, /* "::" (a connect to it reaches this host
+			     * itself) or multicast: no one host */
 };
 
 enum route_addr_status route_parse_vm_addr(struct in6_addr *out,

@@ -51,6 +51,11 @@ static void key_vm_address(struct ld *ld, yaml_node_t *v)
 		ld_err(ld, v, "address '%s' is not IPv6: vmgate reaches VMs "
 		       "over IPv6 only", ld_show(&b, s, ld_slen(v)));
 		return;
+	case ROUTE_ADDR_NOT_ONE:
+		ld_err(ld, v, "address '%s' is not one host's: \"::\" "
+		       "reaches this appliance itself, multicast no VM",
+		       ld_show(&b, s, ld_slen(v)));
+		return;
 	case ROUTE_ADDR_BAD:
 		break;
 	}

@@ -364,7 +364,7 @@ def test_put_bad_json(admin_gate, body, what):
 
 
 @pytest.mark.parametrize("addr", ["10.0.0.1", "fd00::zz", "", "fd00::1/64",
-                                  "vm1.vm.test"])
+                                  "vm1.vm.test", "::", "ff02::1"])
 def test_put_bad_address(admin_gate, addr):
     st, h, body = admin_gate.api("PUT", "/vms/x2", {"address": addr})
     assert st == 400, (st, body)

@@ -88,13 +88,20 @@ static void test_addr(void **state)
 		{ "fd00::10", ROUTE_ADDR_OK },
 		{ "FD00::A", ROUTE_ADDR_OK },
 		{ "::1", ROUTE_ADDR_OK },
-		{ "::", ROUTE_ADDR_OK },
+		/* "::" is this host (connect reaches loopback), multicast
+		 * no one host: refused (they were taken). */
+		{ "::", ROUTE_ADDR_NOT_ONE },
+		{ "0:0::0", ROUTE_ADDR_NOT_ONE },
+		{ "ff02::1", ROUTE_ADDR_NOT_ONE },
+		{ "FF05::1:3", ROUTE_ADDR_NOT_ONE },
 		{ "2001:db8:0:0:0:0:0:1", ROUTE_ADDR_OK },
 		/* IPv4-compatible (deprecated) is not IPv4-mapped. */
 		{ "::1.2.3.4", ROUTE_ADDR_OK },
 		/* 45 bytes, the longest textual form. */
-		{ "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+		{ "fdff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
 		  ROUTE_ADDR_OK },
+		{ "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+		  ROUTE_ADDR_NOT_ONE },
 		{ "1.2.3.4", ROUTE_ADDR_V4 },
 		{ "::ffff:1.2.3.4", ROUTE_ADDR_V4 },
 		{ "::FFFF:102:304", ROUTE_ADDR_V4 },
