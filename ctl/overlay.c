@@ -243,8 +243,30 @@ int control_load_state(struct control *ctl, char *err, size_t err_len)
 	size_t i;
 	int ret = -EINVAL;
 
-	if (!ctl->state_file || access(ctl->state_file, F_OK) != 0)
+	struct stat lst, st;
+
+	if (!ctl->state_file)
 		return 0;
+	/* None yet (first start) only when the path itself is not there:
+	 * one that cannot be reached, or a link to where nothing is (a
+	 * /data not mounted yet), is an error, not an empty state that the
+	 * next write would make true over the link. */
+	if (lstat(ctl->state_file, &lst) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, err_len, "%s: %s", ctl->state_file,
+			 strerror(errno));
+		return -errno;
+	}
+	if (stat(ctl->state_file, &st) != 0) {
+		int e = errno;
+
+		snprintf(err, err_len, "%s: %s%s", ctl->state_file,
+			 strerror(e), S_ISLNK(lst.st_mode) && e == ENOENT
+					      ? " (a link to a file not there)"
+					      : "");
+		return -e;
+	}
 	root = json_load_file(ctl->state_file, 0, &jerr);
 	if (!root) {
 		snprintf(err, err_len, "%s:%d:%d: %s", ctl->state_file,

@@ -363,6 +363,25 @@ def test_put_bad_json(admin_gate, body, what):
     assert st == 404
 
 
+def test_state_file_link_to_nowhere_stops_startup(tmp_path, gate_bin, certs, fleet):
+    """admin.state_file a link to where nothing is (a /data not mounted
+    yet): startup stops and says so. It started as if there were no API
+    changes, and the next PUT replaced the link with a file of its own,
+    so the real state was never read again."""
+    g = AdminGate(list(gate_bin), str(tmp_path / "gate"), certs,
+                  [("vm1", fleet.addr("vm1"))])
+    link = str(tmp_path / "state.json")
+    os.symlink(str(tmp_path / "unmounted" / "state.json"), link)
+    g.state_file = link
+    g.write_config(g.vms)
+    r = subprocess.run(list(gate_bin) + ["-c", g.cfg_path], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert "%s: No such file or directory (a link to a file not there)" % link \
+        in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+    assert os.path.islink(link)
+
+
 @pytest.mark.parametrize("addr", ["10.0.0.1", "fd00::zz", "", "fd00::1/64",
                                   "vm1.vm.test", "::", "ff02::1"])
 def test_put_bad_address(admin_gate, addr):
