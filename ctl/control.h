@@ -129,7 +129,8 @@ int control_vm_stats(struct control *ctl, struct vmstats_sum *out,
 		     const char *id);
 int control_vm_top(struct control *ctl, struct vmstats_sum **out,
 		   size_t *out_len, size_t *counted, size_t n);
-/* control_vm_stats_lost: lookups that found no room for a VM's entry. */
+/* control_vm_stats_lost: lookups that found no room for a VM's entry,
+ * and the VMs the last control_vm_top left out for want of room. */
 uint64_t control_vm_stats_lost(struct control *ctl);
 
 /* control_fleet returns the fleet (ctl/fleet.h) in fleet mode, else

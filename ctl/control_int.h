@@ -68,6 +68,8 @@ struct watch {
 struct control {
 	pthread_mutex_t lock;
 	struct shared *shared;
+	/* VMs the last per-VM join (control_vm_top) had no room for. */
+	_Atomic uint64_t vm_top_lost;
 	const char *path;
 	bool verbose; /* -v: debug logging whatever the file says */
 

@@ -92,8 +92,12 @@ int control_vm_top(struct control *ctl, struct vmstats_sum **out,
 				   metric_get(&e->connect_errors));
 		}
 	}
-	if (metric_get(&all->lost))
-		goto out;
+	/* VMs past the joined table's room (the workers' tables hold more
+	 * than one can when their VMs differ): the rest is reported, and
+	 * those left out counted, where failing took the whole exposition
+	 * (totals too) and GET /stats/vms down with them. */
+	atomic_store_explicit(&ctl->vm_top_lost, metric_get(&all->lost),
+			      memory_order_relaxed);
 	len = vmstats_len(all);
 	sums = calloc(len ? len : 1, sizeof(*sums));
 	if (!sums)
@@ -122,5 +126,6 @@ uint64_t control_vm_stats_lost(struct control *ctl)
 
 	for (i = 0; i < ctl->shared->nworkers; i++)
 		lost += metric_get(&ctl->shared->workers[i].vmstats.lost);
-	return lost;
+	return lost + atomic_load_explicit(&ctl->vm_top_lost,
+					   memory_order_relaxed);
 }
