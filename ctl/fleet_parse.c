@@ -550,11 +550,30 @@ void fleet_lines_free(struct fleet_lines *l)
 	*l = (struct fleet_lines){ 0 };
 }
 
+/* Text from etcd, kept for log lines and the admin API's answers: a
+ * control byte, '"' or '\\' becomes '?', so that it can start no line and
+ * close no quoted field of ours, and a cut falls between UTF-8 characters
+ * (jansson refuses a broken one in an answer, which then went missing). */
 static void copy_str(char *out, size_t cap, const json_t *v)
 {
-	if (cap)
-		snprintf(out, cap, "%s", json_is_string(v) ?
-			 json_string_value(v) : "");
+	const char *s = json_is_string(v) ? json_string_value(v) : "";
+	size_t n = json_is_string(v) ? json_string_length(v) : 0, i;
+
+	if (!cap)
+		return;
+	if (n > cap - 1) {
+		n = cap - 1;
+		while (n && ((uint8_t)s[n] & 0xc0) == 0x80)
+			n--;
+	}
+	for (i = 0; i < n; i++) {
+		uint8_t c = (uint8_t)s[i];
+
+		out[i] = c < 0x20 || c == 0x7f || c == '"' || c == '\\'
+				 ? '?'
+				 : (char)c;
+	}
+	out[n] = '\0';
 }
 
 bool fleet_parse_watch(struct fleet_watch_msg *out, const char *line,

@@ -297,8 +297,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		break;
 	case 6:
-		if (fleet_parse_error(buf, sizeof(buf), s, len))
+		if (fleet_parse_error(buf, sizeof(buf), s, len)) {
 			check(memchr(buf, '\0', sizeof(buf)));
+			for (const char *p = buf; *p; p++)
+				check((uint8_t)*p >= 0x20 && *p != 0x7f &&
+				      *p != '"' && *p != '\\');
+		}
 		break;
 	case 7:
 		through_watch(data + 1, len);

@@ -588,6 +588,23 @@ static void test_small_answers(void **state)
 					     "leader\"}")));
 	assert_string_equal(tok, "etcdserver: no leader");
 	assert_false(fleet_parse_error(tok, sizeof(tok), "<html>", 6));
+	/* Whoever answers for etcd writes no line or field of our log: a
+	 * newline, a quote, a backslash, a NUL become '?'; a cut falls
+	 * between UTF-8 characters (it made one broken, and the admin API's
+	 * answer with it a 500). */
+	{
+		static const char evil[] =
+			"{\"message\":\"x\\\"\\n2026 INFO fleet_up \\\\ \\ty\"}";
+		char small[6];
+
+		assert_true(fleet_parse_error(tok, sizeof(tok), evil,
+					      strlen(evil)));
+		assert_string_equal(tok, "x??2026 INFO fleet_up ? ?y");
+		assert_true(fleet_parse_error(small, sizeof(small),
+					      "{\"message\":\"abcd\u00e9\"}",
+					      strlen("{\"message\":\"abcd\u00e9\"}")));
+		assert_string_equal(small, "abcd");
+	}
 }
 
 static bool stek(struct tls_ticket_key *k, const char *s)
