@@ -299,10 +299,26 @@ struct fleet {
 	uint64_t stek_minted;
 };
 
+/* last_error = |msg|, cut between UTF-8 characters: the admin API
+ * answers with it, and jansson refuses a broken character. Under the
+ * lock. */
+static void keep_error(struct fleet *f, const char *msg)
+{
+	size_t n = strlen(msg);
+
+	if (n >= sizeof(f->last_error)) {
+		n = sizeof(f->last_error) - 1;
+		while (n && ((uint8_t)msg[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(f->last_error, msg, n);
+	f->last_error[n] = '\0';
+}
+
 static void set_error(struct fleet *f, const char *msg)
 {
 	pthread_mutex_lock(&f->ctl->lock);
-	snprintf(f->last_error, sizeof(f->last_error), "%s", msg);
+	keep_error(f, msg);
 	pthread_mutex_unlock(&f->ctl->lock);
 }
 
@@ -856,7 +872,7 @@ static void mark_down(struct fleet *f, const char *why)
 
 	pthread_mutex_lock(&f->ctl->lock);
 	f->state = FLEET_DOWN;
-	snprintf(f->last_error, sizeof(f->last_error), "%s", why);
+	keep_error(f, why);
 	pthread_mutex_unlock(&f->ctl->lock);
 	if (f->fails == 0) {
 		log_warn("fleet_down", "error=\"%s\" routing with the last "
