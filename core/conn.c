@@ -225,8 +225,11 @@ static bool reject_log_ok(struct worker *w)
 static void reject(struct worker *w, struct conn *c,
 		   const struct front_decision *d)
 {
-	/* An SNI that failed validation may hold any byte. */
-	char peer[LOG_ADDR_MAX], sni[LOG_ESCAPED_MAX(255)];
+	/* An SNI that failed validation may hold any byte: escaped, at
+	 * most 512 characters ("..." past them), so that the reason after
+	 * it stays on the line (255 escaped bytes are 1,020: the line was
+	 * cut before reason=). A valid name, 253 bytes at most, is whole. */
+	char peer[LOG_ADDR_MAX], sni[512];
 
 	metrics_count(&w->metrics, d->reason);
 	if (d->vm_id)

@@ -141,6 +141,10 @@ HELLO_CASES = {
                      r"WARN reject .*reason=bad_hello\b"),
     "sni_not_hostname": (lambda: Hello().set_sni(b"bad_name!.vm.test"),
                          ALERT_UNRECOGNIZED_NAME, r"WARN reject .*reason=bad_host\b"),
+    # 255 bytes that each escape to 4 characters: the reason stays on the
+    # line (it was cut off)
+    "sni_255_escaped": (lambda: Hello().set_sni(b"\x01" * 255),
+                        ALERT_UNRECOGNIZED_NAME, r"WARN reject .*\.\.\. reason=bad_host\b"),
     "sni_nul": (lambda: Hello().set_sni(b"vm1\x00.vm.test"), ALERT_ILLEGAL_PARAMETER,
                 r"WARN reject .*reason=bad_hello\b"),
     "sni_two_names": (lambda: Hello().set_sni(b"vm1.vm.test", b"vm2.vm.test"),
