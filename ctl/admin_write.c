@@ -96,6 +96,7 @@ static void job_cancel(struct admin_job *j)
 static void job_run(struct admin *a, struct admin_job *j)
 {
 	struct fleet *f = control_fleet(a->ctl);
+	char id[LOG_ESCAPED_MAX(64)];
 
 	switch (j->kind) {
 	case JOB_PUT:
@@ -116,9 +117,13 @@ static void job_run(struct admin *a, struct admin_job *j)
 		break;
 	}
 	if (j->ret == -ECANCELED)
-		log_info("admin_write_cancelled", "method=%s vm=%.64s "
+		log_info("admin_write_cancelled", "method=%s vm=%s "
 			 "error=\"%s\"", job_method(j),
-			 j->kind == JOB_FLEET ? "-" : j->id, j->err);
+			 j->kind == JOB_FLEET || !j->id
+				 ? "-"
+				 : log_escape(id, sizeof(id), j->id,
+					      strnlen(j->id, 64)),
+			 j->err);
 }
 
 static void *writer_main(void *arg)
@@ -221,6 +226,7 @@ void admin_write_reap(struct admin *a)
 {
 	struct admin_jobs done;
 	struct admin_job *j;
+	char id[LOG_ESCAPED_MAX(64)];
 	bool stopping;
 
 	/* Also once the writer was joined: admin_write_stop leaves the
@@ -239,9 +245,12 @@ void admin_write_reap(struct admin *a)
 		if (c)
 			admin_write_answer(a, c, j);
 		else
-			log_info("admin_write_dropped", "method=%s vm=%.64s "
+			log_info("admin_write_dropped", "method=%s vm=%s "
 				 "result=\"%s\": its client closed the "
-				 "connection first", job_method(j), j->id,
+				 "connection first", job_method(j),
+				 j->id ? log_escape(id, sizeof(id), j->id,
+						    strnlen(j->id, 64))
+				       : "-",
 				 j->ret ? strerror(-j->ret) : "done");
 		admin_job_free(j);
 	}

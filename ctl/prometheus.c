@@ -161,8 +161,9 @@ char *control_metrics(struct control *ctl, size_t *out_len)
 		"vmgate_handshakes_total{kind=\"full\"} %llu\n"
 		"vmgate_handshakes_total{kind=\"resumed\"} %llu\n",
 		(unsigned long long)v[3], (unsigned long long)v[4]);
-	fprintf(f, "# HELP vmgate_overload_drops_total Connections closed at "
-		"once because max_connections was reached.\n"
+	fprintf(f, "# HELP vmgate_overload_drops_total Connections refused by "
+		"an overload limit: max_connections (closed at once) or "
+		"max_connections_per_ip (refused with an alert).\n"
 		"# TYPE vmgate_overload_drops_total counter\n"
 		"vmgate_overload_drops_total %llu\n", (unsigned long long)v[5]);
 	fprintf(f, "# HELP vmgate_vm_stats_lost_total Connections not counted "
