@@ -132,7 +132,17 @@ static int persist_locked(struct control *ctl, char *err, size_t err_len)
 	    json_object_set(root, "removed", removed))
 		goto out;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", ctl->state_file);
+	/* A path too long for ".tmp" behind it: refused, where a cut one
+	 * named the state file itself (emptied, then written in place). */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", ctl->state_file) >=
+	    sizeof(tmp)) {
+		snprintf(err, err_len, "cannot write state file %s: %s",
+			 ctl->state_file, strerror(ENAMETOOLONG));
+		log_error("state_error", "file=%s error=\"%s\"",
+			  ctl->state_file, strerror(ENAMETOOLONG));
+		ret = -EIO;
+		goto out; /* not out_err: no temporary file to remove */
+	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || json_dumpfd(root, fd, JSON_INDENT(1) | JSON_SORT_KEYS) ||
 	    write(fd, "\n", 1) != 1 || fsync(fd)) {
