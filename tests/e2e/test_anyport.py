@@ -783,6 +783,32 @@ def test_takeover_reads_the_state_file_once_the_old_one_is_gone(
                 stop_process(p)
 
 
+def _bpffs(topo, name):
+    """A bpffs of the test's own: -> the environment naming it
+    (VMGATE_BPF_DIR)."""
+    bpffs = os.path.join(topo.dir, "bpffs-" + name)
+    os.makedirs(bpffs, exist_ok=True)
+    run(["mount", "-t", "bpf", "bpf", bpffs])
+    topo.mounts.append(bpffs)
+    return dict(os.environ, VMGATE_BPF_DIR=os.path.join(bpffs, "vmgate"))
+
+
+def _held_takeover(topo, gate_bin, cfg, name, env):
+    """vmgate --takeover, held where it has read the old process's maps
+    and not yet taken over (VMGATE_TEST_TAKEOVER_GATE). -> (process, a
+    function that lets it go on)."""
+    gate = os.path.join(topo.dir, name + ".gate")
+    os.mkfifo(gate)
+    p = topo.spawn(topo.g, gate_bin + ["-c", cfg, "--takeover"], name,
+                   env=dict(env, VMGATE_TEST_TAKEOVER_GATE=gate))
+    wait_line(p, "test_gate=", timeout=20)
+
+    def release():
+        with open(gate, "w"):
+            pass
+    return p, release
+
+
 @pytest.mark.timeout(90)
 def test_takeover_when_the_old_one_exits_first(topo, certs, gate_bin, vm,
                                                host_service, ports):
@@ -791,30 +817,21 @@ def test_takeover_when_the_old_one_exits_first(topo, certs, gate_bin, vm,
     tells it to stop: the new one goes on serving (it gave up with "No
     such process" and left nothing steered), and the maps are pinned
     again for the next --takeover (the old one took the pins with it)."""
-    bpffs = os.path.join(topo.dir, "bpffs-gone")
-    os.makedirs(bpffs, exist_ok=True)
-    run(["mount", "-t", "bpf", "bpf", bpffs])
-    topo.mounts.append(bpffs)
-    pins = os.path.join(bpffs, "vmgate")
-    gate = os.path.join(topo.dir, "takeover-gate")
-    os.mkfifo(gate)
-    env = dict(os.environ, VMGATE_BPF_DIR=pins)
+    env = _bpffs(topo, "gone")
+    pins = env["VMGATE_BPF_DIR"]
     cfg = write_config(topo, certs, "gone", [
         'addresses: ["%s"]' % ADDR6, "ports: all", "exclude_ports: [%d]" % EXCL])
     old = start_gate(topo, gate_bin, cfg, "gone-old", env=env)
     procs = [old]
     try:
         assert dial(topo, certs, ADDR6, 8080) == (8080, True)
-        new = topo.spawn(topo.g, gate_bin + ["-c", cfg, "--takeover"], "gone-new",
-                         env=dict(env, VMGATE_TEST_TAKEOVER_GATE=gate))
+        new, release = _held_takeover(topo, gate_bin, cfg, "gone-new", env)
         procs.append(new)
-        wait_line(new, "test_gate=", timeout=20)
         # A clean exit: it removes the pins, it still being their owner.
         old.send_signal(signal.SIGTERM)
         assert old.wait(30) == 0, log_text(old)[-2000:]
         assert not os.listdir(pins)
-        with open(gate, "w"):
-            pass
+        release()
         wait_line(new, " INFO ready ", timeout=20)
         assert new.poll() is None, log_text(new)[-2000:]
         wait_until(lambda: _reaches(topo, certs, 8080, "vm1.vm.test"), 10,
@@ -838,23 +855,15 @@ def test_takeover_that_fails_leaves_the_old_one_serving(topo, certs, gate_bin, v
     goes on serving every port. (The new listeners had replaced the old
     ones in the steering map as they opened: once they closed, every
     steered connection was refused while the old process ran on.)"""
-    bpffs = os.path.join(topo.dir, "bpffs-fail")
-    os.makedirs(bpffs, exist_ok=True)
-    run(["mount", "-t", "bpf", "bpf", bpffs])
-    topo.mounts.append(bpffs)
-    gate = os.path.join(topo.dir, "takeover-gate-fail")
-    os.mkfifo(gate)
-    env = dict(os.environ, VMGATE_BPF_DIR=os.path.join(bpffs, "vmgate"))
+    env = _bpffs(topo, "fail")
     cfg = write_config(topo, certs, "fail", [
         'addresses: ["%s"]' % ADDR6, "ports: all", "exclude_ports: [%d]" % EXCL])
     old = start_gate(topo, gate_bin, cfg, "fail-old", env=env)
     procs = [old]
     try:
         assert dial(topo, certs, ADDR6, 8080) == (8080, True)
-        new = topo.spawn(topo.g, gate_bin + ["-c", cfg, "--takeover"], "fail-new",
-                         env=dict(env, VMGATE_TEST_TAKEOVER_GATE=gate))
+        new, _ = _held_takeover(topo, gate_bin, cfg, "fail-new", env)
         procs.append(new)
-        wait_line(new, "test_gate=", timeout=20)
         new.send_signal(signal.SIGKILL)
         new.wait(10)
         for port in (8080, ports[0], ports[-1]):
@@ -873,11 +882,7 @@ def test_draining_old_one_leaves_the_maps_alone(topo, certs, gate_bin, vm,
     but no longer writes the steering maps: they are the new process's
     (a late write of the old one's view undid the new one's, its admin
     port among them). The new one applies the change."""
-    bpffs = os.path.join(topo.dir, "bpffs-drn")
-    os.makedirs(bpffs, exist_ok=True)
-    run(["mount", "-t", "bpf", "bpf", bpffs])
-    topo.mounts.append(bpffs)
-    env = dict(os.environ, VMGATE_BPF_DIR=os.path.join(bpffs, "vmgate"))
+    env = _bpffs(topo, "drn")
     listen = ['addresses: ["%s"]' % ADDR6, "ports: all"]
     cfg = write_config(topo, certs, "drn", listen + ["exclude_ports: [%d]" % EXCL])
     old = start_gate(topo, gate_bin, cfg, "drn-old", env=env)
