@@ -478,15 +478,20 @@ def test_listeners_mode_leaves_the_admin_port(topo, certs, gate_bin, vm):
     its address: the port stays the API's, as steering leaves it (vmgate
     opened a data listener there first, the API's bind failed and startup
     ended after 5 s of listen_busy)."""
-    token = os.path.join(topo.dir, "token-ls")
+    _admin_port_kept(topo, certs, gate_bin, "ls-adm", ADDR6, [
+        'addresses: ["%s"]' % ADDR6, "ports: [8080, 9901]", "steering: listeners"])
+
+
+def _admin_port_kept(topo, certs, gate_bin, name, admin_addr, listen):
+    """A gate of |listen| with its admin API on [admin_addr]:9901: the API
+    answers there, port 8080 is the data plane's."""
+    token = os.path.join(topo.dir, name + ".token")
     with open(token, "w") as f:
         f.write("t0ken\n")
-    cfg = write_config(topo, certs, "ls-adm", [
-        'addresses: ["%s"]' % ADDR6, "ports: [8080, 9901]",
-        "steering: listeners"])
+    cfg = write_config(topo, certs, name, listen)
     with open(cfg, "a") as f:
-        f.write('  listen: "[%s]:9901"\n  token_file: %s\n' % (ADDR6, token))
-    gate = start_gate(topo, gate_bin, cfg, "ls-adm")
+        f.write('  listen: "[%s]:9901"\n  token_file: %s\n' % (admin_addr, token))
+    gate = start_gate(topo, gate_bin, cfg, name)
     try:
         s = ns_socket(topo.g, ADDR6)
         s.settimeout(5)
@@ -927,23 +932,6 @@ def test_admin_port_not_steered(topo, certs, gate_bin, vm, admin_addr):
     """ports: all on an address the admin API listens on: its port stays
     the API's, the others are steered. The API on "::" listens on the
     steered address too (its port was steered: the data plane answered)."""
-    token = os.path.join(topo.dir, "token")
-    with open(token, "w") as f:
-        f.write("t0ken\n")
-    name = "adm" if admin_addr == ADDR6 else "adm-any"
-    cfg = write_config(topo, certs, name, ['addresses: ["%s"]' % ADDR6,
-                                           "ports: all"])
-    with open(cfg, "a") as f:
-        f.write('  listen: "[%s]:9901"\n  token_file: %s\n' % (admin_addr, token))
-    gate = start_gate(topo, gate_bin, cfg, name)
-    try:
-        s = ns_socket(topo.g, ADDR6)
-        s.settimeout(5)
-        s.connect((ADDR6, 9901))
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data, _ = read_answer(s, timeout=5)
-        s.close()
-        assert data.startswith(b"HTTP/1.1 200"), data[:80]
-        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
-    finally:
-        stop_process(gate)
+    _admin_port_kept(topo, certs, gate_bin,
+                     "adm" if admin_addr == ADDR6 else "adm-any", admin_addr,
+                     ['addresses: ["%s"]' % ADDR6, "ports: all"])
