@@ -516,6 +516,29 @@ static uint16_t sock_local(struct conn *c, int fd)
 	return ntohs(c->local.sin6_port);
 }
 
+/* A connection to the steering listeners' own address and port, which
+ * only a local client dialling them directly makes (the ephemeral port
+ * is there for anyone to read): no port of listen.ports was dialled, and
+ * it reached the VM on that port whatever listen.ports said. Refused. (A
+ * steered connection to 127.0.0.1 on that very port, when ports: all
+ * and "::" steer it, is refused with it.) */
+static bool dialled_listener(const struct worker *w, const struct conn *c)
+{
+	static const uint8_t lo4[16] = { [10] = 0xff, [11] = 0xff,
+					 [12] = 127, [15] = 1 };
+
+	return w->shared->steer_port &&
+	       ntohs(c->local.sin6_port) == w->shared->steer_port &&
+	       !memcmp(c->local.sin6_addr.s6_addr, lo4, sizeof(lo4));
+}
+
+static const char *port_error(const struct worker *w, const struct conn *c)
+{
+	return dialled_listener(w, c) ? "dialled the steering listener itself, "
+					"no port of listen.ports"
+				      : "cannot read the dialled port";
+}
+
 /* The dialled port of a steered connection: one listener takes every
  * port, so the accepted socket's local address says which was dialled
  * (never the client's address: a client reuses its source port for
@@ -530,6 +553,8 @@ static bool conn_find_port(struct worker *w, struct conn *c)
 
 	if (!ring_direct) {
 		c->listen_port = sock_local(c, c->cfd);
+		if (dialled_listener(w, c))
+			c->listen_port = 0;
 		c->tls.port = c->listen_port;
 		return c->listen_port != 0;
 	}
@@ -545,12 +570,13 @@ static void conn_on_port_fd(struct worker *w, struct conn *c, int res)
 	c->flags &= ~CF_PORT_WAIT;
 	if (res >= 0) {
 		c->listen_port = sock_local(c, res);
+		if (dialled_listener(w, c))
+			c->listen_port = 0;
 		c->tls.port = c->listen_port;
 		close(res);
 	}
 	if (c->state == CONN_HELLO && !c->listen_port) {
-		log_close(w, c, REASON_CLIENT_ERROR,
-			  "cannot read the dialled port");
+		log_close(w, c, REASON_CLIENT_ERROR, port_error(w, c));
 		teardown(w, c);
 	}
 }
@@ -585,8 +611,7 @@ void conn_accept(struct worker *w, int fd, uint16_t listen_port,
 	c->peer = *peer;
 	timer_arm(&w->hs_timers, &c->timer, w->now_ms);
 	if (!listen_port && !conn_find_port(w, c)) {
-		log_close(w, c, REASON_CLIENT_ERROR,
-			  "cannot read the dialled port");
+		log_close(w, c, REASON_CLIENT_ERROR, port_error(w, c));
 		teardown(w, c);
 		conn_run(w, c);
 		return;

@@ -44,6 +44,9 @@ struct shared {
 	atomic_bool draining; /* SIGTERM: stop accepting, let conns finish */
 	struct worker *workers;
 	unsigned nworkers;
+	/* sk_lookup: the port the steering listeners are bound to on
+	 * ::ffff:127.0.0.1 (0: no steering). Set before the workers start. */
+	uint16_t steer_port;
 	struct peers peers; /* limits.max_connections_per_ip */
 	/* sk_lookup steering (core/steer.h), or NULL with per-port
 	 * listeners; its maps are the control plane's to update. */

@@ -737,6 +737,7 @@ int main(int argc, char **argv)
 					 cfg.limits.drain_timeout_ms + 5000);
 			test_takeover_gate();
 		}
+		shared.steer_port = steer_port;
 		ret = steer_commit(shared.steer, nworkers, steer_port);
 		if (ret) {
 			log_error("startup", "cannot take the steering maps "

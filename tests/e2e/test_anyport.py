@@ -505,6 +505,34 @@ def _admin_port_kept(topo, certs, gate_bin, name, admin_addr, listen):
         stop_process(gate)
 
 
+@pytest.mark.timeout(60)
+def test_steering_listener_dialled_directly(topo, certs, gate_bin, vm):
+    """The steering listeners sit on 127.0.0.1 at an ephemeral port that
+    any local user can read: a connection made to it directly, not
+    steered, is refused (it reached the VM on that port, whatever
+    listen.ports said), and steered ones go on."""
+    cfg = write_config(topo, certs, "eph", ['addresses: ["%s"]' % ADDR6,
+                                            "ports: [8080]", "steering: sk_lookup"])
+    gate = start_gate(topo, gate_bin, cfg, "eph")
+    try:
+        out = run([IP, "netns", "exec", topo.g, "ss", "-Hltnp"]).stdout
+        eph = [int(l.split()[3].rsplit(":", 1)[1]) for l in out.splitlines()
+               if "127.0.0.1]:" in l and "pid=%d," % gate.pid in l]
+        assert eph, out
+        # the VM serves that port too: reaching it is what must not happen
+        svc = topo.spawn(topo.v, [PY, os.path.join(HERE, "e2e_multiport.py"),
+                                  str(eph[0])], "vm-eph")
+        wait_line(svc, "ready")
+        try:
+            got = dial(topo, certs, "127.0.0.1", eph[0])
+        except (ssl.SSLError, OSError) as e:
+            got = repr(e)
+        assert got != (eph[0], True), "reached the VM on port %d" % eph[0]
+        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
+    finally:
+        stop_process(gate)
+
+
 def test_listeners_refuse_all(topo, certs, gate_bin):
     cfg = write_config(topo, certs, "bad", ["ports: all", "steering: listeners"])
     r = run(gate_bin + ["--check", "-c", cfg], check=False)
