@@ -21,6 +21,7 @@
 #include "core/kconfig.h"
 #include "core/log.h"
 #include "core/signer.h"
+#include "core/steer.h"
 #include "tls/alert.h"
 #include "tls/ctx.h"
 #include "tls/hello.h"
@@ -524,12 +525,10 @@ static uint16_t sock_local(struct conn *c, int fd)
  * and "::" steer it, is refused with it.) */
 static bool dialled_listener(const struct worker *w, const struct conn *c)
 {
-	static const uint8_t lo4[16] = { [10] = 0xff, [11] = 0xff,
-					 [12] = 127, [15] = 1 };
-
 	return w->shared->steer_port &&
 	       ntohs(c->local.sin6_port) == w->shared->steer_port &&
-	       !memcmp(c->local.sin6_addr.s6_addr, lo4, sizeof(lo4));
+	       !memcmp(&c->local.sin6_addr, &steer_listener_ip,
+		       sizeof(steer_listener_ip));
 }
 
 static const char *port_error(const struct worker *w, const struct conn *c)

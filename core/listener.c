@@ -160,6 +160,19 @@ int listener_listen(int fd, const struct sockaddr_in6 *sa, int backlog,
 	return 0;
 }
 
+bool listener_admin_covers(const struct config *cfg,
+			   const struct in6_addr *addr)
+{
+	static const struct in6_addr v4_any = { .s6_addr = { [10] = 0xff,
+							    [11] = 0xff } };
+	const struct in6_addr *a = &cfg->admin.listen.sin6_addr;
+
+	return cfg->admin.has_listen &&
+	       (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_UNSPECIFIED(addr) ||
+		!memcmp(a, &v4_any, sizeof(*a)) ||
+		!memcmp(a, addr, sizeof(*a)));
+}
+
 int listener_open(const struct in6_addr *addr, uint16_t port)
 {
 	struct sockaddr_in6 sa;

@@ -13,6 +13,13 @@
 
 #include "core/worker.h"
 
+/* listener_admin_covers: the admin API of |cfg| listens on [|addr|]
+ * at its port, or on every address ("::", "0.0.0.0"), or |addr| is
+ * "::" (every address). That port there is the API's, never the data
+ * plane's: steering leaves it unsteered, per-port listeners unopened. */
+bool listener_admin_covers(const struct config *cfg,
+			   const struct in6_addr *addr);
+
 /* listener_open binds and listens on [|addr|]:|port|. Returns the fd or
  * -errno. */
 int listener_open(const struct in6_addr *addr, uint16_t port);

@@ -336,7 +336,6 @@ int steer_apply(struct steer *s, const struct config *cfg)
 static int steer_apply_maps(struct steer *s, const struct config *cfg)
 {
 	uint64_t bits[STEER_PORT_WORDS] = { 0 };
-	struct steer_addr k;
 	uint32_t w;
 	int ret;
 
@@ -361,19 +360,13 @@ static int steer_apply_maps(struct steer *s, const struct config *cfg)
 	 * "0.0.0.0" listens on every address, steered ones too. (One port
 	 * map serves every address: the port is then left on all of
 	 * them.) */
-	if (cfg->admin.has_listen) {
-		static const struct in6_addr v4_any = { .s6_addr = {
-			[10] = 0xff, [11] = 0xff } };
-		const struct in6_addr *a = &cfg->admin.listen.sin6_addr;
-		struct steer_addr any = { 0 };
-		uint16_t p = ntohs(cfg->admin.listen.sin6_port);
+	for (size_t i = 0; i < cfg->addrs_len; i++)
+		if (listener_admin_covers(cfg, &cfg->addrs[i])) {
+			uint16_t p = ntohs(cfg->admin.listen.sin6_port);
 
-		steer_key(&k, a);
-		if (IN6_IS_ADDR_UNSPECIFIED(a) ||
-		    !memcmp(a, &v4_any, sizeof(*a)) || steer_wanted(cfg, &k) ||
-		    steer_wanted(cfg, &any))
 			bits[p / 64] &= ~(1ULL << (p % 64));
-	}
+			break;
+		}
 	for (w = 0; w < STEER_PORT_WORDS; w++) {
 		if (bits[w] == s->bits[w])
 			continue;
@@ -499,6 +492,14 @@ void steer_free(struct steer *s)
 	free(s);
 }
 
+/* ::ffff:127.0.0.1: loopback, so that nothing reaches it unsteered but
+ * a local client, and v4-mapped, because a socket bound to any other
+ * specific IPv6 address is IPv6-only and the kernel refuses to assign
+ * one to IPv4 connections. The program hands it IPv6 connections all the
+ * same: an assignment checks the family, not the address. */
+const struct in6_addr steer_listener_ip = { .s6_addr = {
+	[10] = 0xff, [11] = 0xff, [12] = 127, [15] = 1 } };
+
 int steer_listener_open(uint16_t *port)
 {
 	struct sockaddr_in6 sa;
@@ -510,15 +511,7 @@ int steer_listener_open(uint16_t *port)
 		return -errno;
 	memset(&sa, 0, sizeof(sa));
 	sa.sin6_family = AF_INET6;
-	/* ::ffff:127.0.0.1: loopback, so that nothing reaches it unsteered
-	 * but a local client, and v4-mapped, because a socket bound to any
-	 * other specific IPv6 address is IPv6-only and the kernel refuses
-	 * to assign one to IPv4 connections. The program hands it IPv6
-	 * connections all the same: an assignment checks the family, not
-	 * the address. */
-	sa.sin6_addr.s6_addr[10] = sa.sin6_addr.s6_addr[11] = 0xff;
-	sa.sin6_addr.s6_addr[12] = 127;
-	sa.sin6_addr.s6_addr[15] = 1;
+	sa.sin6_addr = steer_listener_ip;
 	sa.sin6_port = htons(*port);
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||

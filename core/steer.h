@@ -80,6 +80,9 @@ int steer_check_writable(struct steer *s);
 uint32_t steer_link_id(const struct steer *s);
 void steer_free(struct steer *s);
 
+/* The address the steering listeners are bound to (::ffff:127.0.0.1). */
+extern const struct in6_addr steer_listener_ip;
+
 /* steer_listener_open opens the listener of one worker: dual-stack,
  * SO_REUSEPORT, on [::ffff:127.0.0.1]:|*port|; with *port == 0 it picks an ephemeral
  * port and writes it to |*port| (the first worker), so that the others

@@ -866,9 +866,8 @@ static int read_token(uint8_t digest[SHA256_DIGEST_LENGTH], const char *path)
 	close(fd);
 	if (!err && len > ADMIN_MAX_TOKEN)
 		err = -EFBIG;
-	while (!err && len && (buf[len - 1] == ' ' || buf[len - 1] == '\t' ||
-			       buf[len - 1] == '\r' || buf[len - 1] == '\n'))
-		len--;
+	if (!err)
+		len = admin_token_len(buf, len);
 	if (!err && !len)
 		err = -EINVAL;
 	if (err) {

@@ -38,6 +38,15 @@ struct control;
 #define ADMIN_EVICT_SERVED_MS 1000
 #define ADMIN_EVICT_SILENT_MS 100
 #define ADMIN_MAX_TOKEN 4096
+/* admin_token_len: the length of the token in the |len| bytes of a token
+ * file, trailing whitespace off (the admin API's and the loader's rule). */
+static inline size_t admin_token_len(const uint8_t *buf, size_t len)
+{
+	while (len && (buf[len - 1] == ' ' || buf[len - 1] == '\t' ||
+		       buf[len - 1] == '\r' || buf[len - 1] == '\n'))
+		len--;
+	return len;
+}
 #define ADMIN_IN_BUF 8192
 #define ADMIN_REQUEST_MS 10000 /* to send a whole request */
 #define ADMIN_SEND_MS 10000    /* without any send progress */

@@ -304,13 +304,8 @@ struct fleet {
  * lock. */
 static void keep_error(struct fleet *f, const char *msg)
 {
-	size_t n = strlen(msg);
+	size_t n = fleet_text_fit(msg, strlen(msg), sizeof(f->last_error));
 
-	if (n >= sizeof(f->last_error)) {
-		n = sizeof(f->last_error) - 1;
-		while (n && ((uint8_t)msg[n] & 0xc0) == 0x80)
-			n--;
-	}
 	memcpy(f->last_error, msg, n);
 	f->last_error[n] = '\0';
 }

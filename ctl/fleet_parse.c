@@ -554,18 +554,27 @@ void fleet_lines_free(struct fleet_lines *l)
  * control byte, '"' or '\\' becomes '?', so that it can start no line and
  * close no quoted field of ours, and a cut falls between UTF-8 characters
  * (jansson refuses a broken one in an answer, which then went missing). */
-static void copy_str(char *out, size_t cap, const json_t *v)
+size_t fleet_text_fit(const char *s, size_t len, size_t cap)
 {
-	const char *s = json_is_string(v) ? json_string_value(v) : "";
-	size_t n = json_is_string(v) ? json_string_length(v) : 0, i;
+	size_t n = len;
 
-	if (!cap)
-		return;
 	if (n > cap - 1) {
 		n = cap - 1;
 		while (n && ((uint8_t)s[n] & 0xc0) == 0x80)
 			n--;
 	}
+	return n;
+}
+
+static void copy_str(char *out, size_t cap, const json_t *v)
+{
+	const char *s = json_is_string(v) ? json_string_value(v) : "";
+	size_t n, i;
+
+	if (!cap)
+		return;
+	n = fleet_text_fit(s, json_is_string(v) ? json_string_length(v) : 0,
+			   cap);
 	for (i = 0; i < n; i++) {
 		uint8_t c = (uint8_t)s[i];
 

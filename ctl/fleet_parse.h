@@ -177,6 +177,10 @@ bool fleet_parse_lease(int64_t *out_id, int64_t *out_ttl, const char *json,
 		       size_t len);
 bool fleet_parse_token(char *out, size_t out_cap, const char *json,
 		       size_t len);
+/* fleet_text_fit: how many of the |len| bytes of |s| fit in |cap| - 1
+ * (a NUL after them), cut between UTF-8 characters: text kept for the
+ * admin API's answers, where jansson refuses a broken character. */
+size_t fleet_text_fit(const char *s, size_t len, size_t cap);
 bool fleet_parse_error(char *out, size_t out_cap, const char *json,
 		       size_t len);
 

@@ -303,23 +303,6 @@ static bool steering_choose(struct shared *shared, const struct config *cfg,
 	return true;
 }
 
-/* The admin API listens on [|addr|]:|port| (or on every address at that
- * port): no data listener there, as steering leaves it unsteered
- * (core/steer.c); a data listener first would leave the API's bind
- * EADDRINUSE and startup failing. */
-static bool admin_takes(const struct config *cfg, const struct in6_addr *addr,
-			uint16_t port)
-{
-	static const struct in6_addr v4_any = { .s6_addr = { [10] = 0xff,
-							    [11] = 0xff } };
-	const struct in6_addr *a = &cfg->admin.listen.sin6_addr;
-
-	if (!cfg->admin.has_listen || ntohs(cfg->admin.listen.sin6_port) != port)
-		return false;
-	return IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_UNSPECIFIED(addr) ||
-	       !memcmp(a, &v4_any, sizeof(*a)) || !memcmp(a, addr, sizeof(*a));
-}
-
 /* The listening sockets of one worker into |fds| (|*out_len| of them,
  * |ports| beside): with sk_lookup one, in the steering map's slot |id|
  * and the group of |*steer_port| (0 for the first worker, which picks
@@ -355,7 +338,11 @@ static int listeners_open(struct shared *shared, const struct config *cfg,
 	}
 	for (a = 0; a < cfg->addrs_len; a++)
 		for (p = 0; p < cfg->ports_len; p++) {
-			if (admin_takes(cfg, &cfg->addrs[a], cfg->ports[p]))
+			/* The admin API's (a data listener there first
+			 * would leave its bind EADDRINUSE). */
+			if (ntohs(cfg->admin.listen.sin6_port) ==
+				    cfg->ports[p] &&
+			    listener_admin_covers(cfg, &cfg->addrs[a]))
 				continue;
 			fd = listener_open(&cfg->addrs[a], cfg->ports[p]);
 			if (fd < 0) {
@@ -420,9 +407,6 @@ static void drop_bpf_caps(struct steer *steer)
 		 "CAP_PERFMON reason=\"sk_lookup attached and listening\"");
 }
 
-/* On takeover: the old process gets SIGTERM once the new listeners are
- * in the map; what its listeners still queue moves to ours only with
- * net.ipv4.tcp_migrate_req (else those connections are reset). */
 /* Tests only (VMGATE_TEST_TAKEOVER_GATE=FIFO): a takeover waits here,
  * between reading the old process's maps and telling it to stop, until
  * the FIFO is opened for writing; the test makes the old process exit
@@ -440,6 +424,9 @@ static void test_takeover_gate(void)
 		close(fd);
 }
 
+/* On takeover: the old process gets SIGTERM once the new listeners are
+ * in the map; what its listeners still queue moves to ours only with
+ * net.ipv4.tcp_migrate_req (else those connections are reset). */
 static void takeover_note(int old)
 {
 	char v[8] = "";

@@ -250,10 +250,9 @@ int control_load_state(struct control *ctl, char *err, size_t err_len)
 	json_t *root, *vms, *removed, *v;
 	const char *id;
 	char norm[ROUTE_VM_ID_MAX + 1];
+	struct stat lst, st;
 	size_t i;
 	int ret = -EINVAL;
-
-	struct stat lst, st;
 
 	if (!ctl->state_file)
 		return 0;

@@ -46,8 +46,9 @@
  *     callback, its SSL_CLIENT_HELLO must agree with ours: legacy_version,
  *     SSL_get_servername() against our SNI, and its extension lookup of
  *     ALPN against our list; the version of the ServerHello it writes
- *     (or its refusal for the version) must be our tls_version; if it gets as far as ALPN selection, the list
- *     it hands to the callback must be ours. If BoringSSL refuses the hello
+ *     (or its refusal for the version) must be our tls_version; if it
+ *     gets as far as ALPN selection, the list it hands to the callback
+ *     must be ours. If BoringSSL refuses the hello
  *     before the callback, it must be for a reason that is not the SNI or
  *     the ALPN (see bssl_refusal_ok).
  * Each prefix is copied to the end of an exactly sized heap buffer (so it

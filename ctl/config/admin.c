@@ -80,7 +80,7 @@ static void key_admin_unix(struct ld *ld, yaml_node_t *v)
  * off. Checked here so that --check refuses what startup would. */
 static void key_admin_token_file(struct ld *ld, yaml_node_t *v)
 {
-	char buf[ADMIN_MAX_TOKEN + 1];
+	uint8_t buf[ADMIN_MAX_TOKEN + 1];
 	struct show_buf b;
 	size_t len;
 	FILE *f;
@@ -91,15 +91,13 @@ static void key_admin_token_file(struct ld *ld, yaml_node_t *v)
 	f = fopen(ld->c->admin.token_file, "rb");
 	if (!f)
 		return; /* ld_get_file said why */
+	/* The file's size counts, trailing newline and all, as at startup. */
 	len = fread(buf, 1, sizeof(buf), f);
 	fclose(f);
-	while (len && (buf[len - 1] == ' ' || buf[len - 1] == '\t' ||
-		       buf[len - 1] == '\r' || buf[len - 1] == '\n'))
-		len--;
 	if (len > ADMIN_MAX_TOKEN)
 		ld_err(ld, v, "admin.token_file '%s': larger than %d bytes",
 		       ld_show(&b, ld_sval(v), ld_slen(v)), ADMIN_MAX_TOKEN);
-	else if (!len)
+	else if (!admin_token_len(buf, len))
 		ld_err(ld, v, "admin.token_file '%s': empty",
 		       ld_show(&b, ld_sval(v), ld_slen(v)));
 	explicit_bzero(buf, sizeof(buf));

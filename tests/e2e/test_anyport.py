@@ -826,6 +826,18 @@ def _bpffs(topo, name):
     return dict(os.environ, VMGATE_BPF_DIR=os.path.join(bpffs, "vmgate"))
 
 
+def _takeover_old(topo, certs, gate_bin, name):
+    """The process to be taken over, every port of ADDR6 steered, with
+    its maps pinned in a bpffs of the test's own, serving. -> (env, cfg,
+    process)."""
+    env = _bpffs(topo, name)
+    cfg = write_config(topo, certs, name, [
+        'addresses: ["%s"]' % ADDR6, "ports: all", "exclude_ports: [%d]" % EXCL])
+    old = start_gate(topo, gate_bin, cfg, name + "-old", env=env)
+    assert dial(topo, certs, ADDR6, 8080) == (8080, True)
+    return env, cfg, old
+
+
 def _held_takeover(topo, gate_bin, cfg, name, env):
     """vmgate --takeover, held where it has read the old process's maps
     and not yet taken over (VMGATE_TEST_TAKEOVER_GATE). -> (process, a
@@ -850,14 +862,10 @@ def test_takeover_when_the_old_one_exits_first(topo, certs, gate_bin, vm,
     tells it to stop: the new one goes on serving (it gave up with "No
     such process" and left nothing steered), and the maps are pinned
     again for the next --takeover (the old one took the pins with it)."""
-    env = _bpffs(topo, "gone")
+    env, cfg, old = _takeover_old(topo, certs, gate_bin, "gone")
     pins = env["VMGATE_BPF_DIR"]
-    cfg = write_config(topo, certs, "gone", [
-        'addresses: ["%s"]' % ADDR6, "ports: all", "exclude_ports: [%d]" % EXCL])
-    old = start_gate(topo, gate_bin, cfg, "gone-old", env=env)
     procs = [old]
     try:
-        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
         new, release = _held_takeover(topo, gate_bin, cfg, "gone-new", env)
         procs.append(new)
         # A clean exit: it removes the pins, it still being their owner.
@@ -888,13 +896,9 @@ def test_takeover_that_fails_leaves_the_old_one_serving(topo, certs, gate_bin, v
     goes on serving every port. (The new listeners had replaced the old
     ones in the steering map as they opened: once they closed, every
     steered connection was refused while the old process ran on.)"""
-    env = _bpffs(topo, "fail")
-    cfg = write_config(topo, certs, "fail", [
-        'addresses: ["%s"]' % ADDR6, "ports: all", "exclude_ports: [%d]" % EXCL])
-    old = start_gate(topo, gate_bin, cfg, "fail-old", env=env)
+    env, cfg, old = _takeover_old(topo, certs, gate_bin, "fail")
     procs = [old]
     try:
-        assert dial(topo, certs, ADDR6, 8080) == (8080, True)
         new, _ = _held_takeover(topo, gate_bin, cfg, "fail-new", env)
         procs.append(new)
         new.send_signal(signal.SIGKILL)
